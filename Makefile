@@ -1,0 +1,70 @@
+# tinygpt: `make` builds ./run; `make test` runs every test; `make help` lists the targets.
+CC      ?= cc
+CFLAGS  ?= -O2 -march=native
+WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unknown-pragmas
+LDLIBS  := -lm
+SRC     := run.c model.c gguf.c tokenizer.c kernels.c
+HDR     := model.h
+
+# OpenMP when the compiler has it; `make NO_OMP=1` builds without.
+ifndef NO_OMP
+OMP_OK := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo yes)
+ifeq ($(OMP_OK),yes)
+OMPFLAGS := -fopenmp
+endif
+endif
+
+# Python for the PyTorch comparisons: the first interpreter that can import torch and numpy.
+PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import torch, numpy' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+
+.PHONY: all test test-c test-py sanitize clean help
+all: run
+
+run: $(SRC) $(HDR)
+	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ $(SRC) $(LDLIBS)
+
+# Debug build with AddressSanitizer + UndefinedBehaviorSanitizer.
+run-asan: $(SRC) $(HDR)
+	$(CC) $(WARN) $(ASAN) -o $@ $(SRC) $(LDLIBS)
+
+tests/test_kernels: tests/test_kernels.c kernels.c gguf.c $(HDR)
+	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -I. -o $@ tests/test_kernels.c kernels.c gguf.c $(LDLIBS)
+
+tests/npycmp: tests/npycmp.c
+	$(CC) $(WARN) -O2 -o $@ tests/npycmp.c $(LDLIBS)
+
+# C-only tests: kernels vs their references, golden fixtures, bad input. Needs only a C compiler.
+test-c: run tests/test_kernels tests/npycmp
+	./tests/test_kernels
+	RUN=./run sh tests/golden.sh
+	RUN=./run sh tests/bad_input.sh
+
+# Live comparisons against PyTorch, when an interpreter with torch is found.
+test-py: run
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "test-py: SKIPPED: no python3 with torch and numpy found (install python3-torch python3-numpy, or set PYTHON=...)"; \
+	else \
+	  $(PYTHON) -m pytest -q tests; \
+	fi
+
+test: test-c test-py
+
+# The C tests under ASan + UBSan (same scripts, sanitized binaries).
+ASAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+tests/test_kernels-asan: tests/test_kernels.c kernels.c gguf.c $(HDR)
+	$(CC) $(WARN) $(ASAN) -I. -o $@ tests/test_kernels.c kernels.c gguf.c $(LDLIBS)
+
+sanitize: run-asan tests/test_kernels-asan tests/npycmp
+	./tests/test_kernels-asan
+	RUN=./run-asan sh tests/golden.sh
+	RUN=./run-asan sh tests/bad_input.sh
+
+clean:
+	rm -f run run-asan tests/test_kernels tests/test_kernels-asan tests/npycmp
+
+help:
+	@echo "make            build ./run (OpenMP if available; NO_OMP=1 to disable)"
+	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
+	@echo "make test-c     C-only tests: kernels, golden fixtures, bad input"
+	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
+	@echo "make clean      remove build outputs"

@@ -1,0 +1,271 @@
+/* model.h: the types of the whole program, read top to bottom like a specification.
+ *
+ *   GGUF file (gguf.c)  ->  Config + Weights (run.c)  ->  forward pass (run.c, kernels.c)
+ *   tokenizer (tokenizer.c) turns text into token ids and back; sampler (run.c) picks the next id.
+ *
+ * Conventions: every function that can fail takes an Error* and returns 0 on success, -1 on
+ * failure with a one-line message in err->msg; main() prints it and exits non-zero.
+ * Shapes are written (rows, cols), row-major, cols contiguous.
+ */
+#ifndef MODEL_H
+#define MODEL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors */
+
+typedef struct {
+    char msg[512];
+} Error;
+
+/* Records a printf-style message and returns -1, so callers can write `return fail(err, ...)`. */
+static inline int fail(Error *err, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* A byte string borrowed from elsewhere (usually the mmap); not NUL-terminated. */
+typedef struct {
+    const char *ptr;
+    size_t len;
+} Str;
+
+/* ------------------------------------------------------------------------------------------ */
+/* GGUF v3 container (gguf.c). Spec: ggml-org/ggml docs/gguf.md. All integers little-endian. */
+
+enum {  /* metadata value types */
+    GGUF_UINT8 = 0, GGUF_INT8 = 1, GGUF_UINT16 = 2, GGUF_INT16 = 3, GGUF_UINT32 = 4,
+    GGUF_INT32 = 5, GGUF_FLOAT32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9,
+    GGUF_UINT64 = 10, GGUF_INT64 = 11, GGUF_FLOAT64 = 12, GGUF_NTYPES
+};
+
+enum {  /* tensor types (ggml_type numbering) */
+    GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8
+};
+
+typedef struct {
+    Str key;
+    uint32_t type;          /* GGUF_* */
+    const uint8_t *data;    /* the value's bytes in the mmap; for STRING the bytes after the length,
+                               for ARRAY the first element */
+    uint64_t len;           /* STRING: byte length; ARRAY: element count; else 1 */
+    uint32_t elem_type;     /* ARRAY only: type of the elements */
+} GGUFKV;
+
+typedef struct {
+    Str name;
+    uint32_t n_dims;
+    uint64_t ne[4];         /* ne[0] is the contiguous (innermost) dimension; unused dims are 1 */
+    uint32_t type;          /* GGML_* */
+    uint64_t offset;        /* from the start of the data section */
+    const void *data;       /* in the mmap */
+    size_t nbytes;
+} GGUFTensor;
+
+typedef struct {
+    const uint8_t *map;     /* the whole file, mmapped read-only */
+    size_t size;
+    uint32_t version;
+    uint32_t alignment;     /* general.alignment, default 32 */
+    uint64_t n_kv, n_tensors;
+    GGUFKV *kv;             /* (n_kv), owned */
+    GGUFTensor *tensors;    /* (n_tensors), owned */
+} GGUF;
+
+int gguf_open(GGUF *g, const char *path, Error *err);
+void gguf_close(GGUF *g);
+const GGUFKV *gguf_find(const GGUF *g, const char *key);
+const GGUFTensor *gguf_find_tensor(const GGUF *g, const char *name);
+/* Typed getters: return 1 if found and converted, 0 if absent, -1 (with err) on a wrong type. */
+int gguf_get_int(const GGUF *g, const char *key, int64_t *out, Error *err);
+int gguf_get_float(const GGUF *g, const char *key, double *out, Error *err);
+int gguf_get_bool(const GGUF *g, const char *key, int *out, Error *err);
+int gguf_get_str(const GGUF *g, const char *key, Str *out, Error *err);
+/* Bytes per row of `n` elements of a tensor type; 0 if the type is unknown or n does not fit it. */
+size_t ggml_row_bytes(uint32_t type, uint64_t n);
+const char *ggml_type_name(uint32_t type);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tokenizer (tokenizer.c) */
+
+typedef enum {
+    TOK_SPM,    /* tokenizer.ggml.model = "llama": SentencePiece BPE with scores and byte fallback */
+    TOK_GPT2    /* tokenizer.ggml.model = "gpt2": byte-level BPE with merges, GPT-2 pre-tokenizer */
+} TokenizerKind;
+
+enum {  /* tokenizer.ggml.token_type values */
+    TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER_DEFINED = 4,
+    TOKEN_UNUSED = 5, TOKEN_BYTE = 6
+};
+
+/* What the model file says about its tokenizer; everything here is borrowed and may be freed
+   after tokenizer_build (which copies what it keeps). */
+typedef struct {
+    TokenizerKind kind;
+    int n_vocab;
+    const Str *tokens;          /* (n_vocab) token strings as stored in the file */
+    const float *scores;        /* (n_vocab) or NULL; SPM merge priority, higher merges first */
+    const int32_t *types;       /* (n_vocab) TOKEN_* or NULL (all normal) */
+    int n_merges;
+    const Str *merges;          /* (n_merges) "left right", rank = index; GPT-2 only */
+    int bos_id, eos_id, unk_id; /* -1 when absent */
+    int add_bos;                /* prepend BOS when encoding a prompt */
+    int add_space_prefix;       /* SPM: prepend one space (SentencePiece's add_dummy_prefix) */
+} TokenizerSpec;
+
+typedef struct Tokenizer Tokenizer;  /* opaque; defined in tokenizer.c */
+
+int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err);
+void tokenizer_free(Tokenizer *t);
+int tokenizer_bos(const Tokenizer *t);         /* -1 when none */
+int tokenizer_eos(const Tokenizer *t);         /* -1 when none */
+int tokenizer_adds_bos(const Tokenizer *t);
+
+/* Encodes `len` bytes of UTF-8 text (invalid UTF-8 is an error). Prepends BOS when the tokenizer
+   adds one. *ids is malloc'ed and owned by the caller. */
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,
+                     Error *err);
+
+/* Streaming decoder: feed token ids one at a time, get back bytes that form only complete UTF-8
+   characters. Bytes of a character split across tokens are held until it is complete; a byte
+   sequence that can never be valid UTF-8 comes out as U+FFFD. */
+typedef struct {
+    unsigned char pending[8];
+    int n_pending;
+    int prev_token;             /* -1 at the start */
+} Decoder;
+
+void decoder_init(Decoder *d);
+/* Appends the text for `token` to out (capacity cap, NUL-terminated); returns bytes written.
+   cap must be at least 2 * (longest token + 8). Control tokens (BOS, EOS, ...) produce nothing. */
+size_t decoder_push(const Tokenizer *t, Decoder *d, int token, char *out, size_t cap);
+/* Emits whatever is still pending at the end of the stream (as U+FFFD). */
+size_t decoder_flush(Decoder *d, char *out, size_t cap);
+int tokenizer_max_token_len(const Tokenizer *t);
+
+/* Returns 1 if the bytes are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int utf8_valid(const char *s, size_t len, size_t *bad_offset);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors and kernels (kernels.c). One matmul interface; the kernel for a weight type is chosen
+   once per call from the tensor's type, never per element. */
+
+typedef struct {
+    uint32_t type;          /* GGML_F32 or GGML_F16 */
+    int rows, cols;         /* (rows, cols); a row is `cols` contiguous elements */
+    size_t row_bytes;
+    const void *data;       /* borrowed from the mmap; NULL when the tensor is absent */
+} Tensor;
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);              /* round to nearest even; used by tests */
+void kernels_init(void);                   /* builds the F16 lookup table; call once at start */
+int kernels_supported(uint32_t type);
+
+/* out (n, w->rows) = x (n, w->cols) @ w^T: row t of out holds W x_t. */
+void matmul(float *out, const float *x, const Tensor *w, int n);
+/* The plain reference the optimized kernels are tested against. */
+void matmul_ref(float *out, const float *x, const Tensor *w, int n);
+/* out (w->cols) = row `row` of w as floats (embedding lookup). */
+void tensor_row(float *out, const Tensor *w, int row);
+/* A view of rows [start, start + n) of w (used to split GPT-2's fused qkv weight). */
+Tensor tensor_rows(const Tensor *w, int start, int n);
+
+/* ------------------------------------------------------------------------------------------ */
+/* The model (model.c reads it from a GGUF file; run.c runs it). */
+
+typedef enum { NORM_RMS, NORM_LAYER } NormKind;           /* RMSNorm, or LayerNorm with bias */
+typedef enum { POS_ROPE, POS_LEARNED, POS_SINUSOIDAL } PosKind;
+typedef enum { ROPE_INTERLEAVED, ROPE_NEOX } RopeStyle;   /* pairs (2i, 2i+1) or (i, i + d/2) */
+typedef enum { FFN_SWIGLU, FFN_GELU_TANH, FFN_GELU_ERF } FfnKind;
+
+typedef struct {
+    char arch[16];          /* general.architecture: "llama", "qwen2" or "gpt2" */
+    int dim;                /* residual stream width */
+    int hidden_dim;         /* feed-forward width */
+    int n_layers;
+    int n_heads;            /* query heads */
+    int n_kv_heads;         /* key/value heads; divides n_heads (GQA; 1 = MQA) */
+    int head_dim;           /* q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim */
+    int vocab_size;
+    int seq_len;            /* context length */
+    NormKind norm;
+    float norm_eps;
+    PosKind pos;
+    RopeStyle rope_style;
+    float rope_theta;
+    int rope_dim;           /* rotated dims per head (<= head_dim, even) */
+    FfnKind ffn;
+    int sliding_window;     /* 0 = none; else a query at i sees keys i-W < j <= i */
+    int tied;               /* output head shares token_embd */
+} Config;
+
+typedef struct {
+    const float *attn_norm, *attn_norm_b;  /* (dim); _b NULL for RMSNorm */
+    Tensor wq, wk, wv;                     /* (q_dim, dim), (kv_dim, dim), (kv_dim, dim) */
+    Tensor wo;                             /* (dim, q_dim) */
+    const float *bq, *bk, *bv, *bo;        /* (q_dim), (kv_dim), (kv_dim), (dim); NULL if absent */
+    const float *ffn_norm, *ffn_norm_b;    /* (dim) */
+    Tensor w_gate;                         /* (hidden, dim); SwiGLU only */
+    Tensor w_up;                           /* (hidden, dim) */
+    Tensor w_down;                         /* (dim, hidden) */
+    const float *b_gate, *b_up, *b_down;   /* (hidden), (hidden), (dim); NULL if absent */
+} LayerWeights;
+
+typedef struct {
+    Tensor token_embd;                     /* (vocab, dim) */
+    Tensor pos_embd;                       /* (seq_len, dim); learned positions only */
+    LayerWeights *layers;                  /* (n_layers), owned */
+    const float *out_norm, *out_norm_b;    /* (dim) */
+    Tensor output;                         /* (vocab, dim); a copy of token_embd's view if tied */
+} Weights;
+
+/* Called after each layer's attention with the softmax probabilities of the n positions just
+   processed: probs[(t * n_heads + h) * seq_len + j] for key j, zero outside [lo, pos0 + t]. */
+typedef void (*AttnHook)(void *ctx, int layer, int pos0, int n, const float *probs);
+
+typedef struct {
+    int cap;                /* positions per forward call (the prompt batch) */
+    float *x;               /* (cap, dim) residual stream */
+    float *xb;              /* (cap, dim) normalized input of a sublayer */
+    float *xb2;             /* (cap, dim) sublayer output */
+    float *q;               /* (cap, q_dim) */
+    float *att_out;         /* (cap, q_dim) attention output, heads concatenated */
+    float *hb, *hb2;        /* (cap, hidden) */
+    float *probs;           /* (cap, n_heads, seq_len) attention probabilities */
+    float *logits;          /* (cap, vocab) */
+    float *key_cache;       /* (n_layers, seq_len, kv_dim) */
+    float *value_cache;     /* (n_layers, seq_len, kv_dim) */
+    float *rope_cos, *rope_sin;  /* (seq_len, rope_dim / 2) */
+    float *pos_table;       /* (seq_len, dim) sinusoidal encodings, else NULL */
+    AttnHook attn_hook;     /* NULL = probabilities are not handed out */
+    void *attn_hook_ctx;
+} RunState;
+
+typedef struct {
+    GGUF file;              /* owns the mmap every Tensor points into */
+    Config config;
+    Weights weights;
+    Tokenizer *tokenizer;
+    RunState state;
+} Model;
+
+/* Opens, validates and binds a model; allocates the run state for batches of `batch` positions. */
+int model_load(Model *m, const char *path, int batch, Error *err);
+void model_free(Model *m);
+void print_config(const Config *c, FILE *f);
+
+/* Runs tokens[0..n) at positions pos0 .. pos0+n-1 (n <= state.cap), appending their keys and values
+   to the cache. Returns logits (n, vocab) when all_logits, else only the last position's (1, vocab). */
+float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits);
+
+#endif /* MODEL_H */

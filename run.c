@@ -1,0 +1,593 @@
+/* run.c: the forward pass, the sampler and the command line.
+ *
+ *   ./run MODEL.gguf -i "prompt"      generate text (stdout), timings (stderr)
+ *
+ * The forward pass takes a batch of positions: the whole prompt goes through each layer together
+ * (one matrix-matrix product per weight), then each generated token goes through alone, reading
+ * the keys and values of every earlier position from the KV cache.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "model.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* Layers. Letters: n = positions in the batch, d = width of a row. */
+
+/* out (n, d) = norm(x (n, d)) * w + b: RMSNorm when b is NULL and kind is RMS, else LayerNorm. */
+static void norm_forward(float *out, const float *x, const float *w, const float *b, NormKind kind,
+                         float eps, int n, int d) {
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * d;
+        float *ot = out + (size_t)t * d;
+        double mean = 0.0, var = 0.0;
+        if (kind == NORM_LAYER) {
+            for (int i = 0; i < d; i++) mean += xt[i];
+            mean /= d;
+        }
+        for (int i = 0; i < d; i++) var += (xt[i] - mean) * (xt[i] - mean);
+        float scale = (float)(1.0 / sqrt(var / d + eps));
+        for (int i = 0; i < d; i++) {
+            float y = (float)(xt[i] - mean) * scale * w[i];
+            ot[i] = b ? y + b[i] : y;
+        }
+    }
+}
+
+static void add_bias(float *x, const float *b, int n, int d) {
+    if (!b) return;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < d; i++) x[(size_t)t * d + i] += b[i];
+}
+
+/* Rotates each head's first rope_dim dims of x (n, n_heads * head_dim) for positions pos0 + t. */
+static void rope_forward(float *x, const RunState *s, const Config *c, int n_heads, int n, int pos0) {
+    const int half = c->rope_dim / 2;
+    for (int t = 0; t < n; t++) {
+        const float *cs = s->rope_cos + (size_t)(pos0 + t) * half;
+        const float *sn = s->rope_sin + (size_t)(pos0 + t) * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((size_t)t * n_heads + h) * c->head_dim;
+            for (int i = 0; i < half; i++) {
+                /* interleaved: pairs (2i, 2i+1); NeoX: pairs (i, i + half) */
+                int a = c->rope_style == ROPE_NEOX ? i : 2 * i;
+                int b = c->rope_style == ROPE_NEOX ? i + half : 2 * i + 1;
+                float v0 = v[a], v1 = v[b];
+                v[a] = v0 * cs[i] - v1 * sn[i];
+                v[b] = v0 * sn[i] + v1 * cs[i];
+            }
+        }
+    }
+}
+
+/* Causal attention for n queries at positions pos0..pos0+n-1 against the layer's cached keys and
+ * values (n, q_dim) -> att_out (n, q_dim). Query head h reads kv head h / (n_heads / n_kv_heads).
+ * probs gets each row's softmax, zero outside the visible keys. */
+static void attention_forward(RunState *s, const Config *c, int layer, int n, int pos0) {
+    const int hd = c->head_dim, n_heads = c->n_heads;
+    const int kv_dim = c->n_kv_heads * hd, group = n_heads / c->n_kv_heads;
+    const float *kc = s->key_cache + (size_t)layer * c->seq_len * kv_dim;
+    const float *vc = s->value_cache + (size_t)layer * c->seq_len * kv_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int th = 0; th < n * n_heads; th++) {
+        const int t = th / n_heads, h = th % n_heads, p = pos0 + t, kvh = h / group;
+        /* keys visible to position p: all earlier ones, or the last W with a sliding window */
+        const int lo = c->sliding_window && p >= c->sliding_window ? p - c->sliding_window + 1 : 0;
+        const float *q = s->q + (size_t)t * n_heads * hd + (size_t)h * hd;
+        float *pr = s->probs + (size_t)th * c->seq_len;
+        float max = -INFINITY;
+        for (int j = lo; j <= p; j++) {
+            const float *k = kc + (size_t)j * kv_dim + (size_t)kvh * hd;
+            float dot = 0.0f;
+            for (int i = 0; i < hd; i++) dot += q[i] * k[i];
+            pr[j] = dot * scale;
+            if (pr[j] > max) max = pr[j];
+        }
+        float sum = 0.0f;
+        for (int j = lo; j <= p; j++) {
+            pr[j] = expf(pr[j] - max);
+            sum += pr[j];
+        }
+        float *out = s->att_out + (size_t)t * n_heads * hd + (size_t)h * hd;
+        memset(out, 0, (size_t)hd * sizeof(float));
+        for (int j = lo; j <= p; j++) {
+            pr[j] /= sum;
+            const float *v = vc + (size_t)j * kv_dim + (size_t)kvh * hd;
+            for (int i = 0; i < hd; i++) out[i] += pr[j] * v[i];
+        }
+        /* masked entries are exactly zero, so a hook sees the full (causal) row */
+        memset(pr, 0, (size_t)lo * sizeof(float));
+        memset(pr + p + 1, 0, (size_t)(c->seq_len - p - 1) * sizeof(float));
+    }
+}
+
+static float gelu_tanh(float x) {
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
+
+/* Feed-forward: hb (n, hidden) from xb (n, dim), result in xb2 (n, dim). */
+static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int n) {
+    const size_t nh = (size_t)n * c->hidden_dim;
+    matmul(s->hb, s->xb, &w->w_up, n);
+    add_bias(s->hb, w->b_up, n, c->hidden_dim);
+    if (c->ffn == FFN_SWIGLU) {
+        matmul(s->hb2, s->xb, &w->w_gate, n);
+        add_bias(s->hb2, w->b_gate, n, c->hidden_dim);
+        for (size_t i = 0; i < nh; i++) {
+            float g = s->hb2[i];
+            s->hb[i] *= g / (1.0f + expf(-g));  /* silu(gate) * up */
+        }
+    } else {
+        for (size_t i = 0; i < nh; i++)
+            s->hb[i] = c->ffn == FFN_GELU_TANH ? gelu_tanh(s->hb[i]) : gelu_erf(s->hb[i]);
+    }
+    matmul(s->xb2, s->hb, &w->w_down, n);
+    add_bias(s->xb2, w->b_down, n, c->dim);
+}
+
+float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
+    const Config *c = &m->config;
+    const Weights *w = &m->weights;
+    RunState *s = &m->state;
+    const int dim = c->dim, q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+
+    for (int t = 0; t < n; t++) {
+        float *x = s->x + (size_t)t * dim;
+        tensor_row(x, &w->token_embd, tokens[t]);
+        if (c->pos == POS_LEARNED || c->pos == POS_SINUSOIDAL) {
+            float *pe = s->xb;  /* scratch */
+            if (c->pos == POS_LEARNED) tensor_row(pe, &w->pos_embd, pos0 + t);
+            else memcpy(pe, s->pos_table + (size_t)(pos0 + t) * dim, (size_t)dim * sizeof(float));
+            for (int i = 0; i < dim; i++) x[i] += pe[i];
+        }
+    }
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *lw = &w->layers[l];
+        /* this batch's keys and values go straight into their rows of the cache */
+        float *k = s->key_cache + ((size_t)l * c->seq_len + pos0) * kv_dim;
+        float *v = s->value_cache + ((size_t)l * c->seq_len + pos0) * kv_dim;
+
+        norm_forward(s->xb, s->x, lw->attn_norm, lw->attn_norm_b, c->norm, c->norm_eps, n, dim);
+        matmul(s->q, s->xb, &lw->wq, n);
+        matmul(k, s->xb, &lw->wk, n);
+        matmul(v, s->xb, &lw->wv, n);
+        add_bias(s->q, lw->bq, n, q_dim);
+        add_bias(k, lw->bk, n, kv_dim);
+        add_bias(v, lw->bv, n, kv_dim);
+        if (c->pos == POS_ROPE) {
+            rope_forward(s->q, s, c, c->n_heads, n, pos0);
+            rope_forward(k, s, c, c->n_kv_heads, n, pos0);
+        }
+        attention_forward(s, c, l, n, pos0);
+        if (s->attn_hook) s->attn_hook(s->attn_hook_ctx, l, pos0, n, s->probs);
+        matmul(s->xb2, s->att_out, &lw->wo, n);
+        add_bias(s->xb2, lw->bo, n, dim);
+        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
+
+        norm_forward(s->xb, s->x, lw->ffn_norm, lw->ffn_norm_b, c->norm, c->norm_eps, n, dim);
+        ffn_forward(s, c, lw, n);
+        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
+    }
+
+    /* logits only where they are needed: every position, or just the last */
+    const int first = all_logits ? 0 : n - 1, count = n - first;
+    norm_forward(s->xb, s->x + (size_t)first * dim, w->out_norm, w->out_norm_b, c->norm, c->norm_eps,
+                 count, dim);
+    matmul(s->logits, s->xb, &w->output, count);
+    return s->logits;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sampler: temperature, then top-k, then top-p (nucleus), as llama.cpp orders them. */
+
+typedef struct {
+    float prob;
+    int index;
+} ProbIndex;
+
+typedef struct {
+    int vocab_size;
+    float temperature;      /* 0 = greedy */
+    float top_p;            /* 1 = off */
+    int top_k;              /* 0 = off */
+    uint64_t rng;           /* xorshift64* state */
+    ProbIndex *candidates;  /* (vocab_size) scratch */
+} Sampler;
+
+static uint32_t random_u32(uint64_t *state) {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return (uint32_t)((*state * 0x2545F4914F6CDD1Dull) >> 32);
+}
+
+static float random_f32(uint64_t *state) { return (random_u32(state) >> 8) / 16777216.0f; }
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;  /* strict: the lowest index wins a tie */
+    return best;
+}
+
+static int compare_desc(const void *a, const void *b) {
+    const ProbIndex *x = a, *y = b;
+    if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
+    return x->index - y->index;
+}
+
+static int sample(Sampler *sp, const float *logits) {
+    const int n = sp->vocab_size;
+    if (sp->temperature == 0.0f) return argmax(logits, n);
+    ProbIndex *cand = sp->candidates;
+    float max = logits[argmax(logits, n)], sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        cand[i].index = i;
+        cand[i].prob = expf((logits[i] - max) / sp->temperature);
+        sum += cand[i].prob;
+    }
+    for (int i = 0; i < n; i++) cand[i].prob /= sum;
+    int kept = n;
+    if (sp->top_k > 0 || sp->top_p < 1.0f) {
+        qsort(cand, (size_t)n, sizeof *cand, compare_desc);
+        if (sp->top_k > 0 && sp->top_k < kept) kept = sp->top_k;
+        if (sp->top_p < 1.0f) {
+            float cum = 0.0f;
+            for (int i = 0; i < kept; i++) {
+                cum += cand[i].prob;
+                if (cum >= sp->top_p) {
+                    kept = i + 1;
+                    break;
+                }
+            }
+        }
+    }
+    float total = 0.0f;
+    for (int i = 0; i < kept; i++) total += cand[i].prob;
+    float r = random_f32(&sp->rng) * total, cum = 0.0f;
+    for (int i = 0; i < kept; i++) {
+        cum += cand[i].prob;
+        if (r < cum) return cand[i].index;
+    }
+    return cand[kept - 1].index;  /* rounding left r at the very top */
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Outputs */
+
+/* A growing (rows, cols) float32 matrix written as a NumPy .npy file at the end. */
+typedef struct {
+    float *data;
+    size_t rows, cols, cap_rows;
+} Matrix;
+
+static int matrix_append(Matrix *mx, const float *rows, size_t n, Error *err) {
+    if (mx->rows + n > mx->cap_rows) {
+        size_t cap = mx->cap_rows ? mx->cap_rows * 2 : 64;
+        while (cap < mx->rows + n) cap *= 2;
+        float *p = realloc(mx->data, cap * mx->cols * sizeof(float));
+        if (!p) return fail(err, "out of memory keeping %zu rows of logits", cap);
+        mx->data = p;
+        mx->cap_rows = cap;
+    }
+    memcpy(mx->data + mx->rows * mx->cols, rows, n * mx->cols * sizeof(float));
+    mx->rows += n;
+    return 0;
+}
+
+/* NumPy format 1.0: magic, version, u16 header length, a Python dict literal padded with spaces
+   to a multiple of 64 bytes and ended by a newline, then the raw little-endian data. */
+static int write_npy(const char *path, const float *data, const size_t *shape, int ndim, Error *err) {
+    char dict[256];
+    int len = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    size_t count = 1;
+    for (int i = 0; i < ndim; i++) {
+        len += snprintf(dict + len, sizeof dict - len, "%zu,%s", shape[i], i + 1 < ndim ? " " : "");
+        count *= shape[i];
+    }
+    len += snprintf(dict + len, sizeof dict - len, "), }");
+    int total = 10 + len + 1;
+    int pad = (64 - total % 64) % 64;
+    FILE *f = fopen(path, "wb");
+    if (!f) return fail(err, "cannot write '%s': %s", path, strerror(errno));
+    unsigned char head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+    uint16_t hlen = (uint16_t)(len + pad + 1);
+    head[8] = hlen & 0xff;
+    head[9] = hlen >> 8;
+    fwrite(head, 1, 10, f);
+    fwrite(dict, 1, (size_t)len, f);
+    for (int i = 0; i < pad; i++) fputc(' ', f);
+    fputc('\n', f);
+    size_t wrote = fwrite(data, sizeof(float), count, f);
+    if (fclose(f) != 0 || wrote != count) return fail(err, "error writing '%s'", path);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Command line */
+
+typedef struct {
+    const char *model;
+    const char *prompt;     /* NULL = empty prompt (BOS only); "-" = read stdin */
+    int steps;              /* new tokens to generate */
+    float temperature, top_p;
+    int top_k;
+    uint64_t seed;
+    int batch;              /* prompt positions per forward call */
+    int threads;            /* 0 = OpenMP's default */
+    int tokenize;           /* print the prompt's ids and exit */
+    const char *dump_logits;
+    int verbose;
+} Options;
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: ./run MODEL.gguf [options]\n"
+        "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture).\n"
+        "\n"
+        "  -i, --prompt TEXT      prompt text; '-' reads it from stdin (default: empty)\n"
+        "  -n, --n-predict N      new tokens to generate after the prompt (default 128)\n"
+        "  -t, --temp T           temperature; 0 = greedy (default 0.8)\n"
+        "  -p, --top-p P          nucleus sampling threshold in (0, 1]; 1 = off (default 0.95)\n"
+        "  -k, --top-k K          sample from the K most likely tokens; 0 = off (default 40)\n"
+        "  -s, --seed S           random seed (default: from the clock)\n"
+        "  -b, --batch-size N     prompt positions per forward pass; 1 = token by token (default 64)\n"
+        "      --threads N        threads for the matrix products (default: all cores)\n"
+        "      --tokenize         print the prompt's token ids on one line and exit\n"
+        "      --dump-logits PATH write the logits of every position fed to the model as .npy\n"
+        "                         float32 [T, vocab], T = prompt tokens + generated tokens - 1\n"
+        "  -v, --verbose          print the model's configuration on stderr\n"
+        "  -h, --help             show this help\n");
+}
+
+/* Parses a whole-string integer in [lo, hi]; anything else is an error naming the flag. */
+static int parse_int(const char *flag, const char *s, long lo, long hi, long *out, Error *err) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return fail(err, "%s expects an integer in [%ld, %ld], got '%s'", flag, lo, hi, s);
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *flag, const char *s, double lo, double hi, float *out, Error *err) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        return fail(err, "%s expects a number in [%g, %g], got '%s'", flag, lo, hi, s);
+    *out = (float)v;
+    return 0;
+}
+
+/* Returns 1 when -h was given, 0 to run, -1 on a bad command line. */
+static int parse_args(int argc, char **argv, Options *o, Error *err) {
+    memset(o, 0, sizeof *o);
+    o->steps = 128;
+    o->temperature = 0.8f;
+    o->top_p = 0.95f;
+    o->top_k = 40;
+    o->seed = (uint64_t)time(NULL);
+    o->batch = 64;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        long v;
+#define IS(s, l) (strcmp(a, s) == 0 || strcmp(a, l) == 0)
+#define VALUE() (i + 1 < argc ? argv[++i] : NULL)
+        if (IS("-h", "--help")) return 1;
+        if (IS("-v", "--verbose")) { o->verbose = 1; continue; }
+        if (strcmp(a, "--tokenize") == 0) { o->tokenize = 1; continue; }
+        if (a[0] != '-' || strcmp(a, "-") == 0) {
+            if (o->model) return fail(err, "unexpected argument '%s' (the model is '%s')", a, o->model);
+            o->model = a;
+            continue;
+        }
+        int known = IS("-i", "--prompt") || IS("-n", "--n-predict") || IS("-t", "--temp") ||
+                    IS("-p", "--top-p") || IS("-k", "--top-k") || IS("-s", "--seed") ||
+                    IS("-b", "--batch-size") || strcmp(a, "--threads") == 0 ||
+                    strcmp(a, "--dump-logits") == 0;
+        if (!known) return fail(err, "unknown option '%s' (see ./run --help)", a);
+        const char *val = VALUE();
+        if (!val) return fail(err, "option %s needs a value", a);
+        if (IS("-i", "--prompt")) o->prompt = val;
+        else if (strcmp(a, "--dump-logits") == 0) o->dump_logits = val;
+        else if (IS("-n", "--n-predict")) {
+            if (parse_int(a, val, 0, 1 << 30, &v, err)) return -1;
+            o->steps = (int)v;
+        } else if (IS("-t", "--temp")) {
+            if (parse_float(a, val, 0.0, 100.0, &o->temperature, err)) return -1;
+        } else if (IS("-p", "--top-p")) {
+            if (parse_float(a, val, 1e-6, 1.0, &o->top_p, err)) return -1;
+        } else if (IS("-k", "--top-k")) {
+            if (parse_int(a, val, 0, 1 << 30, &v, err)) return -1;
+            o->top_k = (int)v;
+        } else if (IS("-s", "--seed")) {
+            if (parse_int(a, val, 0, 0x7fffffffL, &v, err)) return -1;
+            o->seed = (uint64_t)v;
+        } else if (IS("-b", "--batch-size")) {
+            if (parse_int(a, val, 1, 4096, &v, err)) return -1;
+            o->batch = (int)v;
+        } else {
+            if (parse_int(a, val, 1, 1024, &v, err)) return -1;
+            o->threads = (int)v;
+        }
+#undef IS
+#undef VALUE
+    }
+    if (!o->model) return fail(err, "no model given (usage: ./run MODEL.gguf -i \"prompt\"; see --help)");
+    return 0;
+}
+
+/* Reads all of stdin into a malloc'ed buffer. */
+static char *read_stdin(size_t *len, Error *err) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) { fail(err, "out of memory reading stdin"); return NULL; }
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+        n += got;
+        if (n == cap) {
+            char *p = cap > ((size_t)1 << 30) ? NULL : realloc(buf, cap *= 2);
+            if (!p) { free(buf); fail(err, "prompt on stdin is too large"); return NULL; }
+            buf = p;
+        }
+    }
+    *len = n;
+    return buf;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Runs the prompt and the generation loop; text to stdout, timings to stderr. */
+static int generate(Model *m, const Options *o, const int *prompt, int n_prompt, Error *err) {
+    const Config *c = &m->config;
+    const int eos = tokenizer_eos(m->tokenizer);
+    Matrix dump = {NULL, 0, (size_t)c->vocab_size, 0};
+    Sampler sp = {c->vocab_size, o->temperature, o->top_p, o->top_k, o->seed * 2654435761u + 1, NULL};
+    sp.candidates = malloc((size_t)c->vocab_size * sizeof *sp.candidates);
+    size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
+    char *text = malloc(cap);
+    int rc = -1;
+    if (!sp.candidates || !text) { fail(err, "out of memory"); goto done; }
+
+    /* prompt: in batches of o->batch positions */
+    double t0 = now_seconds();
+    const float *logits = NULL;
+    for (int i = 0; i < n_prompt; i += m->state.cap) {
+        int n = n_prompt - i < m->state.cap ? n_prompt - i : m->state.cap;
+        logits = forward(m, prompt + i, n, i, o->dump_logits != NULL);
+        if (o->dump_logits && matrix_append(&dump, logits, (size_t)n, err)) goto done;
+        if (o->dump_logits) logits += (size_t)(n - 1) * c->vocab_size;
+    }
+    double t1 = now_seconds();
+
+    /* generation: sample, print, feed back */
+    Decoder dec;
+    decoder_init(&dec);
+    int pos = n_prompt, generated = 0, stop_reason = 0;
+    while (generated < o->steps) {
+        int next = sample(&sp, logits);
+        generated++;
+        if (next == eos) { stop_reason = 1; break; }
+        size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
+        fwrite(text, 1, len, stdout);
+        fflush(stdout);
+        if (generated == o->steps) break;
+        if (pos == c->seq_len) { stop_reason = 2; break; }
+        logits = forward(m, &next, 1, pos, 0);
+        pos++;
+        if (o->dump_logits && matrix_append(&dump, logits, 1, err)) goto done;
+    }
+    size_t len = decoder_flush(&dec, text, cap);
+    fwrite(text, 1, len, stdout);
+    if (generated) fputc('\n', stdout);
+    fflush(stdout);
+    double t2 = now_seconds();
+
+    if (stop_reason == 1) fprintf(stderr, "[end of text]\n");
+    if (stop_reason == 2) fprintf(stderr, "[context length %d reached]\n", c->seq_len);
+    fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s\n", n_prompt,
+            n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), generated,
+            generated / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
+    if (o->dump_logits) {
+        size_t shape[2] = {dump.rows, dump.cols};
+        if (write_npy(o->dump_logits, dump.data, shape, 2, err)) goto done;
+    }
+    rc = 0;
+done:
+    free(dump.data);
+    free(sp.candidates);
+    free(text);
+    return rc;
+}
+
+static int run(const Options *o, Error *err) {
+    size_t len = 0;
+    char *stdin_text = NULL;
+    const char *text = o->prompt ? o->prompt : "";
+    if (o->prompt && strcmp(o->prompt, "-") == 0) {
+        if (!(stdin_text = read_stdin(&len, err))) return -1;
+        text = stdin_text;
+    } else {
+        len = strlen(text);
+    }
+    size_t bad;
+    if (!utf8_valid(text, len, &bad)) {
+        free(stdin_text);
+        return fail(err, "the prompt is not valid UTF-8 (byte %zu)", bad);
+    }
+
+    Model m;
+    int *ids = NULL, n_ids = 0, rc = -1;
+    if (model_load(&m, o->model, o->batch, err)) {
+        free(stdin_text);
+        return -1;
+    }
+    if (o->verbose) print_config(&m.config, stderr);
+    if (tokenizer_encode(m.tokenizer, text, len, &ids, &n_ids, err)) goto done;
+    if (o->tokenize) {
+        for (int i = 0; i < n_ids; i++) printf("%s%d", i ? " " : "", ids[i]);
+        printf("\n");
+        rc = 0;
+        goto done;
+    }
+    if (n_ids == 0) {  /* nothing to condition on: start from BOS when the model has one */
+        int bos = tokenizer_bos(m.tokenizer);
+        if (bos < 0) { fail(err, "the prompt is empty and the model has no BOS token to start from"); goto done; }
+        free(ids);
+        ids = malloc(sizeof *ids);
+        if (!ids) { fail(err, "out of memory"); goto done; }
+        ids[0] = bos;
+        n_ids = 1;
+    }
+    if (n_ids > m.config.seq_len) {
+        fail(err, "the prompt is %d tokens, longer than the model's context of %d", n_ids,
+             m.config.seq_len);
+        goto done;
+    }
+    rc = generate(&m, o, ids, n_ids, err);
+done:
+    free(ids);
+    free(stdin_text);
+    model_free(&m);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    Options o;
+    Error err = {{0}};
+    int parsed = parse_args(argc, argv, &o, &err);
+    if (parsed == 1) {
+        usage(stdout);
+        return 0;
+    }
+    if (parsed < 0) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 2;
+    }
+#ifdef _OPENMP
+    if (o.threads) omp_set_num_threads(o.threads);
+#endif
+    kernels_init();
+    if (run(&o, &err)) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}

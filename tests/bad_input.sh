@@ -1,0 +1,80 @@
+#!/bin/sh
+# bad_input.sh: every kind of bad input gets a one-line "error: ..." naming the problem and a
+# non-zero exit (1 for bad data, 2 for a bad command line), never a crash or a hang.
+# Corrupt models are made from a good fixture with perl byte edits (perl-base is part of Debian).
+set -u
+RUN=${RUN:-./run}
+GOOD=tests/fixtures/llama_gqa.gguf
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+
+# expect NAME WANT_EXIT PATTERN -- command...: runs with a 20 s limit; stderr must be exactly one
+# line containing PATTERN, and the exit code WANT_EXIT.
+expect() {
+    name=$1 want=$2 pattern=$3
+    shift 4
+    timeout 20 "$@" > "$tmp/out" 2> "$tmp/err" < "${STDIN:-/dev/null}"
+    code=$?
+    lines=$(wc -l < "$tmp/err")
+    if [ "$code" -eq "$want" ] && [ "$lines" -eq 1 ] && grep -q -- "$pattern" "$tmp/err"; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL $name: exit $code (want $want), stderr ($lines lines):"
+        sed 's/^/    /' "$tmp/err" | head -5
+    fi
+}
+
+# corrupt NAME PERL_SUBSTITUTION: writes $tmp/NAME.gguf, GOOD with one byte-level edit.
+corrupt() {
+    perl -0777 -pe "$2" "$GOOD" > "$tmp/$1.gguf"
+    cmp -s "$GOOD" "$tmp/$1.gguf" && { echo "FAIL corrupt $1: the edit changed nothing"; fail=$((fail + 1)); }
+}
+
+size=$(wc -c < "$GOOD")
+head -c $((size / 2)) "$GOOD" > "$tmp/half.gguf"
+head -c 100 "$GOOD" > "$tmp/head.gguf"
+head -c 10 "$GOOD" > "$tmp/tiny.gguf"
+head -c $((size - 1)) "$GOOD" > "$tmp/minus1.gguf"
+corrupt magic 's/^GGUF/GGML/'
+corrupt version 's/^GGUF\x03/GGUF\x02/'
+corrupt arch 's/(general\.architecture\x08\x00{3}\x05\x00{7})llama/${1}mamba/'
+corrupt ttype 's/(token_embd\.weight\x02\x00{3}.{16})\x00\x00\x00\x00/${1}\x02\x00\x00\x00/s'
+corrupt kvdiv 's/(attention\.head_count_kv\x04\x00{3})..../${1}\x03\x00\x00\x00/s'
+corrupt absurd 's/(embedding_length\x04\x00{3})..../${1}\xff\xff\xff\x7f/s'
+corrupt zerodim 's/(token_embd\.weight\x02\x00{3}).{8}/${1}\x00\x00\x00\x00\x00\x00\x00\x00/s'
+corrupt offset 's/(token_embd\.weight\x02\x00{3}.{16}.{4}).{8}/${1}\x00\x00\x00\x00\x00\x01\x00\x00/s'
+corrupt notok 's/tokenizer\.ggml\.tokens/tokenizer.ggml.tokenz/'
+corrupt nkv 's/^(GGUF\x03\x00{3}.{8}).{8}/${1}\xff\xff\xff\xff\xff\xff\xff\x0f/s'
+
+expect "missing file"          1 "cannot open model"            -- $RUN "$tmp/nope.gguf" -i hi
+expect "directory"             1 "not a regular file"           -- $RUN "$tmp" -i hi
+expect "10-byte file"          1 "too small"                    -- $RUN "$tmp/tiny.gguf" -i hi
+expect "truncated header"      1 "truncated file"               -- $RUN "$tmp/head.gguf" -i hi
+expect "truncated data"        1 "outside the file"             -- $RUN "$tmp/half.gguf" -i hi
+expect "one byte short"        1 "outside the file"             -- $RUN "$tmp/minus1.gguf" -i hi
+expect "wrong magic"           1 "not a GGUF file"              -- $RUN "$tmp/magic.gguf" -i hi
+expect "version 2"             1 "unsupported GGUF version 2"   -- $RUN "$tmp/version.gguf" -i hi
+expect "architecture"          1 "unsupported architecture 'mamba'" -- $RUN "$tmp/arch.gguf" -i hi
+expect "tensor type"           1 "unsupported tensor type 2"    -- $RUN "$tmp/ttype.gguf" -i hi
+expect "kv heads don't divide" 1 "does not divide"              -- $RUN "$tmp/kvdiv.gguf" -i hi
+expect "absurd dimension"      1 "out of range"                 -- $RUN "$tmp/absurd.gguf" -i hi
+expect "zero dimension"        1 "absurd dimension 0"           -- $RUN "$tmp/zerodim.gguf" -i hi
+expect "tensor outside file"   1 "outside the file"             -- $RUN "$tmp/offset.gguf" -i hi
+expect "no tokenizer"          1 "has no tokenizer"             -- $RUN "$tmp/notok.gguf" -i hi
+expect "huge metadata count"   1 "corrupt header"               -- $RUN "$tmp/nkv.gguf" -i hi
+expect "unknown flag"          2 "unknown option '--bogus'"     -- $RUN "$GOOD" --bogus
+expect "missing value"         2 "needs a value"                -- $RUN "$GOOD" -n
+expect "bad integer"           2 "-n expects an integer"        -- $RUN "$GOOD" -n 12abc
+expect "negative temperature"  2 "-t expects a number"          -- $RUN "$GOOD" -t -1
+expect "top-p above 1"         2 "--top-p expects a number"     -- $RUN "$GOOD" --top-p 1.5
+expect "no model"              2 "no model given"               -- $RUN -i hi
+printf '\377\376 bad' > "$tmp/bad_utf8.txt"
+STDIN=$tmp/bad_utf8.txt expect "invalid UTF-8" 1 "not valid UTF-8" -- $RUN "$GOOD" -i -
+perl -e 'print "And the LORD spake unto Moses, saying " x 100' > "$tmp/long.txt"
+STDIN=$tmp/long.txt expect "prompt too long" 1 "longer than the model's context" -- $RUN "$GOOD" -i -
+
+echo "bad_input: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,50 @@
+#!/bin/sh
+# golden.sh: the engine against logits and token ids that PyTorch computed when the fixtures were
+# made (tests/make_fixtures.py). Needs only ./run and tests/npycmp: no Python.
+set -u
+RUN=${RUN:-./run}
+FIX=tests/fixtures
+TOL=1e-4
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+
+for v in llama_gqa qwen2 gpt2; do
+    model=$FIX/$v.gguf
+    # prompt ids: ours must be a prefix of the golden sequence
+    ids=$($RUN "$model" -i - --tokenize < "$FIX/$v.prompt.txt") || { bad "$v: --tokenize failed"; continue; }
+    golden=$(cat "$FIX/$v.ids.txt")
+    case "$golden" in
+        "$ids "*) ok ;;
+        *) bad "$v: prompt ids '$ids' are not a prefix of the golden '$golden'"; continue ;;
+    esac
+    p=$(echo "$ids" | wc -w)
+    total=$(echo "$golden" | wc -w)
+    n=$((total - p))
+    for batch in 64 1; do
+        if $RUN "$model" -i - -n "$n" -t 0 -b "$batch" --dump-logits "$tmp/$v.npy" \
+                < "$FIX/$v.prompt.txt" > "$tmp/$v.txt" 2> "$tmp/$v.err" &&
+           ./tests/npycmp "$tmp/$v.npy" "$FIX/$v.logits.npy" $TOL "$FIX/$v.ids.txt" "$p"; then
+            ok
+        else
+            bad "$v (batch $batch): logits or greedy tokens differ from PyTorch's"
+            cat "$tmp/$v.err"
+        fi
+    done
+done
+
+# Tokenizer: ids from the sentencepiece library for each text in tok_texts/ (SentencePiece model
+# tests/fixtures/spm-kjv.model, which llama_gqa.gguf carries).
+i=0
+while IFS= read -r expected; do
+    f=$(printf '%s/tok_texts/%02d.txt' "$FIX" "$i")
+    got=$($RUN "$FIX/llama_gqa.gguf" -i - --tokenize < "$f")
+    if [ "$got" = "$expected" ]; then ok; else bad "tokenize $f: got '$got', sentencepiece '$expected'"; fi
+    i=$((i + 1))
+done < "$FIX/tokenizer_golden_spm.txt"
+
+echo "golden: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
