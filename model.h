@@ -141,7 +141,9 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids
 typedef struct {
     unsigned char pending[8];
     int n_pending;
-    int prev_token;             /* -1 at the start */
+    int prev_token;             /* last non-control token pushed, -1 at the start. SentencePiece
+                                   drops the leading space of the first piece, so to decode a
+                                   continuation set it to the prompt's last id after decoder_init */
 } Decoder;
 
 void decoder_init(Decoder *d);

@@ -1,0 +1,886 @@
+#!/usr/bin/python3
+"""Convert a Hugging Face model directory to a GGUF v3 file that ./run can load.
+
+    python3 export.py IN_DIR OUT.gguf [--dtype f32|f16]
+
+Supported: config.json model_type gpt2, llama, mistral, qwen2; weights as model.safetensors,
+sharded safetensors with model.safetensors.index.json, pytorch_model.bin or its sharded index
+variant; tokenizers as SentencePiece tokenizer.model (BPE), tokenizer.json (GPT-2 byte-level BPE)
+or vocab.json + merges.txt (GPT-2 byte-level BPE).
+
+The file layout, metadata keys and tensor names follow the format described in README.md (llama.cpp's
+names) so that the C engine only needs to know one convention per
+architecture. Anything the engine cannot run exactly (rope scaling, other activations, other
+pre-tokenizers, ...) is refused with a one-line message on stderr and exit status 1, because a
+silently wrong conversion is much harder to debug than a refusal.
+
+No dependency beyond numpy (and sentencepiece / torch only when the input needs them):
+safetensors and the SentencePiece protobuf are parsed by hand.
+"""
+
+import argparse
+import json
+import os
+import re
+import struct
+import sys
+
+import numpy as np
+
+
+class ExportError(Exception):
+    """A problem with the input that we refuse to convert; main() prints it on one line."""
+
+
+def refuse(msg):
+    raise ExportError(msg)
+
+
+# ----------------------------------------------------------------------------------------------
+# Weight sources: give tensor shapes up front (for the GGUF header) and load tensors one at a
+# time (so that a big model is never held twice in memory while we write it).
+
+SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "F64": np.float64}
+
+
+class SafetensorsFile:
+    """One .safetensors file: 8-byte little-endian header length, a JSON header
+    {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then raw bytes
+    (offsets are relative to the end of the header)."""
+
+    def __init__(self, path):
+        self.path = path
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+        header.pop("__metadata__", None)
+        self.header = header
+        self.data_start = 8 + n
+
+    def keys(self):
+        return list(self.header)
+
+    def shape(self, name):
+        return tuple(self.header[name]["shape"])
+
+    def load(self, name):
+        info = self.header[name]
+        if info["dtype"] not in SAFETENSORS_DTYPES:
+            refuse(f"{self.path}: tensor {name} has unsupported dtype {info['dtype']}")
+        begin, end = info["data_offsets"]
+        with open(self.path, "rb") as f:
+            f.seek(self.data_start + begin)
+            raw = f.read(end - begin)
+        a = np.frombuffer(raw, dtype=SAFETENSORS_DTYPES[info["dtype"]])
+        if info["dtype"] == "BF16":
+            # bfloat16 is the top half of a float32: shift the bits into place.
+            a = (a.astype(np.uint32) << 16).view(np.float32)
+        return a.reshape(info["shape"]).astype(np.float32)
+
+
+class TorchBinFile:
+    """One pytorch_model*.bin (a pickled state dict). torch.load reads it whole, which is fine for
+    the file sizes we handle; we keep only one such shard in memory at a time."""
+
+    def __init__(self, path):
+        import torch  # only needed for .bin inputs
+
+        self.path = path
+        self._torch = torch
+        self.sd = self._load()
+        self.shapes = {k: tuple(v.shape) for k, v in self.sd.items() if hasattr(v, "shape")}
+
+    def _load(self):
+        try:
+            return self._torch.load(self.path, map_location="cpu")
+        except Exception as e:  # corrupt file, unpickling error, ...
+            refuse(f"{self.path}: cannot torch.load: {e}")
+
+    def keys(self):
+        return list(self.shapes)
+
+    def shape(self, name):
+        return self.shapes[name]
+
+    def load(self, name):
+        if self.sd is None:
+            self.sd = self._load()
+        return self.sd[name].float().numpy()
+
+    def release(self):
+        self.sd = None
+
+
+class WeightSource:
+    """All weight files of a model directory, seen as one name -> tensor mapping."""
+
+    def __init__(self, in_dir):
+        self.where = {}  # tensor name -> file object
+        self.files = []
+        st_index = os.path.join(in_dir, "model.safetensors.index.json")
+        bin_index = os.path.join(in_dir, "pytorch_model.bin.index.json")
+        if os.path.exists(os.path.join(in_dir, "model.safetensors")):
+            self._add(SafetensorsFile(os.path.join(in_dir, "model.safetensors")))
+        elif os.path.exists(st_index):
+            self._add_index(in_dir, st_index, SafetensorsFile)
+        elif os.path.exists(os.path.join(in_dir, "pytorch_model.bin")):
+            self._add(TorchBinFile(os.path.join(in_dir, "pytorch_model.bin")))
+        elif os.path.exists(bin_index):
+            self._add_index(in_dir, bin_index, TorchBinFile)
+        else:
+            refuse(f"{in_dir}: no weights found (model.safetensors, model.safetensors.index.json, "
+                   "pytorch_model.bin or pytorch_model.bin.index.json)")
+        self._current_bin = None
+
+    def _add(self, f):
+        self.files.append(f)
+        for k in f.keys():
+            self.where[k] = f
+
+    def _add_index(self, in_dir, index_path, cls):
+        with open(index_path) as fh:
+            weight_map = json.load(fh)["weight_map"]
+        for shard in sorted(set(weight_map.values())):
+            path = os.path.join(in_dir, shard)
+            if not os.path.exists(path):
+                refuse(f"{index_path} names shard {shard}, which does not exist")
+            f = cls(path)
+            if isinstance(f, TorchBinFile):
+                f.release()  # reloaded on demand, one shard at a time
+            self._add(f)
+
+    def keys(self):
+        return list(self.where)
+
+    def shape(self, name):
+        return self.where[name].shape(name)
+
+    def load(self, name):
+        f = self.where[name]
+        if isinstance(f, TorchBinFile) and len(self.files) > 1:
+            if self._current_bin is not f and self._current_bin is not None:
+                self._current_bin.release()
+            self._current_bin = f
+        return f.load(name)
+
+
+# ----------------------------------------------------------------------------------------------
+# Architectures: config -> metadata, and HF tensor names -> GGUF tensor plan.
+
+def permute_for_interleaved_rope(w, n_head):
+    """HF llama rotates (x[i], x[i + head_dim/2]) pairs ("rotate half"); our engine (like
+    llama.cpp) rotates adjacent pairs (x[2i], x[2i+1]). Reordering the output rows of q_proj and
+    k_proj within each head so that row i and row i + head_dim/2 become rows 2i and 2i+1 makes
+    both conventions compute the same attention scores (q.k is invariant under applying the same
+    row permutation to q and k). Exactly llama.cpp's convert_hf_to_gguf.py `permute`; works for
+    the 1-D biases too."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def strip_prefix(name, prefixes):
+    for p in prefixes:
+        if name.startswith(p):
+            return name[len(p):]
+    return name
+
+
+def require_int(cfg, key, default=None):
+    v = cfg.get(key, default)
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        refuse(f"config.json: {key} must be a positive integer (got {v!r})")
+    return v
+
+
+class Plan:
+    """What to write: metadata (key, gguf type, value) and tensors (name, shape, loader)."""
+
+    def __init__(self):
+        self.metadata = []
+        self.tensors = []  # (gguf_name, shape (rows, cols) or (n,), load function)
+
+    def kv(self, key, vtype, value):
+        self.metadata.append((key, vtype, value))
+
+    def tensor(self, name, shape, load):
+        self.tensors.append((name, tuple(shape), load))
+
+
+def tied_embeddings(cfg, default, has_lm_head):
+    """Whether the output layer reuses token_embd (then no output.weight is written). Like HF,
+    tie_word_embeddings wins over a saved lm_head.weight (HF re-ties it on load); a checkpoint
+    without lm_head.weight can only mean tied."""
+    tied = bool(cfg.get("tie_word_embeddings", default))
+    if tied and has_lm_head:
+        print("note: lm_head.weight ignored: tie_word_embeddings is true", file=sys.stderr)
+    if not tied and not has_lm_head:
+        print("note: no lm_head.weight: using the token embedding as the output layer", file=sys.stderr)
+    return tied or not has_lm_head
+
+
+def first_id(v):
+    """config ids can be an int, a list of ints (several EOS tokens: we keep the first) or null."""
+    if isinstance(v, list):
+        v = v[0] if v else None
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def plan_llama(cfg, ws, arch, plan):
+    """llama, mistral (both exported as arch "llama") and qwen2."""
+    model_type = cfg["model_type"]
+    dim = require_int(cfg, "hidden_size")
+    n_layers = require_int(cfg, "num_hidden_layers")
+    n_heads = require_int(cfg, "num_attention_heads")
+    n_kv = require_int(cfg, "num_key_value_heads", n_heads) if cfg.get("num_key_value_heads") is not None \
+        else n_heads  # HF: absent or null means plain multi-head attention
+    hidden = require_int(cfg, "intermediate_size")
+    n_ctx = require_int(cfg, "max_position_embeddings")
+    vocab = require_int(cfg, "vocab_size")
+    if cfg.get("rope_scaling") is not None:
+        refuse(f"config.json: rope_scaling {cfg['rope_scaling']!r} is not supported (only plain RoPE)")
+    act = cfg.get("hidden_act", "silu")
+    if act != "silu":
+        refuse(f"config.json: hidden_act {act!r} is not supported ({model_type} needs silu)")
+    if cfg.get("head_dim") is not None:
+        head_dim = require_int(cfg, "head_dim")
+    else:
+        if dim % n_heads:
+            refuse(f"config.json: num_attention_heads {n_heads} does not divide hidden_size {dim}")
+        head_dim = dim // n_heads
+    if head_dim % 2:
+        refuse(f"head_dim {head_dim} is odd: RoPE needs pairs")
+    if n_heads % n_kv:
+        refuse(f"config.json: num_key_value_heads {n_kv} does not divide num_attention_heads {n_heads}")
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    theta = cfg.get("rope_theta", 10000.0)
+    if cfg.get("partial_rotary_factor", 1.0) != 1.0:
+        refuse("config.json: partial_rotary_factor != 1 is not supported")
+
+    # Sliding window. Mistral: every layer uses config.sliding_window (null = none).
+    # Qwen2: only when use_sliding_window, and then only layers >= max_window_layers use it.
+    # The engine has one window for all layers, so a mix of windowed and full layers is refused.
+    window = None
+    if model_type == "mistral":
+        window = cfg.get("sliding_window")
+    elif model_type == "qwen2" and cfg.get("use_sliding_window", False):
+        w = cfg.get("sliding_window")
+        mwl = cfg.get("max_window_layers", n_layers)
+        if w is None or mwl >= n_layers:
+            window = None  # no layer is windowed
+        elif mwl <= 0:
+            window = w  # every layer is windowed
+        else:
+            refuse(f"config.json: qwen2 sliding window on layers >= max_window_layers={mwl} of "
+                   f"{n_layers} (per-layer windows are not supported)")
+    if window is not None and (not isinstance(window, int) or window <= 0):
+        refuse(f"config.json: sliding_window must be a positive integer (got {window!r})")
+
+    # Which biases exist: qwen2 always has q/k/v biases; HF llama has attention_bias (q,k,v,o)
+    # and mlp_bias (gate, up, down); mistral has none.
+    if model_type == "qwen2":
+        attn_bias = {"q": True, "k": True, "v": True, "o": False}
+        mlp_bias = False
+    elif model_type == "llama":
+        ab = bool(cfg.get("attention_bias", False))
+        attn_bias = {"q": ab, "k": ab, "v": ab, "o": ab}
+        mlp_bias = bool(cfg.get("mlp_bias", False))
+    else:
+        attn_bias = {"q": False, "k": False, "v": False, "o": False}
+        mlp_bias = False
+
+    plan.kv(f"{arch}.context_length", "u32", n_ctx)
+    plan.kv(f"{arch}.embedding_length", "u32", dim)
+    plan.kv(f"{arch}.block_count", "u32", n_layers)
+    plan.kv(f"{arch}.feed_forward_length", "u32", hidden)
+    plan.kv(f"{arch}.attention.head_count", "u32", n_heads)
+    plan.kv(f"{arch}.attention.head_count_kv", "u32", n_kv)
+    plan.kv(f"{arch}.attention.layer_norm_rms_epsilon", "f32", float(eps))
+    plan.kv(f"{arch}.rope.freq_base", "f32", float(theta))
+    plan.kv(f"{arch}.rope.dimension_count", "u32", head_dim)
+    if head_dim * n_heads != dim:
+        plan.kv(f"{arch}.attention.key_length", "u32", head_dim)
+        plan.kv(f"{arch}.attention.value_length", "u32", head_dim)
+    if window is not None:
+        plan.kv(f"{arch}.attention.sliding_window", "u32", window)
+
+    # Rename HF keys (with or without the "model." prefix) to GGUF names.
+    names = {}  # gguf name -> (hf name, transform)
+    ignored = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
+    permute_q = arch == "llama"  # qwen2 keeps HF's rotate-half convention: no permutation
+    has_lm_head = False
+    for hf in ws.keys():
+        if ignored.search(hf):
+            continue
+        n = strip_prefix(hf, ["model."])
+        if n == "lm_head.weight":
+            has_lm_head = True
+            names["output.weight"] = (hf, None)
+            continue
+        m = re.fullmatch(r"layers\.(\d+)\.(.+)", n)
+        simple = {"embed_tokens.weight": "token_embd.weight", "norm.weight": "output_norm.weight"}
+        if n in simple:
+            names[simple[n]] = (hf, None)
+        elif m:
+            i, rest = int(m.group(1)), m.group(2)
+            per_layer = {
+                "input_layernorm.weight": "attn_norm.weight",
+                "post_attention_layernorm.weight": "ffn_norm.weight",
+            }
+            for p, g in [("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output")]:
+                for kind in ("weight", "bias"):
+                    per_layer[f"self_attn.{p}_proj.{kind}"] = f"{g}.{kind}"
+            for p in ("gate", "up", "down"):
+                for kind in ("weight", "bias"):
+                    per_layer[f"mlp.{p}_proj.{kind}"] = f"ffn_{p}.{kind}"
+            if rest not in per_layer or i >= n_layers:
+                refuse(f"unexpected tensor {hf!r} in the weights")
+            g = f"blk.{i}.{per_layer[rest]}"
+            transform = None
+            if permute_q and rest.startswith("self_attn.q_proj."):
+                transform = lambda w: permute_for_interleaved_rope(w, n_heads)
+            elif permute_q and rest.startswith("self_attn.k_proj."):
+                transform = lambda w: permute_for_interleaved_rope(w, n_kv)
+            names[g] = (hf, transform)
+        else:
+            refuse(f"unexpected tensor {hf!r} in the weights")
+
+    tied = tied_embeddings(cfg, False, has_lm_head)
+    expected = [("token_embd.weight", (vocab, dim)), ("output_norm.weight", (dim,))]
+    if not tied:
+        expected.append(("output.weight", (vocab, dim)))
+    for i in range(n_layers):
+        b = f"blk.{i}."
+        expected += [(b + "attn_norm.weight", (dim,)), (b + "ffn_norm.weight", (dim,))]
+        shapes = {"q": (n_heads * head_dim, dim), "k": (n_kv * head_dim, dim),
+                  "v": (n_kv * head_dim, dim), "o": (dim, n_heads * head_dim)}
+        for p, g in [("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output")]:
+            expected.append((f"{b}{g}.weight", shapes[p]))
+            if attn_bias[p]:
+                expected.append((f"{b}{g}.bias", shapes[p][:1]))
+        for p, shape in [("gate", (hidden, dim)), ("up", (hidden, dim)), ("down", (dim, hidden))]:
+            expected.append((f"{b}ffn_{p}.weight", shape))
+            if mlp_bias:
+                expected.append((f"{b}ffn_{p}.bias", shape[:1]))
+    return finish_plan(plan, ws, names, expected, tied), vocab
+
+
+def transpose_conv1d(w):
+    """HF GPT-2 uses Conv1D layers whose weight is (in, out), the transpose of nn.Linear's; GGUF
+    wants (out, in) rows like every other matrix, so those four weights per layer are transposed."""
+    return np.ascontiguousarray(w.T)
+
+
+def plan_gpt2(cfg, ws, arch, plan):
+    dim = require_int(cfg, "n_embd")
+    n_layers = require_int(cfg, "n_layer")
+    n_heads = require_int(cfg, "n_head")
+    n_ctx = require_int(cfg, "n_positions", cfg.get("n_ctx"))
+    vocab = require_int(cfg, "vocab_size")
+    hidden = cfg.get("n_inner") or 4 * dim
+    eps = cfg.get("layer_norm_epsilon", 1e-5)
+    if dim % n_heads:
+        refuse(f"config.json: n_head {n_heads} does not divide n_embd {dim}")
+    if cfg.get("scale_attn_by_inverse_layer_idx", False):
+        refuse("config.json: scale_attn_by_inverse_layer_idx=true is not supported")
+    if not cfg.get("scale_attn_weights", True):
+        refuse("config.json: scale_attn_weights=false is not supported (scores are always / sqrt(head_dim))")
+    act = cfg.get("activation_function", "gelu_new")
+    if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
+        refuse(f"config.json: activation_function {act!r} is not supported "
+               "(gelu_new, gelu_pytorch_tanh or gelu)")
+    pos = cfg.get("position_embedding_type", "absolute")
+    if pos not in ("absolute", "sinusoidal"):
+        refuse(f"config.json: position_embedding_type {pos!r} is not supported (absolute or sinusoidal)")
+    if cfg.get("rope_scaling") is not None:
+        refuse("config.json: rope_scaling is not supported")
+
+    plan.kv(f"{arch}.context_length", "u32", n_ctx)
+    plan.kv(f"{arch}.embedding_length", "u32", dim)
+    plan.kv(f"{arch}.block_count", "u32", n_layers)
+    plan.kv(f"{arch}.feed_forward_length", "u32", hidden)
+    plan.kv(f"{arch}.attention.head_count", "u32", n_heads)
+    plan.kv(f"{arch}.attention.layer_norm_epsilon", "f32", float(eps))
+    if pos == "sinusoidal":
+        plan.kv("tinygpt.position_encoding", "str", "sinusoidal")
+    if act == "gelu":
+        plan.kv("tinygpt.ffn_activation", "str", "gelu_erf")
+
+    # attn.bias (the causal mask) and attn.masked_bias are buffers of old checkpoints, not weights.
+    ignored = re.compile(r"(^|\.)attn\.(bias|masked_bias)$")
+    names = {}
+    has_lm_head = False
+    simple = {"wte.weight": "token_embd.weight", "wpe.weight": "position_embd.weight",
+              "ln_f.weight": "output_norm.weight", "ln_f.bias": "output_norm.bias"}
+    per_layer = {"ln_1.weight": ("attn_norm.weight", None), "ln_1.bias": ("attn_norm.bias", None),
+                 "ln_2.weight": ("ffn_norm.weight", None), "ln_2.bias": ("ffn_norm.bias", None),
+                 "attn.c_attn.weight": ("attn_qkv.weight", transpose_conv1d),
+                 "attn.c_attn.bias": ("attn_qkv.bias", None),
+                 "attn.c_proj.weight": ("attn_output.weight", transpose_conv1d),
+                 "attn.c_proj.bias": ("attn_output.bias", None),
+                 "mlp.c_fc.weight": ("ffn_up.weight", transpose_conv1d),
+                 "mlp.c_fc.bias": ("ffn_up.bias", None),
+                 "mlp.c_proj.weight": ("ffn_down.weight", transpose_conv1d),
+                 "mlp.c_proj.bias": ("ffn_down.bias", None)}
+    for hf in ws.keys():
+        if ignored.search(hf):
+            continue
+        if hf == "lm_head.weight":
+            has_lm_head = True
+            names["output.weight"] = (hf, None)
+            continue
+        n = strip_prefix(hf, ["transformer."])
+        m = re.fullmatch(r"h\.(\d+)\.(.+)", n)
+        if n in simple:
+            names[simple[n]] = (hf, None)
+        elif m and m.group(2) in per_layer and int(m.group(1)) < n_layers:
+            g, t = per_layer[m.group(2)]
+            names[f"blk.{m.group(1)}.{g}"] = (hf, t)
+        else:
+            refuse(f"unexpected tensor {hf!r} in the weights")
+    if pos == "sinusoidal" and "position_embd.weight" in names:
+        refuse("config.json says sinusoidal positions but the weights contain wpe.weight")
+
+    tied = tied_embeddings(cfg, True, has_lm_head)
+    expected = [("token_embd.weight", (vocab, dim))]
+    if pos == "absolute":
+        expected.append(("position_embd.weight", (n_ctx, dim)))
+    expected += [("output_norm.weight", (dim,)), ("output_norm.bias", (dim,))]
+    if not tied:
+        expected.append(("output.weight", (vocab, dim)))
+    for i in range(n_layers):
+        b = f"blk.{i}."
+        expected += [(b + "attn_norm.weight", (dim,)), (b + "attn_norm.bias", (dim,)),
+                     (b + "attn_qkv.weight", (3 * dim, dim)), (b + "attn_qkv.bias", (3 * dim,)),
+                     (b + "attn_output.weight", (dim, dim)), (b + "attn_output.bias", (dim,)),
+                     (b + "ffn_norm.weight", (dim,)), (b + "ffn_norm.bias", (dim,)),
+                     (b + "ffn_up.weight", (hidden, dim)), (b + "ffn_up.bias", (hidden,)),
+                     (b + "ffn_down.weight", (dim, hidden)), (b + "ffn_down.bias", (dim,))]
+    return finish_plan(plan, ws, names, expected, tied), vocab
+
+
+def finish_plan(plan, ws, names, expected, tied):
+    """Check every expected tensor exists with the shape the config implies, then add them to the
+    plan in a fixed order. An untied output.weight that the config does not expect (tied) is
+    dropped: the engine reuses token_embd."""
+    for gname, shape in expected:
+        if gname not in names:
+            refuse(f"missing weight for {gname} (expected shape {shape})")
+        hf, transform = names[gname]
+        src_shape = tuple(ws.shape(hf))
+        got = tuple(reversed(src_shape)) if transform is transpose_conv1d else src_shape
+        if got != tuple(shape):
+            stored = " (Conv1D, stored transposed)" if transform is transpose_conv1d else ""
+            refuse(f"weight {hf} has shape {tuple(src_shape)}{stored}, config implies "
+                   f"{tuple(shape)} for {gname}")
+
+        def load(hf=hf, transform=transform):
+            w = ws.load(hf)
+            return transform(w) if transform is not None else w
+
+        plan.tensor(gname, shape, load)
+    extra = set(names) - {g for g, _ in expected}
+    if extra - {"output.weight"}:
+        refuse(f"weights not used by the config: {sorted(extra)}")
+    return tied
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizers
+
+def parse_protobuf(buf):
+    """Minimal protobuf wire-format parser: returns {field_number: [values]} where varints are
+    ints, 32/64-bit fields raw bytes, and length-delimited fields raw bytes (parse again for
+    sub-messages). Enough for SentencePiece's ModelProto without the protobuf package."""
+    fields = {}
+    i = 0
+
+    def varint():
+        nonlocal i
+        shift = result = 0
+        while True:
+            b = buf[i]
+            i += 1
+            result |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return result
+
+    while i < len(buf):
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            v = varint()
+        elif wire == 1:
+            v = buf[i:i + 8]
+            i += 8
+        elif wire == 2:
+            n = varint()
+            v = buf[i:i + n]
+            i += n
+        elif wire == 5:
+            v = buf[i:i + 4]
+            i += 4
+        else:
+            refuse(f"tokenizer.model: unsupported protobuf wire type {wire}")
+        fields.setdefault(field, []).append(v)
+    return fields
+
+
+def tokenizer_config(in_dir):
+    p = os.path.join(in_dir, "tokenizer_config.json")
+    if os.path.exists(p):
+        with open(p) as f:
+            return json.load(f)
+    return {}
+
+
+def token_content(v):
+    """tokenizer_config.json stores bos_token either as a string or as {"content": ...}."""
+    if isinstance(v, dict):
+        return v.get("content")
+    return v if isinstance(v, str) else None
+
+
+def load_spm(path):
+    """SentencePiece model: pieces, scores and types with the sentencepiece library; the
+    normalizer and trainer settings (which the library does not expose) from the protobuf."""
+    import sentencepiece as spm
+
+    with open(path, "rb") as f:
+        proto = parse_protobuf(f.read())
+    # ModelProto: pieces=1, trainer_spec=2, normalizer_spec=3.
+    trainer = parse_protobuf(proto[2][-1]) if 2 in proto else {}
+    normalizer = parse_protobuf(proto[3][-1]) if 3 in proto else {}
+    model_type = trainer.get(3, [1])[-1]  # enum ModelType, default UNIGRAM=1; BPE=2
+    if model_type != 2:
+        names = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}
+        refuse(f"tokenizer.model: SentencePiece model_type {names.get(model_type, model_type)} "
+               "is not supported (only bpe)")
+    norm_name = normalizer.get(1, [b""])[-1].decode()
+    if norm_name != "identity":
+        refuse(f"tokenizer.model: normalizer {norm_name or '(unnamed)'!r} is not supported (only identity)")
+    if normalizer.get(4, [1])[-1]:  # remove_extra_whitespaces, default true
+        refuse("tokenizer.model: remove_extra_whitespaces=true is not supported")
+    add_dummy_prefix = bool(normalizer.get(3, [1])[-1])  # default true
+    byte_fallback = bool(trainer.get(35, [0])[-1])
+
+    sp = spm.SentencePieceProcessor(model_file=path)
+    tokens, scores, types = [], [], []
+    raw_pieces = proto.get(1, [])
+    for i in range(sp.vocab_size()):
+        tokens.append(sp.id_to_piece(i))
+        scores.append(sp.get_score(i))
+        # The SentencePiece.Type enum (NORMAL 1, UNKNOWN 2, CONTROL 3, USER_DEFINED 4, UNUSED 5,
+        # BYTE 6) has exactly GGUF's token_type numbering. The library has no is_user_defined(),
+        # so read the type field (3, default NORMAL) of the piece message itself.
+        t = parse_protobuf(raw_pieces[i]).get(3, [1])[-1]
+        types.append(t)
+    return {"model": "llama", "pre": "default", "tokens": tokens, "scores": scores, "types": types,
+            "merges": None, "add_space_prefix": add_dummy_prefix, "byte_fallback": byte_fallback,
+            "bos": sp.bos_id() if sp.bos_id() >= 0 else None,
+            "eos": sp.eos_id() if sp.eos_id() >= 0 else None,
+            "unk": sp.unk_id() if sp.unk_id() >= 0 else None,
+            "pad": sp.pad_id() if sp.pad_id() >= 0 else None, "default_add_bos": True}
+
+
+def gpt2_tokenizer(vocab, merges, added, source):
+    """Common part of the two GPT-2 byte-level BPE inputs. vocab: {token: id}; added: list of
+    (id, content, special)."""
+    n = max(list(vocab.values()) + [a[0] for a in added]) + 1
+    tokens = [None] * n
+    types = [1] * n
+    for t, i in vocab.items():
+        tokens[i] = t
+    for i, content, special in added:
+        if tokens[i] is not None and tokens[i] != content:
+            refuse(f"{source}: added token {content!r} collides with {tokens[i]!r} at id {i}")
+        tokens[i] = content
+        if special:
+            types[i] = 3
+    missing = [i for i, t in enumerate(tokens) if t is None]
+    if missing:
+        refuse(f"{source}: token ids are not contiguous (no token for id {missing[0]})")
+    eot = vocab.get("<|endoftext|>")
+    if eot is None:
+        eot = next((i for i, c, _ in added if c == "<|endoftext|>"), None)
+    if eot is not None:
+        types[eot] = 3  # GPT-2's only special token: document separator, used as BOS and EOS
+    return {"model": "gpt2", "pre": "gpt2", "tokens": tokens, "scores": None, "types": types,
+            "merges": merges, "add_space_prefix": None, "bos": eot, "eos": eot, "unk": None,
+            "pad": None, "default_add_bos": False}
+
+
+def added_from_tokenizer_config(tcfg):
+    out = []
+    for i, d in (tcfg.get("added_tokens_decoder") or {}).items():
+        out.append((int(i), d["content"], bool(d.get("special", False))))
+    return out
+
+
+def load_vocab_merges(in_dir, tcfg):
+    with open(os.path.join(in_dir, "vocab.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    merges = []
+    with open(os.path.join(in_dir, "merges.txt"), encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("#version") or not line.strip():
+                continue
+            if len(line.split(" ")) != 2:
+                refuse(f"merges.txt: malformed line {line!r}")
+            merges.append(line)
+    added = added_from_tokenizer_config(tcfg)
+    p = os.path.join(in_dir, "added_tokens.json")
+    if os.path.exists(p):
+        with open(p) as f:
+            for content, i in json.load(f).items():
+                if all(a[0] != i for a in added):
+                    added.append((i, content, True))
+    return gpt2_tokenizer(vocab, merges, added, "vocab.json")
+
+
+GPT2_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def describe_pretokenizer(pt):
+    if pt is None:
+        return "none"
+    if pt.get("type") == "Split":
+        pattern = pt.get("pattern", {})
+        return f"Split (regex {pattern.get('Regex', pattern.get('String'))!r})"
+    if pt.get("type") == "Sequence":
+        return "Sequence[" + ", ".join(describe_pretokenizer(p) for p in pt.get("pretokenizers", [])) + "]"
+    return str(pt.get("type"))
+
+
+def load_tokenizer_json(in_dir):
+    """HF tokenizers' tokenizer.json. Only the GPT-2 byte-level BPE case is supported: model.type
+    BPE, a ByteLevel pre-tokenizer with GPT-2's own regex (use_regex true), no normalizer."""
+    with open(os.path.join(in_dir, "tokenizer.json"), encoding="utf-8") as f:
+        tj = json.load(f)
+    model = tj.get("model", {})
+    if model.get("type") != "BPE":
+        refuse(f"tokenizer.json: model type {model.get('type')!r} is not supported (only BPE)")
+    pt = tj.get("pre_tokenizer")
+    if pt is not None and pt.get("type") == "Sequence" and len(pt.get("pretokenizers", [])) == 1:
+        pt = pt["pretokenizers"][0]
+    if pt is None or pt.get("type") != "ByteLevel" or not pt.get("use_regex", True):
+        refuse(f"tokenizer.json: pre-tokenizer {describe_pretokenizer(tj.get('pre_tokenizer'))} is not "
+               "supported (only ByteLevel with GPT-2's regex)")
+    if tj.get("normalizer") is not None:
+        refuse(f"tokenizer.json: normalizer {tj['normalizer'].get('type')!r} is not supported")
+    if model.get("byte_fallback"):
+        refuse("tokenizer.json: BPE byte_fallback is not supported with ByteLevel")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    added = [(a["id"], a["content"], bool(a.get("special", False))) for a in tj.get("added_tokens", [])]
+    return gpt2_tokenizer(model["vocab"], merges, added, "tokenizer.json")
+
+
+def load_tokenizer(in_dir, cfg):
+    tcfg = tokenizer_config(in_dir)
+    if os.path.exists(os.path.join(in_dir, "tokenizer.model")):
+        tok = load_spm(os.path.join(in_dir, "tokenizer.model"))
+    elif os.path.exists(os.path.join(in_dir, "tokenizer.json")):
+        tok = load_tokenizer_json(in_dir)
+    elif os.path.exists(os.path.join(in_dir, "vocab.json")) and \
+            os.path.exists(os.path.join(in_dir, "merges.txt")):
+        if cfg["model_type"] != "gpt2":
+            # Without tokenizer.json we cannot know the pre-tokenizer; only GPT-2 itself is known
+            # to use GPT-2's regex (Qwen2, for example, uses a different one).
+            refuse(f"vocab.json + merges.txt without tokenizer.json: pre-tokenizer of a "
+                   f"{cfg['model_type']} model is unknown (only gpt2 is assumed to use GPT-2's regex)")
+        tok = load_vocab_merges(in_dir, tcfg)
+    else:
+        refuse(f"{in_dir}: no tokenizer found (tokenizer.model, tokenizer.json or vocab.json + merges.txt)")
+
+    # Special tokens: config.json first, then tokenizer_config.json's token strings, then the
+    # tokenizer's own defaults.
+    for which in ("bos", "eos"):
+        cid = first_id(cfg.get(f"{which}_token_id"))
+        if cid is None:
+            content = token_content(tcfg.get(f"{which}_token"))
+            if content is not None and content in tok["tokens"]:
+                cid = tok["tokens"].index(content)
+        if cid is not None:
+            tok[which] = cid
+    pad = first_id(cfg.get("pad_token_id"))
+    if pad is not None:
+        tok["pad"] = pad
+    add_bos = tcfg.get("add_bos_token")
+    tok["add_bos"] = bool(tok["default_add_bos"] if add_bos is None else add_bos)
+    return tok
+
+
+def tokenizer_metadata(plan, tok, n_vocab):
+    """Pad the vocabulary to the embedding's row count (models often round vocab_size up)."""
+    n_tok = len(tok["tokens"])
+    if n_tok > n_vocab:
+        refuse(f"tokenizer has {n_tok} tokens but the embedding only {n_vocab} rows")
+    tokens, types = list(tok["tokens"]), list(tok["types"])
+    scores = list(tok["scores"]) if tok["scores"] is not None else None
+    for i in range(n_tok, n_vocab):
+        tokens.append(f"[PAD{i}]")
+        types.append(5)
+        if scores is not None:
+            scores.append(0.0)
+    for which in ("bos", "eos", "unk", "pad"):
+        if tok[which] is not None and not 0 <= tok[which] < n_vocab:
+            refuse(f"{which} token id {tok[which]} is outside the vocabulary (size {n_vocab})")
+    plan.kv("tokenizer.ggml.model", "str", tok["model"])
+    plan.kv("tokenizer.ggml.pre", "str", tok["pre"])
+    plan.kv("tokenizer.ggml.tokens", "arr_str", tokens)
+    if scores is not None:
+        plan.kv("tokenizer.ggml.scores", "arr_f32", scores)
+    plan.kv("tokenizer.ggml.token_type", "arr_i32", types)
+    if tok["merges"] is not None:
+        plan.kv("tokenizer.ggml.merges", "arr_str", tok["merges"])
+    names = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id",
+             "pad": "padding_token_id"}
+    for which, key in names.items():
+        if tok[which] is not None:
+            plan.kv(f"tokenizer.ggml.{key}", "u32", tok[which])
+    plan.kv("tokenizer.ggml.add_bos_token", "bool", tok["add_bos"])
+    if tok["add_space_prefix"] is not None:
+        plan.kv("tokenizer.ggml.add_space_prefix", "bool", tok["add_space_prefix"])
+
+
+# ----------------------------------------------------------------------------------------------
+# GGUF writer
+
+ALIGNMENT = 32
+GGUF_TYPES = {"u8": 0, "i8": 1, "u16": 2, "i16": 3, "u32": 4, "i32": 5, "f32": 6, "bool": 7,
+              "str": 8, "arr": 9, "u64": 10, "i64": 11, "f64": 12}
+SCALAR_FMT = {"u32": "<I", "i32": "<i", "f32": "<f", "bool": "<?", "u64": "<Q"}
+GGML_F32, GGML_F16 = 0, 1
+
+
+def gguf_string(s):
+    b = s.encode("utf-8")
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_value(vtype, value):
+    """Encode a metadata value (type tag + payload). vtype is one of our short names above, with
+    "arr_X" for arrays of X."""
+    if vtype == "str":
+        return struct.pack("<I", GGUF_TYPES["str"]) + gguf_string(value)
+    if vtype.startswith("arr_"):
+        et = vtype[4:]
+        out = [struct.pack("<IIQ", GGUF_TYPES["arr"], GGUF_TYPES[et], len(value))]
+        if et == "str":
+            out += [gguf_string(v) for v in value]
+        else:
+            dt = {"f32": "<f4", "i32": "<i4", "u32": "<u4"}[et]
+            out.append(np.asarray(value, dtype=dt).tobytes())
+        return b"".join(out)
+    return struct.pack("<I", GGUF_TYPES[vtype]) + struct.pack(SCALAR_FMT[vtype], value)
+
+
+def pad_to(n):
+    return (ALIGNMENT - n % ALIGNMENT) % ALIGNMENT
+
+
+def write_gguf(path, plan, dtype):
+    """Header and tensor infos first (all offsets are known from the shapes), then each tensor's
+    data as it is loaded: only one tensor is in memory at a time."""
+    infos = []
+    offset = 0
+    for name, shape, load in plan.tensors:
+        # 1-D tensors (norms, biases) stay F32: they are tiny and the engine adds/multiplies them
+        # in F32. 2-D matrices follow --dtype.
+        ttype = GGML_F16 if (dtype == "f16" and len(shape) == 2) else GGML_F32
+        nbytes = int(np.prod(shape)) * (2 if ttype == GGML_F16 else 4)
+        infos.append((name, shape, ttype, offset, nbytes, load))
+        offset += nbytes + pad_to(nbytes)
+
+    tmp = path + ".tmp"
+    try:
+        size = _write_gguf_file(tmp, plan, infos)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)  # never leave a half-written file behind
+        raise
+    os.replace(tmp, path)
+    return len(infos), sum(i[4] for i in infos), size
+
+
+def _write_gguf_file(tmp, plan, infos):
+    with open(tmp, "wb") as f:
+        f.write(b"GGUF" + struct.pack("<IQQ", 3, len(infos), len(plan.metadata)))
+        for key, vtype, value in plan.metadata:
+            f.write(gguf_string(key) + gguf_value(vtype, value))
+        for name, shape, ttype, off, _, _ in infos:
+            ne = list(reversed(shape))  # ne[0] is the contiguous dimension (columns)
+            f.write(gguf_string(name) + struct.pack("<I", len(ne)))
+            f.write(struct.pack(f"<{len(ne)}Q", *ne) + struct.pack("<IQ", ttype, off))
+        f.write(b"\0" * pad_to(f.tell()))
+        data_start = f.tell()
+        for k, (name, shape, ttype, off, nbytes, load) in enumerate(infos):
+            w = np.asarray(load(), dtype=np.float32)
+            if w.shape != shape:
+                raise AssertionError(f"internal: {name} has shape {w.shape}, planned {shape}")
+            if not np.all(np.isfinite(w)):
+                refuse(f"{name}: weights contain inf or nan")
+            w = w.astype(np.float16 if ttype == GGML_F16 else "<f4")
+            if ttype == GGML_F16 and not np.all(np.isfinite(w)):
+                refuse(f"{name}: weights overflow float16 (use --dtype f32)")
+            assert f.tell() == data_start + off
+            f.write(np.ascontiguousarray(w).astype(w.dtype.newbyteorder("<")).tobytes())
+            f.write(b"\0" * pad_to(nbytes))
+            print(f"[{k + 1:3d}/{len(infos)}] {name:28s} {'x'.join(map(str, shape)):>12s} "
+                  f"{'F16' if ttype == GGML_F16 else 'F32'}", file=sys.stderr)
+            del w
+        return f.tell()
+
+
+# ----------------------------------------------------------------------------------------------
+
+ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gpt2": "gpt2"}
+
+
+def build_plan(in_dir):
+    cfg_path = os.path.join(in_dir, "config.json")
+    if not os.path.exists(cfg_path):
+        refuse(f"{in_dir}: no config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    model_type = cfg.get("model_type")
+    if model_type not in ARCHS:
+        refuse(f"config.json: model_type {model_type!r} is not supported (gpt2, llama, mistral, qwen2)")
+    arch = ARCHS[model_type]
+    tok = load_tokenizer(in_dir, cfg)  # before the weights: a cheap, common failure
+    ws = WeightSource(in_dir)
+    plan = Plan()
+    plan.kv("general.architecture", "str", arch)
+    plan.kv("general.name", "str", os.path.basename(os.path.normpath(in_dir)))
+    plan.kv("general.alignment", "u32", ALIGNMENT)
+    plan.kv("general.file_type", "u32", 0)  # patched in main() for f16
+    if arch == "gpt2":
+        tied, n_vocab = plan_gpt2(cfg, ws, arch, plan)
+    else:
+        tied, n_vocab = plan_llama(cfg, ws, arch, plan)
+    tokenizer_metadata(plan, tok, n_vocab)
+    return plan
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Convert a Hugging Face model directory to GGUF v3.")
+    ap.add_argument("in_dir")
+    ap.add_argument("out")
+    ap.add_argument("--dtype", choices=["f32", "f16"], default="f32",
+                    help="type of the 2-D weight matrices (1-D tensors are always f32)")
+    args = ap.parse_args(argv)
+    try:
+        plan = build_plan(args.in_dir)
+        plan.metadata = [(k, t, (1 if args.dtype == "f16" else 0) if k == "general.file_type" else v)
+                         for k, t, v in plan.metadata]
+        n, total, size = write_gguf(args.out, plan, args.dtype)
+    except ExportError as e:
+        print(f"export.py: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {n} tensors, {total} bytes of tensor data ({size} bytes total), "
+          f"dtype {args.dtype}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""A small, independent GGUF v3 reader used by the tests to check what export.py wrote.
+
+    g = read_gguf(path)
+    g.metadata["llama.block_count"], g.metadata_types[...], g.tensors["token_embd.weight"]
+
+It deliberately shares no code with export.py so that a bug in the writer is not mirrored here.
+Tensors come back as numpy arrays with shape (rows, cols) = reversed GGUF ne (ne[0] is the
+contiguous dimension), in their stored dtype (float32 or float16).
+"""
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+VALUE_TYPES = {0: "u8", 1: "i8", 2: "u16", 3: "i16", 4: "u32", 5: "i32", 6: "f32", 7: "bool",
+               8: "str", 9: "arr", 10: "u64", 11: "i64", 12: "f64"}
+SCALARS = {"u8": "<B", "i8": "<b", "u16": "<H", "i16": "<h", "u32": "<I", "i32": "<i", "f32": "<f",
+           "bool": "<?", "u64": "<Q", "i64": "<q", "f64": "<d"}
+GGML_TYPES = {0: np.float32, 1: np.float16}
+
+
+@dataclass
+class GGUF:
+    version: int
+    metadata: dict = field(default_factory=dict)        # key -> python value (lists for arrays)
+    metadata_types: dict = field(default_factory=dict)  # key -> "u32", "str", "arr[str]", ...
+    tensors: dict = field(default_factory=dict)         # name -> np.ndarray (rows, cols)
+    tensor_types: dict = field(default_factory=dict)    # name -> ggml type number
+    tensor_offsets: dict = field(default_factory=dict)  # name -> offset in the data section
+    key_order: list = field(default_factory=list)
+    tensor_order: list = field(default_factory=list)
+    data_start: int = 0
+
+
+class _Cursor:
+    def __init__(self, buf):
+        self.buf, self.pos = buf, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v[0] if len(v) == 1 else v
+
+    def string(self):
+        n = self.take("<Q")
+        s = bytes(self.buf[self.pos:self.pos + n]).decode("utf-8")
+        self.pos += n
+        return s
+
+    def value(self, vtype):
+        t = VALUE_TYPES[vtype]
+        if t == "str":
+            return self.string(), t
+        if t == "arr":
+            et, n = self.take("<I"), self.take("<Q")
+            vals = [self.value(et)[0] for _ in range(n)]
+            return vals, f"arr[{VALUE_TYPES[et]}]"
+        return self.take(SCALARS[t]), t
+
+
+def read_gguf(path):
+    with open(path, "rb") as f:
+        buf = f.read()
+    c = _Cursor(buf)
+    assert buf[:4] == b"GGUF", f"{path}: bad magic {buf[:4]!r}"
+    c.pos = 4
+    version, n_tensors, n_kv = c.take("<I"), c.take("<Q"), c.take("<Q")
+    g = GGUF(version=version)
+    for _ in range(n_kv):
+        key = c.string()
+        assert key not in g.metadata, f"duplicate key {key}"
+        g.metadata[key], g.metadata_types[key] = c.value(c.take("<I"))
+        g.key_order.append(key)
+    align = g.metadata.get("general.alignment", 32)
+    infos = []
+    for _ in range(n_tensors):
+        name = c.string()
+        n_dims = c.take("<I")
+        ne = [c.take("<Q") for _ in range(n_dims)]
+        ttype, off = c.take("<I"), c.take("<Q")
+        assert off % align == 0, f"{name}: offset {off} not aligned to {align}"
+        infos.append((name, ne, ttype, off))
+    data_start = c.pos + (align - c.pos % align) % align
+    assert all(b == 0 for b in buf[c.pos:data_start]), "non-zero padding before the data section"
+    g.data_start = data_start
+    for name, ne, ttype, off in infos:
+        dt = np.dtype(GGML_TYPES[ttype]).newbyteorder("<")
+        n = int(np.prod(ne))
+        start = data_start + off
+        assert start + n * dt.itemsize <= len(buf), f"{name}: data past the end of the file"
+        a = np.frombuffer(buf, dtype=dt, count=n, offset=start).reshape(list(reversed(ne)))
+        g.tensors[name] = a
+        g.tensor_types[name] = ttype
+        g.tensor_offsets[name] = off
+        g.tensor_order.append(name)
+    return g

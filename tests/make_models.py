@@ -1,0 +1,327 @@
+#!/usr/bin/python3
+"""Create tiny random-weight Hugging Face model directories for the tests.
+
+    python3 tests/make_models.py OUT_DIR [VARIANT ...]     (default: all variants)
+
+Each variant is a directory OUT_DIR/<variant> with config.json, weights and tokenizer files laid out
+exactly like a real HF checkpoint of that family, so that export.py and tests/reference.py are
+exercised on the real conventions (Conv1D layout, "transformer." / "model." prefixes, buffers of
+old GPT-2 checkpoints, sharded safetensors, pytorch_model.bin, ...). Everything is seeded and
+deterministic; the models are tiny (dim 64, 2 layers) so the tests stay fast on 2 shared cores.
+
+Weights are random but scaled so the logits are non-trivial (std of order 1): a model whose logits
+are all ~0 would make every comparison pass vacuously and greedy decoding a coin toss over ties.
+"""
+
+import json
+import shutil
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+TESTS = Path(__file__).resolve().parent
+FIXTURES = TESTS / "fixtures"
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer files
+
+def tokenizer_paths():
+    """(SentencePiece model, GPT-2 BPE dir): the committed fixtures made by make_tokenizers.py."""
+    spm_path, bpe_dir = FIXTURES / "spm-kjv.model", FIXTURES / "gpt2-bpe"
+    for p in (spm_path, bpe_dir / "vocab.json", bpe_dir / "merges.txt"):
+        if not p.exists():
+            sys.exit(f"make_models: {p} is missing; run /usr/bin/python3 tests/make_tokenizers.py")
+    return spm_path, bpe_dir
+
+
+def gpt2_vocab_size(bpe_dir):
+    with open(bpe_dir / "vocab.json", encoding="utf-8") as f:
+        return len(json.load(f))
+
+
+def write_spm_tokenizer(d, add_bos=True):
+    spm_path, _ = tokenizer_paths()
+    shutil.copy(spm_path, d / "tokenizer.model")
+    (d / "tokenizer_config.json").write_text(json.dumps(
+        {"add_bos_token": add_bos, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+         "unk_token": "<unk>", "tokenizer_class": "LlamaTokenizer"}, indent=1))
+
+
+def write_gpt2_tokenizer(d, as_tokenizer_json=False):
+    """vocab.json + merges.txt (the classic GPT-2 layout) or a single tokenizer.json as written by
+    HF tokenizers (ByteLevel pre-tokenizer with GPT-2's regex, BPE model)."""
+    _, bpe_dir = tokenizer_paths()
+    if not as_tokenizer_json:
+        shutil.copy(bpe_dir / "vocab.json", d / "vocab.json")
+        shutil.copy(bpe_dir / "merges.txt", d / "merges.txt")
+    else:
+        vocab = json.loads((bpe_dir / "vocab.json").read_text(encoding="utf-8"))
+        merges = [l for l in (bpe_dir / "merges.txt").read_text(encoding="utf-8").split("\n")
+                  if l and not l.startswith("#version")]
+        eot = vocab["<|endoftext|>"]
+        tj = {"version": "1.0", "truncation": None, "padding": None,
+              "added_tokens": [{"id": eot, "content": "<|endoftext|>", "single_word": False,
+                                "lstrip": False, "rstrip": False, "normalized": True, "special": True}],
+              "normalizer": None,
+              "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                                "use_regex": True},
+              "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                                 "use_regex": True},
+              "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                          "use_regex": True},
+              "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                        "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
+                        "vocab": vocab, "merges": merges}}
+        (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False))
+    (d / "tokenizer_config.json").write_text(json.dumps(
+        {"add_prefix_space": False, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+         "unk_token": "<|endoftext|>", "model_max_length": 1024, "tokenizer_class": "GPT2Tokenizer"},
+        indent=1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Weight files
+
+def write_safetensors(path, tensors):
+    """safetensors by hand: u64 LE header size, JSON header (padded with spaces to 8 bytes, like the
+    reference implementation), then the raw little-endian bytes in header order."""
+    header, offset, blobs = {}, 0, []
+    for name, a in tensors.items():
+        a = np.ascontiguousarray(a)
+        dtype = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16",
+                 np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8"}[a.dtype]
+        b = a.astype(a.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    header["__metadata__"] = {"format": "pt"}
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for b in blobs:
+            f.write(b)
+
+
+def write_weights(d, tensors, storage):
+    if storage == "safetensors":
+        write_safetensors(d / "model.safetensors", tensors)
+    elif storage == "sharded":
+        # Two shards split in the middle of the (ordered) tensor list, plus the index that maps each
+        # tensor to its shard, as transformers' save_pretrained(max_shard_size=...) does.
+        names = list(tensors)
+        half = len(names) // 2
+        shards = {"model-00001-of-00002.safetensors": names[:half],
+                  "model-00002-of-00002.safetensors": names[half:]}
+        weight_map = {}
+        for fname, ns in shards.items():
+            write_safetensors(d / fname, {n: tensors[n] for n in ns})
+            weight_map.update({n: fname for n in ns})
+        total = sum(a.nbytes for a in tensors.values())
+        (d / "model.safetensors.index.json").write_text(json.dumps(
+            {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    elif storage == "bin":
+        import torch
+
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
+                   d / "pytorch_model.bin")
+    else:
+        raise ValueError(storage)
+
+
+# ----------------------------------------------------------------------------------------------
+# Variants
+
+def _rng(name):
+    return np.random.RandomState(zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def _normal(rng, shape, std):
+    return (rng.standard_normal(shape) * std).astype(np.float32)
+
+
+def _norm_weight(rng, n):
+    """Norm gains around 1 but not all identical, so a transposed/misplaced norm is caught."""
+    return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+
+def _silence_eos(output_matrix, eos):
+    """Zero the output row of EOS so its logit is exactly 0, below the maximum (logits have std ~1
+    over 512 tokens): greedy generation then never stops early and the tests always get the full
+    P + 63 rows. (EOS is never fed to the model, so in a tied model its input row is unused.)"""
+    output_matrix[eos] = 0.0
+
+
+LLAMA_VARIANTS = {
+    # name: config overrides (on top of LLAMA_BASE) and options
+    "llama_gqa": dict(cfg={"num_attention_heads": 8, "num_key_value_heads": 2,
+                           "tie_word_embeddings": False}),
+    "llama_mqa": dict(cfg={"num_attention_heads": 4, "num_key_value_heads": 1,
+                           "tie_word_embeddings": True, "rms_norm_eps": 1e-6},
+                      extra_vocab=8),  # embedding 520 rows > 512 tokens: tests vocab padding
+    "llama_bias": dict(cfg={"num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+                            "attention_bias": True, "mlp_bias": True, "tie_word_embeddings": False,
+                            "rope_theta": 500000.0},
+                       add_bos=False),
+    "mistral_window": dict(cfg={"model_type": "mistral", "architectures": ["MistralForCausalLM"],
+                                "num_attention_heads": 4, "num_key_value_heads": 2,
+                                "sliding_window": 16, "tie_word_embeddings": False},
+                           storage="sharded"),
+    "qwen2": dict(cfg={"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
+                       "num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 1000000.0,
+                       "tie_word_embeddings": True, "rms_norm_eps": 1e-6,
+                       # As in real Qwen2 configs: a window is configured but not used.
+                       "use_sliding_window": False, "sliding_window": 32768, "max_window_layers": 21}),
+    # Qwen2 with its window on every layer (max_window_layers 0), shorter than the test sequence.
+    "qwen2_window": dict(cfg={"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
+                              "num_attention_heads": 8, "num_key_value_heads": 4, "rope_theta": 1000000.0,
+                              "tie_word_embeddings": False, "use_sliding_window": True,
+                              "sliding_window": 12, "max_window_layers": 0}),
+}
+
+LLAMA_BASE = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+              "intermediate_size": 96, "num_hidden_layers": 2, "max_position_embeddings": 256,
+              "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu", "rope_scaling": None,
+              "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32", "initializer_range": 0.02}
+
+GPT2_VARIANTS = {
+    "gpt2": dict(cfg={"activation_function": "gelu_new"}, prefix="transformer.", buffers=True),
+    "gpt2_noprefix": dict(cfg={"activation_function": "gelu", "tie_word_embeddings": False},
+                          prefix="", storage="bin", buffers=True, tokenizer_json=True),
+    "gpt2_sinusoidal": dict(cfg={"activation_function": "gelu_pytorch_tanh",
+                                 "position_embedding_type": "sinusoidal"},
+                            prefix="transformer.", extra_vocab=4),
+}
+
+GPT2_BASE = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64, "n_layer": 2,
+             "n_head": 4, "n_positions": 256, "n_ctx": 256, "n_inner": None, "layer_norm_epsilon": 1e-5,
+             "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+             "reorder_and_upcast_attn": False, "torch_dtype": "float32"}
+
+VARIANTS = list(LLAMA_VARIANTS) + list(GPT2_VARIANTS)
+
+# make_fixtures.py needs files < 400 KB: a smaller MLP and context, same structure.
+SMALL = {"llama": {"intermediate_size": 24, "max_position_embeddings": 128},
+         "gpt2": {"n_inner": 64, "n_positions": 128, "n_ctx": 128}}
+
+
+def make_llama(name, d, small):
+    spec = LLAMA_VARIANTS[name]
+    rng = _rng(name)
+    cfg = dict(LLAMA_BASE, **spec["cfg"])
+    if small:
+        cfg.update(SMALL["llama"])
+    spm_path, _ = tokenizer_paths()
+    import sentencepiece as spm
+
+    n_tok = spm.SentencePieceProcessor(model_file=str(spm_path)).vocab_size()
+    cfg["vocab_size"] = V = n_tok + spec.get("extra_vocab", 0)
+    D, H, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim") or D // nh
+    qwen = cfg["model_type"] == "qwen2"
+    ab, mb = cfg.get("attention_bias", False), cfg.get("mlp_bias", False)
+    # A tied embedding is also the output layer: kept small, or the residual stream stays
+    # dominated by the current token's embedding and the model just repeats it.
+    tied = cfg["tie_word_embeddings"]
+    t = {"model.embed_tokens.weight": _normal(rng, (V, D), 0.15 if tied else 0.5)}
+    for i in range(L):
+        p = f"model.layers.{i}."
+        t[p + "input_layernorm.weight"] = _norm_weight(rng, D)
+        for proj, shape in [("q", (nh * hd, D)), ("k", (nkv * hd, D)), ("v", (nkv * hd, D)),
+                            ("o", (D, nh * hd))]:
+            t[p + f"self_attn.{proj}_proj.weight"] = _normal(rng, shape, 1.0 / np.sqrt(shape[1]))
+            if ab or (qwen and proj != "o"):
+                t[p + f"self_attn.{proj}_proj.bias"] = _normal(rng, shape[:1], 0.1)
+        t[p + "post_attention_layernorm.weight"] = _norm_weight(rng, D)
+        for proj, shape in [("gate", (H, D)), ("up", (H, D)), ("down", (D, H))]:
+            t[p + f"mlp.{proj}_proj.weight"] = _normal(rng, shape, 1.0 / np.sqrt(shape[1]))
+            if mb:
+                t[p + f"mlp.{proj}_proj.bias"] = _normal(rng, shape[:1], 0.1)
+    t["model.norm.weight"] = _norm_weight(rng, D)
+    if not cfg["tie_word_embeddings"]:
+        t["lm_head.weight"] = _normal(rng, (V, D), 0.3)
+    _silence_eos(t["lm_head.weight" if not tied else "model.embed_tokens.weight"], cfg["eos_token_id"])
+    write_weights(d, t, spec.get("storage", "safetensors"))
+    write_spm_tokenizer(d, add_bos=spec.get("add_bos", True))
+    return cfg
+
+
+def make_gpt2(name, d, small):
+    spec = GPT2_VARIANTS[name]
+    rng = _rng(name)
+    cfg = dict(GPT2_BASE, **spec["cfg"])
+    if small:
+        cfg.update(SMALL["gpt2"])
+    _, bpe_dir = tokenizer_paths()
+    n_tok = gpt2_vocab_size(bpe_dir)
+    cfg["vocab_size"] = V = n_tok + spec.get("extra_vocab", 0)
+    cfg["bos_token_id"] = cfg["eos_token_id"] = n_tok - 1  # <|endoftext|> is the last token
+    D, L, C = cfg["n_embd"], cfg["n_layer"], cfg["n_positions"]
+    H = cfg["n_inner"] or 4 * D
+    pre = spec["prefix"]
+    # A tied embedding is also the output layer: kept small, or the residual stream stays
+    # dominated by the current token's embedding and the model just repeats it.
+    tied = cfg.get("tie_word_embeddings", True)
+    t = {pre + "wte.weight": _normal(rng, (V, D), 0.1 if tied else 0.3)}
+    if cfg.get("position_embedding_type") != "sinusoidal":
+        t[pre + "wpe.weight"] = _normal(rng, (C, D), 0.1)
+    for i in range(L):
+        p = f"{pre}h.{i}."
+        # Conv1D weights are (in, out): note the shapes.
+        t[p + "ln_1.weight"] = _norm_weight(rng, D)
+        t[p + "ln_1.bias"] = _normal(rng, (D,), 0.05)
+        t[p + "attn.c_attn.weight"] = _normal(rng, (D, 3 * D), 1.0 / np.sqrt(D))
+        t[p + "attn.c_attn.bias"] = _normal(rng, (3 * D,), 0.05)
+        t[p + "attn.c_proj.weight"] = _normal(rng, (D, D), 1.0 / np.sqrt(D))
+        t[p + "attn.c_proj.bias"] = _normal(rng, (D,), 0.05)
+        t[p + "ln_2.weight"] = _norm_weight(rng, D)
+        t[p + "ln_2.bias"] = _normal(rng, (D,), 0.05)
+        t[p + "mlp.c_fc.weight"] = _normal(rng, (D, H), 1.0 / np.sqrt(D))
+        t[p + "mlp.c_fc.bias"] = _normal(rng, (H,), 0.05)
+        t[p + "mlp.c_proj.weight"] = _normal(rng, (H, D), 1.0 / np.sqrt(H))
+        t[p + "mlp.c_proj.bias"] = _normal(rng, (D,), 0.05)
+        if spec.get("buffers"):
+            # Old checkpoints saved the causal mask and the masked fill value as buffers.
+            t[p + "attn.bias"] = np.tril(np.ones((C, C), dtype=np.float32)).reshape(1, 1, C, C)
+            t[p + "attn.masked_bias"] = np.array(-1e4, dtype=np.float32)
+    t[pre + "ln_f.weight"] = _norm_weight(rng, D)
+    t[pre + "ln_f.bias"] = _normal(rng, (D,), 0.05)
+    if not tied:
+        t["lm_head.weight"] = _normal(rng, (V, D), 0.3)
+    _silence_eos(t["lm_head.weight" if not tied else pre + "wte.weight"], cfg["eos_token_id"])
+    write_weights(d, t, spec.get("storage", "safetensors"))
+    write_gpt2_tokenizer(d, as_tokenizer_json=spec.get("tokenizer_json", False))
+    return cfg
+
+
+def make_model(name, out_dir, small=False):
+    """Create (or recreate) the HF directory for variant `name` at out_dir; returns its Path."""
+    d = Path(out_dir)
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    cfg = make_llama(name, d, small) if name in LLAMA_VARIANTS else make_gpt2(name, d, small)
+    (d / "config.json").write_text(json.dumps(cfg, indent=1))
+    return d
+
+
+def main(argv):
+    if not argv:
+        print(__doc__.strip().split("\n\n")[1], file=sys.stderr)
+        return 2
+    out, names = Path(argv[0]), argv[1:] or VARIANTS
+    for n in names:
+        if n not in VARIANTS:
+            print(f"unknown variant {n}; known: {' '.join(VARIANTS)}", file=sys.stderr)
+            return 2
+        print(make_model(n, out / n))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""Makes the tokenizer fixtures in tests/fixtures/ from the King James Bible (public domain).
+
+    spm-kjv.model                 SentencePiece BPE, 512 pieces, byte fallback (sentencepiece library)
+    gpt2-bpe/vocab.json           GPT-2-style byte-level BPE, 512 tokens, trained here
+    gpt2-bpe/merges.txt
+    tokenizer_texts.json          test strings (list of str)
+    tok_texts/NN.txt              the same strings, one file each, exact UTF-8 bytes
+    tokenizer_golden_spm.txt      per string: sentencepiece's ids with BOS, space-separated
+
+The text comes from the Debian package bible-kjv-text (`bible` program). Everything is deterministic:
+running this again gives byte-identical files.
+
+Usage: /usr/bin/python3 tests/make_tokenizers.py   (from the repository root or anywhere)
+"""
+import collections
+import io
+import json
+import os
+import subprocess
+import sys
+
+import regex
+import sentencepiece as spm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIX = os.path.join(HERE, "fixtures")
+
+# GPT-2's pre-tokenizer, exactly as in openai/gpt-2 src/encoder.py.
+GPT2_PAT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+
+TEXTS = [
+    "",
+    "Hello world",
+    "In the beginning God created the heaven and the earth.",
+    " leading space",
+    "trailing space ",
+    "   ",
+    "multiple   spaces  between    words",
+    "tabs\tand\ttab\t\tpairs",
+    "line one\nline two\n\nline four\n",
+    "windows\r\nline\r\nendings\r\n",
+    "digits 0123456789 and 3.14159, 1,000,000 and 2024-11-22",
+    "Punctuation!? (parens) [brackets] {braces} <angle> \"quotes\" 'single' -- dashes... @#$%^&*_+=~`|\\/",
+    "Contractions: it's, don't, we'll, they're, I've, I'm, he'd, IT'S, O'Neil's",
+    "Accents: café, naïve, über, Müller, niño, façade, Ångström",
+    "CJK: 中文字符测试，日本語のテキスト、한국어 텍스트",
+    "Emoji: 😀 👍🏽 ❤️ 🇺🇸 👨‍👩‍👧‍👦 🧑🏻‍💻",
+    "Mixed: English русский ελληνικά العربية עברית हिन्दी ไทย",
+    "Arabic: بسم الله الرحمن الرحيم",
+    "Cyrillic: В начале сотворил Бог небо и землю.",
+    "Special strings are plain text: <s> </s> <unk> <|endoftext|> <0x41>",
+    "\u2581 already has a sentencepiece space \u2581\u2581 symbol",
+    "a",
+    " ",
+    "\n",
+    "x  \n  y\t \t z",
+    "Mathematical ∑ ∫ √ ≤ ≥ ≠ ∞ π and superscripts x² y³ ½ ⅓ Ⅻ",
+    "Zero\u200bwidth\u200dand\u00a0no-break\u3000ideographic space",
+    "!!!???...,,,;;;:::",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "And the LORD said unto Moses, Stretch out thine hand toward heaven, that there may be darkness "
+    "over the land of Egypt, even darkness which may be felt. And Moses stretched forth his hand toward "
+    "heaven; and there was a thick darkness in all the land of Egypt three days:",
+]
+
+
+def kjv_lines():
+    """The whole King James Bible as printed by `bible`, one output line per list item."""
+    out = subprocess.run(["bible", "gen1:1-rev22:21"], check=True, capture_output=True).stdout
+    return [line for line in out.decode("utf-8").split("\n") if line.strip()]
+
+
+def train_spm(lines):
+    # Sentences come from an iterator and the model goes to memory, so no temporary path ends up
+    # in the model's trainer_spec and the file is byte-identical across runs.
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, model_type="bpe", vocab_size=512,
+        byte_fallback=True, normalization_rule_name="identity", add_dummy_prefix=True,
+        remove_extra_whitespaces=False, split_digits=True, character_coverage=1.0,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, shuffle_input_sentence=False,
+        minloglevel=2)
+    with open(os.path.join(FIX, "spm-kjv.model"), "wb") as f:
+        f.write(model.getvalue())
+
+
+def bytes_to_unicode():
+    """GPT-2's reversible byte -> printable character map (openai/gpt-2 src/encoder.py)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def train_gpt2_bpe(text, n_merges):
+    """Plain BPE on pre-token counts: repeatedly merge the most frequent adjacent pair (ties: the
+    pair seen first in sorted order, so the result is deterministic)."""
+    b2u = bytes_to_unicode()
+    counts = collections.Counter(GPT2_PAT.findall(text))
+    words = {}
+    for tok, c in counts.items():
+        w = tuple(b2u[b] for b in tok.encode("utf-8"))
+        words[w] = words.get(w, 0) + c
+    merges = []
+    for _ in range(n_merges):
+        pairs = collections.Counter()
+        for w, c in words.items():
+            for a, b in zip(w, w[1:]):
+                pairs[(a, b)] += c
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        new_words = {}
+        for w, c in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+                    out.append(w[i] + w[i + 1])
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new_words[tuple(out)] = new_words.get(tuple(out), 0) + c
+        words = new_words
+    # vocab.json: the 256 byte characters in GPT-2's order (printable bytes first, as in its
+    # encoder.json), then one token per merge, then EOS.
+    vocab = {}
+    for ch in b2u.values():
+        vocab[ch] = len(vocab)
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    vocab["<|endoftext|>"] = len(vocab)
+    d = os.path.join(FIX, "gpt2-bpe")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(vocab, f, ensure_ascii=False)
+    with open(os.path.join(d, "merges.txt"), "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+        for a, b in merges:
+            f.write(f"{a} {b}\n")
+    return vocab
+
+
+def write_texts():
+    with open(os.path.join(FIX, "tokenizer_texts.json"), "w", encoding="utf-8") as f:
+        json.dump(TEXTS, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    d = os.path.join(FIX, "tok_texts")
+    os.makedirs(d, exist_ok=True)
+    for i, t in enumerate(TEXTS):
+        with open(os.path.join(d, f"{i:02d}.txt"), "wb") as f:
+            f.write(t.encode("utf-8"))
+
+
+def write_golden_spm():
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(FIX, "spm-kjv.model"))
+    with open(os.path.join(FIX, "tokenizer_golden_spm.txt"), "w") as f:
+        for t in TEXTS:
+            f.write(" ".join(str(i) for i in [sp.bos_id()] + sp.encode(t)) + "\n")
+
+
+def main():
+    os.makedirs(FIX, exist_ok=True)
+    lines = kjv_lines()
+    train_spm(lines)
+    # 1 MB of the Bible is plenty for 255 merges and keeps this script fast.
+    text = "\n".join(lines)[:1_000_000]
+    vocab = train_gpt2_bpe(text, 512 - 256 - 1)
+    write_texts()
+    write_golden_spm()
+    print(f"wrote fixtures to {FIX}: gpt2 vocab {len(vocab)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

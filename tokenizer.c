@@ -1,0 +1,866 @@
+/* tokenizer.c: text -> token ids and back, for the two tokenizer families in model.h.
+ *
+ *   TOK_SPM   SentencePiece BPE (tokenizer.ggml.model "llama"). Matches the sentencepiece library
+ *             (bpe_model.cc) for models with identity normalization: spaces become U+2581, an
+ *             optional dummy prefix is added, then adjacent symbols are merged best score first.
+ *   TOK_GPT2  byte-level BPE (tokenizer.ggml.model "gpt2"). Matches openai/gpt-2 src/encoder.py:
+ *             split with GPT-2's regex, map bytes to printable characters, merge by rank.
+ *
+ * Both merge loops use a binary heap of candidate pairs over a doubly linked list of symbols, so a
+ * long input costs O(n log n), not O(n^2). Special token strings in the text ("<s>",
+ * "<|endoftext|>") are plain text here: only the caller can insert special ids.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "unicode_tables.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* The tokenizer */
+
+struct Tokenizer {
+    TokenizerKind kind;
+    int n_vocab;
+    char *text;             /* owned: every token string, then every decoded string, NUL-separated */
+    Str *tokens;            /* (n_vocab) token strings, into text */
+    Str *decoded;           /* (n_vocab) bytes a token decodes to (control tokens: empty), into text */
+    float *scores;          /* (n_vocab) SPM merge priority, higher first */
+    int32_t *types;         /* (n_vocab) TOKEN_* */
+    int32_t *slots;         /* string -> id open-addressing table: id or -1; size mask + 1 */
+    uint32_t mask;
+    int byte_id[256];       /* SPM: id of <0xXX>; GPT-2: id of the byte's printable character; or -1 */
+    int has_byte_tokens;    /* SPM: all 256 <0xXX> tokens exist, so unknown characters fall back to them */
+    int max_user_len;       /* SPM: longest user-defined token in bytes; 0 if there are none */
+    /* GPT-2 merges: (left id, right id) -> rank and merged id, open addressing on the pair. */
+    uint64_t *pair_keys;    /* (pair_mask + 1) key = left << 32 | right, or UINT64_MAX when empty */
+    int32_t *pair_rank, *pair_id;
+    uint32_t pair_mask;
+    int bos_id, eos_id, unk_id;
+    int add_bos, add_space_prefix;
+    int max_token_len;
+};
+
+/* "▁" (U+2581), SentencePiece's visible space. */
+static const char SPACE_SYMBOL[] = "\xE2\x96\x81";
+/* What sentencepiece decodes an unknown token to (its default unk_surface, " ⁇ "). */
+static const char UNK_SURFACE[] = " \xE2\x81\x87 ";
+
+static uint32_t hash_bytes(const char *s, size_t n) {
+    uint32_t h = 2166136261u;  /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static uint32_t hash_pair(uint64_t key) {
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdULL;  /* murmur3 finalizer */
+    key ^= key >> 33;
+    return (uint32_t)key;
+}
+
+/* Table size: a power of two at least twice n, so probes stay short. */
+static uint32_t table_size(int n) {
+    uint32_t size = 16;
+    while (size < 2u * (uint32_t)n) size *= 2;
+    return size;
+}
+
+/* Returns the id of the token spelled s[0..n), or -1. */
+static int lookup(const Tokenizer *t, const char *s, size_t n) {
+    for (uint32_t i = hash_bytes(s, n) & t->mask;; i = (i + 1) & t->mask) {
+        int id = t->slots[i];
+        if (id < 0) return -1;
+        if (t->tokens[id].len == n && memcmp(t->tokens[id].ptr, s, n) == 0) return id;
+    }
+}
+
+static int lookup_pair(const Tokenizer *t, int left, int right, int *merged) {
+    uint64_t key = (uint64_t)left << 32 | (uint32_t)right;
+    for (uint32_t i = hash_pair(key) & t->pair_mask;; i = (i + 1) & t->pair_mask) {
+        if (t->pair_keys[i] == UINT64_MAX) return -1;
+        if (t->pair_keys[i] == key) {
+            *merged = t->pair_id[i];
+            return t->pair_rank[i];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* UTF-8 */
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is not one (Unicode Table 3-7: no
+   overlongs, no surrogates, nothing above U+10FFFF). If `maximal` is given it receives the length
+   of the maximal prefix of a valid sequence (>= 1), which is what one U+FFFD replaces, and
+   *incomplete is set when the bytes so far are valid but the input ends too early. */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t *maximal, int *incomplete) {
+    unsigned char c = s[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;  /* allowed range of the second byte */
+    if (c < 0x80) need = 1;
+    else if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        need = 3;
+        if (c == 0xE0) lo = 0xA0;       /* overlong */
+        if (c == 0xED) hi = 0x9F;       /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 4;
+        if (c == 0xF0) lo = 0x90;       /* overlong */
+        if (c == 0xF4) hi = 0x8F;       /* above U+10FFFF */
+    } else {
+        need = 0;
+    }
+    size_t i = 1;
+    if (need > 1) {
+        for (; i < need && i < n; i++) {
+            unsigned char lo_i = i == 1 ? lo : 0x80, hi_i = i == 1 ? hi : 0xBF;
+            if (s[i] < lo_i || s[i] > hi_i) break;
+        }
+    }
+    if (maximal) *maximal = i;
+    if (incomplete) *incomplete = need > 1 && i == n && i < need;
+    return need > 0 && i == need ? need : 0;
+}
+
+int utf8_valid(const char *s, size_t len, size_t *bad_offset) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(u + i, len - i, NULL, NULL);
+        if (n == 0) {
+            if (bad_offset) *bad_offset = i;
+            return 0;
+        }
+        i += n;
+    }
+    return 1;
+}
+
+/* Decodes the (valid) character at s[0..n) into *cp and returns its length. */
+static size_t utf8_decode(const char *s, size_t n, uint32_t *cp) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t len = utf8_seq(u, n, NULL, NULL);
+    if (len <= 1) {
+        *cp = u[0];
+        return 1;
+    }
+    uint32_t v = u[0] & (0xFF >> (len + 1));
+    for (size_t i = 1; i < len; i++) v = v << 6 | (u[i] & 0x3F);
+    *cp = v;
+    return len;
+}
+
+static size_t utf8_encode(uint32_t cp, char *out) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* GPT-2's byte <-> printable character map (bytes_to_unicode in openai/gpt-2 src/encoder.py):
+   printable Latin-1 bytes map to themselves, the other 68 to U+0100, U+0101, ... in byte order. */
+
+static void gpt2_byte_chars(uint32_t cp_of_byte[256]) {
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+        cp_of_byte[b] = printable ? (uint32_t)b : (uint32_t)(256 + n++);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Building */
+
+/* Writes the bytes token `id` decodes to at out and returns their count: at most the token's own
+   length ("▁" is 3 bytes for 1, a GPT-2 byte character 1-2 bytes for 1), or the unk surface. */
+static size_t decoded_text(const Tokenizer *t, int id, const int *byte_of_cp, char *out) {
+    Str s = t->tokens[id];
+    int type = t->types[id];
+    if (type == TOKEN_CONTROL) return 0;
+    if (t->kind == TOK_SPM) {
+        if (type == TOKEN_UNKNOWN) {
+            memcpy(out, UNK_SURFACE, sizeof UNK_SURFACE - 1);
+            return sizeof UNK_SURFACE - 1;
+        }
+        if (type == TOKEN_BYTE) {
+            for (int b = 0; b < 256; b++)
+                if (t->byte_id[b] == id) {
+                    out[0] = (char)b;
+                    return 1;
+                }
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < s.len;) {
+            if (s.len - i >= 3 && memcmp(s.ptr + i, SPACE_SYMBOL, 3) == 0) {
+                out[n++] = ' ';
+                i += 3;
+            } else {
+                out[n++] = s.ptr[i++];
+            }
+        }
+        return n;
+    }
+    /* GPT-2: each character is one byte, except in user-defined tokens (added as plain text) and
+       characters outside the map, which stand for themselves. */
+    if (type == TOKEN_USER_DEFINED || !utf8_valid(s.ptr, s.len, NULL)) {
+        memcpy(out, s.ptr, s.len);
+        return s.len;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < s.len;) {
+        uint32_t cp;
+        size_t k = utf8_decode(s.ptr + i, s.len - i, &cp);
+        if (cp < 324 && byte_of_cp[cp] >= 0) out[n++] = (char)byte_of_cp[cp];
+        else memcpy(out + n, s.ptr + i, k), n += k;
+        i += k;
+    }
+    return n;
+}
+
+/* Parses "<0xXX>" and returns the byte, or -1. */
+static int parse_byte_token(Str s) {
+    if (s.len != 6 || memcmp(s.ptr, "<0x", 3) != 0 || s.ptr[5] != '>') return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        char c = s.ptr[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static int build_merges(Tokenizer *t, const TokenizerSpec *spec, Error *err) {
+    t->pair_mask = table_size(spec->n_merges) - 1;
+    size_t size = (size_t)t->pair_mask + 1;
+    t->pair_keys = malloc(size * sizeof *t->pair_keys);
+    t->pair_rank = malloc(size * sizeof *t->pair_rank);
+    t->pair_id = malloc(size * sizeof *t->pair_id);
+    if (!t->pair_keys || !t->pair_rank || !t->pair_id) return fail(err, "out of memory (merges)");
+    for (size_t i = 0; i < size; i++) t->pair_keys[i] = UINT64_MAX;
+    char *joined = malloc((size_t)t->max_token_len * 2 + 1);
+    if (!joined) return fail(err, "out of memory (merges)");
+    for (int r = 0; r < spec->n_merges; r++) {
+        Str m = spec->merges[r];
+        /* "left right": the separator is the first space after the first character, since a token
+           may itself be a space in some vocabularies. */
+        const char *sp = m.len > 1 ? memchr(m.ptr + 1, ' ', m.len - 1) : NULL;
+        int left = -1, right = -1, merged = -1;
+        if (sp) {
+            size_t ln = (size_t)(sp - m.ptr), rn = m.len - ln - 1;
+            left = lookup(t, m.ptr, ln);
+            right = lookup(t, sp + 1, rn);
+            if (ln + rn <= (size_t)t->max_token_len * 2) {
+                memcpy(joined, m.ptr, ln);
+                memcpy(joined + ln, sp + 1, rn);
+                merged = lookup(t, joined, ln + rn);
+            }
+        }
+        if (left < 0 || right < 0 || merged < 0) {
+            free(joined);
+            return fail(err, "tokenizer merge %d \"%.*s\" names tokens that are not in the vocabulary",
+                        r, (int)(m.len > 100 ? 100 : m.len), m.ptr);
+        }
+        /* A repeated merge takes the later rank, like the dict the reference builds from the list. */
+        uint64_t key = (uint64_t)left << 32 | (uint32_t)right;
+        uint32_t i = hash_pair(key) & t->pair_mask;
+        while (t->pair_keys[i] != UINT64_MAX && t->pair_keys[i] != key) i = (i + 1) & t->pair_mask;
+        t->pair_keys[i] = key;
+        t->pair_rank[i] = r;
+        t->pair_id[i] = merged;
+    }
+    free(joined);
+    return 0;
+}
+
+int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
+    *out = NULL;
+    if (spec->n_vocab <= 0) return fail(err, "tokenizer: empty vocabulary");
+    if (spec->kind == TOK_GPT2 && spec->n_merges > 0 && !spec->merges)
+        return fail(err, "tokenizer: gpt2 merges missing");
+    Tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return fail(err, "out of memory (tokenizer)");
+    int n = spec->n_vocab;
+    t->kind = spec->kind;
+    t->n_vocab = n;
+    t->bos_id = spec->bos_id;
+    t->eos_id = spec->eos_id;
+    t->unk_id = spec->unk_id;
+    t->add_bos = spec->add_bos;
+    t->add_space_prefix = spec->kind == TOK_SPM && spec->add_space_prefix;
+    for (int id = 0; id < n; id++) {
+        if (spec->tokens[id].len > (size_t)1 << 20) {
+            tokenizer_free(t);
+            return fail(err, "tokenizer: token %d is %zu bytes long", id, spec->tokens[id].len);
+        }
+        if ((int)spec->tokens[id].len > t->max_token_len) t->max_token_len = (int)spec->tokens[id].len;
+    }
+    int ids[3] = {spec->bos_id, spec->eos_id, spec->unk_id};
+    for (int i = 0; i < 3; i++) {
+        if (ids[i] < -1 || ids[i] >= n) {
+            tokenizer_free(t);
+            return fail(err, "tokenizer: special token id %d outside the vocabulary of %d", ids[i], n);
+        }
+    }
+
+    /* One buffer for the token strings and their decoded forms, each NUL-terminated. */
+    size_t total = 0;
+    for (int id = 0; id < n; id++) total += 2 * (spec->tokens[id].len + 1) + sizeof UNK_SURFACE;
+    t->text = malloc(total);
+    t->tokens = malloc((size_t)n * sizeof *t->tokens);
+    t->decoded = malloc((size_t)n * sizeof *t->decoded);
+    t->scores = malloc((size_t)n * sizeof *t->scores);
+    t->types = malloc((size_t)n * sizeof *t->types);
+    t->mask = table_size(n) - 1;
+    t->slots = malloc(((size_t)t->mask + 1) * sizeof *t->slots);
+    if (!t->text || !t->tokens || !t->decoded || !t->scores || !t->types || !t->slots) {
+        tokenizer_free(t);
+        return fail(err, "out of memory (tokenizer, %d tokens)", n);
+    }
+    char *p = t->text;
+    for (int id = 0; id < n; id++) {
+        Str s = spec->tokens[id];
+        memcpy(p, s.ptr, s.len);
+        p[s.len] = '\0';
+        t->tokens[id] = (Str){p, s.len};
+        p += s.len + 1;
+        t->scores[id] = spec->scores ? spec->scores[id] : 0.0f;
+        t->types[id] = spec->types ? spec->types[id] : TOKEN_NORMAL;
+    }
+    memset(t->slots, 0xFF, ((size_t)t->mask + 1) * sizeof *t->slots);
+    for (int id = 0; id < n; id++) {
+        Str s = t->tokens[id];
+        if (lookup(t, s.ptr, s.len) >= 0) continue;  /* a repeated string keeps its first id */
+        uint32_t i = hash_bytes(s.ptr, s.len) & t->mask;
+        while (t->slots[i] >= 0) i = (i + 1) & t->mask;
+        t->slots[i] = id;
+    }
+
+    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    int byte_of_cp[324];  /* GPT-2: code point -> byte, or -1 */
+    for (int c = 0; c < 324; c++) byte_of_cp[c] = -1;
+    if (t->kind == TOK_SPM) {
+        int n_bytes = 0;
+        for (int id = 0; id < n; id++) {
+            int type = t->types[id];
+            if (type == TOKEN_USER_DEFINED && (int)t->tokens[id].len > t->max_user_len)
+                t->max_user_len = (int)t->tokens[id].len;
+            int b = type == TOKEN_BYTE ? parse_byte_token(t->tokens[id]) : -1;
+            if (b >= 0 && t->byte_id[b] < 0) t->byte_id[b] = id, n_bytes++;
+        }
+        t->has_byte_tokens = n_bytes == 256;
+    } else {
+        uint32_t cp_of_byte[256];
+        gpt2_byte_chars(cp_of_byte);
+        for (int b = 0; b < 256; b++) {
+            char ch[4];
+            size_t k = utf8_encode(cp_of_byte[b], ch);
+            t->byte_id[b] = lookup(t, ch, k);
+            byte_of_cp[cp_of_byte[b]] = b;
+        }
+        if (build_merges(t, spec, err) != 0) {
+            tokenizer_free(t);
+            return -1;
+        }
+    }
+    for (int id = 0; id < n; id++) {
+        size_t k = decoded_text(t, id, byte_of_cp, p);
+        t->decoded[id] = (Str){p, k};
+        p += k;
+        *p++ = '\0';
+    }
+    *out = t;
+    return 0;
+}
+
+void tokenizer_free(Tokenizer *t) {
+    if (!t) return;
+    free(t->text);
+    free(t->tokens);
+    free(t->decoded);
+    free(t->scores);
+    free(t->types);
+    free(t->slots);
+    free(t->pair_keys);
+    free(t->pair_rank);
+    free(t->pair_id);
+    free(t);
+}
+
+int tokenizer_bos(const Tokenizer *t) { return t->bos_id; }
+int tokenizer_eos(const Tokenizer *t) { return t->eos_id; }
+int tokenizer_adds_bos(const Tokenizer *t) { return t->add_bos && t->bos_id >= 0; }
+int tokenizer_max_token_len(const Tokenizer *t) { return t->max_token_len; }
+
+/* ------------------------------------------------------------------------------------------ */
+/* The merge machinery shared by both encoders */
+
+typedef struct {
+    int start, len;         /* bytes of the symbol in the text being encoded; len 0 = merged away */
+    int id;                 /* GPT-2: token id of the symbol */
+    int prev, next;         /* neighbours in the list, -1 at the ends */
+    int frozen;             /* SPM: a user-defined token, never merged */
+} Symbol;
+
+typedef struct {
+    double priority;        /* lower pops first: -score (SPM) or rank (GPT-2) */
+    int left, right;        /* symbol indices */
+    int len;                /* SPM: bytes of the merged piece, to detect stale entries */
+} Candidate;
+
+typedef struct {
+    Candidate *items;
+    int n;
+} Heap;
+
+/* The order of both references: best priority first, then the leftmost pair. */
+static int before(const Candidate *a, const Candidate *b) {
+    return a->priority < b->priority || (a->priority == b->priority && a->left < b->left);
+}
+
+/* The callers size the heap for the worst case (one candidate per symbol, two more per merge),
+   so it never grows. */
+static void heap_push(Heap *h, Candidate c) {
+    int i = h->n++;
+    while (i > 0 && before(&c, &h->items[(i - 1) / 2])) {
+        h->items[i] = h->items[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->items[i] = c;
+}
+
+static Candidate heap_pop(Heap *h) {
+    Candidate top = h->items[0], last = h->items[--h->n];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && before(&h->items[c + 1], &h->items[c])) c++;
+        if (!before(&h->items[c], &last)) break;
+        h->items[i] = h->items[c];
+        i = c;
+    }
+    if (h->n > 0) h->items[i] = last;
+    return top;
+}
+
+/* A growable id list: the output of tokenizer_encode. */
+typedef struct {
+    int *ids;
+    int n, cap;
+} IdList;
+
+static int push_id(IdList *l, int id, Error *err) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        int *ids = realloc(l->ids, (size_t)cap * sizeof *ids);
+        if (!ids) return fail(err, "out of memory (token ids)");
+        l->ids = ids;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = id;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* SentencePiece BPE (bpe_model.cc Model::Encode) */
+
+/* Ids a merge may produce: sentencepiece keeps control, unknown and byte pieces out of its merge
+   table, so "<s>" in the text can never become the BOS token. */
+static int spm_mergeable(const Tokenizer *t, int id) {
+    int type = t->types[id];
+    return type == TOKEN_NORMAL || type == TOKEN_USER_DEFINED || type == TOKEN_UNUSED;
+}
+
+typedef struct {
+    const Tokenizer *t;
+    const char *text;       /* the normalized text */
+    Symbol *sym;
+    Heap heap;
+    /* Unused pieces are merged through but never output: sentencepiece remembers, per unused
+       piece, the last pair that was proposed to form it (rev_merge) and splits it back. */
+    int *rev;               /* (n_vocab) start of the left part, or -1; NULL until needed */
+    int *rev_left, *rev_right;
+} SpmState;
+
+static int spm_propose(SpmState *st, int left, int right, Error *err) {
+    if (left < 0 || right < 0 || st->sym[left].frozen || st->sym[right].frozen) return 0;
+    const Symbol *l = &st->sym[left], *r = &st->sym[right];
+    int id = lookup(st->t, st->text + l->start, (size_t)(l->len + r->len));
+    if (id < 0 || !spm_mergeable(st->t, id)) return 0;
+    heap_push(&st->heap, (Candidate){-(double)st->t->scores[id], left, right, l->len + r->len});
+    if (st->t->types[id] == TOKEN_UNUSED) {
+        if (!st->rev) {
+            int n = st->t->n_vocab;
+            st->rev = malloc((size_t)n * sizeof *st->rev);
+            st->rev_left = malloc((size_t)n * sizeof *st->rev_left);
+            st->rev_right = malloc((size_t)n * sizeof *st->rev_right);
+            if (!st->rev || !st->rev_left || !st->rev_right) return fail(err, "out of memory (spm)");
+            for (int i = 0; i < n; i++) st->rev[i] = -1;
+        }
+        st->rev[id] = l->start;
+        st->rev_left[id] = l->len;
+        st->rev_right[id] = r->len;
+    }
+    return 0;
+}
+
+/* Outputs the piece text[start..start+len): its id, unused pieces split back into the pair that
+   formed them, and pieces not in the vocabulary as byte tokens (byte fallback) or unk. */
+static int spm_emit(SpmState *st, int start, int len, IdList *out, Error *err) {
+    const Tokenizer *t = st->t;
+    int id = lookup(t, st->text + start, (size_t)len);
+    if (id >= 0 && t->types[id] == TOKEN_UNUSED && st->rev && st->rev[id] >= 0) {
+        int ls = st->rev[id], ll = st->rev_left[id], rl = st->rev_right[id];
+        if (spm_emit(st, ls, ll, out, err) != 0) return -1;
+        return spm_emit(st, ls + ll, rl, out, err);
+    }
+    if (id >= 0 && t->types[id] != TOKEN_UNKNOWN) return push_id(out, id, err);
+    if (t->has_byte_tokens) {
+        for (int i = 0; i < len; i++)
+            if (push_id(out, t->byte_id[(unsigned char)st->text[start + i]], err) != 0) return -1;
+        return 0;
+    }
+    if (t->unk_id < 0)
+        return fail(err, "cannot encode \"%.*s\": not in the vocabulary, no byte tokens, no unk token",
+                    len, st->text + start);
+    return push_id(out, t->unk_id, err);
+}
+
+static int spm_encode(const Tokenizer *t, const char *text, size_t len, IdList *out, Error *err) {
+    if (len == 0) return 0;  /* sentencepiece adds no dummy prefix to an empty input */
+    /* Normalize: dummy prefix, then every ' ' becomes "▁" (3 bytes). */
+    if (len > (size_t)INT32_MAX / 8) return fail(err, "prompt too long (%zu bytes)", len);
+    size_t n_chars = len + 1;  /* bound on the symbols: one per input byte, plus the prefix */
+    char *norm = malloc(3 * n_chars);
+    Symbol *sym = malloc(n_chars * sizeof *sym);
+    /* Each symbol proposes one pair, each merge at most two more. */
+    Candidate *cand = malloc(3 * n_chars * sizeof *cand);
+    SpmState st = {t, norm, sym, {cand, 0}, NULL, NULL, NULL};
+    int rc = -1;
+    if (!norm || !sym || !cand) {
+        fail(err, "out of memory (encoding %zu bytes)", len);
+        goto done;
+    }
+    size_t n = 0;
+    if (t->add_space_prefix) memcpy(norm, SPACE_SYMBOL, 3), n = 3;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == ' ') memcpy(norm + n, SPACE_SYMBOL, 3), n += 3;
+        else norm[n++] = text[i];
+    }
+
+    /* Split into symbols: a whole user-defined token where one starts (longest first), else one
+       UTF-8 character. */
+    int n_sym = 0;
+    for (size_t i = 0; i < n;) {
+        int k = 0, frozen = 0;
+        for (int ul = t->max_user_len; ul > 0 && !k; ul--) {
+            if ((size_t)ul > n - i) continue;
+            int id = lookup(t, norm + i, (size_t)ul);
+            if (id >= 0 && t->types[id] == TOKEN_USER_DEFINED) k = ul, frozen = 1;
+        }
+        if (!k) {
+            uint32_t cp;
+            k = (int)utf8_decode(norm + i, n - i, &cp);
+        }
+        sym[n_sym] = (Symbol){(int)i, k, -1, n_sym - 1, -1, frozen};
+        if (n_sym > 0) sym[n_sym - 1].next = n_sym;
+        n_sym++;
+        i += (size_t)k;
+    }
+    for (int i = 1; i < n_sym; i++)
+        if (spm_propose(&st, i - 1, i, err) != 0) goto done;
+
+    while (st.heap.n > 0) {
+        Candidate c = heap_pop(&st.heap);
+        Symbol *l = &sym[c.left], *r = &sym[c.right];
+        /* Stale: one side was merged into something else since this pair was proposed. */
+        if (l->len == 0 || r->len == 0 || l->len + r->len != c.len) continue;
+        l->len += r->len;
+        l->next = r->next;
+        if (r->next >= 0) sym[r->next].prev = c.left;
+        r->len = 0;
+        if (spm_propose(&st, l->prev, c.left, err) != 0) goto done;
+        if (spm_propose(&st, c.left, l->next, err) != 0) goto done;
+    }
+    for (int i = 0; i >= 0 && n_sym > 0; i = sym[i].next)
+        if (spm_emit(&st, sym[i].start, sym[i].len, out, err) != 0) goto done;
+    rc = 0;
+done:
+    free(norm);
+    free(sym);
+    free(cand);
+    free(st.rev);
+    free(st.rev_left);
+    free(st.rev_right);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* GPT-2 byte-level BPE (openai/gpt-2 src/encoder.py) */
+
+static int in_table(uint32_t cp, const UnicodeRange *r, int n) {
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < r[mid].lo) hi = mid - 1;
+        else if (cp > r[mid].hi) lo = mid + 1;
+        else return 1;
+    }
+    return 0;
+}
+
+enum { CH_LETTER, CH_NUMBER, CH_SPACE, CH_OTHER };
+
+static int char_class(uint32_t cp) {
+    if (cp < 0x80) {  /* fast path for ASCII */
+        if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) return CH_LETTER;
+        if (cp >= '0' && cp <= '9') return CH_NUMBER;
+        if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D)) return CH_SPACE;
+        return CH_OTHER;
+    }
+    if (in_table(cp, unicode_letter, (int)(sizeof unicode_letter / sizeof *unicode_letter)))
+        return CH_LETTER;
+    if (in_table(cp, unicode_number, (int)(sizeof unicode_number / sizeof *unicode_number)))
+        return CH_NUMBER;
+    if (in_table(cp, unicode_space, (int)(sizeof unicode_space / sizeof *unicode_space)))
+        return CH_SPACE;
+    return CH_OTHER;
+}
+
+/* Class of the character at s[i], or -1 at the end; *k receives its length. */
+static int class_at(const char *s, size_t n, size_t i, size_t *k) {
+    if (i >= n) {
+        *k = 0;
+        return -1;
+    }
+    uint32_t cp;
+    *k = utf8_decode(s + i, n - i, &cp);
+    return char_class(cp);
+}
+
+/* End of the run of characters of class `cls` starting at i. */
+static size_t run_end(const char *s, size_t n, size_t i, int cls) {
+    size_t k;
+    while (class_at(s, n, i, &k) == cls) i += k;
+    return i;
+}
+
+/* End of the pre-token starting at s[i] (i < n), trying the alternatives of GPT-2's pattern
+       's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+   in order, as the regex engine does. */
+static size_t gpt2_pretoken_end(const char *s, size_t n, size_t i) {
+    if (s[i] == '\'' && i + 1 < n) {
+        char a = s[i + 1], b = i + 2 < n ? s[i + 2] : 0;
+        if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
+    }
+    size_t k;
+    int cls = class_at(s, n, i, &k);
+    size_t j = i;
+    if (s[i] == ' ') {  /* the optional leading space of the next three alternatives */
+        size_t k2;
+        int next = class_at(s, n, i + 1, &k2);
+        if (next == CH_LETTER || next == CH_NUMBER || next == CH_OTHER) {
+            j = i + 1;
+            cls = next;
+        }
+    }
+    if (cls != CH_SPACE) return run_end(s, n, j, cls);
+    /* \s+(?!\S): the whitespace run, minus its last character if a non-space follows (which then
+       starts the next token, e.g. " word"); a single space before a non-space falls to \s+. */
+    size_t end = run_end(s, n, i, CH_SPACE);
+    if (end == n) return end;
+    size_t last = end;  /* start of the run's last character */
+    do last--; while (((unsigned char)s[last] & 0xC0) == 0x80);
+    return last > i ? last : end;
+}
+
+/* Merges the byte symbols of one pre-token, lowest rank first, and appends the resulting ids. */
+static int gpt2_bpe(const Tokenizer *t, const char *s, size_t n, Symbol *sym, Heap *heap, IdList *out,
+                    Error *err) {
+    for (size_t i = 0; i < n; i++) {
+        int id = t->byte_id[(unsigned char)s[i]];
+        if (id < 0) {
+            if (t->unk_id < 0)
+                return fail(err, "byte 0x%02X has no token in this gpt2 vocabulary", (unsigned char)s[i]);
+            id = t->unk_id;
+        }
+        sym[i] = (Symbol){(int)i, 1, id, (int)i - 1, i + 1 < n ? (int)i + 1 : -1, 0};
+    }
+    heap->n = 0;
+    for (size_t i = 1; i < n; i++) {
+        int merged, rank = lookup_pair(t, sym[i - 1].id, sym[i].id, &merged);
+        if (rank >= 0) heap_push(heap, (Candidate){rank, (int)i - 1, (int)i, 0});
+    }
+    while (heap->n > 0) {
+        Candidate c = heap_pop(heap);
+        Symbol *l = &sym[c.left], *r = &sym[c.right];
+        /* Stale unless both are still there, adjacent, and still the pair of this rank. */
+        if (l->len == 0 || r->len == 0 || l->next != c.right) continue;
+        int merged, rank = lookup_pair(t, l->id, r->id, &merged);
+        if (rank != (int)c.priority) continue;
+        l->id = merged;
+        l->len += r->len;
+        l->next = r->next;
+        if (r->next >= 0) sym[r->next].prev = c.left;
+        r->len = 0;
+        if (l->prev >= 0 && (rank = lookup_pair(t, sym[l->prev].id, l->id, &merged)) >= 0)
+            heap_push(heap, (Candidate){rank, l->prev, c.left, 0});
+        if (l->next >= 0 && (rank = lookup_pair(t, l->id, sym[l->next].id, &merged)) >= 0)
+            heap_push(heap, (Candidate){rank, c.left, l->next, 0});
+    }
+    for (int i = 0; i >= 0; i = sym[i].next)
+        if (push_id(out, sym[i].id, err) != 0) return -1;
+    return 0;
+}
+
+static int gpt2_encode(const Tokenizer *t, const char *text, size_t len, IdList *out, Error *err) {
+    if (len == 0) return 0;
+    if (len > (size_t)INT32_MAX / 4) return fail(err, "prompt too long (%zu bytes)", len);
+    Symbol *sym = malloc(len * sizeof *sym);
+    Candidate *cand = malloc(3 * len * sizeof *cand);
+    Heap heap = {cand, 0};
+    int rc = -1;
+    if (!sym || !cand) {
+        fail(err, "out of memory (encoding %zu bytes)", len);
+    } else {
+        rc = 0;
+        for (size_t i = 0; i < len && rc == 0;) {
+            size_t end = gpt2_pretoken_end(text, len, i);
+            rc = gpt2_bpe(t, text + i, end - i, sym, &heap, out, err);
+            i = end;
+        }
+    }
+    free(sym);
+    free(cand);
+    return rc;
+}
+
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,
+                     Error *err) {
+    *ids = NULL;
+    *n_ids = 0;
+    size_t bad;
+    if (!utf8_valid(text, len, &bad)) return fail(err, "prompt is not valid UTF-8 (byte %zu)", bad);
+    IdList out = {NULL, 0, 0};
+    if (tokenizer_adds_bos(t) && push_id(&out, t->bos_id, err) != 0) return -1;
+    int rc = t->kind == TOK_SPM ? spm_encode(t, text, len, &out, err)
+                                : gpt2_encode(t, text, len, &out, err);
+    if (rc != 0) {
+        free(out.ids);
+        return -1;
+    }
+    if (!out.ids) {  /* empty prompt without BOS: still hand back a valid allocation */
+        out.ids = malloc(sizeof *out.ids);
+        if (!out.ids) return fail(err, "out of memory (token ids)");
+    }
+    *ids = out.ids;
+    *n_ids = out.n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Streaming decoder */
+
+void decoder_init(Decoder *d) {
+    d->n_pending = 0;
+    d->prev_token = -1;
+}
+
+static const char REPLACEMENT[] = "\xEF\xBF\xBD";  /* U+FFFD */
+
+/* Appends bytes to the output through the UTF-8 assembler in d->pending: complete characters go
+   out, an incomplete tail waits, and each maximal invalid subpart becomes one U+FFFD (the
+   "replace" rule of Python's bytes.decode and of the WHATWG encoding standard). */
+static size_t emit_bytes(Decoder *d, const char *bytes, size_t n, char *out, size_t cap, size_t w) {
+    unsigned char buf[16];
+    size_t consumed = 0;
+    while (consumed < n || d->n_pending > 0) {
+        /* Work on pending + the next few new bytes; a character is at most 4 bytes. */
+        size_t m = (size_t)d->n_pending;
+        memcpy(buf, d->pending, m);
+        size_t take = n - consumed < 4 ? n - consumed : 4;
+        memcpy(buf + m, bytes + consumed, take);
+        m += take;
+        if (m == 0) break;
+        size_t maximal;
+        int incomplete;
+        size_t k = utf8_seq(buf, m, &maximal, &incomplete);
+        size_t used;  /* bytes of buf consumed by this step */
+        if (k > 0) {
+            if (w + k + 1 > cap) break;
+            memcpy(out + w, buf, k);
+            w += k;
+            used = k;
+        } else if (incomplete) {
+            /* Valid so far but cut short: keep it all for the next token. */
+            memcpy(d->pending, buf, m);
+            d->n_pending = (int)m;
+            consumed += take;
+            break;
+        } else {
+            if (w + 3 + 1 > cap) break;
+            memcpy(out + w, REPLACEMENT, 3);
+            w += 3;
+            used = maximal;
+        }
+        /* Drop `used` bytes: first from pending, then from the new bytes. */
+        if (used >= (size_t)d->n_pending) {
+            consumed += used - (size_t)d->n_pending;
+            d->n_pending = 0;
+        } else {
+            memmove(d->pending, d->pending + used, (size_t)d->n_pending - used);
+            d->n_pending -= (int)used;
+        }
+    }
+    out[w] = '\0';
+    return w;
+}
+
+size_t decoder_push(const Tokenizer *t, Decoder *d, int token, char *out, size_t cap) {
+    if (cap == 0) return 0;
+    out[0] = '\0';
+    if (token < 0 || token >= t->n_vocab || t->types[token] == TOKEN_CONTROL) return 0;
+    Str s = t->decoded[token];
+    /* sentencepiece drops the space its dummy prefix added: the leading "▁" of the first piece that
+       is not a control token. prev_token is only set by non-control tokens here, but a caller
+       continuing after a prompt may set it to the prompt's last id, which can be BOS. */
+    int at_start = d->prev_token < 0 || d->prev_token >= t->n_vocab ||
+                   t->types[d->prev_token] == TOKEN_CONTROL;
+    if (t->add_space_prefix && at_start && s.len > 0 && s.ptr[0] == ' ' &&
+        t->tokens[token].len >= 3 && memcmp(t->tokens[token].ptr, SPACE_SYMBOL, 3) == 0) {
+        s.ptr++;
+        s.len--;
+    }
+    d->prev_token = token;
+    return emit_bytes(d, s.ptr, s.len, out, cap, 0);
+}
+
+size_t decoder_flush(Decoder *d, char *out, size_t cap) {
+    if (cap == 0) return 0;
+    size_t w = 0;
+    if (d->n_pending > 0 && cap >= 4) {
+        memcpy(out, REPLACEMENT, 3);  /* an incomplete character is one maximal subpart */
+        w = 3;
+    }
+    d->n_pending = 0;
+    out[w] = '\0';
+    return w;
+}
