@@ -202,7 +202,7 @@ int gguf_open(GGUF *g, const char *path, Error *err) {
         goto bad;
     /* Each entry takes at least 8 bytes in the file: bounds the allocations by the file size. */
     if (g->n_kv > g->size / 8 || g->n_tensors > g->size / 8) {
-        fail(err, "corrupt header: %llu metadata entries and %llu tensors cannot fit in %zu bytes",
+        fail(err, "truncated or corrupt header: %llu metadata entries and %llu tensors cannot fit in %zu bytes",
              (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, g->size);
         goto bad;
     }

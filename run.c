@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -328,13 +329,18 @@ typedef struct {
     int threads;            /* 0 = OpenMP's default */
     int tokenize;           /* print the prompt's ids and exit */
     const char *dump_logits;
+    const char *ppl;        /* text file to measure perplexity on */
     int verbose;
+    char default_model[4096];
 } Options;
+
+#define DEFAULT_MODEL "models/kjv.gguf"
 
 static void usage(FILE *f) {
     fprintf(f,
-        "usage: ./run MODEL.gguf [options]\n"
-        "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture).\n"
+        "usage: ./run [MODEL.gguf] [options]\n"
+        "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture); without MODEL,\n"
+        "from the model shipped in " DEFAULT_MODEL " next to the program.\n"
         "\n"
         "  -i, --prompt TEXT      prompt text; '-' reads it from stdin (default: empty)\n"
         "  -n, --n-predict N      new tokens to generate after the prompt (default 128)\n"
@@ -347,6 +353,7 @@ static void usage(FILE *f) {
         "      --tokenize         print the prompt's token ids on one line and exit\n"
         "      --dump-logits PATH write the logits of every position fed to the model as .npy\n"
         "                         float32 [T, vocab], T = prompt tokens + generated tokens - 1\n"
+        "      --ppl FILE         print the model's perplexity on a text file and exit\n"
         "  -v, --verbose          print the model's configuration on stderr\n"
         "  -h, --help             show this help\n");
 }
@@ -397,12 +404,13 @@ static int parse_args(int argc, char **argv, Options *o, Error *err) {
         int known = IS("-i", "--prompt") || IS("-n", "--n-predict") || IS("-t", "--temp") ||
                     IS("-p", "--top-p") || IS("-k", "--top-k") || IS("-s", "--seed") ||
                     IS("-b", "--batch-size") || strcmp(a, "--threads") == 0 ||
-                    strcmp(a, "--dump-logits") == 0;
+                    strcmp(a, "--dump-logits") == 0 || strcmp(a, "--ppl") == 0;
         if (!known) return fail(err, "unknown option '%s' (see ./run --help)", a);
         const char *val = VALUE();
         if (!val) return fail(err, "option %s needs a value", a);
         if (IS("-i", "--prompt")) o->prompt = val;
         else if (strcmp(a, "--dump-logits") == 0) o->dump_logits = val;
+        else if (strcmp(a, "--ppl") == 0) o->ppl = val;
         else if (IS("-n", "--n-predict")) {
             if (parse_int(a, val, 0, 1 << 30, &v, err)) return -1;
             o->steps = (int)v;
@@ -426,24 +434,33 @@ static int parse_args(int argc, char **argv, Options *o, Error *err) {
 #undef IS
 #undef VALUE
     }
-    if (!o->model) return fail(err, "no model given (usage: ./run MODEL.gguf -i \"prompt\"; see --help)");
+    if (!o->model) {  /* the shipped model, found next to the program */
+        const char *slash = strrchr(argv[0], '/');
+        int dir = slash ? (int)(slash - argv[0]) : 1;
+        snprintf(o->default_model, sizeof o->default_model, "%.*s/%s", dir, slash ? argv[0] : ".",
+                 DEFAULT_MODEL);
+        o->model = o->default_model;
+        if (access(o->model, R_OK) != 0)
+            return fail(err, "no model given and the shipped model %s is missing (see --help)", o->model);
+    }
     return 0;
 }
 
-/* Reads all of stdin into a malloc'ed buffer. */
-static char *read_stdin(size_t *len, Error *err) {
+/* Reads all of f into a malloc'ed buffer (capped at 1 GiB). */
+static char *read_all(FILE *f, const char *what, size_t *len, Error *err) {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
-    if (!buf) { fail(err, "out of memory reading stdin"); return NULL; }
+    if (!buf) { fail(err, "out of memory reading %s", what); return NULL; }
     size_t got;
-    while ((got = fread(buf + n, 1, cap - n, stdin)) > 0) {
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
             char *p = cap > ((size_t)1 << 30) ? NULL : realloc(buf, cap *= 2);
-            if (!p) { free(buf); fail(err, "prompt on stdin is too large"); return NULL; }
+            if (!p) { free(buf); fail(err, "%s is too large", what); return NULL; }
             buf = p;
         }
     }
+    if (ferror(f)) { free(buf); fail(err, "error reading %s", what); return NULL; }
     *len = n;
     return buf;
 }
@@ -480,6 +497,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     /* generation: sample, print, feed back */
     Decoder dec;
     decoder_init(&dec);
+    dec.prev_token = prompt[n_prompt - 1];  /* SentencePiece drops a leading space only after BOS */
     int pos = n_prompt, generated = 0, stop_reason = 0;
     while (generated < o->steps) {
         int next = sample(&sp, logits);
@@ -517,12 +535,70 @@ done:
     return rc;
 }
 
+/* Perplexity of the model on a text file, over the full context, sliding over long texts:
+ * windows of L = context tokens start every S = L/2 tokens; each window runs from position 0
+ * and scores only the tokens the previous window did not (token i predicted from the logits at
+ * i - 1), so every token but the first is scored once, with at least L/2 tokens of context once
+ * the text is longer than a window. perplexity = exp(mean negative log-likelihood). */
+static int perplexity(Model *m, const char *path, Error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, "cannot open '%s': %s", path, strerror(errno));
+    size_t len;
+    char *text = read_all(f, path, &len, err);
+    fclose(f);
+    if (!text) return -1;
+    int *ids = NULL, n_ids = 0, rc = -1;
+    size_t bad;
+    if (!utf8_valid(text, len, &bad)) {
+        fail(err, "'%s' is not valid UTF-8 (byte %zu)", path, bad);
+        goto done;
+    }
+    if (tokenizer_encode(m->tokenizer, text, len, &ids, &n_ids, err)) goto done;
+    if (n_ids < 2) {
+        fail(err, "'%s' has %d tokens; perplexity needs at least 2", path, n_ids);
+        goto done;
+    }
+    const int L = m->config.seq_len, stride = L / 2 > 0 ? L / 2 : 1, V = m->config.vocab_size;
+    double nll = 0.0, t0 = now_seconds();
+    long scored = 0, fed = 0;
+    int prev_end = 0;
+    for (int b = 0; prev_end < n_ids; b += stride) {
+        int end = b + L < n_ids ? b + L : n_ids;
+        int first = prev_end > b + 1 ? prev_end : b + 1;  /* first target scored */
+        for (int i = b; i < end - 1; i += m->state.cap) {
+            int n = end - 1 - i < m->state.cap ? end - 1 - i : m->state.cap;
+            const float *logits = forward(m, ids + i, n, i - b, 1);
+            for (int t = 0; t < n; t++) {
+                int target = i + t + 1;
+                if (target < first) continue;
+                const float *lg = logits + (size_t)t * V;
+                double max = lg[0], sum = 0.0;
+                for (int v = 1; v < V; v++) if (lg[v] > max) max = lg[v];
+                for (int v = 0; v < V; v++) sum += exp(lg[v] - max);
+                nll += log(sum) + max - lg[ids[target]];
+                scored++;
+            }
+            fed += n;
+        }
+        prev_end = end;
+    }
+    double secs = now_seconds() - t0;
+    printf("perplexity: %.4f\n", exp(nll / scored));
+    fprintf(stderr, "%ld tokens scored (%d in the file, context %d, stride %d), %.1f tok/s\n",
+            scored, n_ids, L, stride, fed / (secs > 0 ? secs : 1e-9));
+    rc = 0;
+done:
+    free(ids);
+    free(text);
+    return rc;
+}
+
 static int run(const Options *o, Error *err) {
     size_t len = 0;
     char *stdin_text = NULL;
     const char *text = o->prompt ? o->prompt : "";
     if (o->prompt && strcmp(o->prompt, "-") == 0) {
-        if (!(stdin_text = read_stdin(&len, err))) return -1;
+        if (!(stdin_text = read_all(stdin, "the prompt on stdin", &len, err))) return -1;
         text = stdin_text;
     } else {
         len = strlen(text);
@@ -540,6 +616,10 @@ static int run(const Options *o, Error *err) {
         return -1;
     }
     if (o->verbose) print_config(&m.config, stderr);
+    if (o->ppl) {
+        rc = perplexity(&m, o->ppl, err);
+        goto done;
+    }
     if (tokenizer_encode(m.tokenizer, text, len, &ids, &n_ids, err)) goto done;
     if (o->tokenize) {
         for (int i = 0; i < n_ids; i++) printf("%s%d", i ? " " : "", ids[i]);

@@ -36,6 +36,7 @@ corrupt() {
 size=$(wc -c < "$GOOD")
 head -c $((size / 2)) "$GOOD" > "$tmp/half.gguf"
 head -c 100 "$GOOD" > "$tmp/head.gguf"
+head -c 1000 "$GOOD" > "$tmp/meta.gguf"
 head -c 10 "$GOOD" > "$tmp/tiny.gguf"
 head -c $((size - 1)) "$GOOD" > "$tmp/minus1.gguf"
 corrupt magic 's/^GGUF/GGML/'
@@ -52,7 +53,8 @@ corrupt nkv 's/^(GGUF\x03\x00{3}.{8}).{8}/${1}\xff\xff\xff\xff\xff\xff\xff\x0f/s
 expect "missing file"          1 "cannot open model"            -- $RUN "$tmp/nope.gguf" -i hi
 expect "directory"             1 "not a regular file"           -- $RUN "$tmp" -i hi
 expect "10-byte file"          1 "too small"                    -- $RUN "$tmp/tiny.gguf" -i hi
-expect "truncated header"      1 "truncated file"               -- $RUN "$tmp/head.gguf" -i hi
+expect "truncated header"      1 "truncated or corrupt header"  -- $RUN "$tmp/head.gguf" -i hi
+expect "truncated metadata"    1 "truncated file"               -- $RUN "$tmp/meta.gguf" -i hi
 expect "truncated data"        1 "outside the file"             -- $RUN "$tmp/half.gguf" -i hi
 expect "one byte short"        1 "outside the file"             -- $RUN "$tmp/minus1.gguf" -i hi
 expect "wrong magic"           1 "not a GGUF file"              -- $RUN "$tmp/magic.gguf" -i hi
@@ -70,7 +72,8 @@ expect "missing value"         2 "needs a value"                -- $RUN "$GOOD" 
 expect "bad integer"           2 "-n expects an integer"        -- $RUN "$GOOD" -n 12abc
 expect "negative temperature"  2 "-t expects a number"          -- $RUN "$GOOD" -t -1
 expect "top-p above 1"         2 "--top-p expects a number"     -- $RUN "$GOOD" --top-p 1.5
-expect "no model"              2 "no model given"               -- $RUN -i hi
+cp "$RUN" "$tmp/run"  # a copy with no models/ beside it
+expect "no model, none shipped" 2 "shipped model .*missing"    -- "$tmp/run" -i hi
 printf '\377\376 bad' > "$tmp/bad_utf8.txt"
 STDIN=$tmp/bad_utf8.txt expect "invalid UTF-8" 1 "not valid UTF-8" -- $RUN "$GOOD" -i -
 perl -e 'print "And the LORD spake unto Moses, saying " x 100' > "$tmp/long.txt"
