@@ -1,10 +1,10 @@
 # tinygpt: `make` builds ./run; `make test` runs every test; `make help` lists the targets.
 CC      ?= cc
 CFLAGS  ?= -O2 -march=native
-WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unknown-pragmas
+WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unknown-pragmas -fopenmp-simd
 LDLIBS  := -lm
-SRC     := run.c model.c gguf.c tokenizer.c kernels.c
-HDR     := model.h
+SRC     := run.c model.c gguf.c tokenizer.c kernels.c attn.c
+HDR     := model.h kernels_simd.h unicode_tables.h
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
 ifndef NO_OMP
@@ -17,7 +17,7 @@ endif
 # Python for the PyTorch comparisons: the first interpreter that can import torch and numpy.
 PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import torch, numpy' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 
-.PHONY: all test test-c test-py sanitize clean help
+.PHONY: all test test-c test-py sanitize bench clean help
 all: run
 
 run: $(SRC) $(HDR)
@@ -49,6 +49,15 @@ test-py: run
 
 test: test-c test-py
 
+# Speed vs the machine's limits (read bandwidth, FMA peak, measured in the same run): random models
+# at llama2.c's 15M/42M/110M shapes in F32/F16/Q8_0, 1 and 2 threads; writes bench/results.md.
+build/bench/limits: bench/limits.c
+	@mkdir -p build/bench
+	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ bench/limits.c $(LDLIBS)
+
+bench: run build/bench/limits
+	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
+
 # The C tests under ASan + UBSan (same scripts, sanitized binaries).
 ASAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 tests/test_kernels-asan: tests/test_kernels.c kernels.c gguf.c $(HDR)
@@ -67,4 +76,5 @@ help:
 	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
 	@echo "make test-c     C-only tests: kernels, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
+	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
 	@echo "make clean      remove build outputs"

@@ -1,11 +1,18 @@
-/* kernels.c: the matrix products every layer runs, one entry point per operation.
+/* kernels.c: the matrix products every layer runs.
  *
- * matmul() picks the kernel from the weight's type once per call. Each kernel has a plain reference
- * (matmul_ref, a textbook triple loop) that tests compare against. OpenMP splits output rows across
- * threads; without OpenMP the pragmas are ignored and the same code runs on one thread.
+ * One entry point, matmul(out, x, w, n), for every weight type (F32, F16, Q8_0):
+ *   - n small (decoding): each output is one dot product of a weight row with x; the work is
+ *     reading the weights once, so the kernels are plain streaming dot products. Q8_0 weights
+ *     meet activations quantized to Q8_0 as well, for exact integer dot products per block.
+ *   - n large (a prompt): a tiled matrix-matrix product; each weight row is loaded once per tile
+ *     of TC positions and each activation once per TR rows, so it is bound by arithmetic.
+ * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
+ * order, so results do not depend on the thread count.
  *
- * F16 weights are read in place: each row is widened to floats just before it is used, so the
- * file's 2 bytes per weight are all that is ever stored.
+ * The leaf kernels come in sets: AVX-512, AVX2 (x86-64 with GCC or Clang), NEON (AArch64) and a
+ * portable C fallback. kernels_init() picks the best set the CPU has, once. Each SIMD set is the
+ * template kernels_simd.h compiled with that set's mapping macros. matmul_ref() is the textbook
+ * version the tests hold every set against.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -59,14 +66,231 @@ uint16_t f32_to_f16(float f) {
     return sign | (uint16_t)h;
 }
 
-/* All 65,536 halves widened once, so the hot loops do a table load instead of bit surgery. */
+/* All 65,536 halves widened once, so scalar code does a table load instead of bit surgery. */
 static float f16_table[1 << 16];
+
+/* ---- Q8_0 ------------------------------------------------------------------------------ */
+
+/* GGUF's Q8_0 quantizer: per block of 32, d = max|x| / 127, q = round(x / d); an all-zero block
+   gets d = 0 and q = 0 (never a division by zero). */
+void quantize_q8_0(BlockQ8 *out, const float *x, int n) {
+    for (int b = 0; b < n / QK8_0; b++) {
+        const float *xb = x + (size_t)b * QK8_0;
+        float amax = 0.0f;
+        for (int i = 0; i < QK8_0; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        out[b].d = f32_to_f16(d);
+        for (int i = 0; i < QK8_0; i++) out[b].qs[i] = (int8_t)lrintf(xb[i] * id);
+    }
+}
+
+static void dequant_q8_0(float *out, const BlockQ8 *in, int n) {
+    for (int b = 0; b < n / QK8_0; b++) {
+        float d = f16_table[in[b].d];
+        for (int i = 0; i < QK8_0; i++) out[(size_t)b * QK8_0 + i] = d * in[b].qs[i];
+    }
+}
+
+/* ---- the portable set ------------------------------------------------------------------ */
+
+static float dot_f32_c(const float *w, const float *x, int n) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < n; i++) sum += w[i] * x[i];
+    return sum;
+}
+
+static float dot_f16_c(const uint16_t *w, const float *x, int n) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < n; i++) sum += f16_table[w[i]] * x[i];
+    return sum;
+}
+
+static float dot_q8_c(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
+    float sum = 0.0f;
+    for (int b = 0; b < nblocks; b++) {
+        int32_t s = 0;
+        for (int i = 0; i < QK8_0; i++) s += w[b].qs[i] * x[b].qs[i];
+        sum += f16_table[w[b].d] * f16_table[x[b].d] * (float)s;
+    }
+    return sum;
+}
+
+#define TR_C 4
+#define TC_C 4
+static void tile_f32_c(float *out, int ostride, const float *w, int wstride, const float *x,
+                       int xstride, int k, int accumulate) {
+    for (int r = 0; r < TR_C; r++)
+        for (int t = 0; t < TC_C; t++) {
+            float s = dot_f32_c(w + (size_t)r * wstride, x + (size_t)t * xstride, k);
+            float *o = out + (size_t)t * ostride + r;
+            *o = accumulate ? *o + s : s;
+        }
+}
+
+static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
+    for (int i = 0; i < n; i++) out[i] = f16_table[in[i]];
+}
+
+static const Kernels kernels_c = {
+    "portable C", TR_C, TC_C, dot_f32_c, dot_f16_c, dot_q8_c, tile_f32_c, f16_to_f32_row_c,
+};
+
+/* ---- the SIMD sets ---------------------------------------------------------------------- */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_X86 1
+
+/* AVX-512 (F, BW, VL; VNNI for the int8 dot products): 32 registers of 16 floats. */
+#define FN(name) name##_avx512
+#define NAME "AVX-512"
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
+#define VF __m512
+#define VL 16
+#define vzero() _mm512_setzero_ps()
+#define vload(p) _mm512_loadu_ps(p)
+#define vstore(p, v) _mm512_storeu_ps(p, v)
+#define vloadh(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define vsum(v) _mm512_reduce_add_ps(v)
+#define TR 4
+#define TC 6
+/* |w| as unsigned bytes times x with w's sign, summed in fours into 8 int32 lanes (VNNI) */
+#define Q8_ACC_TYPE __m256
+#define Q8_ACC_ZERO() _mm256_setzero_ps()
+#define Q8_ACC_SUM(a) hsum256(a)
+#define Q8_DOT(acc, wb, xb, scale) do { \
+        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs); \
+        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs); \
+        __m256i p_ = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w_, w_), \
+                                         _mm256_sign_epi8(x_, w_)); \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
+    } while (0)
+static TARGET inline float hsum256_avx512(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#define hsum256 hsum256_avx512
+#include "kernels_simd.h"
+#undef FN
+#undef NAME
+#undef TARGET
+#undef VF
+#undef VL
+#undef vzero
+#undef vload
+#undef vstore
+#undef vloadh
+#undef vfma
+#undef vsum
+#undef TR
+#undef TC
+#undef Q8_DOT
+#undef hsum256
+
+/* AVX2 + FMA + F16C: 16 registers of 8 floats, so a 3 x 4 tile. */
+#define FN(name) name##_avx2
+#define NAME "AVX2"
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+#define VF __m256
+#define VL 8
+#define vzero() _mm256_setzero_ps()
+#define vload(p) _mm256_loadu_ps(p)
+#define vstore(p, v) _mm256_storeu_ps(p, v)
+#define vloadh(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define vsum(v) hsum256(v)
+#define TR 3
+#define TC 4
+/* without VNNI: unsigned x signed byte pairs summed to int16 (cannot overflow: |w| <= 128,
+   |x| <= 127), then pairs of int16 to int32 */
+#define Q8_DOT(acc, wb, xb, scale) do { \
+        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs); \
+        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs); \
+        __m256i p16_ = _mm256_maddubs_epi16(_mm256_sign_epi8(w_, w_), _mm256_sign_epi8(x_, w_)); \
+        __m256i p_ = _mm256_madd_epi16(p16_, _mm256_set1_epi16(1)); \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
+    } while (0)
+static TARGET inline float hsum256_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#define hsum256 hsum256_avx2
+#include "kernels_simd.h"
+#endif /* x86-64 */
+
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define HAVE_NEON 1
+/* NEON: 32 registers of 4 floats. */
+#define FN(name) name##_neon
+#define NAME "NEON"
+#define TARGET
+#define VF float32x4_t
+#define VL 4
+#define vzero() vdupq_n_f32(0.0f)
+#define vload(p) vld1q_f32(p)
+#define vstore(p, v) vst1q_f32(p, v)
+#define vloadh(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
+#define vfma(a, b, c) vfmaq_f32(c, a, b)
+#define vsum(v) vaddvq_f32(v)
+#define TR 4
+#define TC 4
+#define Q8_ACC_TYPE float32x4_t
+#define Q8_ACC_ZERO() vdupq_n_f32(0.0f)
+#define Q8_ACC_SUM(a) vaddvq_f32(a)
+/* products widened to int16 one at a time, then pairwise into int32: no int16 overflow */
+#define Q8_DOT(acc, wb, xb, scale) do { \
+        int8x16_t w0_ = vld1q_s8((wb)->qs), w1_ = vld1q_s8((wb)->qs + 16); \
+        int8x16_t x0_ = vld1q_s8((xb)->qs), x1_ = vld1q_s8((xb)->qs + 16); \
+        int32x4_t p_ = vpaddlq_s16(vmull_s8(vget_low_s8(w0_), vget_low_s8(x0_))); \
+        p_ = vpadalq_s16(p_, vmull_high_s8(w0_, x0_)); \
+        p_ = vpadalq_s16(p_, vmull_s8(vget_low_s8(w1_), vget_low_s8(x1_))); \
+        p_ = vpadalq_s16(p_, vmull_high_s8(w1_, x1_)); \
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p_), scale); \
+    } while (0)
+#include "kernels_simd.h"
+#endif /* AArch64 */
+
+/* ---- choosing a set -------------------------------------------------------------------- */
+
+static const Kernels *active = &kernels_c;
+
+int kernels_available(const Kernels **sets, int max) {
+    int n = 0;
+#ifdef HAVE_X86
+    __builtin_cpu_init();
+    if (n < max && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        sets[n++] = &kernels_avx512;
+    if (n < max && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        sets[n++] = &kernels_avx2;
+#endif
+#ifdef HAVE_NEON
+    if (n < max) sets[n++] = &kernels_neon;
+#endif
+    if (n < max) sets[n++] = &kernels_c;
+    return n;
+}
 
 void kernels_init(void) {
     for (uint32_t i = 0; i < (1u << 16); i++) f16_table[i] = f16_to_f32((uint16_t)i);
+    const Kernels *sets[4];
+    kernels_available(sets, 4);
+    active = sets[0];  /* the best first */
 }
 
-int kernels_supported(uint32_t type) { return type == GGML_F32 || type == GGML_F16; }
+void kernels_use(const Kernels *k) { active = k; }
+const Kernels *kernels_active(void) { return active; }
+
+int kernels_supported(uint32_t type) {
+    return type == GGML_F32 || type == GGML_F16 || type == GGML_Q8_0;
+}
 
 /* ---- row access ------------------------------------------------------------------------ */
 
@@ -74,15 +298,17 @@ static const uint8_t *row_ptr(const Tensor *w, int row) {
     return (const uint8_t *)w->data + (size_t)row * w->row_bytes;
 }
 
-void tensor_row(float *out, const Tensor *w, int row) {
+/* Columns [c0, c0 + n) of row `row` as floats; c0 and n multiples of 32 for Q8_0. */
+static void row_span(float *out, const Tensor *w, int row, int c0, int n) {
     const uint8_t *p = row_ptr(w, row);
-    if (w->type == GGML_F32) {
-        memcpy(out, p, (size_t)w->cols * sizeof(float));
-    } else {
-        const uint16_t *h = (const uint16_t *)p;
-        for (int i = 0; i < w->cols; i++) out[i] = f16_table[h[i]];
+    switch (w->type) {
+    case GGML_F32: memcpy(out, (const float *)p + c0, (size_t)n * sizeof(float)); break;
+    case GGML_F16: active->f16_to_f32_row(out, (const uint16_t *)p + c0, n); break;
+    default: dequant_q8_0(out, (const BlockQ8 *)p + c0 / QK8_0, n); break;
     }
 }
+
+void tensor_row(float *out, const Tensor *w, int row) { row_span(out, w, row, 0, w->cols); }
 
 Tensor tensor_rows(const Tensor *w, int start, int n) {
     Tensor v = *w;
@@ -93,66 +319,241 @@ Tensor tensor_rows(const Tensor *w, int start, int n) {
 
 /* ---- reference ------------------------------------------------------------------------- */
 
+/* The textbook product, one weight at a time, with weights widened exactly. For Q8_0 the
+   activations are quantized first, as the decoding kernels do. */
 void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
-    for (int t = 0; t < n; t++)
+    float *wrow = malloc((size_t)w->cols * sizeof(float));
+    float *xq = malloc((size_t)w->cols * sizeof(float));
+    BlockQ8 *blocks = malloc((size_t)(w->cols / QK8_0 + 1) * sizeof(BlockQ8));
+    if (!wrow || !xq || !blocks) abort();
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * w->cols;
+        if (w->type == GGML_Q8_0) {
+            quantize_q8_0(blocks, xt, w->cols);
+            dequant_q8_0(xq, blocks, w->cols);
+            xt = xq;
+        }
         for (int r = 0; r < w->rows; r++) {
             const uint8_t *p = row_ptr(w, r);
+            for (int c = 0; c < w->cols; c++)
+                wrow[c] = w->type == GGML_F32 ? ((const float *)p)[c]
+                        : w->type == GGML_F16 ? f16_to_f32(((const uint16_t *)p)[c])
+                        : f16_to_f32(((const BlockQ8 *)p)[c / QK8_0].d) *
+                              ((const BlockQ8 *)p)[c / QK8_0].qs[c % QK8_0];
             float sum = 0.0f;
-            for (int c = 0; c < w->cols; c++) {
-                float wv = w->type == GGML_F32 ? ((const float *)p)[c]
-                                               : f16_to_f32(((const uint16_t *)p)[c]);
-                sum += wv * x[(size_t)t * w->cols + c];
-            }
+            for (int c = 0; c < w->cols; c++) sum += wrow[c] * xt[c];
             out[(size_t)t * w->rows + r] = sum;
         }
-}
-
-/* ---- portable kernels ------------------------------------------------------------------ */
-
-static float dot_f32(const float *a, const float *b, int n) {
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < n; i++) sum += a[i] * b[i];
-    return sum;
-}
-
-/* Rows are the outer loop so each weight row is read from memory once for the whole batch. */
-static void matmul_f32(float *out, const float *x, const Tensor *w, int n) {
-    const int rows = w->rows, cols = w->cols;
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) {
-        const float *wr = (const float *)row_ptr(w, r);
-        for (int t = 0; t < n; t++) out[(size_t)t * rows + r] = dot_f32(wr, x + (size_t)t * cols, cols);
     }
+    free(wrow);
+    free(xq);
+    free(blocks);
 }
 
-/* F16: widen a block of rows to floats on the stack, then reuse it across the batch. */
-#define F16_CHUNK 2048
-static void matmul_f16(float *out, const float *x, const Tensor *w, int n) {
-    const int rows = w->rows, cols = w->cols;
+/* ---- the driver ------------------------------------------------------------------------ */
+
+#define GEMM_MIN_N 4      /* from this many positions on, the tiled product pays off */
+#define KC 1024           /* columns of F16/Q8_0 weights widened at a time (a multiple of 32) */
+#define MAX_Q8_BLOCKS (Q8_MAX_COLS / QK8_0)
+
+/* Several products share one input (q, k and v; gate and up): their rows are numbered as one
+ * list, so one parallel loop covers them all and the threads meet once instead of per weight. */
+typedef struct {
+    float *out[MATMUL_MAX];
+    const Tensor *w[MATMUL_MAX];
+    int start[MATMUL_MAX + 1];  /* first row (or row group) of each weight in the joint list */
+    int count;
+} Batch;
+
+static int batch_find(const Batch *b, int i) {
+    int j = 0;
+    while (i >= b->start[j + 1]) j++;
+    return j;
+}
+
+/* Decoding: one dot product per (position, row), rows split across threads. For Q8_0 weights
+ * the position's activations are quantized once, up front. */
+static void gemv(const Batch *b, const float *x, int n) {
+    const Kernels *k = active;
+    const int cols = b->w[0]->cols, total = b->start[b->count];
+    BlockQ8 xq[MAX_Q8_BLOCKS];
+    for (int t = 0; t < n; t++) {
+        const float *xt = x + (size_t)t * cols;
+        int any_q8 = 0;
+        for (int j = 0; j < b->count; j++) any_q8 |= b->w[j]->type == GGML_Q8_0;
+        if (any_q8) quantize_q8_0(xq, xt, cols);
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) {
-        const uint16_t *wr = (const uint16_t *)row_ptr(w, r);
-        float buf[F16_CHUNK];
-        float acc[8] = {0};  /* a few partial sums per batch row, flushed below */
-        for (int t0 = 0; t0 < n; t0 += 8) {
-            int nt = n - t0 < 8 ? n - t0 : 8;
-            for (int k = 0; k < nt; k++) acc[k] = 0.0f;
-            for (int c0 = 0; c0 < cols; c0 += F16_CHUNK) {
-                int m = cols - c0 < F16_CHUNK ? cols - c0 : F16_CHUNK;
-                for (int i = 0; i < m; i++) buf[i] = f16_table[wr[c0 + i]];
-                for (int k = 0; k < nt; k++)
-                    acc[k] += dot_f32(buf, x + (size_t)(t0 + k) * cols + c0, m);
-            }
-            for (int k = 0; k < nt; k++) out[(size_t)(t0 + k) * rows + r] = acc[k];
+        for (int i = 0; i < total; i++) {
+            const int j = batch_find(b, i), r = i - b->start[j];
+            const Tensor *w = b->w[j];
+            const void *row = row_ptr(w, r);
+            float v = w->type == GGML_F32   ? k->dot_f32(row, xt, cols)
+                    : w->type == GGML_F16   ? k->dot_f16(row, xt, cols)
+                                            : k->dot_q8(row, xq, cols / QK8_0);
+            b->out[j][(size_t)t * w->rows + r] = v;
         }
     }
 }
 
-void matmul(float *out, const float *x, const Tensor *w, int n) {
-    switch (w->type) {
-    case GGML_F32: matmul_f32(out, x, w, n); break;
-    case GGML_F16: matmul_f16(out, x, w, n); break;
-    default: abort();  /* model_load refuses every other type */
+/* A prompt: tiles of TR rows x TC positions. F32 rows are used in place; F16 and Q8_0 rows are
+ * widened KC columns at a time into a small buffer first, and the tile sums accumulate across
+ * those column chunks. Edges that do not fill a tile fall back to single dot products. */
+static void gemm(const Batch *b, const float *x, int n) {
+    const Kernels *k = active;
+    const int cols = b->w[0]->cols, TRk = k->tile_r, TCk = k->tile_c, groups = b->start[b->count];
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int g = 0; g < groups; g++) {
+        const int j = batch_find(b, g);
+        const Tensor *w = b->w[j];
+        const int rows = w->rows, r0 = (g - b->start[j]) * TRk;
+        const int nr = rows - r0 < TRk ? rows - r0 : TRk;
+        const int kc_max = w->type == GGML_F32 ? cols : KC;
+        float buf[8 * KC];  /* TR (<= 8) rows of KC widened weights */
+        for (int c0 = 0; c0 < cols; c0 += kc_max) {
+            const int kc = cols - c0 < kc_max ? cols - c0 : kc_max;
+            const float *wt;
+            int wstride;
+            if (w->type == GGML_F32) {
+                wt = (const float *)row_ptr(w, r0) + c0;
+                wstride = cols;
+            } else {
+                for (int r = 0; r < nr; r++) row_span(buf + (size_t)r * KC, w, r0 + r, c0, kc);
+                wt = buf;
+                wstride = KC;
+            }
+            for (int t0 = 0; t0 < n; t0 += TCk) {
+                const int nt = n - t0 < TCk ? n - t0 : TCk;
+                float *o = b->out[j] + (size_t)t0 * rows + r0;
+                const float *xt = x + (size_t)t0 * cols + c0;
+                if (nr == TRk && nt == TCk) {
+                    k->tile_f32(o, rows, wt, wstride, xt, cols, kc, c0 > 0);
+                    continue;
+                }
+                for (int t = 0; t < nt; t++)
+                    for (int r = 0; r < nr; r++) {
+                        float s = k->dot_f32(wt + (size_t)r * wstride, xt + (size_t)t * cols, kc);
+                        float *ot = o + (size_t)t * rows + r;
+                        *ot = c0 > 0 ? *ot + s : s;
+                    }
+            }
+        }
+    }
+}
+
+void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, int count, int n) {
+    Batch b;
+    const int gemm_path = n >= GEMM_MIN_N, unit = gemm_path ? active->tile_r : 1;
+    b.count = count;
+    b.start[0] = 0;
+    for (int j = 0; j < count; j++) {
+        b.out[j] = outs[j];
+        b.w[j] = ws[j];
+        b.start[j + 1] = b.start[j] + (ws[j]->rows + unit - 1) / unit;  /* rows, or row groups */
+    }
+    if (gemm_path) gemm(&b, x, n);
+    else gemv(&b, x, n);
+}
+
+void matmul(float *out, const float *x, const Tensor *w, int n) { matmul_many(&out, x, &w, 1, n); }
+
+/* ---- attention ------------------------------------------------------------------------- */
+
+/* Keys visible to the query at position p: [first, p], the last `window` of them if windowed. */
+static int first_visible(int p, int window) { return window && p >= window ? p - window + 1 : 0; }
+
+/* The textbook version: for each query and head, every score, then the softmax, then the
+ * weighted sum of values. probs (n, n_heads, probs_stride) receives each row's softmax, zero
+ * outside the visible keys; out may be NULL when only the probabilities are wanted. */
+void attention_ref(float *out, float *probs, int probs_stride, const float *q, const float *kc,
+                   const float *vc, int n, int pos0, const AttnShape *a) {
+    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd, group = a->n_heads / a->n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < a->n_heads; h++) {
+            const int p = pos0 + t, lo = first_visible(p, a->window), kvh = h / group;
+            const float *qh = q + ((size_t)t * a->n_heads + h) * hd;
+            float *pr = probs + ((size_t)t * a->n_heads + h) * probs_stride;
+            float max = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < probs_stride; j++) pr[j] = 0.0f;
+            for (int j = lo; j <= p; j++) {
+                const float *kj = kc + (size_t)j * kv_dim + (size_t)kvh * hd;
+                float dot = 0.0f;
+                for (int i = 0; i < hd; i++) dot += qh[i] * kj[i];
+                pr[j] = dot * scale;
+                max = fmaxf(max, pr[j]);
+            }
+            for (int j = lo; j <= p; j++) sum += pr[j] = expf(pr[j] - max);
+            for (int j = lo; j <= p; j++) pr[j] /= sum;
+            if (!out) continue;
+            float *oh = out + ((size_t)t * a->n_heads + h) * hd;
+            for (int i = 0; i < hd; i++) oh[i] = 0.0f;
+            for (int j = lo; j <= p; j++)
+                for (int i = 0; i < hd; i++) oh[i] += pr[j] * vc[(size_t)j * kv_dim + (size_t)kvh * hd + i];
+        }
+}
+
+#define ATT_QB 16   /* queries per tile */
+#define ATT_KB 64   /* keys per tile */
+
+/* Tiled attention with an online softmax (the "flash attention" idea). A block of up to QB
+ * queries of one head visits the keys in tiles of KB. For each query it keeps the running maximum
+ * score m, the running sum l of exp(score - m) and the output o accumulated so far; a tile with a
+ * larger maximum m' rescales l and o by exp(m - m') before adding its own terms. At the end
+ * o / l is exactly the softmax-weighted sum, yet no row of T scores, let alone the T x T matrix,
+ * is ever stored: a thread needs QB x KB scores, whatever the length of the sequence.
+ * Each (query block, head) is one task, so results do not depend on the number of threads. */
+void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
+               const AttnShape *a) {
+    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd, group = a->n_heads / a->n_kv_heads;
+    const int n_blocks = (n + ATT_QB - 1) / ATT_QB;
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int task = 0; task < n_blocks * a->n_heads; task++) {
+        const int h = task % a->n_heads, t0 = task / a->n_heads * ATT_QB, kvh = h / group;
+        const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
+        float s[ATT_KB], m[ATT_QB], l[ATT_QB];
+        for (int i = 0; i < nq; i++) {
+            m[i] = -INFINITY;
+            l[i] = 0.0f;
+            float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+            for (int d = 0; d < hd; d++) o[d] = 0.0f;
+        }
+        /* keys any query of the block can see */
+        const int j_lo = first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
+        for (int j0 = j_lo; j0 <= j_hi; j0 += ATT_KB) {
+            for (int i = 0; i < nq; i++) {
+                const int p = pos0 + t0 + i, lo = first_visible(p, a->window);
+                const int ja = j0 > lo ? j0 : lo, jb = j0 + ATT_KB - 1 < p ? j0 + ATT_KB - 1 : p;
+                if (ja > jb) continue;  /* nothing visible to this query in this tile */
+                const float *qi = q + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+                float tile_max = -INFINITY;
+                for (int j = ja; j <= jb; j++) {
+                    const float *kj = kc + (size_t)j * kv_dim + (size_t)kvh * hd;
+                    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                    for (int d = 0; d < hd; d++) dot += qi[d] * kj[d];
+                    s[j - j0] = dot * scale;
+                    tile_max = fmaxf(tile_max, s[j - j0]);
+                }
+                const float m_new = fmaxf(m[i], tile_max), correction = expf(m[i] - m_new);
+                float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+                l[i] *= correction;
+#pragma omp simd
+                for (int d = 0; d < hd; d++) o[d] *= correction;
+                for (int j = ja; j <= jb; j++) {
+                    const float e = expf(s[j - j0] - m_new);
+                    const float *vj = vc + (size_t)j * kv_dim + (size_t)kvh * hd;
+                    l[i] += e;
+#pragma omp simd
+                    for (int d = 0; d < hd; d++) o[d] += e * vj[d];
+                }
+                m[i] = m_new;
+            }
+        }
+        for (int i = 0; i < nq; i++) {
+            float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+            const float inv = 1.0f / l[i];
+            for (int d = 0; d < hd; d++) o[d] *= inv;
+        }
     }
 }

@@ -162,21 +162,69 @@ int utf8_valid(const char *s, size_t len, size_t *bad_offset);
    once per call from the tensor's type, never per element. */
 
 typedef struct {
-    uint32_t type;          /* GGML_F32 or GGML_F16 */
+    uint32_t type;          /* GGML_F32, GGML_F16 or GGML_Q8_0 */
     int rows, cols;         /* (rows, cols); a row is `cols` contiguous elements */
     size_t row_bytes;
     const void *data;       /* borrowed from the mmap; NULL when the tensor is absent */
 } Tensor;
 
+/* Q8_0, GGUF's 8-bit type: blocks of 32 weights sharing one F16 scale, weight = d * qs[i]. */
+#define QK8_0 32
+typedef struct {
+    uint16_t d;             /* scale, IEEE half */
+    int8_t qs[QK8_0];
+} BlockQ8;
+_Static_assert(sizeof(BlockQ8) == 34, "Q8_0 blocks are 34 bytes in GGUF files");
+
+/* A set of leaf kernels for one instruction set (AVX-512, AVX2, NEON or portable C). */
+typedef struct {
+    const char *name;
+    int tile_r, tile_c;     /* tile_f32 computes tile_r weight rows x tile_c positions */
+    float (*dot_f32)(const float *w, const float *x, int n);
+    float (*dot_f16)(const uint16_t *w, const float *x, int n);
+    float (*dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks);
+    /* out[t * ostride + r] = (accumulate ? out[..] : 0) + sum_i w[r * wstride + i] x[t * xstride + i] */
+    void (*tile_f32)(float *out, int ostride, const float *w, int wstride, const float *x,
+                     int xstride, int k, int accumulate);
+    void (*f16_to_f32_row)(float *out, const uint16_t *in, int n);
+} Kernels;
+
 float f16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f);              /* round to nearest even; used by tests */
-void kernels_init(void);                   /* builds the F16 lookup table; call once at start */
+uint16_t f32_to_f16(float f);              /* round to nearest even */
+void quantize_q8_0(BlockQ8 *out, const float *x, int n);  /* n a multiple of 32 */
+void kernels_init(void);                   /* F16 table; picks the best kernel set; call once */
+int kernels_available(const Kernels **sets, int max);     /* best first; returns the count */
+void kernels_use(const Kernels *k);        /* tests: run matmul with a given set */
+const Kernels *kernels_active(void);
 int kernels_supported(uint32_t type);
 
-/* out (n, w->rows) = x (n, w->cols) @ w^T: row t of out holds W x_t. */
+/* out (n, w->rows) = x (n, w->cols) @ w^T: row t of out holds W x_t. For Q8_0 weights and n < 4
+   the activations are quantized to Q8_0 for integer dot products. */
 void matmul(float *out, const float *x, const Tensor *w, int n);
+/* count (<= MATMUL_MAX) products of the same input x (n, cols) in one pass over the threads:
+   outs[j] (n, ws[j]->rows) = x @ ws[j]^T. The weights must share cols. */
+#define MATMUL_MAX 4
+#define Q8_MAX_COLS (4096 * QK8_0)  /* decoding quantizes one row of activations on the stack */
+void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, int count, int n);
 /* The plain reference the optimized kernels are tested against. */
 void matmul_ref(float *out, const float *x, const Tensor *w, int n);
+/* The shape of one layer's attention. Query head h reads key/value head h / (n_heads / n_kv_heads). */
+typedef struct {
+    int n_heads, n_kv_heads, head_dim;
+    int window;             /* 0 = none; else a query at p sees keys p-W < j <= p */
+} AttnShape;
+
+/* Causal attention for n queries at positions pos0 .. pos0+n-1:
+ *   q (n, n_heads * head_dim), key/value cache kc, vc (>= pos0 + n, n_kv_heads * head_dim)
+ *   -> out (n, n_heads * head_dim), the heads' outputs concatenated.
+ * attention() works in tiles with an online softmax and never stores a row of scores;
+ * attention_ref() is the textbook version that also hands out the probabilities:
+ * probs (n, n_heads, probs_stride), zero outside the visible keys (out may be NULL). */
+void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
+               const AttnShape *a);
+void attention_ref(float *out, float *probs, int probs_stride, const float *q, const float *kc,
+                   const float *vc, int n, int pos0, const AttnShape *a);
+
 /* out (w->cols) = row `row` of w as floats (embedding lookup). */
 void tensor_row(float *out, const Tensor *w, int row);
 /* A view of rows [start, start + n) of w (used to split GPT-2's fused qkv weight). */
@@ -269,5 +317,52 @@ void print_config(const Config *c, FILE *f);
 /* Runs tokens[0..n) at positions pos0 .. pos0+n-1 (n <= state.cap), appending their keys and values
    to the cache. Returns logits (n, vocab) when all_logits, else only the last position's (1, vocab). */
 float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Seeing attention (attn.c): the probabilities the forward pass hands to RunState.attn_hook,
+   kept for every layer and head, then dumped, drawn or summarised. Nothing runs when no
+   attention output is asked for (the hook stays NULL). */
+
+typedef struct {
+    const char *dump;       /* --dump-attn PATH.npy, or NULL */
+    const char *html;       /* --attn-html PATH.html, or NULL */
+    int show_layer;         /* --attn-show L.H; -1 = off */
+    int show_head;
+    int stats;              /* --attn-stats */
+} AttnOptions;
+
+typedef struct {
+    int n_layers, n_heads;
+    int seq_len;            /* row stride of the probabilities the hook receives */
+    int window;             /* sliding window W, 0 = none */
+    int cap;                /* positions the maps have room for: rows and columns of each map */
+    int n;                  /* positions captured so far (T) */
+    int n_prompt;           /* positions 0 .. n_prompt-1 are the prompt, the rest generated */
+    float *probs;           /* (n_layers, n_heads, cap, cap): row i = query i, column j = key j;
+                               zero above the diagonal and outside the window */
+    int *tokens;            /* (cap) the token fed at each position */
+} AttnMaps;
+
+int attn_wanted(const AttnOptions *o);
+/* "L.H" -> layer and head (range checked later, against the model). */
+int attn_parse_head(const char *s, int *layer, int *head, Error *err);
+/* Checks the options against the model and allocates maps for `cap` positions (refused above
+   2 GiB: they take n_layers * n_heads * cap^2 * 4 bytes). */
+int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Config *c, int n_prompt, int cap,
+                   Error *err);
+void attn_maps_free(AttnMaps *a);
+/* The AttnHook: ctx is an AttnMaps*. */
+void attn_hook(void *ctx, int layer, int pos0, int n, const float *probs);
+/* Records the tokens fed at positions pos0 .. pos0+n-1 (for labels). */
+void attn_maps_tokens(AttnMaps *a, int pos0, const int *tokens, int n);
+/* Shrinks the maps in place to (n_layers, n_heads, n, n), the shape --dump-attn writes. */
+void attn_maps_pack(AttnMaps *a);
+/* The page, the atlas and the terminal heatmap. `printed` says whether stdout already carries
+   text (the views are then preceded by a blank line). */
+int attn_report(const AttnMaps *a, const AttnOptions *o, const Tokenizer *tok, const char *model_name,
+                int printed, Error *err);
+/* -v: the KV cache's size; the FLOP share of attention for the first and last generated token. */
+void attn_print_kv_cache(const Config *c, FILE *f);
+void attn_print_cost(const Config *c, int n_prompt, int generated, FILE *f);
 
 #endif /* MODEL_H */

@@ -25,6 +25,7 @@
 /* out (n, d) = norm(x (n, d)) * w + b: RMSNorm when b is NULL and kind is RMS, else LayerNorm. */
 static void norm_forward(float *out, const float *x, const float *w, const float *b, NormKind kind,
                          float eps, int n, int d) {
+#pragma omp parallel for if (n > 1)
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * d;
         float *ot = out + (size_t)t * d;
@@ -68,45 +69,19 @@ static void rope_forward(float *x, const RunState *s, const Config *c, int n_hea
     }
 }
 
-/* Causal attention for n queries at positions pos0..pos0+n-1 against the layer's cached keys and
- * values (n, q_dim) -> att_out (n, q_dim). Query head h reads kv head h / (n_heads / n_kv_heads).
- * probs gets each row's softmax, zero outside the visible keys. */
+/* Attention for the n positions just projected, against everything in this layer's cache.
+ * The tiled kernel computes the output; only when a hook wants the probabilities are they
+ * computed as well, by the textbook kernel, so capturing costs nothing when it is off and never
+ * changes the output. */
 static void attention_forward(RunState *s, const Config *c, int layer, int n, int pos0) {
-    const int hd = c->head_dim, n_heads = c->n_heads;
-    const int kv_dim = c->n_kv_heads * hd, group = n_heads / c->n_kv_heads;
+    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     const float *kc = s->key_cache + (size_t)layer * c->seq_len * kv_dim;
     const float *vc = s->value_cache + (size_t)layer * c->seq_len * kv_dim;
-    const float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int th = 0; th < n * n_heads; th++) {
-        const int t = th / n_heads, h = th % n_heads, p = pos0 + t, kvh = h / group;
-        /* keys visible to position p: all earlier ones, or the last W with a sliding window */
-        const int lo = c->sliding_window && p >= c->sliding_window ? p - c->sliding_window + 1 : 0;
-        const float *q = s->q + (size_t)t * n_heads * hd + (size_t)h * hd;
-        float *pr = s->probs + (size_t)th * c->seq_len;
-        float max = -INFINITY;
-        for (int j = lo; j <= p; j++) {
-            const float *k = kc + (size_t)j * kv_dim + (size_t)kvh * hd;
-            float dot = 0.0f;
-            for (int i = 0; i < hd; i++) dot += q[i] * k[i];
-            pr[j] = dot * scale;
-            if (pr[j] > max) max = pr[j];
-        }
-        float sum = 0.0f;
-        for (int j = lo; j <= p; j++) {
-            pr[j] = expf(pr[j] - max);
-            sum += pr[j];
-        }
-        float *out = s->att_out + (size_t)t * n_heads * hd + (size_t)h * hd;
-        memset(out, 0, (size_t)hd * sizeof(float));
-        for (int j = lo; j <= p; j++) {
-            pr[j] /= sum;
-            const float *v = vc + (size_t)j * kv_dim + (size_t)kvh * hd;
-            for (int i = 0; i < hd; i++) out[i] += pr[j] * v[i];
-        }
-        /* masked entries are exactly zero, so a hook sees the full (causal) row */
-        memset(pr, 0, (size_t)lo * sizeof(float));
-        memset(pr + p + 1, 0, (size_t)(c->seq_len - p - 1) * sizeof(float));
+    const AttnShape shape = {c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window};
+    attention(s->att_out, s->q, kc, vc, n, pos0, &shape);
+    if (s->attn_hook) {
+        attention_ref(NULL, s->probs, c->seq_len, s->q, kc, vc, n, pos0, &shape);
+        s->attn_hook(s->attn_hook_ctx, layer, pos0, n, s->probs);
     }
 }
 
@@ -119,18 +94,25 @@ static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811
 /* Feed-forward: hb (n, hidden) from xb (n, dim), result in xb2 (n, dim). */
 static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int n) {
     const size_t nh = (size_t)n * c->hidden_dim;
-    matmul(s->hb, s->xb, &w->w_up, n);
+    if (c->ffn == FFN_SWIGLU) {
+        float *const outs[2] = {s->hb, s->hb2};
+        const Tensor *const ws[2] = {&w->w_up, &w->w_gate};
+        matmul_many(outs, s->xb, ws, 2, n);
+    } else {
+        matmul(s->hb, s->xb, &w->w_up, n);
+    }
     add_bias(s->hb, w->b_up, n, c->hidden_dim);
     if (c->ffn == FFN_SWIGLU) {
-        matmul(s->hb2, s->xb, &w->w_gate, n);
         add_bias(s->hb2, w->b_gate, n, c->hidden_dim);
+#pragma omp parallel for if (n > 1)
         for (size_t i = 0; i < nh; i++) {
             float g = s->hb2[i];
             s->hb[i] *= g / (1.0f + expf(-g));  /* silu(gate) * up */
         }
     } else {
-        for (size_t i = 0; i < nh; i++)
-            s->hb[i] = c->ffn == FFN_GELU_TANH ? gelu_tanh(s->hb[i]) : gelu_erf(s->hb[i]);
+        const int tanh_approx = c->ffn == FFN_GELU_TANH;
+#pragma omp parallel for if (n > 1)
+        for (size_t i = 0; i < nh; i++) s->hb[i] = tanh_approx ? gelu_tanh(s->hb[i]) : gelu_erf(s->hb[i]);
     }
     matmul(s->xb2, s->hb, &w->w_down, n);
     add_bias(s->xb2, w->b_down, n, c->dim);
@@ -160,9 +142,9 @@ float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
         float *v = s->value_cache + ((size_t)l * c->seq_len + pos0) * kv_dim;
 
         norm_forward(s->xb, s->x, lw->attn_norm, lw->attn_norm_b, c->norm, c->norm_eps, n, dim);
-        matmul(s->q, s->xb, &lw->wq, n);
-        matmul(k, s->xb, &lw->wk, n);
-        matmul(v, s->xb, &lw->wv, n);
+        float *const qkv_out[3] = {s->q, k, v};
+        const Tensor *const qkv[3] = {&lw->wq, &lw->wk, &lw->wv};
+        matmul_many(qkv_out, s->xb, qkv, 3, n);
         add_bias(s->q, lw->bq, n, q_dim);
         add_bias(k, lw->bk, n, kv_dim);
         add_bias(v, lw->bv, n, kv_dim);
@@ -171,7 +153,6 @@ float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
             rope_forward(k, s, c, c->n_kv_heads, n, pos0);
         }
         attention_forward(s, c, l, n, pos0);
-        if (s->attn_hook) s->attn_hook(s->attn_hook_ctx, l, pos0, n, s->probs);
         matmul(s->xb2, s->att_out, &lw->wo, n);
         add_bias(s->xb2, lw->bo, n, dim);
         for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
@@ -330,6 +311,7 @@ typedef struct {
     int tokenize;           /* print the prompt's ids and exit */
     const char *dump_logits;
     const char *ppl;        /* text file to measure perplexity on */
+    AttnOptions attn;       /* --dump-attn, --attn-html, --attn-show, --attn-stats (attn.c) */
     int verbose;
     char default_model[4096];
 } Options;
@@ -354,7 +336,16 @@ static void usage(FILE *f) {
         "      --dump-logits PATH write the logits of every position fed to the model as .npy\n"
         "                         float32 [T, vocab], T = prompt tokens + generated tokens - 1\n"
         "      --ppl FILE         print the model's perplexity on a text file and exit\n"
-        "  -v, --verbose          print the model's configuration on stderr\n"
+        "      --dump-attn PATH   write the attention weights of the same T positions as .npy,\n"
+        "                         float32 [layers, heads, T, T] (row = query, column = key)\n"
+        "      --attn-html PATH   write a self-contained HTML page of every layer and head\n"
+        "      --attn-show L.H    after the text, print layer L head H (from 0) as a heatmap on\n"
+        "                         stdout with each query's top three keys\n"
+        "      --attn-stats       after the text, print one line of statistics per layer and head\n"
+        "                         (attention maps take layers x heads x T^2 x 4 bytes, e.g.\n"
+        "                         12 x 12 x 200^2 x 4 = 23 MB; refused above 2 GiB)\n"
+        "  -v, --verbose          print the model's configuration and KV-cache size, and the\n"
+        "                         attention share of the FLOPs, on stderr\n"
         "  -h, --help             show this help\n");
 }
 
@@ -388,6 +379,7 @@ static int parse_args(int argc, char **argv, Options *o, Error *err) {
     o->top_k = 40;
     o->seed = (uint64_t)time(NULL);
     o->batch = 64;
+    o->attn.show_layer = o->attn.show_head = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long v;
@@ -396,6 +388,7 @@ static int parse_args(int argc, char **argv, Options *o, Error *err) {
         if (IS("-h", "--help")) return 1;
         if (IS("-v", "--verbose")) { o->verbose = 1; continue; }
         if (strcmp(a, "--tokenize") == 0) { o->tokenize = 1; continue; }
+        if (strcmp(a, "--attn-stats") == 0) { o->attn.stats = 1; continue; }
         if (a[0] != '-' || strcmp(a, "-") == 0) {
             if (o->model) return fail(err, "unexpected argument '%s' (the model is '%s')", a, o->model);
             o->model = a;
@@ -404,13 +397,20 @@ static int parse_args(int argc, char **argv, Options *o, Error *err) {
         int known = IS("-i", "--prompt") || IS("-n", "--n-predict") || IS("-t", "--temp") ||
                     IS("-p", "--top-p") || IS("-k", "--top-k") || IS("-s", "--seed") ||
                     IS("-b", "--batch-size") || strcmp(a, "--threads") == 0 ||
-                    strcmp(a, "--dump-logits") == 0 || strcmp(a, "--ppl") == 0;
+                    strcmp(a, "--dump-logits") == 0 || strcmp(a, "--ppl") == 0 ||
+                    strcmp(a, "--dump-attn") == 0 || strcmp(a, "--attn-html") == 0 ||
+                    strcmp(a, "--attn-show") == 0;
         if (!known) return fail(err, "unknown option '%s' (see ./run --help)", a);
         const char *val = VALUE();
         if (!val) return fail(err, "option %s needs a value", a);
         if (IS("-i", "--prompt")) o->prompt = val;
         else if (strcmp(a, "--dump-logits") == 0) o->dump_logits = val;
         else if (strcmp(a, "--ppl") == 0) o->ppl = val;
+        else if (strcmp(a, "--dump-attn") == 0) o->attn.dump = val;
+        else if (strcmp(a, "--attn-html") == 0) o->attn.html = val;
+        else if (strcmp(a, "--attn-show") == 0) {
+            if (attn_parse_head(val, &o->attn.show_layer, &o->attn.show_head, err)) return -1;
+        }
         else if (IS("-n", "--n-predict")) {
             if (parse_int(a, val, 0, 1 << 30, &v, err)) return -1;
             o->steps = (int)v;
@@ -434,6 +434,8 @@ static int parse_args(int argc, char **argv, Options *o, Error *err) {
 #undef IS
 #undef VALUE
     }
+    if (o->ppl && attn_wanted(&o->attn))
+        return fail(err, "the attention outputs (--dump-attn, --attn-*) do not work with --ppl");
     if (!o->model) {  /* the shipped model, found next to the program */
         const char *slash = strrchr(argv[0], '/');
         int dir = slash ? (int)(slash - argv[0]) : 1;
@@ -480,8 +482,16 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     sp.candidates = malloc((size_t)c->vocab_size * sizeof *sp.candidates);
     size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
     char *text = malloc(cap);
+    AttnMaps maps = {0};
     int rc = -1;
     if (!sp.candidates || !text) { fail(err, "out of memory"); goto done; }
+    if (attn_wanted(&o->attn)) {  /* room for every position fed: prompt + steps - 1, at most */
+        int T = n_prompt + (o->steps > 1 ? o->steps - 1 : 0);
+        if (attn_maps_init(&maps, &o->attn, c, n_prompt, T < c->seq_len ? T : c->seq_len, err))
+            goto done;
+        m->state.attn_hook = attn_hook;
+        m->state.attn_hook_ctx = &maps;
+    }
 
     /* prompt: in batches of o->batch positions */
     double t0 = now_seconds();
@@ -489,6 +499,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     for (int i = 0; i < n_prompt; i += m->state.cap) {
         int n = n_prompt - i < m->state.cap ? n_prompt - i : m->state.cap;
         logits = forward(m, prompt + i, n, i, o->dump_logits != NULL);
+        if (maps.probs) attn_maps_tokens(&maps, i, prompt + i, n);
         if (o->dump_logits && matrix_append(&dump, logits, (size_t)n, err)) goto done;
         if (o->dump_logits) logits += (size_t)(n - 1) * c->vocab_size;
     }
@@ -509,6 +520,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
         if (generated == o->steps) break;
         if (pos == c->seq_len) { stop_reason = 2; break; }
         logits = forward(m, &next, 1, pos, 0);
+        if (maps.probs) attn_maps_tokens(&maps, pos, &next, 1);
         pos++;
         if (o->dump_logits && matrix_append(&dump, logits, 1, err)) goto done;
     }
@@ -527,8 +539,17 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
         size_t shape[2] = {dump.rows, dump.cols};
         if (write_npy(o->dump_logits, dump.data, shape, 2, err)) goto done;
     }
+    if (o->verbose) attn_print_cost(c, n_prompt, generated, stderr);
+    if (maps.probs) {
+        attn_maps_pack(&maps);
+        size_t shape[4] = {(size_t)c->n_layers, (size_t)c->n_heads, (size_t)maps.n, (size_t)maps.n};
+        if (o->attn.dump && write_npy(o->attn.dump, maps.probs, shape, 4, err)) goto done;
+        if (attn_report(&maps, &o->attn, m->tokenizer, o->model, generated > 0, err)) goto done;
+    }
     rc = 0;
 done:
+    m->state.attn_hook = NULL;
+    attn_maps_free(&maps);
     free(dump.data);
     free(sp.candidates);
     free(text);
@@ -615,7 +636,10 @@ static int run(const Options *o, Error *err) {
         free(stdin_text);
         return -1;
     }
-    if (o->verbose) print_config(&m.config, stderr);
+    if (o->verbose) {
+        print_config(&m.config, stderr);
+        attn_print_kv_cache(&m.config, stderr);
+    }
     if (o->ppl) {
         rc = perplexity(&m, o->ppl, err);
         goto done;

@@ -78,6 +78,10 @@ printf '\377\376 bad' > "$tmp/bad_utf8.txt"
 STDIN=$tmp/bad_utf8.txt expect "invalid UTF-8" 1 "not valid UTF-8" -- $RUN "$GOOD" -i -
 perl -e 'print "And the LORD spake unto Moses, saying " x 100' > "$tmp/long.txt"
 STDIN=$tmp/long.txt expect "prompt too long" 1 "longer than the model's context" -- $RUN "$GOOD" -i -
+expect "attn-show format"      2 "expects LAYER.HEAD"           -- $RUN "$GOOD" -i hi --attn-show 1
+expect "attn-show sign"        2 "expects LAYER.HEAD"           -- $RUN "$GOOD" -i hi --attn-show -1.0
+expect "attn-show range"       1 "layers 0..1 and heads 0..7"   -- $RUN "$GOOD" -i hi -n 1 --attn-show 2.0
+expect "attention with --ppl"  2 "do not work with --ppl"       -- $RUN "$GOOD" --ppl x --attn-stats
 
 echo "bad_input: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

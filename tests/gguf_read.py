@@ -59,6 +59,9 @@ class _Cursor:
         return self.take(SCALARS[t]), t
 
 
+GGML_Q8_0 = 8
+
+
 def read_gguf(path):
     with open(path, "rb") as f:
         buf = f.read()
@@ -85,11 +88,21 @@ def read_gguf(path):
     assert all(b == 0 for b in buf[c.pos:data_start]), "non-zero padding before the data section"
     g.data_start = data_start
     for name, ne, ttype, off in infos:
-        dt = np.dtype(GGML_TYPES[ttype]).newbyteorder("<")
         n = int(np.prod(ne))
         start = data_start + off
-        assert start + n * dt.itemsize <= len(buf), f"{name}: data past the end of the file"
-        a = np.frombuffer(buf, dtype=dt, count=n, offset=start).reshape(list(reversed(ne)))
+        if ttype == GGML_Q8_0:
+            # blocks of 32 along each row: an F16 scale d, then 32 int8; value = d * q (as float32)
+            assert ne[0] % 32 == 0, f"{name}: Q8_0 rows of {ne[0]}"
+            nb = n // 32
+            assert start + nb * 34 <= len(buf), f"{name}: data past the end of the file"
+            raw = np.frombuffer(buf, dtype=np.uint8, count=nb * 34, offset=start).reshape(nb, 34)
+            d = raw[:, :2].copy().view("<f2").astype(np.float32)
+            q = raw[:, 2:].copy().view(np.int8).astype(np.float32)
+            a = (d * q).reshape(list(reversed(ne)))
+        else:
+            dt = np.dtype(GGML_TYPES[ttype]).newbyteorder("<")
+            assert start + n * dt.itemsize <= len(buf), f"{name}: data past the end of the file"
+            a = np.frombuffer(buf, dtype=dt, count=n, offset=start).reshape(list(reversed(ne)))
         g.tensors[name] = a
         g.tensor_types[name] = ttype
         g.tensor_offsets[name] = off

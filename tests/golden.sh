@@ -34,6 +34,15 @@ for v in llama_gqa qwen2 gpt2; do
             cat "$tmp/$v.err"
         fi
     done
+    # attention weights: rows sum to 1, the future is exactly zero (PyTorch's values are checked
+    # by tests/test_attention.py)
+    if $RUN "$model" -i - -n 8 -t 0 --dump-attn "$tmp/$v.attn.npy" < "$FIX/$v.prompt.txt" \
+            > /dev/null 2> "$tmp/$v.err" && ./tests/npycmp --attn "$tmp/$v.attn.npy"; then
+        ok
+    else
+        bad "$v: attention dump"
+        cat "$tmp/$v.err"
+    fi
 done
 
 # Tokenizer: ids from the sentencepiece library for each text in tok_texts/ (SentencePiece model

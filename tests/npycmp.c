@@ -7,7 +7,12 @@
  * With IDS_FILE (the golden token sequence, prompt then greedy tokens) it also checks greedy
  * decoding: the token we pick at step k, argmax(ours[P-1+k]), must be the golden one, or, where
  * they differ, within TOL of the reference's best logit there (a tie the two may break apart).
- * Prints one line per file pair and exits 1 on failure, 2 on unreadable input. */
+ * Prints one line per file pair and exits 1 on failure, 2 on unreadable input.
+ *
+ *   npycmp --attn ATTN.npy
+ *
+ * checks an attention dump, float32 [layers, heads, T, T]: every row sums to 1 within 1e-5 and
+ * every entry above the diagonal (a key in the future) is exactly zero. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,10 +21,12 @@
 
 typedef struct {
     float *data;
-    size_t rows, cols;
+    size_t rows, cols;      /* cols = the last dimension, rows = the product of the others */
+    size_t shape[4];
+    int ndim;
 } Npy;
 
-/* Reads a version 1.x little-endian float32 2-D C-order .npy file. */
+/* Reads a version 1.x little-endian float32 C-order .npy file of 1 to 4 dimensions. */
 static int npy_read(const char *path, Npy *a) {
     FILE *f = fopen(path, "rb");
     if (!f) { fprintf(stderr, "npycmp: cannot open %s\n", path); return -1; }
@@ -31,8 +38,19 @@ static int npy_read(const char *path, Npy *a) {
     if (ok) {
         dict[hlen] = 0;
         const char *shape = strstr(dict, "'shape': (");
-        ok = strstr(dict, "'descr': '<f4'") && strstr(dict, "'fortran_order': False") && shape &&
-             sscanf(shape + 10, "%zu, %zu", &a->rows, &a->cols) == 2;
+        ok = strstr(dict, "'descr': '<f4'") && strstr(dict, "'fortran_order': False") && shape;
+        const char *p = ok ? shape + 10 : "";
+        a->ndim = 0;
+        a->rows = 1;
+        while (ok && *p >= '0' && *p <= '9' && a->ndim < 4) {
+            char *end;
+            a->shape[a->ndim] = strtoul(p, &end, 10);
+            a->rows *= a->shape[a->ndim++];
+            p = end + strspn(end, ", ");
+        }
+        ok = ok && a->ndim >= 1 && *p == ')';
+        if (ok) a->cols = a->shape[a->ndim - 1];
+        if (ok) a->rows /= a->cols ? a->cols : 1;
     }
     if (ok) {
         size_t n = a->rows * a->cols;
@@ -40,7 +58,7 @@ static int npy_read(const char *path, Npy *a) {
         ok = a->data && fread(a->data, sizeof(float), n, f) == n;
     }
     fclose(f);
-    if (!ok) fprintf(stderr, "npycmp: %s is not a float32 2-D .npy file\n", path);
+    if (!ok) fprintf(stderr, "npycmp: %s is not a float32 .npy file of 1 to 4 dimensions\n", path);
     return ok ? 0 : -1;
 }
 
@@ -51,14 +69,53 @@ static size_t argmax(const float *v, size_t n) {
     return b;
 }
 
+/* Rows sum to 1, the future is exactly zero. */
+static int check_attention(const char *path) {
+    Npy a = {0};
+    if (npy_read(path, &a)) return 2;
+    if (a.ndim != 4 || a.shape[2] != a.shape[3]) {
+        printf("FAIL %s: not [layers, heads, T, T]\n", path);
+        return 1;
+    }
+    const size_t T = a.cols;
+    int ok = 1;
+    double worst = 0.0;
+    for (size_t r = 0; r < a.rows; r++) {
+        const float *p = a.data + r * T;
+        const size_t i = r % T;  /* the query */
+        double sum = 0.0;
+        for (size_t j = 0; j < T; j++) {
+            sum += p[j];
+            if (j > i && p[j] != 0.0f) {
+                if (ok) printf("FAIL %s: query %zu attends to the future key %zu\n", path, i, j);
+                ok = 0;
+            }
+        }
+        if (!(fabs(sum - 1.0) <= 1e-5)) {
+            if (ok) printf("FAIL %s: row %zu sums to %.8f\n", path, r, sum);
+            ok = 0;
+        }
+        if (fabs(sum - 1.0) > worst) worst = fabs(sum - 1.0);
+    }
+    printf("%s %s: [%zu, %zu, %zu, %zu], worst |row sum - 1| %.1e\n", ok ? "ok" : "FAIL", path,
+           a.shape[0], a.shape[1], T, T, worst);
+    free(a.data);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--attn") == 0) return check_attention(argv[2]);
     if (argc != 4 && argc != 6) {
-        fprintf(stderr, "usage: npycmp OURS.npy REF.npy TOL [IDS_FILE PROMPT_LEN]\n");
+        fprintf(stderr, "usage: npycmp OURS.npy REF.npy TOL [IDS_FILE PROMPT_LEN] | --attn ATTN.npy\n");
         return 2;
     }
     Npy ours = {0}, ref = {0};
     double tol = atof(argv[3]);
     if (npy_read(argv[1], &ours) || npy_read(argv[2], &ref)) return 2;
+    if (ours.ndim != 2 || ref.ndim != 2) {
+        printf("FAIL %s, %s: logits must be [T, vocab]\n", argv[1], argv[2]);
+        return 1;
+    }
     if (ours.rows != ref.rows || ours.cols != ref.cols) {
         printf("FAIL %s: shape [%zu, %zu], reference [%zu, %zu]\n", argv[1], ours.rows, ours.cols,
                ref.rows, ref.cols);

@@ -4,6 +4,8 @@
     ref = Reference(hf_dir, f16_weights=True)   # every 2-D weight rounded to float16 and back,
                                                  # i.e. what a --dtype f16 GGUF contains
     ref.logits(ids) -> np.ndarray [T, vocab]  (full recomputation, no KV cache)
+    ref.attention(ids) -> np.ndarray [layers, heads, T, T]  the softmax probabilities of every
+                                              layer and query head, masked entries exactly 0
     ref.greedy(prompt_ids, n) -> list of n generated ids (argmax, lowest index wins ties)
     ref.encode(text), ref.decode(ids)         (the tokenizer, independently of export.py / ./run)
 
@@ -19,6 +21,7 @@ F.embedding) and explicit masks so it can be read as the definition of each arch
 import json
 import math
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +95,41 @@ def attention_mask(T, window, dtype):
 
 # ----------------------------------------------------------------------------------------------
 
+def q8_0_round(t):
+    """The values a Q8_0 GGUF stores for a 2-D weight (rows, cols), per export.py's quantizer;
+    rows whose length is not a multiple of 32 are stored as F16 instead."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import export
+
+    w = t.contiguous().numpy().astype(np.float32)
+    if w.shape[1] % export.QK8_0:
+        return t.half().float()
+    raw = np.frombuffer(export.quantize_q8_0(w), dtype=np.uint8).reshape(-1, 2 + export.QK8_0)
+    d = raw[:, :2].copy().view("<f2").astype(np.float32)
+    q = raw[:, 2:].copy().view(np.int8).astype(np.float32)
+    return torch.from_numpy((d * q).reshape(w.shape))
+
+
+def q8_0_activations(x):
+    """What the engine's decoding kernels do to a matrix product's input when the weights are
+    Q8_0: per block of 32, d = max|x| / 127 in float32, q = x / d rounded half to even, and the
+    product sees f16(d) * q."""
+    T, n = x.shape
+    b = x.to(torch.float32).reshape(T, n // 32, 32)
+    d = b.abs().amax(-1, keepdim=True) / 127.0
+    inv = torch.where(d != 0, 1.0 / torch.where(d != 0, d, torch.ones_like(d)), torch.zeros_like(d))
+    q = torch.round(b * inv)
+    return (q * d.half().float()).reshape(T, n).to(x.dtype)
+
+
 class Reference:
-    def __init__(self, hf_dir, dtype=torch.float64, f16_weights=False):
+    def __init__(self, hf_dir, dtype=torch.float64, f16_weights=False, weights="f32"):
+        """weights: "f32" as stored; "f16" (or f16_weights=True) rounds every 2-D weight to
+        float16 and back; "q8_0" rounds it to GGUF's Q8_0 blocks along the rows the file stores
+        (F16 where a row is not a multiple of 32 long), so that the engine running a converted
+        file is compared with the same weights."""
+        if f16_weights:
+            weights = "f16"
         self.dir = Path(hf_dir)
         self.cfg = json.loads((self.dir / "config.json").read_text())
         self.dtype = dtype
@@ -108,11 +144,17 @@ class Reference:
                     or name.endswith("rotary_emb.inv_freq"):
                 continue  # buffers of old checkpoints, not weights
             t = t.float()
-            if f16_weights and t.dim() == 2:
+            if weights == "f16" and t.dim() == 2:
                 t = t.half().float()  # exactly what an F16 GGUF stores
+            if weights == "q8_0" and t.dim() == 2:
+                # GGUF rows are (out, in); GPT-2's Conv1D stores (in, out), so its rows are columns
+                conv1d = self.type == "gpt2" and any(k in name for k in ("c_attn", "c_proj", "c_fc"))
+                t = q8_0_round(t.t()).t() if conv1d else q8_0_round(t)
             w[name] = t.to(dtype)
         self.w = w
         self._tok = None
+        self.q8_decode_from = None  # see _in
+        self._att = None  # a list collecting each layer's probabilities [heads, T, T] when set
 
     # -- model -----------------------------------------------------------------------------------
 
@@ -122,14 +164,31 @@ class Reference:
             out = self._gpt2(ids) if self.type == "gpt2" else self._llama(ids)
         return out.to(torch.float64).numpy()
 
+    def attention(self, ids):
+        self._att = []
+        try:
+            self.logits(ids)
+            return torch.stack(self._att).to(torch.float64).numpy()
+        finally:
+            self._att = None
+
     def greedy(self, prompt_ids, n):
         ids = list(prompt_ids)
         for _ in range(n):
             ids.append(int(np.argmax(self.logits(ids)[-1])))  # np.argmax: first max wins
         return ids[len(prompt_ids):]
 
+    def _in(self, x):
+        """The input of a matrix product: for a Q8_0 file, positions from q8_decode_from on (those
+        the engine decodes one at a time) are quantized as its decoding kernels do."""
+        if self.q8_decode_from is None or x.shape[-1] % 32:
+            return x
+        x = x.clone()
+        x[self.q8_decode_from:] = q8_0_activations(x[self.q8_decode_from:])
+        return x
+
     def _lin(self, x, name, bias=True):
-        y = x @ self.w[name + ".weight"].T
+        y = self._in(x) @ self.w[name + ".weight"].T
         if bias and name + ".bias" in self.w:
             y = y + self.w[name + ".bias"]
         return y
@@ -174,6 +233,8 @@ class Reference:
             v = v.repeat_interleave(nh // nkv, dim=1)
             scores = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(hd) + mask
             att = F.softmax(scores, dim=-1)
+            if self._att is not None:
+                self._att.append(att)
             o = torch.einsum("hij,jhd->ihd", att, v).reshape(T, nh * hd)
             x = x + self._lin(o, p + "self_attn.o_proj")
 
@@ -182,7 +243,7 @@ class Reference:
             x = x + self._lin(m, p + "mlp.down_proj")
         x = rmsnorm(x, w["norm.weight"])
         tied = c.get("tie_word_embeddings", False) or "lm_head.weight" not in w
-        return x @ (w["embed_tokens.weight"] if tied else w["lm_head.weight"]).T
+        return self._in(x) @ (w["embed_tokens.weight"] if tied else w["lm_head.weight"]).T
 
     def _gpt2(self, ids):
         c, w = self.cfg, self.w
@@ -194,7 +255,7 @@ class Reference:
         approximate = "none" if act == "gelu" else "tanh"
 
         def conv1d(x, name):  # HF Conv1D: weight is (in, out), y = x @ W + b
-            return x @ w[name + ".weight"] + w[name + ".bias"]
+            return self._in(x) @ w[name + ".weight"] + w[name + ".bias"]
 
         def ln(x, name):
             return F.layer_norm(x, (D,), w[name + ".weight"], w[name + ".bias"], eps)
@@ -210,13 +271,16 @@ class Reference:
             qkv = conv1d(ln(x, p + "ln_1"), p + "attn.c_attn")
             q, k, v = (t.reshape(T, nh, hd) for t in qkv.split(D, dim=-1))
             scores = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(hd) + mask
-            o = torch.einsum("hij,jhd->ihd", F.softmax(scores, dim=-1), v).reshape(T, D)
+            att = F.softmax(scores, dim=-1)
+            if self._att is not None:
+                self._att.append(att)
+            o = torch.einsum("hij,jhd->ihd", att, v).reshape(T, D)
             x = x + conv1d(o, p + "attn.c_proj")
             m = F.gelu(conv1d(ln(x, p + "ln_2"), p + "mlp.c_fc"), approximate=approximate)
             x = x + conv1d(m, p + "mlp.c_proj")
         x = ln(x, "ln_f")
         tied = c.get("tie_word_embeddings", True) or "lm_head.weight" not in w
-        return x @ (w["wte.weight"] if tied else w["lm_head.weight"]).T
+        return self._in(x) @ (w["wte.weight"] if tied else w["lm_head.weight"]).T
 
     # -- tokenizer -------------------------------------------------------------------------------
 

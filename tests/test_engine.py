@@ -19,9 +19,7 @@ the export round-trip and refusal tests need only Python.
 """
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,15 +35,13 @@ import make_models  # noqa: E402
 from gguf_read import read_gguf  # noqa: E402
 from reference import Reference, read_safetensors  # noqa: E402
 
-PYTHON = "/usr/bin/python3"
-EXPORT = ROOT / "export.py"
-RUN = Path(os.environ.get("RUN_BIN", ROOT / "run"))
-CACHE = TESTS / ".cache"
-ERRORS = CACHE / "errors.txt"
+from conftest import ERRORS, export, need_run, run  # noqa: E402  (shared with test_attention.py)
+
 PROMPT = "In the beginning God created the heaven and the earth."  # ~20 tokens in both tokenizers
 N_GEN = 64
 TOL = 1e-4          # relative to max(1, max|ref|), per position
 KV_TOL = 1e-5       # -b 1 vs default batch, relative
+Q8_DECODE_TOL = 3e-2  # Q8_0 files at generated positions (activations quantized too; see below)
 
 VARIANTS = make_models.VARIANTS
 
@@ -57,55 +53,7 @@ def record(line):
 
 
 # ----------------------------------------------------------------------------------------------
-# Fixtures
-
-@pytest.fixture(scope="session")
-def workdir(tmp_path_factory):
-    """A fresh directory per session (pytest keeps the last few under /tmp/pytest-of-$USER for
-    inspection), so concurrent sessions never share files; building all models takes ~2 s."""
-    CACHE.mkdir(exist_ok=True)
-    ERRORS.write_text("")
-    return tmp_path_factory.mktemp("models")
-
-
-_built = {}
-
-
-def export(hf_dir, out, *extra):
-    return subprocess.run([PYTHON, str(EXPORT), str(hf_dir), str(out), *extra],
-                          capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="session")
-def build(workdir):
-    """build(variant) -> dict(hf=dir, f32=gguf, f16=gguf); each variant is made once a session."""
-
-    def get(variant):
-        if variant not in _built:
-            hf = make_models.make_model(variant, workdir / variant)
-            files = {"hf": hf}
-            for dtype in ("f32", "f16"):
-                out = workdir / f"{variant}.{dtype}.gguf"
-                r = export(hf, out, "--dtype", dtype)
-                assert r.returncode == 0, f"export failed: {r.stderr}"
-                files[dtype] = out
-            _built[variant] = files
-        return _built[variant]
-
-    return get
-
-
-def need_run():
-    if not RUN.exists():
-        pytest.skip(f"{RUN} not found: build it with `make` in {ROOT} (or set RUN_BIN)")
-
-
-def run(model, *args, input=None):
-    r = subprocess.run([str(RUN), str(model), *args], capture_output=True, timeout=300, input=input)
-    assert r.returncode == 0, f"./run {' '.join(map(str, args))} failed ({r.returncode}): " \
-                              f"{r.stderr.decode(errors='replace')}"
-    return r
-
+# Fixtures: workdir and build are in conftest.py, shared with test_attention.py.
 
 _runs = {}
 
@@ -267,7 +215,7 @@ def test_tokenize(build, variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("dtype", ["f32", "f16"])
+@pytest.mark.parametrize("dtype", ["f32", "f16", "q8_0"])
 def test_logits(build, variant, dtype):
     need_run()
     files = build(variant)
@@ -280,23 +228,35 @@ def test_logits(build, variant, dtype):
     ids = prompt_ids(model) + gen[:-1]  # the fed tokens: prompt + all generated but the last
     assert len(ids) == T
 
-    ref = Reference(files["hf"], f16_weights=(dtype == "f16"))
+    ref = Reference(files["hf"], weights=dtype)
+    # Q8_0: the prompt runs as matrix-matrix products on float activations; generated tokens run
+    # the decoding kernels, which quantize activations to 8 bits too. The reference mirrors both.
+    if dtype == "q8_0":
+        ref.q8_decode_from = P
     ref_logits = ref.logits(ids)
     assert ref_logits.shape == ours.shape, (ref_logits.shape, ours.shape)
-    err, pos = max_rel_err(ours, ref_logits)
-    line = f"{variant:16s} {dtype}: max rel err {err:.2e} at position {pos} of {T} (P={P})"
-    if dtype == "f16":
+    tol = np.full(T, TOL)
+    if dtype == "q8_0":
+        # An activation within float rounding of a .5 boundary can quantize one step apart in
+        # the engine (float32) and the reference (float64); in these 64-wide models one such
+        # step moves the logits by up to ~1e-2 and later positions see it through the cache.
+        tol[P:] = Q8_DECODE_TOL
+    errs = np.abs(ours - ref_logits).max(axis=1) / np.maximum(1.0, np.abs(ref_logits).max(axis=1))
+    line = f"{variant:16s} {dtype}: max rel err {errs[:P].max():.2e} over the prompt"
+    line += f", {errs[P:].max():.2e} over generated positions ({T} in all, P={P})"
+    if dtype != "f32":
         err32, _ = max_rel_err(ours, Reference(files["hf"]).logits(ids))
-        line += f"; vs pure-F32 reference {err32:.2e} (F16 rounding, not asserted)"
+        line += f"; vs pure-F32 reference {err32:.2e} (weight rounding, not asserted)"
     record(line)
-    assert err <= TOL, line
+    assert np.all(errs <= tol), line
 
     # Greedy: our choice is a maximum of the reference's logits too (up to the tolerance; exact
     # ties may go either way).
     for k, tok in enumerate(gen):
         row = ref_logits[P - 1 + k]
         scale = max(1.0, np.abs(row).max())
-        assert row.max() - row[tok] <= TOL * scale, f"step {k}: chose {tok}, reference max at {row.argmax()}"
+        assert row.max() - row[tok] <= tol[P - 1 + k] * scale, \
+            f"step {k}: chose {tok}, reference max at {row.argmax()}"
 
     # Text: stdout is exactly the generated tokens decoded (skipped for padding ids, which have
     # no defined text).

@@ -54,59 +54,196 @@ static void test_f16_roundtrip(void) {
 #endif
 }
 
-/* matmul vs matmul_ref: |diff| <= 1e-5 * sum |w x| (a bound on float reassociation error). */
-static void test_matmul(uint32_t type, int rows, int cols, int n) {
-    size_t esize = type == GGML_F32 ? 4 : 2;
-    void *wdata = malloc((size_t)rows * cols * esize);
+/* Makes a random (rows, cols) tensor of a type and its exact float values. */
+static void *make_weights(uint32_t type, int rows, int cols, float *wf, size_t *row_bytes) {
+    *row_bytes = ggml_row_bytes(type, (uint64_t)cols);
+    uint8_t *data = malloc(*row_bytes * rows);
+    float *tmp = malloc((size_t)cols * sizeof(float));
+    for (int r = 0; r < rows; r++) {
+        for (int c = 0; c < cols; c++) tmp[c] = frand();
+        if (r == 1 && cols >= 32) memset(tmp, 0, 32 * sizeof(float));  /* an all-zero Q8 block */
+        uint8_t *row = data + *row_bytes * r;
+        if (type == GGML_F32) memcpy(row, tmp, (size_t)cols * sizeof(float));
+        else if (type == GGML_F16)
+            for (int c = 0; c < cols; c++) ((uint16_t *)row)[c] = f32_to_f16(tmp[c]);
+        else quantize_q8_0((BlockQ8 *)row, tmp, cols);
+        Tensor one = {type, 1, cols, *row_bytes, row};
+        tensor_row(wf + (size_t)r * cols, &one, 0);
+    }
+    free(tmp);
+    return data;
+}
+
+/* matmul with kernel set k vs matmul_ref: |diff| <= 1e-5 * sum |w x| (a bound on float
+ * reassociation error). Q8_0 with n < 4 quantizes the activations (decoding); from n >= 4 the
+ * tiled path uses float activations, so its reference is the product with the dequantized weights. */
+static void test_matmul(const Kernels *k, uint32_t type, int rows, int cols, int n) {
     float *wf = malloc((size_t)rows * cols * sizeof(float));
+    size_t rb;
+    void *wdata = make_weights(type, rows, cols, wf, &rb);
     float *x = malloc((size_t)n * cols * sizeof(float));
     float *out = malloc((size_t)n * rows * sizeof(float)), *ref = malloc((size_t)n * rows * sizeof(float));
-    for (size_t i = 0; i < (size_t)rows * cols; i++) {
-        float v = frand();
-        if (type == GGML_F32) ((float *)wdata)[i] = wf[i] = v;
-        else {
-            ((uint16_t *)wdata)[i] = f32_to_f16(v);
-            wf[i] = f16_to_f32(f32_to_f16(v));
-        }
-    }
     for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frand();
-    Tensor w = {type, rows, cols, (size_t)cols * esize, wdata};
+    Tensor w = {type, rows, cols, rb, wdata};
+    Tensor wf32 = {GGML_F32, rows, cols, (size_t)cols * 4, wf};
+    kernels_use(k);
     matmul(out, x, &w, n);
-    matmul_ref(ref, x, &w, n);
+    matmul_ref(ref, x, type == GGML_Q8_0 && n >= 4 ? &wf32 : &w, n);
     int ok = 1;
     for (int t = 0; t < n && ok; t++)
         for (int r = 0; r < rows; r++) {
-            double mag = 0.0, exact = 0.0;
-            for (int c = 0; c < cols; c++) {
-                mag += fabs((double)wf[(size_t)r * cols + c] * x[(size_t)t * cols + c]);
-                exact += (double)wf[(size_t)r * cols + c] * x[(size_t)t * cols + c];
-            }
+            double mag = 0.0;
+            for (int c = 0; c < cols; c++) mag += fabs((double)wf[(size_t)r * cols + c] * x[(size_t)t * cols + c]);
             double o = out[(size_t)t * rows + r], e = ref[(size_t)t * rows + r];
-            if (fabs(o - e) > 1e-5 * mag + 1e-30 || fabs(e - exact) > 1e-5 * mag + 1e-30) {
-                printf("  %s %dx%d n=%d row %d pos %d: kernel %.9g reference %.9g exact %.9g\n",
-                       ggml_type_name(type), rows, cols, n, r, t, o, e, exact);
+            if (!(fabs(o - e) <= 1e-5 * mag + 1e-30)) {
+                printf("  %s %s %dx%d n=%d row %d pos %d: kernel %.9g reference %.9g\n", k->name,
+                       ggml_type_name(type), rows, cols, n, r, t, o, e);
                 ok = 0;
                 break;
             }
         }
-    char what[96];
-    snprintf(what, sizeof what, "matmul %s rows %d cols %d batch %d", ggml_type_name(type), rows, cols, n);
+    char what[128];
+    snprintf(what, sizeof what, "matmul %s %s rows %d cols %d batch %d", k->name,
+             ggml_type_name(type), rows, cols, n);
     check(ok, what);
-    /* tensor_row must return the row the kernels use */
-    float *row = malloc((size_t)cols * sizeof(float));
-    tensor_row(row, &w, rows - 1);
-    check(memcmp(row, wf + (size_t)(rows - 1) * cols, (size_t)cols * sizeof(float)) == 0, "tensor_row");
-    free(row); free(wdata); free(wf); free(x); free(out); free(ref);
+    free(wdata); free(wf); free(x); free(out); free(ref);
+}
+
+/* matmul_many over weights of different heights and types equals one matmul_ref per weight. */
+static void test_matmul_many(const Kernels *k, int n) {
+    const int cols = 96, rows[3] = {37, 8, 70};
+    const uint32_t types[3] = {GGML_F32, GGML_Q8_0, GGML_F16};
+    float *x = malloc((size_t)n * cols * sizeof(float)), *out[3], *ref[3], *wf[3];
+    void *data[3];
+    Tensor w[3];
+    const Tensor *ws[3] = {&w[0], &w[1], &w[2]};
+    for (int i = 0; i < n * cols; i++) x[i] = frand();
+    for (int j = 0; j < 3; j++) {
+        size_t rb;
+        wf[j] = malloc((size_t)rows[j] * cols * sizeof(float));
+        data[j] = make_weights(types[j], rows[j], cols, wf[j], &rb);
+        w[j] = (Tensor){types[j], rows[j], cols, rb, data[j]};
+        out[j] = malloc((size_t)n * rows[j] * sizeof(float));
+        ref[j] = malloc((size_t)n * rows[j] * sizeof(float));
+    }
+    kernels_use(k);
+    matmul_many(out, x, ws, 3, n);
+    int ok = 1;
+    for (int j = 0; j < 3; j++) {
+        Tensor wf32 = {GGML_F32, rows[j], cols, (size_t)cols * 4, wf[j]};
+        matmul_ref(ref[j], x, types[j] == GGML_Q8_0 && n >= 4 ? &wf32 : &w[j], n);
+        for (int i = 0; i < n * rows[j]; i++) ok &= fabsf(out[j][i] - ref[j][i]) <= 1e-4f;
+        free(wf[j]); free(data[j]); free(out[j]); free(ref[j]);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "matmul_many %s: F32 + Q8_0 + F16 weights, batch %d", k->name, n);
+    check(ok, what);
+    free(x);
+}
+
+/* The reference itself against double-precision sums, so a wrong reference cannot pass. */
+static void test_reference(void) {
+    int rows = 37, cols = 301, n = 3, ok = 1;
+    float *wf = malloc((size_t)rows * cols * sizeof(float)), *x = malloc((size_t)n * cols * sizeof(float));
+    float *ref = malloc((size_t)n * rows * sizeof(float));
+    for (int i = 0; i < rows * cols; i++) wf[i] = frand();
+    for (int i = 0; i < n * cols; i++) x[i] = frand();
+    Tensor w = {GGML_F32, rows, cols, (size_t)cols * 4, wf};
+    matmul_ref(ref, x, &w, n);
+    for (int t = 0; t < n; t++)
+        for (int r = 0; r < rows; r++) {
+            double exact = 0.0, mag = 0.0;
+            for (int c = 0; c < cols; c++) {
+                exact += (double)wf[r * cols + c] * x[t * cols + c];
+                mag += fabs((double)wf[r * cols + c] * x[t * cols + c]);
+            }
+            if (fabs(ref[t * rows + r] - exact) > 1e-5 * mag) ok = 0;
+        }
+    check(ok, "matmul_ref agrees with double-precision sums");
+    free(wf); free(x); free(ref);
+}
+
+/* Q8_0 quantizer: zero blocks give d = 0 and q = 0; elsewhere |x - d q| <= d / 2 plus the F16
+   rounding of d (127 * 2^-11 * d at most), and max |q| = 127. */
+static void test_quantize(void) {
+    float x[96];
+    BlockQ8 b[3];
+    for (int i = 0; i < 96; i++) x[i] = i < 32 ? 0.0f : frand() * (i < 64 ? 0.02f : 50.0f);  /* scales stay normal halves */
+    quantize_q8_0(b, x, 96);
+    int ok = b[0].d == 0;
+    for (int i = 0; i < 32; i++) ok &= b[0].qs[i] == 0;
+    for (int k = 1; k < 3; k++) {
+        float d = f16_to_f32(b[k].d);
+        int maxq = 0;
+        for (int i = 0; i < 32; i++) {
+            ok &= fabsf(x[k * 32 + i] - d * b[k].qs[i]) <= d * (0.5f + 127.0f / 2048.0f);
+            if (abs(b[k].qs[i]) > maxq) maxq = abs(b[k].qs[i]);
+        }
+        ok &= maxq == 127;
+    }
+    check(ok, "quantize_q8_0: zero block, rounding error, full range");
+}
+
+/* Tiled online-softmax attention vs the textbook version: same outputs (|diff| <= 1e-5, values
+ * are in [-1, 1]); the textbook probabilities sum to 1 per row and are exactly 0 where masked. */
+static void test_attention(int n_heads, int n_kv, int hd, int n, int pos0, int window) {
+    const AttnShape a = {n_heads, n_kv, hd, window};
+    const int len = pos0 + n, qd = n_heads * hd, kvd = n_kv * hd;
+    float *q = malloc((size_t)n * qd * sizeof(float)), *kc = malloc((size_t)len * kvd * sizeof(float));
+    float *vc = malloc((size_t)len * kvd * sizeof(float));
+    float *out = malloc((size_t)n * qd * sizeof(float)), *ref = malloc((size_t)n * qd * sizeof(float));
+    float *probs = malloc((size_t)n * n_heads * (len + 3) * sizeof(float));
+    for (int i = 0; i < n * qd; i++) q[i] = 3.0f * frand();  /* peaked and flat rows alike */
+    for (int i = 0; i < len * kvd; i++) { kc[i] = frand(); vc[i] = frand(); }
+    attention(out, q, kc, vc, n, pos0, &a);
+    attention_ref(ref, probs, len + 3, q, kc, vc, n, pos0, &a);
+    int ok = 1;
+    for (int i = 0; i < n * qd; i++) ok &= fabsf(out[i] - ref[i]) <= 1e-5f;
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < n_heads; h++) {
+            const float *pr = probs + ((size_t)t * n_heads + h) * (len + 3);
+            int p = pos0 + t, lo = window && p >= window ? p - window + 1 : 0;
+            double sum = 0.0;
+            for (int j = 0; j < len + 3; j++) {
+                if (j < lo || j > p) ok &= pr[j] == 0.0f;
+                else sum += pr[j];
+            }
+            ok &= fabs(sum - 1.0) <= 1e-5;
+        }
+    char what[128];
+    snprintf(what, sizeof what, "attention heads %d/%d dim %d, %d queries from %d, window %d",
+             n_heads, n_kv, hd, n, pos0, window);
+    check(ok, what);
+    free(q); free(kc); free(vc); free(out); free(ref); free(probs);
 }
 
 int main(void) {
     kernels_init();
     test_f16_roundtrip();
+    test_reference();
+    test_quantize();
+    const Kernels *sets[4];
+    int n_sets = kernels_available(sets, 4);
+    /* shapes not multiples of any vector width or tile (Q8_0 needs cols % 32 == 0) */
     const int shapes[][3] = {{1, 1, 1}, {7, 3, 1}, {33, 17, 2}, {64, 64, 1}, {129, 95, 5},
-                             {256, 257, 9}, {31, 4099, 3}, {5, 2047, 17}, {300, 768, 64}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        for (uint32_t type = GGML_F32; type <= GGML_F16; type++)
-            test_matmul(type, shapes[i][0], shapes[i][1], shapes[i][2]);
+                             {256, 257, 9}, {31, 4099, 3}, {5, 2047, 17}, {300, 768, 64}, {13, 1030, 7}};
+    const int q8_shapes[][3] = {{1, 32, 1}, {7, 64, 1}, {33, 96, 2}, {129, 2048, 1}, {30, 160, 5},
+                                {64, 1056, 13}, {300, 768, 64}, {5, 4096, 3}};
+    for (int s = 0; s < n_sets; s++) {
+        printf("kernel set: %s\n", sets[s]->name);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (uint32_t type = GGML_F32; type <= GGML_F16; type++)
+                test_matmul(sets[s], type, shapes[i][0], shapes[i][1], shapes[i][2]);
+        for (size_t i = 0; i < sizeof q8_shapes / sizeof q8_shapes[0]; i++)
+            test_matmul(sets[s], GGML_Q8_0, q8_shapes[i][0], q8_shapes[i][1], q8_shapes[i][2]);
+        test_matmul_many(sets[s], 1);
+        test_matmul_many(sets[s], 11);
+    }
+    const int att[][6] = {{8, 2, 8, 1, 0, 0},   {8, 2, 8, 37, 0, 0},   {4, 4, 64, 130, 0, 0},
+                          {12, 1, 16, 5, 100, 0}, {8, 2, 8, 70, 3, 7},  {6, 3, 32, 1, 200, 64},
+                          {2, 1, 5, 17, 64, 16},  {4, 2, 16, 200, 0, 65}};
+    for (size_t i = 0; i < sizeof att / sizeof att[0]; i++)
+        test_attention(att[i][0], att[i][1], att[i][2], att[i][3], att[i][4], att[i][5]);
     printf("test_kernels: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

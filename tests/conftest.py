@@ -1,0 +1,74 @@
+"""Fixtures and helpers shared by the test modules (pytest loads this file first).
+
+    build(variant) -> dict(hf=dir, f32=gguf, f16=gguf)   session fixture: each variant of
+                      tests/make_models.py is made and exported once per session
+    run(model, *args)                                    ./run, asserting exit 0
+    need_run()                                           skip when ./run is not built
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(TESTS))
+
+import make_models  # noqa: E402
+
+PYTHON = "/usr/bin/python3"
+EXPORT = ROOT / "export.py"
+RUN = Path(os.environ.get("RUN_BIN", ROOT / "run"))
+CACHE = TESTS / ".cache"
+ERRORS = CACHE / "errors.txt"
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    """A fresh directory per session (pytest keeps the last few under /tmp/pytest-of-$USER for
+    inspection), so concurrent sessions never share files; building all models takes ~2 s."""
+    CACHE.mkdir(exist_ok=True)
+    ERRORS.write_text("")
+    return tmp_path_factory.mktemp("models")
+
+
+_built = {}
+
+
+def export(hf_dir, out, *extra):
+    return subprocess.run([PYTHON, str(EXPORT), str(hf_dir), str(out), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def build(workdir):
+    """build(variant) -> dict(hf=dir, f32=gguf, f16=gguf); each variant is made once a session."""
+
+    def get(variant):
+        if variant not in _built:
+            hf = make_models.make_model(variant, workdir / variant)
+            files = {"hf": hf}
+            for dtype in ("f32", "f16", "q8_0"):
+                out = workdir / f"{variant}.{dtype}.gguf"
+                r = export(hf, out, "--dtype", dtype)
+                assert r.returncode == 0, f"export failed: {r.stderr}"
+                files[dtype] = out
+            _built[variant] = files
+        return _built[variant]
+
+    return get
+
+
+def need_run():
+    if not RUN.exists():
+        pytest.skip(f"{RUN} not found: build it with `make` in {ROOT} (or set RUN_BIN)")
+
+
+def run(model, *args, input=None):
+    r = subprocess.run([str(RUN), str(model), *args], capture_output=True, timeout=300, input=input)
+    assert r.returncode == 0, f"./run {' '.join(map(str, args))} failed ({r.returncode}): " \
+                              f"{r.stderr.decode(errors='replace')}"
+    return r
