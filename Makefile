@@ -17,7 +17,7 @@ endif
 # Python for the PyTorch comparisons: the first interpreter that can import torch and numpy.
 PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import torch, numpy' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 
-.PHONY: all test test-c test-py sanitize bench clean help
+.PHONY: all test test-c test-py test-arm sanitize bench clean help
 all: run
 
 run: $(SRC) $(HDR)
@@ -49,6 +49,22 @@ test-py: run
 
 test: test-c test-py
 
+# AArch64 (NEON kernels): cross-built, static, run under qemu-user. Needs Debian's
+# gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user.
+ARM_CC ?= aarch64-linux-gnu-gcc
+build/arm/run: $(SRC) $(HDR)
+	@mkdir -p build/arm
+	$(ARM_CC) $(WARN) -O2 -static -o $@ $(SRC) $(LDLIBS)
+build/arm/test_kernels: tests/test_kernels.c kernels.c gguf.c $(HDR)
+	@mkdir -p build/arm
+	$(ARM_CC) $(WARN) -O2 -static -I. -o $@ tests/test_kernels.c kernels.c gguf.c $(LDLIBS)
+test-arm: build/arm/run build/arm/test_kernels tests/npycmp
+	qemu-aarch64 build/arm/test_kernels
+	printf '#!/bin/sh\nexec qemu-aarch64 %s/build/arm/run "$$@"\n' "$(CURDIR)" > build/arm/run.sh
+	chmod +x build/arm/run.sh
+	RUN=build/arm/run.sh sh tests/golden.sh
+	RUN=build/arm/run.sh sh tests/bad_input.sh
+
 # Speed vs the machine's limits (read bandwidth, FMA peak, measured in the same run): random models
 # at llama2.c's 15M/42M/110M shapes in F32/F16/Q8_0, 1 and 2 threads; writes bench/results.md.
 build/bench/limits: bench/limits.c
@@ -70,11 +86,13 @@ sanitize: run-asan tests/test_kernels-asan tests/npycmp
 
 clean:
 	rm -f run run-asan tests/test_kernels tests/test_kernels-asan tests/npycmp
+	rm -rf build/arm
 
 help:
 	@echo "make            build ./run (OpenMP if available; NO_OMP=1 to disable)"
 	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
 	@echo "make test-c     C-only tests: kernels, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
+	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
 	@echo "make clean      remove build outputs"
