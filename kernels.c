@@ -143,6 +143,13 @@ static const Kernels kernels_c = {
 #include <immintrin.h>
 #define HAVE_X86 1
 
+/* Sum of 8 floats. AVX2 code, which the AVX-512 functions may inline too (a subset of theirs). */
+static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
 /* AVX-512 (F, BW, VL; VNNI for the int8 dot products): 32 registers of 16 floats. */
 #define FN(name) name##_avx512
 #define NAME "AVX-512"
@@ -168,12 +175,6 @@ static const Kernels kernels_c = {
                                          _mm256_sign_epi8(x_, w_)); \
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
     } while (0)
-static TARGET inline float hsum256_avx512(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-#define hsum256 hsum256_avx512
 #include "kernels_simd.h"
 #undef FN
 #undef NAME
@@ -189,7 +190,6 @@ static TARGET inline float hsum256_avx512(__m256 v) {
 #undef TR
 #undef TC
 #undef Q8_DOT
-#undef hsum256
 
 /* AVX2 + FMA + F16C: 16 registers of 8 floats, so a 3 x 4 tile. */
 #define FN(name) name##_avx2
@@ -214,12 +214,6 @@ static TARGET inline float hsum256_avx512(__m256 v) {
         __m256i p_ = _mm256_madd_epi16(p16_, _mm256_set1_epi16(1)); \
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
     } while (0)
-static TARGET inline float hsum256_avx2(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-#define hsum256 hsum256_avx2
 #include "kernels_simd.h"
 #endif /* x86-64 */
 

@@ -30,6 +30,8 @@ import numpy as np
 import pytest
 import regex
 
+from make_tokenizers import bytes_to_unicode  # GPT-2's byte <-> character map
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 FIX = TESTS / "fixtures"
@@ -63,19 +65,6 @@ def kjv_passage(n_bytes=100_000):
 
 # ----------------------------------------------------------------------------------------------
 # GPT-2's reference encoder (openai/gpt-2 src/encoder.py), kept close to the original.
-
-def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
 
 class GPT2Encoder:
     pat = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
