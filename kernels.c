@@ -86,8 +86,11 @@ void quantize_q8_0(BlockQ8 *out, const float *x, int n) {
 
 static void dequant_q8_0(float *out, const BlockQ8 *in, int n) {
     for (int b = 0; b < n / QK8_0; b++) {
-        float d = f16_table[in[b].d];
-        for (int i = 0; i < QK8_0; i++) out[(size_t)b * QK8_0 + i] = d * in[b].qs[i];
+        const float d = f16_table[in[b].d];
+        const int8_t *q = in[b].qs;
+        float *o = out + (size_t)b * QK8_0;
+#pragma omp simd
+        for (int i = 0; i < QK8_0; i++) o[i] = d * (float)q[i];
     }
 }
 
@@ -118,15 +121,21 @@ static float dot_q8_c(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
 }
 
 #define TR_C 4
-#define TC_C 4
-static void tile_f32_c(float *out, int ostride, const float *w, int wstride, const float *x,
-                       int xstride, int k, int accumulate) {
-    for (int r = 0; r < TR_C; r++)
-        for (int t = 0; t < TC_C; t++) {
-            float s = dot_f32_c(w + (size_t)r * wstride, x + (size_t)t * xstride, k);
-            float *o = out + (size_t)t * ostride + r;
-            *o = accumulate ? *o + s : s;
+#define TC_C 8
+static void tile_f32_c(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
+                       int k, int nt, int accumulate) {
+    for (int r = 0; r < nr; r++) {
+        float acc[TC_C] = {0};
+        for (int i = 0; i < k; i++) {
+            const float wv = w[(size_t)r * wstride + i];
+#pragma omp simd
+            for (int t = 0; t < TC_C; t++) acc[t] += wv * xt[(size_t)i * TC_C + t];
         }
+        for (int t = 0; t < nt; t++) {
+            float *o = out + (size_t)t * ostride + r;
+            *o = accumulate ? *o + acc[t] : acc[t];
+        }
+    }
 }
 
 static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
@@ -150,7 +159,8 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
-/* AVX-512 (F, BW, VL; VNNI for the int8 dot products): 32 registers of 16 floats. */
+/* AVX-512 (F, BW, VL; VNNI for the int8 dot products): 32 registers of 16 floats, so tiles of
+   12 rows x 32 positions. */
 #define FN(name) name##_avx512
 #define NAME "AVX-512"
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
@@ -160,10 +170,10 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
 #define vload(p) _mm512_loadu_ps(p)
 #define vstore(p, v) _mm512_storeu_ps(p, v)
 #define vloadh(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define vset1(x) _mm512_set1_ps(x)
 #define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define vsum(v) _mm512_reduce_add_ps(v)
-#define TR 4
-#define TC 6
+#define TR 12
 /* |w| as unsigned bytes times x with w's sign, summed in fours into 8 int32 lanes (VNNI) */
 #define Q8_ACC_TYPE __m256
 #define Q8_ACC_ZERO() _mm256_setzero_ps()
@@ -185,13 +195,13 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
 #undef vload
 #undef vstore
 #undef vloadh
+#undef vset1
 #undef vfma
 #undef vsum
 #undef TR
-#undef TC
 #undef Q8_DOT
 
-/* AVX2 + FMA + F16C: 16 registers of 8 floats, so a 3 x 4 tile. */
+/* AVX2 + FMA + F16C: 16 registers of 8 floats, so tiles of 6 rows x 16 positions. */
 #define FN(name) name##_avx2
 #define NAME "AVX2"
 #define TARGET __attribute__((target("avx2,fma,f16c")))
@@ -201,10 +211,10 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
 #define vload(p) _mm256_loadu_ps(p)
 #define vstore(p, v) _mm256_storeu_ps(p, v)
 #define vloadh(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define vset1(x) _mm256_set1_ps(x)
 #define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define vsum(v) hsum256(v)
-#define TR 3
-#define TC 4
+#define TR 6
 /* without VNNI: unsigned x signed byte pairs summed to int16 (cannot overflow: |w| <= 128,
    |x| <= 127), then pairs of int16 to int32 */
 #define Q8_DOT(acc, wb, xb, scale) do { \
@@ -220,7 +230,7 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #include <arm_neon.h>
 #define HAVE_NEON 1
-/* NEON: 32 registers of 4 floats. */
+/* NEON: 32 registers of 4 floats, so tiles of 12 rows x 8 positions. */
 #define FN(name) name##_neon
 #define NAME "NEON"
 #define TARGET
@@ -230,10 +240,10 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
 #define vload(p) vld1q_f32(p)
 #define vstore(p, v) vst1q_f32(p, v)
 #define vloadh(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
+#define vset1(x) vdupq_n_f32(x)
 #define vfma(a, b, c) vfmaq_f32(c, a, b)
 #define vsum(v) vaddvq_f32(v)
-#define TR 4
-#define TC 4
+#define TR 12
 #define Q8_ACC_TYPE float32x4_t
 #define Q8_ACC_ZERO() vdupq_n_f32(0.0f)
 #define Q8_ACC_SUM(a) vaddvq_f32(a)
@@ -348,6 +358,7 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
 
 #define GEMM_MIN_N 4      /* from this many positions on, the tiled product pays off */
 #define KC 1024           /* columns of F16/Q8_0 weights widened at a time (a multiple of 32) */
+#define MAX_TILE_R 12     /* the largest tile_r of any set */
 #define MAX_Q8_BLOCKS (Q8_MAX_COLS / QK8_0)
 
 /* Several products share one input (q, k and v; gate and up): their rows are numbered as one
@@ -389,49 +400,52 @@ static void gemv(const Batch *b, const float *x, int n) {
     }
 }
 
-/* A prompt: tiles of TR rows x TC positions. F32 rows are used in place; F16 and Q8_0 rows are
- * widened KC columns at a time into a small buffer first, and the tile sums accumulate across
- * those column chunks. Edges that do not fill a tile fall back to single dot products. */
+/* A prompt: the activations are transposed once into blocks of TC positions (zero-padded), then
+ * each task takes TR weight rows and runs a tile against every block. F32 rows are read in place;
+ * F16 and Q8_0 rows are widened KC columns at a time into a small buffer first, and the tiles
+ * accumulate across those column chunks. */
 static void gemm(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, TRk = k->tile_r, TCk = k->tile_c, groups = b->start[b->count];
-#pragma omp parallel for schedule(dynamic, 4)
+    const int blocks = (n + TCk - 1) / TCk;
+    float *xt = malloc((size_t)blocks * cols * TCk * sizeof(float));
+    if (!xt) {  /* no room for the transposed copy: the decoding path needs none */
+        gemv(b, x, n);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < blocks; blk++)  /* xt[blk][i][t] = x[blk * TC + t][i] */
+        for (int t = 0; t < TCk; t++) {
+            const int pos = blk * TCk + t;
+            float *dst = xt + (size_t)blk * cols * TCk + t;
+            for (int i = 0; i < cols; i++) dst[(size_t)i * TCk] = pos < n ? x[(size_t)pos * cols + i] : 0.0f;
+        }
+#pragma omp parallel for schedule(dynamic, 1)
     for (int g = 0; g < groups; g++) {
         const int j = batch_find(b, g);
         const Tensor *w = b->w[j];
         const int rows = w->rows, r0 = (g - b->start[j]) * TRk;
         const int nr = rows - r0 < TRk ? rows - r0 : TRk;
         const int kc_max = w->type == GGML_F32 ? cols : KC;
-        float buf[8 * KC];  /* TR (<= 8) rows of KC widened weights */
+        float buf[MAX_TILE_R * KC];  /* widened F16/Q8_0 weights: TR rows of KC */
         for (int c0 = 0; c0 < cols; c0 += kc_max) {
             const int kc = cols - c0 < kc_max ? cols - c0 : kc_max;
-            const float *wt;
-            int wstride;
+            const float *wt = buf;
+            int wstride = KC;
             if (w->type == GGML_F32) {
                 wt = (const float *)row_ptr(w, r0) + c0;
                 wstride = cols;
             } else {
                 for (int r = 0; r < nr; r++) row_span(buf + (size_t)r * KC, w, r0 + r, c0, kc);
-                wt = buf;
-                wstride = KC;
             }
-            for (int t0 = 0; t0 < n; t0 += TCk) {
-                const int nt = n - t0 < TCk ? n - t0 : TCk;
-                float *o = b->out[j] + (size_t)t0 * rows + r0;
-                const float *xt = x + (size_t)t0 * cols + c0;
-                if (nr == TRk && nt == TCk) {
-                    k->tile_f32(o, rows, wt, wstride, xt, cols, kc, c0 > 0);
-                    continue;
-                }
-                for (int t = 0; t < nt; t++)
-                    for (int r = 0; r < nr; r++) {
-                        float s = k->dot_f32(wt + (size_t)r * wstride, xt + (size_t)t * cols, kc);
-                        float *ot = o + (size_t)t * rows + r;
-                        *ot = c0 > 0 ? *ot + s : s;
-                    }
+            for (int blk = 0; blk < blocks; blk++) {
+                const int nt = n - blk * TCk < TCk ? n - blk * TCk : TCk;
+                k->tile_f32(b->out[j] + (size_t)blk * TCk * rows + r0, rows, wt, wstride, nr,
+                            xt + ((size_t)blk * cols + c0) * TCk, kc, nt, c0 > 0);
             }
         }
     }
+    free(xt);
 }
 
 void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, int count, int n) {

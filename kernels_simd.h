@@ -8,10 +8,12 @@
  *   VF, VL          a vector of VL floats
  *   vzero() vload(p) vloadh(p) vfma(a, b, c) vsum(v)
  *                   zero; load VL floats; load VL halves as floats; a * b + c; horizontal sum
- *   TR, TC          the tile of the matrix-matrix kernel: TR weight rows x TC positions, so that
- *                   TR * TC accumulators plus TR weight vectors fit in the register file
- *   Q8_DOT(acc, w, x)  acc += the 32 products of one Q8_0 block pair, as floats, unscaled... see
- *                   dot_q8 below for how the scales are applied
+ *   vset1(x) vstore(p, v)   broadcast a float; store VL floats
+ *   TR              weight rows of a matrix-matrix tile; its 2 * TR accumulators of 2 * VL
+ *                   positions, two activation vectors and a broadcast fill the register file
+ *   Q8_ACC_TYPE, Q8_ACC_ZERO(), Q8_ACC_SUM(a), Q8_DOT(acc, wblock, xblock, scale)
+ *                   a float accumulator for Q8_0 dot products, and acc += scale * (the exact
+ *                   integer dot product of one pair of 32-byte blocks)
  *
  * Every function handles any length: vector loop, then a scalar tail.
  */
@@ -61,35 +63,39 @@ static TARGET float FN(dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks) 
     return Q8_ACC_SUM(acc0) + Q8_ACC_SUM(acc1);
 }
 
-/* A TR x TC tile of a matrix-matrix product over k:
- *   out[t * ostride + r] (+)= sum_i w[r * wstride + i] * x[t * xstride + i]
- * Each weight vector is loaded once and used TC times, each activation vector once for TR rows,
- * so the loop is bound by FMAs, not loads. The accumulators stay in registers. */
-static TARGET void FN(tile_f32)(float *out, int ostride, const float *w, int wstride, const float *x,
-                                int xstride, int k, int accumulate) {
-    VF acc[TR][TC];
-#pragma GCC unroll 8
-    for (int r = 0; r < TR; r++)
-#pragma GCC unroll 8
-        for (int t = 0; t < TC; t++) acc[r][t] = vzero();
-    int i = 0;
-    for (; i + VL <= k; i += VL) {
-        VF wv[TR];
-#pragma GCC unroll 8
-        for (int r = 0; r < TR; r++) wv[r] = vload(w + (size_t)r * wstride + i);
-#pragma GCC unroll 8
-        for (int t = 0; t < TC; t++) {
-            VF xv = vload(x + (size_t)t * xstride + i);
-#pragma GCC unroll 8
-            for (int r = 0; r < TR; r++) acc[r][t] = vfma(wv[r], xv, acc[r][t]);
+/* A tile of a matrix-matrix product: TR weight rows x TC = 2 * VL positions, over k columns:
+ *   out[t * ostride + r] (+)= sum_i w[r * wstride + i] * xt[i * TC + t]   (r < nr, t < nt)
+ * xt holds the tile's positions transposed, TC per column, so one column of activations is two
+ * vector loads. Each weight is broadcast and multiplied into both, so a step is 2 + TR loads for
+ * 2 * TR FMAs, and the 2 * TR accumulators stay in registers with no horizontal sums. A tile
+ * with fewer than TR rows repeats its last row and drops the copies. */
+static TARGET void FN(tile_f32)(float *out, int ostride, const float *w, int wstride, int nr,
+                                const float *xt, int k, int nt, int accumulate) {
+    const float *wr[TR];
+    VF acc[TR][2];
+#pragma GCC unroll 16
+    for (int r = 0; r < TR; r++) {
+        wr[r] = w + (size_t)(r < nr ? r : nr - 1) * wstride;
+        acc[r][0] = acc[r][1] = vzero();
+    }
+    for (int i = 0; i < k; i++) {
+        const VF x0 = vload(xt + (size_t)i * 2 * VL), x1 = vload(xt + (size_t)i * 2 * VL + VL);
+#pragma GCC unroll 16
+        for (int r = 0; r < TR; r++) {
+            const VF b = vset1(wr[r][i]);
+            acc[r][0] = vfma(b, x0, acc[r][0]);
+            acc[r][1] = vfma(b, x1, acc[r][1]);
         }
     }
-    for (int r = 0; r < TR; r++)
-        for (int t = 0; t < TC; t++) {
-            float s = vsum(acc[r][t]);
-            for (int j = i; j < k; j++) s += w[(size_t)r * wstride + j] * x[(size_t)t * xstride + j];
+    float tile[TR][2 * VL];
+    for (int r = 0; r < TR; r++) {
+        vstore(tile[r], acc[r][0]);
+        vstore(tile[r] + VL, acc[r][1]);
+    }
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++) {
             float *o = out + (size_t)t * ostride + r;
-            *o = accumulate ? *o + s : s;
+            *o = accumulate ? *o + tile[r][t] : tile[r][t];
         }
 }
 
@@ -101,5 +107,5 @@ static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
 }
 
 static const Kernels FN(kernels) = {
-    NAME, TR, TC, FN(dot_f32), FN(dot_f16), FN(dot_q8), FN(tile_f32), FN(f16_to_f32_row),
+    NAME, TR, 2 * VL, FN(dot_f32), FN(dot_f16), FN(dot_q8), FN(tile_f32), FN(f16_to_f32_row),
 };

@@ -183,9 +183,10 @@ typedef struct {
     float (*dot_f32)(const float *w, const float *x, int n);
     float (*dot_f16)(const uint16_t *w, const float *x, int n);
     float (*dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks);
-    /* out[t * ostride + r] = (accumulate ? out[..] : 0) + sum_i w[r * wstride + i] x[t * xstride + i] */
-    void (*tile_f32)(float *out, int ostride, const float *w, int wstride, const float *x,
-                     int xstride, int k, int accumulate);
+    /* out[t * ostride + r] = (accumulate ? out[..] : 0) + sum_i w[r * wstride + i] xt[i * tile_c + t]
+       for r < nr <= tile_r, t < nt <= tile_c: xt holds tile_c positions transposed */
+    void (*tile_f32)(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
+                     int k, int nt, int accumulate);
     void (*f16_to_f32_row)(float *out, const uint16_t *in, int n);
 } Kernels;
 
