@@ -171,6 +171,7 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
 #define vstore(p, v) _mm512_storeu_ps(p, v)
 #define vloadh(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 #define vset1(x) _mm512_set1_ps(x)
+#define f16s(h) _cvtsh_ss(h)
 #define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define vsum(v) _mm512_reduce_add_ps(v)
 #define TR 12
@@ -196,6 +197,7 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
 #undef vstore
 #undef vloadh
 #undef vset1
+#undef f16s
 #undef vfma
 #undef vsum
 #undef TR
@@ -212,6 +214,7 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
 #define vstore(p, v) _mm256_storeu_ps(p, v)
 #define vloadh(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 #define vset1(x) _mm256_set1_ps(x)
+#define f16s(h) _cvtsh_ss(h)
 #define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define vsum(v) hsum256(v)
 #define TR 6
@@ -241,6 +244,7 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
 #define vstore(p, v) vst1q_f32(p, v)
 #define vloadh(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
 #define vset1(x) vdupq_n_f32(x)
+#define f16s(h) vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0)
 #define vfma(a, b, c) vfmaq_f32(c, a, b)
 #define vsum(v) vaddvq_f32(v)
 #define TR 12
