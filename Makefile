@@ -17,11 +17,18 @@ endif
 # Python for the PyTorch comparisons: the first interpreter that can import torch and numpy.
 PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import torch, numpy' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 
-.PHONY: all test test-c test-py test-arm sanitize bench clean help
-all: run
+BIN := $(CURDIR)/run
+.PHONY: all run test test-c test-py test-arm sanitize bench clean help
+all: $(BIN)
 
-run: $(SRC) $(HDR)
+# The program is the file ./run; `make run` builds it and generates from the shipped model.
+# (The file's target is spelled $(CURDIR)/run so that it differs from the command `make run`.)
+$(BIN): $(SRC) $(HDR)
 	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ $(SRC) $(LDLIBS)
+
+PROMPT ?= And the LORD said
+run: $(BIN)
+	./run -i "$(PROMPT)" -n 128
 
 # Debug build with AddressSanitizer + UndefinedBehaviorSanitizer.
 run-asan: $(SRC) $(HDR)
@@ -34,13 +41,13 @@ tests/npycmp: tests/npycmp.c
 	$(CC) $(WARN) -O2 -o $@ tests/npycmp.c $(LDLIBS)
 
 # C-only tests: kernels vs their references, golden fixtures, bad input. Needs only a C compiler.
-test-c: run tests/test_kernels tests/npycmp
+test-c: $(BIN) tests/test_kernels tests/npycmp
 	./tests/test_kernels
 	RUN=./run sh tests/golden.sh
 	RUN=./run sh tests/bad_input.sh
 
 # Live comparisons against PyTorch, when an interpreter with torch is found.
-test-py: run
+test-py: $(BIN)
 	@if [ -z "$(PYTHON)" ]; then \
 	  echo "test-py: SKIPPED: no python3 with torch and numpy found (install python3-torch python3-numpy, or set PYTHON=...)"; \
 	else \
@@ -71,7 +78,7 @@ build/bench/limits: bench/limits.c
 	@mkdir -p build/bench
 	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ bench/limits.c $(LDLIBS)
 
-bench: run build/bench/limits
+bench: $(BIN) build/bench/limits
 	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
 
 # The C tests under ASan + UBSan (same scripts, sanitized binaries).
@@ -90,6 +97,7 @@ clean:
 
 help:
 	@echo "make            build ./run (OpenMP if available; NO_OMP=1 to disable)"
+	@echo "make run        build, then generate from the shipped model (PROMPT=\"...\")"
 	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
 	@echo "make test-c     C-only tests: kernels, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"

@@ -687,6 +687,8 @@ int main(int argc, char **argv) {
     }
 #ifdef _OPENMP
     if (o.threads) omp_set_num_threads(o.threads);
+#else
+    if (o.threads > 1) fprintf(stderr, "note: built without OpenMP, running on 1 thread\n");
 #endif
     kernels_init();
     if (run(&o, &err)) {
