@@ -19,17 +19,11 @@
  * Every function handles any length: vector loop, then a scalar tail.
  */
 
-/* Decoding streams each weight once from memory; asking for the bytes 4 KB ahead keeps more
-   of them in flight than the hardware prefetcher does alone (measured: +8% single-thread). A
-   prefetch past the end of the weights is harmless: it never faults. */
-#define PREFETCH_BYTES 4096
-
 /* sum_i w[i] * x[i]; four independent accumulators hide the FMA latency. */
 static TARGET float FN(dot_f32)(const float *w, const float *x, int n) {
     VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     int i = 0;
     for (; i + 4 * VL <= n; i += 4 * VL) {
-        __builtin_prefetch((const char *)(w + i) + PREFETCH_BYTES);
         a0 = vfma(vload(w + i), vload(x + i), a0);
         a1 = vfma(vload(w + i + VL), vload(x + i + VL), a1);
         a2 = vfma(vload(w + i + 2 * VL), vload(x + i + 2 * VL), a2);
@@ -46,7 +40,6 @@ static TARGET float FN(dot_f16)(const uint16_t *w, const float *x, int n) {
     VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     int i = 0;
     for (; i + 4 * VL <= n; i += 4 * VL) {
-        __builtin_prefetch((const char *)(w + i) + PREFETCH_BYTES);
         a0 = vfma(vloadh(w + i), vload(x + i), a0);
         a1 = vfma(vloadh(w + i + VL), vload(x + i + VL), a1);
         a2 = vfma(vloadh(w + i + 2 * VL), vload(x + i + 2 * VL), a2);
@@ -64,8 +57,6 @@ static TARGET float FN(dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks) 
     Q8_ACC_TYPE acc0 = Q8_ACC_ZERO(), acc1 = Q8_ACC_ZERO();
     int b = 0;
     for (; b + 2 <= nblocks; b += 2) {
-        __builtin_prefetch((const char *)(w + b) + PREFETCH_BYTES);
-        __builtin_prefetch((const char *)(w + b) + PREFETCH_BYTES + 64);
         Q8_DOT(acc0, &w[b], &x[b], f16s(w[b].d) * f16s(x[b].d));
         Q8_DOT(acc1, &w[b + 1], &x[b + 1], f16s(w[b + 1].d) * f16s(x[b + 1].d));
     }
@@ -115,8 +106,6 @@ static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
     for (; i + VL <= n; i += VL) vstore(out + i, vloadh(in + i));
     for (; i < n; i++) out[i] = f16_table[in[i]];
 }
-
-#undef PREFETCH_BYTES
 
 static const Kernels FN(kernels) = {
     NAME, TR, 2 * VL, FN(dot_f32), FN(dot_f16), FN(dot_q8), FN(tile_f32), FN(f16_to_f32_row),
