@@ -547,15 +547,21 @@ void attention(float *out, const float *q, const float *kc, const float *vc, int
                     s[j - j0] = dot * scale;
                     tile_max = fmaxf(tile_max, s[j - j0]);
                 }
-                const float m_new = fmaxf(m[i], tile_max), correction = expf(m[i] - m_new);
+                const float m_new = fmaxf(m[i], tile_max), correction = exp_fast(m[i] - m_new);
                 float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
                 l[i] *= correction;
 #pragma omp simd
                 for (int d = 0; d < hd; d++) o[d] *= correction;
+                float tile_sum = 0.0f;
+#pragma omp simd reduction(+ : tile_sum)
                 for (int j = ja; j <= jb; j++) {
-                    const float e = expf(s[j - j0] - m_new);
+                    s[j - j0] = exp_fast(s[j - j0] - m_new);
+                    tile_sum += s[j - j0];
+                }
+                l[i] += tile_sum;
+                for (int j = ja; j <= jb; j++) {
+                    const float e = s[j - j0];
                     const float *vj = vc + (size_t)j * kv_dim + (size_t)kvh * hd;
-                    l[i] += e;
 #pragma omp simd
                     for (int d = 0; d < hd; d++) o[d] += e * vj[d];
                 }

@@ -107,7 +107,7 @@ static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int
 #pragma omp parallel for if (n > 1)
         for (size_t i = 0; i < nh; i++) {
             float g = s->hb2[i];
-            s->hb[i] *= g / (1.0f + expf(-g));  /* silu(gate) * up */
+            s->hb[i] *= g / (1.0f + exp_fast(-g));  /* silu(gate) * up */
         }
     } else {
         const int tanh_approx = c->ffn == FFN_GELU_TANH;

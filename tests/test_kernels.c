@@ -217,11 +217,23 @@ static void test_attention(int n_heads, int n_kv, int hd, int n, int pos0, int w
     free(q); free(kc); free(vc); free(out); free(ref); free(probs);
 }
 
+/* exp_fast against libm's exp in double, over the whole range where e^x is a normal float. */
+static void test_exp_fast(void) {
+    double worst = 0.0;
+    for (float x = -87.0f; x < 88.0f; x += 0.00137f) {
+        double e = exp((double)x), rel = fabs(exp_fast(x) - e) / e;
+        if (rel > worst) worst = rel;
+    }
+    check(worst <= 1.5e-7 && isnan(exp_fast(NAN)) && exp_fast(-INFINITY) < 1e-37f &&
+          isfinite(exp_fast(1000.0f)) && exp_fast(0.0f) == 1.0f, "exp_fast within 1.5e-7 of exp");
+}
+
 int main(void) {
     kernels_init();
     test_f16_roundtrip();
     test_reference();
     test_quantize();
+    test_exp_fast();
     const Kernels *sets[4];
     int n_sets = kernels_available(sets, 4);
     /* shapes not multiples of any vector width or tile (Q8_0 needs cols % 32 == 0) */
