@@ -183,6 +183,7 @@ int gguf_open(GGUF *g, const char *path, Error *err) {
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);  /* the mapping stays valid */
     if (map == MAP_FAILED) return fail(err, "cannot mmap '%s': %s", path, strerror(errno));
+    posix_madvise(map, (size_t)st.st_size, POSIX_MADV_WILLNEED);  /* start reading ahead */
     g->map = map;
     g->size = (size_t)st.st_size;
 

@@ -506,6 +506,85 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
 
 #define ATT_QB 16   /* queries per tile */
 #define ATT_KB 64   /* keys per tile */
+#define ATT_MAX_HD 256  /* head dims up to this use transposed key tiles; larger ones dot products */
+
+/* One task of attention(): queries t0 .. t0+nq-1 of head h. A function of its own (not the body
+ * of the parallel loop) so that the compiler vectorizes its loops over keys. */
+static void attention_task(float *out, const float *q, const float *kc, const float *vc, int n,
+                           int pos0, const AttnShape *a, int task) {
+    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd, group = a->n_heads / a->n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int h = task % a->n_heads, t0 = task / a->n_heads * ATT_QB, kvh = h / group;
+    const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
+    float s[ATT_KB], m[ATT_QB], l[ATT_QB];
+    float kt[ATT_MAX_HD][ATT_KB];  /* 64 KB at most */
+    for (int i = 0; i < nq; i++) {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+        float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+        for (int d = 0; d < hd; d++) o[d] = 0.0f;
+    }
+    /* keys any query of the block can see */
+    const int j_lo = first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
+    for (int j0 = j_lo; j0 <= j_hi; j0 += ATT_KB) {
+        const int nk = j_hi - j0 + 1 < ATT_KB ? j_hi - j0 + 1 : ATT_KB;
+        /* the tile's keys transposed, kt[d][j], so that a query's scores against all of
+           them are hd vector FMAs across keys instead of nk dot products */
+        if (hd <= ATT_MAX_HD)
+            for (int jj = 0; jj < nk; jj++) {
+                const float *kj = kc + (size_t)(j0 + jj) * kv_dim + (size_t)kvh * hd;
+                for (int d = 0; d < hd; d++) kt[d][jj] = kj[d];
+            }
+        for (int i = 0; i < nq; i++) {
+            const int p = pos0 + t0 + i, lo = first_visible(p, a->window);
+            const int ja = j0 > lo ? j0 : lo, jb = j0 + nk - 1 < p ? j0 + nk - 1 : p;
+            if (ja > jb) continue;  /* nothing visible to this query in this tile */
+            const float *qi = q + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+            if (hd <= ATT_MAX_HD) {
+                for (int jj = 0; jj < nk; jj++) s[jj] = 0.0f;
+                for (int d = 0; d < hd; d++) {
+                    const float qd = qi[d] * scale;
+#pragma omp simd
+                    for (int jj = 0; jj < nk; jj++) s[jj] += qd * kt[d][jj];
+                }
+            } else {
+                for (int j = ja; j <= jb; j++) {
+                    const float *kj = kc + (size_t)j * kv_dim + (size_t)kvh * hd;
+                    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+                    for (int d = 0; d < hd; d++) dot += qi[d] * kj[d];
+                    s[j - j0] = dot * scale;
+                }
+            }
+            float tile_max = -INFINITY;
+            for (int j = ja; j <= jb; j++) tile_max = fmaxf(tile_max, s[j - j0]);
+            const float m_new = fmaxf(m[i], tile_max), correction = exp_fast(m[i] - m_new);
+            float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+            l[i] *= correction;
+#pragma omp simd
+            for (int d = 0; d < hd; d++) o[d] *= correction;
+            float tile_sum = 0.0f;
+#pragma omp simd reduction(+ : tile_sum)
+            for (int j = ja; j <= jb; j++) {
+                s[j - j0] = exp_fast(s[j - j0] - m_new);
+                tile_sum += s[j - j0];
+            }
+            l[i] += tile_sum;
+            for (int j = ja; j <= jb; j++) {
+                const float e = s[j - j0];
+                const float *vj = vc + (size_t)j * kv_dim + (size_t)kvh * hd;
+#pragma omp simd
+                for (int d = 0; d < hd; d++) o[d] += e * vj[d];
+            }
+            m[i] = m_new;
+        }
+    }
+    for (int i = 0; i < nq; i++) {
+        float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+        const float inv = 1.0f / l[i];
+        for (int d = 0; d < hd; d++) o[d] *= inv;
+    }
+}
 
 /* Tiled attention with an online softmax (the "flash attention" idea). A block of up to QB
  * queries of one head visits the keys in tiles of KB. For each query it keeps the running maximum
@@ -516,62 +595,8 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
  * Each (query block, head) is one task, so results do not depend on the number of threads. */
 void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
                const AttnShape *a) {
-    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd, group = a->n_heads / a->n_kv_heads;
     const int n_blocks = (n + ATT_QB - 1) / ATT_QB;
-    const float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int task = 0; task < n_blocks * a->n_heads; task++) {
-        const int h = task % a->n_heads, t0 = task / a->n_heads * ATT_QB, kvh = h / group;
-        const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
-        float s[ATT_KB], m[ATT_QB], l[ATT_QB];
-        for (int i = 0; i < nq; i++) {
-            m[i] = -INFINITY;
-            l[i] = 0.0f;
-            float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
-            for (int d = 0; d < hd; d++) o[d] = 0.0f;
-        }
-        /* keys any query of the block can see */
-        const int j_lo = first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
-        for (int j0 = j_lo; j0 <= j_hi; j0 += ATT_KB) {
-            for (int i = 0; i < nq; i++) {
-                const int p = pos0 + t0 + i, lo = first_visible(p, a->window);
-                const int ja = j0 > lo ? j0 : lo, jb = j0 + ATT_KB - 1 < p ? j0 + ATT_KB - 1 : p;
-                if (ja > jb) continue;  /* nothing visible to this query in this tile */
-                const float *qi = q + ((size_t)(t0 + i) * a->n_heads + h) * hd;
-                float tile_max = -INFINITY;
-                for (int j = ja; j <= jb; j++) {
-                    const float *kj = kc + (size_t)j * kv_dim + (size_t)kvh * hd;
-                    float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                    for (int d = 0; d < hd; d++) dot += qi[d] * kj[d];
-                    s[j - j0] = dot * scale;
-                    tile_max = fmaxf(tile_max, s[j - j0]);
-                }
-                const float m_new = fmaxf(m[i], tile_max), correction = exp_fast(m[i] - m_new);
-                float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
-                l[i] *= correction;
-#pragma omp simd
-                for (int d = 0; d < hd; d++) o[d] *= correction;
-                float tile_sum = 0.0f;
-#pragma omp simd reduction(+ : tile_sum)
-                for (int j = ja; j <= jb; j++) {
-                    s[j - j0] = exp_fast(s[j - j0] - m_new);
-                    tile_sum += s[j - j0];
-                }
-                l[i] += tile_sum;
-                for (int j = ja; j <= jb; j++) {
-                    const float e = s[j - j0];
-                    const float *vj = vc + (size_t)j * kv_dim + (size_t)kvh * hd;
-#pragma omp simd
-                    for (int d = 0; d < hd; d++) o[d] += e * vj[d];
-                }
-                m[i] = m_new;
-            }
-        }
-        for (int i = 0; i < nq; i++) {
-            float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
-            const float inv = 1.0f / l[i];
-            for (int d = 0; d < hd; d++) o[d] *= inv;
-        }
-    }
+    for (int task = 0; task < n_blocks * a->n_heads; task++)
+        attention_task(out, q, kc, vc, n, pos0, a, task);
 }

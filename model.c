@@ -416,6 +416,23 @@ static void free_state(RunState *s) {
 
 /* ---- public ---------------------------------------------------------------------------- */
 
+/* Touches every page of the tensors each token reads (all but the embeddings, which are read a
+ * row at a time), from all threads. The first access to a mapped page is far slower than reading
+ * it (measured here: ~1.3 us per 4 KB page, 150-220 ms for a 440 MB model, against 16 ms to
+ * read it all once mapped), so paying it at load keeps it out of the first forward pass and
+ * makes the timings of the prompt measure computing, not mapping. */
+static void prefault(const GGUF *g) {
+    const size_t page = 4096;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const GGUFTensor *t = &g->tensors[i];
+        if (str_is(t->name, "token_embd.weight") || str_is(t->name, "position_embd.weight")) continue;
+        const volatile uint8_t *p = t->data;
+        const long pages = (long)((t->nbytes + page - 1) / page);
+#pragma omp parallel for schedule(static)
+        for (long k = 0; k < pages; k++) (void)p[(size_t)k * page];
+    }
+}
+
 int model_load(Model *m, const char *path, int batch, Error *err) {
     memset(m, 0, sizeof *m);
     if (gguf_open(&m->file, path, err)) return -1;
@@ -426,6 +443,7 @@ int model_load(Model *m, const char *path, int batch, Error *err) {
         model_free(m);
         return -1;
     }
+    prefault(&m->file);
     return 0;
 }
 

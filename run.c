@@ -474,7 +474,8 @@ static double now_seconds(void) {
 }
 
 /* Runs the prompt and the generation loop; text to stdout, timings to stderr. */
-static int generate(Model *m, const Options *o, const int *prompt, int n_prompt, Error *err) {
+static int generate(Model *m, const Options *o, const int *prompt, int n_prompt, double load_s,
+                    Error *err) {
     const Config *c = &m->config;
     const int eos = tokenizer_eos(m->tokenizer);
     Matrix dump = {NULL, 0, (size_t)c->vocab_size, 0};
@@ -532,6 +533,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
 
     if (stop_reason == 1) fprintf(stderr, "[end of text]\n");
     if (stop_reason == 2) fprintf(stderr, "[context length %d reached]\n", c->seq_len);
+    fprintf(stderr, "load: %.1f MB mapped and touched in %.0f ms\n", m->file.size / 1e6, load_s * 1e3);
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s\n", n_prompt,
             n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), generated,
             generated / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
@@ -632,6 +634,7 @@ static int run(const Options *o, Error *err) {
 
     Model m;
     int *ids = NULL, n_ids = 0, rc = -1;
+    double t_load = now_seconds();
     if (model_load(&m, o->model, o->batch, err)) {
         free(stdin_text);
         return -1;
@@ -665,7 +668,7 @@ static int run(const Options *o, Error *err) {
              m.config.seq_len);
         goto done;
     }
-    rc = generate(&m, o, ids, n_ids, err);
+    rc = generate(&m, o, ids, n_ids, now_seconds() - t_load, err);
 done:
     free(ids);
     free(stdin_text);
