@@ -71,14 +71,14 @@ def split_corpus(chapters):
     return "\n".join(map(chapter_text, train)), "\n".join(map(chapter_text, valid)), valid
 
 
-def words_of(text):
-    """The word rule of tests/test_shipped.py: split on whitespace, strip leading and trailing
-    non-letters, lower-case; pieces without letters are not words."""
-    out = set()
+def words(text):
+    """The words of a text, in order, as tests/test_shipped.py counts them: split on whitespace,
+    strip leading and trailing non-letters, lower-case; pieces without letters are not words."""
+    out = []
     for w in text.split():
         w = re.sub(r"^[^A-Za-z]+|[^A-Za-z]+$", "", w).lower()
         if w:
-            out.add(w)
+            out.append(w)
     return out
 
 
@@ -417,7 +417,7 @@ def main():
     with open(os.path.join(models, "kjv-valid.txt"), "w") as f:
         f.write(valid_file)
     with open(os.path.join(models, "kjv-words.txt"), "w") as f:
-        f.write("\n".join(sorted(words_of("\n".join(map(chapter_text, chapters))))) + "\n")
+        f.write("\n".join(sorted(set(words("\n".join(map(chapter_text, chapters)))))) + "\n")
     if not ship:
         return 0
     card = {"file": os.path.basename(a.gguf), "architecture": "llama", "parameters": n_params,

@@ -44,6 +44,9 @@ sys.path.insert(0, str(TESTS))
 from gguf_to_hf import gguf_to_hf  # noqa: E402
 from reference import Reference  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from train import words  # noqa: E402  (the one word rule, also used to list the corpus words)
+
 RUN = Path(os.environ.get("RUN_BIN", ROOT / "run"))
 MODEL = Path(os.environ.get("KJV_GGUF", ROOT / "models" / "kjv.gguf"))
 VALID = MODEL.parent / "kjv-valid.txt"
@@ -72,15 +75,6 @@ def tokenize(text):
     r = run("--tokenize", "-i", "-", input=text.encode())
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     return [int(t) for t in r.stdout.split()]
-
-
-def words(text):
-    out = []
-    for w in text.split():
-        w = re.sub(r"^[^A-Za-z]+|[^A-Za-z]+$", "", w).lower()
-        if w:
-            out.append(w)
-    return out
 
 
 def test_greedy_matches_reference(ref, tmp_path):
