@@ -518,6 +518,7 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
     const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
     float s[ATT_KB], m[ATT_QB], l[ATT_QB];
     float kt[ATT_MAX_HD][ATT_KB];  /* 64 KB at most */
+    const int transpose = hd <= ATT_MAX_HD && nq >= 4;
     for (int i = 0; i < nq; i++) {
         m[i] = -INFINITY;
         l[i] = 0.0f;
@@ -529,8 +530,9 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
     for (int j0 = j_lo; j0 <= j_hi; j0 += ATT_KB) {
         const int nk = j_hi - j0 + 1 < ATT_KB ? j_hi - j0 + 1 : ATT_KB;
         /* the tile's keys transposed, kt[d][j], so that a query's scores against all of
-           them are hd vector FMAs across keys instead of nk dot products */
-        if (hd <= ATT_MAX_HD)
+           them are hd vector FMAs across keys instead of nk dot products; the copy pays off
+           only when several queries share it (decoding has one) */
+        if (transpose)
             for (int jj = 0; jj < nk; jj++) {
                 const float *kj = kc + (size_t)(j0 + jj) * kv_dim + (size_t)kvh * hd;
                 for (int d = 0; d < hd; d++) kt[d][jj] = kj[d];
@@ -540,7 +542,7 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
             const int ja = j0 > lo ? j0 : lo, jb = j0 + nk - 1 < p ? j0 + nk - 1 : p;
             if (ja > jb) continue;  /* nothing visible to this query in this tile */
             const float *qi = q + ((size_t)(t0 + i) * a->n_heads + h) * hd;
-            if (hd <= ATT_MAX_HD) {
+            if (transpose) {
                 for (int jj = 0; jj < nk; jj++) s[jj] = 0.0f;
                 for (int d = 0; d < hd; d++) {
                     const float qd = qi[d] * scale;
