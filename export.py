@@ -224,6 +224,15 @@ def first_id(v):
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
+def plan_dims(plan, arch, n_ctx, dim, n_layers, hidden, n_heads):
+    """The dimension keys every architecture has (llama.cpp's names, prefixed by the arch)."""
+    plan.kv(f"{arch}.context_length", "u32", n_ctx)
+    plan.kv(f"{arch}.embedding_length", "u32", dim)
+    plan.kv(f"{arch}.block_count", "u32", n_layers)
+    plan.kv(f"{arch}.feed_forward_length", "u32", hidden)
+    plan.kv(f"{arch}.attention.head_count", "u32", n_heads)
+
+
 def plan_llama(cfg, ws, arch, plan):
     """llama, mistral (both exported as arch "llama") and qwen2."""
     model_type = cfg["model_type"]
@@ -287,11 +296,7 @@ def plan_llama(cfg, ws, arch, plan):
         attn_bias = {"q": False, "k": False, "v": False, "o": False}
         mlp_bias = False
 
-    plan.kv(f"{arch}.context_length", "u32", n_ctx)
-    plan.kv(f"{arch}.embedding_length", "u32", dim)
-    plan.kv(f"{arch}.block_count", "u32", n_layers)
-    plan.kv(f"{arch}.feed_forward_length", "u32", hidden)
-    plan.kv(f"{arch}.attention.head_count", "u32", n_heads)
+    plan_dims(plan, arch, n_ctx, dim, n_layers, hidden, n_heads)
     plan.kv(f"{arch}.attention.head_count_kv", "u32", n_kv)
     plan.kv(f"{arch}.attention.layer_norm_rms_epsilon", "f32", float(eps))
     plan.kv(f"{arch}.rope.freq_base", "f32", float(theta))
@@ -393,11 +398,7 @@ def plan_gpt2(cfg, ws, arch, plan):
     if cfg.get("rope_scaling") is not None:
         refuse("config.json: rope_scaling is not supported")
 
-    plan.kv(f"{arch}.context_length", "u32", n_ctx)
-    plan.kv(f"{arch}.embedding_length", "u32", dim)
-    plan.kv(f"{arch}.block_count", "u32", n_layers)
-    plan.kv(f"{arch}.feed_forward_length", "u32", hidden)
-    plan.kv(f"{arch}.attention.head_count", "u32", n_heads)
+    plan_dims(plan, arch, n_ctx, dim, n_layers, hidden, n_heads)
     plan.kv(f"{arch}.attention.layer_norm_epsilon", "f32", float(eps))
     if pos == "sinusoidal":
         plan.kv("tinygpt.position_encoding", "str", "sinusoidal")

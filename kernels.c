@@ -386,10 +386,10 @@ static void gemv(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, total = b->start[b->count];
     BlockQ8 xq[MAX_Q8_BLOCKS];
+    int any_q8 = 0;
+    for (int j = 0; j < b->count; j++) any_q8 |= b->w[j]->type == GGML_Q8_0;
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * cols;
-        int any_q8 = 0;
-        for (int j = 0; j < b->count; j++) any_q8 |= b->w[j]->type == GGML_Q8_0;
         if (any_q8) quantize_q8_0(xq, xt, cols);
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < total; i++) {
