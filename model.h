@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors */
@@ -194,14 +195,18 @@ typedef struct {
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);              /* round to nearest even */
 
-/* e^x within 2 ulp of expf, in straight-line code the compiler can vectorize (libm's expf is a
- * call it cannot): x = n ln2 + r with |r| <= ln2/2, e^r by a degree-7 polynomial (Cephes'
- * coefficients), times 2^n built in the exponent bits. Below -87.3 it returns ~1e-38, not 0;
- * above 88.3, ~2e38, not inf; NaN stays NaN. Used by the tiled softmax and by SiLU, which call
- * it ~10^6 times per prompt (tests/test_kernels.c holds it to 1.5e-7 relative). */
+/* e^x within 2 ulp of expf, in straight-line code the compiler can vectorize (libm's expf and
+ * floorf are calls it cannot): x = n ln2 + r with |r| <= ln2/2, n rounded to nearest by adding and
+ * subtracting 1.5 * 2^23, e^r by a degree-7 polynomial (Cephes' coefficients), times 2^n built in
+ * the exponent bits. Below -87.3 it returns ~1e-38, not 0; above 88.3, ~2e38, not inf; NaN stays
+ * NaN (n is taken from a copy where NaN became -87.3, so the conversion to int is always defined).
+ * Used by the tiled softmax and by SiLU, which call it ~10^6 times per prompt
+ * (tests/test_kernels.c holds it to 1.5e-7 relative). */
 static inline float exp_fast(float x) {
+    const float shifter = 12582912.0f;
+    const float xn = x > -87.3f ? (x < 88.3f ? x : 88.3f) : -87.3f;
     x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
-    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    const float n = (xn * 1.44269504088896341f + shifter) - shifter;
     const float r = x - n * 0.693359375f + n * 2.12194440e-4f;  /* ln2 split in two: exact n*hi */
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -210,8 +215,10 @@ static inline float exp_fast(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { uint32_t u; float f; } scale = {(uint32_t)((int32_t)n + 127) << 23};
-    return p * scale.f;
+    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);  /* 2^n, from its exponent bits */
+    return p * scale;
 }
 void quantize_q8_0(BlockQ8 *out, const float *x, int n);  /* n a multiple of 32 */
 void kernels_init(void);                   /* F16 table; picks the best kernel set; call once */

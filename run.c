@@ -49,24 +49,40 @@ static void add_bias(float *x, const float *b, int n, int d) {
         for (int i = 0; i < d; i++) x[(size_t)t * d + i] += b[i];
 }
 
-/* Rotates each head's first rope_dim dims of x (n, n_heads * head_dim) for positions pos0 + t. */
-static void rope_forward(float *x, const RunState *s, const Config *c, int n_heads, int n, int pos0) {
-    const int half = c->rope_dim / 2;
-    for (int t = 0; t < n; t++) {
-        const float *cs = s->rope_cos + (size_t)(pos0 + t) * half;
-        const float *sn = s->rope_sin + (size_t)(pos0 + t) * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((size_t)t * n_heads + h) * c->head_dim;
+/* Rotates the first rope_dim dims of each of the n_heads heads in v (one position) by the
+ * angles whose cosines and sines are cs, sn (rope_dim / 2 of each). Interleaved style rotates
+ * pairs (2i, 2i+1); NeoX style ("rotate half") rotates pairs (i, i + rope_dim / 2). One loop per
+ * style, with no branch inside, so that the compiler vectorizes both. */
+static void rope_position(float *restrict v, const float *restrict cs, const float *restrict sn,
+                          int n_heads, int head_dim, int rope_dim, RopeStyle style) {
+    const int half = rope_dim / 2;
+    for (int h = 0; h < n_heads; h++, v += head_dim) {
+        if (style == ROPE_NEOX) {
+#pragma omp simd
             for (int i = 0; i < half; i++) {
-                /* interleaved: pairs (2i, 2i+1); NeoX: pairs (i, i + half) */
-                int a = c->rope_style == ROPE_NEOX ? i : 2 * i;
-                int b = c->rope_style == ROPE_NEOX ? i + half : 2 * i + 1;
-                float v0 = v[a], v1 = v[b];
-                v[a] = v0 * cs[i] - v1 * sn[i];
-                v[b] = v0 * sn[i] + v1 * cs[i];
+                const float v0 = v[i], v1 = v[i + half];
+                v[i] = v0 * cs[i] - v1 * sn[i];
+                v[i + half] = v0 * sn[i] + v1 * cs[i];
+            }
+        } else {
+#pragma omp simd
+            for (int i = 0; i < half; i++) {
+                const float v0 = v[2 * i], v1 = v[2 * i + 1];
+                v[2 * i] = v0 * cs[i] - v1 * sn[i];
+                v[2 * i + 1] = v0 * sn[i] + v1 * cs[i];
             }
         }
     }
+}
+
+/* RoPE on x (n, n_heads * head_dim) for positions pos0 + t. */
+static void rope_forward(float *x, const RunState *s, const Config *c, int n_heads, int n, int pos0) {
+    const size_t half = (size_t)c->rope_dim / 2;
+#pragma omp parallel for if (n > 1)
+    for (int t = 0; t < n; t++)
+        rope_position(x + (size_t)t * n_heads * c->head_dim, s->rope_cos + (pos0 + t) * half,
+                      s->rope_sin + (pos0 + t) * half, n_heads, c->head_dim, c->rope_dim,
+                      c->rope_style);
 }
 
 /* Attention for the n positions just projected, against everything in this layer's cache.
@@ -91,9 +107,22 @@ static float gelu_tanh(float x) {
 
 static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
 
+/* The feed-forward's nonlinearity on one position's hidden row (d values), in place in up:
+ * SwiGLU: up * silu(gate), silu(g) = g * sigmoid(g); GELU: gelu(up). A function of its own, with
+ * restrict pointers, so that the compiler sees no aliasing and vectorizes the SwiGLU loop. */
+static void activation(float *restrict up, const float *restrict gate, FfnKind kind, int d) {
+    if (kind == FFN_SWIGLU) {
+#pragma omp simd
+        for (int i = 0; i < d; i++) up[i] *= gate[i] / (1.0f + exp_fast(-gate[i]));
+    } else if (kind == FFN_GELU_TANH) {
+        for (int i = 0; i < d; i++) up[i] = gelu_tanh(up[i]);
+    } else {
+        for (int i = 0; i < d; i++) up[i] = gelu_erf(up[i]);
+    }
+}
+
 /* Feed-forward: hb (n, hidden) from xb (n, dim), result in xb2 (n, dim). */
 static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int n) {
-    const size_t nh = (size_t)n * c->hidden_dim;
     if (c->ffn == FFN_SWIGLU) {
         float *const outs[2] = {s->hb, s->hb2};
         const Tensor *const ws[2] = {&w->w_up, &w->w_gate};
@@ -102,18 +131,10 @@ static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int
         matmul(s->hb, s->xb, &w->w_up, n);
     }
     add_bias(s->hb, w->b_up, n, c->hidden_dim);
-    if (c->ffn == FFN_SWIGLU) {
-        add_bias(s->hb2, w->b_gate, n, c->hidden_dim);
+    if (c->ffn == FFN_SWIGLU) add_bias(s->hb2, w->b_gate, n, c->hidden_dim);
+    const size_t d = (size_t)c->hidden_dim;
 #pragma omp parallel for if (n > 1)
-        for (size_t i = 0; i < nh; i++) {
-            float g = s->hb2[i];
-            s->hb[i] *= g / (1.0f + exp_fast(-g));  /* silu(gate) * up */
-        }
-    } else {
-        const int tanh_approx = c->ffn == FFN_GELU_TANH;
-#pragma omp parallel for if (n > 1)
-        for (size_t i = 0; i < nh; i++) s->hb[i] = tanh_approx ? gelu_tanh(s->hb[i]) : gelu_erf(s->hb[i]);
-    }
+    for (int t = 0; t < n; t++) activation(s->hb + t * d, s->hb2 + t * d, c->ffn, c->hidden_dim);
     matmul(s->xb2, s->hb, &w->w_down, n);
     add_bias(s->xb2, w->b_down, n, c->dim);
 }
