@@ -473,24 +473,44 @@ void matmul(float *out, const float *x, const Tensor *w, int n) { matmul_many(&o
 /* Keys visible to the query at position p: [first, p], the last `window` of them if windowed. */
 static int first_visible(int p, int window) { return window && p >= window ? p - window + 1 : 0; }
 
+/* Key j, dimension i of one KV head's tiled, transposed keys kh (see kv_store in model.h). */
+static size_t key_index(int j, int i, int hd) {
+    return ((size_t)(j / KV_TILE) * hd + i) * KV_TILE + j % KV_TILE;
+}
+
+void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
+              const AttnShape *a) {
+    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd;
+    const size_t len = (size_t)a->cache_len;
+    for (int h = 0; h < a->n_kv_heads; h++)
+        for (int t = 0; t < n; t++) {
+            const float *kt = k + (size_t)t * kv_dim + h * hd;
+            float *kh = kc + (size_t)h * hd * len;
+            for (int i = 0; i < hd; i++) kh[key_index(pos0 + t, i, hd)] = kt[i];
+            memcpy(vc + ((size_t)h * len + pos0 + t) * hd, v + (size_t)t * kv_dim + h * hd,
+                   (size_t)hd * sizeof(float));
+        }
+}
+
 /* The textbook version: for each query and head, every score, then the softmax, then the
  * weighted sum of values. probs (n, n_heads, probs_stride) receives each row's softmax, zero
  * outside the visible keys; out may be NULL when only the probabilities are wanted. */
 void attention_ref(float *out, float *probs, int probs_stride, const float *q, const float *kc,
                    const float *vc, int n, int pos0, const AttnShape *a) {
-    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd, group = a->n_heads / a->n_kv_heads;
+    const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
+    const size_t len = (size_t)a->cache_len;
     const float scale = 1.0f / sqrtf((float)hd);
     for (int t = 0; t < n; t++)
         for (int h = 0; h < a->n_heads; h++) {
             const int p = pos0 + t, lo = first_visible(p, a->window), kvh = h / group;
             const float *qh = q + ((size_t)t * a->n_heads + h) * hd;
+            const float *kh = kc + (size_t)kvh * hd * len, *vh = vc + (size_t)kvh * len * hd;
             float *pr = probs + ((size_t)t * a->n_heads + h) * probs_stride;
             float max = -INFINITY, sum = 0.0f;
             for (int j = 0; j < probs_stride; j++) pr[j] = 0.0f;
             for (int j = lo; j <= p; j++) {
-                const float *kj = kc + (size_t)j * kv_dim + (size_t)kvh * hd;
                 float dot = 0.0f;
-                for (int i = 0; i < hd; i++) dot += qh[i] * kj[i];
+                for (int i = 0; i < hd; i++) dot += qh[i] * kh[key_index(j, i, hd)];
                 pr[j] = dot * scale;
                 max = fmaxf(max, pr[j]);
             }
@@ -500,66 +520,49 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
             float *oh = out + ((size_t)t * a->n_heads + h) * hd;
             for (int i = 0; i < hd; i++) oh[i] = 0.0f;
             for (int j = lo; j <= p; j++)
-                for (int i = 0; i < hd; i++) oh[i] += pr[j] * vc[(size_t)j * kv_dim + (size_t)kvh * hd + i];
+                for (int i = 0; i < hd; i++) oh[i] += pr[j] * vh[(size_t)j * hd + i];
         }
 }
 
-#define ATT_QB 16   /* queries per tile */
-#define ATT_KB 64   /* keys per tile */
-#define ATT_MAX_HD 256  /* head dims up to this use transposed key tiles; larger ones dot products */
+#define ATT_QB 16   /* queries per task */
 
-/* One task of attention(): queries t0 .. t0+nq-1 of head h. A function of its own (not the body
- * of the parallel loop) so that the compiler vectorizes its loops over keys. */
+/* One task of attention(): queries t0 .. t0+nq-1 of head h, one key tile (KV_TILE keys) at a
+ * time. A function of its own (not the body of the parallel loop) so that the compiler
+ * vectorizes its loops over keys and dimensions. */
 static void attention_task(float *out, const float *q, const float *kc, const float *vc, int n,
                            int pos0, const AttnShape *a, int task) {
-    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd, group = a->n_heads / a->n_kv_heads;
+    const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
+    const size_t len = (size_t)a->cache_len;
     const float scale = 1.0f / sqrtf((float)hd);
     const int h = task % a->n_heads, t0 = task / a->n_heads * ATT_QB, kvh = h / group;
     const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
-    float s[ATT_KB], m[ATT_QB], l[ATT_QB];
-    float kt[ATT_MAX_HD][ATT_KB];  /* 64 KB at most */
-    const int transpose = hd <= ATT_MAX_HD && nq >= 4;
+    const float *kh = kc + (size_t)kvh * hd * len, *vh = vc + (size_t)kvh * len * hd;
+    float s[KV_TILE], m[ATT_QB], l[ATT_QB];
     for (int i = 0; i < nq; i++) {
         m[i] = -INFINITY;
         l[i] = 0.0f;
         float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
         for (int d = 0; d < hd; d++) o[d] = 0.0f;
     }
-    /* keys any query of the block can see */
+    /* the tiles holding keys any query of the block can see */
     const int j_lo = first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
-    for (int j0 = j_lo; j0 <= j_hi; j0 += ATT_KB) {
-        const int nk = j_hi - j0 + 1 < ATT_KB ? j_hi - j0 + 1 : ATT_KB;
-        /* the tile's keys transposed, kt[d][j], so that a query's scores against all of
-           them are hd vector FMAs across keys instead of nk dot products; the copy pays off
-           only when several queries share it (decoding has one) */
-        if (transpose)
-            for (int jj = 0; jj < nk; jj++) {
-                const float *kj = kc + (size_t)(j0 + jj) * kv_dim + (size_t)kvh * hd;
-                for (int d = 0; d < hd; d++) kt[d][jj] = kj[d];
-            }
+    for (int j0 = j_lo / KV_TILE * KV_TILE; j0 <= j_hi; j0 += KV_TILE) {
+        const float *tile = kh + (size_t)j0 * hd;  /* (hd, KV_TILE): the tile's keys transposed */
         for (int i = 0; i < nq; i++) {
             const int p = pos0 + t0 + i, lo = first_visible(p, a->window);
-            const int ja = j0 > lo ? j0 : lo, jb = j0 + nk - 1 < p ? j0 + nk - 1 : p;
+            const int ja = j0 > lo ? j0 : lo, jb = j0 + KV_TILE - 1 < p ? j0 + KV_TILE - 1 : p;
             if (ja > jb) continue;  /* nothing visible to this query in this tile */
+            const int cnt = jb - ja + 1;
             const float *qi = q + ((size_t)(t0 + i) * a->n_heads + h) * hd;
-            if (transpose) {
-                for (int jj = 0; jj < nk; jj++) s[jj] = 0.0f;
-                for (int d = 0; d < hd; d++) {
-                    const float qd = qi[d] * scale;
+            /* scores of keys ja .. jb: one multiply-add per dimension across the keys */
+            for (int jj = 0; jj < cnt; jj++) s[jj] = 0.0f;
+            for (int d = 0; d < hd; d++) {
+                const float qd = qi[d] * scale, *kd = tile + (size_t)d * KV_TILE + (ja - j0);
 #pragma omp simd
-                    for (int jj = 0; jj < nk; jj++) s[jj] += qd * kt[d][jj];
-                }
-            } else {
-                for (int j = ja; j <= jb; j++) {
-                    const float *kj = kc + (size_t)j * kv_dim + (size_t)kvh * hd;
-                    float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                    for (int d = 0; d < hd; d++) dot += qi[d] * kj[d];
-                    s[j - j0] = dot * scale;
-                }
+                for (int jj = 0; jj < cnt; jj++) s[jj] += qd * kd[jj];
             }
             float tile_max = -INFINITY;
-            for (int j = ja; j <= jb; j++) tile_max = fmaxf(tile_max, s[j - j0]);
+            for (int jj = 0; jj < cnt; jj++) tile_max = fmaxf(tile_max, s[jj]);
             const float m_new = fmaxf(m[i], tile_max), correction = exp_fast(m[i] - m_new);
             float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
             l[i] *= correction;
@@ -567,14 +570,13 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
             for (int d = 0; d < hd; d++) o[d] *= correction;
             float tile_sum = 0.0f;
 #pragma omp simd reduction(+ : tile_sum)
-            for (int j = ja; j <= jb; j++) {
-                s[j - j0] = exp_fast(s[j - j0] - m_new);
-                tile_sum += s[j - j0];
+            for (int jj = 0; jj < cnt; jj++) {
+                s[jj] = exp_fast(s[jj] - m_new);
+                tile_sum += s[jj];
             }
             l[i] += tile_sum;
-            for (int j = ja; j <= jb; j++) {
-                const float e = s[j - j0];
-                const float *vj = vc + (size_t)j * kv_dim + (size_t)kvh * hd;
+            for (int jj = 0; jj < cnt; jj++) {
+                const float e = s[jj], *vj = vh + (size_t)(ja + jj) * hd;
 #pragma omp simd
                 for (int d = 0; d < hd; d++) o[d] += e * vj[d];
             }
@@ -588,12 +590,12 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
     }
 }
 
-/* Tiled attention with an online softmax (the "flash attention" idea). A block of up to QB
- * queries of one head visits the keys in tiles of KB. For each query it keeps the running maximum
+/* Tiled attention with an online softmax (the "flash attention" idea). A block of up to ATT_QB
+ * queries of one head visits the keys in the cache's own tiles of KV_TILE. For each query it keeps the running maximum
  * score m, the running sum l of exp(score - m) and the output o accumulated so far; a tile with a
  * larger maximum m' rescales l and o by exp(m - m') before adding its own terms. At the end
  * o / l is exactly the softmax-weighted sum, yet no row of T scores, let alone the T x T matrix,
- * is ever stored: a thread needs QB x KB scores, whatever the length of the sequence.
+ * is ever stored: a thread needs KV_TILE scores, whatever the length of the sequence.
  * Each (query block, head) is one task, so results do not depend on the number of threads. */
 void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
                const AttnShape *a) {

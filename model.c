@@ -389,10 +389,11 @@ static int alloc_state(RunState *s, const Config *c, int cap, Error *err) {
     memset(s, 0, sizeof *s);
     s->cap = cap;
     const size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    const size_t cache = (size_t)c->n_layers * c->seq_len * kv_dim;
+    const size_t cache = (size_t)c->n_layers * kv_cache_len(c->seq_len) * kv_dim;
     struct { float **p; size_t n; } bufs[] = {
         {&s->x, cap * (size_t)c->dim},          {&s->xb, cap * (size_t)c->dim},
         {&s->xb2, cap * (size_t)c->dim},        {&s->q, cap * q_dim},
+        {&s->k, cap * kv_dim},                  {&s->v, cap * kv_dim},
         {&s->att_out, cap * q_dim},             {&s->hb, cap * (size_t)c->hidden_dim},
         {&s->hb2, cap * (size_t)c->hidden_dim}, {&s->probs, cap * (size_t)c->n_heads * c->seq_len},
         {&s->logits, cap * (size_t)c->vocab_size},
@@ -431,7 +432,7 @@ static int alloc_state(RunState *s, const Config *c, int cap, Error *err) {
 }
 
 static void free_state(RunState *s) {
-    float *bufs[] = {s->x, s->xb, s->xb2, s->q, s->att_out, s->hb, s->hb2, s->probs, s->logits,
+    float *bufs[] = {s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att_out, s->hb, s->hb2, s->probs, s->logits,
                      s->key_cache, s->value_cache, s->rope_cos, s->rope_sin, s->pos_table};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     memset(s, 0, sizeof *s);

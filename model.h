@@ -241,11 +241,27 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n);
 typedef struct {
     int n_heads, n_kv_heads, head_dim;
     int window;             /* 0 = none; else a query at p sees keys p-W < j <= p */
+    int cache_len;          /* positions one layer's cache holds: a multiple of KV_TILE */
 } AttnShape;
 
-/* Causal attention for n queries at positions pos0 .. pos0+n-1:
- *   q (n, n_heads * head_dim), key/value cache kc, vc (>= pos0 + n, n_kv_heads * head_dim)
- *   -> out (n, n_heads * head_dim), the heads' outputs concatenated.
+/* One layer's KV cache, laid out for the way attention reads it, one KV head after another:
+ *   keys   kc (n_kv_heads, cache_len / KV_TILE, head_dim, KV_TILE): tiles of KV_TILE positions,
+ *          each stored transposed, so that a query's scores against a tile are head_dim vector
+ *          multiply-adds across positions (no horizontal sums, no copying), and a tile is one
+ *          contiguous 16 KB (head_dim 64) that only the positions it holds ever touch;
+ *          key j, dim i: kc[((j / KV_TILE) * head_dim + i) * KV_TILE + j % KV_TILE] for head 0;
+ *   values vc (n_kv_heads, cache_len, head_dim): a head's values one contiguous row per position,
+ *          so the weighted sum streams through memory.
+ * kv_store() writes n positions' keys and values k, v (n, n_kv_heads * head_dim), as the
+ * projections produce them, into positions pos0 .. pos0+n-1 of that layout. */
+#define KV_TILE 64
+static inline int kv_cache_len(int seq_len) { return (seq_len + KV_TILE - 1) / KV_TILE * KV_TILE; }
+void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
+              const AttnShape *a);
+
+/* Causal attention for n queries at positions pos0 .. pos0+n-1 against a layer's cache kc, vc
+ * (positions 0 .. pos0+n-1 filled):
+ *   q (n, n_heads * head_dim) -> out (n, n_heads * head_dim), the heads' outputs concatenated.
  * attention() works in tiles with an online softmax and never stores a row of scores;
  * attention_ref() is the textbook version that also hands out the probabilities:
  * probs (n, n_heads, probs_stride), zero outside the visible keys (out may be NULL). */
@@ -318,12 +334,13 @@ typedef struct {
     float *xb;              /* (cap, dim) normalized input of a sublayer */
     float *xb2;             /* (cap, dim) sublayer output */
     float *q;               /* (cap, q_dim) */
+    float *k, *v;           /* (cap, kv_dim) this batch's keys and values, before kv_store() */
     float *att_out;         /* (cap, q_dim) attention output, heads concatenated */
     float *hb, *hb2;        /* (cap, hidden) */
     float *probs;           /* (cap, n_heads, seq_len) attention probabilities */
     float *logits;          /* (cap, vocab) */
-    float *key_cache;       /* (n_layers, seq_len, kv_dim) */
-    float *value_cache;     /* (n_layers, seq_len, kv_dim) */
+    float *key_cache;       /* (n_layers, kv_dim * kv_cache_len(seq_len)), see kv_store() */
+    float *value_cache;     /* (n_layers, kv_dim * kv_cache_len(seq_len)) */
     float *rope_cos, *rope_sin;  /* (seq_len, rope_dim / 2) */
     float *pos_table;       /* (seq_len, dim) sinusoidal encodings, else NULL */
     AttnHook attn_hook;     /* NULL = probabilities are not handed out */

@@ -85,15 +85,17 @@ static void rope_forward(float *x, const RunState *s, const Config *c, int n_hea
                       c->rope_style);
 }
 
-/* Attention for the n positions just projected, against everything in this layer's cache.
- * The tiled kernel computes the output; only when a hook wants the probabilities are they
- * computed as well, by the textbook kernel, so capturing costs nothing when it is off and never
- * changes the output. */
+/* Attention for the n positions just projected: their keys and values (s->k, s->v) join this
+ * layer's cache, then their queries attend to everything in it. The tiled kernel computes the
+ * output; only when a hook wants the probabilities are they computed as well, by the textbook
+ * kernel, so capturing costs nothing when it is off and never changes the output. */
 static void attention_forward(RunState *s, const Config *c, int layer, int n, int pos0) {
     const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    const float *kc = s->key_cache + (size_t)layer * c->seq_len * kv_dim;
-    const float *vc = s->value_cache + (size_t)layer * c->seq_len * kv_dim;
-    const AttnShape shape = {c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window};
+    const int len = kv_cache_len(c->seq_len);
+    float *kc = s->key_cache + (size_t)layer * len * kv_dim;
+    float *vc = s->value_cache + (size_t)layer * len * kv_dim;
+    const AttnShape shape = {c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window, len};
+    kv_store(kc, vc, s->k, s->v, n, pos0, &shape);
     attention(s->att_out, s->q, kc, vc, n, pos0, &shape);
     if (s->attn_hook) {
         attention_ref(NULL, s->probs, c->seq_len, s->q, kc, vc, n, pos0, &shape);
@@ -158,20 +160,16 @@ float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
 
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *lw = &w->layers[l];
-        /* this batch's keys and values go straight into their rows of the cache */
-        float *k = s->key_cache + ((size_t)l * c->seq_len + pos0) * kv_dim;
-        float *v = s->value_cache + ((size_t)l * c->seq_len + pos0) * kv_dim;
-
         norm_forward(s->xb, s->x, lw->attn_norm, lw->attn_norm_b, c->norm, c->norm_eps, n, dim);
-        float *const qkv_out[3] = {s->q, k, v};
+        float *const qkv_out[3] = {s->q, s->k, s->v};
         const Tensor *const qkv[3] = {&lw->wq, &lw->wk, &lw->wv};
         matmul_many(qkv_out, s->xb, qkv, 3, n);
         add_bias(s->q, lw->bq, n, q_dim);
-        add_bias(k, lw->bk, n, kv_dim);
-        add_bias(v, lw->bv, n, kv_dim);
+        add_bias(s->k, lw->bk, n, kv_dim);
+        add_bias(s->v, lw->bv, n, kv_dim);
         if (c->pos == POS_ROPE) {
             rope_forward(s->q, s, c, c->n_heads, n, pos0);
-            rope_forward(k, s, c, c->n_kv_heads, n, pos0);
+            rope_forward(s->k, s, c, c->n_kv_heads, n, pos0);
         }
         attention_forward(s, c, l, n, pos0);
         matmul(s->xb2, s->att_out, &lw->wo, n);
