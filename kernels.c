@@ -142,8 +142,31 @@ static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
     for (int i = 0; i < n; i++) out[i] = f16_table[in[i]];
 }
 
+static void att_scores_c(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
+                         float scale) {
+    for (int i = 0; i < nq; i++) {
+        float *si = s + (size_t)i * KV_TILE;
+        for (int j = 0; j < KV_TILE; j++) si[j] = 0.0f;
+        for (int d = 0; d < hd; d++) {
+            const float qd = q[(size_t)i * qstride + d] * scale;
+#pragma omp simd
+            for (int j = 0; j < KV_TILE; j++) si[j] += qd * kt[(size_t)d * KV_TILE + j];
+        }
+    }
+}
+
+static void att_pv_c(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd) {
+    for (int i = 0; i < nq; i++)
+        for (int j = 0; j < nk; j++) {
+            const float pj = p[(size_t)i * KV_TILE + j];
+#pragma omp simd
+            for (int d = 0; d < hd; d++) o[(size_t)i * ostride + d] += pj * v[(size_t)j * hd + d];
+        }
+}
+
 static const Kernels kernels_c = {
     "portable C", TR_C, TC_C, dot_f32_c, dot_f16_c, dot_q8_c, tile_f32_c, f16_to_f32_row_c,
+    att_scores_c, att_pv_c,
 };
 
 /* ---- the SIMD sets ---------------------------------------------------------------------- */
@@ -526,65 +549,59 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
 
 #define ATT_QB 16   /* queries per task */
 
-/* One task of attention(): queries t0 .. t0+nq-1 of head h, one key tile (KV_TILE keys) at a
- * time. A function of its own (not the body of the parallel loop) so that the compiler
- * vectorizes its loops over keys and dimensions. */
+/* One task of attention(): queries t0 .. t0+nq-1 of head h against the cache, one key tile at a
+ * time: the tile's scores (the set's att_scores), the online softmax on them, then their weighted
+ * values (att_pv). Keys a query may not see get probability 0; keys not yet written (past the
+ * last query) are never read. */
 static void attention_task(float *out, const float *q, const float *kc, const float *vc, int n,
                            int pos0, const AttnShape *a, int task) {
-    const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
+    const Kernels *k = active;
+    const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, stride = a->n_heads * hd;
     const size_t len = (size_t)a->cache_len;
     const float scale = 1.0f / sqrtf((float)hd);
     const int h = task % a->n_heads, t0 = task / a->n_heads * ATT_QB, kvh = h / group;
     const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
     const float *kh = kc + (size_t)kvh * hd * len, *vh = vc + (size_t)kvh * len * hd;
-    float s[KV_TILE], m[ATT_QB], l[ATT_QB];
+    const float *qb = q + (size_t)t0 * stride + (size_t)h * hd;  /* query i: qb + i * stride */
+    float *ob = out + (size_t)t0 * stride + (size_t)h * hd;
+    float s[ATT_QB][KV_TILE], m[ATT_QB], l[ATT_QB];
     for (int i = 0; i < nq; i++) {
         m[i] = -INFINITY;
         l[i] = 0.0f;
-        float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
-        for (int d = 0; d < hd; d++) o[d] = 0.0f;
+        for (int d = 0; d < hd; d++) ob[(size_t)i * stride + d] = 0.0f;
     }
     /* the tiles holding keys any query of the block can see */
     const int j_lo = first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
     for (int j0 = j_lo / KV_TILE * KV_TILE; j0 <= j_hi; j0 += KV_TILE) {
-        const float *tile = kh + (size_t)j0 * hd;  /* (hd, KV_TILE): the tile's keys transposed */
+        const int nk = j_hi - j0 + 1 < KV_TILE ? j_hi - j0 + 1 : KV_TILE;  /* keys written */
+        k->att_scores(s[0], qb, stride, nq, kh + (size_t)j0 * hd, hd, scale);
         for (int i = 0; i < nq; i++) {
             const int p = pos0 + t0 + i, lo = first_visible(p, a->window);
-            const int ja = j0 > lo ? j0 : lo, jb = j0 + KV_TILE - 1 < p ? j0 + KV_TILE - 1 : p;
-            if (ja > jb) continue;  /* nothing visible to this query in this tile */
-            const int cnt = jb - ja + 1;
-            const float *qi = q + ((size_t)(t0 + i) * a->n_heads + h) * hd;
-            /* scores of keys ja .. jb: one multiply-add per dimension across the keys */
-            for (int jj = 0; jj < cnt; jj++) s[jj] = 0.0f;
-            for (int d = 0; d < hd; d++) {
-                const float qd = qi[d] * scale, *kd = tile + (size_t)d * KV_TILE + (ja - j0);
-#pragma omp simd
-                for (int jj = 0; jj < cnt; jj++) s[jj] += qd * kd[jj];
+            /* this query's visible keys in the tile: [ja, jb], relative to j0 */
+            const int ja = (lo > j0 ? lo : j0) - j0, jb = (p < j0 + nk - 1 ? p : j0 + nk - 1) - j0;
+            float *si = s[i];
+            if (ja > jb) {  /* none: probabilities 0, the running softmax unchanged */
+                for (int jj = 0; jj < nk; jj++) si[jj] = 0.0f;
+                continue;
             }
             float tile_max = -INFINITY;
-            for (int jj = 0; jj < cnt; jj++) tile_max = fmaxf(tile_max, s[jj]);
+            for (int jj = ja; jj <= jb; jj++) tile_max = fmaxf(tile_max, si[jj]);
             const float m_new = fmaxf(m[i], tile_max), correction = exp_fast(m[i] - m_new);
-            float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
-            l[i] *= correction;
+            float *o = ob + (size_t)i * stride, tile_sum = 0.0f;
 #pragma omp simd
             for (int d = 0; d < hd; d++) o[d] *= correction;
-            float tile_sum = 0.0f;
 #pragma omp simd reduction(+ : tile_sum)
-            for (int jj = 0; jj < cnt; jj++) {
-                s[jj] = exp_fast(s[jj] - m_new);
-                tile_sum += s[jj];
+            for (int jj = 0; jj < nk; jj++) {
+                si[jj] = jj >= ja && jj <= jb ? exp_fast(si[jj] - m_new) : 0.0f;
+                tile_sum += si[jj];
             }
-            l[i] += tile_sum;
-            for (int jj = 0; jj < cnt; jj++) {
-                const float e = s[jj], *vj = vh + (size_t)(ja + jj) * hd;
-#pragma omp simd
-                for (int d = 0; d < hd; d++) o[d] += e * vj[d];
-            }
+            l[i] = l[i] * correction + tile_sum;
             m[i] = m_new;
         }
+        k->att_pv(ob, stride, s[0], nq, vh + (size_t)j0 * hd, nk, hd);
     }
     for (int i = 0; i < nq; i++) {
-        float *o = out + ((size_t)(t0 + i) * a->n_heads + h) * hd;
+        float *o = ob + (size_t)i * stride;
         const float inv = 1.0f / l[i];
         for (int d = 0; d < hd; d++) o[d] *= inv;
     }

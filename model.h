@@ -190,6 +190,11 @@ typedef struct {
     void (*tile_f32)(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
                      int k, int nt, int accumulate);
     void (*f16_to_f32_row)(float *out, const uint16_t *in, int n);
+    /* attention on one key tile (see kernels_simd.h): scores s (nq, KV_TILE) of queries q against
+       transposed keys kt (hd, KV_TILE); o (nq, hd) += p (nq, KV_TILE) times values v (nk, hd) */
+    void (*att_scores)(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
+                       float scale);
+    void (*att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd);
 } Kernels;
 
 float f16_to_f32(uint16_t h);

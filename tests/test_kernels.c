@@ -265,8 +265,13 @@ int main(void) {
     const int att[][6] = {{8, 2, 8, 1, 0, 0},   {8, 2, 8, 37, 0, 0},   {4, 4, 64, 130, 0, 0},
                           {12, 1, 16, 5, 100, 0}, {8, 2, 8, 70, 3, 7},  {6, 3, 32, 1, 200, 64},
                           {2, 1, 5, 17, 64, 16},  {4, 2, 16, 200, 0, 65}, {2, 1, 260, 20, 5, 0}};
-    for (size_t i = 0; i < sizeof att / sizeof att[0]; i++)
-        test_attention(att[i][0], att[i][1], att[i][2], att[i][3], att[i][4], att[i][5]);
+    for (int s = 0; s < n_sets; s++) {  /* the tiled attention with each set's tile products */
+        kernels_use(sets[s]);
+        printf("attention with kernel set: %s\n", sets[s]->name);
+        for (size_t i = 0; i < sizeof att / sizeof att[0]; i++)
+            test_attention(att[i][0], att[i][1], att[i][2], att[i][3], att[i][4], att[i][5]);
+    }
+    kernels_use(sets[0]);
     printf("test_kernels: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
