@@ -747,7 +747,11 @@ def tokenizer_metadata(plan, tok, n_vocab):
 # ----------------------------------------------------------------------------------------------
 # GGUF writer
 
-ALIGNMENT = 32
+# Tensor data offsets are multiples of this. GGUF's default is 32; 64 (a cache line) keeps every
+# row of an F32 matrix whose width is a multiple of 16 on a cache-line boundary, so 512-bit loads
+# never straddle two lines: measured here, decoding's F32 dot products read 24.6 GB/s on one core
+# from rows 32 bytes off a line, and 36 GB/s from aligned ones.
+ALIGNMENT = 64
 GGUF_TYPES = {"u8": 0, "i8": 1, "u16": 2, "i16": 3, "u32": 4, "i32": 5, "f32": 6, "bool": 7,
               "str": 8, "arr": 9, "u64": 10, "i64": 11, "f64": 12}
 SCALAR_FMT = {"u32": "<I", "i32": "<i", "f32": "<f", "bool": "<?", "u64": "<Q"}

@@ -496,21 +496,22 @@ void matmul(float *out, const float *x, const Tensor *w, int n) { matmul_many(&o
 /* Keys visible to the query at position p: [first, p], the last `window` of them if windowed. */
 static int first_visible(int p, int window) { return window && p >= window ? p - window + 1 : 0; }
 
-/* Key j, dimension i of one KV head's tiled, transposed keys kh (see kv_store in model.h). */
-static size_t key_index(int j, int i, int hd) {
-    return ((size_t)(j / KV_TILE) * hd + i) * KV_TILE + j % KV_TILE;
+/* Where key j, dimension i of KV head h, and value j of head h, live in a layer's cache. */
+static size_t key_index(const AttnShape *a, int h, int j, int i) {
+    return (size_t)(j / KV_TILE) * a->tile_stride + ((size_t)h * a->head_dim + i) * KV_TILE + j % KV_TILE;
+}
+static size_t value_index(const AttnShape *a, int h, int j) {
+    return (size_t)(j / KV_TILE) * a->tile_stride + ((size_t)h * KV_TILE + j % KV_TILE) * a->head_dim;
 }
 
 void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
               const AttnShape *a) {
     const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd;
-    const size_t len = (size_t)a->cache_len;
-    for (int h = 0; h < a->n_kv_heads; h++)
-        for (int t = 0; t < n; t++) {
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < a->n_kv_heads; h++) {
             const float *kt = k + (size_t)t * kv_dim + h * hd;
-            float *kh = kc + (size_t)h * hd * len;
-            for (int i = 0; i < hd; i++) kh[key_index(pos0 + t, i, hd)] = kt[i];
-            memcpy(vc + ((size_t)h * len + pos0 + t) * hd, v + (size_t)t * kv_dim + h * hd,
+            for (int i = 0; i < hd; i++) kc[key_index(a, h, pos0 + t, i)] = kt[i];
+            memcpy(vc + value_index(a, h, pos0 + t), v + (size_t)t * kv_dim + h * hd,
                    (size_t)hd * sizeof(float));
         }
 }
@@ -521,19 +522,17 @@ void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int p
 void attention_ref(float *out, float *probs, int probs_stride, const float *q, const float *kc,
                    const float *vc, int n, int pos0, const AttnShape *a) {
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
-    const size_t len = (size_t)a->cache_len;
     const float scale = 1.0f / sqrtf((float)hd);
     for (int t = 0; t < n; t++)
         for (int h = 0; h < a->n_heads; h++) {
             const int p = pos0 + t, lo = first_visible(p, a->window), kvh = h / group;
             const float *qh = q + ((size_t)t * a->n_heads + h) * hd;
-            const float *kh = kc + (size_t)kvh * hd * len, *vh = vc + (size_t)kvh * len * hd;
             float *pr = probs + ((size_t)t * a->n_heads + h) * probs_stride;
             float max = -INFINITY, sum = 0.0f;
             for (int j = 0; j < probs_stride; j++) pr[j] = 0.0f;
             for (int j = lo; j <= p; j++) {
                 float dot = 0.0f;
-                for (int i = 0; i < hd; i++) dot += qh[i] * kh[key_index(j, i, hd)];
+                for (int i = 0; i < hd; i++) dot += qh[i] * kc[key_index(a, kvh, j, i)];
                 pr[j] = dot * scale;
                 max = fmaxf(max, pr[j]);
             }
@@ -543,7 +542,7 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
             float *oh = out + ((size_t)t * a->n_heads + h) * hd;
             for (int i = 0; i < hd; i++) oh[i] = 0.0f;
             for (int j = lo; j <= p; j++)
-                for (int i = 0; i < hd; i++) oh[i] += pr[j] * vh[(size_t)j * hd + i];
+                for (int i = 0; i < hd; i++) oh[i] += pr[j] * vc[value_index(a, kvh, j) + i];
         }
 }
 
@@ -557,11 +556,9 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
                            int pos0, const AttnShape *a, int task) {
     const Kernels *k = active;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, stride = a->n_heads * hd;
-    const size_t len = (size_t)a->cache_len;
     const float scale = 1.0f / sqrtf((float)hd);
     const int h = task % a->n_heads, t0 = task / a->n_heads * ATT_QB, kvh = h / group;
     const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
-    const float *kh = kc + (size_t)kvh * hd * len, *vh = vc + (size_t)kvh * len * hd;
     const float *qb = q + (size_t)t0 * stride + (size_t)h * hd;  /* query i: qb + i * stride */
     float *ob = out + (size_t)t0 * stride + (size_t)h * hd;
     float s[ATT_QB][KV_TILE], m[ATT_QB], l[ATT_QB];
@@ -574,7 +571,7 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
     const int j_lo = first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
     for (int j0 = j_lo / KV_TILE * KV_TILE; j0 <= j_hi; j0 += KV_TILE) {
         const int nk = j_hi - j0 + 1 < KV_TILE ? j_hi - j0 + 1 : KV_TILE;  /* keys written */
-        k->att_scores(s[0], qb, stride, nq, kh + (size_t)j0 * hd, hd, scale);
+        k->att_scores(s[0], qb, stride, nq, kc + key_index(a, kvh, j0, 0), hd, scale);
         for (int i = 0; i < nq; i++) {
             const int p = pos0 + t0 + i, lo = first_visible(p, a->window);
             /* this query's visible keys in the tile: [ja, jb], relative to j0 */
@@ -598,7 +595,7 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
             l[i] = l[i] * correction + tile_sum;
             m[i] = m_new;
         }
-        k->att_pv(ob, stride, s[0], nq, vh + (size_t)j0 * hd, nk, hd);
+        k->att_pv(ob, stride, s[0], nq, vc + value_index(a, kvh, j0), nk, hd);
     }
     for (int i = 0; i < nq; i++) {
         float *o = ob + (size_t)i * stride;

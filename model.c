@@ -389,7 +389,7 @@ static int alloc_state(RunState *s, const Config *c, int cap, Error *err) {
     memset(s, 0, sizeof *s);
     s->cap = cap;
     const size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    const size_t cache = (size_t)c->n_layers * kv_cache_len(c->seq_len) * kv_dim;
+    const size_t cache = (size_t)kv_tiles(c->seq_len) * c->n_layers * kv_dim * KV_TILE;
     struct { float **p; size_t n; } bufs[] = {
         {&s->x, cap * (size_t)c->dim},          {&s->xb, cap * (size_t)c->dim},
         {&s->xb2, cap * (size_t)c->dim},        {&s->q, cap * q_dim},

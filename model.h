@@ -246,21 +246,25 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n);
 typedef struct {
     int n_heads, n_kv_heads, head_dim;
     int window;             /* 0 = none; else a query at p sees keys p-W < j <= p */
-    int cache_len;          /* positions one layer's cache holds: a multiple of KV_TILE */
+    size_t tile_stride;     /* floats from one tile of a layer's cache to its next (see below) */
 } AttnShape;
 
-/* One layer's KV cache, laid out for the way attention reads it, one KV head after another:
- *   keys   kc (n_kv_heads, cache_len / KV_TILE, head_dim, KV_TILE): tiles of KV_TILE positions,
- *          each stored transposed, so that a query's scores against a tile are head_dim vector
- *          multiply-adds across positions (no horizontal sums, no copying), and a tile is one
- *          contiguous 16 KB (head_dim 64) that only the positions it holds ever touch;
- *          key j, dim i: kc[((j / KV_TILE) * head_dim + i) * KV_TILE + j % KV_TILE] for head 0;
- *   values vc (n_kv_heads, cache_len, head_dim): a head's values one contiguous row per position,
- *          so the weighted sum streams through memory.
+/* The KV cache grows in tiles of KV_TILE positions. A tile holds those positions' keys and values
+ * for every layer, so the memory a sequence touches grows with its length, not with the context:
+ *   key_cache   (tiles, n_layers, n_kv_heads, head_dim, KV_TILE): each head's keys transposed,
+ *               so that a query's scores against a tile are head_dim vector multiply-adds
+ *               across positions (no horizontal sums, no copying), over one contiguous 16 KB
+ *               (head_dim 64);
+ *   value_cache (tiles, n_layers, n_kv_heads, KV_TILE, head_dim): a head's values one contiguous
+ *               row per position, so the weighted sum streams through memory.
+ * For one layer, kc and vc point at its part of tile 0 (key_cache + layer * kv_dim * KV_TILE),
+ * and tile_stride = n_layers * kv_dim * KV_TILE. Key j, dim i of KV head h is then
+ *   kc[(j / KV_TILE) * tile_stride + (h * head_dim + i) * KV_TILE + j % KV_TILE]
+ * and value j, dim i is vc[(j / KV_TILE) * tile_stride + (h * KV_TILE + j % KV_TILE) * head_dim + i].
  * kv_store() writes n positions' keys and values k, v (n, n_kv_heads * head_dim), as the
  * projections produce them, into positions pos0 .. pos0+n-1 of that layout. */
 #define KV_TILE 64
-static inline int kv_cache_len(int seq_len) { return (seq_len + KV_TILE - 1) / KV_TILE * KV_TILE; }
+static inline int kv_tiles(int seq_len) { return (seq_len + KV_TILE - 1) / KV_TILE; }
 void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
               const AttnShape *a);
 
@@ -344,8 +348,8 @@ typedef struct {
     float *hb, *hb2;        /* (cap, hidden) */
     float *probs;           /* (cap, n_heads, seq_len) attention probabilities */
     float *logits;          /* (cap, vocab) */
-    float *key_cache;       /* (n_layers, kv_dim * kv_cache_len(seq_len)), see kv_store() */
-    float *value_cache;     /* (n_layers, kv_dim * kv_cache_len(seq_len)) */
+    float *key_cache;       /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE), see kv_store() */
+    float *value_cache;     /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE) */
     float *rope_cos, *rope_sin;  /* (seq_len, rope_dim / 2) */
     float *pos_table;       /* (seq_len, dim) sinusoidal encodings, else NULL */
     AttnHook attn_hook;     /* NULL = probabilities are not handed out */

@@ -91,10 +91,10 @@ static void rope_forward(float *x, const RunState *s, const Config *c, int n_hea
  * kernel, so capturing costs nothing when it is off and never changes the output. */
 static void attention_forward(RunState *s, const Config *c, int layer, int n, int pos0) {
     const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    const int len = kv_cache_len(c->seq_len);
-    float *kc = s->key_cache + (size_t)layer * len * kv_dim;
-    float *vc = s->value_cache + (size_t)layer * len * kv_dim;
-    const AttnShape shape = {c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window, len};
+    float *kc = s->key_cache + (size_t)layer * kv_dim * KV_TILE;
+    float *vc = s->value_cache + (size_t)layer * kv_dim * KV_TILE;
+    const AttnShape shape = {c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window,
+                             (size_t)c->n_layers * kv_dim * KV_TILE};
     kv_store(kc, vc, s->k, s->v, n, pos0, &shape);
     attention(s->att_out, s->q, kc, vc, n, pos0, &shape);
     if (s->attn_hook) {

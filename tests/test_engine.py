@@ -109,7 +109,10 @@ def test_export_roundtrip(build, variant):
     g = read_gguf(files["f32"])
     m = g.metadata
     assert g.version == 3
-    assert m["general.alignment"] == 32 and m["general.file_type"] == 0
+    # 64: a cache line, so aligned F32 rows never straddle two (the reader checks every offset)
+    assert m["general.alignment"] == 64 and m["general.file_type"] == 0
+    assert (g.data_start % 64 == 0 and
+            all(off % 64 == 0 for off in g.tensor_offsets.values())), "tensor data not 64-aligned"
     arch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gpt2": "gpt2"}[cfg["model_type"]]
     assert m["general.architecture"] == arch
     V = cfg["vocab_size"]

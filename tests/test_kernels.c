@@ -187,13 +187,15 @@ static void test_quantize(void) {
 /* Tiled online-softmax attention vs the textbook version: same outputs (|diff| <= 1e-5, values
  * are in [-1, 1]); the textbook probabilities sum to 1 per row and are exactly 0 where masked.
  * The cache is filled by kv_store() in two calls (the earlier positions, then the queries' own),
- * with room for more positions than are used, and read back against the rows stored. */
+ * as layer 1 of a 3-layer cache, and read back against the rows stored. */
 static void test_attention(int n_heads, int n_kv, int hd, int n, int pos0, int window) {
-    const int len = pos0 + n, qd = n_heads * hd, kvd = n_kv * hd, cap = kv_cache_len(len + 5);
-    const AttnShape a = {n_heads, n_kv, hd, window, cap};
+    const int len = pos0 + n, qd = n_heads * hd, kvd = n_kv * hd, layers = 3;
+    const size_t tile = (size_t)kvd * KV_TILE, cache = kv_tiles(len) * layers * tile;
+    const AttnShape a = {n_heads, n_kv, hd, window, layers * tile};
     float *q = malloc((size_t)n * qd * sizeof(float)), *k = malloc((size_t)len * kvd * sizeof(float));
     float *v = malloc((size_t)len * kvd * sizeof(float));
-    float *kc = malloc((size_t)cap * kvd * sizeof(float)), *vc = malloc((size_t)cap * kvd * sizeof(float));
+    float *key_cache = malloc(cache * sizeof(float)), *value_cache = malloc(cache * sizeof(float));
+    float *kc = key_cache + tile, *vc = value_cache + tile;  /* layer 1 */
     float *out = malloc((size_t)n * qd * sizeof(float)), *ref = malloc((size_t)n * qd * sizeof(float));
     float *probs = malloc((size_t)n * n_heads * (len + 3) * sizeof(float));
     for (int i = 0; i < n * qd; i++) q[i] = 3.0f * frand();  /* peaked and flat rows alike */
@@ -203,10 +205,11 @@ static void test_attention(int n_heads, int n_kv, int hd, int n, int pos0, int w
     int ok = 1;
     for (int j = 0; j < len; j++)  /* the layout model.h gives for kv_store */
         for (int h = 0; h < n_kv; h++)
-            for (int i = 0; i < hd; i++)
-                ok &= kc[(size_t)h * hd * cap + ((size_t)(j / KV_TILE) * hd + i) * KV_TILE + j % KV_TILE] ==
-                          k[(size_t)j * kvd + h * hd + i] &&
-                      vc[((size_t)h * cap + j) * hd + i] == v[(size_t)j * kvd + h * hd + i];
+            for (int i = 0; i < hd; i++) {
+                const size_t t = (size_t)(j / KV_TILE) * a.tile_stride, jt = j % KV_TILE;
+                ok &= kc[t + ((size_t)h * hd + i) * KV_TILE + jt] == k[(size_t)j * kvd + h * hd + i] &&
+                      vc[t + ((size_t)h * KV_TILE + jt) * hd + i] == v[(size_t)j * kvd + h * hd + i];
+            }
     attention(out, q, kc, vc, n, pos0, &a);
     attention_ref(ref, probs, len + 3, q, kc, vc, n, pos0, &a);
     for (int i = 0; i < n * qd; i++) ok &= fabsf(out[i] - ref[i]) <= 1e-5f;
@@ -225,7 +228,7 @@ static void test_attention(int n_heads, int n_kv, int hd, int n, int pos0, int w
     snprintf(what, sizeof what, "attention heads %d/%d dim %d, %d queries from %d, window %d",
              n_heads, n_kv, hd, n, pos0, window);
     check(ok, what);
-    free(q); free(k); free(v); free(kc); free(vc); free(out); free(ref); free(probs);
+    free(q); free(k); free(v); free(key_cache); free(value_cache); free(out); free(ref); free(probs);
 }
 
 /* exp_fast against libm's exp in double, over the whole range where e^x is a normal float. */
