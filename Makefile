@@ -37,12 +37,19 @@ run-asan: $(SRC) $(HDR)
 tests/test_kernels: tests/test_kernels.c kernels.c gguf.c $(HDR)
 	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -I. -o $@ tests/test_kernels.c kernels.c gguf.c $(LDLIBS)
 
+# The sampler: run.c included whole (main renamed), so it links the other sources.
+OTHER_SRC := $(filter-out run.c,$(SRC))
+tests/test_sampler: tests/test_sampler.c $(SRC) $(HDR)
+	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -I. -o $@ tests/test_sampler.c $(OTHER_SRC) $(LDLIBS)
+
 tests/npycmp: tests/npycmp.c
 	$(CC) $(WARN) -O2 -o $@ tests/npycmp.c $(LDLIBS)
 
-# C-only tests: kernels vs their references, golden fixtures, bad input. Needs only a C compiler.
-test-c: $(BIN) tests/test_kernels tests/npycmp
+# C-only tests: kernels vs their references, the sampler, golden fixtures, bad input. Needs only a
+# C compiler.
+test-c: $(BIN) tests/test_kernels tests/test_sampler tests/npycmp
 	./tests/test_kernels
+	./tests/test_sampler
 	RUN=./run sh tests/golden.sh
 	RUN=./run sh tests/bad_input.sh
 
@@ -65,8 +72,12 @@ build/arm/run: $(SRC) $(HDR)
 build/arm/test_kernels: tests/test_kernels.c kernels.c gguf.c $(HDR)
 	@mkdir -p build/arm
 	$(ARM_CC) $(WARN) -O2 -static -I. -o $@ tests/test_kernels.c kernels.c gguf.c $(LDLIBS)
-test-arm: build/arm/run build/arm/test_kernels tests/npycmp
+build/arm/test_sampler: tests/test_sampler.c $(SRC) $(HDR)
+	@mkdir -p build/arm
+	$(ARM_CC) $(WARN) -O2 -static -I. -o $@ tests/test_sampler.c $(OTHER_SRC) $(LDLIBS)
+test-arm: build/arm/run build/arm/test_kernels build/arm/test_sampler tests/npycmp
 	qemu-aarch64 build/arm/test_kernels
+	qemu-aarch64 build/arm/test_sampler
 	printf '#!/bin/sh\nexec qemu-aarch64 %s/build/arm/run "$$@"\n' "$(CURDIR)" > build/arm/run.sh
 	chmod +x build/arm/run.sh
 	RUN=build/arm/run.sh sh tests/golden.sh
@@ -85,21 +96,25 @@ bench: $(BIN) build/bench/limits
 ASAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 tests/test_kernels-asan: tests/test_kernels.c kernels.c gguf.c $(HDR)
 	$(CC) $(WARN) $(ASAN) -I. -o $@ tests/test_kernels.c kernels.c gguf.c $(LDLIBS)
+tests/test_sampler-asan: tests/test_sampler.c $(SRC) $(HDR)
+	$(CC) $(WARN) $(ASAN) -I. -o $@ tests/test_sampler.c $(OTHER_SRC) $(LDLIBS)
 
-sanitize: run-asan tests/test_kernels-asan tests/npycmp
+sanitize: run-asan tests/test_kernels-asan tests/test_sampler-asan tests/npycmp
 	./tests/test_kernels-asan
+	./tests/test_sampler-asan
 	RUN=./run-asan sh tests/golden.sh
 	RUN=./run-asan sh tests/bad_input.sh
 
 clean:
-	rm -f run run-asan tests/test_kernels tests/test_kernels-asan tests/npycmp
+	rm -f run run-asan tests/test_kernels tests/test_kernels-asan tests/test_sampler \
+	      tests/test_sampler-asan tests/npycmp
 	rm -rf build/arm
 
 help:
 	@echo "make            build ./run (OpenMP if available; NO_OMP=1 to disable)"
 	@echo "make run        build, then generate from the shipped model (PROMPT=\"...\")"
 	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
-	@echo "make test-c     C-only tests: kernels, golden fixtures, bad input"
+	@echo "make test-c     C-only tests: kernels, sampler, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"

@@ -204,6 +204,7 @@ typedef struct {
     int top_k;              /* 0 = off */
     uint64_t rng;           /* xorshift64* state */
     ProbIndex *candidates;  /* (vocab_size) scratch */
+    float *probs;           /* (vocab_size) scratch */
 } Sampler;
 
 static uint32_t random_u32(uint64_t *state) {
@@ -222,35 +223,86 @@ static int argmax(const float *v, int n) {
     return best;
 }
 
-static int compare_desc(const void *a, const void *b) {
-    const ProbIndex *x = a, *y = b;
-    if (x->prob != y->prob) return x->prob > y->prob ? -1 : 1;
-    return x->index - y->index;
+/* Candidate order: higher probability first, the lower index first among equals (a total order,
+ * so the tokens kept never depend on how they were found). */
+static int better(ProbIndex x, ProbIndex y) {
+    return x.prob != y.prob ? x.prob > y.prob : x.index < y.index;
 }
 
+static int compare_desc(const void *a, const void *b) {
+    const ProbIndex *x = a, *y = b;
+    return better(*x, *y) ? -1 : better(*y, *x) ? 1 : 0;
+}
+
+/* Restores the min-heap (the worst candidate at the root) below node i of h[0..n). */
+static void heap_down(ProbIndex *h, int n, int i) {
+    for (;;) {
+        int worst = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && better(h[worst], h[l])) worst = l;
+        if (r < n && better(h[worst], h[r])) worst = r;
+        if (worst == i) return;
+        ProbIndex t = h[i];
+        h[i] = h[worst];
+        h[worst] = t;
+        i = worst;
+    }
+}
+
+/* The k best of probs[0..n) into cand[0..k), best first: one pass keeping a heap of the k best
+ * so far, then a sort of those k alone (a full sort of a 32,000-token vocabulary for every token
+ * cost more than the forward pass of a small model). */
+static void top_k(ProbIndex *cand, const float *probs, int n, int k) {
+    for (int i = 0; i < k; i++) cand[i] = (ProbIndex){probs[i], i};
+    for (int i = k / 2 - 1; i >= 0; i--) heap_down(cand, k, i);
+    for (int i = k; i < n; i++) {
+        const ProbIndex c = {probs[i], i};
+        if (better(c, cand[0])) {
+            cand[0] = c;
+            heap_down(cand, k, 0);
+        }
+    }
+    qsort(cand, (size_t)k, sizeof *cand, compare_desc);
+}
+
+/* Temperature, then top-k, then top-p, then a draw from what is left, renormalized. */
 static int sample(Sampler *sp, const float *logits) {
     const int n = sp->vocab_size;
     if (sp->temperature == 0.0f) return argmax(logits, n);
-    ProbIndex *cand = sp->candidates;
-    float max = logits[argmax(logits, n)], sum = 0.0f;
+    float *probs = sp->probs;
+    const float max = logits[argmax(logits, n)], inv_t = 1.0f / sp->temperature;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
     for (int i = 0; i < n; i++) {
-        cand[i].index = i;
-        cand[i].prob = expf((logits[i] - max) / sp->temperature);
-        sum += cand[i].prob;
+        probs[i] = exp_fast((logits[i] - max) * inv_t);
+        sum += probs[i];
     }
-    for (int i = 0; i < n; i++) cand[i].prob /= sum;
+    const float inv_sum = 1.0f / sum;
+#pragma omp simd
+    for (int i = 0; i < n; i++) probs[i] *= inv_sum;
+
+    ProbIndex *cand = sp->candidates;
     int kept = n;
-    if (sp->top_k > 0 || sp->top_p < 1.0f) {
-        qsort(cand, (size_t)n, sizeof *cand, compare_desc);
-        if (sp->top_k > 0 && sp->top_k < kept) kept = sp->top_k;
-        if (sp->top_p < 1.0f) {
-            float cum = 0.0f;
-            for (int i = 0; i < kept; i++) {
-                cum += cand[i].prob;
-                if (cum >= sp->top_p) {
-                    kept = i + 1;
-                    break;
-                }
+    if (sp->top_k > 0 && sp->top_k < n) {
+        kept = sp->top_k;
+        top_k(cand, probs, n, kept);
+    } else if (sp->top_p < 1.0f) {
+        /* A token below (1 - top_p) / (n - 1) can never be needed to reach top_p: all of them
+           together hold less than 1 - top_p. Only the rest are sorted. */
+        const float cutoff = (1.0f - sp->top_p) / (float)(n - 1 > 0 ? n - 1 : 1);
+        kept = 0;
+        for (int i = 0; i < n; i++)
+            if (probs[i] >= cutoff) cand[kept++] = (ProbIndex){probs[i], i};
+        qsort(cand, (size_t)kept, sizeof *cand, compare_desc);
+    } else {
+        for (int i = 0; i < n; i++) cand[i] = (ProbIndex){probs[i], i};
+    }
+    if (sp->top_p < 1.0f) {
+        float cum = 0.0f;
+        for (int i = 0; i < kept; i++) {
+            cum += cand[i].prob;
+            if (cum >= sp->top_p) {
+                kept = i + 1;
+                break;
             }
         }
     }
@@ -498,13 +550,15 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     const Config *c = &m->config;
     const int eos = tokenizer_eos(m->tokenizer);
     Matrix dump = {NULL, 0, (size_t)c->vocab_size, 0};
-    Sampler sp = {c->vocab_size, o->temperature, o->top_p, o->top_k, o->seed * 2654435761u + 1, NULL};
+    Sampler sp = {c->vocab_size, o->temperature, o->top_p, o->top_k, o->seed * 2654435761u + 1,
+                  NULL, NULL};
     sp.candidates = malloc((size_t)c->vocab_size * sizeof *sp.candidates);
+    sp.probs = malloc((size_t)c->vocab_size * sizeof *sp.probs);
     size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
     char *text = malloc(cap);
     AttnMaps maps = {0};
     int rc = -1;
-    if (!sp.candidates || !text) { fail(err, "out of memory"); goto done; }
+    if (!sp.candidates || !sp.probs || !text) { fail(err, "out of memory"); goto done; }
     if (attn_wanted(&o->attn)) {  /* room for every position fed: prompt + steps - 1, at most */
         int T = n_prompt + (o->steps > 1 ? o->steps - 1 : 0);
         if (attn_maps_init(&maps, &o->attn, c, n_prompt, T < c->seq_len ? T : c->seq_len, err))
@@ -573,6 +627,7 @@ done:
     attn_maps_free(&maps);
     free(dump.data);
     free(sp.candidates);
+    free(sp.probs);
     free(text);
     return rc;
 }
