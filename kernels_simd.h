@@ -204,5 +204,5 @@ static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
 
 static const Kernels FN(kernels) = {
     NAME, TR, 2 * VL, FN(dot_f32), FN(dot_f16), FN(dot_q8), FN(tile_f32), FN(f16_to_f32_row),
-    FN(att_scores), FN(att_pv),
+    FN(att_scores), FN(att_pv), TILE_Q8,
 };

@@ -195,7 +195,13 @@ typedef struct {
     void (*att_scores)(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
                        float scale);
     void (*att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd);
+    /* Q8_0 weights against Q8_0 activations in integer arithmetic, Q8T_R rows x Q8T_P positions
+       (NULL in sets without one; see gemm() in kernels.c for the packed layouts) */
+    void (*tile_q8)(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
+                    const int32_t *xs, const float *xd, int nb, int nt);
 } Kernels;
+#define Q8T_R 4                 /* weight rows of a tile_q8 */
+#define Q8T_P 32                /* positions of a tile_q8 */
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);              /* round to nearest even */

@@ -179,8 +179,9 @@ class Reference:
         return ids[len(prompt_ids):]
 
     def _in(self, x):
-        """The input of a matrix product: for a Q8_0 file, positions from q8_decode_from on (those
-        the engine decodes one at a time) are quantized as its decoding kernels do."""
+        """The input of a matrix product: for a Q8_0 file, positions from q8_decode_from on are
+        quantized to Q8_0 blocks as the engine's kernels do (the engine quantizes every position,
+        so its tests set 0; None keeps float activations throughout)."""
         if self.q8_decode_from is None or x.shape[-1] % 32:
             return x
         x = x.clone()
