@@ -202,7 +202,7 @@ static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
  * unsigned now), so a lane sums (w + 128) * x over the block, and starting it at -128 * sum(x)
  * leaves exactly sum w * x; times both scales, it joins the float accumulator. The 8 int32 and
  * 8 float accumulators stay in registers. out[t * ostride + r] = the result (t < nt, r < nr). */
-static __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma"))) void
+static __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) void
 tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
                const int32_t *xs, const float *xd, int nb, int nt) {
     const __m512i bias = _mm512_set1_epi32((int)0x80808080u);
