@@ -616,10 +616,11 @@ static void group_q8_int(float *out, const Tensor *w, int r0, int nr, const Gemm
  * rows are read in place; F16 and Q8_0 rows are widened KC columns at a time into a small
  * buffer first, and the tiles accumulate across those column chunks. Q8_0 weights with an
  * integer tile kernel take group_q8_int instead.
- * The schedule is static (each thread one contiguous run of row groups), not dynamic: a group's
- * TR outputs per position share cache lines with its neighbours', and when neighbouring groups
- * ran on different threads those lines went back and forth between the cores (measured at 110M
- * Q8_0: feed-forward up/gate 29 -> 17 ms for 128 positions). */
+ * Threads take runs of 8 row groups, not single groups: a group's TR outputs per position share
+ * cache lines with its neighbours', and when neighbouring groups ran on different threads those
+ * lines went back and forth between the cores (measured at 110M Q8_0: feed-forward up/gate
+ * 29 -> 17 ms for 128 positions with one contiguous run per thread). Runs of 8 keep that gain
+ * and still let a thread slowed by another process hand work to the other. */
 static void gemm(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, TRk = k->tile_r, TCk = k->tile_c, groups = b->start[b->count];
@@ -630,8 +631,8 @@ static void gemm(const Batch *b, const float *x, int n) {
         gemv(b, x, n);
         return;
     }
-#pragma omp parallel for schedule(static)
-    for (int g = 0; g < groups; g++) {  /* static: see above */
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int g = 0; g < groups; g++) {  /* runs of 8 groups: see above */
         const int j = batch_find(b, g);
         const Tensor *w = b->w[j];
         const int rows = w->rows, r0 = (g - b->start[j]) * TRk;
