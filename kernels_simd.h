@@ -108,90 +108,98 @@ static TARGET void FN(tile_f32)(float *out, int ostride, const float *w, int wst
 
 /* Attention's two products for one tile of KV_TILE keys, on nq <= ATT_QB queries of one head,
  * in blocks of AR queries by 4 vectors so that the 4 * AR accumulators stay in registers and
- * each key or value vector loaded serves AR queries (a small matrix-matrix product):
+ * each key or value vector loaded serves AR queries (a small matrix-matrix product); the
+ * queries left over (all of them when decoding) go one at a time:
  *   att_scores: s[i * KV_TILE + j] = sum_d (scale * q[i * qstride + d]) * kt[d * KV_TILE + j] for
  *               every j < KV_TILE; kt is the tile's keys transposed, as the cache stores them;
- *   att_pv:     o[i * ostride + d] += sum_{j < nk} p[i * KV_TILE + j] * v[j * hd + d].
- * A block with fewer than AR queries repeats its last one and drops the copies. */
+ *   att_pv:     o[i * ostride + d] += sum_{j < nk} p[i * KV_TILE + j] * v[j * hd + d]. */
 #define AR (TR / 3)
+
+/* R queries (R is AR or 1, a constant wherever this is inlined, so that the 4 * R accumulators
+   are registers) against all KV_TILE keys. */
+static inline __attribute__((always_inline)) TARGET void
+FN(att_scores_rows)(float *s, const float *q, int qstride, const float *kt, int hd, float scale,
+                    const int R) {
+    for (int j0 = 0; j0 < KV_TILE; j0 += 4 * VL) {
+        VF acc[AR][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = vzero();
+        for (int d = 0; d < hd; d++) {
+            const float *kd = kt + (size_t)d * KV_TILE + j0;
+            const VF k0 = vload(kd), k1 = vload(kd + VL), k2 = vload(kd + 2 * VL),
+                     k3 = vload(kd + 3 * VL);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                const VF qd = vset1(q[(size_t)r * qstride + d] * scale);
+                acc[r][0] = vfma(qd, k0, acc[r][0]);
+                acc[r][1] = vfma(qd, k1, acc[r][1]);
+                acc[r][2] = vfma(qd, k2, acc[r][2]);
+                acc[r][3] = vfma(qd, k3, acc[r][3]);
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < 4; c++) vstore(s + (size_t)r * KV_TILE + j0 + c * VL, acc[r][c]);
+    }
+}
+
 static TARGET void FN(att_scores)(float *s, const float *q, int qstride, int nq, const float *kt,
                                   int hd, float scale) {
-    for (int i0 = 0; i0 < nq; i0 += AR) {
-        const int nr = nq - i0 < AR ? nq - i0 : AR;
-        const float *qr[AR];
-        for (int r = 0; r < AR; r++) qr[r] = q + (size_t)(i0 + (r < nr ? r : nr - 1)) * qstride;
-        for (int j0 = 0; j0 < KV_TILE; j0 += 4 * VL) {
-            VF acc[AR][4];
+    int i = 0;
+    for (; i + AR <= nq; i += AR)
+        FN(att_scores_rows)(s + (size_t)i * KV_TILE, q + (size_t)i * qstride, qstride, kt, hd, scale, AR);
+    for (; i < nq; i++)  /* the rest one query at a time (decoding has just one) */
+        FN(att_scores_rows)(s + (size_t)i * KV_TILE, q + (size_t)i * qstride, qstride, kt, hd, scale, 1);
+}
+
+/* R queries (AR or 1, as above): o rows += their probabilities times nk value rows. */
+static inline __attribute__((always_inline)) TARGET void
+FN(att_pv_rows)(float *o, int ostride, const float *p, const float *v, int nk, int hd, const int R) {
+    int d0 = 0;
+    for (; d0 + 4 * VL <= hd; d0 += 4 * VL) {
+        VF acc[AR][4];
 #pragma GCC unroll 4
-            for (int r = 0; r < AR; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = vzero();
-            for (int d = 0; d < hd; d++) {
-                const float *kd = kt + (size_t)d * KV_TILE + j0;
-                const VF k0 = vload(kd), k1 = vload(kd + VL), k2 = vload(kd + 2 * VL),
-                         k3 = vload(kd + 3 * VL);
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < 4; c++) acc[r][c] = vload(o + (size_t)r * ostride + d0 + c * VL);
+        for (int j = 0; j < nk; j++) {
+            const float *vj = v + (size_t)j * hd + d0;
+            const VF v0 = vload(vj), v1 = vload(vj + VL), v2 = vload(vj + 2 * VL),
+                     v3 = vload(vj + 3 * VL);
 #pragma GCC unroll 4
-                for (int r = 0; r < AR; r++) {
-                    const VF qd = vset1(qr[r][d] * scale);
-                    acc[r][0] = vfma(qd, k0, acc[r][0]);
-                    acc[r][1] = vfma(qd, k1, acc[r][1]);
-                    acc[r][2] = vfma(qd, k2, acc[r][2]);
-                    acc[r][3] = vfma(qd, k3, acc[r][3]);
-                }
+            for (int r = 0; r < R; r++) {
+                const VF pj = vset1(p[(size_t)r * KV_TILE + j]);
+                acc[r][0] = vfma(pj, v0, acc[r][0]);
+                acc[r][1] = vfma(pj, v1, acc[r][1]);
+                acc[r][2] = vfma(pj, v2, acc[r][2]);
+                acc[r][3] = vfma(pj, v3, acc[r][3]);
             }
-            for (int r = 0; r < nr; r++)
-                for (int c = 0; c < 4; c++) vstore(s + (size_t)(i0 + r) * KV_TILE + j0 + c * VL, acc[r][c]);
         }
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < 4; c++) vstore(o + (size_t)r * ostride + d0 + c * VL, acc[r][c]);
     }
+    for (; d0 + VL <= hd; d0 += VL) {  /* head dims that are not a multiple of 4 vectors */
+        VF acc[AR];
+        for (int r = 0; r < R; r++) acc[r] = vload(o + (size_t)r * ostride + d0);
+        for (int j = 0; j < nk; j++) {
+            const VF vj = vload(v + (size_t)j * hd + d0);
+            for (int r = 0; r < R; r++) acc[r] = vfma(vset1(p[(size_t)r * KV_TILE + j]), vj, acc[r]);
+        }
+        for (int r = 0; r < R; r++) vstore(o + (size_t)r * ostride + d0, acc[r]);
+    }
+    for (; d0 < hd; d0++)
+        for (int r = 0; r < R; r++) {
+            float sum = o[(size_t)r * ostride + d0];
+            for (int j = 0; j < nk; j++) sum += p[(size_t)r * KV_TILE + j] * v[(size_t)j * hd + d0];
+            o[(size_t)r * ostride + d0] = sum;
+        }
 }
 
 static TARGET void FN(att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk,
                               int hd) {
-    for (int i0 = 0; i0 < nq; i0 += AR) {
-        const int nr = nq - i0 < AR ? nq - i0 : AR;
-        const float *pr[AR];
-        float *orow[AR];
-        for (int r = 0; r < AR; r++) {
-            const int i = i0 + (r < nr ? r : nr - 1);
-            pr[r] = p + (size_t)i * KV_TILE;
-            orow[r] = o + (size_t)i * ostride;
-        }
-        int d0 = 0;
-        for (; d0 + 4 * VL <= hd; d0 += 4 * VL) {
-            VF acc[AR][4];
-#pragma GCC unroll 4
-            for (int r = 0; r < AR; r++)
-                for (int c = 0; c < 4; c++) acc[r][c] = vload(orow[r] + d0 + c * VL);
-            for (int j = 0; j < nk; j++) {
-                const float *vj = v + (size_t)j * hd + d0;
-                const VF v0 = vload(vj), v1 = vload(vj + VL), v2 = vload(vj + 2 * VL),
-                         v3 = vload(vj + 3 * VL);
-#pragma GCC unroll 4
-                for (int r = 0; r < AR; r++) {
-                    const VF pj = vset1(pr[r][j]);
-                    acc[r][0] = vfma(pj, v0, acc[r][0]);
-                    acc[r][1] = vfma(pj, v1, acc[r][1]);
-                    acc[r][2] = vfma(pj, v2, acc[r][2]);
-                    acc[r][3] = vfma(pj, v3, acc[r][3]);
-                }
-            }
-            for (int r = 0; r < nr; r++)
-                for (int c = 0; c < 4; c++) vstore(orow[r] + d0 + c * VL, acc[r][c]);
-        }
-        for (; d0 + VL <= hd; d0 += VL) {  /* head dims that are not a multiple of 4 vectors */
-            VF acc[AR];
-            for (int r = 0; r < AR; r++) acc[r] = vload(orow[r] + d0);
-            for (int j = 0; j < nk; j++) {
-                const VF vj = vload(v + (size_t)j * hd + d0);
-                for (int r = 0; r < AR; r++) acc[r] = vfma(vset1(pr[r][j]), vj, acc[r]);
-            }
-            for (int r = 0; r < nr; r++) vstore(orow[r] + d0, acc[r]);
-        }
-        for (; d0 < hd; d0++)
-            for (int r = 0; r < nr; r++) {
-                float sum = orow[r][d0];
-                for (int j = 0; j < nk; j++) sum += pr[r][j] * v[(size_t)j * hd + d0];
-                orow[r][d0] = sum;
-            }
-    }
+    int i = 0;
+    for (; i + AR <= nq; i += AR)
+        FN(att_pv_rows)(o + (size_t)i * ostride, ostride, p + (size_t)i * KV_TILE, v, nk, hd, AR);
+    for (; i < nq; i++)
+        FN(att_pv_rows)(o + (size_t)i * ostride, ostride, p + (size_t)i * KV_TILE, v, nk, hd, 1);
 }
 #undef AR
 
