@@ -771,8 +771,9 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
                 continue;
             }
             float tile_max = -INFINITY;
-            for (int jj = ja; jj <= jb; jj++) tile_max = fmaxf(tile_max, si[jj]);
-            const float m_new = fmaxf(m[i], tile_max), correction = exp_fast(m[i] - m_new);
+            for (int jj = ja; jj <= jb; jj++) tile_max = si[jj] > tile_max ? si[jj] : tile_max;
+            const float m_new = tile_max > m[i] ? tile_max : m[i];  /* (fmaxf is a libm call) */
+            const float correction = exp_fast(m[i] - m_new);
             float *o = ob + (size_t)i * stride, tile_sum = 0.0f;
 #pragma omp simd
             for (int d = 0; d < hd; d++) o[d] *= correction;
