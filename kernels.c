@@ -274,6 +274,27 @@ tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const i
                                          _mm256_sign_epi8(x_, w_)); \
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
     } while (0)
+/* Two blocks at once in 512 bits: |w| times x with w's sign (x negated where w < 0, by mask),
+   each half scaled by its own pair of scales; folded to 256 bits at the end. */
+#define Q8_ACC2_TYPE __m512
+#define Q8_ACC2_ZERO() _mm512_setzero_ps()
+#define Q8_ACC2_FOLD(a) _mm256_add_ps(_mm512_castps512_ps256(a), \
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)))
+#define Q8_DOT2(acc, wb, xb) do { \
+        const __m512i w_ = _mm512_inserti64x4( \
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wb)[0].qs)), \
+            _mm256_loadu_si256((const __m256i *)(wb)[1].qs), 1); \
+        const __m512i x_ = _mm512_inserti64x4( \
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xb)[0].qs)), \
+            _mm256_loadu_si256((const __m256i *)(xb)[1].qs), 1); \
+        const __m512i sx_ = _mm512_mask_sub_epi8(x_, _mm512_movepi8_mask(w_), \
+                                                 _mm512_setzero_si512(), x_); \
+        const __m512i p_ = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w_), sx_); \
+        const __m512 s_ = _mm512_castpd_ps(_mm512_insertf64x4( \
+            _mm512_castps_pd(_mm512_set1_ps(f16s((wb)[0].d) * f16s((xb)[0].d))), \
+            _mm256_castps_pd(_mm256_set1_ps(f16s((wb)[1].d) * f16s((xb)[1].d))), 1)); \
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_), s_, acc); \
+    } while (0)
 #include "kernels_simd.h"
 #undef FN
 #undef NAME
@@ -290,6 +311,7 @@ tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const i
 #undef vsum
 #undef TR
 #undef Q8_DOT
+#undef Q8_DOT2
 #undef TILE_Q8
 
 /* AVX2 + FMA + F16C: 16 registers of 8 floats, so tiles of 6 rows x 16 positions. No integer

@@ -62,6 +62,11 @@ static TARGET float FN(dot_f16)(const uint16_t *w, const float *x, int n) {
 static TARGET float FN(dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
     Q8_ACC_TYPE acc0 = Q8_ACC_ZERO(), acc1 = Q8_ACC_ZERO();
     int b = 0;
+#ifdef Q8_DOT2  /* two blocks per instruction where the vectors are wide enough */
+    Q8_ACC2_TYPE acc2 = Q8_ACC2_ZERO();
+    for (; b + 2 <= nblocks; b += 2) Q8_DOT2(acc2, &w[b], &x[b]);
+    acc0 = Q8_ACC2_FOLD(acc2);
+#endif
     for (; b + 2 <= nblocks; b += 2) {
         Q8_DOT(acc0, &w[b], &x[b], f16s(w[b].d) * f16s(x[b].d));
         Q8_DOT(acc1, &w[b + 1], &x[b + 1], f16s(w[b + 1].d) * f16s(x[b + 1].d));
