@@ -442,7 +442,7 @@ Tensor tensor_rows(const Tensor *w, int start, int n) {
 /* ---- reference ------------------------------------------------------------------------- */
 
 /* The textbook product, one weight at a time, with weights widened exactly. For Q8_0 the
-   activations are quantized first, as the decoding kernels do. */
+   activations are quantized first, as the kernels do. */
 void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
     float *wrow = malloc((size_t)w->cols * sizeof(float));
     float *xq = malloc((size_t)w->cols * sizeof(float));

@@ -238,8 +238,8 @@ void kernels_use(const Kernels *k);        /* tests: run matmul with a given set
 const Kernels *kernels_active(void);
 int kernels_supported(uint32_t type);
 
-/* out (n, w->rows) = x (n, w->cols) @ w^T: row t of out holds W x_t. For Q8_0 weights and n < 4
-   the activations are quantized to Q8_0 for integer dot products. */
+/* out (n, w->rows) = x (n, w->cols) @ w^T: row t of out holds W x_t. For Q8_0 weights the
+   activations are quantized to Q8_0 too, at every n (integer products per block). */
 void matmul(float *out, const float *x, const Tensor *w, int n);
 /* count (<= MATMUL_MAX) products of the same input x (n, cols) in one pass over the threads:
    outs[j] (n, ws[j]->rows) = x @ ws[j]^T. The weights must share cols. */
