@@ -543,20 +543,15 @@ static void transpose_blocks(float *xt, const float *x, int n, int cols, int TCk
         }
 }
 
-/* Quantizes each position of x (n, cols) to Q8_0; then either packs it for tile_q8 (xp, xs, xd
-   over ceil(n / Q8T_P) blocks of positions, zero past n) or, when pack is 0, writes the
-   dequantized values to xq (n, cols). */
-static void quantize_positions(GemmInput *in, float *xq, const float *x, int n, int cols, int pack) {
+/* Quantizes each position of x (n, cols) to Q8_0 and packs it for tile_q8: xp, xs, xd over
+   ceil(n / Q8T_P) blocks of positions (layout at tile_q8_avx512), zero past n. */
+static void pack_q8_positions(GemmInput *in, const float *x, int n, int cols) {
     const int nb = cols / QK8_0, pblocks = (n + Q8T_P - 1) / Q8T_P;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < pblocks * Q8T_P; t++) {
         BlockQ8 q[MAX_Q8_BLOCKS];
         if (t < n) quantize_q8_0(q, x + (size_t)t * cols, cols);
         else memset(q, 0, (size_t)nb * sizeof *q);
-        if (!pack) {
-            if (t < n) dequant_q8_0(xq + (size_t)t * cols, q, cols);
-            continue;
-        }
         const int pb = t / Q8T_P, tt = t % Q8T_P;
         for (int b = 0; b < nb; b++) {
             const size_t blk = (size_t)pb * nb + b;
@@ -601,16 +596,21 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
         in->xs = aligned_alloc(64, nblk * Q8T_P * sizeof(int32_t));
         in->xd = aligned_alloc(64, nblk * Q8T_P * sizeof(float));
         if (!in->xp || !in->xs || !in->xd) return -1;
-        quantize_positions(in, NULL, x, n, cols, 1);
+        pack_q8_positions(in, x, n, cols);
         return 0;
     }
-    float *xq = malloc((size_t)n * cols * sizeof(float));
+    float *xq = malloc((size_t)n * cols * sizeof(float));  /* x through Q8_0 and back */
     in->xtq = malloc(xt_floats * sizeof(float));
     if (!xq || !in->xtq) {
         free(xq);
         return -1;
     }
-    quantize_positions(in, xq, x, n, cols, 0);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        BlockQ8 q[MAX_Q8_BLOCKS];
+        quantize_q8_0(q, x + (size_t)t * cols, cols);
+        dequant_q8_0(xq + (size_t)t * cols, q, cols);
+    }
     transpose_blocks(in->xtq, xq, n, cols, TCk);
     free(xq);
     return 0;
@@ -817,11 +817,12 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
 }
 
 /* Tiled attention with an online softmax (the "flash attention" idea). A block of up to ATT_QB
- * queries of one head visits the keys in the cache's own tiles of KV_TILE. For each query it keeps the running maximum
- * score m, the running sum l of exp(score - m) and the output o accumulated so far; a tile with a
- * larger maximum m' rescales l and o by exp(m - m') before adding its own terms. At the end
- * o / l is exactly the softmax-weighted sum, yet no row of T scores, let alone the T x T matrix,
- * is ever stored: a thread needs KV_TILE scores, whatever the length of the sequence.
+ * queries of one head visits the keys in the cache's own tiles of KV_TILE. For each query it
+ * keeps the running maximum score m, the running sum l of exp(score - m) and the output o
+ * accumulated so far; a tile with a larger maximum m' rescales l and o by exp(m - m') before
+ * adding its own terms. At the end o / l is exactly the softmax-weighted sum, yet no row of T
+ * scores, let alone the T x T matrix, is ever stored: a thread needs ATT_QB x KV_TILE scores,
+ * whatever the length of the sequence.
  * Each (query block, head) is one task, so results do not depend on the number of threads. */
 void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
                const AttnShape *a) {

@@ -368,11 +368,12 @@ done:
 
 /* n floats. Buffers under 2 MB are zeroed (calloc). Larger ones (the KV cache, above all) are
  * left as they come, since every buffer is written before it is read, so that their pages are
- * touched lazily, when first used; they are aligned to 2 MB and marked for transparent huge pages
- * where Linux offers them, so that a first touch maps 2 MB instead of 4 KB. In a virtual machine a 4 KB first
- * touch is expensive: measured here (Firecracker, 150 MB memset), 10 us per 4 KB page against
- * 0.3-6 us per 4 KB with huge pages, which was ~28 ms of the first 128-token prompt at 110M and
- * ~0.3 ms of each decoded token (each writes fresh cache rows). Returns NULL when out of memory. */
+ * touched lazily, when first used; they are aligned to 2 MB and marked for transparent huge
+ * pages where Linux offers them, so that a first touch maps 2 MB instead of 4 KB. In a virtual
+ * machine a 4 KB first touch is expensive: measured here (Firecracker, 150 MB memset), 10 us per
+ * 4 KB page against 0.3-6 us per 4 KB with huge pages, which was ~28 ms of the first 128-token
+ * prompt at 110M and ~0.3 ms of each decoded token (each writes fresh cache rows). Returns NULL
+ * when out of memory. */
 static float *state_alloc(size_t n) {
     const size_t huge = (size_t)2 << 20, bytes = n * sizeof(float);
     if (bytes < huge || n > SIZE_MAX / sizeof(float) - huge) return calloc(n ? n : 1, sizeof(float));
