@@ -1,10 +1,20 @@
 # tinygpt: `make` builds ./run; `make test` runs every test; `make help` lists the targets.
+#
+# Every build variant (native, asan, arm, ...) compiles the same sources with one rule into its
+# own folder build/VARIANT/, with dependency files so that a changed header rebuilds what uses it.
 CC      ?= cc
 CFLAGS  ?= -O2 -march=native
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unknown-pragmas -fopenmp-simd
+DEPS    := -MMD -MP
 LDLIBS  := -lm
-SRC     := run.c model.c gguf.c tokenizer.c kernels.c attn.c
-HDR     := model.h kernels_simd.h unicode_tables.h
+ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+ARM_CC  ?= aarch64-linux-gnu-gcc
+
+# The engine (everything but main), then the program.
+LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c
+SRC     := run.c $(LIB_SRC)
+C_TESTS := tests/test_kernels tests/test_sampler
+TEST_SRC = $(1).c
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
 ifndef NO_OMP
@@ -17,41 +27,57 @@ endif
 # Python for the PyTorch comparisons: the first interpreter that can import torch and numpy.
 PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import torch, numpy' >/dev/null 2>&1 && { command -v $$p; break; }; done)
 
+# variant(NAME, COMPILER, FLAGS, LINK FLAGS): build/NAME/*.o from the sources, build/NAME/run, and
+# build/NAME/tests/* from the C tests, each linked with the engine's objects. build/NAME/flags
+# holds the compile line, so that objects built with other flags (NO_OMP=1, CC=clang) are rebuilt.
+define variant
+$(1)_CC    := $(2)
+$(1)_FLAGS := $(3)
+$(1)_LINK  := $(4)
+build/$(1)/flags: FORCE
+	@mkdir -p $$(@D)
+	@echo '$(2) $(3) $(4)' | cmp -s - $$@ || echo '$(2) $(3) $(4)' > $$@
+build/$(1)/%.o: %.c build/$(1)/flags
+	@mkdir -p $$(@D)
+	$$($(1)_CC) $$(WARN) $$($(1)_FLAGS) $$(DEPS) -I. -c -o $$@ $$<
+build/$(1)/run: $$(SRC:%.c=build/$(1)/%.o)
+	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
+build/$(1)/tests/%: build/$(1)/tests/%.o $$(LIB_SRC:%.c=build/$(1)/%.o)
+	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
+-include $$(wildcard build/$(1)/*.d build/$(1)/tests/*.d)
+endef
+$(eval $(call variant,native,$(CC),$(CFLAGS) $(OMPFLAGS),))
+$(eval $(call variant,asan,$(CC),$(ASAN),))
+$(eval $(call variant,arm,$(ARM_CC),-O2,-static))
+
 BIN := $(CURDIR)/run
-.PHONY: all run test test-c test-py test-arm sanitize bench clean help
+.PHONY: all run FORCE test test-c test-py test-arm sanitize bench clean help
+.SECONDARY:
 all: $(BIN)
 
 # The program is the file ./run; `make run` builds it and generates from the shipped model.
 # (The file's target is spelled $(CURDIR)/run so that it differs from the command `make run`.)
-$(BIN): $(SRC) $(HDR)
-	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ $(SRC) $(LDLIBS)
+$(BIN): build/native/run
+	cp $< $@
 
 PROMPT ?= And the LORD said
 run: $(BIN)
 	./run -i "$(PROMPT)" -n 128
 
-# Debug build with AddressSanitizer + UndefinedBehaviorSanitizer.
-run-asan: $(SRC) $(HDR)
-	$(CC) $(WARN) $(ASAN) -o $@ $(SRC) $(LDLIBS)
-
-tests/test_kernels: tests/test_kernels.c kernels.c gguf.c $(HDR)
-	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -I. -o $@ tests/test_kernels.c kernels.c gguf.c $(LDLIBS)
-
-# The sampler: run.c included whole (main renamed), so it links the other sources.
-OTHER_SRC := $(filter-out run.c,$(SRC))
-tests/test_sampler: tests/test_sampler.c $(SRC) $(HDR)
-	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -I. -o $@ tests/test_sampler.c $(OTHER_SRC) $(LDLIBS)
-
 tests/npycmp: tests/npycmp.c
-	$(CC) $(WARN) -O2 -o $@ tests/npycmp.c $(LDLIBS)
+	$(CC) $(WARN) -O2 -o $@ $< $(LDLIBS)
 
-# C-only tests: kernels vs their references, the sampler, golden fixtures, bad input. Needs only a
-# C compiler.
-test-c: $(BIN) tests/test_kernels tests/test_sampler tests/npycmp
-	./tests/test_kernels
-	./tests/test_sampler
-	RUN=./run sh tests/golden.sh
-	RUN=./run sh tests/bad_input.sh
+# The C tests of one variant: kernels vs their references, the sampler, golden fixtures, bad
+# input. Needs only a C compiler. RUN_WRAP runs a binary of another architecture (qemu).
+define c_tests
+	$(2) build/$(1)/tests/test_kernels
+	$(2) build/$(1)/tests/test_sampler
+	RUN="$(3)" sh tests/golden.sh
+	RUN="$(3)" sh tests/bad_input.sh
+endef
+
+test-c: $(BIN) $(C_TESTS:tests/%=build/native/tests/%) tests/npycmp
+	$(call c_tests,native,,./run)
 
 # Live comparisons against PyTorch, when an interpreter with torch is found.
 test-py: $(BIN)
@@ -63,25 +89,17 @@ test-py: $(BIN)
 
 test: test-c test-py
 
+# The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (same scripts, sanitized binaries).
+sanitize: build/asan/run $(C_TESTS:tests/%=build/asan/tests/%) tests/npycmp
+	$(call c_tests,asan,,build/asan/run)
+
 # AArch64 (NEON kernels): cross-built, static, run under qemu-user. Needs Debian's
 # gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user.
-ARM_CC ?= aarch64-linux-gnu-gcc
-build/arm/run: $(SRC) $(HDR)
-	@mkdir -p build/arm
-	$(ARM_CC) $(WARN) -O2 -static -o $@ $(SRC) $(LDLIBS)
-build/arm/test_kernels: tests/test_kernels.c kernels.c gguf.c $(HDR)
-	@mkdir -p build/arm
-	$(ARM_CC) $(WARN) -O2 -static -I. -o $@ tests/test_kernels.c kernels.c gguf.c $(LDLIBS)
-build/arm/test_sampler: tests/test_sampler.c $(SRC) $(HDR)
-	@mkdir -p build/arm
-	$(ARM_CC) $(WARN) -O2 -static -I. -o $@ tests/test_sampler.c $(OTHER_SRC) $(LDLIBS)
-test-arm: build/arm/run build/arm/test_kernels build/arm/test_sampler tests/npycmp
-	qemu-aarch64 build/arm/test_kernels
-	qemu-aarch64 build/arm/test_sampler
-	printf '#!/bin/sh\nexec qemu-aarch64 %s/build/arm/run "$$@"\n' "$(CURDIR)" > build/arm/run.sh
-	chmod +x build/arm/run.sh
-	RUN=build/arm/run.sh sh tests/golden.sh
-	RUN=build/arm/run.sh sh tests/bad_input.sh
+build/arm/run.sh: build/arm/run
+	printf '#!/bin/sh\nexec qemu-aarch64 %s/build/arm/run "$$@"\n' "$(CURDIR)" > $@
+	chmod +x $@
+test-arm: build/arm/run.sh $(C_TESTS:tests/%=build/arm/tests/%) tests/npycmp
+	$(call c_tests,arm,qemu-aarch64,build/arm/run.sh)
 
 # Speed vs the machine's limits (read bandwidth, FMA peak, measured in the same run): random models
 # at llama2.c's 15M/42M/110M shapes in F32/F16/Q8_0, 1 and 2 threads; writes bench/results.md.
@@ -92,23 +110,8 @@ build/bench/limits: bench/limits.c
 bench: $(BIN) build/bench/limits
 	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
 
-# The C tests under ASan + UBSan (same scripts, sanitized binaries).
-ASAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-tests/test_kernels-asan: tests/test_kernels.c kernels.c gguf.c $(HDR)
-	$(CC) $(WARN) $(ASAN) -I. -o $@ tests/test_kernels.c kernels.c gguf.c $(LDLIBS)
-tests/test_sampler-asan: tests/test_sampler.c $(SRC) $(HDR)
-	$(CC) $(WARN) $(ASAN) -I. -o $@ tests/test_sampler.c $(OTHER_SRC) $(LDLIBS)
-
-sanitize: run-asan tests/test_kernels-asan tests/test_sampler-asan tests/npycmp
-	./tests/test_kernels-asan
-	./tests/test_sampler-asan
-	RUN=./run-asan sh tests/golden.sh
-	RUN=./run-asan sh tests/bad_input.sh
-
 clean:
-	rm -f run run-asan tests/test_kernels tests/test_kernels-asan tests/test_sampler \
-	      tests/test_sampler-asan tests/npycmp
-	rm -rf build/arm
+	rm -rf build run tests/npycmp
 
 help:
 	@echo "make            build ./run (OpenMP if available; NO_OMP=1 to disable)"
@@ -118,4 +121,4 @@ help:
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
-	@echo "make clean      remove build outputs"
+	@echo "make clean      remove everything built"

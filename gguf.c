@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "model.h"
+#include "gguf.h"
 
 #define GGUF_MAX_DIMS 4
 
@@ -271,11 +271,6 @@ void gguf_close(GGUF *g) {
     free(g->kv);
     free(g->tensors);
     memset(g, 0, sizeof *g);
-}
-
-static int str_eq(Str s, const char *z) {
-    size_t n = strlen(z);
-    return s.len == n && memcmp(s.ptr, z, n) == 0;
 }
 
 const GGUFKV *gguf_find(const GGUF *g, const char *key) {

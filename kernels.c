@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "kernels.h"
 
 /* ---- half precision ---------------------------------------------------------------------- */
 

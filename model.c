@@ -44,16 +44,14 @@ static int get_real(const GGUF *g, const char *key, double def, double *out, Err
     return 0;
 }
 
-static int str_is(Str s, const char *z) { return s.len == strlen(z) && memcmp(s.ptr, z, s.len) == 0; }
-
 static int read_config(const GGUF *g, Config *c, Error *err) {
     memset(c, 0, sizeof *c);
     Str arch;
     int found = gguf_get_str(g, "general.architecture", &arch, err);
     if (found < 0) return -1;
     if (!found) return fail(err, "missing metadata 'general.architecture'");
-    int is_gpt2 = str_is(arch, "gpt2");
-    if (!is_gpt2 && !str_is(arch, "llama") && !str_is(arch, "qwen2"))
+    int is_gpt2 = str_eq(arch, "gpt2");
+    if (!is_gpt2 && !str_eq(arch, "llama") && !str_eq(arch, "qwen2"))
         return fail(err, "unsupported architecture '%.*s' (supported: llama, qwen2, gpt2)",
                     (int)(arch.len > 40 ? 40 : arch.len), arch.ptr);
     snprintf(c->arch, sizeof c->arch, "%.*s", (int)arch.len, arch.ptr);
@@ -95,15 +93,15 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
         Str s;
         if ((found = gguf_get_str(g, "tinygpt.position_encoding", &s, err)) < 0) return -1;
         if (found) {
-            if (str_is(s, "sinusoidal")) c->pos = POS_SINUSOIDAL;
-            else if (!str_is(s, "learned"))
+            if (str_eq(s, "sinusoidal")) c->pos = POS_SINUSOIDAL;
+            else if (!str_eq(s, "learned"))
                 return fail(err, "tinygpt.position_encoding '%.*s' is unknown (learned, sinusoidal)",
                             (int)(s.len > 40 ? 40 : s.len), s.ptr);
         }
         if ((found = gguf_get_str(g, "tinygpt.ffn_activation", &s, err)) < 0) return -1;
         if (found) {
-            if (str_is(s, "gelu_erf")) c->ffn = FFN_GELU_ERF;
-            else if (!str_is(s, "gelu_tanh"))
+            if (str_eq(s, "gelu_erf")) c->ffn = FFN_GELU_ERF;
+            else if (!str_eq(s, "gelu_tanh"))
                 return fail(err, "tinygpt.ffn_activation '%.*s' is unknown (gelu_tanh, gelu_erf)",
                             (int)(s.len > 40 ? 40 : s.len), s.ptr);
         }
@@ -112,7 +110,7 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
         c->norm = NORM_RMS;
         c->pos = POS_ROPE;
         c->ffn = FFN_SWIGLU;
-        c->rope_style = str_is(arch, "qwen2") ? ROPE_NEOX : ROPE_INTERLEAVED;
+        c->rope_style = str_eq(arch, "qwen2") ? ROPE_NEOX : ROPE_INTERLEAVED;
         snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
         if (get_real(g, key, 1e-5, &eps, err)) return -1;
         double theta;
@@ -295,14 +293,14 @@ static int load_tokenizer(const GGUF *g, const Config *c, Tokenizer **tok, Error
     int found = gguf_get_str(g, "tokenizer.ggml.model", &kind, err);
     if (found < 0) return -1;
     if (!found) return fail(err, "missing metadata 'tokenizer.ggml.model' (the model has no tokenizer)");
-    if (str_is(kind, "llama")) spec.kind = TOK_SPM;
-    else if (str_is(kind, "gpt2")) spec.kind = TOK_GPT2;
+    if (str_eq(kind, "llama")) spec.kind = TOK_SPM;
+    else if (str_eq(kind, "gpt2")) spec.kind = TOK_GPT2;
     else
         return fail(err, "unsupported tokenizer '%.*s' (supported: llama, gpt2)",
                     (int)(kind.len > 40 ? 40 : kind.len), kind.ptr);
     Str pre;
     if ((found = gguf_get_str(g, "tokenizer.ggml.pre", &pre, err)) < 0) return -1;
-    if (found && spec.kind == TOK_GPT2 && !str_is(pre, "gpt2") && !str_is(pre, "default"))
+    if (found && spec.kind == TOK_GPT2 && !str_eq(pre, "gpt2") && !str_eq(pre, "default"))
         return fail(err, "unsupported pre-tokenizer '%.*s' (supported: gpt2)",
                     (int)(pre.len > 40 ? 40 : pre.len), pre.ptr);
 
@@ -450,7 +448,7 @@ static void prefault(const GGUF *g) {
     const size_t page = 4096;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const GGUFTensor *t = &g->tensors[i];
-        if (str_is(t->name, "token_embd.weight") || str_is(t->name, "position_embd.weight")) continue;
+        if (str_eq(t->name, "token_embd.weight") || str_eq(t->name, "position_embd.weight")) continue;
         const volatile uint8_t *p = t->data;
         const long pages = (long)((t->nbytes + page - 1) / page);
 #pragma omp parallel for schedule(static)

@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "heap.h"
+#include "tokenizer.h"
 #include "unicode_tables.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -422,41 +423,31 @@ typedef struct {
     double priority;        /* lower pops first: -score (SPM) or rank (GPT-2) */
     int left, right;        /* symbol indices */
     int len;                /* SPM: bytes of the merged piece, to detect stale entries */
-} Candidate;
+} Merge;
+_Static_assert(sizeof(Merge) <= HEAP_MAX_ELEM, "merge candidates fit heap.h's elements");
 
 typedef struct {
-    Candidate *items;
+    Merge *items;
     int n;
 } Heap;
 
 /* The order of both references: best priority first, then the leftmost pair. */
-static int before(const Candidate *a, const Candidate *b) {
+static int before(const void *pa, const void *pb) {
+    const Merge *a = pa, *b = pb;
     return a->priority < b->priority || (a->priority == b->priority && a->left < b->left);
 }
 
 /* The callers size the heap for the worst case (one candidate per symbol, two more per merge),
    so it never grows. */
-static void heap_push(Heap *h, Candidate c) {
-    int i = h->n++;
-    while (i > 0 && before(&c, &h->items[(i - 1) / 2])) {
-        h->items[i] = h->items[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->items[i] = c;
+static void heap_push(Heap *h, Merge c) {
+    h->items[h->n++] = c;
+    heap_sift_up(h->items, sizeof c, h->n - 1, before);
 }
 
-static Candidate heap_pop(Heap *h) {
-    Candidate top = h->items[0], last = h->items[--h->n];
-    int i = 0;
-    for (;;) {
-        int c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && before(&h->items[c + 1], &h->items[c])) c++;
-        if (!before(&h->items[c], &last)) break;
-        h->items[i] = h->items[c];
-        i = c;
-    }
-    if (h->n > 0) h->items[i] = last;
+static Merge heap_pop(Heap *h) {
+    Merge top = h->items[0];
+    h->items[0] = h->items[--h->n];
+    heap_sift_down(h->items, sizeof top, h->n, 0, before);
     return top;
 }
 
@@ -504,7 +495,7 @@ static int spm_propose(SpmState *st, int left, int right, Error *err) {
     const Symbol *l = &st->sym[left], *r = &st->sym[right];
     int id = lookup(st->t, st->text + l->start, (size_t)(l->len + r->len));
     if (id < 0 || !spm_mergeable(st->t, id)) return 0;
-    heap_push(&st->heap, (Candidate){-(double)st->t->scores[id], left, right, l->len + r->len});
+    heap_push(&st->heap, (Merge){-(double)st->t->scores[id], left, right, l->len + r->len});
     if (st->t->types[id] == TOKEN_UNUSED) {
         if (!st->rev) {
             int n = st->t->n_vocab;
@@ -551,7 +542,7 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, IdList *
     char *norm = malloc(3 * n_chars);
     Symbol *sym = malloc(n_chars * sizeof *sym);
     /* Each symbol proposes one pair, each merge at most two more. */
-    Candidate *cand = malloc(3 * n_chars * sizeof *cand);
+    Merge *cand = malloc(3 * n_chars * sizeof *cand);
     SpmState st = {t, norm, sym, {cand, 0}, NULL, NULL, NULL};
     int rc = -1;
     if (!norm || !sym || !cand) {
@@ -588,7 +579,7 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, IdList *
         if (spm_propose(&st, i - 1, i, err) != 0) goto done;
 
     while (st.heap.n > 0) {
-        Candidate c = heap_pop(&st.heap);
+        Merge c = heap_pop(&st.heap);
         Symbol *l = &sym[c.left], *r = &sym[c.right];
         /* Stale: one side was merged into something else since this pair was proposed. */
         if (l->len == 0 || r->len == 0 || l->len + r->len != c.len) continue;
@@ -707,10 +698,10 @@ static int gpt2_bpe(const Tokenizer *t, const char *s, size_t n, Symbol *sym, He
     heap->n = 0;
     for (size_t i = 1; i < n; i++) {
         int merged, rank = lookup_pair(t, sym[i - 1].id, sym[i].id, &merged);
-        if (rank >= 0) heap_push(heap, (Candidate){rank, (int)i - 1, (int)i, 0});
+        if (rank >= 0) heap_push(heap, (Merge){rank, (int)i - 1, (int)i, 0});
     }
     while (heap->n > 0) {
-        Candidate c = heap_pop(heap);
+        Merge c = heap_pop(heap);
         Symbol *l = &sym[c.left], *r = &sym[c.right];
         /* Stale unless both are still there, adjacent, and still the pair of this rank. */
         if (l->len == 0 || r->len == 0 || l->next != c.right) continue;
@@ -722,9 +713,9 @@ static int gpt2_bpe(const Tokenizer *t, const char *s, size_t n, Symbol *sym, He
         if (r->next >= 0) sym[r->next].prev = c.left;
         r->len = 0;
         if (l->prev >= 0 && (rank = lookup_pair(t, sym[l->prev].id, l->id, &merged)) >= 0)
-            heap_push(heap, (Candidate){rank, l->prev, c.left, 0});
+            heap_push(heap, (Merge){rank, l->prev, c.left, 0});
         if (l->next >= 0 && (rank = lookup_pair(t, l->id, sym[l->next].id, &merged)) >= 0)
-            heap_push(heap, (Candidate){rank, c.left, l->next, 0});
+            heap_push(heap, (Merge){rank, c.left, l->next, 0});
     }
     for (int i = 0; i >= 0; i = sym[i].next)
         if (push_id(out, sym[i].id, err) != 0) return -1;
@@ -735,7 +726,7 @@ static int gpt2_encode(const Tokenizer *t, const char *text, size_t len, IdList 
     if (len == 0) return 0;
     if (len > (size_t)INT32_MAX / 4) return fail(err, "prompt too long (%zu bytes)", len);
     Symbol *sym = malloc(len * sizeof *sym);
-    Candidate *cand = malloc(3 * len * sizeof *cand);
+    Merge *cand = malloc(3 * len * sizeof *cand);
     Heap heap = {cand, 0};
     int rc = -1;
     if (!sym || !cand) {

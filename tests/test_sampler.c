@@ -1,13 +1,15 @@
-/* The sampler (run.c's sample()) against a brute-force statement of what it should do:
+/* The sampler (sampler.c) against a brute-force statement of what it should do:
  * temperature, then the top-k tokens, then the smallest prefix of them (most probable first, the
  * lower index first among equals) whose full-vocabulary probability reaches top-p, then a draw
  * from that set renormalized. For each case: no draw ever falls outside the set, and over 100,000
  * draws every token's frequency is within 5 standard deviations of its probability.
- *
- * run.c is included whole, its main renamed, so that its static functions can be called. */
-#define main tinygpt_main
-#include "../run.c"
-#undef main
+ * The steps are also checked one by one on cases whose answer is exact. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "kernels.h"
+#include "sampler.h"
 
 static int passed, failed;
 
@@ -44,11 +46,16 @@ static void expected(float *want, const float *logits, int n, float temp, int k,
 
 static void test_case(const char *name, const float *logits, int n, float temp, int k, float p) {
     enum { DRAWS = 100000 };
-    Sampler sp = {n, temp, p, k, 12345, malloc(n * sizeof(ProbIndex)), malloc(n * sizeof(float))};
+    Sampler sp;
+    Error err;
+    if (sampler_init(&sp, n, temp, p, k, 12345, &err)) {
+        check(0, err.msg);
+        return;
+    }
     float *want = malloc(n * sizeof *want);
     int *count = calloc(n, sizeof *count);
     expected(want, logits, n, temp, k, p);
-    for (int d = 0; d < DRAWS; d++) count[sample(&sp, logits)]++;
+    for (int d = 0; d < DRAWS; d++) count[sampler_sample(&sp, logits)]++;
     int ok = 1;
     double worst = 0.0;
     for (int i = 0; i < n; i++) {
@@ -62,18 +69,42 @@ static void test_case(const char *name, const float *logits, int n, float temp, 
     snprintf(what, sizeof what, "%s (n %d, t %.2f, k %d, p %.2f): worst deviation %.1f sd", name, n,
              temp, k, p, worst);
     check(ok, what);
-    free(sp.candidates);
-    free(sp.probs);
+    sampler_free(&sp);
     free(want);
     free(count);
+}
+
+/* The steps on cases with exact answers: probabilities that are sums of powers of two. */
+static void test_steps(void) {
+    const float quarter[4] = {0.25f, 0.25f, 0.25f, 0.25f}, zeros[4] = {0};
+    Candidate cand[4];
+    float probs[4];
+    sampler_softmax(probs, zeros, 4, 0.7f);
+    check(probs[0] == 0.25f && probs[3] == 0.25f, "softmax of equal logits is exactly 1/4 each");
+    int kept = sampler_top_p_candidates(cand, quarter, 4, 0.5f);
+    check(kept == 4 && cand[0].index == 0 && cand[3].index == 3, "top-p candidates: ties by index");
+    check(sampler_top_p(cand, kept, 0.5f) == 2, "top-p 0.5 over four quarters keeps exactly 2 (>=)");
+    check(sampler_top_p(cand, kept, 0.75f) == 3, "top-p 0.75 keeps exactly 3");
+    kept = sampler_top_p_candidates(cand, quarter, 4, 0.001f);
+    check(kept == 1 && cand[0].index == 0,
+          "top-p below every probability keeps the most probable token (not an empty set)");
+    check(sampler_draw(cand, 1, 0.999f) == 0, "a draw from one candidate is that candidate");
+    kept = sampler_top_k(cand, quarter, 4, 2);
+    check(kept == 2 && cand[0].index == 0 && cand[1].index == 1, "top-k 2 of equals: lowest indices");
+    check(sampler_argmax(quarter, 4) == 0, "argmax: the lowest index wins a tie");
 }
 
 int main(void) {
     kernels_init();
     enum { N = 500 };
     static float logits[N], flat[N], few[8] = {2.0f, 1.0f, 1.0f, 0.5f, 3.0f, -1.0f, 1.0f, 0.0f};
+    static const float four[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     uint64_t rng = 7;
-    for (int i = 0; i < N; i++) logits[i] = 6.0f * random_f32(&rng);
+    for (int i = 0; i < N; i++) {  /* xorshift, uniform in [0, 6) */
+        rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+        logits[i] = 6.0f * (float)((rng * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+    }
+    test_steps();
     for (int i = 0; i < N; i++) flat[i] = 1.0f;
     test_case("top-k", logits, N, 1.0f, 40, 1.0f);
     test_case("top-k then top-p", logits, N, 0.3f, 40, 0.5f);
@@ -84,6 +115,8 @@ int main(void) {
     test_case("all equal, top-k", flat, N, 1.0f, 5, 1.0f);
     test_case("top-k 1 is greedy", logits, N, 1.0f, 1, 1.0f);
     test_case("top-k larger than the vocabulary", few, 8, 1.0f, 50, 0.9f);
+    test_case("top-p exactly on a cumulative sum", four, 4, 1.0f, 0, 0.5f);
+    test_case("top-p below every probability, flat logits", flat, N, 1.0f, 0, 0.001f);
     printf("test_sampler: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

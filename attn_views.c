@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model.h"
+#include "attn_views.h"
 
 #define ATTN_MAX_BYTES ((double)(2u << 30))  /* refuse maps larger than 2 GiB */
 

@@ -1,0 +1,197 @@
+/* forward.c: the forward pass. A batch of positions goes through each layer together (one
+ * matrix-matrix product per weight): the whole prompt at once, then each generated token alone,
+ * reading the keys and values of every earlier position from the KV cache.
+ *
+ * Letters: n = positions in the batch, d = width of a row.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "model.h"
+
+/* One row: out (d) = norm(x (d)) * w + b: RMSNorm when kind is RMS, else LayerNorm. */
+static void norm_row(float *out, const float *x, const float *w, const float *b, NormKind kind,
+                     float eps, int d) {
+    double mean = 0.0, var = 0.0;
+    if (kind == NORM_LAYER) {
+        for (int i = 0; i < d; i++) mean += x[i];
+        mean /= d;
+    }
+    for (int i = 0; i < d; i++) var += (x[i] - mean) * (x[i] - mean);
+    float scale = (float)(1.0 / sqrt(var / d + eps));
+    for (int i = 0; i < d; i++) {
+        float y = (float)(x[i] - mean) * scale * w[i];
+        out[i] = b ? y + b[i] : y;
+    }
+}
+
+/* Per-position loops below run their one position directly when decoding: even a parallel
+ * region that an if clause keeps to one thread costs ~1.5 us to enter, and decoding calls
+ * these 4 times per layer. */
+
+/* out (n, d) = norm(x (n, d)) * w + b, row by row. */
+static void norm_forward(float *out, const float *x, const float *w, const float *b, NormKind kind,
+                         float eps, int n, int d) {
+    if (n == 1) {
+        norm_row(out, x, w, b, kind, eps, d);
+        return;
+    }
+#pragma omp parallel for
+    for (int t = 0; t < n; t++)
+        norm_row(out + (size_t)t * d, x + (size_t)t * d, w, b, kind, eps, d);
+}
+
+static void add_bias(float *x, const float *b, int n, int d) {
+    if (!b) return;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < d; i++) x[(size_t)t * d + i] += b[i];
+}
+
+/* Rotates the first rope_dim dims of each of the n_heads heads in v (one position) by the
+ * angles whose cosines and sines are cs, sn (rope_dim / 2 of each). Interleaved style rotates
+ * pairs (2i, 2i+1); NeoX style ("rotate half") rotates pairs (i, i + rope_dim / 2). One loop per
+ * style, with no branch inside, so that the compiler vectorizes both. */
+static void rope_position(float *restrict v, const float *restrict cs, const float *restrict sn,
+                          int n_heads, int head_dim, int rope_dim, RopeStyle style) {
+    const int half = rope_dim / 2;
+    for (int h = 0; h < n_heads; h++, v += head_dim) {
+        if (style == ROPE_NEOX) {
+#pragma omp simd
+            for (int i = 0; i < half; i++) {
+                const float v0 = v[i], v1 = v[i + half];
+                v[i] = v0 * cs[i] - v1 * sn[i];
+                v[i + half] = v0 * sn[i] + v1 * cs[i];
+            }
+        } else {
+#pragma omp simd
+            for (int i = 0; i < half; i++) {
+                const float v0 = v[2 * i], v1 = v[2 * i + 1];
+                v[2 * i] = v0 * cs[i] - v1 * sn[i];
+                v[2 * i + 1] = v0 * sn[i] + v1 * cs[i];
+            }
+        }
+    }
+}
+
+/* RoPE on x (n, n_heads * head_dim) for positions pos0 + t. */
+static void rope_forward(float *x, const RunState *s, const Config *c, int n_heads, int n, int pos0) {
+    const size_t half = (size_t)c->rope_dim / 2;
+    if (n == 1) {
+        rope_position(x, s->rope_cos + pos0 * half, s->rope_sin + pos0 * half, n_heads, c->head_dim,
+                      c->rope_dim, c->rope_style);
+        return;
+    }
+#pragma omp parallel for
+    for (int t = 0; t < n; t++)
+        rope_position(x + (size_t)t * n_heads * c->head_dim, s->rope_cos + (pos0 + t) * half,
+                      s->rope_sin + (pos0 + t) * half, n_heads, c->head_dim, c->rope_dim,
+                      c->rope_style);
+}
+
+/* Attention for the n positions just projected: their keys and values (s->k, s->v) join this
+ * layer's cache, then their queries attend to everything in it. The tiled kernel computes the
+ * output; only when a hook wants the probabilities are they computed as well, by the textbook
+ * kernel, so capturing costs nothing when it is off and never changes the output. */
+static void attention_forward(RunState *s, const Config *c, int layer, int n, int pos0) {
+    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    float *kc = s->key_cache + (size_t)layer * kv_dim * KV_TILE;
+    float *vc = s->value_cache + (size_t)layer * kv_dim * KV_TILE;
+    const AttnShape shape = {c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window,
+                             (size_t)c->n_layers * kv_dim * KV_TILE};
+    kv_store(kc, vc, s->k, s->v, n, pos0, &shape);
+    attention(s->att_out, s->q, kc, vc, n, pos0, &shape);
+    if (s->attn_hook) {
+        attention_ref(NULL, s->probs, c->seq_len, s->q, kc, vc, n, pos0, &shape);
+        s->attn_hook(s->attn_hook_ctx, layer, pos0, n, s->probs);
+    }
+}
+
+static float gelu_tanh(float x) {
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
+
+/* The feed-forward's nonlinearity on one position's hidden row (d values), in place in up:
+ * SwiGLU: up * silu(gate), silu(g) = g * sigmoid(g); GELU: gelu(up). A function of its own, with
+ * restrict pointers, so that the compiler sees no aliasing and vectorizes the SwiGLU loop. */
+static void activation(float *restrict up, const float *restrict gate, FfnKind kind, int d) {
+    if (kind == FFN_SWIGLU) {
+#pragma omp simd
+        for (int i = 0; i < d; i++) up[i] *= gate[i] / (1.0f + exp_fast(-gate[i]));
+    } else if (kind == FFN_GELU_TANH) {
+        for (int i = 0; i < d; i++) up[i] = gelu_tanh(up[i]);
+    } else {
+        for (int i = 0; i < d; i++) up[i] = gelu_erf(up[i]);
+    }
+}
+
+/* Feed-forward: hb (n, hidden) from xb (n, dim), result in xb2 (n, dim). */
+static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int n) {
+    if (c->ffn == FFN_SWIGLU) {
+        float *const outs[2] = {s->hb, s->hb2};
+        const Tensor *const ws[2] = {&w->w_up, &w->w_gate};
+        matmul_many(outs, s->xb, ws, 2, n);
+    } else {
+        matmul(s->hb, s->xb, &w->w_up, n);
+    }
+    add_bias(s->hb, w->b_up, n, c->hidden_dim);
+    if (c->ffn == FFN_SWIGLU) add_bias(s->hb2, w->b_gate, n, c->hidden_dim);
+    const size_t d = (size_t)c->hidden_dim;
+    if (n == 1) {
+        activation(s->hb, s->hb2, c->ffn, c->hidden_dim);
+    } else {
+#pragma omp parallel for
+        for (int t = 0; t < n; t++) activation(s->hb + t * d, s->hb2 + t * d, c->ffn, c->hidden_dim);
+    }
+    matmul(s->xb2, s->hb, &w->w_down, n);
+    add_bias(s->xb2, w->b_down, n, c->dim);
+}
+
+float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
+    const Config *c = &m->config;
+    const Weights *w = &m->weights;
+    RunState *s = &m->state;
+    const int dim = c->dim, q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+
+    for (int t = 0; t < n; t++) {
+        float *x = s->x + (size_t)t * dim;
+        tensor_row(x, &w->token_embd, tokens[t]);
+        if (c->pos == POS_LEARNED || c->pos == POS_SINUSOIDAL) {
+            float *pe = s->xb;  /* scratch */
+            if (c->pos == POS_LEARNED) tensor_row(pe, &w->pos_embd, pos0 + t);
+            else memcpy(pe, s->pos_table + (size_t)(pos0 + t) * dim, (size_t)dim * sizeof(float));
+            for (int i = 0; i < dim; i++) x[i] += pe[i];
+        }
+    }
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const LayerWeights *lw = &w->layers[l];
+        norm_forward(s->xb, s->x, lw->attn_norm, lw->attn_norm_b, c->norm, c->norm_eps, n, dim);
+        float *const qkv_out[3] = {s->q, s->k, s->v};
+        const Tensor *const qkv[3] = {&lw->wq, &lw->wk, &lw->wv};
+        matmul_many(qkv_out, s->xb, qkv, 3, n);
+        add_bias(s->q, lw->bq, n, q_dim);
+        add_bias(s->k, lw->bk, n, kv_dim);
+        add_bias(s->v, lw->bv, n, kv_dim);
+        if (c->pos == POS_ROPE) {
+            rope_forward(s->q, s, c, c->n_heads, n, pos0);
+            rope_forward(s->k, s, c, c->n_kv_heads, n, pos0);
+        }
+        attention_forward(s, c, l, n, pos0);
+        matmul(s->xb2, s->att_out, &lw->wo, n);
+        add_bias(s->xb2, lw->bo, n, dim);
+        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
+
+        norm_forward(s->xb, s->x, lw->ffn_norm, lw->ffn_norm_b, c->norm, c->norm_eps, n, dim);
+        ffn_forward(s, c, lw, n);
+        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
+    }
+
+    /* logits only where they are needed: every position, or just the last */
+    const int first = all_logits ? 0 : n - 1, count = n - first;
+    norm_forward(s->xb, s->x + (size_t)first * dim, w->out_norm, w->out_norm_b, c->norm, c->norm_eps,
+                 count, dim);
+    matmul(s->logits, s->xb, &w->output, count);
+    return s->logits;
+}

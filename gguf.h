@@ -1,0 +1,61 @@
+/* gguf.h: the GGUF v3 container (gguf.c): metadata and tensors, bounds-checked, in place.
+ * Spec: ggml-org/ggml docs/gguf.md. All integers little-endian. */
+#ifndef GGUF_H
+#define GGUF_H
+
+#include "common.h"
+
+
+enum {  /* metadata value types */
+    GGUF_UINT8 = 0, GGUF_INT8 = 1, GGUF_UINT16 = 2, GGUF_INT16 = 3, GGUF_UINT32 = 4,
+    GGUF_INT32 = 5, GGUF_FLOAT32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9,
+    GGUF_UINT64 = 10, GGUF_INT64 = 11, GGUF_FLOAT64 = 12, GGUF_NTYPES
+};
+
+enum {  /* tensor types (ggml_type numbering) */
+    GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8
+};
+
+typedef struct {
+    Str key;
+    uint32_t type;          /* GGUF_* */
+    const uint8_t *data;    /* the value's bytes in the mmap; for STRING the bytes after the length,
+                               for ARRAY the first element */
+    uint64_t len;           /* STRING: byte length; ARRAY: element count; else 1 */
+    uint32_t elem_type;     /* ARRAY only: type of the elements */
+} GGUFKV;
+
+typedef struct {
+    Str name;
+    uint32_t n_dims;
+    uint64_t ne[4];         /* ne[0] is the contiguous (innermost) dimension; unused dims are 1 */
+    uint32_t type;          /* GGML_* */
+    uint64_t offset;        /* from the start of the data section */
+    const void *data;       /* in the mmap */
+    size_t nbytes;
+} GGUFTensor;
+
+typedef struct {
+    const uint8_t *map;     /* the whole file, mmapped read-only */
+    size_t size;
+    uint32_t version;
+    uint32_t alignment;     /* general.alignment, default 32 */
+    uint64_t n_kv, n_tensors;
+    GGUFKV *kv;             /* (n_kv), owned */
+    GGUFTensor *tensors;    /* (n_tensors), owned */
+} GGUF;
+
+int gguf_open(GGUF *g, const char *path, Error *err);
+void gguf_close(GGUF *g);
+const GGUFKV *gguf_find(const GGUF *g, const char *key);
+const GGUFTensor *gguf_find_tensor(const GGUF *g, const char *name);
+/* Typed getters: return 1 if found and converted, 0 if absent, -1 (with err) on a wrong type. */
+int gguf_get_int(const GGUF *g, const char *key, int64_t *out, Error *err);
+int gguf_get_float(const GGUF *g, const char *key, double *out, Error *err);
+int gguf_get_bool(const GGUF *g, const char *key, int *out, Error *err);
+int gguf_get_str(const GGUF *g, const char *key, Str *out, Error *err);
+/* Bytes per row of `n` elements of a tensor type; 0 if the type is unknown or n does not fit it. */
+size_t ggml_row_bytes(uint32_t type, uint64_t n);
+const char *ggml_type_name(uint32_t type);
+
+#endif /* GGUF_H */

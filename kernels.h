@@ -1,0 +1,139 @@
+/* kernels.h: tensors, the matrix products and attention (kernels.c). */
+#ifndef KERNELS_H
+#define KERNELS_H
+
+#include <string.h>
+
+#include "gguf.h"
+
+/* Tensors and kernels (kernels.c). One matmul interface; the kernel for a weight type is chosen
+   once per call from the tensor's type, never per element. */
+
+typedef struct {
+    uint32_t type;          /* GGML_F32, GGML_F16 or GGML_Q8_0 */
+    int rows, cols;         /* (rows, cols); a row is `cols` contiguous elements */
+    size_t row_bytes;
+    const void *data;       /* borrowed from the mmap; NULL when the tensor is absent */
+} Tensor;
+
+/* Q8_0, GGUF's 8-bit type: blocks of 32 weights sharing one F16 scale, weight = d * qs[i]. */
+#define QK8_0 32
+typedef struct {
+    uint16_t d;             /* scale, IEEE half */
+    int8_t qs[QK8_0];
+} BlockQ8;
+_Static_assert(sizeof(BlockQ8) == 34, "Q8_0 blocks are 34 bytes in GGUF files");
+
+/* A set of leaf kernels for one instruction set (AVX-512, AVX2, NEON or portable C). */
+typedef struct {
+    const char *name;
+    int tile_r, tile_c;     /* tile_f32 computes tile_r weight rows x tile_c positions */
+    float (*dot_f32)(const float *w, const float *x, int n);
+    float (*dot_f16)(const uint16_t *w, const float *x, int n);
+    float (*dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks);
+    /* out[t * ostride + r] = (accumulate ? out[..] : 0) + sum_i w[r * wstride + i] xt[i * tile_c + t]
+       for r < nr <= tile_r, t < nt <= tile_c: xt holds tile_c positions transposed */
+    void (*tile_f32)(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
+                     int k, int nt, int accumulate);
+    void (*f16_to_f32_row)(float *out, const uint16_t *in, int n);
+    /* attention on one key tile (see kernels_simd.h): scores s (nq, KV_TILE) of queries q against
+       transposed keys kt (hd, KV_TILE); o (nq, hd) += p (nq, KV_TILE) times values v (nk, hd) */
+    void (*att_scores)(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
+                       float scale);
+    void (*att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd);
+    /* Q8_0 weights against Q8_0 activations in integer arithmetic, Q8T_R rows x Q8T_P positions
+       (NULL in sets without one; see gemm() in kernels.c for the packed layouts) */
+    void (*tile_q8)(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
+                    const int32_t *xs, const float *xd, int nb, int nt);
+} Kernels;
+#define Q8T_R 4                 /* weight rows of a tile_q8 */
+#define Q8T_P 32                /* positions of a tile_q8 */
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);              /* round to nearest even */
+
+/* e^x within 2 ulp of expf, in straight-line code the compiler can vectorize (libm's expf and
+ * floorf are calls it cannot): x = n ln2 + r with |r| <= ln2/2, n rounded to nearest by adding and
+ * subtracting 1.5 * 2^23, e^r by a degree-7 polynomial (Cephes' coefficients), times 2^n built in
+ * the exponent bits. Below -87.3 it returns ~1e-38, not 0; above 88.3, ~2e38, not inf; NaN stays
+ * NaN (n is taken from a copy where NaN became -87.3, so the conversion to int is always defined).
+ * Used by the tiled softmax and by SiLU, which call it ~10^6 times per prompt
+ * (tests/test_kernels.c holds it to 1.5e-7 relative). */
+static inline float exp_fast(float x) {
+    const float shifter = 12582912.0f;
+    const float xn = x > -87.3f ? (x < 88.3f ? x : 88.3f) : -87.3f;
+    x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
+    const float n = (xn * 1.44269504088896341f + shifter) - shifter;
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;  /* ln2 split in two: exact n*hi */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);  /* 2^n, from its exponent bits */
+    return p * scale;
+}
+void quantize_q8_0(BlockQ8 *out, const float *x, int n);  /* n a multiple of 32 */
+void kernels_init(void);                   /* F16 table; picks the best kernel set; call once */
+int kernels_available(const Kernels **sets, int max);     /* best first; returns the count */
+void kernels_use(const Kernels *k);        /* tests: run matmul with a given set */
+const Kernels *kernels_active(void);
+int kernels_supported(uint32_t type);
+
+/* out (n, w->rows) = x (n, w->cols) @ w^T: row t of out holds W x_t. For Q8_0 weights the
+   activations are quantized to Q8_0 too, at every n (integer products per block). */
+void matmul(float *out, const float *x, const Tensor *w, int n);
+/* count (<= MATMUL_MAX) products of the same input x (n, cols) in one pass over the threads:
+   outs[j] (n, ws[j]->rows) = x @ ws[j]^T. The weights must share cols. */
+#define MATMUL_MAX 4
+#define Q8_MAX_COLS (4096 * QK8_0)  /* decoding quantizes one row of activations on the stack */
+void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, int count, int n);
+/* The plain reference the optimized kernels are tested against. */
+void matmul_ref(float *out, const float *x, const Tensor *w, int n);
+/* The shape of one layer's attention. Query head h reads key/value head h / (n_heads / n_kv_heads). */
+typedef struct {
+    int n_heads, n_kv_heads, head_dim;
+    int window;             /* 0 = none; else a query at p sees keys p-W < j <= p */
+    size_t tile_stride;     /* floats from one tile of a layer's cache to its next (see below) */
+} AttnShape;
+
+/* The KV cache grows in tiles of KV_TILE positions. A tile holds those positions' keys and values
+ * for every layer, so the memory a sequence touches grows with its length, not with the context:
+ *   key_cache   (tiles, n_layers, n_kv_heads, head_dim, KV_TILE): each head's keys transposed,
+ *               so that a query's scores against a tile are head_dim vector multiply-adds
+ *               across positions (no horizontal sums, no copying), over one contiguous 16 KB
+ *               (head_dim 64);
+ *   value_cache (tiles, n_layers, n_kv_heads, KV_TILE, head_dim): a head's values one contiguous
+ *               row per position, so the weighted sum streams through memory.
+ * For one layer, kc and vc point at its part of tile 0 (key_cache + layer * kv_dim * KV_TILE),
+ * and tile_stride = n_layers * kv_dim * KV_TILE. Key j, dim i of KV head h is then
+ *   kc[(j / KV_TILE) * tile_stride + (h * head_dim + i) * KV_TILE + j % KV_TILE]
+ * and value j, dim i is vc[(j / KV_TILE) * tile_stride + (h * KV_TILE + j % KV_TILE) * head_dim + i].
+ * kv_store() writes n positions' keys and values k, v (n, n_kv_heads * head_dim), as the
+ * projections produce them, into positions pos0 .. pos0+n-1 of that layout. */
+#define KV_TILE 64
+static inline int kv_tiles(int seq_len) { return (seq_len + KV_TILE - 1) / KV_TILE; }
+void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
+              const AttnShape *a);
+
+/* Causal attention for n queries at positions pos0 .. pos0+n-1 against a layer's cache kc, vc
+ * (positions 0 .. pos0+n-1 filled):
+ *   q (n, n_heads * head_dim) -> out (n, n_heads * head_dim), the heads' outputs concatenated.
+ * attention() works in tiles with an online softmax and never stores a row of scores;
+ * attention_ref() is the textbook version that also hands out the probabilities:
+ * probs (n, n_heads, probs_stride), zero outside the visible keys (out may be NULL). */
+void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
+               const AttnShape *a);
+void attention_ref(float *out, float *probs, int probs_stride, const float *q, const float *kc,
+                   const float *vc, int n, int pos0, const AttnShape *a);
+
+/* out (w->cols) = row `row` of w as floats (embedding lookup). */
+void tensor_row(float *out, const Tensor *w, int row);
+/* A view of rows [start, start + n) of w (used to split GPT-2's fused qkv weight). */
+Tensor tensor_rows(const Tensor *w, int start, int n);
+
+#endif /* KERNELS_H */

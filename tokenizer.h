@@ -1,0 +1,69 @@
+/* tokenizer.h: text -> token ids and back (tokenizer.c). */
+#ifndef TOKENIZER_H
+#define TOKENIZER_H
+
+#include "common.h"
+
+/* Tokenizer (tokenizer.c) */
+
+typedef enum {
+    TOK_SPM,    /* tokenizer.ggml.model = "llama": SentencePiece BPE with scores and byte fallback */
+    TOK_GPT2    /* tokenizer.ggml.model = "gpt2": byte-level BPE with merges, GPT-2 pre-tokenizer */
+} TokenizerKind;
+
+enum {  /* tokenizer.ggml.token_type values */
+    TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER_DEFINED = 4,
+    TOKEN_UNUSED = 5, TOKEN_BYTE = 6
+};
+
+/* What the model file says about its tokenizer; everything here is borrowed and may be freed
+   after tokenizer_build (which copies what it keeps). */
+typedef struct {
+    TokenizerKind kind;
+    int n_vocab;
+    const Str *tokens;          /* (n_vocab) token strings as stored in the file */
+    const float *scores;        /* (n_vocab) or NULL; SPM merge priority, higher merges first */
+    const int32_t *types;       /* (n_vocab) TOKEN_* or NULL (all normal) */
+    int n_merges;
+    const Str *merges;          /* (n_merges) "left right", rank = index; GPT-2 only */
+    int bos_id, eos_id, unk_id; /* -1 when absent */
+    int add_bos;                /* prepend BOS when encoding a prompt */
+    int add_space_prefix;       /* SPM: prepend one space (SentencePiece's add_dummy_prefix) */
+} TokenizerSpec;
+
+typedef struct Tokenizer Tokenizer;  /* opaque; defined in tokenizer.c */
+
+int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err);
+void tokenizer_free(Tokenizer *t);
+int tokenizer_bos(const Tokenizer *t);         /* -1 when none */
+int tokenizer_eos(const Tokenizer *t);         /* -1 when none */
+int tokenizer_adds_bos(const Tokenizer *t);
+
+/* Encodes `len` bytes of UTF-8 text (invalid UTF-8 is an error). Prepends BOS when the tokenizer
+   adds one. *ids is malloc'ed and owned by the caller. */
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,
+                     Error *err);
+
+/* Streaming decoder: feed token ids one at a time, get back bytes that form only complete UTF-8
+   characters. Bytes of a character split across tokens are held until it is complete; a byte
+   sequence that can never be valid UTF-8 comes out as U+FFFD. */
+typedef struct {
+    unsigned char pending[8];
+    int n_pending;
+    int prev_token;             /* last non-control token pushed, -1 at the start. SentencePiece
+                                   drops the leading space of the first piece, so to decode a
+                                   continuation set it to the prompt's last id after decoder_init */
+} Decoder;
+
+void decoder_init(Decoder *d);
+/* Appends the text for `token` to out (capacity cap, NUL-terminated); returns bytes written.
+   cap must be at least 2 * (longest token + 8). Control tokens (BOS, EOS, ...) produce nothing. */
+size_t decoder_push(const Tokenizer *t, Decoder *d, int token, char *out, size_t cap);
+/* Emits whatever is still pending at the end of the stream (as U+FFFD). */
+size_t decoder_flush(Decoder *d, char *out, size_t cap);
+int tokenizer_max_token_len(const Tokenizer *t);
+
+/* Returns 1 if the bytes are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+int utf8_valid(const char *s, size_t len, size_t *bad_offset);
+
+#endif /* TOKENIZER_H */
