@@ -292,7 +292,7 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
     }
     for (int i = 0; i < T; i++) {
         const float *p = map_row(a, l, h, i);
-        const int lo = a->window && i >= a->window ? i - a->window + 1 : 0;
+        const int lo = attn_first_visible(i, a->window);
         int n = visible(labels[i], vis, LABEL_COLS);
         fprintf(f, "%*d %s%*s ", iw, i, vis, LABEL_COLS - n, "");
         for (int j = 0; j < lo; j++) fputc(' ', f);
@@ -702,7 +702,7 @@ static double matmul_flops(const Config *c) {
 }
 
 static int visible_keys(const Config *c, int pos) {
-    return c->sliding_window && pos + 1 > c->sliding_window ? c->sliding_window : pos + 1;
+    return pos - attn_first_visible(pos, c->sliding_window) + 1;
 }
 
 static double attention_share(const Config *c, int pos) {

@@ -704,9 +704,6 @@ void matmul(float *out, const float *x, const Tensor *w, int n) { matmul_many(&o
 
 /* ---- attention ------------------------------------------------------------------------- */
 
-/* Keys visible to the query at position p: [first, p], the last `window` of them if windowed. */
-static int first_visible(int p, int window) { return window && p >= window ? p - window + 1 : 0; }
-
 /* Where key j, dimension i of KV head h, and value j of head h, live in a layer's cache. */
 static size_t key_index(const AttnShape *a, int h, int j, int i) {
     return (size_t)(j / KV_TILE) * a->tile_stride + ((size_t)h * a->head_dim + i) * KV_TILE + j % KV_TILE;
@@ -736,7 +733,7 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
     const float scale = 1.0f / sqrtf((float)hd);
     for (int t = 0; t < n; t++)
         for (int h = 0; h < a->n_heads; h++) {
-            const int p = pos0 + t, lo = first_visible(p, a->window), kvh = h / group;
+            const int p = pos0 + t, lo = attn_first_visible(p, a->window), kvh = h / group;
             const float *qh = q + ((size_t)t * a->n_heads + h) * hd;
             float *pr = probs + ((size_t)t * a->n_heads + h) * probs_stride;
             float max = -INFINITY, sum = 0.0f;
@@ -779,12 +776,12 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
         for (int d = 0; d < hd; d++) ob[(size_t)i * stride + d] = 0.0f;
     }
     /* the tiles holding keys any query of the block can see */
-    const int j_lo = first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
+    const int j_lo = attn_first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
     for (int j0 = j_lo / KV_TILE * KV_TILE; j0 <= j_hi; j0 += KV_TILE) {
         const int nk = j_hi - j0 + 1 < KV_TILE ? j_hi - j0 + 1 : KV_TILE;  /* keys written */
         k->att_scores(s[0], qb, stride, nq, kc + key_index(a, kvh, j0, 0), hd, scale);
         for (int i = 0; i < nq; i++) {
-            const int p = pos0 + t0 + i, lo = first_visible(p, a->window);
+            const int p = pos0 + t0 + i, lo = attn_first_visible(p, a->window);
             /* this query's visible keys in the tile: [ja, jb], relative to j0 */
             const int ja = (lo > j0 ? lo : j0) - j0, jb = (p < j0 + nk - 1 ? p : j0 + nk - 1) - j0;
             float *si = s[i];

@@ -126,6 +126,10 @@ void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int p
  * attention() works in tiles with an online softmax and never stores a row of scores;
  * attention_ref() is the textbook version that also hands out the probabilities:
  * probs (n, n_heads, probs_stride), zero outside the visible keys (out may be NULL). */
+/* The causal mask and the sliding window, the one place they are written: the query at position p
+   sees the keys attn_first_visible(p, window) .. p (window 0: every key from 0). */
+static inline int attn_first_visible(int p, int window) { return window && p >= window ? p - window + 1 : 0; }
+
 void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
                const AttnShape *a);
 void attention_ref(float *out, float *probs, int probs_stride, const float *q, const float *kc,

@@ -456,16 +456,20 @@ static void prefault(const GGUF *g) {
     }
 }
 
-int model_load(Model *m, const char *path, int batch, Error *err) {
-    memset(m, 0, sizeof *m);
-    if (gguf_open(&m->file, path, err)) return -1;
+int model_init(Model *m, int batch, Error *err) {
     if (read_config(&m->file, &m->config, err) ||
         bind_weights(&m->file, &m->config, &m->weights, err) ||
         load_tokenizer(&m->file, &m->config, &m->tokenizer, err) ||
-        alloc_state(&m->state, &m->config, batch, err)) {
+        (batch > 0 && alloc_state(&m->state, &m->config, batch, err))) {
         model_free(m);
         return -1;
     }
+    return 0;
+}
+
+int model_load(Model *m, const char *path, int batch, Error *err) {
+    memset(m, 0, sizeof *m);
+    if (gguf_open(&m->file, path, err) || model_init(m, batch, err)) return -1;
     prefault(&m->file);
     return 0;
 }

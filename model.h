@@ -101,6 +101,9 @@ typedef struct {
 
 /* Opens, validates and binds a model; allocates the run state for batches of `batch` positions. */
 int model_load(Model *m, const char *path, int batch, Error *err);
+/* The same for a model whose m->file is already parsed (from a buffer: the fuzz target); batch 0
+   binds without allocating a run state. On failure m is freed, m->file included. */
+int model_init(Model *m, int batch, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
 
