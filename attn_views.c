@@ -57,7 +57,6 @@ int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Config *c, int n_pro
                     cap, bytes / (1 << 30), c->n_layers, c->n_heads, cap, cap);
     a->n_layers = c->n_layers;
     a->n_heads = c->n_heads;
-    a->seq_len = c->seq_len;
     a->window = c->sliding_window;
     a->cap = cap;
     a->n_prompt = n_prompt;
@@ -82,13 +81,13 @@ static float *map_row(const AttnMaps *a, int l, int h, int i) {
     return a->probs + (((size_t)l * a->n_heads + h) * a->cap + i) * a->cap;
 }
 
-void attn_hook(void *ctx, int layer, int pos0, int n, const float *probs) {
+void attn_hook(void *ctx, int layer, int pos0, int n, const float *probs, int stride) {
     AttnMaps *a = ctx;
     for (int t = 0; t < n && pos0 + t < a->cap; t++) {
         const int i = pos0 + t;
         /* keys after i are zero in the hook's row and already zero in ours (calloc) */
         for (int h = 0; h < a->n_heads; h++)
-            memcpy(map_row(a, layer, h, i), probs + ((size_t)t * a->n_heads + h) * a->seq_len,
+            memcpy(map_row(a, layer, h, i), probs + ((size_t)t * a->n_heads + h) * stride,
                    (size_t)(i + 1) * sizeof(float));
         if (i + 1 > a->n) a->n = i + 1;
     }

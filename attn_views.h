@@ -18,7 +18,6 @@ typedef struct {
 
 typedef struct {
     int n_layers, n_heads;
-    int seq_len;            /* row stride of the probabilities the hook receives */
     int window;             /* sliding window W, 0 = none */
     int cap;                /* positions the maps have room for: rows and columns of each map */
     int n;                  /* positions captured so far (T) */
@@ -37,7 +36,7 @@ int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Config *c, int n_pro
                    Error *err);
 void attn_maps_free(AttnMaps *a);
 /* The AttnHook: ctx is an AttnMaps*. */
-void attn_hook(void *ctx, int layer, int pos0, int n, const float *probs);
+void attn_hook(void *ctx, int layer, int pos0, int n, const float *probs, int stride);
 /* Records the tokens fed at positions pos0 .. pos0+n-1 (for labels). */
 void attn_maps_tokens(AttnMaps *a, int pos0, const int *tokens, int n);
 /* Shrinks the maps in place to (n_layers, n_heads, n, n), the shape --dump-attn writes. */

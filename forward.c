@@ -100,9 +100,9 @@ static void attention_forward(RunState *s, const Config *c, int layer, int n, in
                              (size_t)c->n_layers * kv_dim * KV_TILE};
     kv_store(kc, vc, s->k, s->v, n, pos0, &shape);
     attention(s->att_out, s->q, kc, vc, n, pos0, &shape);
-    if (s->attn_hook) {
-        attention_ref(NULL, s->probs, c->seq_len, s->q, kc, vc, n, pos0, &shape);
-        s->attn_hook(s->attn_hook_ctx, layer, pos0, n, s->probs);
+    if (s->attn_hook && pos0 + n <= s->probs_stride) {  /* positions the hook asked for */
+        attention_ref(NULL, s->probs, s->probs_stride, s->q, kc, vc, n, pos0, &shape);
+        s->attn_hook(s->attn_hook_ctx, layer, pos0, n, s->probs, s->probs_stride);
     }
 }
 

@@ -4,6 +4,7 @@
  */
 #define _DEFAULT_SOURCE  /* madvise and MADV_HUGEPAGE, where the system has them */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
@@ -15,6 +16,37 @@
 #define MAX_DIM (1 << 20)        /* sanity bounds: far above any model this program is for */
 #define MAX_LAYERS 1024
 #define MAX_CTX (1 << 20)
+
+/* ---- architectures -------------------------------------------------------------------- */
+
+typedef enum { OPTIONAL, REQUIRED } Need;
+
+/* What an architecture's files leave unsaid: the choices its family always makes. A new family
+   is a row here (plus, if its layers compute something new, the few functions that compute it). */
+typedef struct {
+    const char *name;       /* general.architecture */
+    NormKind norm;
+    const char *eps_key;    /* "<arch>." + this: the norm's epsilon (default 1e-5) */
+    PosKind pos;
+    RopeStyle rope_style;
+    FfnKind ffn;
+    int fused_qkv;
+    Need bias[N_BIAS];      /* REQUIRED: every layer has them; OPTIONAL: the file decides */
+} ArchSpec;
+
+static const ArchSpec ARCHS[] = {
+    /* Llama (and llama2.c's models): RMSNorm, RoPE on pairs (2i, 2i+1) (GGUF stores q and k rows
+       permuted for it), SwiGLU; no biases, though fine-tunes may add them. */
+    {"llama", NORM_RMS, "attention.layer_norm_rms_epsilon", POS_ROPE, ROPE_INTERLEAVED, FFN_SWIGLU, 0,
+     {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL}},
+    /* Qwen2: Llama's layers with rotate-half RoPE and biases on q, k and v. */
+    {"qwen2", NORM_RMS, "attention.layer_norm_rms_epsilon", POS_ROPE, ROPE_NEOX, FFN_SWIGLU, 0,
+     {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL}},
+    /* GPT-2: LayerNorm, learned positions, GELU (tanh), one fused q|k|v projection, every bias. */
+    {"gpt2", NORM_LAYER, "attention.layer_norm_epsilon", POS_LEARNED, ROPE_INTERLEAVED, FFN_GELU_TANH, 1,
+     {REQUIRED, REQUIRED, REQUIRED, REQUIRED}},
+};
+#define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
 
 /* ---- metadata -------------------------------------------------------------------------- */
 
@@ -44,19 +76,37 @@ static int get_real(const GGUF *g, const char *key, double def, double *out, Err
     return 0;
 }
 
-static int read_config(const GGUF *g, Config *c, Error *err) {
-    memset(c, 0, sizeof *c);
-    Str arch;
-    int found = gguf_get_str(g, "general.architecture", &arch, err);
-    if (found < 0) return -1;
-    if (!found) return fail(err, "missing metadata 'general.architecture'");
-    int is_gpt2 = str_eq(arch, "gpt2");
-    if (!is_gpt2 && !str_eq(arch, "llama") && !str_eq(arch, "qwen2"))
-        return fail(err, "unsupported architecture '%.*s' (supported: llama, qwen2, gpt2)",
-                    (int)(arch.len > 40 ? 40 : arch.len), arch.ptr);
-    snprintf(c->arch, sizeof c->arch, "%.*s", (int)arch.len, arch.ptr);
-    const char *a = c->arch;
+/* An optional string key naming one of `n` choices; absent leaves *out as it is. */
+static int get_choice(const GGUF *g, const char *key, const char *const *names, int n, int *out,
+                      Error *err) {
+    Str s;
+    int found = gguf_get_str(g, key, &s, err);
+    if (found <= 0) return found;
+    for (int i = 0; i < n; i++)
+        if (names[i] && str_eq(s, names[i])) {
+            *out = i;
+            return 0;
+        }
+    char list[128] = "";
+    for (int i = 0; i < n; i++)
+        if (names[i])
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", *list ? ", " : "", names[i]);
+    return fail(err, "%s '%.*s' is unknown (%s)", key, (int)(s.len > 40 ? 40 : s.len), s.ptr, list);
+}
 
+static const ArchSpec *find_arch(Str name) {
+    for (size_t i = 0; i < N_ARCHS; i++)
+        if (str_eq(name, ARCHS[i].name)) return &ARCHS[i];
+    return NULL;
+}
+
+static const ArchSpec *find_arch_named(const char *name) {
+    return find_arch((Str){name, strlen(name)});
+}
+
+/* Dimensions and the attention's shape. */
+static int read_dims(const GGUF *g, Config *c, Error *err) {
+    const char *a = c->arch;
     if (get_dim(g, a, "embedding_length", -1, 1, MAX_DIM, &c->dim, err) ||
         get_dim(g, a, "feed_forward_length", -1, 1, MAX_DIM, &c->hidden_dim, err) ||
         get_dim(g, a, "block_count", -1, 1, MAX_LAYERS, &c->n_layers, err) ||
@@ -78,54 +128,62 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     if (vlen != c->head_dim)
         return fail(err, "attention.value_length %d differs from key_length %d (unsupported)", vlen,
                     c->head_dim);
+    if ((int64_t)c->n_heads * c->head_dim > MAX_DIM)
+        return fail(err, "%d heads of %d dims are out of range", c->n_heads, c->head_dim);
+    return 0;
+}
 
+/* RoPE's base and the dimensions it rotates. */
+static int read_rope(const GGUF *g, Config *c, Error *err) {
+    char key[128];
+    double theta;
+    snprintf(key, sizeof key, "%s.rope.freq_base", c->arch);
+    if (get_real(g, key, 10000.0, &theta, err)) return -1;
+    if (!(theta > 1.0) || !isfinite(theta))
+        return fail(err, "%s = %g: RoPE base must be a finite number above 1", key, theta);
+    c->rope_theta = (float)theta;
+    if (get_dim(g, c->arch, "rope.dimension_count", c->head_dim, 2, c->head_dim, &c->rope_dim, err))
+        return -1;
+    if (c->rope_dim % 2) return fail(err, "%s.rope.dimension_count %d is odd", c->arch, c->rope_dim);
+    return 0;
+}
+
+static int read_config(const GGUF *g, Config *c, Error *err) {
+    memset(c, 0, sizeof *c);
+    Str name;
+    int found = gguf_get_str(g, "general.architecture", &name, err);
+    if (found < 0) return -1;
+    if (!found) return fail(err, "missing metadata 'general.architecture'");
+    const ArchSpec *arch = find_arch(name);
+    if (!arch)
+        return fail(err, "unsupported architecture '%.*s' (supported: llama, qwen2, gpt2)",
+                    (int)(name.len > 40 ? 40 : name.len), name.ptr);
+    snprintf(c->arch, sizeof c->arch, "%s", arch->name);
+    c->norm = arch->norm;
+    c->pos = arch->pos;
+    c->rope_style = arch->rope_style;
+    c->ffn = arch->ffn;
+    c->fused_qkv = arch->fused_qkv;
+    if (read_dims(g, c, err)) return -1;
+
+    /* this program's own exports may pick other positions or activations (export.py) */
+    static const char *const positions[] = {NULL, "learned", "sinusoidal"};
+    static const char *const activations[] = {NULL, "gelu_tanh", "gelu_erf"};
+    int pos = c->pos, ffn = c->ffn;
+    if (c->pos != POS_ROPE &&
+        get_choice(g, "tinygpt.position_encoding", positions, 3, &pos, err))
+        return -1;
+    if (c->ffn != FFN_SWIGLU && get_choice(g, "tinygpt.ffn_activation", activations, 3, &ffn, err))
+        return -1;
+    c->pos = (PosKind)pos;
+    c->ffn = (FfnKind)ffn;
+    if (c->pos == POS_ROPE && read_rope(g, c, err)) return -1;
+
+    char key[128];
     double eps;
-    if (is_gpt2) {
-        c->norm = NORM_LAYER;
-        if (get_real(g, "gpt2.attention.layer_norm_epsilon", 1e-5, &eps, err)) return -1;
-        if (c->dim % c->n_heads)
-            return fail(err, "head_count %d does not divide embedding_length %d", c->n_heads, c->dim);
-        if (c->n_kv_heads != c->n_heads)
-            return fail(err, "gpt2 models have no grouped-query attention (head_count_kv %d != %d)",
-                        c->n_kv_heads, c->n_heads);
-        c->pos = POS_LEARNED;
-        c->ffn = FFN_GELU_TANH;
-        Str s;
-        if ((found = gguf_get_str(g, "tinygpt.position_encoding", &s, err)) < 0) return -1;
-        if (found) {
-            if (str_eq(s, "sinusoidal")) c->pos = POS_SINUSOIDAL;
-            else if (!str_eq(s, "learned"))
-                return fail(err, "tinygpt.position_encoding '%.*s' is unknown (learned, sinusoidal)",
-                            (int)(s.len > 40 ? 40 : s.len), s.ptr);
-        }
-        if ((found = gguf_get_str(g, "tinygpt.ffn_activation", &s, err)) < 0) return -1;
-        if (found) {
-            if (str_eq(s, "gelu_erf")) c->ffn = FFN_GELU_ERF;
-            else if (!str_eq(s, "gelu_tanh"))
-                return fail(err, "tinygpt.ffn_activation '%.*s' is unknown (gelu_tanh, gelu_erf)",
-                            (int)(s.len > 40 ? 40 : s.len), s.ptr);
-        }
-    } else {
-        char key[128];
-        c->norm = NORM_RMS;
-        c->pos = POS_ROPE;
-        c->ffn = FFN_SWIGLU;
-        c->rope_style = str_eq(arch, "qwen2") ? ROPE_NEOX : ROPE_INTERLEAVED;
-        snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", a);
-        if (get_real(g, key, 1e-5, &eps, err)) return -1;
-        double theta;
-        snprintf(key, sizeof key, "%s.rope.freq_base", a);
-        if (get_real(g, key, 10000.0, &theta, err)) return -1;
-        if (!(theta > 1.0) || !isfinite(theta))
-            return fail(err, "%s = %g: RoPE base must be a finite number above 1", key, theta);
-        c->rope_theta = (float)theta;
-        if (get_dim(g, a, "rope.dimension_count", c->head_dim, 2, c->head_dim, &c->rope_dim, err))
-            return -1;
-        if (c->rope_dim % 2)
-            return fail(err, "%s.rope.dimension_count %d is odd", a, c->rope_dim);
-    }
-    if (!(eps > 0.0) || eps > 1.0)
-        return fail(err, "norm epsilon %g is out of range (0, 1]", eps);
+    snprintf(key, sizeof key, "%s.%s", c->arch, arch->eps_key);
+    if (get_real(g, key, 1e-5, &eps, err)) return -1;
+    if (!(eps > 0.0) || eps > 1.0) return fail(err, "norm epsilon %g is out of range (0, 1]", eps);
     c->norm_eps = (float)eps;
     return 0;
 }
@@ -172,49 +230,121 @@ static int bind_vector(const GGUF *g, const char *name, int n, int required, con
     return 0;
 }
 
-static int bind_layer(const GGUF *g, const Config *c, int l, LayerWeights *w, Error *err) {
-    const int dim = c->dim, hid = c->hidden_dim;
-    const int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
-    const int bias = c->norm == NORM_LAYER;  /* GPT-2 has every bias; llama-family ones may */
-    char n[96];
-#define NAME(s) (snprintf(n, sizeof n, "blk.%d." s, l), n)
-    if (bind_vector(g, NAME("attn_norm.weight"), dim, 1, &w->attn_norm, err) ||
-        bind_vector(g, NAME("attn_norm.bias"), dim, bias, &w->attn_norm_b, err) ||
-        bind_vector(g, NAME("ffn_norm.weight"), dim, 1, &w->ffn_norm, err) ||
-        bind_vector(g, NAME("ffn_norm.bias"), dim, bias, &w->ffn_norm_b, err))
-        return -1;
-    if (c->norm == NORM_LAYER) {  /* GPT-2: one fused (3*dim, dim) projection, rows q | k | v */
-        Tensor qkv;
-        const float *b;
-        if (bind_matrix(g, NAME("attn_qkv.weight"), 3 * dim, dim, 1, &qkv, err) ||
-            bind_vector(g, NAME("attn_qkv.bias"), 3 * dim, 1, &b, err))
-            return -1;
-        w->wq = tensor_rows(&qkv, 0, dim);
-        w->wk = tensor_rows(&qkv, dim, dim);
-        w->wv = tensor_rows(&qkv, 2 * dim, dim);
-        w->bq = b;
-        w->bk = b + dim;
-        w->bv = b + 2 * dim;
-    } else {
-        if (bind_matrix(g, NAME("attn_q.weight"), q_dim, dim, 1, &w->wq, err) ||
-            bind_matrix(g, NAME("attn_k.weight"), kv_dim, dim, 1, &w->wk, err) ||
-            bind_matrix(g, NAME("attn_v.weight"), kv_dim, dim, 1, &w->wv, err) ||
-            bind_vector(g, NAME("attn_q.bias"), q_dim, 0, &w->bq, err) ||
-            bind_vector(g, NAME("attn_k.bias"), kv_dim, 0, &w->bk, err) ||
-            bind_vector(g, NAME("attn_v.bias"), kv_dim, 0, &w->bv, err))
+/* The tensors of a model, as data: each row names a tensor, where it is bound, its shape in
+ * symbolic dimensions, and when the model has it. */
+typedef enum { D_1, D_DIM, D_HIDDEN, D_Q, D_KV, D_QKV, D_VOCAB, D_CTX } Dim;
+typedef enum {
+    WHEN_ALWAYS,
+    WHEN_SPLIT_QKV,         /* separate q, k, v projections */
+    WHEN_FUSED_QKV,         /* one fused projection */
+    WHEN_GATED,             /* a gated feed-forward (SwiGLU) */
+    WHEN_LEARNED_POS,       /* learned position embeddings */
+    WHEN_NOT_TIED           /* an output head of its own; absent = tied to token_embd */
+} When;
+
+typedef struct {
+    const char *name;       /* after "blk.N." for a layer's tensors */
+    size_t offset;          /* of the Tensor (matrix) or const float* (vector) it binds */
+    int matrix;             /* 1: (rows, cols) of any supported type; 0: F32 vector (rows) */
+    Dim rows, cols;
+    When when;
+    int bias;               /* BiasGroup of a bias, else -1: a bias binds when c->bias[group] */
+} TensorSpec;
+
+#define LW(field) offsetof(LayerWeights, field)
+#define GW(field) offsetof(Weights, field)
+
+static const TensorSpec LAYER_TENSORS[] = {
+    {"attn_norm.weight", LW(attn_norm), 0, D_DIM, D_1, WHEN_ALWAYS, -1},
+    {"attn_norm.bias", LW(attn_norm_b), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_NORM},
+    {"attn_q.weight", LW(wq), 1, D_Q, D_DIM, WHEN_SPLIT_QKV, -1},
+    {"attn_k.weight", LW(wk), 1, D_KV, D_DIM, WHEN_SPLIT_QKV, -1},
+    {"attn_v.weight", LW(wv), 1, D_KV, D_DIM, WHEN_SPLIT_QKV, -1},
+    {"attn_q.bias", LW(bq), 0, D_Q, D_1, WHEN_SPLIT_QKV, BIAS_QKV},
+    {"attn_k.bias", LW(bk), 0, D_KV, D_1, WHEN_SPLIT_QKV, BIAS_QKV},
+    {"attn_v.bias", LW(bv), 0, D_KV, D_1, WHEN_SPLIT_QKV, BIAS_QKV},
+    {"attn_qkv.weight", LW(wqkv), 1, D_QKV, D_DIM, WHEN_FUSED_QKV, -1},
+    {"attn_qkv.bias", LW(bqkv), 0, D_QKV, D_1, WHEN_FUSED_QKV, BIAS_QKV},
+    {"attn_output.weight", LW(wo), 1, D_DIM, D_Q, WHEN_ALWAYS, -1},
+    {"attn_output.bias", LW(bo), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_OUT},
+    {"ffn_norm.weight", LW(ffn_norm), 0, D_DIM, D_1, WHEN_ALWAYS, -1},
+    {"ffn_norm.bias", LW(ffn_norm_b), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_NORM},
+    {"ffn_gate.weight", LW(w_gate), 1, D_HIDDEN, D_DIM, WHEN_GATED, -1},
+    {"ffn_gate.bias", LW(b_gate), 0, D_HIDDEN, D_1, WHEN_GATED, BIAS_FFN},
+    {"ffn_up.weight", LW(w_up), 1, D_HIDDEN, D_DIM, WHEN_ALWAYS, -1},
+    {"ffn_up.bias", LW(b_up), 0, D_HIDDEN, D_1, WHEN_ALWAYS, BIAS_FFN},
+    {"ffn_down.weight", LW(w_down), 1, D_DIM, D_HIDDEN, WHEN_ALWAYS, -1},
+    {"ffn_down.bias", LW(b_down), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_FFN},
+};
+
+static const TensorSpec MODEL_TENSORS[] = {
+    {"token_embd.weight", GW(token_embd), 1, D_VOCAB, D_DIM, WHEN_ALWAYS, -1},
+    {"position_embd.weight", GW(pos_embd), 1, D_CTX, D_DIM, WHEN_LEARNED_POS, -1},
+    {"output_norm.weight", GW(out_norm), 0, D_DIM, D_1, WHEN_ALWAYS, -1},
+    {"output_norm.bias", GW(out_norm_b), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_NORM},
+    {"output.weight", GW(output), 1, D_VOCAB, D_DIM, WHEN_NOT_TIED, -1},
+};
+
+static int dim_value(Dim d, const Config *c) {
+    const int q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    switch (d) {
+    case D_1: return 1;
+    case D_DIM: return c->dim;
+    case D_HIDDEN: return c->hidden_dim;
+    case D_Q: return q;
+    case D_KV: return kv;
+    case D_QKV: return q + 2 * kv;
+    case D_VOCAB: return c->vocab_size;
+    case D_CTX: return c->seq_len;
+    }
+    return 0;
+}
+
+/* Whether the model has the tensor of row s at all. */
+static int applies(const TensorSpec *s, const Config *c) {
+    switch (s->when) {
+    case WHEN_ALWAYS: return 1;
+    case WHEN_SPLIT_QKV: return !c->fused_qkv;
+    case WHEN_FUSED_QKV: return c->fused_qkv;
+    case WHEN_GATED: return c->ffn == FFN_SWIGLU;
+    case WHEN_LEARNED_POS: return c->pos == POS_LEARNED;
+    case WHEN_NOT_TIED: return !c->tied;
+    }
+    return 0;
+}
+
+/* Binds the rows of `specs` that apply into base (a LayerWeights or Weights); prefix goes
+   before each name ("blk.3." or ""). */
+static int bind_table(const GGUF *g, const Config *c, const TensorSpec *specs, size_t n,
+                      const char *prefix, void *base, Error *err) {
+    for (size_t i = 0; i < n; i++) {
+        const TensorSpec *s = &specs[i];
+        if (!applies(s, c) || (s->bias >= 0 && !c->bias[s->bias])) continue;
+        char name[96];
+        snprintf(name, sizeof name, "%s%s", prefix, s->name);
+        void *field = (char *)base + s->offset;
+        const int rows = dim_value(s->rows, c);
+        if (s->matrix ? bind_matrix(g, name, rows, dim_value(s->cols, c), 1, field, err)
+                      : bind_vector(g, name, rows, 1, field, err))
             return -1;
     }
-    if (bind_matrix(g, NAME("attn_output.weight"), dim, q_dim, 1, &w->wo, err) ||
-        bind_vector(g, NAME("attn_output.bias"), dim, bias, &w->bo, err) ||
-        bind_matrix(g, NAME("ffn_gate.weight"), hid, dim, c->ffn == FFN_SWIGLU, &w->w_gate, err) ||
-        bind_vector(g, NAME("ffn_gate.bias"), hid, 0, &w->b_gate, err) ||
-        bind_matrix(g, NAME("ffn_up.weight"), hid, dim, 1, &w->w_up, err) ||
-        bind_vector(g, NAME("ffn_up.bias"), hid, bias, &w->b_up, err) ||
-        bind_matrix(g, NAME("ffn_down.weight"), dim, hid, 1, &w->w_down, err) ||
-        bind_vector(g, NAME("ffn_down.bias"), dim, bias, &w->b_down, err))
-        return -1;
-#undef NAME
     return 0;
+}
+
+/* Which bias groups the file has: required ones must be there; an optional group is present when
+   its first tensor is in layer 0, and then every layer must have the whole group. */
+static void read_biases(const GGUF *g, const ArchSpec *arch, Config *c) {
+    for (int b = 0; b < N_BIAS; b++) {
+        c->bias[b] = arch->bias[b] == REQUIRED;
+        for (size_t i = 0; i < sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0] && !c->bias[b]; i++) {
+            const TensorSpec *s = &LAYER_TENSORS[i];
+            if (s->bias != b || !applies(s, c)) continue;
+            char name[96];
+            snprintf(name, sizeof name, "blk.0.%s", s->name);
+            c->bias[b] = gguf_find_tensor(g, name) != NULL;
+            break;
+        }
+    }
 }
 
 static int bind_weights(const GGUF *g, Config *c, Weights *w, Error *err) {
@@ -223,21 +353,32 @@ static int bind_weights(const GGUF *g, Config *c, Weights *w, Error *err) {
     if (emb->n_dims != 2 || emb->ne[1] > (uint64_t)MAX_DIM * 4)
         return fail(err, "tensor 'token_embd.weight' must be 2-D with at most %d rows", MAX_DIM * 4);
     c->vocab_size = (int)emb->ne[1];
-    if (bind_matrix(g, "token_embd.weight", c->vocab_size, c->dim, 1, &w->token_embd, err)) return -1;
-    if (c->pos == POS_LEARNED &&
-        bind_matrix(g, "position_embd.weight", c->seq_len, c->dim, 1, &w->pos_embd, err))
+    c->tied = gguf_find_tensor(g, "output.weight") == NULL;
+    read_biases(g, find_arch_named(c->arch), c);
+    if (bind_table(g, c, MODEL_TENSORS, sizeof MODEL_TENSORS / sizeof MODEL_TENSORS[0], "", w, err))
         return -1;
-    const int bias = c->norm == NORM_LAYER;
-    if (bind_vector(g, "output_norm.weight", c->dim, 1, &w->out_norm, err) ||
-        bind_vector(g, "output_norm.bias", c->dim, bias, &w->out_norm_b, err) ||
-        bind_matrix(g, "output.weight", c->vocab_size, c->dim, 0, &w->output, err))
-        return -1;
-    c->tied = w->output.data == NULL;
     if (c->tied) w->output = w->token_embd;
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
     if (!w->layers) return fail(err, "out of memory");
-    for (int l = 0; l < c->n_layers; l++)
-        if (bind_layer(g, c, l, &w->layers[l], err)) return -1;
+    const int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    for (int l = 0; l < c->n_layers; l++) {
+        LayerWeights *lw = &w->layers[l];
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "blk.%d.", l);
+        if (bind_table(g, c, LAYER_TENSORS, sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0], prefix,
+                       lw, err))
+            return -1;
+        if (c->fused_qkv) {  /* rows q | k | v of the one projection */
+            lw->wq = tensor_rows(&lw->wqkv, 0, q_dim);
+            lw->wk = tensor_rows(&lw->wqkv, q_dim, kv_dim);
+            lw->wv = tensor_rows(&lw->wqkv, q_dim + kv_dim, kv_dim);
+            if (lw->bqkv) {
+                lw->bq = lw->bqkv;
+                lw->bk = lw->bqkv + q_dim;
+                lw->bv = lw->bqkv + q_dim + kv_dim;
+            }
+        }
+    }
     return 0;
 }
 
@@ -394,8 +535,7 @@ static int alloc_state(RunState *s, const Config *c, int cap, Error *err) {
         {&s->xb2, cap * (size_t)c->dim},        {&s->q, cap * q_dim},
         {&s->k, cap * kv_dim},                  {&s->v, cap * kv_dim},
         {&s->att_out, cap * q_dim},             {&s->hb, cap * (size_t)c->hidden_dim},
-        {&s->hb2, cap * (size_t)c->hidden_dim}, {&s->probs, cap * (size_t)c->n_heads * c->seq_len},
-        {&s->logits, cap * (size_t)c->vocab_size},
+        {&s->hb2, cap * (size_t)c->hidden_dim},  {&s->logits, cap * (size_t)c->vocab_size},
         {&s->key_cache, cache},                 {&s->value_cache, cache},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
@@ -471,6 +611,25 @@ int model_load(Model *m, const char *path, int batch, Error *err) {
     memset(m, 0, sizeof *m);
     if (gguf_open(&m->file, path, err) || model_init(m, batch, err)) return -1;
     prefault(&m->file);
+    return 0;
+}
+
+int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, Error *err) {
+    RunState *s = &m->state;
+    free(s->probs);
+    s->probs = NULL;
+    s->attn_hook = NULL;
+    s->attn_hook_ctx = NULL;
+    if (!hook) return 0;
+    if (max_positions < 1 || max_positions > m->config.seq_len)
+        return fail(err, "attention probabilities for %d positions: the context is %d", max_positions,
+                    m->config.seq_len);
+    const size_t n = (size_t)s->cap * m->config.n_heads * max_positions;
+    if (!(s->probs = malloc(n * sizeof(float))))
+        return fail(err, "out of memory: %zu floats for the attention probabilities", n);
+    s->probs_stride = max_positions;
+    s->attn_hook = hook;
+    s->attn_hook_ctx = ctx;
     return 0;
 }
 

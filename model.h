@@ -22,11 +22,21 @@
 
 /* The model (model.c reads it from a GGUF file; run.c runs it). */
 
-typedef enum { NORM_RMS, NORM_LAYER } NormKind;           /* RMSNorm, or LayerNorm with bias */
+typedef enum { NORM_RMS, NORM_LAYER } NormKind;           /* RMSNorm, or LayerNorm */
 typedef enum { POS_ROPE, POS_LEARNED, POS_SINUSOIDAL } PosKind;
 typedef enum { ROPE_INTERLEAVED, ROPE_NEOX } RopeStyle;   /* pairs (2i, 2i+1) or (i, i + d/2) */
 typedef enum { FFN_SWIGLU, FFN_GELU_TANH, FFN_GELU_ERF } FfnKind;
+/* Groups of biases a file has or lacks together. */
+typedef enum {
+    BIAS_QKV,               /* the q, k and v projections (fused or not) */
+    BIAS_OUT,               /* attention's output projection */
+    BIAS_FFN,               /* the feed-forward's matrices */
+    BIAS_NORM,              /* the norms (LayerNorm's beta) */
+    N_BIAS
+} BiasGroup;
 
+/* Every choice the forward pass makes is a field here, read from the file or from the
+   architecture's table entry in model.c (never inferred from another field). */
 typedef struct {
     char arch[16];          /* general.architecture: "llama", "qwen2" or "gpt2" */
     int dim;                /* residual stream width */
@@ -40,19 +50,24 @@ typedef struct {
     NormKind norm;
     float norm_eps;
     PosKind pos;
-    RopeStyle rope_style;
+    RopeStyle rope_style;   /* RoPE only */
     float rope_theta;
     int rope_dim;           /* rotated dims per head (<= head_dim, even) */
     FfnKind ffn;
+    int fused_qkv;          /* one (q_dim + 2 kv_dim, dim) projection, rows q | k | v (GPT-2) */
+    int bias[N_BIAS];       /* 1 where the file has that group of biases, in every layer */
     int sliding_window;     /* 0 = none; else a query at i sees keys i-W < j <= i */
     int tied;               /* output head shares token_embd */
 } Config;
 
 typedef struct {
-    const float *attn_norm, *attn_norm_b;  /* (dim); _b NULL for RMSNorm */
+    const float *attn_norm, *attn_norm_b;  /* (dim); _b NULL without norm biases */
     Tensor wq, wk, wv;                     /* (q_dim, dim), (kv_dim, dim), (kv_dim, dim) */
+    Tensor wqkv;                           /* (q_dim + 2 kv_dim, dim) when fused: wq, wk, wv are
+                                              views of its rows */
     Tensor wo;                             /* (dim, q_dim) */
     const float *bq, *bk, *bv, *bo;        /* (q_dim), (kv_dim), (kv_dim), (dim); NULL if absent */
+    const float *bqkv;                     /* (q_dim + 2 kv_dim) when fused: bq, bk, bv point into it */
     const float *ffn_norm, *ffn_norm_b;    /* (dim) */
     Tensor w_gate;                         /* (hidden, dim); SwiGLU only */
     Tensor w_up;                           /* (hidden, dim) */
@@ -69,8 +84,8 @@ typedef struct {
 } Weights;
 
 /* Called after each layer's attention with the softmax probabilities of the n positions just
-   processed: probs[(t * n_heads + h) * seq_len + j] for key j, zero outside [lo, pos0 + t]. */
-typedef void (*AttnHook)(void *ctx, int layer, int pos0, int n, const float *probs);
+   processed: probs[(t * n_heads + h) * stride + j] for key j, zero outside [lo, pos0 + t]. */
+typedef void (*AttnHook)(void *ctx, int layer, int pos0, int n, const float *probs, int stride);
 
 typedef struct {
     int cap;                /* positions per forward call (the prompt batch) */
@@ -81,7 +96,9 @@ typedef struct {
     float *k, *v;           /* (cap, kv_dim) this batch's keys and values, before kv_store() */
     float *att_out;         /* (cap, q_dim) attention output, heads concatenated */
     float *hb, *hb2;        /* (cap, hidden) */
-    float *probs;           /* (cap, n_heads, seq_len) attention probabilities */
+    float *probs;           /* (cap, n_heads, probs_stride) attention probabilities; allocated only
+                               while a hook wants them (model_set_attn_hook) */
+    int probs_stride;       /* keys per row of probs: the positions the hook will see */
     float *logits;          /* (cap, vocab) */
     float *key_cache;       /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE), see kv_store() */
     float *value_cache;     /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE) */
@@ -106,6 +123,11 @@ int model_load(Model *m, const char *path, int batch, Error *err);
 int model_init(Model *m, int batch, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
+
+/* From now on hands each layer's attention probabilities to hook(ctx, ...), for positions below
+   max_positions (<= seq_len); allocates their buffer (cap, n_heads, max_positions) now. A NULL
+   hook stops it and frees the buffer. */
+int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, Error *err);
 
 /* Runs tokens[0..n) at positions pos0 .. pos0+n-1 (n <= state.cap), appending their keys and values
    to the cache. Returns logits (n, vocab) when all_logits, else only the last position's (1, vocab). */

@@ -112,8 +112,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
         int T = n_prompt + (o->steps > 1 ? o->steps - 1 : 0);
         if (attn_maps_init(&maps, &o->attn, c, n_prompt, T < c->seq_len ? T : c->seq_len, err))
             goto done;
-        m->state.attn_hook = attn_hook;
-        m->state.attn_hook_ctx = &maps;
+        if (model_set_attn_hook(m, attn_hook, &maps, maps.cap, err)) goto done;
     }
 
     /* prompt: in batches of o->batch positions */
@@ -172,7 +171,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     }
     rc = 0;
 done:
-    m->state.attn_hook = NULL;
+    model_set_attn_hook(m, NULL, NULL, 0, NULL);
     attn_maps_free(&maps);
     free(dump.data);
     sampler_free(&sp);
