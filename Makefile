@@ -2,6 +2,7 @@
 #
 # Every build variant (native, asan, arm, ...) compiles the same sources with one rule into its
 # own folder build/VARIANT/, with dependency files so that a changed header rebuilds what uses it.
+.DEFAULT_GOAL := all
 CC      ?= cc
 CFLAGS  ?= -O2 -march=native
 WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unknown-pragmas -fopenmp-simd
@@ -52,7 +53,7 @@ $(eval $(call variant,arm,$(ARM_CC),-O2,-static))
 
 BIN := $(CURDIR)/run
 .PHONY: all run FORCE test test-c test-py test-arm sanitize bench clean help
-.SECONDARY:
+.PRECIOUS: build/%.o
 all: $(BIN)
 
 # The program is the file ./run; `make run` builds it and generates from the shipped model.
