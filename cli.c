@@ -86,7 +86,7 @@ void cli_usage(FILE *f) {
                            s->shrt ? ", " : "    ", s->lng, s->arg ? " " : "", s->arg ? s->arg : "");
         fprintf(f, "  %s", names);
         const char *line = s->help;
-        int pad = len < 21 ? 21 - len : 1;  /* help starts in column 25 */
+        int pad = len < 22 ? 23 - len : 1;  /* help starts in column 25 */
         for (;;) {
             const char *nl = strchr(line, '\n');
             int n = nl ? (int)(nl - line) : (int)strlen(line);
