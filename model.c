@@ -653,5 +653,10 @@ void print_config(const Config *c, FILE *f) {
         fprintf(f, " (%s, theta %g, %d dims)",
                 c->rope_style == ROPE_NEOX ? "rotate-half" : "interleaved", c->rope_theta, c->rope_dim);
     if (c->sliding_window) fprintf(f, ", sliding window %d", c->sliding_window);
-    fprintf(f, ", %s output\n", c->tied ? "tied" : "separate");
+    static const char *bias[N_BIAS] = {"qkv", "out", "ffn", "norm"};
+    fprintf(f, ", %s q|k|v, biases:", c->fused_qkv ? "fused" : "separate");
+    int any = 0;
+    for (int b = 0; b < N_BIAS; b++)
+        if (c->bias[b]) fprintf(f, " %s", bias[b]), any = 1;
+    fprintf(f, "%s, %s output\n", any ? "" : " none", c->tied ? "tied" : "separate");
 }
