@@ -248,41 +248,44 @@ typedef struct {
     int matrix;             /* 1: (rows, cols) of any supported type; 0: F32 vector (rows) */
     Dim rows, cols;
     When when;
-    int bias;               /* BiasGroup of a bias, else -1: a bias binds when c->bias[group] */
+    int bias;               /* 1 + BiasGroup for a bias (it binds when c->bias[group]), else 0 */
 } TensorSpec;
 
 #define LW(field) offsetof(LayerWeights, field)
 #define GW(field) offsetof(Weights, field)
+#define MAT(r, c) .matrix = 1, .rows = r, .cols = c
+#define VEC(n) .rows = n, .cols = D_1
+#define BIAS(group) .bias = 1 + (group)
 
 static const TensorSpec LAYER_TENSORS[] = {
-    {"attn_norm.weight", LW(attn_norm), 0, D_DIM, D_1, WHEN_ALWAYS, -1},
-    {"attn_norm.bias", LW(attn_norm_b), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_NORM},
-    {"attn_q.weight", LW(wq), 1, D_Q, D_DIM, WHEN_SPLIT_QKV, -1},
-    {"attn_k.weight", LW(wk), 1, D_KV, D_DIM, WHEN_SPLIT_QKV, -1},
-    {"attn_v.weight", LW(wv), 1, D_KV, D_DIM, WHEN_SPLIT_QKV, -1},
-    {"attn_q.bias", LW(bq), 0, D_Q, D_1, WHEN_SPLIT_QKV, BIAS_QKV},
-    {"attn_k.bias", LW(bk), 0, D_KV, D_1, WHEN_SPLIT_QKV, BIAS_QKV},
-    {"attn_v.bias", LW(bv), 0, D_KV, D_1, WHEN_SPLIT_QKV, BIAS_QKV},
-    {"attn_qkv.weight", LW(wqkv), 1, D_QKV, D_DIM, WHEN_FUSED_QKV, -1},
-    {"attn_qkv.bias", LW(bqkv), 0, D_QKV, D_1, WHEN_FUSED_QKV, BIAS_QKV},
-    {"attn_output.weight", LW(wo), 1, D_DIM, D_Q, WHEN_ALWAYS, -1},
-    {"attn_output.bias", LW(bo), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_OUT},
-    {"ffn_norm.weight", LW(ffn_norm), 0, D_DIM, D_1, WHEN_ALWAYS, -1},
-    {"ffn_norm.bias", LW(ffn_norm_b), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_NORM},
-    {"ffn_gate.weight", LW(w_gate), 1, D_HIDDEN, D_DIM, WHEN_GATED, -1},
-    {"ffn_gate.bias", LW(b_gate), 0, D_HIDDEN, D_1, WHEN_GATED, BIAS_FFN},
-    {"ffn_up.weight", LW(w_up), 1, D_HIDDEN, D_DIM, WHEN_ALWAYS, -1},
-    {"ffn_up.bias", LW(b_up), 0, D_HIDDEN, D_1, WHEN_ALWAYS, BIAS_FFN},
-    {"ffn_down.weight", LW(w_down), 1, D_DIM, D_HIDDEN, WHEN_ALWAYS, -1},
-    {"ffn_down.bias", LW(b_down), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_FFN},
+    {"attn_norm.weight", LW(attn_norm), VEC(D_DIM)},
+    {"attn_norm.bias", LW(attn_norm_b), VEC(D_DIM), BIAS(BIAS_NORM)},
+    {"attn_q.weight", LW(wq), MAT(D_Q, D_DIM), .when = WHEN_SPLIT_QKV},
+    {"attn_k.weight", LW(wk), MAT(D_KV, D_DIM), .when = WHEN_SPLIT_QKV},
+    {"attn_v.weight", LW(wv), MAT(D_KV, D_DIM), .when = WHEN_SPLIT_QKV},
+    {"attn_q.bias", LW(bq), VEC(D_Q), .when = WHEN_SPLIT_QKV, BIAS(BIAS_QKV)},
+    {"attn_k.bias", LW(bk), VEC(D_KV), .when = WHEN_SPLIT_QKV, BIAS(BIAS_QKV)},
+    {"attn_v.bias", LW(bv), VEC(D_KV), .when = WHEN_SPLIT_QKV, BIAS(BIAS_QKV)},
+    {"attn_qkv.weight", LW(wqkv), MAT(D_QKV, D_DIM), .when = WHEN_FUSED_QKV},
+    {"attn_qkv.bias", LW(bqkv), VEC(D_QKV), .when = WHEN_FUSED_QKV, BIAS(BIAS_QKV)},
+    {"attn_output.weight", LW(wo), MAT(D_DIM, D_Q)},
+    {"attn_output.bias", LW(bo), VEC(D_DIM), BIAS(BIAS_OUT)},
+    {"ffn_norm.weight", LW(ffn_norm), VEC(D_DIM)},
+    {"ffn_norm.bias", LW(ffn_norm_b), VEC(D_DIM), BIAS(BIAS_NORM)},
+    {"ffn_gate.weight", LW(w_gate), MAT(D_HIDDEN, D_DIM), .when = WHEN_GATED},
+    {"ffn_gate.bias", LW(b_gate), VEC(D_HIDDEN), .when = WHEN_GATED, BIAS(BIAS_FFN)},
+    {"ffn_up.weight", LW(w_up), MAT(D_HIDDEN, D_DIM)},
+    {"ffn_up.bias", LW(b_up), VEC(D_HIDDEN), BIAS(BIAS_FFN)},
+    {"ffn_down.weight", LW(w_down), MAT(D_DIM, D_HIDDEN)},
+    {"ffn_down.bias", LW(b_down), VEC(D_DIM), BIAS(BIAS_FFN)},
 };
 
 static const TensorSpec MODEL_TENSORS[] = {
-    {"token_embd.weight", GW(token_embd), 1, D_VOCAB, D_DIM, WHEN_ALWAYS, -1},
-    {"position_embd.weight", GW(pos_embd), 1, D_CTX, D_DIM, WHEN_LEARNED_POS, -1},
-    {"output_norm.weight", GW(out_norm), 0, D_DIM, D_1, WHEN_ALWAYS, -1},
-    {"output_norm.bias", GW(out_norm_b), 0, D_DIM, D_1, WHEN_ALWAYS, BIAS_NORM},
-    {"output.weight", GW(output), 1, D_VOCAB, D_DIM, WHEN_NOT_TIED, -1},
+    {"token_embd.weight", GW(token_embd), MAT(D_VOCAB, D_DIM)},
+    {"position_embd.weight", GW(pos_embd), MAT(D_CTX, D_DIM), .when = WHEN_LEARNED_POS},
+    {"output_norm.weight", GW(out_norm), VEC(D_DIM)},
+    {"output_norm.bias", GW(out_norm_b), VEC(D_DIM), BIAS(BIAS_NORM)},
+    {"output.weight", GW(output), MAT(D_VOCAB, D_DIM), .when = WHEN_NOT_TIED},
 };
 
 static int dim_value(Dim d, const Config *c) {
@@ -319,7 +322,7 @@ static int bind_table(const GGUF *g, const Config *c, const TensorSpec *specs, s
                       const char *prefix, void *base, Error *err) {
     for (size_t i = 0; i < n; i++) {
         const TensorSpec *s = &specs[i];
-        if (!applies(s, c) || (s->bias >= 0 && !c->bias[s->bias])) continue;
+        if (!applies(s, c) || (s->bias && !c->bias[s->bias - 1])) continue;
         char name[96];
         snprintf(name, sizeof name, "%s%s", prefix, s->name);
         void *field = (char *)base + s->offset;
@@ -338,7 +341,7 @@ static void read_biases(const GGUF *g, const ArchSpec *arch, Config *c) {
         c->bias[b] = arch->bias[b] == REQUIRED;
         for (size_t i = 0; i < sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0] && !c->bias[b]; i++) {
             const TensorSpec *s = &LAYER_TENSORS[i];
-            if (s->bias != b || !applies(s, c)) continue;
+            if (s->bias != 1 + b || !applies(s, c)) continue;
             char name[96];
             snprintf(name, sizeof name, "blk.0.%s", s->name);
             c->bias[b] = gguf_find_tensor(g, name) != NULL;
