@@ -9,6 +9,7 @@ DEPS    := -MMD -MP
 LDLIBS  := -lm
 ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ARM_CC  ?= aarch64-linux-gnu-gcc
+.DEFAULT_GOAL := all
 
 # The engine (everything but main), then the program.
 LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c
