@@ -9,10 +9,11 @@ DEPS    := -MMD -MP
 LDLIBS  := -lm
 ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ARM_CC  ?= aarch64-linux-gnu-gcc
+HOST_CC ?= cc
 .DEFAULT_GOAL := all
 
 # The engine (everything but main), then the program.
-LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c
+LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/test_kernels tests/test_sampler
 TEST_SRC = $(1).c
@@ -50,6 +51,16 @@ endef
 $(eval $(call variant,native,$(CC),$(CFLAGS) $(OMPFLAGS),))
 $(eval $(call variant,asan,$(CC),$(ASAN),))
 $(eval $(call variant,arm,$(ARM_CC),-O2,-static))
+
+# The attention page (page/) is part of the program: tools/embed, built for this machine even when
+# cross-compiling, writes its files as C arrays into build/gen/attn_page.c, a source like the others.
+PAGE := page/attention.html page/attention.js
+build/tools/embed: tools/embed.c
+	@mkdir -p $(@D)
+	$(HOST_CC) $(WARN) -O2 -o $@ $<
+build/gen/attn_page.c: build/tools/embed $(PAGE)
+	@mkdir -p $(@D)
+	build/tools/embed $@ attn_page_html=page/attention.html attn_page_js=page/attention.js
 
 BIN := $(CURDIR)/run
 .PHONY: all run FORCE test test-c test-py test-arm sanitize bench clean help
