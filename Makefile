@@ -62,8 +62,13 @@ build/gen/attn_page.c: build/tools/embed $(PAGE)
 	@mkdir -p $(@D)
 	build/tools/embed $@ attn_page_html=page/attention.html attn_page_js=page/attention.js
 
+# The page's script parses, and holds no "</script" (which would end its block in the page).
+check-page:
+	node --check page/attention.js
+	! grep -in '</script' page/attention.js
+
 BIN := $(CURDIR)/run
-.PHONY: all run FORCE test test-c test-py test-arm sanitize bench clean help
+.PHONY: all run FORCE test test-c test-py test-arm sanitize bench check-page clean help
 .SECONDARY:
 all: $(BIN)
 
@@ -132,5 +137,6 @@ help:
 	@echo "make test-c     C-only tests: kernels, sampler, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
+	@echo "make check-page syntax check of the attention page's script (node)"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
 	@echo "make clean      remove everything built"
