@@ -10,9 +10,10 @@ DEPS    := -MMD -MP
 LDLIBS  := -lm
 ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ARM_CC  ?= aarch64-linux-gnu-gcc
+HOST_CC ?= cc
 
 # The engine (everything but main), then the program.
-LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c
+LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/test_kernels tests/test_sampler
 TEST_SRC = $(1).c
@@ -51,9 +52,24 @@ $(eval $(call variant,native,$(CC),$(CFLAGS) $(OMPFLAGS),))
 $(eval $(call variant,asan,$(CC),$(ASAN),))
 $(eval $(call variant,arm,$(ARM_CC),-O2,-static))
 
+# The attention page (page/) is part of the program: tools/embed, built for this machine even when
+# cross-compiling, writes its files as C arrays into build/gen/attn_page.c, a source like the others.
+PAGE := page/attention.html page/attention.js
+build/tools/embed: tools/embed.c
+	@mkdir -p $(@D)
+	$(HOST_CC) $(WARN) -O2 -o $@ $<
+build/gen/attn_page.c: build/tools/embed $(PAGE)
+	@mkdir -p $(@D)
+	build/tools/embed $@ attn_page_html=page/attention.html attn_page_js=page/attention.js
+
+# The page's script parses, and holds no "</script" (which would end its block in the page).
+check-page:
+	node --check page/attention.js
+	! grep -in '</script' page/attention.js
+
 BIN := $(CURDIR)/run
-.PHONY: all run FORCE test test-c test-py test-arm sanitize bench clean help
-.PRECIOUS: build/%.o
+.PHONY: all run FORCE test test-c test-py test-arm sanitize bench check-page clean help
+.PRECIOUS: build/%.o build/gen/%.c
 all: $(BIN)
 
 # The program is the file ./run; `make run` builds it and generates from the shipped model.
@@ -121,5 +137,6 @@ help:
 	@echo "make test-c     C-only tests: kernels, sampler, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
+	@echo "make check-page syntax check of the attention page's script (node)"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
 	@echo "make clean      remove everything built"

@@ -1,4 +1,4 @@
-/* attn.c: seeing attention. The forward pass hands each layer's softmax probabilities to
+/* attn_views.c: seeing attention. The forward pass hands each layer's softmax probabilities to
  * RunState.attn_hook; here they are kept for every layer and head and then
  *
  *   --dump-attn PATH.npy   written exactly, float32 (n_layers, n_heads, T, T)
@@ -334,243 +334,18 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
 /* The page: one HTML file, no requests (a Content-Security-Policy forbids any), its data in
    three inert <script> blocks: meta and tokens as JSON, the weights as base64 of one byte per
    visible-or-not cell of each map's lower triangle, round(255 p), maps in (layer, head) order,
-   rows i = 0 .. T-1 of i + 1 keys each. 12 layers x 12 heads x 200 tokens is 2.9 MB of bytes,
-   3.9 MB of base64. */
+   rows i = 0 .. T-1 of i + 1 keys each. meta.first_visible[i] is the first key query i sees
+   (attn_first_visible), so the script need not know the window rule. 12 layers x 12 heads x 200
+   tokens is 2.9 MB of bytes, 3.9 MB of base64.
 
-static const char *const PAGE_HEAD[] = {
-    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
-    "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; ",
-    "script-src 'unsafe-inline'; style-src 'unsafe-inline'\">\n",
-    "<title>tinygpt attention</title>\n<style>\n",
-    "body { font: 13px system-ui, sans-serif; margin: 12px; color: #222; }\n",
-    "h1 { font-size: 17px; margin: 0 0 6px; }\n",
-    "h2 { font-size: 14px; margin: 14px 0 4px; }\n",
-    ".note { color: #666; }\n",
-    "#tokens { line-height: 1.9; max-width: 1200px; }\n",
-    "#tokens span { font-family: monospace; padding: 1px 2px; margin: 0 1px; border: 1px solid #ddd;",
-    " border-radius: 3px; cursor: pointer; white-space: pre; }\n",
-    "#tokens span.gen { border-color: #9bd; }\n",
-    "#tokens span.special { font-style: italic; color: #888; }\n",
-    "#tokens span.sel { outline: 2px solid #d33; }\n",
-    "#views { display: flex; gap: 18px; align-items: flex-start; flex-wrap: wrap; }\n",
-    "#grid { display: grid; gap: 3px; align-items: center; }\n",
-    "#grid canvas { image-rendering: pixelated; border: 2px solid transparent; cursor: pointer; }\n",
-    "#grid canvas.sel { border-color: #d33; }\n",
-    "#grid div { font-size: 11px; color: #666; text-align: center; }\n",
-    "#bigbox { max-width: 100%; max-height: 860px; overflow: auto; border: 1px solid #ddd; }\n",
-    "#tip { position: fixed; pointer-events: none; background: #fffbe6; border: 1px solid #cc9;",
-    " padding: 3px 6px; font: 12px monospace; display: none; white-space: pre; }\n",
-    "#status { color: #666; font-size: 11px; }\n",
-    "select { font: inherit; }\n",
-    "</style>\n</head>\n<body>\n",
-    "<h1>Attention</h1>\n<div id=\"info\" class=\"note\"></div>\n",
-    "<h2>Tokens <span class=\"note\">(click one to see where it looks; blue border = generated)</span>",
-    "</h2>\n<div id=\"tokens\"></div>\n",
-    "<p>layer <select id=\"layer\"></select> head <select id=\"head\"></select> colour scale ",
-    "<select id=\"scale\"><option value=\"lin\">linear</option><option value=\"sqrt\">square root",
-    "</option></select> <span class=\"note\">weights shown to 8 bits; the .npy from --dump-attn has ",
-    "the exact values. Hatched = masked (future, or outside the sliding window).</span></p>\n",
-    "<div id=\"views\">\n<div><h2>Model view <span class=\"note\">(rows layers, columns heads; ",
-    "click one)</span></h2><div id=\"grid\"></div></div>\n",
-    "<div><h2 id=\"bigtitle\"></h2><div id=\"bigbox\"><canvas id=\"big\"></canvas></div></div>\n",
-    "</div>\n<h2 id=\"qtitle\"></h2>\n<canvas id=\"qview\"></canvas>\n",
-    "<div id=\"tip\"></div>\n<pre id=\"status\">rendering...</pre>\n",
-    NULL
-};
+   The markup and style are page/attention.html, the script page/attention.js; the build compiles
+   both into ./run (tools/embed.c writes them as arrays into build/gen/attn_page.c). The page is
+   the HTML with its marker line replaced by the data blocks and the script. */
 
-static const char *const PAGE_SCRIPT[] = {
-    "<script>\n\"use strict\";\n",
-    "const $ = id => document.getElementById(id);\n",
-    "function report(msg) { $(\"status\").textContent = msg; document.title = msg; }\n",
-    "window.onerror = (msg, src, line) => { report(\"error: \" + msg + \" (line \" + line + \")\"); };\n",
-    "document.addEventListener(\"securitypolicyviolation\", e => report(\"error: blocked \" + e.blockedURI));\n",
-    "const t0 = performance.now();\n",
-    "const meta = JSON.parse($(\"meta\").textContent);\n",
-    "const toks = JSON.parse($(\"toks\").textContent);\n",
-    "const L = meta.layers, H = meta.heads, T = meta.positions, W = meta.window;\n",
-    "const TRI = T * (T + 1) / 2;\n",
-    "const bin = atob($(\"weights\").textContent.replace(/\\s+/g, \"\"));\n",
-    "if (bin.length !== L * H * TRI || toks.length !== T)\n",
-    "  throw new Error(\"data: \" + bin.length + \" bytes, \" + toks.length + \" tokens; expected \" + L * H * TRI + \", \" + T);\n",
-    "const Q = new Uint8Array(bin.length);\n",
-    "for (let k = 0; k < bin.length; k++) Q[k] = bin.charCodeAt(k);\n",
-    "/* weight of query i on key j (j <= i) in head (l, h), 0 .. 255 */\n",
-    "const q8 = (l, h, i, j) => Q[(l * H + h) * TRI + i * (i + 1) / 2 + j];\n",
-    "const masked = (i, j) => j > i || (W > 0 && j <= i - W);\n",
-    "/* tokens made visible: spaces, newlines, tabs and other controls get marks */\n",
-    "function shown(s) {\n",
-    "  return s.replace(/ /g, \"\\u00b7\").replace(/\\n/g, \"\\u21b5\").replace(/\\t/g, \"\\u2192\")\n",
-    "          .replace(/[\\u0000-\\u001f\\u007f-\\u009f]/g, c => \"\\\\x\" + c.charCodeAt(0).toString(16).padStart(2, \"0\"))\n",
-    "          || \"\\u2205\";\n",
-    "}\n",
-    "const labels = toks.map(t => shown(t.text));\n",
-    "/* colour ramp (ColorBrewer Blues), a lookup table per scale */\n",
-    "const STOPS = [[247, 251, 255], [198, 219, 239], [107, 174, 214], [33, 113, 181], [8, 48, 107]];\n",
-    "function ramp(v) {\n",
-    "  const x = v * (STOPS.length - 1), k = Math.min(Math.floor(x), STOPS.length - 2), f = x - k;\n",
-    "  return STOPS[k].map((c, m) => Math.round(c + f * (STOPS[k + 1][m] - c)));\n",
-    "}\n",
-    "const LUT = {};\n",
-    "for (const s of [\"lin\", \"sqrt\"]) {\n",
-    "  LUT[s] = [];\n",
-    "  for (let b = 0; b < 256; b++) LUT[s].push(ramp(s === \"lin\" ? b / 255 : Math.sqrt(b / 255)));\n",
-    "}\n",
-    "const MASK = [222, 222, 222];\n",
-    "const state = { l: 0, h: 0, i: T - 1 };\n",
-    "let lut = LUT.lin;\n",
-    "/* a T x T image of one head: one pixel per cell */\n",
-    "function paint(canvas, l, h, maskRGB) {\n",
-    "  canvas.width = T; canvas.height = T;\n",
-    "  const ctx = canvas.getContext(\"2d\"), img = ctx.createImageData(T, T), d = img.data;\n",
-    "  const base = (l * H + h) * TRI;\n",
-    "  for (let i = 0; i < T; i++) {\n",
-    "    const row = base + i * (i + 1) / 2, lo = W > 0 ? Math.max(0, i - W + 1) : 0;\n",
-    "    for (let j = 0, o = 4 * i * T; j < T; j++, o += 4) {\n",
-    "      const c = j > i || j < lo ? maskRGB : lut[Q[row + j]];\n",
-    "      if (!c) continue;  /* masked, left transparent */\n",
-    "      d[o] = c[0]; d[o + 1] = c[1]; d[o + 2] = c[2]; d[o + 3] = 255;\n",
-    "    }\n",
-    "  }\n",
-    "  ctx.putImageData(img, 0, 0);\n",
-    "}\n",
-    "function fmt(i) { return i + \" \" + JSON.stringify(labels[i]); }\n",
-    "const tip = $(\"tip\");\n",
-    "function showTip(e, text) {\n",
-    "  tip.textContent = text; tip.style.display = \"block\";\n",
-    "  tip.style.left = (e.clientX + 14) + \"px\"; tip.style.top = (e.clientY + 14) + \"px\";\n",
-    "}\n",
-    "function hideTip() { tip.style.display = \"none\"; }\n",
-    "function cellText(l, h, i, j) {\n",
-    "  const where = \"layer \" + l + \" head \" + h + \"\\nquery \" + fmt(i) + \"\\nkey   \" + fmt(j) + \"\\n\";\n",
-    "  if (masked(i, j)) return where + (j > i ? \"masked: the future\" : \"masked: outside the window\");\n",
-    "  return where + \"weight \" + (q8(l, h, i, j) / 255).toFixed(3);\n",
-    "}\n",
-    "/* tokens */\n",
-    "const tokSpans = toks.map((t, i) => {\n",
-    "  const s = document.createElement(\"span\");\n",
-    "  s.textContent = labels[i];\n",
-    "  if (i >= meta.prompt) s.classList.add(\"gen\");\n",
-    "  if (t.special) s.classList.add(\"special\");\n",
-    "  s.title = \"position \" + i;\n",
-    "  s.onclick = () => { state.i = i; drawQuery(); drawTokens(); };\n",
-    "  $(\"tokens\").appendChild(s);\n",
-    "  return s;\n",
-    "});\n",
-    "/* the selected query's weights in the selected head, as token backgrounds */\n",
-    "function drawTokens() {\n",
-    "  tokSpans.forEach((s, j) => {\n",
-    "    s.classList.toggle(\"sel\", j === state.i);\n",
-    "    if (masked(state.i, j)) { s.style.background = \"\"; return; }\n",
-    "    const c = lut[q8(state.l, state.h, state.i, j)];\n",
-    "    s.style.background = \"rgb(\" + c + \")\";\n",
-    "    s.style.color = c[0] < 120 ? \"#fff\" : \"\";\n",
-    "  });\n",
-    "}\n",
-    "/* model view: every layer x head */\n",
-    "const thumbPx = Math.max(40, Math.min(96, Math.floor(900 / H) - 6));\n",
-    "const grid = $(\"grid\");\n",
-    "grid.style.gridTemplateColumns = \"auto repeat(\" + H + \", \" + (thumbPx + 4) + \"px)\";\n",
-    "grid.appendChild(document.createElement(\"div\"));\n",
-    "for (let h = 0; h < H; h++) { const d = document.createElement(\"div\"); d.textContent = \"h\" + h; grid.appendChild(d); }\n",
-    "const thumbs = [];\n",
-    "for (let l = 0; l < L; l++) {\n",
-    "  const d = document.createElement(\"div\"); d.textContent = \"L\" + l; grid.appendChild(d);\n",
-    "  for (let h = 0; h < H; h++) {\n",
-    "    const c = document.createElement(\"canvas\");\n",
-    "    c.className = \"thumb\"; c.style.width = c.style.height = thumbPx + \"px\";\n",
-    "    c.title = \"layer \" + l + \" head \" + h;\n",
-    "    c.onclick = () => select(l, h);\n",
-    "    grid.appendChild(c);\n",
-    "    thumbs.push(c);\n",
-    "  }\n",
-    "}\n",
-    "function drawThumbs() { for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) paint(thumbs[l * H + h], l, h, MASK); }\n",
-    "/* the chosen head, large, token labels on both axes, masked cells hatched */\n",
-    "const big = $(\"big\"), off = document.createElement(\"canvas\");\n",
-    "const cell = T <= 30 ? 22 : T <= 60 ? 14 : 10;\n",
-    "let margin = 0;\n",
-    "function hatch(ctx) {\n",
-    "  const p = document.createElement(\"canvas\"); p.width = p.height = 6;\n",
-    "  const c = p.getContext(\"2d\");\n",
-    "  c.fillStyle = \"#eee\"; c.fillRect(0, 0, 6, 6);\n",
-    "  c.strokeStyle = \"#bbb\"; c.beginPath(); c.moveTo(0, 6); c.lineTo(6, 0); c.stroke();\n",
-    "  return ctx.createPattern(p, \"repeat\");\n",
-    "}\n",
-    "function drawBig() {\n",
-    "  const font = Math.min(12, cell - 1) + \"px monospace\";\n",
-    "  let ctx = big.getContext(\"2d\");\n",
-    "  ctx.font = font;\n",
-    "  margin = 8 + Math.min(140, Math.max(...labels.map((s, i) => ctx.measureText(i + \" \" + s).width)));\n",
-    "  big.width = big.height = margin + T * cell;\n",
-    "  ctx = big.getContext(\"2d\");\n",
-    "  ctx.fillStyle = hatch(ctx); ctx.fillRect(margin, margin, T * cell, T * cell);\n",
-    "  paint(off, state.l, state.h, null);\n",
-    "  ctx.imageSmoothingEnabled = false;\n",
-    "  ctx.drawImage(off, margin, margin, T * cell, T * cell);\n",
-    "  ctx.font = font; ctx.fillStyle = \"#222\"; ctx.textBaseline = \"middle\";\n",
-    "  for (let i = 0; i < T; i++) {\n",
-    "    ctx.fillStyle = i === state.i ? \"#d33\" : i >= meta.prompt ? \"#269\" : \"#222\";\n",
-    "    ctx.textAlign = \"right\";\n",
-    "    ctx.fillText(i + \" \" + labels[i], margin - 4, margin + (i + 0.5) * cell, margin - 6);\n",
-    "    ctx.save(); ctx.translate(margin + (i + 0.5) * cell, margin - 4); ctx.rotate(-Math.PI / 2);\n",
-    "    ctx.textAlign = \"left\"; ctx.fillText(i + \" \" + labels[i], 0, 0, margin - 6); ctx.restore();\n",
-    "  }\n",
-    "  $(\"bigtitle\").textContent = \"Layer \" + state.l + \", head \" + state.h + \" (rows = queries, columns = keys)\";\n",
-    "  thumbs.forEach((c, k) => c.classList.toggle(\"sel\", k === state.l * H + state.h));\n",
-    "}\n",
-    "function bigCell(e) {\n",
-    "  const r = big.getBoundingClientRect();\n",
-    "  const x = (e.clientX - r.left) * big.width / r.width - margin, y = (e.clientY - r.top) * big.height / r.height - margin;\n",
-    "  return [Math.floor(y / cell), Math.floor(x / cell)];\n",
-    "}\n",
-    "big.onmousemove = e => {\n",
-    "  const [i, j] = bigCell(e);\n",
-    "  if (i >= 0 && i < T && j >= 0 && j < T) showTip(e, cellText(state.l, state.h, i, j)); else hideTip();\n",
-    "};\n",
-    "big.onmouseleave = hideTip;\n",
-    "big.onclick = e => { const [i] = bigCell(e); if (i >= 0 && i < T) { state.i = i; drawQuery(); drawTokens(); drawBig(); } };\n",
-    "/* the selected query in every head of the selected layer: rows heads, columns keys */\n",
-    "const qv = $(\"qview\"), QROW = 16, QLEFT = 40;\n",
-    "const qcell = Math.max(4, Math.min(16, Math.floor(1100 / T)));\n",
-    "function drawQuery() {\n",
-    "  const i = state.i, l = state.l;\n",
-    "  qv.width = QLEFT + T * qcell; qv.height = H * QROW;\n",
-    "  const ctx = qv.getContext(\"2d\"), pat = hatch(ctx);\n",
-    "  ctx.font = \"11px monospace\"; ctx.textBaseline = \"middle\";\n",
-    "  for (let h = 0; h < H; h++) {\n",
-    "    ctx.fillStyle = h === state.h ? \"#d33\" : \"#222\"; ctx.fillText(\"h\" + h, 2, (h + 0.5) * QROW);\n",
-    "    for (let j = 0; j < T; j++) {\n",
-    "      ctx.fillStyle = masked(i, j) ? pat : \"rgb(\" + lut[q8(l, h, i, j)] + \")\";\n",
-    "      ctx.fillRect(QLEFT + j * qcell, h * QROW, qcell, QROW - 2);\n",
-    "    }\n",
-    "  }\n",
-    "  $(\"qtitle\").textContent = \"Where query \" + fmt(i) + \" looks in every head of layer \" + l + \" (columns = keys)\";\n",
-    "}\n",
-    "qv.onmousemove = e => {\n",
-    "  const r = qv.getBoundingClientRect();\n",
-    "  const h = Math.floor((e.clientY - r.top) / QROW), j = Math.floor((e.clientX - r.left - QLEFT) / qcell);\n",
-    "  if (h >= 0 && h < H && j >= 0 && j < T) showTip(e, cellText(state.l, h, state.i, j)); else hideTip();\n",
-    "};\n",
-    "qv.onmouseleave = hideTip;\n",
-    "/* controls */\n",
-    "for (let l = 0; l < L; l++) $(\"layer\").add(new Option(String(l), l));\n",
-    "for (let h = 0; h < H; h++) $(\"head\").add(new Option(String(h), h));\n",
-    "function select(l, h) {\n",
-    "  state.l = l; state.h = h; $(\"layer\").value = l; $(\"head\").value = h;\n",
-    "  drawBig(); drawQuery(); drawTokens();\n",
-    "}\n",
-    "$(\"layer\").onchange = () => select(+$(\"layer\").value, state.h);\n",
-    "$(\"head\").onchange = () => select(state.l, +$(\"head\").value);\n",
-    "$(\"scale\").onchange = () => { lut = LUT[$(\"scale\").value]; drawThumbs(); select(state.l, state.h); };\n",
-    "$(\"info\").textContent = meta.model + \": \" + L + \" layers x \" + H + \" heads, \" + T + \" positions (\" +\n",
-    "  meta.prompt + \" prompt, \" + (T - meta.prompt) + \" generated)\" + (W ? \", sliding window \" + W : \"\");\n",
-    "drawThumbs();\n",
-    "select(0, 0);\n",
-    "report(\"ok: \" + L + \" layers x \" + H + \" heads, \" + T + \" tokens, \" + thumbs.length + \" maps, rendered in \" +\n",
-    "       Math.round(performance.now() - t0) + \" ms\");\n",
-    "</script>\n</body>\n</html>\n",
-    NULL
-};
+extern const char attn_page_html[], attn_page_js[];
+extern const size_t attn_page_html_len, attn_page_js_len;
+
+#define PAGE_MARKER "<!-- attn_views.c writes the data blocks and page/attention.js here -->\n"
 
 /* A JSON string for an inert <script> block: besides JSON's own escapes, '<', '>' and '&' become
    \u escapes, so no token can close the block. */
@@ -596,12 +371,12 @@ static void base64_bytes(FILE *f, const unsigned char *b, size_t n) {
     }
 }
 
-static int write_html(const AttnMaps *a, char **labels, const unsigned char *special,
-                      const char *model_name, const char *path, Error *err) {
+/* Every map's lower triangle as bytes round(255 p), in the page's order; NULL if out of memory. */
+static unsigned char *quantize_maps(const AttnMaps *a, size_t *total) {
     const int T = a->n;
-    const size_t tri = (size_t)T * (T + 1) / 2, total = tri * a->n_layers * a->n_heads;
-    unsigned char *q = malloc(total);  /* every map's lower triangle, quantized */
-    if (!q) return fail(err, "out of memory writing '%s'", path);
+    *total = (size_t)T * (T + 1) / 2 * a->n_layers * a->n_heads;
+    unsigned char *q = malloc(*total ? *total : 1);
+    if (!q) return NULL;
     size_t k = 0;
     for (int l = 0; l < a->n_layers; l++)
         for (int h = 0; h < a->n_heads; h++)
@@ -612,15 +387,18 @@ static int write_html(const AttnMaps *a, char **labels, const unsigned char *spe
                     q[k++] = (unsigned char)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
                 }
             }
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(q);
-        return fail(err, "cannot write '%s': %s", path, strerror(errno));
-    }
-    for (const char *const *line = PAGE_HEAD; *line; line++) fputs(*line, f);
+    return q;
+}
+
+/* The three data blocks: meta, toks, weights (q, total bytes). */
+static void write_page_data(FILE *f, const AttnMaps *a, char **labels, const unsigned char *special,
+                            const char *model_name, const unsigned char *q, size_t total) {
+    const int T = a->n;
     fprintf(f, "<script id=\"meta\" type=\"application/json\">{\"layers\": %d, \"heads\": %d, "
-               "\"positions\": %d, \"prompt\": %d, \"window\": %d, \"model\": ",
+               "\"positions\": %d, \"prompt\": %d, \"window\": %d, \"first_visible\": [",
             a->n_layers, a->n_heads, T, a->n_prompt, a->window);
+    for (int i = 0; i < T; i++) fprintf(f, "%s%d", i ? ", " : "", attn_first_visible(i, a->window));
+    fputs("], \"model\": ", f);
     const char *slash = strrchr(model_name, '/');
     json_string(f, slash ? slash + 1 : model_name);
     fputs("}</script>\n<script id=\"toks\" type=\"application/json\">[", f);
@@ -633,7 +411,27 @@ static int write_html(const AttnMaps *a, char **labels, const unsigned char *spe
     fputs("]</script>\n<script id=\"weights\" type=\"text/plain\">\n", f);
     base64_bytes(f, q, total);
     fputs("\n</script>\n", f);
-    for (const char *const *line = PAGE_SCRIPT; *line; line++) fputs(*line, f);
+}
+
+static int write_html(const AttnMaps *a, char **labels, const unsigned char *special,
+                      const char *model_name, const char *path, Error *err) {
+    const char *marker = strstr(attn_page_html, PAGE_MARKER);
+    if (!marker) return fail(err, "page/attention.html (built into ./run) lacks its marker line");
+    const size_t before = (size_t)(marker - attn_page_html), after = before + strlen(PAGE_MARKER);
+    size_t total;
+    unsigned char *q = quantize_maps(a, &total);
+    if (!q) return fail(err, "out of memory writing '%s'", path);
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        free(q);
+        return fail(err, "cannot write '%s': %s", path, strerror(errno));
+    }
+    fwrite(attn_page_html, 1, before, f);
+    write_page_data(f, a, labels, special, model_name, q, total);
+    fputs("<script>\n", f);
+    fwrite(attn_page_js, 1, attn_page_js_len, f);
+    fputs("</script>\n", f);
+    fwrite(attn_page_html + after, 1, attn_page_html_len - after, f);
     free(q);
     if (ferror(f) | fclose(f)) return fail(err, "error writing '%s'", path);
     return 0;

@@ -4,7 +4,7 @@
 
 #include "model.h"
 
-/* Seeing attention (attn.c): the probabilities the forward pass hands to RunState.attn_hook,
+/* Seeing attention: the probabilities the forward pass hands to RunState.attn_hook,
    kept for every layer and head, then dumped, drawn or summarised. Nothing runs when no
    attention output is asked for (the hook stays NULL). */
 

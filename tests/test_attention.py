@@ -367,11 +367,23 @@ def check_page(html, L, H, T):
     return ms, status.group(1)
 
 
+def page_meta(html):
+    """The page's "meta" data block, as a dict."""
+    import json
+
+    text = html.read_text(encoding="utf-8")
+    return json.loads(re.search(r'<script id="meta" type="application/json">([^<]*)</script>', text).group(1))
+
+
 @pytest.mark.parametrize("variant", ["llama_gqa", "mistral_window"])
 def test_html_renders(build, variant):
     need_run()
-    out = run_attention(build(variant)["f32"])
+    files = build(variant)
+    out = run_attention(files["f32"])
     L, H, T, _ = out["att"].shape
+    # the script masks by the first key each query sees, which the C side writes into the page
+    first = page_meta(out["html"])["first_visible"]
+    assert first == [int(np.argmax(row)) for row in visible_mask(T, window_of(files["hf"]))]
     ms, status = check_page(out["html"], L, H, T)
     print(f"{variant}: page {out['html'].stat().st_size} bytes, {status}")
 
