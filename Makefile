@@ -75,7 +75,7 @@ all: $(BIN)
 # The program is the file ./run; `make run` builds it and generates from the shipped model.
 # (The file's target is spelled $(CURDIR)/run so that it differs from the command `make run`.)
 $(BIN): build/native/run
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 PROMPT ?= And the LORD said
 run: $(BIN)
