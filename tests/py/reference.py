@@ -98,7 +98,7 @@ def attention_mask(T, window, dtype):
 def q8_0_round(t):
     """The values a Q8_0 GGUF stores for a 2-D weight (rows, cols), per export.py's quantizer;
     rows whose length is not a multiple of 32 are stored as F16 instead."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository: export.py
     import export
 
     w = t.contiguous().numpy().astype(np.float32)

@@ -11,7 +11,7 @@
 The text comes from the Debian package bible-kjv-text (`bible` program). Everything is deterministic:
 running this again gives byte-identical files.
 
-Usage: /usr/bin/python3 tests/make_tokenizers.py   (from the repository root or anywhere)
+Usage: /usr/bin/python3 tests/gen/make_tokenizers.py   (from the repository root or anywhere)
 """
 import collections
 import io
@@ -24,7 +24,7 @@ import regex
 import sentencepiece as spm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIX = os.path.join(HERE, "fixtures")
+FIX = os.path.join(os.path.dirname(HERE), "fixtures")
 
 # GPT-2's pre-tokenizer, exactly as in openai/gpt-2 src/encoder.py.
 GPT2_PAT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")

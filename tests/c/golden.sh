@@ -1,8 +1,10 @@
 #!/bin/sh
 # golden.sh: the engine against logits and token ids that PyTorch computed when the fixtures were
-# made (tests/make_fixtures.py). Needs only ./run and tests/npycmp: no Python.
+# made (tests/gen/make_fixtures.py). Needs only ./run and build/npycmp (`make test-c` builds both),
+# run from the repository root: no Python.
 set -u
 RUN=${RUN:-./run}
+NPYCMP=${NPYCMP:-build/npycmp}
 FIX=tests/fixtures
 TOL=1e-4
 tmp=$(mktemp -d)
@@ -27,7 +29,7 @@ for v in llama_gqa qwen2 gpt2; do
     for batch in 64 1; do
         if $RUN "$model" -i - -n "$n" -t 0 -b "$batch" --dump-logits "$tmp/$v.npy" \
                 < "$FIX/$v.prompt.txt" > "$tmp/$v.txt" 2> "$tmp/$v.err" &&
-           ./tests/npycmp "$tmp/$v.npy" "$FIX/$v.logits.npy" $TOL "$FIX/$v.ids.txt" "$p"; then
+           "$NPYCMP" "$tmp/$v.npy" "$FIX/$v.logits.npy" $TOL "$FIX/$v.ids.txt" "$p"; then
             ok
         else
             bad "$v (batch $batch): logits or greedy tokens differ from PyTorch's"
@@ -37,7 +39,7 @@ for v in llama_gqa qwen2 gpt2; do
     # attention weights: rows sum to 1, the future is exactly zero (PyTorch's values are checked
     # by tests/test_attention.py)
     if $RUN "$model" -i - -n 8 -t 0 --dump-attn "$tmp/$v.attn.npy" < "$FIX/$v.prompt.txt" \
-            > /dev/null 2> "$tmp/$v.err" && ./tests/npycmp --attn "$tmp/$v.attn.npy"; then
+            > /dev/null 2> "$tmp/$v.err" && "$NPYCMP" --attn "$tmp/$v.attn.npy"; then
         ok
     else
         bad "$v: attention dump"

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Build the golden fixtures committed to the repo, so the C-only test needs no Python.
 
-    python3 tests/make_fixtures.py        (writes into tests/fixtures/)
+    python3 tests/gen/make_fixtures.py        (writes into tests/fixtures/)
 
-For each of llama_gqa, qwen2 and gpt2 (the small variants of tests/make_models.py: dim 64,
+For each of llama_gqa, qwen2 and gpt2 (the small variants of tests/gen/make_models.py: dim 64,
 2 layers, vocab 512, context 128, so each GGUF stays under 400 KB):
 
   <variant>.gguf         export.py's F32 output
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))
+TESTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TESTS / "py"))  # reference.py; make_models.py is beside this file
 
 import make_models  # noqa: E402
 from reference import Reference  # noqa: E402

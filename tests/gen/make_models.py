@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Create tiny random-weight Hugging Face model directories for the tests.
 
-    python3 tests/make_models.py OUT_DIR [VARIANT ...]     (default: all variants)
+    python3 tests/gen/make_models.py OUT_DIR [VARIANT ...]     (default: all variants)
 
 Each variant is a directory OUT_DIR/<variant> with config.json, weights and tokenizer files laid out
-exactly like a real HF checkpoint of that family, so that export.py and tests/reference.py are
+exactly like a real HF checkpoint of that family, so that export.py and tests/py/reference.py are
 exercised on the real conventions (Conv1D layout, "transformer." / "model." prefixes, buffers of
 old GPT-2 checkpoints, sharded safetensors, pytorch_model.bin, ...). Everything is seeded and
 deterministic; the models are tiny (dim 64, 2 layers) so the tests stay fast on 2 shared cores.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 FIXTURES = TESTS / "fixtures"
 
 
@@ -34,7 +34,7 @@ def tokenizer_paths():
     spm_path, bpe_dir = FIXTURES / "spm-kjv.model", FIXTURES / "gpt2-bpe"
     for p in (spm_path, bpe_dir / "vocab.json", bpe_dir / "merges.txt"):
         if not p.exists():
-            sys.exit(f"make_models: {p} is missing; run /usr/bin/python3 tests/make_tokenizers.py")
+            sys.exit(f"make_models: {p} is missing; run /usr/bin/python3 tests/gen/make_tokenizers.py")
     return spm_path, bpe_dir
 
 

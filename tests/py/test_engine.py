@@ -1,10 +1,10 @@
 """End-to-end tests: HF dir -> export.py -> ./run, compared with the PyTorch reference.
 
-    cd /work/main && make && /usr/bin/python3 -m pytest -q -s tests/test_engine.py
+    cd /work/main && make && /usr/bin/python3 -m pytest -q -s tests/py/test_engine.py
 
-For every variant of tests/make_models.py (random tiny models covering the conventions we
+For every variant of tests/gen/make_models.py (random tiny models covering the conventions we
 support) the model is exported to F32 and F16 GGUF files and run greedily with --dump-logits.
-The engine's logits are compared with tests/reference.py at every position of
+The engine's logits are compared with tests/py/reference.py at every position of
 prompt + generated tokens, so prompt processing (batched), the KV cache and every generated step
 are all checked.
 
@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 import torch
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS / "gen"))
 
 import make_models  # noqa: E402
 from gguf_read import read_gguf  # noqa: E402
