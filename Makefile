@@ -13,7 +13,7 @@ ARM_CC  ?= aarch64-linux-gnu-gcc
 # The engine (everything but main), then the program.
 LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c
 SRC     := run.c $(LIB_SRC)
-C_TESTS := tests/c/test_kernels tests/c/test_sampler
+C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
 TEST_SRC = $(1).c
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
@@ -69,11 +69,13 @@ build/npycmp: tests/c/npycmp.c
 	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -o $@ $< $(LDLIBS)
 
-# The C tests of one variant: kernels vs their references, the sampler, golden fixtures, bad
-# input. Needs only a C compiler. RUN_WRAP runs a binary of another architecture (qemu).
+# The C tests of one variant: kernels vs their references, the sampler, the streaming decoder,
+# golden fixtures, bad input. Needs only a C compiler. RUN_WRAP runs a binary of another
+# architecture (qemu).
 define c_tests
 	$(2) build/$(1)/tests/c/test_kernels
 	$(2) build/$(1)/tests/c/test_sampler
+	$(2) build/$(1)/tests/c/test_decoder
 	RUN="$(3)" sh tests/c/golden.sh
 	RUN="$(3)" sh tests/c/bad_input.sh
 endef
@@ -119,7 +121,7 @@ help:
 	@echo "make            build ./run (OpenMP if available; NO_OMP=1 to disable)"
 	@echo "make run        build, then generate from the shipped model (PROMPT=\"...\")"
 	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
-	@echo "make test-c     C-only tests: kernels, sampler, golden fixtures, bad input"
+	@echo "make test-c     C-only tests: kernels, sampler, decoder, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
