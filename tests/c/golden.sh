@@ -14,7 +14,11 @@ fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
-for v in llama_gqa qwen2 gpt2; do
+# Models (tests/gen/make_fixtures.py says what each covers): llama GQA, qwen2 and gpt2 over ~50
+# positions; llama_long over 100 (a prompt of 67, so the KV cache's second 64-key tile is read
+# by the prompt, by every generated token and, at batch 100, inside one batch), with an RMSNorm
+# epsilon that matters and F16 weights.
+for v in llama_gqa qwen2 gpt2 llama_long; do
     model=$FIX/$v.gguf
     # prompt ids: ours must be a prefix of the golden sequence
     ids=$($RUN "$model" -i - --tokenize < "$FIX/$v.prompt.txt") || { bad "$v: --tokenize failed"; continue; }
@@ -26,7 +30,7 @@ for v in llama_gqa qwen2 gpt2; do
     p=$(echo "$ids" | wc -w)
     total=$(echo "$golden" | wc -w)
     n=$((total - p))
-    for batch in 64 1; do
+    for batch in 64 1 100; do
         if $RUN "$model" -i - -n "$n" -t 0 -b "$batch" --dump-logits "$tmp/$v.npy" \
                 < "$FIX/$v.prompt.txt" > "$tmp/$v.txt" 2> "$tmp/$v.err" &&
            "$NPYCMP" "$tmp/$v.npy" "$FIX/$v.logits.npy" $TOL "$FIX/$v.ids.txt" "$p"; then
@@ -37,7 +41,7 @@ for v in llama_gqa qwen2 gpt2; do
         fi
     done
     # attention weights: rows sum to 1, the future is exactly zero (PyTorch's values are checked
-    # by tests/test_attention.py)
+    # by tests/py/test_attention.py)
     if $RUN "$model" -i - -n 8 -t 0 --dump-attn "$tmp/$v.attn.npy" < "$FIX/$v.prompt.txt" \
             > /dev/null 2> "$tmp/$v.err" && "$NPYCMP" --attn "$tmp/$v.attn.npy"; then
         ok

@@ -81,18 +81,41 @@ def kjv_lines():
     return [line for line in out.decode("utf-8").split("\n") if line.strip()]
 
 
-def train_spm(lines):
-    # Sentences come from an iterator and the model goes to memory, so no temporary path ends up
-    # in the model's trainer_spec and the file is byte-identical across runs.
+def spm_bpe(sentences, vocab_size, byte_fallback):
+    """A SentencePiece BPE model's bytes. Sentences come from an iterator and the model goes to
+    memory, so no temporary path ends up in the model's trainer_spec and the bytes are the same
+    on every run."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=model, model_type="bpe", vocab_size=512,
-        byte_fallback=True, normalization_rule_name="identity", add_dummy_prefix=True,
-        remove_extra_whitespaces=False, split_digits=True, character_coverage=1.0,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, shuffle_input_sentence=False,
-        minloglevel=2)
+        sentence_iterator=iter(sentences), model_writer=model, model_type="bpe",
+        vocab_size=vocab_size, byte_fallback=byte_fallback, normalization_rule_name="identity",
+        add_dummy_prefix=True, remove_extra_whitespaces=False, split_digits=True,
+        character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1,
+        shuffle_input_sentence=False, minloglevel=2)
+    return model.getvalue()
+
+
+def train_spm(lines):
     with open(os.path.join(FIX, "spm-kjv.model"), "wb") as f:
-        f.write(model.getvalue())
+        f.write(spm_bpe(lines, 512, byte_fallback=True))
+
+
+# Genesis 1:1-5 (KJV), the whole text of small_spm_model's vocabulary.
+GENESIS = [
+    "In the beginning God created the heaven and the earth.",
+    "And the earth was without form, and void; and darkness was upon the face of the deep.",
+    "And the Spirit of God moved upon the face of the waters.",
+    "And God said, Let there be light: and there was light.",
+    "And God saw the light, that it was good: and God divided the light from the darkness.",
+    "And God called the light Day, and the darkness he called Night.",
+    "And the evening and the morning were the first day.",
+]
+
+
+def small_spm_model(vocab_size=64):
+    """For golden fixtures that store logits (positions x vocabulary floats): 64 pieces, no byte
+    fallback, learned from GENESIS alone (a character outside it is <unk>)."""
+    return spm_bpe(GENESIS, vocab_size, byte_fallback=False)
 
 
 def bytes_to_unicode():
