@@ -44,7 +44,7 @@ build/$(1)/run: $$(SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
 build/$(1)/tests/%: build/$(1)/tests/%.o $$(LIB_SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
--include $$(wildcard build/$(1)/*.d build/$(1)/tests/c/*.d)
+-include $$(wildcard build/$(1)/*.d build/$(1)/tests/*/*.d)
 endef
 $(eval $(call variant,native,$(CC),$(CFLAGS) $(OMPFLAGS),))
 $(eval $(call variant,asan,$(CC),$(ASAN),))

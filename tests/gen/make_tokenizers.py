@@ -10,8 +10,8 @@
     tokenizer_golden_gpt2.txt     per string: the ids of GPT-2's encoder.py algorithm (Gpt2Encoder
                                   below) on gpt2-bpe, which tests/fixtures/gpt2.gguf carries
 
-The text comes from the Debian package bible-kjv-text (`bible` program). Everything is deterministic:
-running this again gives byte-identical files.
+The text comes from the `bible` program (Debian package bible-kjv, which brings bible-kjv-text).
+Everything is deterministic: running this again gives byte-identical files.
 
 Usage: /usr/bin/python3 tests/gen/make_tokenizers.py            (from the repository root or anywhere)
        /usr/bin/python3 tests/gen/make_tokenizers.py --texts    only the texts and the two id goldens,

@@ -57,7 +57,8 @@ def random_texts(n, seed):
 
 
 def kjv_passage(n_bytes=100_000):
-    """About n_bytes of the King James Bible (Debian's bible-kjv-text), or None without it."""
+    """About n_bytes of the King James Bible (the `bible` program of Debian's bible-kjv), or None
+    without it."""
     if not shutil.which("bible"):
         return None
     out = subprocess.run(["bible", "gen1:1-rev22:21"], capture_output=True, timeout=60).stdout
@@ -207,7 +208,7 @@ def test_spm_random(spm_gguf, sp):
 def test_spm_kjv_passage(spm_gguf, sp):
     text = kjv_passage()
     if text is None:
-        pytest.skip("no `bible` program (Debian package bible-kjv-text)")
+        pytest.skip("no `bible` program (Debian package bible-kjv)")
     compare("spm kjv 100 KB", spm_gguf, [text], lambda t: [sp.bos_id()] + sp.encode(t))
 
 
