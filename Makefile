@@ -15,7 +15,7 @@ HOST_CC ?= cc
 # The engine (everything but main), then the program.
 LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
-C_TESTS := tests/test_kernels tests/test_sampler
+C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
 TEST_SRC = $(1).c
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
@@ -46,7 +46,7 @@ build/$(1)/run: $$(SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
 build/$(1)/tests/%: build/$(1)/tests/%.o $$(LIB_SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
--include $$(wildcard build/$(1)/*.d build/$(1)/tests/*.d)
+-include $$(wildcard build/$(1)/*.d build/$(1)/tests/*/*.d)
 endef
 $(eval $(call variant,native,$(CC),$(CFLAGS) $(OMPFLAGS),))
 $(eval $(call variant,asan,$(CC),$(ASAN),))
@@ -81,19 +81,23 @@ PROMPT ?= And the LORD said
 run: $(BIN)
 	./run -i "$(PROMPT)" -n 128
 
-tests/npycmp: tests/npycmp.c
+# The golden scripts' comparison tool runs on the build machine, whatever the variant under test.
+build/npycmp: tests/c/npycmp.c
+	@mkdir -p $(@D)
 	$(CC) $(WARN) -O2 -o $@ $< $(LDLIBS)
 
-# The C tests of one variant: kernels vs their references, the sampler, golden fixtures, bad
-# input. Needs only a C compiler. RUN_WRAP runs a binary of another architecture (qemu).
+# The C tests of one variant: kernels vs their references, the sampler, the streaming decoder,
+# golden fixtures, bad input. Needs only a C compiler. RUN_WRAP runs a binary of another
+# architecture (qemu).
 define c_tests
-	$(2) build/$(1)/tests/test_kernels
-	$(2) build/$(1)/tests/test_sampler
-	RUN="$(3)" sh tests/golden.sh
-	RUN="$(3)" sh tests/bad_input.sh
+	$(2) build/$(1)/tests/c/test_kernels
+	$(2) build/$(1)/tests/c/test_sampler
+	$(2) build/$(1)/tests/c/test_decoder
+	RUN="$(3)" sh tests/c/golden.sh
+	RUN="$(3)" sh tests/c/bad_input.sh
 endef
 
-test-c: $(BIN) $(C_TESTS:tests/%=build/native/tests/%) tests/npycmp
+test-c: $(BIN) $(C_TESTS:%=build/native/%) build/npycmp
 	$(call c_tests,native,,./run)
 
 # Live comparisons against PyTorch, when an interpreter with torch is found.
@@ -101,13 +105,13 @@ test-py: $(BIN)
 	@if [ -z "$(PYTHON)" ]; then \
 	  echo "test-py: SKIPPED: no python3 with torch and numpy found (install python3-torch python3-numpy, or set PYTHON=...)"; \
 	else \
-	  $(PYTHON) -m pytest -q tests; \
+	  $(PYTHON) -m pytest -q tests/py; \
 	fi
 
 test: test-c test-py
 
 # The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (same scripts, sanitized binaries).
-sanitize: build/asan/run $(C_TESTS:tests/%=build/asan/tests/%) tests/npycmp
+sanitize: build/asan/run $(C_TESTS:%=build/asan/%) build/npycmp
 	$(call c_tests,asan,,build/asan/run)
 
 # AArch64 (NEON kernels): cross-built, static, run under qemu-user. Needs Debian's
@@ -115,7 +119,7 @@ sanitize: build/asan/run $(C_TESTS:tests/%=build/asan/tests/%) tests/npycmp
 build/arm/run.sh: build/arm/run
 	printf '#!/bin/sh\nexec qemu-aarch64 %s/build/arm/run "$$@"\n' "$(CURDIR)" > $@
 	chmod +x $@
-test-arm: build/arm/run.sh $(C_TESTS:tests/%=build/arm/tests/%) tests/npycmp
+test-arm: build/arm/run.sh $(C_TESTS:%=build/arm/%) build/npycmp
 	$(call c_tests,arm,qemu-aarch64,build/arm/run.sh)
 
 # Speed vs the machine's limits (read bandwidth, FMA peak, measured in the same run): random models
@@ -128,13 +132,13 @@ bench: $(BIN) build/bench/limits
 	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf build run tests/npycmp
+	rm -rf build run
 
 help:
 	@echo "make            build ./run (OpenMP if available; NO_OMP=1 to disable)"
 	@echo "make run        build, then generate from the shipped model (PROMPT=\"...\")"
 	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
-	@echo "make test-c     C-only tests: kernels, sampler, golden fixtures, bad input"
+	@echo "make test-c     C-only tests: kernels, sampler, decoder, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make check-page syntax check of the attention page's script (node)"

@@ -26,7 +26,7 @@ Limits (stated again in the output):
   of the P prompt positions. Attention scores (QK^T, PV) are not counted (~1-4% at P = 128).
 - peak RSS allowance = (file size + KV cache) x 1.1, KV cache = 2 x layers x context x kv_dim x 4 B.
 
-Random weights (seeded), scaled as in tests/make_models.py; the SentencePiece fixture tokenizer
+Random weights (seeded), scaled as in tests/gen/make_models.py; the SentencePiece fixture tokenizer
 (tests/fixtures/spm-kjv.model, 512 tokens; export pads the vocabulary to 32,000); the output row of
 EOS is zero, so its logit (0) is never the greedy maximum and every run generates all 128 tokens.
 """
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "gen"))
 import make_models  # noqa: E402  (write_safetensors, write_spm_tokenizer, the test models' scales)
 
 BUILD = ROOT / "build" / "bench"

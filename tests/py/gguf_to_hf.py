@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """Rebuild a Hugging Face llama directory from a tinygpt GGUF (arch "llama"), so that
-tests/reference.py can run a model that is shipped only as GGUF.
+tests/py/reference.py can run a model that is shipped only as GGUF.
 
-    python3 tests/gguf_to_hf.py MODEL.gguf OUT_DIR
+    python3 tests/py/gguf_to_hf.py MODEL.gguf OUT_DIR
 
 Writes config.json and model.safetensors (F32; F16 tensors are widened exactly). q and k rows
 are un-permuted back to HF's rotate-half order (the inverse of export.py's llama.cpp `permute`),
 so the reference applies its own RoPE convention to the original weights. Reads the file with
-tests/gguf_read.py, independently of export.py. No tokenizer is written: the tests take token
+tests/py/gguf_read.py, independently of export.py. No tokenizer is written: the tests take token
 ids from ./run --tokenize.
 """
 

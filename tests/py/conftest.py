@@ -1,7 +1,7 @@
 """Fixtures and helpers shared by the test modules (pytest loads this file first).
 
     build(variant) -> dict(hf=dir, f32=gguf, f16=gguf)   session fixture: each variant of
-                      tests/make_models.py is made and exported once per session
+                      tests/gen/make_models.py is made and exported once per session
     run(model, *args)                                    ./run, asserting exit 0
     need_run()                                           skip when ./run is not built
 """
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]   # tests/: py/ (this), gen/, fixtures/, oracles/
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
+FIXTURES = TESTS / "fixtures"
+sys.path.insert(0, str(TESTS / "gen"))
 
 import make_models  # noqa: E402
 

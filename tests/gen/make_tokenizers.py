@@ -7,11 +7,15 @@
     tokenizer_texts.json          test strings (list of str)
     tok_texts/NN.txt              the same strings, one file each, exact UTF-8 bytes
     tokenizer_golden_spm.txt      per string: sentencepiece's ids with BOS, space-separated
+    tokenizer_golden_gpt2.txt     per string: the ids of GPT-2's encoder.py algorithm (Gpt2Encoder
+                                  below) on gpt2-bpe, which tests/fixtures/gpt2.gguf carries
 
-The text comes from the Debian package bible-kjv-text (`bible` program). Everything is deterministic:
-running this again gives byte-identical files.
+The text comes from the `bible` program (Debian package bible-kjv, which brings bible-kjv-text).
+Everything is deterministic: running this again gives byte-identical files.
 
-Usage: /usr/bin/python3 tests/make_tokenizers.py   (from the repository root or anywhere)
+Usage: /usr/bin/python3 tests/gen/make_tokenizers.py            (from the repository root or anywhere)
+       /usr/bin/python3 tests/gen/make_tokenizers.py --texts    only the texts and the two id goldens,
+                                                                 from the committed models (no `bible`)
 """
 import collections
 import io
@@ -24,7 +28,7 @@ import regex
 import sentencepiece as spm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIX = os.path.join(HERE, "fixtures")
+FIX = os.path.join(os.path.dirname(HERE), "fixtures")
 
 # GPT-2's pre-tokenizer, exactly as in openai/gpt-2 src/encoder.py.
 GPT2_PAT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
@@ -62,6 +66,12 @@ TEXTS = [
     "And the LORD said unto Moses, Stretch out thine hand toward heaven, that there may be darkness "
     "over the land of Egypt, even darkness which may be felt. And Moses stretched forth his hand toward "
     "heaven; and there was a thick darkness in all the land of Egypt three days:",
+    # Runs of a symbol whose doubled pair is a merge ("l l" in both vocabularies): the same pair
+    # at overlapping places ties on priority and the leftmost must merge first ("lll" -> ll l).
+    "lll",
+    " lll lllll\nllll\tlllllll",
+    "all ill will shalll wellll Hellllo tell-all-llll",
+    "Illl! O'Nelll's balll, lll.",
 ]
 
 
@@ -71,18 +81,41 @@ def kjv_lines():
     return [line for line in out.decode("utf-8").split("\n") if line.strip()]
 
 
-def train_spm(lines):
-    # Sentences come from an iterator and the model goes to memory, so no temporary path ends up
-    # in the model's trainer_spec and the file is byte-identical across runs.
+def spm_bpe(sentences, vocab_size, byte_fallback):
+    """A SentencePiece BPE model's bytes. Sentences come from an iterator and the model goes to
+    memory, so no temporary path ends up in the model's trainer_spec and the bytes are the same
+    on every run."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines), model_writer=model, model_type="bpe", vocab_size=512,
-        byte_fallback=True, normalization_rule_name="identity", add_dummy_prefix=True,
-        remove_extra_whitespaces=False, split_digits=True, character_coverage=1.0,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1, shuffle_input_sentence=False,
-        minloglevel=2)
+        sentence_iterator=iter(sentences), model_writer=model, model_type="bpe",
+        vocab_size=vocab_size, byte_fallback=byte_fallback, normalization_rule_name="identity",
+        add_dummy_prefix=True, remove_extra_whitespaces=False, split_digits=True,
+        character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, num_threads=1,
+        shuffle_input_sentence=False, minloglevel=2)
+    return model.getvalue()
+
+
+def train_spm(lines):
     with open(os.path.join(FIX, "spm-kjv.model"), "wb") as f:
-        f.write(model.getvalue())
+        f.write(spm_bpe(lines, 512, byte_fallback=True))
+
+
+# Genesis 1:1-5 (KJV), the whole text of small_spm_model's vocabulary.
+GENESIS = [
+    "In the beginning God created the heaven and the earth.",
+    "And the earth was without form, and void; and darkness was upon the face of the deep.",
+    "And the Spirit of God moved upon the face of the waters.",
+    "And God said, Let there be light: and there was light.",
+    "And God saw the light, that it was good: and God divided the light from the darkness.",
+    "And God called the light Day, and the darkness he called Night.",
+    "And the evening and the morning were the first day.",
+]
+
+
+def small_spm_model(vocab_size=64):
+    """For golden fixtures that store logits (positions x vocabulary floats): 64 pieces, no byte
+    fallback, learned from GENESIS alone (a character outside it is <unk>)."""
+    return spm_bpe(GENESIS, vocab_size, byte_fallback=False)
 
 
 def bytes_to_unicode():
@@ -149,6 +182,63 @@ def train_gpt2_bpe(text, n_merges):
     return vocab
 
 
+class Gpt2Encoder:
+    """GPT-2's byte-level BPE as openai/gpt-2 src/encoder.py does it: pre-tokenize with GPT2_PAT,
+    then in each pre-token repeatedly take the lowest-ranked adjacent pair and merge every
+    occurrence of it from left to right."""
+
+    def __init__(self, vocab_json, merges_txt):
+        with open(vocab_json, encoding="utf-8") as f:
+            self.encoder = json.load(f)
+        with open(merges_txt, encoding="utf-8") as f:
+            lines = f.read().split("\n")[1:-1]
+        self.bpe_ranks = dict(zip([tuple(m.split()) for m in lines], range(len(lines))))
+        self.byte_encoder = bytes_to_unicode()
+        self.cache = {}
+
+    def bpe(self, token):
+        if token in self.cache:
+            return self.cache[token]
+        word = tuple(token)
+        pairs = set(zip(word, word[1:]))
+        if not pairs:
+            return token
+        while True:
+            bigram = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float("inf")))
+            if bigram not in self.bpe_ranks:
+                break
+            first, second = bigram
+            new_word = []
+            i = 0
+            while i < len(word):
+                try:
+                    j = word.index(first, i)
+                except ValueError:
+                    new_word.extend(word[i:])
+                    break
+                new_word.extend(word[i:j])
+                i = j
+                if word[i] == first and i < len(word) - 1 and word[i + 1] == second:
+                    new_word.append(first + second)
+                    i += 2
+                else:
+                    new_word.append(word[i])
+                    i += 1
+            word = tuple(new_word)
+            if len(word) == 1:
+                break
+            pairs = set(zip(word, word[1:]))
+        self.cache[token] = " ".join(word)
+        return self.cache[token]
+
+    def encode(self, text):
+        ids = []
+        for token in GPT2_PAT.findall(text):
+            token = "".join(self.byte_encoder[b] for b in token.encode("utf-8"))
+            ids.extend(self.encoder[t] for t in self.bpe(token).split(" "))
+        return ids
+
+
 def write_texts():
     with open(os.path.join(FIX, "tokenizer_texts.json"), "w", encoding="utf-8") as f:
         json.dump(TEXTS, f, ensure_ascii=False, indent=1)
@@ -167,8 +257,23 @@ def write_golden_spm():
             f.write(" ".join(str(i) for i in [sp.bos_id()] + sp.encode(t)) + "\n")
 
 
-def main():
+def write_golden_gpt2():
+    d = os.path.join(FIX, "gpt2-bpe")
+    enc = Gpt2Encoder(os.path.join(d, "vocab.json"), os.path.join(d, "merges.txt"))
+    with open(os.path.join(FIX, "tokenizer_golden_gpt2.txt"), "w") as f:
+        for t in TEXTS:
+            f.write(" ".join(str(i) for i in enc.encode(t)) + "\n")
+
+
+def main(argv):
     os.makedirs(FIX, exist_ok=True)
+    if argv == ["--texts"]:
+        write_texts()
+        write_golden_spm()
+        write_golden_gpt2()
+        return
+    if argv:
+        sys.exit(__doc__.strip().split("\n\n")[-1])
     lines = kjv_lines()
     train_spm(lines)
     # 1 MB of the Bible is plenty for 255 merges and keeps this script fast.
@@ -176,8 +281,9 @@ def main():
     vocab = train_gpt2_bpe(text, 512 - 256 - 1)
     write_texts()
     write_golden_spm()
+    write_golden_gpt2()
     print(f"wrote fixtures to {FIX}: gpt2 vocab {len(vocab)}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

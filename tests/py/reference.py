@@ -21,7 +21,6 @@ F.embedding) and explicit masks so it can be read as the definition of each arch
 import json
 import math
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -96,18 +95,20 @@ def attention_mask(T, window, dtype):
 # ----------------------------------------------------------------------------------------------
 
 def q8_0_round(t):
-    """The values a Q8_0 GGUF stores for a 2-D weight (rows, cols), per export.py's quantizer;
-    rows whose length is not a multiple of 32 are stored as F16 instead."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import export
-
-    w = t.contiguous().numpy().astype(np.float32)
-    if w.shape[1] % export.QK8_0:
-        return t.half().float()
-    raw = np.frombuffer(export.quantize_q8_0(w), dtype=np.uint8).reshape(-1, 2 + export.QK8_0)
-    d = raw[:, :2].copy().view("<f2").astype(np.float32)
-    q = raw[:, 2:].copy().view(np.int8).astype(np.float32)
-    return torch.from_numpy((d * q).reshape(w.shape))
+    """The values a Q8_0 GGUF stores for a 2-D weight (rows, cols), from GGUF's definition of the
+    type (ggml's reference quantizer), not from export.py's code: per block of 32 along a row,
+    d = max|x| / 127 in float32 (a zero block gets d = 0), q = x * (1 / d) rounded half away from
+    zero, and the block holds f16(d) * q. Rows whose length is not a multiple of 32 are stored as
+    F16 instead."""
+    w = t.contiguous().to(torch.float32)
+    if w.shape[1] % 32:
+        return w.half().float()
+    b = w.reshape(-1, 32)
+    d = b.abs().amax(dim=1, keepdim=True) / 127.0
+    inv = torch.where(d != 0, 1.0 / torch.where(d != 0, d, torch.ones_like(d)), torch.zeros_like(d))
+    x = b * inv
+    q = torch.sign(x) * torch.floor(x.abs() + 0.5)
+    return (d.half().float() * q).reshape(w.shape)
 
 
 def q8_0_activations(x):

@@ -1,10 +1,10 @@
 """End-to-end tests: HF dir -> export.py -> ./run, compared with the PyTorch reference.
 
-    cd /work/main && make && /usr/bin/python3 -m pytest -q -s tests/test_engine.py
+    cd /work/main && make && /usr/bin/python3 -m pytest -q -s tests/py/test_engine.py
 
-For every variant of tests/make_models.py (random tiny models covering the conventions we
+For every variant of tests/gen/make_models.py (random tiny models covering the conventions we
 support) the model is exported to F32 and F16 GGUF files and run greedily with --dump-logits.
-The engine's logits are compared with tests/reference.py at every position of
+The engine's logits are compared with tests/py/reference.py at every position of
 prompt + generated tokens, so prompt processing (batched), the KV cache and every generated step
 are all checked.
 
@@ -27,9 +27,9 @@ import numpy as np
 import pytest
 import torch
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS / "gen"))
 
 import make_models  # noqa: E402
 from gguf_read import read_gguf  # noqa: E402
@@ -131,10 +131,14 @@ def test_export_roundtrip(build, variant):
         eot = m["tokenizer.ggml.tokens"].index("<|endoftext|>")
         assert m["tokenizer.ggml.bos_token_id"] == m["tokenizer.ggml.eos_token_id"] == eot
         assert m["tokenizer.ggml.token_type"][eot] == 3
-        # Conv1D (in, out) -> (out, in)
-        np.testing.assert_array_equal(g.tensors["blk.1.attn_qkv.weight"], w["h.1.attn.c_attn.weight"].T)
-        np.testing.assert_array_equal(g.tensors["blk.0.ffn_down.weight"], w["h.0.mlp.c_proj.weight"].T)
-        np.testing.assert_array_equal(g.tensors["blk.0.attn_qkv.bias"], w["h.0.attn.c_attn.bias"])
+        # Conv1D (in, out) -> (out, in): all four in every layer. attn_output is square, so its
+        # shape cannot tell whether it was transposed; only its values can.
+        for i in range(cfg["n_layer"]):
+            for hf_name, name in [("attn.c_attn", "attn_qkv"), ("attn.c_proj", "attn_output"),
+                                  ("mlp.c_fc", "ffn_up"), ("mlp.c_proj", "ffn_down")]:
+                np.testing.assert_array_equal(g.tensors[f"blk.{i}.{name}.weight"],
+                                              w[f"h.{i}.{hf_name}.weight"].T, err_msg=f"blk.{i}.{name}")
+                np.testing.assert_array_equal(g.tensors[f"blk.{i}.{name}.bias"], w[f"h.{i}.{hf_name}.bias"])
         sinus = cfg.get("position_embedding_type") == "sinusoidal"
         assert ("position_embd.weight" in g.tensors) == (not sinus)
         assert (m.get("tinygpt.position_encoding") == "sinusoidal") == sinus
@@ -201,6 +205,66 @@ def test_export_roundtrip(build, variant):
         assert g16.tensor_types[name] == (1 if a.ndim == 2 else 0), name
         np.testing.assert_array_equal(b, a.astype(np.float16) if a.ndim == 2 else a)
     record(f"{variant:16s} export round trip OK ({len(g.tensors)} tensors)")
+
+
+LLAMA_FAMILY = [v for v in VARIANTS if v in make_models.LLAMA_VARIANTS]
+
+
+def rope(x, pos, theta, pairs):
+    """Rotates the last axis (a head, d values) of x [T, heads, d] at positions pos [T]. pairs
+    "interleaved": (x[2i], x[2i+1]) turn by pos * theta^(-2i/d) (the engine's llama convention);
+    "half": (x[i], x[i + d/2]) by the same angle (HF's rotate-half, the engine's qwen2 one)."""
+    d = x.shape[-1]
+    angle = pos[:, None, None] * theta ** (-np.arange(0, d, 2) / d)[None, None, :]
+    cos, sin = np.cos(angle), np.sin(angle)
+    a, b = (x[..., 0::2], x[..., 1::2]) if pairs == "interleaved" else (x[..., :d // 2], x[..., d // 2:])
+    ra, rb = a * cos - b * sin, a * sin + b * cos
+    out = np.empty_like(x)
+    if pairs == "interleaved":
+        out[..., 0::2], out[..., 1::2] = ra, rb
+    else:
+        out[..., :d // 2], out[..., d // 2:] = ra, rb
+    return out
+
+
+@pytest.mark.parametrize("variant", LLAMA_FAMILY)
+def test_rope_convention(build, variant):
+    """The attention scores q.k of the GGUF's q/k weights under the engine's RoPE convention equal
+    those of HF's weights under rotate-half, in every layer and head, at positions far apart. This
+    states what export's q/k row permutation is for, without its code or its inverse: q permuted
+    and k not (or the reverse) changes the scores."""
+    files = build(variant)
+    cfg = json.loads((files["hf"] / "config.json").read_text())
+    w = {k: v.numpy() for k, v in Reference(files["hf"]).w.items()}  # float64, its own loader
+    g = read_gguf(files["f32"])
+    arch = g.metadata["general.architecture"]
+    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim") or cfg["hidden_size"] // nh
+    theta_hf, theta_gguf = cfg["rope_theta"], g.metadata[f"{arch}.rope.freq_base"]
+    pairs = {"llama": "interleaved", "qwen2": "half"}[arch]
+    rng = np.random.default_rng(0)
+    pos = np.array([0, 1, 5, 17, 63, 64, 100])
+    x = rng.standard_normal((len(pos), cfg["hidden_size"]))
+
+    def scores(q, k):  # [T, nh, hd], [T, nkv, hd] -> [nh, T, T]; query head h reads KV head h // g
+        return np.einsum("ihd,jhd->hij", q, np.repeat(k, nh // nkv, axis=1))
+
+    def proj(tensors, name, n):  # x @ W.T + b as [T, n heads, hd]
+        y = x @ tensors[name + ".weight"].astype(np.float64).T
+        if name + ".bias" in tensors:
+            y = y + tensors[name + ".bias"]
+        return y.reshape(len(pos), n, hd)
+
+    for i in range(cfg["num_hidden_layers"]):
+        hf, gg = f"layers.{i}.self_attn.", f"blk.{i}."
+        want = scores(rope(proj(w, hf + "q_proj", nh), pos, theta_hf, "half"),
+                      rope(proj(w, hf + "k_proj", nkv), pos, theta_hf, "half"))
+        got = scores(rope(proj(g.tensors, gg + "attn_q", nh), pos, theta_gguf, pairs),
+                      rope(proj(g.tensors, gg + "attn_k", nkv), pos, theta_gguf, pairs))
+        err = np.abs(got - want).max() / np.abs(want).max()
+        # float64 throughout, and the test models' thetas (1e4, 5e5, 1e6) are exact in the f32 GGUF
+        assert err < 1e-9, f"layer {i}: q.k scores of the GGUF ({pairs} RoPE) differ from HF's " \
+                           f"by {err:.2e} of their scale"
 
 
 # ----------------------------------------------------------------------------------------------

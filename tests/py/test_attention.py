@@ -1,10 +1,10 @@
 """Seeing attention: --dump-attn, --attn-stats, --attn-show and --attn-html against PyTorch.
 
-    cd /work/main && make && /usr/bin/python3 -m pytest -q -s tests/test_attention.py
+    cd /work/main && make && /usr/bin/python3 -m pytest -q -s tests/py/test_attention.py
 
-For every variant of tests/make_models.py (GQA, MQA, biases, a sliding window, both RoPE
+For every variant of tests/gen/make_models.py (GQA, MQA, biases, a sliding window, both RoPE
 conventions, learned and sinusoidal positions) the F32 model is run greedily with every attention
-output at once. The dumped probabilities [layers, heads, T, T] must equal tests/reference.py's
+output at once. The dumped probabilities [layers, heads, T, T] must equal tests/py/reference.py's
 softmax probabilities within 1e-5 at every one of the T = prompt + 63 positions, every row must sum
 to 1, and the masked entries (the future, keys outside the window) must be exactly zero. The atlas
 is recomputed with numpy from the dump, the terminal view is parsed, and the HTML page is opened in

@@ -1,11 +1,11 @@
 """Checks of the shipped model models/kjv.gguf (trained by train.py) against the PyTorch reference.
 
-    cd /work/main && make && /usr/bin/python3 -m pytest -q -s tests/test_shipped.py
+    cd /work/main && make && /usr/bin/python3 -m pytest -q -s tests/py/test_shipped.py
     KJV_GGUF=build/kjv-smoke.gguf KJV_MIN_WORD_FRACTION=0 ... (the --smoke model: same checks,
     except that its word figure is only printed)
 
-The HF directory is not shipped, so tests/gguf_to_hf.py rebuilds one from the GGUF (q/k rows
-un-permuted, F16 widened exactly) and tests/reference.py (float64) runs it. Token ids come from
+The HF directory is not shipped, so tests/py/gguf_to_hf.py rebuilds one from the GGUF (q/k rows
+un-permuted, F16 widened exactly) and tests/py/reference.py (float64) runs it. Token ids come from
 ./run --tokenize. The files the tests need sit next to the GGUF: kjv-valid.txt (held-out
 chapters) and kjv-words.txt (the KJV's words); train.py writes both.
 
@@ -37,9 +37,9 @@ import pytest
 import torch.nn.functional as F
 import torch
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS / "py"))
 
 from gguf_to_hf import gguf_to_hf  # noqa: E402
 from reference import Reference  # noqa: E402
