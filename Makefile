@@ -16,7 +16,6 @@ HOST_CC ?= cc
 LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
-TEST_SRC = $(1).c
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
 ifndef NO_OMP

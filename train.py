@@ -72,7 +72,7 @@ def split_corpus(chapters):
 
 
 def words(text):
-    """The words of a text, in order, as tests/test_shipped.py counts them: split on whitespace,
+    """The words of a text, in order, as tests/py/test_shipped.py counts them: split on whitespace,
     strip leading and trailing non-letters, lower-case; pieces without letters are not words."""
     out = []
     for w in text.split():
@@ -406,7 +406,7 @@ def main():
     subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), a.out_dir, a.gguf, "--dtype", dtype], check=True)
     wall = time.time() - t_start
     print(f"wrote {a.gguf} ({os.path.getsize(a.gguf)} bytes, {dtype}); total wall time {hms(wall)}", flush=True)
-    # Next to the GGUF, for tests/test_shipped.py: a few held-out chapters (~20 KB) for the
+    # Next to the GGUF, for tests/py/test_shipped.py: a few held-out chapters (~20 KB) for the
     # perplexity check, and every word of the KJV for the word-validity check.
     models = os.path.dirname(os.path.abspath(a.gguf))
     valid_file = ""
