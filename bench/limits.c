@@ -22,6 +22,9 @@
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
+#else  /* one thread: the pragmas are ignored, and these answer for the team */
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
 #endif
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
@@ -56,32 +59,23 @@ static float sum_scalar(const float *a, size_t n) {
 }
 
 #ifdef X86_DISPATCH
-__attribute__((target("avx2"))) static float sum_avx2(const float *a, size_t n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
-        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
-        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
-        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
+/* One function per vector type V of L lanes: four independent sums, so that the additions'
+ * latency never holds back the loads. */
+#define SUM_VEC(NAME, TARGET, V, L, ZERO, ADD, LOAD, STORE)                                       \
+    __attribute__((target(TARGET))) static float NAME(const float *a, size_t n) {                 \
+        V s[4] = {ZERO(), ZERO(), ZERO(), ZERO()};                                                \
+        size_t i = 0;                                                                             \
+        for (; i + 4 * L <= n; i += 4 * L) {                                                      \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) s[k] = ADD(s[k], LOAD(a + i + k * L)); \
+        }                                                                                         \
+        float t[L], sum = sum_scalar(a + i, n - i);                                               \
+        STORE(t, ADD(ADD(s[0], s[1]), ADD(s[2], s[3])));                                          \
+        for (int j = 0; j < L; j++) sum += t[j];                                                  \
+        return sum;                                                                               \
     }
-    float t[8];
-    _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7] + sum_scalar(a + i, n - i);
-}
-
-__attribute__((target("avx512f"))) static float sum_avx512(const float *a, size_t n) {
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        s0 = _mm512_add_ps(s0, _mm512_loadu_ps(a + i));
-        s1 = _mm512_add_ps(s1, _mm512_loadu_ps(a + i + 16));
-        s2 = _mm512_add_ps(s2, _mm512_loadu_ps(a + i + 32));
-        s3 = _mm512_add_ps(s3, _mm512_loadu_ps(a + i + 48));
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3))) +
-           sum_scalar(a + i, n - i);
-}
+SUM_VEC(sum_avx2, "avx2", __m256, 8, _mm256_setzero_ps, _mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps)
+SUM_VEC(sum_avx512, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_add_ps, _mm512_loadu_ps,
+        _mm512_storeu_ps)
 #endif
 
 typedef float (*SumFn)(const float *, size_t);
@@ -93,37 +87,25 @@ static void slice(size_t n, int t, int nt, size_t *lo, size_t *hi) {
 }
 
 static void fill(float *a, size_t n, int nt) {
-#ifdef _OPENMP
+    (void)nt;  /* unused without OpenMP */
 #pragma omp parallel num_threads(nt)
     {
-        int t = omp_get_thread_num(), k = omp_get_num_threads();
-#else
-    {
-        int t = 0, k = 1;
-        (void)nt;
-#endif
         size_t lo, hi;
-        slice(n, t, k, &lo, &hi);
+        slice(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
         for (size_t i = lo; i < hi; i++) a[i] = (float)(i & 1023) * (1.0f / 1024);
     }
 }
 
 /* Best bandwidth over `passes` full reads of a[0..n) with nt threads, in GB/s. */
 static double read_bw(SumFn sum, const float *a, size_t n, int nt, int passes, double *checksum) {
+    (void)nt;  /* unused without OpenMP */
     double best = 0;
     for (int p = 0; p < passes; p++) {
         double total = 0, t0 = now();
-#ifdef _OPENMP
 #pragma omp parallel num_threads(nt) reduction(+ : total)
         {
-            int t = omp_get_thread_num(), k = omp_get_num_threads();
-#else
-        {
-            int t = 0, k = 1;
-            (void)nt;
-#endif
             size_t lo, hi;
-            slice(n, t, k, &lo, &hi);
+            slice(n, omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
             total += sum(a + lo, hi - lo);
         }
         double dt = now() - t0;
@@ -153,74 +135,44 @@ static float fma_scalar(long iters, float seed) {
 }
 
 #ifdef X86_DISPATCH
-/* Written out, 16 accumulators (of 16 vector registers on AVX2, 32 on AVX-512) plus m and c:
- * covers 4-cycle latency x 2 FMA units (8 in flight) with room to spare. */
-#define FMA16(FMA, a, m, c)                                                                        \
-    a##0 = FMA(a##0, m, c); a##1 = FMA(a##1, m, c); a##2 = FMA(a##2, m, c); a##3 = FMA(a##3, m, c);     \
-    a##4 = FMA(a##4, m, c); a##5 = FMA(a##5, m, c); a##6 = FMA(a##6, m, c); a##7 = FMA(a##7, m, c);     \
-    a##8 = FMA(a##8, m, c); a##9 = FMA(a##9, m, c); a##10 = FMA(a##10, m, c); a##11 = FMA(a##11, m, c); \
-    a##12 = FMA(a##12, m, c); a##13 = FMA(a##13, m, c); a##14 = FMA(a##14, m, c); a##15 = FMA(a##15, m, c)
-
-__attribute__((target("avx2,fma"))) static float fma_avx2(long iters, float seed) {
-    const __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
-    __m256 a0 = _mm256_set1_ps(seed), a1 = _mm256_add_ps(a0, c), a2 = _mm256_add_ps(a1, c),
-           a3 = _mm256_add_ps(a2, c), a4 = _mm256_add_ps(a3, c), a5 = _mm256_add_ps(a4, c),
-           a6 = _mm256_add_ps(a5, c), a7 = _mm256_add_ps(a6, c), a8 = _mm256_add_ps(a7, c),
-           a9 = _mm256_add_ps(a8, c), a10 = _mm256_add_ps(a9, c), a11 = _mm256_add_ps(a10, c),
-           a12 = _mm256_add_ps(a11, c), a13 = _mm256_add_ps(a12, c), a14 = _mm256_add_ps(a13, c),
-           a15 = _mm256_add_ps(a14, c);
-    for (long i = 0; i < iters; i++) {
-        FMA16(_mm256_fmadd_ps, a, m, c);
+/* One function per vector type V of L lanes: NACC = 16 accumulators (of 16 vector registers on
+ * AVX2, 32 on AVX-512) plus m and c, which covers 4-cycle latency x 2 FMA units (8 in flight)
+ * with room to spare. The loops over the accumulators are unrolled whole, so the array lives in
+ * registers. */
+#define FMA_PEAK(NAME, TARGET, V, L, SET1, FMADD, STORE)                                          \
+    __attribute__((target(TARGET))) static float NAME(long iters, float seed) {                   \
+        const V m = SET1(0.9999999f), c = SET1(1e-7f);                                            \
+        V a[NACC];                                                                                \
+        _Pragma("GCC unroll 16") for (int k = 0; k < NACC; k++) a[k] = SET1(seed + k * 1e-7f);     \
+        for (long i = 0; i < iters; i++) {                                                        \
+            _Pragma("GCC unroll 16") for (int k = 0; k < NACC; k++) a[k] = FMADD(a[k], m, c);      \
+        }                                                                                         \
+        float t[L], s = 0;                                                                        \
+        for (int k = 0; k < NACC; k++) {                                                          \
+            STORE(t, a[k]);                                                                       \
+            for (int j = 0; j < L; j++) s += t[j];                                                \
+        }                                                                                         \
+        return s;                                                                                 \
     }
-    __m256 s = _mm256_add_ps(
-        _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                      _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7))),
-        _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)),
-                      _mm256_add_ps(_mm256_add_ps(a12, a13), _mm256_add_ps(a14, a15))));
-    float t[8];
-    _mm256_storeu_ps(t, s);
-    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
-}
-
-__attribute__((target("avx512f"))) static float fma_avx512(long iters, float seed) {
-    const __m512 m = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
-    __m512 a0 = _mm512_set1_ps(seed), a1 = _mm512_add_ps(a0, c), a2 = _mm512_add_ps(a1, c),
-           a3 = _mm512_add_ps(a2, c), a4 = _mm512_add_ps(a3, c), a5 = _mm512_add_ps(a4, c),
-           a6 = _mm512_add_ps(a5, c), a7 = _mm512_add_ps(a6, c), a8 = _mm512_add_ps(a7, c),
-           a9 = _mm512_add_ps(a8, c), a10 = _mm512_add_ps(a9, c), a11 = _mm512_add_ps(a10, c),
-           a12 = _mm512_add_ps(a11, c), a13 = _mm512_add_ps(a12, c), a14 = _mm512_add_ps(a13, c),
-           a15 = _mm512_add_ps(a14, c);
-    for (long i = 0; i < iters; i++) {
-        FMA16(_mm512_fmadd_ps, a, m, c);
-    }
-    __m512 s = _mm512_add_ps(
-        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                      _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7))),
-        _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)),
-                      _mm512_add_ps(_mm512_add_ps(a12, a13), _mm512_add_ps(a14, a15))));
-    return _mm512_reduce_add_ps(s);
-}
+FMA_PEAK(fma_avx2, "avx2,fma", __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps)
+FMA_PEAK(fma_avx512, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps)
 #endif
 
 typedef float (*FmaFn)(long, float);
 
 /* Best GFLOP/s over `passes` runs of `iters` rounds per thread with nt threads. */
 static double fma_peak(FmaFn fn, int lanes, long iters, int nt, int passes, double *checksum) {
+    (void)nt;  /* unused without OpenMP */
     double best = 0;
     for (int p = 0; p < passes; p++) {
         double total = 0, t0 = now();
         int k = 1;
-#ifdef _OPENMP
 #pragma omp parallel num_threads(nt) reduction(+ : total)
         {
 #pragma omp single
             k = omp_get_num_threads();
             total += fn(iters, 1.0f + omp_get_thread_num());
         }
-#else
-        (void)nt;
-        total += fn(iters, 1.0f);
-#endif
         double dt = now() - t0;
         *checksum += total;
         double gflops = (double)iters * NACC * lanes * 2 * k / dt / 1e9;
