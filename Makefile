@@ -11,7 +11,8 @@ ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sani
 ARM_CC  ?= aarch64-linux-gnu-gcc
 
 # The engine (everything but main), then the program.
-LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c
+LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c kernels_portable.c \
+           kernels_avx512.c kernels_avx2.c kernels_neon.c attn_views.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/test_kernels tests/test_sampler
 TEST_SRC = $(1).c

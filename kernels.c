@@ -1,4 +1,5 @@
-/* kernels.c: the matrix products every layer runs.
+/* kernels.c: the driver of the kernels: the matrix products and the attention every layer runs,
+ * their plain references, and the choice of a kernel set.
  *
  * One entry point, matmul(out, x, w, n), for every weight type (F32, F16, Q8_0):
  *   - n small (decoding): each output is one dot product of a weight row with x; the work is
@@ -11,16 +12,16 @@
  * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
  * order, so results do not depend on the thread count.
  *
- * The leaf kernels come in sets: AVX-512, AVX2 (x86-64 with GCC or Clang), NEON (AArch64) and a
- * portable C fallback. kernels_init() picks the best set the CPU has, once. Each SIMD set is the
- * template kernels_simd.h compiled with that set's mapping macros. matmul_ref() is the textbook
- * version the tests hold every set against.
+ * The leaf kernels come in sets, a file each (kernels_sets.h): AVX-512, AVX2 (x86-64 with GCC or
+ * Clang), NEON (AArch64) and a portable C fallback. kernels_init() picks the best set the CPU has,
+ * once. matmul_ref() and attention_ref() are the textbook versions the tests hold every set
+ * against.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels.h"
+#include "kernels_sets.h"
 
 /* ---- half precision ---------------------------------------------------------------------- */
 
@@ -68,8 +69,7 @@ uint16_t f32_to_f16(float f) {
     return sign | (uint16_t)h;
 }
 
-/* All 65,536 halves widened once, so scalar code does a table load instead of bit surgery. */
-static float f16_table[1 << 16];
+float f16_table[1 << 16];  /* filled by kernels_init() (kernels_sets.h) */
 
 /* ---- Q8_0 ------------------------------------------------------------------------------ */
 
@@ -104,287 +104,13 @@ static void dequant_q8_0(float *out, const BlockQ8 *in, int n) {
     }
 }
 
-/* ---- the portable set ------------------------------------------------------------------ */
-
-static float dot_f32_c(const float *w, const float *x, int n) {
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < n; i++) sum += w[i] * x[i];
-    return sum;
-}
-
-static float dot_f16_c(const uint16_t *w, const float *x, int n) {
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < n; i++) sum += f16_table[w[i]] * x[i];
-    return sum;
-}
-
-static float dot_q8_c(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
-    float sum = 0.0f;
-    for (int b = 0; b < nblocks; b++) {
-        int32_t s = 0;
-        for (int i = 0; i < QK8_0; i++) s += w[b].qs[i] * x[b].qs[i];
-        sum += f16_table[w[b].d] * f16_table[x[b].d] * (float)s;
-    }
-    return sum;
-}
-
-#define TR_C 4
-#define TC_C 8
-static void tile_f32_c(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
-                       int k, int nt, int accumulate) {
-    for (int r = 0; r < nr; r++) {
-        float acc[TC_C] = {0};
-        for (int i = 0; i < k; i++) {
-            const float wv = w[(size_t)r * wstride + i];
-#pragma omp simd
-            for (int t = 0; t < TC_C; t++) acc[t] += wv * xt[(size_t)i * TC_C + t];
-        }
-        for (int t = 0; t < nt; t++) {
-            float *o = out + (size_t)t * ostride + r;
-            *o = accumulate ? *o + acc[t] : acc[t];
-        }
-    }
-}
-
-static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
-    for (int i = 0; i < n; i++) out[i] = f16_table[in[i]];
-}
-
-static void att_scores_c(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
-                         float scale) {
-    for (int i = 0; i < nq; i++) {
-        float *si = s + (size_t)i * KV_TILE;
-        for (int j = 0; j < KV_TILE; j++) si[j] = 0.0f;
-        for (int d = 0; d < hd; d++) {
-            const float qd = q[(size_t)i * qstride + d] * scale;
-#pragma omp simd
-            for (int j = 0; j < KV_TILE; j++) si[j] += qd * kt[(size_t)d * KV_TILE + j];
-        }
-    }
-}
-
-static void att_pv_c(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd) {
-    for (int i = 0; i < nq; i++)
-        for (int j = 0; j < nk; j++) {
-            const float pj = p[(size_t)i * KV_TILE + j];
-#pragma omp simd
-            for (int d = 0; d < hd; d++) o[(size_t)i * ostride + d] += pj * v[(size_t)j * hd + d];
-        }
-}
-
-static const Kernels kernels_c = {
-    "portable C", TR_C, TC_C, dot_f32_c, dot_f16_c, dot_q8_c, tile_f32_c, f16_to_f32_row_c,
-    att_scores_c, att_pv_c, NULL,
-};
-
-/* ---- the SIMD sets ---------------------------------------------------------------------- */
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define HAVE_X86 1
-
-/* Sum of 8 floats. AVX2 code, which the AVX-512 functions may inline too (a subset of theirs). */
-static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-
-/* Q8_0 weights times Q8_0 activations for a prompt, Q8T_R = 4 rows x Q8T_P = 32 positions, with
- * VNNI's vpdpbusd: 16 lanes, each adding four products of an unsigned byte and a signed byte to
- * an int32. w[r] is row r's first block (rows past nr repeat the last); the activations come
- * packed by gemm(), per Q8_0 block b:
- *   xp[b * 1024 + g * 128 + t * 4 + j]   byte 4g + j of position t's block (signed);
- *   xs[b * 32 + t]  -128 * (the sum of position t's 32 bytes);  xd[b * 32 + t]  its scale.
- * Four weight bytes are broadcast to every lane with 128 added to each (an XOR of the sign bit:
- * unsigned now), so a lane sums (w + 128) * x over the block, and starting it at -128 * sum(x)
- * leaves exactly sum w * x; times both scales, it joins the float accumulator. The 8 int32 and
- * 8 float accumulators stay in registers. out[t * ostride + r] = the result (t < nt, r < nr). */
-static __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) void
-tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
-               const int32_t *xs, const float *xd, int nb, int nt) {
-    const __m512i bias = _mm512_set1_epi32((int)0x80808080u);
-    __m512 acc[Q8T_R][2];
-#pragma GCC unroll 4
-    for (int r = 0; r < Q8T_R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        const int8_t *xb = xp + (size_t)b * 1024;
-        const __m512i s0 = _mm512_loadu_si512(xs + (size_t)b * 32);
-        const __m512i s1 = _mm512_loadu_si512(xs + (size_t)b * 32 + 16);
-        __m512i ia[Q8T_R][2];
-#pragma GCC unroll 4
-        for (int r = 0; r < Q8T_R; r++) ia[r][0] = s0, ia[r][1] = s1;
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            const __m512i x0 = _mm512_loadu_si512(xb + g * 128), x1 = _mm512_loadu_si512(xb + g * 128 + 64);
-#pragma GCC unroll 4
-            for (int r = 0; r < Q8T_R; r++) {
-                int32_t w4;
-                memcpy(&w4, w[r][b].qs + 4 * g, 4);
-                const __m512i wv = _mm512_xor_si512(_mm512_set1_epi32(w4), bias);
-                ia[r][0] = _mm512_dpbusd_epi32(ia[r][0], wv, x0);
-                ia[r][1] = _mm512_dpbusd_epi32(ia[r][1], wv, x1);
-            }
-        }
-        const __m512 d0 = _mm512_loadu_ps(xd + (size_t)b * 32), d1 = _mm512_loadu_ps(xd + (size_t)b * 32 + 16);
-#pragma GCC unroll 4
-        for (int r = 0; r < Q8T_R; r++) {
-            const __m512 dw = _mm512_set1_ps(_cvtsh_ss(w[r][b].d));
-            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][0]), _mm512_mul_ps(dw, d0), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][1]), _mm512_mul_ps(dw, d1), acc[r][1]);
-        }
-    }
-    float tile[Q8T_R][Q8T_P];
-#pragma GCC unroll 4
-    for (int r = 0; r < Q8T_R; r++) {
-        _mm512_storeu_ps(tile[r], acc[r][0]);
-        _mm512_storeu_ps(tile[r] + 16, acc[r][1]);
-    }
-    for (int t = 0; t < nt; t++)
-        for (int r = 0; r < nr; r++) out[(size_t)t * ostride + r] = tile[r][t];
-}
-
-/* AVX-512 (F, BW, VL; VNNI for the int8 dot products): 32 registers of 16 floats, so tiles of
-   12 rows x 32 positions. */
-#define TILE_Q8 tile_q8_avx512
-#define FN(name) name##_avx512
-#define NAME "AVX-512"
-#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
-#define VF __m512
-#define VL 16
-#define vzero() _mm512_setzero_ps()
-#define vload(p) _mm512_loadu_ps(p)
-#define vstore(p, v) _mm512_storeu_ps(p, v)
-#define vloadh(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-#define vset1(x) _mm512_set1_ps(x)
-#define f16s(h) _cvtsh_ss(h)
-#define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define vsum(v) _mm512_reduce_add_ps(v)
-#define TR 12
-/* |w| as unsigned bytes times x with w's sign, summed in fours into 8 int32 lanes (VNNI) */
-#define Q8_ACC_TYPE __m256
-#define Q8_ACC_ZERO() _mm256_setzero_ps()
-#define Q8_ACC_SUM(a) hsum256(a)
-#define Q8_DOT(acc, wb, xb, scale) do { \
-        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs); \
-        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs); \
-        __m256i p_ = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w_, w_), \
-                                         _mm256_sign_epi8(x_, w_)); \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
-    } while (0)
-/* Two blocks at once in 512 bits: |w| times x with w's sign (x negated where w < 0, by mask),
-   each half scaled by its own pair of scales; folded to 256 bits at the end. */
-#define Q8_ACC2_TYPE __m512
-#define Q8_ACC2_ZERO() _mm512_setzero_ps()
-#define Q8_ACC2_FOLD(a) _mm256_add_ps(_mm512_castps512_ps256(a), \
-        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)))
-#define Q8_DOT2(acc, wb, xb) do { \
-        const __m512i w_ = _mm512_inserti64x4( \
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wb)[0].qs)), \
-            _mm256_loadu_si256((const __m256i *)(wb)[1].qs), 1); \
-        const __m512i x_ = _mm512_inserti64x4( \
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xb)[0].qs)), \
-            _mm256_loadu_si256((const __m256i *)(xb)[1].qs), 1); \
-        const __m512i sx_ = _mm512_mask_sub_epi8(x_, _mm512_movepi8_mask(w_), \
-                                                 _mm512_setzero_si512(), x_); \
-        const __m512i p_ = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w_), sx_); \
-        const __m512 s_ = _mm512_castpd_ps(_mm512_insertf64x4( \
-            _mm512_castps_pd(_mm512_set1_ps(f16s((wb)[0].d) * f16s((xb)[0].d))), \
-            _mm256_castps_pd(_mm256_set1_ps(f16s((wb)[1].d) * f16s((xb)[1].d))), 1)); \
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_), s_, acc); \
-    } while (0)
-#include "kernels_simd.h"
-#undef FN
-#undef NAME
-#undef TARGET
-#undef VF
-#undef VL
-#undef vzero
-#undef vload
-#undef vstore
-#undef vloadh
-#undef vset1
-#undef f16s
-#undef vfma
-#undef vsum
-#undef TR
-#undef Q8_DOT
-#undef Q8_DOT2
-#undef TILE_Q8
-
-/* AVX2 + FMA + F16C: 16 registers of 8 floats, so tiles of 6 rows x 16 positions. No integer
-   tile: AVX2's byte products (vpmaddubsw) saturate at 16 bits for these operands. */
-#define TILE_Q8 NULL
-#define FN(name) name##_avx2
-#define NAME "AVX2"
-#define TARGET __attribute__((target("avx2,fma,f16c")))
-#define VF __m256
-#define VL 8
-#define vzero() _mm256_setzero_ps()
-#define vload(p) _mm256_loadu_ps(p)
-#define vstore(p, v) _mm256_storeu_ps(p, v)
-#define vloadh(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define vset1(x) _mm256_set1_ps(x)
-#define f16s(h) _cvtsh_ss(h)
-#define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define vsum(v) hsum256(v)
-#define TR 6
-/* without VNNI: unsigned x signed byte pairs summed to int16 (cannot overflow: |w| <= 128,
-   |x| <= 127), then pairs of int16 to int32 */
-#define Q8_DOT(acc, wb, xb, scale) do { \
-        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs); \
-        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs); \
-        __m256i p16_ = _mm256_maddubs_epi16(_mm256_sign_epi8(w_, w_), _mm256_sign_epi8(x_, w_)); \
-        __m256i p_ = _mm256_madd_epi16(p16_, _mm256_set1_epi16(1)); \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
-    } while (0)
-#include "kernels_simd.h"
-#endif /* x86-64 */
-
-#if defined(__aarch64__) && defined(__ARM_NEON)
-#include <arm_neon.h>
-#define HAVE_NEON 1
-/* NEON: 32 registers of 4 floats, so tiles of 12 rows x 8 positions. */
-#define TILE_Q8 NULL
-#define FN(name) name##_neon
-#define NAME "NEON"
-#define TARGET
-#define VF float32x4_t
-#define VL 4
-#define vzero() vdupq_n_f32(0.0f)
-#define vload(p) vld1q_f32(p)
-#define vstore(p, v) vst1q_f32(p, v)
-#define vloadh(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
-#define vset1(x) vdupq_n_f32(x)
-#define f16s(h) vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0)
-#define vfma(a, b, c) vfmaq_f32(c, a, b)
-#define vsum(v) vaddvq_f32(v)
-#define TR 12
-#define Q8_ACC_TYPE float32x4_t
-#define Q8_ACC_ZERO() vdupq_n_f32(0.0f)
-#define Q8_ACC_SUM(a) vaddvq_f32(a)
-/* products widened to int16 one at a time, then pairwise into int32: no int16 overflow */
-#define Q8_DOT(acc, wb, xb, scale) do { \
-        int8x16_t w0_ = vld1q_s8((wb)->qs), w1_ = vld1q_s8((wb)->qs + 16); \
-        int8x16_t x0_ = vld1q_s8((xb)->qs), x1_ = vld1q_s8((xb)->qs + 16); \
-        int32x4_t p_ = vpaddlq_s16(vmull_s8(vget_low_s8(w0_), vget_low_s8(x0_))); \
-        p_ = vpadalq_s16(p_, vmull_high_s8(w0_, x0_)); \
-        p_ = vpadalq_s16(p_, vmull_s8(vget_low_s8(w1_), vget_low_s8(x1_))); \
-        p_ = vpadalq_s16(p_, vmull_high_s8(w1_, x1_)); \
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p_), scale); \
-    } while (0)
-#include "kernels_simd.h"
-#endif /* AArch64 */
-
 /* ---- choosing a set -------------------------------------------------------------------- */
 
-static const Kernels *active = &kernels_c;
+static const Kernels *active = &kernels_portable;
 
 int kernels_available(const Kernels **sets, int max) {
     int n = 0;
-#ifdef HAVE_X86
+#ifdef KERNELS_X86
     __builtin_cpu_init();
     if (n < max && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
@@ -393,10 +119,10 @@ int kernels_available(const Kernels **sets, int max) {
     if (n < max && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         sets[n++] = &kernels_avx2;
 #endif
-#ifdef HAVE_NEON
+#ifdef KERNELS_NEON
     if (n < max) sets[n++] = &kernels_neon;
 #endif
-    if (n < max) sets[n++] = &kernels_c;
+    if (n < max) sets[n++] = &kernels_portable;
     return n;
 }
 
