@@ -70,8 +70,10 @@ tests/npycmp: tests/npycmp.c
 
 # The C tests of one variant: kernels vs their references, the sampler, golden fixtures, bad
 # input. Needs only a C compiler. RUN_WRAP runs a binary of another architecture (qemu).
+# The kernels run with OpenMP workers on 128 KiB stacks (musl's default), which big stack
+# buffers would overflow.
 define c_tests
-	$(2) build/$(1)/tests/test_kernels
+	OMP_STACKSIZE=128K $(2) build/$(1)/tests/test_kernels
 	$(2) build/$(1)/tests/test_sampler
 	RUN="$(3)" sh tests/golden.sh
 	RUN="$(3)" sh tests/bad_input.sh

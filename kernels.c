@@ -23,6 +23,10 @@
 
 #include "kernels_sets.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 /* ---- half precision ---------------------------------------------------------------------- */
 
 /* IEEE 754 binary16 -> binary32, exact for every input (subnormals, infinities, NaN). */
@@ -202,8 +206,23 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
 
 #define GEMM_MIN_N 4      /* from this many positions on, the tiled product pays off */
 #define KC 1024           /* columns of F16/Q8_0 weights widened at a time (a multiple of 32) */
-#define MAX_TILE_R 12     /* the largest tile_r of any set */
-#define MAX_Q8_BLOCKS (Q8_MAX_COLS / QK8_0)
+
+/* The threads a parallel loop started here may have, and the calling thread's number in its
+   team, for scratch memory per thread (1 and 0 without OpenMP). */
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+static int thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* Several products share one input (q, k and v; gate and up): their rows are numbered as one
  * list, so one parallel loop covers them all and the threads meet once instead of per weight. */
@@ -221,13 +240,15 @@ static int batch_find(const Batch *b, int i) {
 }
 
 /* Decoding: one dot product per (position, row), rows split across threads. For Q8_0 weights
- * the position's activations are quantized once, up front. */
+ * the position's activations are quantized once, up front, into xq on the calling thread's
+ * stack (no worker's), sized to the call: cols / 32 blocks of 34 bytes, 2.2 KB for 2048 columns
+ * (at most Q8_MAX_COLS / 32, 139 KB), so that decoding allocates nothing. */
 static void gemv(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, total = b->start[b->count];
-    BlockQ8 xq[MAX_Q8_BLOCKS];
     int any_q8 = 0;
     for (int j = 0; j < b->count; j++) any_q8 |= b->w[j]->type == GGML_Q8_0;
+    BlockQ8 xq[any_q8 ? cols / QK8_0 + 1 : 1];
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * cols;
         if (any_q8) quantize_q8_0(xq, xt, cols);
@@ -244,14 +265,18 @@ static void gemv(const Batch *b, const float *x, int n) {
     }
 }
 
-/* Q8_0 weights in a prompt meet Q8_0 activations, as in decoding and in matmul_ref: each
- * position's activations are quantized once per call. */
+/* What a prompt's product builds from x before the tiles run, on the heap (a worker thread may
+ * have as little as 128 KiB of stack: musl's default). Q8_0 weights in a prompt meet Q8_0
+ * activations, as in decoding and in matmul_ref: each position's activations are quantized once
+ * per call. */
 typedef struct {
-    float *xt;          /* F32/F16 weights (and Q8_0 without tile_q8): x transposed in blocks of TC */
+    float *xt;          /* F32/F16 weights: x transposed in blocks of TC */
     float *xtq;         /* Q8_0 weights without tile_q8: x quantized, dequantized, transposed */
-    int8_t *xp;         /* Q8_0 weights with tile_q8: x quantized and packed (see tile_q8_avx512) */
+    int8_t *xp;         /* Q8_0 weights with tile_q8: x quantized and packed (kernels_avx512.c) */
     int32_t *xs;
     float *xd;
+    float *wbuf;        /* F16 weights, Q8_0 without tile_q8: TR rows of KC columns widened to
+                           floats, one such buffer per thread (thread_num()) */
 } GemmInput;
 
 /* xt[blk][i][t] = x[blk * TC + t][i] (zero past n), split by columns so that both threads have
@@ -270,26 +295,27 @@ static void transpose_blocks(float *xt, const float *x, int n, int cols, int TCk
 }
 
 /* Quantizes each position of x (n, cols) to Q8_0 and packs it for tile_q8: xp, xs, xd over
-   ceil(n / Q8T_P) blocks of positions (layout at tile_q8_avx512), zero past n. */
+   ceil(n / Q8T_P) blocks of positions (layout at tile_q8_avx512), zero past n. A block at a
+   time (quantize_q8_0 treats blocks independently), so that a thread holds one on its stack. */
 static void pack_q8_positions(GemmInput *in, const float *x, int n, int cols) {
     const int nb = cols / QK8_0, pblocks = (n + Q8T_P - 1) / Q8T_P;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < pblocks * Q8T_P; t++) {
-        BlockQ8 q[MAX_Q8_BLOCKS];
-        if (t < n) quantize_q8_0(q, x + (size_t)t * cols, cols);
-        else memset(q, 0, (size_t)nb * sizeof *q);
         const int pb = t / Q8T_P, tt = t % Q8T_P;
         for (int b = 0; b < nb; b++) {
+            BlockQ8 q;
+            if (t < n) quantize_q8_0(&q, x + (size_t)t * cols + (size_t)b * QK8_0, QK8_0);
+            else memset(&q, 0, sizeof q);
             const size_t blk = (size_t)pb * nb + b;
             int8_t *dst = in->xp + blk * 1024 + (size_t)tt * 4;
             int32_t sum = 0;
             for (int g = 0; g < 8; g++)
                 for (int j = 0; j < 4; j++) {
-                    dst[g * 128 + j] = q[b].qs[g * 4 + j];
-                    sum += q[b].qs[g * 4 + j];
+                    dst[g * 128 + j] = q.qs[g * 4 + j];
+                    sum += q.qs[g * 4 + j];
                 }
             in->xs[blk * Q8T_P + tt] = -128 * sum;
-            in->xd[blk * Q8T_P + tt] = f16_table[q[b].d];
+            in->xd[blk * Q8T_P + tt] = f16_table[q.d];
         }
     }
 }
@@ -300,18 +326,24 @@ static void gemm_free(GemmInput *in) {
     free(in->xp);
     free(in->xs);
     free(in->xd);
+    free(in->wbuf);
 }
 
 /* Builds what the batch's weight types need from x; returns -1 when out of memory. */
 static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, TCk = k->tile_c, blocks = (n + TCk - 1) / TCk;
-    int any_q8 = 0, any_other = 0;
+    int any_q8 = 0, any_other = 0, any_f16 = 0;
     for (int j = 0; j < b->count; j++) {
         any_q8 |= b->w[j]->type == GGML_Q8_0;
         any_other |= b->w[j]->type != GGML_Q8_0;
+        any_f16 |= b->w[j]->type == GGML_F16;
     }
     memset(in, 0, sizeof *in);
+    if (any_f16 || (any_q8 && !k->tile_q8)) {
+        in->wbuf = malloc((size_t)max_threads() * k->tile_r * KC * sizeof(float));
+        if (!in->wbuf) return -1;
+    }
     const size_t xt_floats = (size_t)blocks * cols * TCk;
     if (any_other && !(in->xt = malloc(xt_floats * sizeof(float)))) return -1;
     if (any_other) transpose_blocks(in->xt, x, n, cols, TCk);
@@ -332,11 +364,12 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
         return -1;
     }
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        BlockQ8 q[MAX_Q8_BLOCKS];
-        quantize_q8_0(q, x + (size_t)t * cols, cols);
-        dequant_q8_0(xq + (size_t)t * cols, q, cols);
-    }
+    for (int t = 0; t < n; t++)
+        for (int c = 0; c < cols; c += QK8_0) {  /* a block at a time, as in pack_q8_positions */
+            BlockQ8 q;
+            quantize_q8_0(&q, x + (size_t)t * cols + c, QK8_0);
+            dequant_q8_0(xq + (size_t)t * cols + c, &q, QK8_0);
+        }
     transpose_blocks(in->xtq, xq, n, cols, TCk);
     free(xq);
     return 0;
@@ -361,8 +394,8 @@ static void group_q8_int(float *out, const Tensor *w, int r0, int nr, const Gemm
 }
 
 /* A prompt: each task takes TR weight rows and runs tiles against every block of positions. F32
- * rows are read in place; F16 and Q8_0 rows are widened KC columns at a time into a small
- * buffer first, and the tiles accumulate across those column chunks. Q8_0 weights with an
+ * rows are read in place; F16 and Q8_0 rows are widened KC columns at a time into the thread's
+ * buffer first (GemmInput.wbuf), and the tiles accumulate across those column chunks. Q8_0 weights with an
  * integer tile kernel take group_q8_int instead.
  * Threads take runs of 8 row groups, not single groups: a group's TR outputs per position share
  * cache lines with its neighbours', and when neighbouring groups ran on different threads those
@@ -391,16 +424,18 @@ static void gemm(const Batch *b, const float *x, int n) {
         }
         const float *xt = w->type == GGML_Q8_0 ? in.xtq : in.xt;
         const int kc_max = w->type == GGML_F32 ? cols : KC;
-        float buf[MAX_TILE_R * KC];  /* widened F16/Q8_0 weights: TR rows of KC */
         for (int c0 = 0; c0 < cols; c0 += kc_max) {
             const int kc = cols - c0 < kc_max ? cols - c0 : kc_max;
-            const float *wt = buf;
-            int wstride = KC;
+            const float *wt;
+            int wstride;
             if (w->type == GGML_F32) {
                 wt = (const float *)row_ptr(w, r0) + c0;
                 wstride = cols;
-            } else {
+            } else {  /* widened into this thread's buffer */
+                float *buf = in.wbuf + (size_t)thread_num() * TRk * KC;
                 for (int r = 0; r < nr; r++) row_span(buf + (size_t)r * KC, w, r0 + r, c0, kc);
+                wt = buf;
+                wstride = KC;
             }
             for (int blk = 0; blk < blocks; blk++) {
                 const int nt = n - blk * TCk < TCk ? n - blk * TCk : TCk;
