@@ -77,8 +77,8 @@ float f16_table[1 << 16];  /* filled by kernels_init() (kernels_sets.h) */
 
 /* ---- Q8_0 ------------------------------------------------------------------------------ */
 
-/* GGUF's Q8_0 quantizer: per block of 32, d = max|x| / 127, q = round(x / d) (to nearest, ties
-   to even, as lrintf); an all-zero block gets d = 0 and q = 0 (never a division by zero).
+/* GGUF's Q8_0 quantizer: per block of 32, d = max|x| / 127, q = round(x * (1 / d)) (to nearest,
+   ties to even, as lrintf); an all-zero block gets d = 0 and q = 0 (never a division by zero).
    Decoding quantizes every matrix's input, ~60 times a token, so the loops are written to
    vectorize: the rounding adds and subtracts 1.5 * 2^23 (exact for |x * id| <= 127) instead of
    calling lrintf (measured: 3.7 -> 0.5 us for 768 values). */
@@ -519,8 +519,10 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
 
 /* One task of attention(): queries t0 .. t0+nq-1 of head h against the cache, one key tile at a
  * time: the tile's scores (the set's att_scores), the online softmax on them, then their weighted
- * values (att_pv). Keys a query may not see get probability 0; keys not yet written (past the
- * last query) are never read. */
+ * values (att_pv). Keys a query may not see get probability 0. att_scores scores whole tiles, so
+ * in the last tile it also reads keys not written yet (past the last query: whatever the cache
+ * holds there); their scores are masked like the future, and att_pv reads only the nk keys
+ * written. */
 static void attention_task(float *out, const float *q, const float *kc, const float *vc, int n,
                            int pos0, const AttnShape *a, int task) {
     const Kernels *k = active;

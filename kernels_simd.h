@@ -70,7 +70,9 @@ static TARGET float FN(dot_f32)(const float *w, const float *x, int n) {
     return sum;
 }
 
-/* The same with half-precision weights, widened in registers. */
+/* The same with half-precision weights, widened in registers. No alignment head: a load of VL
+   halves is at most 32 bytes, which from GGUF's 32-byte alignment stays within a cache line
+   (rows of a multiple of 16 halves). */
 static TARGET float FN(dot_f16)(const uint16_t *w, const float *x, int n) {
     VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     int i = 0;
