@@ -25,6 +25,9 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#else  /* one thread: the two OpenMP calls the scratch per thread needs (GemmInput.wbuf) */
+static int omp_get_max_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
 #endif
 
 /* ---- half precision ---------------------------------------------------------------------- */
@@ -207,23 +210,6 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
 #define GEMM_MIN_N 4      /* from this many positions on, the tiled product pays off */
 #define KC 1024           /* columns of F16/Q8_0 weights widened at a time (a multiple of 32) */
 
-/* The threads a parallel loop started here may have, and the calling thread's number in its
-   team, for scratch memory per thread (1 and 0 without OpenMP). */
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-static int thread_num(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* Several products share one input (q, k and v; gate and up): their rows are numbered as one
  * list, so one parallel loop covers them all and the threads meet once instead of per weight. */
 typedef struct {
@@ -276,7 +262,7 @@ typedef struct {
     int32_t *xs;
     float *xd;
     float *wbuf;        /* F16 weights, Q8_0 without tile_q8: TR rows of KC columns widened to
-                           floats, one such buffer per thread (thread_num()) */
+                           floats, for each thread a parallel loop started here may have */
 } GemmInput;
 
 /* xt[blk][i][t] = x[blk * TC + t][i] (zero past n), split by columns so that both threads have
@@ -341,7 +327,7 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
     }
     memset(in, 0, sizeof *in);
     if (any_f16 || (any_q8 && !k->tile_q8)) {
-        in->wbuf = malloc((size_t)max_threads() * k->tile_r * KC * sizeof(float));
+        in->wbuf = malloc((size_t)omp_get_max_threads() * k->tile_r * KC * sizeof(float));
         if (!in->wbuf) return -1;
     }
     const size_t xt_floats = (size_t)blocks * cols * TCk;
@@ -432,7 +418,7 @@ static void gemm(const Batch *b, const float *x, int n) {
                 wt = (const float *)row_ptr(w, r0) + c0;
                 wstride = cols;
             } else {  /* widened into this thread's buffer */
-                float *buf = in.wbuf + (size_t)thread_num() * TRk * KC;
+                float *buf = in.wbuf + (size_t)omp_get_thread_num() * TRk * KC;
                 for (int r = 0; r < nr; r++) row_span(buf + (size_t)r * KC, w, r0 + r, c0, kc);
                 wt = buf;
                 wstride = KC;

@@ -182,6 +182,9 @@ static void test_quantize(void) {
     check(ok, "quantize_q8_0: zero block, rounding error, full range");
 }
 
+/* The larger of a running worst and a new error; NaN counts as infinitely bad. */
+static double worse(double worst, double e) { return isnan(e) ? INFINITY : e > worst ? e : worst; }
+
 /* How an attention case draws its inputs: q = q_offset + q_scale * U(-1, 1),
  * k = k_offset + U(-1, 1), v = U(-1, 1). */
 typedef struct {
@@ -189,10 +192,37 @@ typedef struct {
     const char *what;
 } AttDraw;
 
+/* The test's own statement of attention, in double precision, for one query qh (hd) of KV head
+ * kvh against keys lo .. p of k and v (rows of kvd floats, as drawn): the scores
+ * s_j = q . k_j / sqrt(hd), their softmax in P[lo .. p] (after subtracting max s, as double's
+ * exp overflows too), and out (hd) = sum_j P_j v_j. Returns max_j sum_i |q_i k_ji| / sqrt(hd). */
+static double attention_double(double *P, double *out, const float *qh, const float *k,
+                               const float *v, int kvd, int kvh, int hd, int lo, int p) {
+    const double scale = 1.0 / sqrt((double)hd);
+    double max = -INFINITY, mag = 0.0, sum = 0.0;
+    for (int j = lo; j <= p; j++) {
+        const float *kj = k + (size_t)j * kvd + (size_t)kvh * hd;
+        double dot = 0.0, m = 0.0;
+        for (int i = 0; i < hd; i++) {
+            dot += (double)qh[i] * kj[i];
+            m += fabs((double)qh[i] * kj[i]);
+        }
+        P[j] = dot * scale;
+        max = P[j] > max ? P[j] : max;
+        mag = m * scale > mag ? m * scale : mag;
+    }
+    for (int j = lo; j <= p; j++) sum += P[j] = exp(P[j] - max);
+    for (int i = 0; i < hd; i++) out[i] = 0.0;
+    for (int j = lo; j <= p; j++) {
+        P[j] /= sum;
+        for (int i = 0; i < hd; i++) out[i] += P[j] * v[(size_t)j * kvd + (size_t)kvh * hd + i];
+    }
+    return mag;
+}
+
 /* Both attention() (tiled, online softmax, the active set's tile products) and attention_ref()
- * against a statement of their own in double precision, from the keys and values as drawn (not
- * read back from the cache): for the query at p, the scores s_j = q . k_j / sqrt(hd) of the
- * visible keys j (attn_first_visible(p, window) <= j <= p), their softmax P, out = sum_j P_j v_j.
+ * against the test's own statement in double precision (attention_double), from the keys and
+ * values as drawn, not read back from the cache, over the visible keys of each query.
  * Tolerance: a float dot product of hd terms is within (hd + 2) 2^-24 sum_i |q_i k_ji| of the
  * exact one (scale included), so every score is within d of it, d the largest such bound of the
  * row; softmax moves by at most 2d in sum |dP|, so out, a mix of rows of v with |v| <= 1, by 2d;
@@ -213,7 +243,7 @@ static void test_attention(const int shape[6], const AttDraw *dr) {
     float *kc = key_cache + tile, *vc = value_cache + tile;  /* layer 1 */
     float *out = malloc((size_t)n * qd * sizeof(float)), *ref = malloc((size_t)n * qd * sizeof(float));
     float *probs = malloc((size_t)n * n_heads * pstride * sizeof(float));
-    double *sc = malloc((size_t)len * sizeof(double)), *o = malloc((size_t)hd * sizeof(double));
+    double *P = malloc((size_t)len * sizeof(double)), *o = malloc((size_t)hd * sizeof(double));
     for (int i = 0; i < n * qd; i++) q[i] = dr->q_offset + dr->q_scale * frand();
     for (int i = 0; i < len * kvd; i++) { k[i] = dr->k_offset + frand(); v[i] = frand(); }
     kv_store(kc, vc, k, v, pos0, 0, &a);
@@ -233,31 +263,13 @@ static void test_attention(const int shape[6], const AttDraw *dr) {
     for (int t = 0; t < n; t++)
         for (int h = 0; h < n_heads; h++) {
             const int p = pos0 + t, lo = attn_first_visible(p, window), kvh = h / (n_heads / n_kv);
-            const float *qh = q + ((size_t)t * n_heads + h) * hd;
-            double max = -INFINITY, mag = 0.0, sum = 0.0;
-            for (int j = lo; j <= p; j++) {
-                const float *kj = k + (size_t)j * kvd + (size_t)kvh * hd;
-                double dot = 0.0, m = 0.0;
-                for (int i = 0; i < hd; i++) {
-                    dot += (double)qh[i] * kj[i];
-                    m += fabs((double)qh[i] * kj[i]);
-                }
-                sc[j] = dot / sqrt((double)hd);
-                max = sc[j] > max ? sc[j] : max;
-                mag = m / sqrt((double)hd) > mag ? m / sqrt((double)hd) : mag;
-            }
-            for (int j = lo; j <= p; j++) sum += sc[j] = exp(sc[j] - max);
-            for (int i = 0; i < hd; i++) o[i] = 0.0;
-            for (int j = lo; j <= p; j++) {
-                sc[j] /= sum;
-                for (int i = 0; i < hd; i++) o[i] += sc[j] * v[(size_t)j * kvd + (size_t)kvh * hd + i];
-            }
-            const double d = (hd + 2) * ldexp(1.0, -24) * mag, tol = 2 * d + 1e-5;
+            const double mag = attention_double(P, o, q + ((size_t)t * n_heads + h) * hd, k, v, kvd,
+                                                kvh, hd, lo, p);
+            const double d = (hd + 2) * ldexp(1.0, -24) * mag, tol = 2 * d + 1e-5;  /* see above */
             const size_t row = ((size_t)t * n_heads + h) * hd;
             for (int i = 0; i < hd; i++) {
-                double e = fabs(out[row + i] - o[i]) / tol, er = fabs(ref[row + i] - o[i]) / tol;
-                worst_out = isnan(e) || e > worst_out ? (isnan(e) ? INFINITY : e) : worst_out;
-                worst_ref = isnan(er) || er > worst_ref ? (isnan(er) ? INFINITY : er) : worst_ref;
+                worst_out = worse(worst_out, fabs(out[row + i] - o[i]) / tol);
+                worst_ref = worse(worst_ref, fabs(ref[row + i] - o[i]) / tol);
             }
             const float *pr = probs + ((size_t)t * n_heads + h) * pstride;
             for (int j = 0; j < pstride; j++) {
@@ -265,8 +277,7 @@ static void test_attention(const int shape[6], const AttDraw *dr) {
                     masked_ok &= pr[j] == 0.0f;
                     continue;
                 }
-                double e = fabs(pr[j] - sc[j]) / (2 * d + 1e-6);
-                worst_p = isnan(e) || e > worst_p ? (isnan(e) ? INFINITY : e) : worst_p;
+                worst_p = worse(worst_p, fabs(pr[j] - P[j]) / (2 * d + 1e-6));
             }
         }
     char what[160];
@@ -277,7 +288,7 @@ static void test_attention(const int shape[6], const AttDraw *dr) {
                what, worst_out, worst_ref, worst_p);
     check(layout_ok && masked_ok && worst_out <= 1.0 && worst_ref <= 1.0 && worst_p <= 1.0, what);
     free(q); free(k); free(v); free(key_cache); free(value_cache); free(out); free(ref); free(probs);
-    free(sc); free(o);
+    free(P); free(o);
 }
 
 /* exp_fast against libm's exp in double, over the whole range where e^x is a normal float. */
