@@ -13,7 +13,8 @@ ARM_CC  ?= aarch64-linux-gnu-gcc
 HOST_CC ?= cc
 
 # The engine (everything but main), then the program.
-LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c build/gen/attn_page.c
+LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c kernels_portable.c \
+           kernels_avx512.c kernels_avx2.c kernels_neon.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
 
@@ -86,10 +87,11 @@ build/npycmp: tests/c/npycmp.c
 	$(CC) $(WARN) -O2 -o $@ $< $(LDLIBS)
 
 # The C tests of one variant: kernels vs their references, the sampler, the streaming decoder,
-# golden fixtures, bad input. Needs only a C compiler. RUN_WRAP runs a binary of another
-# architecture (qemu).
+# golden fixtures, bad input. Needs only a C compiler. $(2) runs a binary of another architecture
+# (qemu). The kernels run with OpenMP workers on 128 KiB stacks (musl's default), which big stack
+# buffers would overflow.
 define c_tests
-	$(2) build/$(1)/tests/c/test_kernels
+	OMP_STACKSIZE=128K $(2) build/$(1)/tests/c/test_kernels
 	$(2) build/$(1)/tests/c/test_sampler
 	$(2) build/$(1)/tests/c/test_decoder
 	RUN="$(3)" sh tests/c/golden.sh

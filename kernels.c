@@ -1,4 +1,5 @@
-/* kernels.c: the matrix products every layer runs.
+/* kernels.c: the driver of the kernels: the matrix products and the attention every layer runs,
+ * their plain references, and the choice of a kernel set.
  *
  * One entry point, matmul(out, x, w, n), for every weight type (F32, F16, Q8_0):
  *   - n small (decoding): each output is one dot product of a weight row with x; the work is
@@ -11,16 +12,23 @@
  * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
  * order, so results do not depend on the thread count.
  *
- * The leaf kernels come in sets: AVX-512, AVX2 (x86-64 with GCC or Clang), NEON (AArch64) and a
- * portable C fallback. kernels_init() picks the best set the CPU has, once. Each SIMD set is the
- * template kernels_simd.h compiled with that set's mapping macros. matmul_ref() is the textbook
- * version the tests hold every set against.
+ * The leaf kernels come in sets, a file each (kernels_sets.h): AVX-512, AVX2 (x86-64 with GCC or
+ * Clang), NEON (AArch64) and a portable C fallback. kernels_init() picks the best set the CPU has,
+ * once. matmul_ref() and attention_ref() are the textbook versions the tests hold every set
+ * against.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels.h"
+#include "kernels_sets.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#else  /* one thread: the two OpenMP calls the scratch per thread needs (GemmInput.wbuf) */
+static int omp_get_max_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+#endif
 
 /* ---- half precision ---------------------------------------------------------------------- */
 
@@ -68,13 +76,12 @@ uint16_t f32_to_f16(float f) {
     return sign | (uint16_t)h;
 }
 
-/* All 65,536 halves widened once, so scalar code does a table load instead of bit surgery. */
-static float f16_table[1 << 16];
+float f16_table[1 << 16];  /* filled by kernels_init() (kernels_sets.h) */
 
 /* ---- Q8_0 ------------------------------------------------------------------------------ */
 
-/* GGUF's Q8_0 quantizer: per block of 32, d = max|x| / 127, q = round(x / d) (to nearest, ties
-   to even, as lrintf); an all-zero block gets d = 0 and q = 0 (never a division by zero).
+/* GGUF's Q8_0 quantizer: per block of 32, d = max|x| / 127, q = round(x * (1 / d)) (to nearest,
+   ties to even, as lrintf); an all-zero block gets d = 0 and q = 0 (never a division by zero).
    Decoding quantizes every matrix's input, ~60 times a token, so the loops are written to
    vectorize: the rounding adds and subtracts 1.5 * 2^23 (exact for |x * id| <= 127) instead of
    calling lrintf (measured: 3.7 -> 0.5 us for 768 values). */
@@ -104,287 +111,13 @@ static void dequant_q8_0(float *out, const BlockQ8 *in, int n) {
     }
 }
 
-/* ---- the portable set ------------------------------------------------------------------ */
-
-static float dot_f32_c(const float *w, const float *x, int n) {
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < n; i++) sum += w[i] * x[i];
-    return sum;
-}
-
-static float dot_f16_c(const uint16_t *w, const float *x, int n) {
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < n; i++) sum += f16_table[w[i]] * x[i];
-    return sum;
-}
-
-static float dot_q8_c(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
-    float sum = 0.0f;
-    for (int b = 0; b < nblocks; b++) {
-        int32_t s = 0;
-        for (int i = 0; i < QK8_0; i++) s += w[b].qs[i] * x[b].qs[i];
-        sum += f16_table[w[b].d] * f16_table[x[b].d] * (float)s;
-    }
-    return sum;
-}
-
-#define TR_C 4
-#define TC_C 8
-static void tile_f32_c(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
-                       int k, int nt, int accumulate) {
-    for (int r = 0; r < nr; r++) {
-        float acc[TC_C] = {0};
-        for (int i = 0; i < k; i++) {
-            const float wv = w[(size_t)r * wstride + i];
-#pragma omp simd
-            for (int t = 0; t < TC_C; t++) acc[t] += wv * xt[(size_t)i * TC_C + t];
-        }
-        for (int t = 0; t < nt; t++) {
-            float *o = out + (size_t)t * ostride + r;
-            *o = accumulate ? *o + acc[t] : acc[t];
-        }
-    }
-}
-
-static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
-    for (int i = 0; i < n; i++) out[i] = f16_table[in[i]];
-}
-
-static void att_scores_c(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
-                         float scale) {
-    for (int i = 0; i < nq; i++) {
-        float *si = s + (size_t)i * KV_TILE;
-        for (int j = 0; j < KV_TILE; j++) si[j] = 0.0f;
-        for (int d = 0; d < hd; d++) {
-            const float qd = q[(size_t)i * qstride + d] * scale;
-#pragma omp simd
-            for (int j = 0; j < KV_TILE; j++) si[j] += qd * kt[(size_t)d * KV_TILE + j];
-        }
-    }
-}
-
-static void att_pv_c(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd) {
-    for (int i = 0; i < nq; i++)
-        for (int j = 0; j < nk; j++) {
-            const float pj = p[(size_t)i * KV_TILE + j];
-#pragma omp simd
-            for (int d = 0; d < hd; d++) o[(size_t)i * ostride + d] += pj * v[(size_t)j * hd + d];
-        }
-}
-
-static const Kernels kernels_c = {
-    "portable C", TR_C, TC_C, dot_f32_c, dot_f16_c, dot_q8_c, tile_f32_c, f16_to_f32_row_c,
-    att_scores_c, att_pv_c, NULL,
-};
-
-/* ---- the SIMD sets ---------------------------------------------------------------------- */
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define HAVE_X86 1
-
-/* Sum of 8 floats. AVX2 code, which the AVX-512 functions may inline too (a subset of theirs). */
-static __attribute__((target("avx2,fma,f16c"))) inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-
-/* Q8_0 weights times Q8_0 activations for a prompt, Q8T_R = 4 rows x Q8T_P = 32 positions, with
- * VNNI's vpdpbusd: 16 lanes, each adding four products of an unsigned byte and a signed byte to
- * an int32. w[r] is row r's first block (rows past nr repeat the last); the activations come
- * packed by gemm(), per Q8_0 block b:
- *   xp[b * 1024 + g * 128 + t * 4 + j]   byte 4g + j of position t's block (signed);
- *   xs[b * 32 + t]  -128 * (the sum of position t's 32 bytes);  xd[b * 32 + t]  its scale.
- * Four weight bytes are broadcast to every lane with 128 added to each (an XOR of the sign bit:
- * unsigned now), so a lane sums (w + 128) * x over the block, and starting it at -128 * sum(x)
- * leaves exactly sum w * x; times both scales, it joins the float accumulator. The 8 int32 and
- * 8 float accumulators stay in registers. out[t * ostride + r] = the result (t < nt, r < nr). */
-static __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c"))) void
-tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
-               const int32_t *xs, const float *xd, int nb, int nt) {
-    const __m512i bias = _mm512_set1_epi32((int)0x80808080u);
-    __m512 acc[Q8T_R][2];
-#pragma GCC unroll 4
-    for (int r = 0; r < Q8T_R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        const int8_t *xb = xp + (size_t)b * 1024;
-        const __m512i s0 = _mm512_loadu_si512(xs + (size_t)b * 32);
-        const __m512i s1 = _mm512_loadu_si512(xs + (size_t)b * 32 + 16);
-        __m512i ia[Q8T_R][2];
-#pragma GCC unroll 4
-        for (int r = 0; r < Q8T_R; r++) ia[r][0] = s0, ia[r][1] = s1;
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            const __m512i x0 = _mm512_loadu_si512(xb + g * 128), x1 = _mm512_loadu_si512(xb + g * 128 + 64);
-#pragma GCC unroll 4
-            for (int r = 0; r < Q8T_R; r++) {
-                int32_t w4;
-                memcpy(&w4, w[r][b].qs + 4 * g, 4);
-                const __m512i wv = _mm512_xor_si512(_mm512_set1_epi32(w4), bias);
-                ia[r][0] = _mm512_dpbusd_epi32(ia[r][0], wv, x0);
-                ia[r][1] = _mm512_dpbusd_epi32(ia[r][1], wv, x1);
-            }
-        }
-        const __m512 d0 = _mm512_loadu_ps(xd + (size_t)b * 32), d1 = _mm512_loadu_ps(xd + (size_t)b * 32 + 16);
-#pragma GCC unroll 4
-        for (int r = 0; r < Q8T_R; r++) {
-            const __m512 dw = _mm512_set1_ps(_cvtsh_ss(w[r][b].d));
-            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][0]), _mm512_mul_ps(dw, d0), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][1]), _mm512_mul_ps(dw, d1), acc[r][1]);
-        }
-    }
-    float tile[Q8T_R][Q8T_P];
-#pragma GCC unroll 4
-    for (int r = 0; r < Q8T_R; r++) {
-        _mm512_storeu_ps(tile[r], acc[r][0]);
-        _mm512_storeu_ps(tile[r] + 16, acc[r][1]);
-    }
-    for (int t = 0; t < nt; t++)
-        for (int r = 0; r < nr; r++) out[(size_t)t * ostride + r] = tile[r][t];
-}
-
-/* AVX-512 (F, BW, VL; VNNI for the int8 dot products): 32 registers of 16 floats, so tiles of
-   12 rows x 32 positions. */
-#define TILE_Q8 tile_q8_avx512
-#define FN(name) name##_avx512
-#define NAME "AVX-512"
-#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
-#define VF __m512
-#define VL 16
-#define vzero() _mm512_setzero_ps()
-#define vload(p) _mm512_loadu_ps(p)
-#define vstore(p, v) _mm512_storeu_ps(p, v)
-#define vloadh(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-#define vset1(x) _mm512_set1_ps(x)
-#define f16s(h) _cvtsh_ss(h)
-#define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define vsum(v) _mm512_reduce_add_ps(v)
-#define TR 12
-/* |w| as unsigned bytes times x with w's sign, summed in fours into 8 int32 lanes (VNNI) */
-#define Q8_ACC_TYPE __m256
-#define Q8_ACC_ZERO() _mm256_setzero_ps()
-#define Q8_ACC_SUM(a) hsum256(a)
-#define Q8_DOT(acc, wb, xb, scale) do { \
-        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs); \
-        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs); \
-        __m256i p_ = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w_, w_), \
-                                         _mm256_sign_epi8(x_, w_)); \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
-    } while (0)
-/* Two blocks at once in 512 bits: |w| times x with w's sign (x negated where w < 0, by mask),
-   each half scaled by its own pair of scales; folded to 256 bits at the end. */
-#define Q8_ACC2_TYPE __m512
-#define Q8_ACC2_ZERO() _mm512_setzero_ps()
-#define Q8_ACC2_FOLD(a) _mm256_add_ps(_mm512_castps512_ps256(a), \
-        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)))
-#define Q8_DOT2(acc, wb, xb) do { \
-        const __m512i w_ = _mm512_inserti64x4( \
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wb)[0].qs)), \
-            _mm256_loadu_si256((const __m256i *)(wb)[1].qs), 1); \
-        const __m512i x_ = _mm512_inserti64x4( \
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xb)[0].qs)), \
-            _mm256_loadu_si256((const __m256i *)(xb)[1].qs), 1); \
-        const __m512i sx_ = _mm512_mask_sub_epi8(x_, _mm512_movepi8_mask(w_), \
-                                                 _mm512_setzero_si512(), x_); \
-        const __m512i p_ = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w_), sx_); \
-        const __m512 s_ = _mm512_castpd_ps(_mm512_insertf64x4( \
-            _mm512_castps_pd(_mm512_set1_ps(f16s((wb)[0].d) * f16s((xb)[0].d))), \
-            _mm256_castps_pd(_mm256_set1_ps(f16s((wb)[1].d) * f16s((xb)[1].d))), 1)); \
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_), s_, acc); \
-    } while (0)
-#include "kernels_simd.h"
-#undef FN
-#undef NAME
-#undef TARGET
-#undef VF
-#undef VL
-#undef vzero
-#undef vload
-#undef vstore
-#undef vloadh
-#undef vset1
-#undef f16s
-#undef vfma
-#undef vsum
-#undef TR
-#undef Q8_DOT
-#undef Q8_DOT2
-#undef TILE_Q8
-
-/* AVX2 + FMA + F16C: 16 registers of 8 floats, so tiles of 6 rows x 16 positions. No integer
-   tile: AVX2's byte products (vpmaddubsw) saturate at 16 bits for these operands. */
-#define TILE_Q8 NULL
-#define FN(name) name##_avx2
-#define NAME "AVX2"
-#define TARGET __attribute__((target("avx2,fma,f16c")))
-#define VF __m256
-#define VL 8
-#define vzero() _mm256_setzero_ps()
-#define vload(p) _mm256_loadu_ps(p)
-#define vstore(p, v) _mm256_storeu_ps(p, v)
-#define vloadh(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define vset1(x) _mm256_set1_ps(x)
-#define f16s(h) _cvtsh_ss(h)
-#define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define vsum(v) hsum256(v)
-#define TR 6
-/* without VNNI: unsigned x signed byte pairs summed to int16 (cannot overflow: |w| <= 128,
-   |x| <= 127), then pairs of int16 to int32 */
-#define Q8_DOT(acc, wb, xb, scale) do { \
-        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs); \
-        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs); \
-        __m256i p16_ = _mm256_maddubs_epi16(_mm256_sign_epi8(w_, w_), _mm256_sign_epi8(x_, w_)); \
-        __m256i p_ = _mm256_madd_epi16(p16_, _mm256_set1_epi16(1)); \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
-    } while (0)
-#include "kernels_simd.h"
-#endif /* x86-64 */
-
-#if defined(__aarch64__) && defined(__ARM_NEON)
-#include <arm_neon.h>
-#define HAVE_NEON 1
-/* NEON: 32 registers of 4 floats, so tiles of 12 rows x 8 positions. */
-#define TILE_Q8 NULL
-#define FN(name) name##_neon
-#define NAME "NEON"
-#define TARGET
-#define VF float32x4_t
-#define VL 4
-#define vzero() vdupq_n_f32(0.0f)
-#define vload(p) vld1q_f32(p)
-#define vstore(p, v) vst1q_f32(p, v)
-#define vloadh(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
-#define vset1(x) vdupq_n_f32(x)
-#define f16s(h) vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0)
-#define vfma(a, b, c) vfmaq_f32(c, a, b)
-#define vsum(v) vaddvq_f32(v)
-#define TR 12
-#define Q8_ACC_TYPE float32x4_t
-#define Q8_ACC_ZERO() vdupq_n_f32(0.0f)
-#define Q8_ACC_SUM(a) vaddvq_f32(a)
-/* products widened to int16 one at a time, then pairwise into int32: no int16 overflow */
-#define Q8_DOT(acc, wb, xb, scale) do { \
-        int8x16_t w0_ = vld1q_s8((wb)->qs), w1_ = vld1q_s8((wb)->qs + 16); \
-        int8x16_t x0_ = vld1q_s8((xb)->qs), x1_ = vld1q_s8((xb)->qs + 16); \
-        int32x4_t p_ = vpaddlq_s16(vmull_s8(vget_low_s8(w0_), vget_low_s8(x0_))); \
-        p_ = vpadalq_s16(p_, vmull_high_s8(w0_, x0_)); \
-        p_ = vpadalq_s16(p_, vmull_s8(vget_low_s8(w1_), vget_low_s8(x1_))); \
-        p_ = vpadalq_s16(p_, vmull_high_s8(w1_, x1_)); \
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p_), scale); \
-    } while (0)
-#include "kernels_simd.h"
-#endif /* AArch64 */
-
 /* ---- choosing a set -------------------------------------------------------------------- */
 
-static const Kernels *active = &kernels_c;
+static const Kernels *active = &kernels_portable;
 
 int kernels_available(const Kernels **sets, int max) {
     int n = 0;
-#ifdef HAVE_X86
+#ifdef KERNELS_X86
     __builtin_cpu_init();
     if (n < max && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
@@ -393,10 +126,10 @@ int kernels_available(const Kernels **sets, int max) {
     if (n < max && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         sets[n++] = &kernels_avx2;
 #endif
-#ifdef HAVE_NEON
+#ifdef KERNELS_NEON
     if (n < max) sets[n++] = &kernels_neon;
 #endif
-    if (n < max) sets[n++] = &kernels_c;
+    if (n < max) sets[n++] = &kernels_portable;
     return n;
 }
 
@@ -476,8 +209,6 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
 
 #define GEMM_MIN_N 4      /* from this many positions on, the tiled product pays off */
 #define KC 1024           /* columns of F16/Q8_0 weights widened at a time (a multiple of 32) */
-#define MAX_TILE_R 12     /* the largest tile_r of any set */
-#define MAX_Q8_BLOCKS (Q8_MAX_COLS / QK8_0)
 
 /* Several products share one input (q, k and v; gate and up): their rows are numbered as one
  * list, so one parallel loop covers them all and the threads meet once instead of per weight. */
@@ -495,13 +226,15 @@ static int batch_find(const Batch *b, int i) {
 }
 
 /* Decoding: one dot product per (position, row), rows split across threads. For Q8_0 weights
- * the position's activations are quantized once, up front. */
+ * the position's activations are quantized once, up front, into xq on the calling thread's
+ * stack (no worker's), sized to the call: cols / 32 blocks of 34 bytes, 2.2 KB for 2048 columns
+ * (at most Q8_MAX_COLS / 32, 139 KB), so that decoding allocates nothing. */
 static void gemv(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, total = b->start[b->count];
-    BlockQ8 xq[MAX_Q8_BLOCKS];
     int any_q8 = 0;
     for (int j = 0; j < b->count; j++) any_q8 |= b->w[j]->type == GGML_Q8_0;
+    BlockQ8 xq[any_q8 ? cols / QK8_0 + 1 : 1];
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * cols;
         if (any_q8) quantize_q8_0(xq, xt, cols);
@@ -518,14 +251,18 @@ static void gemv(const Batch *b, const float *x, int n) {
     }
 }
 
-/* Q8_0 weights in a prompt meet Q8_0 activations, as in decoding and in matmul_ref: each
- * position's activations are quantized once per call. */
+/* What a prompt's product builds from x before the tiles run, on the heap (a worker thread may
+ * have as little as 128 KiB of stack: musl's default). Q8_0 weights in a prompt meet Q8_0
+ * activations, as in decoding and in matmul_ref: each position's activations are quantized once
+ * per call. */
 typedef struct {
-    float *xt;          /* F32/F16 weights (and Q8_0 without tile_q8): x transposed in blocks of TC */
+    float *xt;          /* F32/F16 weights: x transposed in blocks of TC */
     float *xtq;         /* Q8_0 weights without tile_q8: x quantized, dequantized, transposed */
-    int8_t *xp;         /* Q8_0 weights with tile_q8: x quantized and packed (see tile_q8_avx512) */
+    int8_t *xp;         /* Q8_0 weights with tile_q8: x quantized and packed (kernels_avx512.c) */
     int32_t *xs;
     float *xd;
+    float *wbuf;        /* F16 weights, Q8_0 without tile_q8: TR rows of KC columns widened to
+                           floats, for each thread a parallel loop started here may have */
 } GemmInput;
 
 /* xt[blk][i][t] = x[blk * TC + t][i] (zero past n), split by columns so that both threads have
@@ -544,26 +281,27 @@ static void transpose_blocks(float *xt, const float *x, int n, int cols, int TCk
 }
 
 /* Quantizes each position of x (n, cols) to Q8_0 and packs it for tile_q8: xp, xs, xd over
-   ceil(n / Q8T_P) blocks of positions (layout at tile_q8_avx512), zero past n. */
+   ceil(n / Q8T_P) blocks of positions (layout at tile_q8_avx512), zero past n. A block at a
+   time (quantize_q8_0 treats blocks independently), so that a thread holds one on its stack. */
 static void pack_q8_positions(GemmInput *in, const float *x, int n, int cols) {
     const int nb = cols / QK8_0, pblocks = (n + Q8T_P - 1) / Q8T_P;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < pblocks * Q8T_P; t++) {
-        BlockQ8 q[MAX_Q8_BLOCKS];
-        if (t < n) quantize_q8_0(q, x + (size_t)t * cols, cols);
-        else memset(q, 0, (size_t)nb * sizeof *q);
         const int pb = t / Q8T_P, tt = t % Q8T_P;
         for (int b = 0; b < nb; b++) {
+            BlockQ8 q;
+            if (t < n) quantize_q8_0(&q, x + (size_t)t * cols + (size_t)b * QK8_0, QK8_0);
+            else memset(&q, 0, sizeof q);
             const size_t blk = (size_t)pb * nb + b;
             int8_t *dst = in->xp + blk * 1024 + (size_t)tt * 4;
             int32_t sum = 0;
             for (int g = 0; g < 8; g++)
                 for (int j = 0; j < 4; j++) {
-                    dst[g * 128 + j] = q[b].qs[g * 4 + j];
-                    sum += q[b].qs[g * 4 + j];
+                    dst[g * 128 + j] = q.qs[g * 4 + j];
+                    sum += q.qs[g * 4 + j];
                 }
             in->xs[blk * Q8T_P + tt] = -128 * sum;
-            in->xd[blk * Q8T_P + tt] = f16_table[q[b].d];
+            in->xd[blk * Q8T_P + tt] = f16_table[q.d];
         }
     }
 }
@@ -574,18 +312,24 @@ static void gemm_free(GemmInput *in) {
     free(in->xp);
     free(in->xs);
     free(in->xd);
+    free(in->wbuf);
 }
 
 /* Builds what the batch's weight types need from x; returns -1 when out of memory. */
 static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, TCk = k->tile_c, blocks = (n + TCk - 1) / TCk;
-    int any_q8 = 0, any_other = 0;
+    int any_q8 = 0, any_other = 0, any_f16 = 0;
     for (int j = 0; j < b->count; j++) {
         any_q8 |= b->w[j]->type == GGML_Q8_0;
         any_other |= b->w[j]->type != GGML_Q8_0;
+        any_f16 |= b->w[j]->type == GGML_F16;
     }
     memset(in, 0, sizeof *in);
+    if (any_f16 || (any_q8 && !k->tile_q8)) {
+        in->wbuf = malloc((size_t)omp_get_max_threads() * k->tile_r * KC * sizeof(float));
+        if (!in->wbuf) return -1;
+    }
     const size_t xt_floats = (size_t)blocks * cols * TCk;
     if (any_other && !(in->xt = malloc(xt_floats * sizeof(float)))) return -1;
     if (any_other) transpose_blocks(in->xt, x, n, cols, TCk);
@@ -606,11 +350,12 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
         return -1;
     }
 #pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++) {
-        BlockQ8 q[MAX_Q8_BLOCKS];
-        quantize_q8_0(q, x + (size_t)t * cols, cols);
-        dequant_q8_0(xq + (size_t)t * cols, q, cols);
-    }
+    for (int t = 0; t < n; t++)
+        for (int c = 0; c < cols; c += QK8_0) {  /* a block at a time, as in pack_q8_positions */
+            BlockQ8 q;
+            quantize_q8_0(&q, x + (size_t)t * cols + c, QK8_0);
+            dequant_q8_0(xq + (size_t)t * cols + c, &q, QK8_0);
+        }
     transpose_blocks(in->xtq, xq, n, cols, TCk);
     free(xq);
     return 0;
@@ -635,8 +380,8 @@ static void group_q8_int(float *out, const Tensor *w, int r0, int nr, const Gemm
 }
 
 /* A prompt: each task takes TR weight rows and runs tiles against every block of positions. F32
- * rows are read in place; F16 and Q8_0 rows are widened KC columns at a time into a small
- * buffer first, and the tiles accumulate across those column chunks. Q8_0 weights with an
+ * rows are read in place; F16 and Q8_0 rows are widened KC columns at a time into the thread's
+ * buffer first (GemmInput.wbuf), and the tiles accumulate across those column chunks. Q8_0 weights with an
  * integer tile kernel take group_q8_int instead.
  * Threads take runs of 8 row groups, not single groups: a group's TR outputs per position share
  * cache lines with its neighbours', and when neighbouring groups ran on different threads those
@@ -665,16 +410,18 @@ static void gemm(const Batch *b, const float *x, int n) {
         }
         const float *xt = w->type == GGML_Q8_0 ? in.xtq : in.xt;
         const int kc_max = w->type == GGML_F32 ? cols : KC;
-        float buf[MAX_TILE_R * KC];  /* widened F16/Q8_0 weights: TR rows of KC */
         for (int c0 = 0; c0 < cols; c0 += kc_max) {
             const int kc = cols - c0 < kc_max ? cols - c0 : kc_max;
-            const float *wt = buf;
-            int wstride = KC;
+            const float *wt;
+            int wstride;
             if (w->type == GGML_F32) {
                 wt = (const float *)row_ptr(w, r0) + c0;
                 wstride = cols;
-            } else {
+            } else {  /* widened into this thread's buffer */
+                float *buf = in.wbuf + (size_t)omp_get_thread_num() * TRk * KC;
                 for (int r = 0; r < nr; r++) row_span(buf + (size_t)r * KC, w, r0 + r, c0, kc);
+                wt = buf;
+                wstride = KC;
             }
             for (int blk = 0; blk < blocks; blk++) {
                 const int nt = n - blk * TCk < TCk ? n - blk * TCk : TCk;
@@ -758,8 +505,10 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
 
 /* One task of attention(): queries t0 .. t0+nq-1 of head h against the cache, one key tile at a
  * time: the tile's scores (the set's att_scores), the online softmax on them, then their weighted
- * values (att_pv). Keys a query may not see get probability 0; keys not yet written (past the
- * last query) are never read. */
+ * values (att_pv). Keys a query may not see get probability 0. att_scores scores whole tiles, so
+ * in the last tile it also reads keys not written yet (past the last query: whatever the cache
+ * holds there); their scores are masked like the future, and att_pv reads only the nk keys
+ * written. */
 static void attention_task(float *out, const float *q, const float *kc, const float *vc, int n,
                            int pos0, const AttnShape *a, int task) {
     const Kernels *k = active;

@@ -1,4 +1,5 @@
-/* kernels.h: tensors, the matrix products and attention (kernels.c). */
+/* kernels.h: tensors, the matrix products and attention (kernels.c drives them; the leaf
+   kernels come in sets, one file per instruction set: see kernels_sets.h). */
 #ifndef KERNELS_H
 #define KERNELS_H
 
@@ -6,8 +7,8 @@
 
 #include "gguf.h"
 
-/* Tensors and kernels (kernels.c). One matmul interface; the kernel for a weight type is chosen
-   once per call from the tensor's type, never per element. */
+/* One matmul interface; the kernel for a weight type is chosen once per call from the tensor's
+   type, never per element. */
 
 typedef struct {
     uint32_t type;          /* GGML_F32, GGML_F16 or GGML_Q8_0 */
@@ -37,12 +38,13 @@ typedef struct {
                      int k, int nt, int accumulate);
     void (*f16_to_f32_row)(float *out, const uint16_t *in, int n);
     /* attention on one key tile (see kernels_simd.h): scores s (nq, KV_TILE) of queries q against
-       transposed keys kt (hd, KV_TILE); o (nq, hd) += p (nq, KV_TILE) times values v (nk, hd) */
+       all KV_TILE transposed keys kt (hd, KV_TILE); o (nq, hd) += p (nq, nk) times values
+       v (nk, hd), p's rows KV_TILE apart */
     void (*att_scores)(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
                        float scale);
     void (*att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd);
     /* Q8_0 weights against Q8_0 activations in integer arithmetic, Q8T_R rows x Q8T_P positions
-       (NULL in sets without one; see gemm() in kernels.c for the packed layouts) */
+       (NULL in sets without one; the packed layout is at tile_q8_avx512, kernels_avx512.c) */
     void (*tile_q8)(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
                     const int32_t *xs, const float *xd, int nb, int nt);
 } Kernels;
@@ -90,7 +92,8 @@ void matmul(float *out, const float *x, const Tensor *w, int n);
 /* count (<= MATMUL_MAX) products of the same input x (n, cols) in one pass over the threads:
    outs[j] (n, ws[j]->rows) = x @ ws[j]^T. The weights must share cols. */
 #define MATMUL_MAX 4
-#define Q8_MAX_COLS (4096 * QK8_0)  /* decoding quantizes one row of activations on the stack */
+#define Q8_MAX_COLS (4096 * QK8_0)  /* decoding quantizes a row of activations on the caller's
+                                       stack: cols / 32 blocks of 34 bytes, 139 KB at most */
 void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, int count, int n);
 /* The plain reference the optimized kernels are tested against. */
 void matmul_ref(float *out, const float *x, const Tensor *w, int n);

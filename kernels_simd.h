@@ -1,8 +1,11 @@
 /* kernels_simd.h: the SIMD leaf kernels, written once and compiled once per instruction set.
  *
- * kernels.c includes this file several times, each time after defining the mapping macros for one
- * instruction set (AVX-512, AVX2, NEON):
+ * Each SIMD set is a file of its own (kernels_avx512.c, kernels_avx2.c, kernels_neon.c) that
+ * defines the mapping macros below, includes this file once, and so defines its table
+ * `const Kernels FN(kernels)` (kernels_avx512, ...). The macros end where that file ends. This
+ * file stops with #error when one it needs is missing. Required:
  *
+ *   NAME            the set's name, a string ("AVX-512")
  *   FN(name)        the function's name with the set's suffix (dot_f32 -> dot_f32_avx2)
  *   TARGET          a function attribute enabling the set (empty where it is the baseline)
  *   VF, VL          a vector of VL floats
@@ -11,13 +14,39 @@
  *   vset1(x) vstore(p, v)   broadcast a float; store VL floats
  *   f16s(h)         one half to float in hardware (a table lookup would miss the cache)
  *   TR              weight rows of a matrix-matrix tile; its 2 * TR accumulators of 2 * VL
- *                   positions, two activation vectors and a broadcast fill the register file
+ *                   positions, two activation vectors and a broadcast fill the register file.
+ *                   At least 3: attention's products take TR / 3 queries at a time
  *   Q8_ACC_TYPE, Q8_ACC_ZERO(), Q8_ACC_SUM(a), Q8_DOT(acc, wblock, xblock, scale)
- *                   a float accumulator for Q8_0 dot products, and acc += scale * (the exact
- *                   integer dot product of one pair of 32-byte blocks)
+ *                   a float accumulator for Q8_0 dot products, its zero, its sum as one float,
+ *                   and acc += scale * (the exact integer dot product of one pair of 32-byte
+ *                   blocks)
+ *   TILE_Q8         the set's integer Q8_0 tile for prompts (Kernels.tile_q8), or NULL
+ * Optional, for sets whose vectors hold two blocks (all four or none):
+ *   Q8_ACC2_TYPE, Q8_ACC2_ZERO(), Q8_ACC2_FOLD(a), Q8_DOT2(acc, wblocks, xblocks)
+ *                   a wider accumulator, its zero, it folded to a Q8_ACC_TYPE, and acc += the
+ *                   scaled integer dot products of blocks [0] and [1], each with its own scales
  *
  * Every function handles any length: vector loop, then a scalar tail.
  */
+#include "kernels_sets.h"
+
+#if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8)
+#error "kernels_simd.h: define NAME, FN, TARGET and TILE_Q8 first"
+#endif
+#if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) || \
+    !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
+#error "kernels_simd.h: define VF, VL, vzero, vload, vloadh, vfma, vsum, vset1, vstore, f16s first"
+#endif
+#if !defined(TR) || TR < 3
+#error "kernels_simd.h: define TR, at least 3, first"
+#endif
+#if !defined(Q8_ACC_TYPE) || !defined(Q8_ACC_ZERO) || !defined(Q8_ACC_SUM) || !defined(Q8_DOT)
+#error "kernels_simd.h: define Q8_ACC_TYPE, Q8_ACC_ZERO, Q8_ACC_SUM and Q8_DOT first"
+#endif
+#if (defined(Q8_DOT2) || defined(Q8_ACC2_TYPE) || defined(Q8_ACC2_ZERO) || defined(Q8_ACC2_FOLD)) && \
+    !(defined(Q8_DOT2) && defined(Q8_ACC2_TYPE) && defined(Q8_ACC2_ZERO) && defined(Q8_ACC2_FOLD))
+#error "kernels_simd.h: define all of Q8_DOT2, Q8_ACC2_TYPE, Q8_ACC2_ZERO, Q8_ACC2_FOLD, or none"
+#endif
 
 /* sum_i w[i] * x[i]; four independent accumulators hide the FMA latency. The first few products
  * are done one at a time until w sits on a vector boundary, so that no load of the weights (read
@@ -41,7 +70,9 @@ static TARGET float FN(dot_f32)(const float *w, const float *x, int n) {
     return sum;
 }
 
-/* The same with half-precision weights, widened in registers. */
+/* The same with half-precision weights, widened in registers. No alignment head: a load of VL
+   halves is at most 32 bytes, which from GGUF's 32-byte alignment stays within a cache line
+   (rows of a multiple of 16 halves). */
 static TARGET float FN(dot_f16)(const uint16_t *w, const float *x, int n) {
     VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     int i = 0;
@@ -111,102 +142,86 @@ static TARGET void FN(tile_f32)(float *out, int ostride, const float *w, int wst
         }
 }
 
-/* Attention's two products for one tile of KV_TILE keys, on nq <= ATT_QB queries of one head,
- * in blocks of AR queries by 4 vectors so that the 4 * AR accumulators stay in registers and
- * each key or value vector loaded serves AR queries (a small matrix-matrix product); the
- * queries left over (all of them when decoding) go one at a time:
- *   att_scores: s[i * KV_TILE + j] = sum_d (scale * q[i * qstride + d]) * kt[d * KV_TILE + j] for
- *               every j < KV_TILE; kt is the tile's keys transposed, as the cache stores them;
- *   att_pv:     o[i * ostride + d] += sum_{j < nk} p[i * KV_TILE + j] * v[j * hd + d]. */
+/* Attention's two products on one tile of KV_TILE keys, for nq <= ATT_QB queries of one head, are
+ * one small matrix product, c (nrows, ncols) (+)= (alpha a) (nrows, k) b (k, ncols):
+ *   att_scores: s (nq, KV_TILE) = (scale q) (nq, hd) kt (hd, KV_TILE), kt the tile's keys
+ *               transposed as the cache stores them; all KV_TILE columns, including keys not
+ *               written yet (past the last query): the caller masks what a query may not see;
+ *   att_pv:     o (nq, hd) += p (nq, nk) v (nk, hd), the tile's first nk keys.
+ * It runs in blocks of AR rows of a by 4 vectors of columns, so that the 4 * AR accumulators stay
+ * in registers and each vector of b loaded serves AR rows; the rows left over (all of them when
+ * decoding) go one at a time. Each element of a is scaled by alpha and broadcast. */
 #define AR (TR / 3)
 
-/* R queries (R is AR or 1, a constant wherever this is inlined, so that the 4 * R accumulators
-   are registers) against all KV_TILE keys. */
+/* R rows (AR or 1, a constant wherever this is inlined, so that the 4 * R accumulators are
+ * registers): c[r * cs + j] (+)= sum_i alpha * a[r * as + i] * b[i * bs + j] for j < ncols.
+ * accumulate, a constant too, says whether c's values are added to or replaced. */
 static inline __attribute__((always_inline)) TARGET void
-FN(att_scores_rows)(float *s, const float *q, int qstride, const float *kt, int hd, float scale,
-                    const int R) {
-    for (int j0 = 0; j0 < KV_TILE; j0 += 4 * VL) {
+FN(small_mm_rows)(float *c, int cs, const float *a, int as, float alpha, const float *b, int bs,
+                  int k, int ncols, int accumulate, const int R) {
+    int j0 = 0;
+    for (; j0 + 4 * VL <= ncols; j0 += 4 * VL) {
         VF acc[AR][4];
 #pragma GCC unroll 4
-        for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = vzero();
-        for (int d = 0; d < hd; d++) {
-            const float *kd = kt + (size_t)d * KV_TILE + j0;
-            const VF k0 = vload(kd), k1 = vload(kd + VL), k2 = vload(kd + 2 * VL),
-                     k3 = vload(kd + 3 * VL);
+        for (int r = 0; r < R; r++)
+            for (int v = 0; v < 4; v++)
+                acc[r][v] = accumulate ? vload(c + (size_t)r * cs + j0 + v * VL) : vzero();
+        for (int i = 0; i < k; i++) {
+            const float *bi = b + (size_t)i * bs + j0;
+            const VF b0 = vload(bi), b1 = vload(bi + VL), b2 = vload(bi + 2 * VL),
+                     b3 = vload(bi + 3 * VL);
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
-                const VF qd = vset1(q[(size_t)r * qstride + d] * scale);
-                acc[r][0] = vfma(qd, k0, acc[r][0]);
-                acc[r][1] = vfma(qd, k1, acc[r][1]);
-                acc[r][2] = vfma(qd, k2, acc[r][2]);
-                acc[r][3] = vfma(qd, k3, acc[r][3]);
+                const VF ar = vset1(alpha * a[(size_t)r * as + i]);
+                acc[r][0] = vfma(ar, b0, acc[r][0]);
+                acc[r][1] = vfma(ar, b1, acc[r][1]);
+                acc[r][2] = vfma(ar, b2, acc[r][2]);
+                acc[r][3] = vfma(ar, b3, acc[r][3]);
             }
         }
         for (int r = 0; r < R; r++)
-            for (int c = 0; c < 4; c++) vstore(s + (size_t)r * KV_TILE + j0 + c * VL, acc[r][c]);
+            for (int v = 0; v < 4; v++) vstore(c + (size_t)r * cs + j0 + v * VL, acc[r][v]);
     }
+    for (; j0 + VL <= ncols; j0 += VL) {  /* column counts that are not a multiple of 4 vectors */
+        VF acc[AR];
+        for (int r = 0; r < R; r++) acc[r] = accumulate ? vload(c + (size_t)r * cs + j0) : vzero();
+        for (int i = 0; i < k; i++) {
+            const VF bi = vload(b + (size_t)i * bs + j0);
+            for (int r = 0; r < R; r++) acc[r] = vfma(vset1(alpha * a[(size_t)r * as + i]), bi, acc[r]);
+        }
+        for (int r = 0; r < R; r++) vstore(c + (size_t)r * cs + j0, acc[r]);
+    }
+    for (; j0 < ncols; j0++)
+        for (int r = 0; r < R; r++) {
+            float sum = accumulate ? c[(size_t)r * cs + j0] : 0.0f;
+            for (int i = 0; i < k; i++) sum += alpha * a[(size_t)r * as + i] * b[(size_t)i * bs + j0];
+            c[(size_t)r * cs + j0] = sum;
+        }
 }
+
+/* All nrows rows: blocks of AR, then one at a time. */
+static inline __attribute__((always_inline)) TARGET void
+FN(small_mm)(float *c, int cs, const float *a, int as, float alpha, const float *b, int bs,
+             int nrows, int k, int ncols, int accumulate) {
+    int r = 0;
+    for (; r + AR <= nrows; r += AR)
+        FN(small_mm_rows)(c + (size_t)r * cs, cs, a + (size_t)r * as, as, alpha, b, bs, k, ncols,
+                          accumulate, AR);
+    for (; r < nrows; r++)
+        FN(small_mm_rows)(c + (size_t)r * cs, cs, a + (size_t)r * as, as, alpha, b, bs, k, ncols,
+                          accumulate, 1);
+}
+#undef AR
 
 static TARGET void FN(att_scores)(float *s, const float *q, int qstride, int nq, const float *kt,
                                   int hd, float scale) {
-    int i = 0;
-    for (; i + AR <= nq; i += AR)
-        FN(att_scores_rows)(s + (size_t)i * KV_TILE, q + (size_t)i * qstride, qstride, kt, hd, scale, AR);
-    for (; i < nq; i++)  /* the rest one query at a time (decoding has just one) */
-        FN(att_scores_rows)(s + (size_t)i * KV_TILE, q + (size_t)i * qstride, qstride, kt, hd, scale, 1);
-}
-
-/* R queries (AR or 1, as above): o rows += their probabilities times nk value rows. */
-static inline __attribute__((always_inline)) TARGET void
-FN(att_pv_rows)(float *o, int ostride, const float *p, const float *v, int nk, int hd, const int R) {
-    int d0 = 0;
-    for (; d0 + 4 * VL <= hd; d0 += 4 * VL) {
-        VF acc[AR][4];
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < 4; c++) acc[r][c] = vload(o + (size_t)r * ostride + d0 + c * VL);
-        for (int j = 0; j < nk; j++) {
-            const float *vj = v + (size_t)j * hd + d0;
-            const VF v0 = vload(vj), v1 = vload(vj + VL), v2 = vload(vj + 2 * VL),
-                     v3 = vload(vj + 3 * VL);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) {
-                const VF pj = vset1(p[(size_t)r * KV_TILE + j]);
-                acc[r][0] = vfma(pj, v0, acc[r][0]);
-                acc[r][1] = vfma(pj, v1, acc[r][1]);
-                acc[r][2] = vfma(pj, v2, acc[r][2]);
-                acc[r][3] = vfma(pj, v3, acc[r][3]);
-            }
-        }
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < 4; c++) vstore(o + (size_t)r * ostride + d0 + c * VL, acc[r][c]);
-    }
-    for (; d0 + VL <= hd; d0 += VL) {  /* head dims that are not a multiple of 4 vectors */
-        VF acc[AR];
-        for (int r = 0; r < R; r++) acc[r] = vload(o + (size_t)r * ostride + d0);
-        for (int j = 0; j < nk; j++) {
-            const VF vj = vload(v + (size_t)j * hd + d0);
-            for (int r = 0; r < R; r++) acc[r] = vfma(vset1(p[(size_t)r * KV_TILE + j]), vj, acc[r]);
-        }
-        for (int r = 0; r < R; r++) vstore(o + (size_t)r * ostride + d0, acc[r]);
-    }
-    for (; d0 < hd; d0++)
-        for (int r = 0; r < R; r++) {
-            float sum = o[(size_t)r * ostride + d0];
-            for (int j = 0; j < nk; j++) sum += p[(size_t)r * KV_TILE + j] * v[(size_t)j * hd + d0];
-            o[(size_t)r * ostride + d0] = sum;
-        }
+    FN(small_mm)(s, KV_TILE, q, qstride, scale, kt, KV_TILE, nq, hd, KV_TILE, 0);
 }
 
 static TARGET void FN(att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk,
                               int hd) {
-    int i = 0;
-    for (; i + AR <= nq; i += AR)
-        FN(att_pv_rows)(o + (size_t)i * ostride, ostride, p + (size_t)i * KV_TILE, v, nk, hd, AR);
-    for (; i < nq; i++)
-        FN(att_pv_rows)(o + (size_t)i * ostride, ostride, p + (size_t)i * KV_TILE, v, nk, hd, 1);
+    FN(small_mm)(o, ostride, p, KV_TILE, 1.0f, v, hd, nq, nk, hd, 1);
 }
-#undef AR
 
 /* Widens n halves to floats (a weight tile, before tile_f32). */
 static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
@@ -215,7 +230,7 @@ static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
     for (; i < n; i++) out[i] = f16_table[in[i]];
 }
 
-static const Kernels FN(kernels) = {
+const Kernels FN(kernels) = {
     NAME, TR, 2 * VL, FN(dot_f32), FN(dot_f16), FN(dot_q8), FN(tile_f32), FN(f16_to_f32_row),
     FN(att_scores), FN(att_pv), TILE_Q8,
 };

@@ -182,12 +182,59 @@ static void test_quantize(void) {
     check(ok, "quantize_q8_0: zero block, rounding error, full range");
 }
 
-/* Tiled online-softmax attention vs the textbook version: same outputs (|diff| <= 1e-5, values
- * are in [-1, 1]); the textbook probabilities sum to 1 per row and are exactly 0 where masked.
+/* The larger of a running worst and a new error; NaN counts as infinitely bad. */
+static double worse(double worst, double e) { return isnan(e) ? INFINITY : e > worst ? e : worst; }
+
+/* How an attention case draws its inputs: q = q_offset + q_scale * U(-1, 1),
+ * k = k_offset + U(-1, 1), v = U(-1, 1). */
+typedef struct {
+    float q_offset, q_scale, k_offset;
+    const char *what;
+} AttDraw;
+
+/* The test's own statement of attention, in double precision, for one query qh (hd) of KV head
+ * kvh against keys lo .. p of k and v (rows of kvd floats, as drawn): the scores
+ * s_j = q . k_j / sqrt(hd), their softmax in P[lo .. p] (after subtracting max s, as double's
+ * exp overflows too), and out (hd) = sum_j P_j v_j. Returns max_j sum_i |q_i k_ji| / sqrt(hd). */
+static double attention_double(double *P, double *out, const float *qh, const float *k,
+                               const float *v, int kvd, int kvh, int hd, int lo, int p) {
+    const double scale = 1.0 / sqrt((double)hd);
+    double max = -INFINITY, mag = 0.0, sum = 0.0;
+    for (int j = lo; j <= p; j++) {
+        const float *kj = k + (size_t)j * kvd + (size_t)kvh * hd;
+        double dot = 0.0, m = 0.0;
+        for (int i = 0; i < hd; i++) {
+            dot += (double)qh[i] * kj[i];
+            m += fabs((double)qh[i] * kj[i]);
+        }
+        P[j] = dot * scale;
+        max = P[j] > max ? P[j] : max;
+        mag = m * scale > mag ? m * scale : mag;
+    }
+    for (int j = lo; j <= p; j++) sum += P[j] = exp(P[j] - max);
+    for (int i = 0; i < hd; i++) out[i] = 0.0;
+    for (int j = lo; j <= p; j++) {
+        P[j] /= sum;
+        for (int i = 0; i < hd; i++) out[i] += P[j] * v[(size_t)j * kvd + (size_t)kvh * hd + i];
+    }
+    return mag;
+}
+
+/* Both attention() (tiled, online softmax, the active set's tile products) and attention_ref()
+ * against the test's own statement in double precision (attention_double), from the keys and
+ * values as drawn, not read back from the cache, over the visible keys of each query.
+ * Tolerance: a float dot product of hd terms is within (hd + 2) 2^-24 sum_i |q_i k_ji| of the
+ * exact one (scale included), so every score is within d of it, d the largest such bound of the
+ * row; softmax moves by at most 2d in sum |dP|, so out, a mix of rows of v with |v| <= 1, by 2d;
+ * 1e-5 more for exp_fast and the sums over keys. attention_ref's probabilities are held to P
+ * (within 2d + 1e-6) and are exactly 0 outside the visible keys.
  * The cache is filled by kv_store() in two calls (the earlier positions, then the queries' own),
- * as layer 1 of a 3-layer cache, and read back against the rows stored. */
-static void test_attention(int n_heads, int n_kv, int hd, int n, int pos0, int window) {
-    const int len = pos0 + n, qd = n_heads * hd, kvd = n_kv * hd, layers = 3;
+ * as layer 1 of a 3-layer cache, and read back against the layout kernels.h gives; the rest of
+ * its last tile is never written (malloc), as in a cache not yet filled. */
+static void test_attention(const int shape[6], const AttDraw *dr) {
+    const int n_heads = shape[0], n_kv = shape[1], hd = shape[2], n = shape[3], pos0 = shape[4];
+    const int window = shape[5], len = pos0 + n, qd = n_heads * hd, kvd = n_kv * hd, layers = 3;
+    const int pstride = len + 3;  /* probability rows a little longer than the keys */
     const size_t tile = (size_t)kvd * KV_TILE, cache = kv_tiles(len) * layers * tile;
     const AttnShape a = {n_heads, n_kv, hd, window, layers * tile};
     float *q = malloc((size_t)n * qd * sizeof(float)), *k = malloc((size_t)len * kvd * sizeof(float));
@@ -195,38 +242,53 @@ static void test_attention(int n_heads, int n_kv, int hd, int n, int pos0, int w
     float *key_cache = malloc(cache * sizeof(float)), *value_cache = malloc(cache * sizeof(float));
     float *kc = key_cache + tile, *vc = value_cache + tile;  /* layer 1 */
     float *out = malloc((size_t)n * qd * sizeof(float)), *ref = malloc((size_t)n * qd * sizeof(float));
-    float *probs = malloc((size_t)n * n_heads * (len + 3) * sizeof(float));
-    for (int i = 0; i < n * qd; i++) q[i] = 3.0f * frand();  /* peaked and flat rows alike */
-    for (int i = 0; i < len * kvd; i++) { k[i] = frand(); v[i] = frand(); }
+    float *probs = malloc((size_t)n * n_heads * pstride * sizeof(float));
+    double *P = malloc((size_t)len * sizeof(double)), *o = malloc((size_t)hd * sizeof(double));
+    for (int i = 0; i < n * qd; i++) q[i] = dr->q_offset + dr->q_scale * frand();
+    for (int i = 0; i < len * kvd; i++) { k[i] = dr->k_offset + frand(); v[i] = frand(); }
     kv_store(kc, vc, k, v, pos0, 0, &a);
     kv_store(kc, vc, k + (size_t)pos0 * kvd, v + (size_t)pos0 * kvd, n, pos0, &a);
-    int ok = 1;
-    for (int j = 0; j < len; j++)  /* the layout model.h gives for kv_store */
+    int layout_ok = 1;
+    for (int j = 0; j < len; j++)
         for (int h = 0; h < n_kv; h++)
             for (int i = 0; i < hd; i++) {
                 const size_t t = (size_t)(j / KV_TILE) * a.tile_stride, jt = j % KV_TILE;
-                ok &= kc[t + ((size_t)h * hd + i) * KV_TILE + jt] == k[(size_t)j * kvd + h * hd + i] &&
-                      vc[t + ((size_t)h * KV_TILE + jt) * hd + i] == v[(size_t)j * kvd + h * hd + i];
+                layout_ok &= kc[t + ((size_t)h * hd + i) * KV_TILE + jt] == k[(size_t)j * kvd + h * hd + i] &&
+                             vc[t + ((size_t)h * KV_TILE + jt) * hd + i] == v[(size_t)j * kvd + h * hd + i];
             }
     attention(out, q, kc, vc, n, pos0, &a);
-    attention_ref(ref, probs, len + 3, q, kc, vc, n, pos0, &a);
-    for (int i = 0; i < n * qd; i++) ok &= fabsf(out[i] - ref[i]) <= 1e-5f;
+    attention_ref(ref, probs, pstride, q, kc, vc, n, pos0, &a);
+    double worst_out = 0.0, worst_ref = 0.0, worst_p = 0.0;  /* |error| / tolerance */
+    int masked_ok = 1;
     for (int t = 0; t < n; t++)
         for (int h = 0; h < n_heads; h++) {
-            const float *pr = probs + ((size_t)t * n_heads + h) * (len + 3);
-            int p = pos0 + t, lo = window && p >= window ? p - window + 1 : 0;
-            double sum = 0.0;
-            for (int j = 0; j < len + 3; j++) {
-                if (j < lo || j > p) ok &= pr[j] == 0.0f;
-                else sum += pr[j];
+            const int p = pos0 + t, lo = attn_first_visible(p, window), kvh = h / (n_heads / n_kv);
+            const double mag = attention_double(P, o, q + ((size_t)t * n_heads + h) * hd, k, v, kvd,
+                                                kvh, hd, lo, p);
+            const double d = (hd + 2) * ldexp(1.0, -24) * mag, tol = 2 * d + 1e-5;  /* see above */
+            const size_t row = ((size_t)t * n_heads + h) * hd;
+            for (int i = 0; i < hd; i++) {
+                worst_out = worse(worst_out, fabs(out[row + i] - o[i]) / tol);
+                worst_ref = worse(worst_ref, fabs(ref[row + i] - o[i]) / tol);
             }
-            ok &= fabs(sum - 1.0) <= 1e-5;
+            const float *pr = probs + ((size_t)t * n_heads + h) * pstride;
+            for (int j = 0; j < pstride; j++) {
+                if (j < lo || j > p) {
+                    masked_ok &= pr[j] == 0.0f;
+                    continue;
+                }
+                worst_p = worse(worst_p, fabs(pr[j] - P[j]) / (2 * d + 1e-6));
+            }
         }
-    char what[128];
-    snprintf(what, sizeof what, "attention heads %d/%d dim %d, %d queries from %d, window %d",
-             n_heads, n_kv, hd, n, pos0, window);
-    check(ok, what);
+    char what[160];
+    snprintf(what, sizeof what, "attention heads %d/%d dim %d, %d queries from %d, window %d, %s",
+             n_heads, n_kv, hd, n, pos0, window, dr->what);
+    if (!(worst_out <= 1.0 && worst_ref <= 1.0 && worst_p <= 1.0))
+        printf("  %s: worst error / tolerance: attention %.3g, attention_ref %.3g, its probabilities %.3g\n",
+               what, worst_out, worst_ref, worst_p);
+    check(layout_ok && masked_ok && worst_out <= 1.0 && worst_ref <= 1.0 && worst_p <= 1.0, what);
     free(q); free(k); free(v); free(key_cache); free(value_cache); free(out); free(ref); free(probs);
+    free(P); free(o);
 }
 
 /* exp_fast against libm's exp in double, over the whole range where e^x is a normal float. */
@@ -263,14 +325,32 @@ int main(void) {
         test_matmul_many(sets[s], 1);
         test_matmul_many(sets[s], 11);
     }
-    const int att[][6] = {{8, 2, 8, 1, 0, 0},   {8, 2, 8, 37, 0, 0},   {4, 4, 64, 130, 0, 0},
-                          {12, 1, 16, 5, 100, 0}, {8, 2, 8, 70, 3, 7},  {6, 3, 32, 1, 200, 64},
-                          {2, 1, 5, 17, 64, 16},  {4, 2, 16, 200, 0, 65}, {2, 1, 260, 20, 5, 0}};
+    /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
+       tiles hold KV_TILE = 64 keys: single queries at and around the tile boundaries, prompts
+       whose keys span two and three tiles, windows that start on, before and after a boundary */
+    const int att[][6] = {
+        {8, 2, 8, 1, 0, 0},    {8, 2, 8, 37, 0, 0},   {4, 4, 64, 130, 0, 0},  {12, 1, 16, 5, 100, 0},
+        {8, 2, 8, 70, 3, 7},   {6, 3, 32, 1, 200, 64}, {2, 1, 5, 17, 64, 16}, {4, 2, 16, 200, 0, 65},
+        {2, 1, 260, 20, 5, 0},
+        {4, 2, 16, 1, 63, 0},  {4, 2, 16, 1, 64, 0},  {4, 2, 16, 1, 65, 0},   {4, 2, 16, 1, 127, 0},
+        {4, 2, 16, 1, 128, 0}, {4, 2, 16, 1, 129, 0}, {2, 1, 64, 1, 192, 0},  {4, 2, 16, 1, 128, 64},
+        {4, 2, 16, 1, 128, 65}, {4, 2, 16, 1, 127, 64}, {4, 2, 16, 1, 126, 64}, {4, 2, 16, 1, 64, 1},
+        {4, 2, 16, 1, 191, 2}, {4, 2, 16, 10, 60, 0}, {4, 2, 16, 2, 127, 0},  {4, 2, 16, 66, 63, 0},
+        {4, 2, 16, 129, 0, 0}, {4, 2, 16, 60, 100, 0}, {4, 2, 16, 33, 64, 0}, {4, 2, 16, 20, 120, 10},
+        {4, 2, 16, 100, 50, 64}, {2, 2, 64, 40, 100, 30}};
+    /* ordinary scores; scores of a few hundred, where e^s overflows a float (the softmax must
+       subtract the maximum); and +-100 sum_i q_i / sqrt(hd) (q_i >= 1: at least 100 sqrt(hd),
+       220 at head dim 5) added to every score of a query, which changes nothing but the size of
+       the exponents */
+    const AttDraw draws[] = {{0.0f, 3.0f, 0.0f, "ordinary scores"},
+                             {0.0f, 300.0f, 0.0f, "large scores"},
+                             {2.0f, 1.0f, 100.0f, "large common offset"},
+                             {2.0f, 1.0f, -100.0f, "large negative common offset"}};
     for (int s = 0; s < n_sets; s++) {  /* the tiled attention with each set's tile products */
         kernels_use(sets[s]);
         printf("attention with kernel set: %s\n", sets[s]->name);
         for (size_t i = 0; i < sizeof att / sizeof att[0]; i++)
-            test_attention(att[i][0], att[i][1], att[i][2], att[i][3], att[i][4], att[i][5]);
+            for (size_t d = 0; d < sizeof draws / sizeof draws[0]; d++) test_attention(att[i], &draws[d]);
     }
     kernels_use(sets[0]);
     printf("test_kernels: %d passed, %d failed\n", passed, failed);

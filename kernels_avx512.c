@@ -1,0 +1,114 @@
+/* kernels_avx512.c: the AVX-512 kernel set (F, BW, VL; VNNI for the int8 dot products): the
+ * template kernels_simd.h on 16-float vectors, and the integer Q8_0 tile for prompts. Target
+ * attributes enable the instructions per function, so the file builds without -march flags;
+ * kernels_available() offers the set only on CPUs that have all four extensions. */
+#include "kernels_sets.h"
+
+#ifdef KERNELS_X86
+#include "kernels_x86.h"
+
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
+
+/* Q8_0 weights times Q8_0 activations for a prompt, Q8T_R = 4 rows x Q8T_P = 32 positions, with
+ * VNNI's vpdpbusd: 16 lanes, each adding four products of an unsigned byte and a signed byte to
+ * an int32. w[r] is row r's first block (rows past nr repeat the last); the activations come
+ * packed by pack_q8_positions() (kernels.c), per Q8_0 block b:
+ *   xp[b * 1024 + g * 128 + t * 4 + j]   byte 4g + j of position t's block (signed);
+ *   xs[b * 32 + t]  -128 * (the sum of position t's 32 bytes);  xd[b * 32 + t]  its scale.
+ * Four weight bytes are broadcast to every lane with 128 added to each (an XOR of the sign bit:
+ * unsigned now), so a lane sums (w + 128) * x over the block, and starting it at -128 * sum(x)
+ * leaves exactly sum w * x; times both scales, it joins the float accumulator. The 8 int32 and
+ * 8 float accumulators stay in registers. out[t * ostride + r] = the result (t < nt, r < nr). */
+static TARGET void
+tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
+               const int32_t *xs, const float *xd, int nb, int nt) {
+    const __m512i bias = _mm512_set1_epi32((int)0x80808080u);
+    __m512 acc[Q8T_R][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < Q8T_R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const int8_t *xb = xp + (size_t)b * 1024;
+        const __m512i s0 = _mm512_loadu_si512(xs + (size_t)b * 32);
+        const __m512i s1 = _mm512_loadu_si512(xs + (size_t)b * 32 + 16);
+        __m512i ia[Q8T_R][2];
+#pragma GCC unroll 4
+        for (int r = 0; r < Q8T_R; r++) ia[r][0] = s0, ia[r][1] = s1;
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            const __m512i x0 = _mm512_loadu_si512(xb + g * 128), x1 = _mm512_loadu_si512(xb + g * 128 + 64);
+#pragma GCC unroll 4
+            for (int r = 0; r < Q8T_R; r++) {
+                int32_t w4;
+                memcpy(&w4, w[r][b].qs + 4 * g, 4);
+                const __m512i wv = _mm512_xor_si512(_mm512_set1_epi32(w4), bias);
+                ia[r][0] = _mm512_dpbusd_epi32(ia[r][0], wv, x0);
+                ia[r][1] = _mm512_dpbusd_epi32(ia[r][1], wv, x1);
+            }
+        }
+        const __m512 d0 = _mm512_loadu_ps(xd + (size_t)b * 32), d1 = _mm512_loadu_ps(xd + (size_t)b * 32 + 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < Q8T_R; r++) {
+            const __m512 dw = _mm512_set1_ps(_cvtsh_ss(w[r][b].d));
+            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][0]), _mm512_mul_ps(dw, d0), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][1]), _mm512_mul_ps(dw, d1), acc[r][1]);
+        }
+    }
+    float tile[Q8T_R][Q8T_P];
+#pragma GCC unroll 4
+    for (int r = 0; r < Q8T_R; r++) {
+        _mm512_storeu_ps(tile[r], acc[r][0]);
+        _mm512_storeu_ps(tile[r] + 16, acc[r][1]);
+    }
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++) out[(size_t)t * ostride + r] = tile[r][t];
+}
+
+/* The template's mapping: 32 registers of 16 floats, so tiles of 12 rows x 32 positions. */
+#define TILE_Q8 tile_q8_avx512
+#define FN(name) name##_avx512
+#define NAME "AVX-512"
+#define VF __m512
+#define VL 16
+#define vzero() _mm512_setzero_ps()
+#define vload(p) _mm512_loadu_ps(p)
+#define vstore(p, v) _mm512_storeu_ps(p, v)
+#define vloadh(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define vset1(x) _mm512_set1_ps(x)
+#define f16s(h) _cvtsh_ss(h)
+#define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define vsum(v) _mm512_reduce_add_ps(v)
+#define TR 12
+/* |w| as unsigned bytes times x with w's sign, summed in fours into 8 int32 lanes (VNNI) */
+#define Q8_ACC_TYPE __m256
+#define Q8_ACC_ZERO() _mm256_setzero_ps()
+#define Q8_ACC_SUM(a) hsum256(a)
+#define Q8_DOT(acc, wb, xb, scale) do { \
+        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs); \
+        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs); \
+        __m256i p_ = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w_, w_), \
+                                         _mm256_sign_epi8(x_, w_)); \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
+    } while (0)
+/* Two blocks at once in 512 bits: |w| times x with w's sign (x negated where w < 0, by mask),
+   each half scaled by its own pair of scales; folded to 256 bits at the end. */
+#define Q8_ACC2_TYPE __m512
+#define Q8_ACC2_ZERO() _mm512_setzero_ps()
+#define Q8_ACC2_FOLD(a) _mm256_add_ps(_mm512_castps512_ps256(a), \
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)))
+#define Q8_DOT2(acc, wb, xb) do { \
+        const __m512i w_ = _mm512_inserti64x4( \
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wb)[0].qs)), \
+            _mm256_loadu_si256((const __m256i *)(wb)[1].qs), 1); \
+        const __m512i x_ = _mm512_inserti64x4( \
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xb)[0].qs)), \
+            _mm256_loadu_si256((const __m256i *)(xb)[1].qs), 1); \
+        const __m512i sx_ = _mm512_mask_sub_epi8(x_, _mm512_movepi8_mask(w_), \
+                                                 _mm512_setzero_si512(), x_); \
+        const __m512i p_ = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w_), sx_); \
+        const __m512 s_ = _mm512_castpd_ps(_mm512_insertf64x4( \
+            _mm512_castps_pd(_mm512_set1_ps(f16s((wb)[0].d) * f16s((xb)[0].d))), \
+            _mm256_castps_pd(_mm256_set1_ps(f16s((wb)[1].d) * f16s((xb)[1].d))), 1)); \
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_), s_, acc); \
+    } while (0)
+#include "kernels_simd.h"
+#endif /* KERNELS_X86 */

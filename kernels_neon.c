@@ -1,0 +1,38 @@
+/* kernels_neon.c: the NEON kernel set (AArch64, where NEON is the baseline): the template
+ * kernels_simd.h on 4-float vectors. */
+#include "kernels_sets.h"
+
+#ifdef KERNELS_NEON
+#include <arm_neon.h>
+
+/* 32 registers of 4 floats, so tiles of 12 rows x 8 positions. */
+#define TILE_Q8 NULL
+#define FN(name) name##_neon
+#define NAME "NEON"
+#define TARGET
+#define VF float32x4_t
+#define VL 4
+#define vzero() vdupq_n_f32(0.0f)
+#define vload(p) vld1q_f32(p)
+#define vstore(p, v) vst1q_f32(p, v)
+#define vloadh(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
+#define vset1(x) vdupq_n_f32(x)
+#define f16s(h) vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0)
+#define vfma(a, b, c) vfmaq_f32(c, a, b)
+#define vsum(v) vaddvq_f32(v)
+#define TR 12
+#define Q8_ACC_TYPE float32x4_t
+#define Q8_ACC_ZERO() vdupq_n_f32(0.0f)
+#define Q8_ACC_SUM(a) vaddvq_f32(a)
+/* products widened to int16 one at a time, then pairwise into int32: no int16 overflow */
+#define Q8_DOT(acc, wb, xb, scale) do { \
+        int8x16_t w0_ = vld1q_s8((wb)->qs), w1_ = vld1q_s8((wb)->qs + 16); \
+        int8x16_t x0_ = vld1q_s8((xb)->qs), x1_ = vld1q_s8((xb)->qs + 16); \
+        int32x4_t p_ = vpaddlq_s16(vmull_s8(vget_low_s8(w0_), vget_low_s8(x0_))); \
+        p_ = vpadalq_s16(p_, vmull_high_s8(w0_, x0_)); \
+        p_ = vpadalq_s16(p_, vmull_s8(vget_low_s8(w1_), vget_low_s8(x1_))); \
+        p_ = vpadalq_s16(p_, vmull_high_s8(w1_, x1_)); \
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p_), scale); \
+    } while (0)
+#include "kernels_simd.h"
+#endif /* KERNELS_NEON */

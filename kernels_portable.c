@@ -1,0 +1,82 @@
+/* kernels_portable.c: the portable kernel set, plain C for every target (and the fallback where
+ * no SIMD set applies). `#pragma omp simd` lets the compiler vectorize the inner loops with
+ * whatever the target's baseline has. */
+#include "kernels_sets.h"
+
+static float dot_f32_c(const float *w, const float *x, int n) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < n; i++) sum += w[i] * x[i];
+    return sum;
+}
+
+static float dot_f16_c(const uint16_t *w, const float *x, int n) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < n; i++) sum += f16_table[w[i]] * x[i];
+    return sum;
+}
+
+static float dot_q8_c(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
+    float sum = 0.0f;
+    for (int b = 0; b < nblocks; b++) {
+        int32_t s = 0;
+        for (int i = 0; i < QK8_0; i++) s += w[b].qs[i] * x[b].qs[i];
+        sum += f16_table[w[b].d] * f16_table[x[b].d] * (float)s;
+    }
+    return sum;
+}
+
+#define TR_C 4
+#define TC_C 8
+static void tile_f32_c(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
+                       int k, int nt, int accumulate) {
+    for (int r = 0; r < nr; r++) {
+        float acc[TC_C] = {0};
+        for (int i = 0; i < k; i++) {
+            const float wv = w[(size_t)r * wstride + i];
+#pragma omp simd
+            for (int t = 0; t < TC_C; t++) acc[t] += wv * xt[(size_t)i * TC_C + t];
+        }
+        for (int t = 0; t < nt; t++) {
+            float *o = out + (size_t)t * ostride + r;
+            *o = accumulate ? *o + acc[t] : acc[t];
+        }
+    }
+}
+
+static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
+    for (int i = 0; i < n; i++) out[i] = f16_table[in[i]];
+}
+
+/* Attention's two products are one small matrix product (see kernels_simd.h):
+ * c[r * cs + j] (+)= sum_i alpha * a[r * as + i] * b[i * bs + j], r < nrows, j < ncols. */
+static void small_mm_c(float *c, int cs, const float *a, int as, float alpha, const float *b, int bs,
+                       int nrows, int k, int ncols, int accumulate) {
+    for (int r = 0; r < nrows; r++) {
+        float *cr = c + (size_t)r * cs;
+        if (!accumulate)
+            for (int j = 0; j < ncols; j++) cr[j] = 0.0f;
+        for (int i = 0; i < k; i++) {
+            const float ai = alpha * a[(size_t)r * as + i];
+#pragma omp simd
+            for (int j = 0; j < ncols; j++) cr[j] += ai * b[(size_t)i * bs + j];
+        }
+    }
+}
+
+/* s (nq, KV_TILE) = (scale q) (nq, hd) kt (hd, KV_TILE): every key of the tile, written or not */
+static void att_scores_c(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
+                         float scale) {
+    small_mm_c(s, KV_TILE, q, qstride, scale, kt, KV_TILE, nq, hd, KV_TILE, 0);
+}
+
+/* o (nq, hd) += p (nq, nk) v (nk, hd) */
+static void att_pv_c(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd) {
+    small_mm_c(o, ostride, p, KV_TILE, 1.0f, v, hd, nq, nk, hd, 1);
+}
+
+const Kernels kernels_portable = {
+    "portable C", TR_C, TC_C, dot_f32_c, dot_f16_c, dot_q8_c, tile_f32_c, f16_to_f32_row_c,
+    att_scores_c, att_pv_c, NULL,
+};
