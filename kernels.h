@@ -60,7 +60,7 @@ uint16_t f32_to_f16(float f);              /* round to nearest even */
  * the exponent bits. Below -87.3 it returns ~1e-38, not 0; above 88.3, ~2e38, not inf; NaN stays
  * NaN (n is taken from a copy where NaN became -87.3, so the conversion to int is always defined).
  * Used by the tiled softmax and by SiLU, which call it ~10^6 times per prompt
- * (tests/test_kernels.c holds it to 1.5e-7 relative). */
+ * (tests/c/test_kernels.c holds it to 1.5e-7 relative). */
 static inline float exp_fast(float x) {
     const float shifter = 12582912.0f;
     const float xn = x > -87.3f ? (x < 88.3f ? x : 88.3f) : -87.3f;
