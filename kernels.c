@@ -81,7 +81,7 @@ float f16_table[1 << 16];  /* filled by kernels_init() (kernels_sets.h) */
 /* ---- Q8_0 ------------------------------------------------------------------------------ */
 
 /* GGUF's Q8_0 quantizer: per block of 32, d = max|x| / 127, q = round(x * (1 / d)) (to nearest,
-   ties to even, as lrintf); an all-zero block gets d = 0 and q = 0 (never a division by zero).
+   ties to even, as lrintf); a block whose d is 0 as a half gets q = 0 (never a division by zero).
    Decoding quantizes every matrix's input, ~60 times a token, so the loops are written to
    vectorize: the rounding adds and subtracts 1.5 * 2^23 (exact for |x * id| <= 127) instead of
    calling lrintf (measured: 3.7 -> 0.5 us for 768 values). */
@@ -93,11 +93,18 @@ void quantize_q8_0(BlockQ8 *out, const float *x, int n) {
             const float a = fabsf(xb[i]);
             amax = a > amax ? a : amax;
         }
-        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float d = amax / 127.0f;
         out[b].d = f32_to_f16(d);
+        /* A scale that rounds to a zero half makes every value 0 whatever q is, so q = 0 too (and
+           1 / d, which overflows for the tiniest d, is never taken). */
+        const float id = out[b].d & 0x7fff ? 1.0f / d : 0.0f;
         int8_t *q = out[b].qs;
 #pragma omp simd
-        for (int i = 0; i < QK8_0; i++) q[i] = (int8_t)(int)((xb[i] * id + 12582912.0f) - 12582912.0f);
+        for (int i = 0; i < QK8_0; i++) {
+            float v = (xb[i] * id + 12582912.0f) - 12582912.0f;
+            v = v >= -127.0f ? (v <= 127.0f ? v : 127.0f) : -127.0f;  /* NaN and inf: no UB */
+            q[i] = (int8_t)(int)v;
+        }
     }
 }
 

@@ -180,6 +180,15 @@ static void test_quantize(void) {
         ok &= maxq == 127;
     }
     check(ok, "quantize_q8_0: zero block, rounding error, full range");
+    /* a block whose scale is below the smallest half (1 / d would overflow a float): all zero;
+       non-finite values land on the range's ends (clang's UBSan flags the float-to-int otherwise) */
+    for (int i = 0; i < 32; i++) x[i] = 1e-40f * (float)(i - 16);
+    for (int i = 32; i < 64; i++) x[i] = i == 40 ? INFINITY : i == 41 ? NAN : 0.5f;
+    quantize_q8_0(b, x, 64);
+    ok = b[0].d == 0;
+    for (int i = 0; i < 32; i++) ok &= b[0].qs[i] == 0;
+    for (int i = 0; i < 32; i++) ok &= b[1].qs[i] >= -127 && b[1].qs[i] <= 127;
+    check(ok, "quantize_q8_0: a scale too small for a half gives zeros; inf and NaN stay in range");
 }
 
 /* The larger of a running worst and a new error; NaN counts as infinitely bad. */
