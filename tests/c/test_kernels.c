@@ -187,7 +187,7 @@ static void test_quantize(void) {
     quantize_q8_0(b, x, 64);
     ok = b[0].d == 0;
     for (int i = 0; i < 32; i++) ok &= b[0].qs[i] == 0;
-    for (int i = 0; i < 32; i++) ok &= b[1].qs[i] >= -127 && b[1].qs[i] <= 127;
+    for (int i = 0; i < 32; i++) ok &= b[1].qs[i] != -128;
     check(ok, "quantize_q8_0: a scale too small for a half gives zeros; inf and NaN stay in range");
 }
 
