@@ -8,12 +8,18 @@ WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unknown-pragmas -fopenmp-simd
 DEPS    := -MMD -MP
 LDLIBS  := -lm
 ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ    := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+           -Wno-pass-failed
+FUZZ_LINK := -fsanitize=fuzzer,address,undefined
 ARM_CC  ?= aarch64-linux-gnu-gcc
 
 # The engine (everything but main), then the program.
 LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c attn_views.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/test_kernels tests/test_sampler
+# Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
+# every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
+FUZZ_TARGETS := gguf tokenizer cli
 TEST_SRC = $(1).c
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
@@ -44,14 +50,18 @@ build/$(1)/run: $$(SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
 build/$(1)/tests/%: build/$(1)/tests/%.o $$(LIB_SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
--include $$(wildcard build/$(1)/*.d build/$(1)/tests/*.d)
+build/$(1)/tests/fuzz/replay_%: build/$(1)/tests/fuzz/replay.o build/$(1)/tests/fuzz/fuzz_%.o $$(LIB_SRC:%.c=build/$(1)/%.o)
+	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
+-include $$(wildcard build/$(1)/*.d build/$(1)/tests/*.d build/$(1)/tests/fuzz/*.d)
 endef
 $(eval $(call variant,native,$(CC),$(CFLAGS) $(OMPFLAGS),))
 $(eval $(call variant,asan,$(CC),$(ASAN),))
 $(eval $(call variant,arm,$(ARM_CC),-O2,-static))
+FUZZ_CC ?= clang
+$(eval $(call variant,fuzz,$(FUZZ_CC),$(FUZZ),$(FUZZ_LINK)))
 
 BIN := $(CURDIR)/run
-.PHONY: all run FORCE test test-c test-py test-arm sanitize bench clean help
+.PHONY: all run FORCE test test-c test-py test-arm sanitize fuzz fuzz-run bench clean help
 .SECONDARY:
 all: $(BIN)
 
@@ -74,9 +84,13 @@ define c_tests
 	$(2) build/$(1)/tests/test_sampler
 	RUN="$(3)" sh tests/golden.sh
 	RUN="$(3)" sh tests/bad_input.sh
+	$(2) build/$(1)/tests/fuzz/replay_gguf $(wildcard tests/fuzz/*/gguf)
+	$(2) build/$(1)/tests/fuzz/replay_tokenizer $(wildcard tests/fuzz/*/tokenizer)
+	$(2) build/$(1)/tests/fuzz/replay_cli $(wildcard tests/fuzz/*/cli)
 endef
+REPLAYS = $(FUZZ_TARGETS:%=build/$(1)/tests/fuzz/replay_%)
 
-test-c: $(BIN) $(C_TESTS:tests/%=build/native/tests/%) tests/npycmp
+test-c: $(BIN) $(C_TESTS:tests/%=build/native/tests/%) $(call REPLAYS,native) tests/npycmp
 	$(call c_tests,native,,./run)
 
 # Live comparisons against PyTorch, when an interpreter with torch is found.
@@ -90,7 +104,7 @@ test-py: $(BIN)
 test: test-c test-py
 
 # The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (same scripts, sanitized binaries).
-sanitize: build/asan/run $(C_TESTS:tests/%=build/asan/tests/%) tests/npycmp
+sanitize: build/asan/run $(C_TESTS:tests/%=build/asan/tests/%) $(call REPLAYS,asan) tests/npycmp
 	$(call c_tests,asan,,build/asan/run)
 
 # AArch64 (NEON kernels): cross-built, static, run under qemu-user. Needs Debian's
@@ -98,8 +112,20 @@ sanitize: build/asan/run $(C_TESTS:tests/%=build/asan/tests/%) tests/npycmp
 build/arm/run.sh: build/arm/run
 	printf '#!/bin/sh\nexec qemu-aarch64 %s/build/arm/run "$$@"\n' "$(CURDIR)" > $@
 	chmod +x $@
-test-arm: build/arm/run.sh $(C_TESTS:tests/%=build/arm/tests/%) tests/npycmp
+test-arm: build/arm/run.sh $(C_TESTS:tests/%=build/arm/tests/%) $(call REPLAYS,arm) tests/npycmp
 	$(call c_tests,arm,qemu-aarch64,build/arm/run.sh)
+
+# Fuzzing (libFuzzer, clang; Debian's clang and libclang-rt-dev): `make fuzz` builds
+# build/fuzz/fuzz_NAME; `make fuzz-run` runs each for FUZZ_SECONDS from its committed seeds
+# (tests/fuzz/corpus/NAME, read only: new inputs go to build/fuzz/corpus/NAME) and fails on a crash.
+FUZZ_SECONDS ?= 60
+build/fuzz/fuzz_%: build/fuzz/tests/fuzz/fuzz_%.o $(LIB_SRC:%.c=build/fuzz/%.o)
+	$(FUZZ_CC) $(FUZZ) $(FUZZ_LINK) -o $@ $^ $(LDLIBS)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+
+fuzz-run: fuzz
+	for t in $(FUZZ_TARGETS); do sh tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
 # Speed vs the machine's limits (read bandwidth, FMA peak, measured in the same run): random models
 # at llama2.c's 15M/42M/110M shapes in F32/F16/Q8_0, 1 and 2 threads; writes bench/results.md.
@@ -119,6 +145,7 @@ help:
 	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
 	@echo "make test-c     C-only tests: kernels, sampler, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
+	@echo "make fuzz-run   each libFuzzer target for FUZZ_SECONDS (default 60; make fuzz builds them)"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
 	@echo "make clean      remove everything built"
