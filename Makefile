@@ -63,6 +63,8 @@ $(eval $(call variant,fuzz,$(FUZZ_CC),$(FUZZ),$(FUZZ_LINK)))
 BIN := $(CURDIR)/run
 .PHONY: all run FORCE test test-c test-py test-arm sanitize fuzz fuzz-run bench clean help
 .SECONDARY:
+# `make` alone builds ./run (the variants above define the first rules of this file).
+.DEFAULT_GOAL := all
 all: $(BIN)
 
 # The program is the file ./run; `make run` builds it and generates from the shipped model.
