@@ -171,8 +171,7 @@ static int read_tensor_info(Reader *r, GGUFTensor *t) {
     return 0;
 }
 
-/* "GGUF", version 3, then the two counts; the counts are bounded by the buffer's size so that
-   a corrupt header cannot ask for huge allocations. */
+/* "GGUF", version 3, then the two counts, which must fit in the buffer. */
 static int read_header(Reader *r, GGUF *g) {
     if (memcmp(r->p, "GGUF", 4) != 0)
         return fail(r->err, "not a GGUF file (magic %02x %02x %02x %02x, expected \"GGUF\")", r->p[0],
@@ -241,12 +240,48 @@ static int by_name_cmp(const void *pa, const void *pb) {
 /* Sorts the tensors by name, for a binary search in gguf_find_tensor; a name twice is an error
    (which one would a lookup mean?). Sorting keeps a file of many tensors O(n log n). */
 static int index_tensors(GGUF *g, Error *err) {
+    g->by_name = malloc((g->n_tensors ? (size_t)g->n_tensors : 1) * sizeof *g->by_name);
+    if (!g->by_name) return fail(err, "out of memory indexing %llu tensors",
+                                 (unsigned long long)g->n_tensors);
     for (uint64_t i = 0; i < g->n_tensors; i++) g->by_name[i] = &g->tensors[i];
     qsort(g->by_name, (size_t)g->n_tensors, sizeof *g->by_name, by_name_cmp);
     for (uint64_t i = 1; i < g->n_tensors; i++) {
         Str name = g->by_name[i]->name;
         if (name_cmp(g->by_name[i - 1]->name, name.ptr, name.len) == 0)
             return fail(err, "tensor '%.*s' appears twice", shown(name), name.ptr);
+    }
+    return 0;
+}
+
+/* Room for entry i of an array that grows as its entries are read (capacity *cap), so that
+   memory follows what the file holds, not what a corrupt count claims. Returns the array, moved
+   or not, or NULL when out of memory (the old one is then still valid). */
+static void *grow(void *array, size_t *cap, size_t i, size_t elem_size) {
+    if (i < *cap) return array;
+    size_t n = *cap ? 2 * *cap : 16;
+    void *p = realloc(array, n * elem_size);
+    if (p) *cap = n;
+    return p;
+}
+
+static int read_kvs(Reader *r, GGUF *g) {
+    size_t cap = 0;
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        GGUFKV *kv = grow(g->kv, &cap, (size_t)i, sizeof *kv);
+        if (!kv) return fail(r->err, "out of memory reading metadata entry %llu", (unsigned long long)i);
+        g->kv = kv;
+        if (read_kv(r, &kv[i])) return -1;
+    }
+    return 0;
+}
+
+static int read_tensor_infos(Reader *r, GGUF *g) {
+    size_t cap = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        GGUFTensor *t = grow(g->tensors, &cap, (size_t)i, sizeof *t);
+        if (!t) return fail(r->err, "out of memory reading tensor info %llu", (unsigned long long)i);
+        g->tensors = t;
+        if (read_tensor_info(r, &t[i])) return -1;
     }
     return 0;
 }
@@ -258,25 +293,13 @@ int gguf_parse(GGUF *g, const uint8_t *buf, size_t size, Error *err) {
     g->buf = buf;
     g->size = size;
     Reader r = {buf, buf + size, err};
-    if (read_header(&r, g)) goto bad;
-    size_t n_kv = (size_t)g->n_kv, n_tensors = (size_t)g->n_tensors;
-    g->kv = calloc(n_kv ? n_kv : 1, sizeof *g->kv);
-    g->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *g->tensors);
-    g->by_name = calloc(n_tensors ? n_tensors : 1, sizeof *g->by_name);
-    if (!g->kv || !g->tensors || !g->by_name) {
-        fail(err, "out of memory reading the GGUF header");
-        goto bad;
+    if (read_header(&r, g) || read_kvs(&r, g) || read_alignment(g, err) ||
+        read_tensor_infos(&r, g) || place_tensors(g, (size_t)(r.p - buf), err) ||
+        index_tensors(g, err)) {
+        gguf_close(g);
+        return -1;
     }
-    for (uint64_t i = 0; i < g->n_kv; i++)
-        if (read_kv(&r, &g->kv[i])) goto bad;
-    if (read_alignment(g, err)) goto bad;
-    for (uint64_t i = 0; i < g->n_tensors; i++)
-        if (read_tensor_info(&r, &g->tensors[i])) goto bad;
-    if (place_tensors(g, (size_t)(r.p - buf), err) || index_tensors(g, err)) goto bad;
     return 0;
-bad:
-    gguf_close(g);
-    return -1;
 }
 
 int gguf_open(GGUF *g, const char *path, Error *err) {

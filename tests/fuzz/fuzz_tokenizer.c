@@ -1,7 +1,9 @@
-/* fuzz_tokenizer.c: the tokenizers of the committed fixtures, SentencePiece (llama_gqa.gguf, with
- * byte fallback) and GPT-2 byte-level BPE (gpt2.gguf), loaded once. Each input is
- *   - encoded as text: invalid UTF-8 must be a one-line error; valid UTF-8 must encode (both
- *     vocabularies cover every byte) to ids in range that decode back to the same text;
+/* fuzz_tokenizer.c: the tokenizers of committed models, loaded once: SentencePiece with byte
+ * fallback (tests/fixtures/llama_gqa.gguf), GPT-2 byte-level BPE (tests/fixtures/gpt2.gguf), and
+ * SentencePiece with byte fallback, a user-defined and an unused piece (the seed llama_spm.gguf
+ * of fuzz_gguf). Each input is
+ *   - encoded as text: invalid UTF-8 must be a one-line error; valid UTF-8 must encode (each
+ *     vocabulary covers every byte) to ids in range that decode back to the same text;
  *   - read as token ids, two bytes each (modulo a little more than the vocabulary, so that some
  *     fall outside it), through a streaming decoder whose output must be valid UTF-8.
  * The fixtures are found from the working directory, the repository's root (make runs there).
@@ -16,7 +18,9 @@
 static const struct {
     const char *path;
     int spm;                /* SentencePiece: decoding gives "\xE2\x96\x81" back as a space */
-} FIXTURES[] = {{"tests/fixtures/llama_gqa.gguf", 1}, {"tests/fixtures/gpt2.gguf", 0}};
+} FIXTURES[] = {{"tests/fixtures/llama_gqa.gguf", 1},
+                {"tests/fixtures/gpt2.gguf", 0},
+                {"tests/fuzz/corpus/gguf/llama_spm.gguf", 1}};
 #define N_FIXTURES (int)(sizeof FIXTURES / sizeof FIXTURES[0])
 
 /* Kept for the whole run; never freed (still reachable, so not a leak). */

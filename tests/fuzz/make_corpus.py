@@ -7,7 +7,7 @@ each a different corner of the binding, plus two truncations of the first:
                    an unused piece, tied output
   qwen2_q8.gguf    qwen2 (q/k/v biases, rotate-half RoPE), Q8_0 matrices, a SentencePiece
                    vocabulary without byte tokens (unknown characters become <unk>), separate output
-  gpt2_bpe.gguf    gpt2 (LayerNorm, fused qkv, learned positions), F32, GPT-2 byte-level BPE
+  gpt2_bpe.gguf    gpt2 (LayerNorm, fused qkv, learned positions, erf GELU), F32, GPT-2 BPE
 tokenizer/: a few short texts (ASCII, other scripts, U+2581, whitespace runs, contractions, bad
 UTF-8). cli/: command lines, arguments separated by NUL bytes, the first being the program.
 """
@@ -135,6 +135,8 @@ def qwen2_q8(path):
 def gpt2_bpe(path):
     plan = export.Plan()
     dims(plan, "gpt2", 8, 8, 16, 2)
+    plan.kv("tinygpt.position_encoding", "str", "learned")
+    plan.kv("tinygpt.ffn_activation", "str", "gelu_erf")
     tokens, types, merges = gpt2_vocab()
     eot = len(tokens) - 1
     tokenizer_kv(plan, "gpt2", tokens, types, merges=merges, bos=eot, eos=eot, unk=None)
