@@ -8,8 +8,8 @@ WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unknown-pragmas -fopenmp-simd
 DEPS    := -MMD -MP
 LDLIBS  := -lm
 ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-FUZZ    := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
-           -Wno-pass-failed
+FUZZ    := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=all -Wno-pass-failed
 FUZZ_LINK := -fsanitize=fuzzer,address,undefined
 ARM_CC  ?= aarch64-linux-gnu-gcc
 
@@ -50,7 +50,8 @@ build/$(1)/run: $$(SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
 build/$(1)/tests/%: build/$(1)/tests/%.o $$(LIB_SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
-build/$(1)/tests/fuzz/replay_%: build/$(1)/tests/fuzz/replay.o build/$(1)/tests/fuzz/fuzz_%.o $$(LIB_SRC:%.c=build/$(1)/%.o)
+build/$(1)/tests/fuzz/replay_%: build/$(1)/tests/fuzz/replay.o build/$(1)/tests/fuzz/fuzz_%.o \
+                                $$(LIB_SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
 -include $$(wildcard build/$(1)/*.d build/$(1)/tests/*.d build/$(1)/tests/fuzz/*.d)
 endef

@@ -17,7 +17,8 @@ typedef struct {
     char msg[512];
 } Error;
 
-/* Records a printf-style message as one printable line and returns -1, so callers can write `return fail(err, ...)`. */
+/* Records a printf-style message as one printable line and returns -1, so callers can write
+   `return fail(err, ...)`. */
 static inline int fail(Error *err, const char *fmt, ...) {
     if (err) {
         va_list ap;

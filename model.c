@@ -124,8 +124,8 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
         if (c->rope_dim % 2)
             return fail(err, "%s.rope.dimension_count %d is odd", a, c->rope_dim);
     }
-    /* A float64 epsilon can be positive and still round to float 0: a zero row then normalizes
-       to 0 * inf = NaN (found by fuzzing). */
+    /* A float64 epsilon can be positive and still round to float 0: a row of zeros would then
+       normalize to 0 * inf = NaN. */
     if (!(eps > 0.0) || eps > 1.0 || (float)eps == 0.0f)
         return fail(err, "norm epsilon %g is out of range (0, 1] as a float32", eps);
     c->norm_eps = (float)eps;
