@@ -9,6 +9,9 @@ WARN    := -std=c11 -Wall -Wextra -Wshadow -Wno-unknown-pragmas -fopenmp-simd
 DEPS    := -MMD -MP
 LDLIBS  := -lm
 ASAN    := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ    := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=all -Wno-pass-failed
+FUZZ_LINK := -fsanitize=fuzzer,address,undefined
 ARM_CC  ?= aarch64-linux-gnu-gcc
 HOST_CC ?= cc
 
@@ -17,6 +20,9 @@ LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c kernel
            kernels_avx512.c kernels_avx2.c kernels_neon.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
+# Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
+# every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
+FUZZ_TARGETS := gguf tokenizer cli
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
 ifndef NO_OMP
@@ -46,11 +52,16 @@ build/$(1)/run: $$(SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
 build/$(1)/tests/%: build/$(1)/tests/%.o $$(LIB_SRC:%.c=build/$(1)/%.o)
 	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
+build/$(1)/tests/fuzz/replay_%: build/$(1)/tests/fuzz/replay.o build/$(1)/tests/fuzz/fuzz_%.o \
+                                $$(LIB_SRC:%.c=build/$(1)/%.o)
+	$$($(1)_CC) $$($(1)_FLAGS) $$($(1)_LINK) -o $$@ $$^ $$(LDLIBS)
 -include $$(wildcard build/$(1)/*.d build/$(1)/tests/*/*.d)
 endef
 $(eval $(call variant,native,$(CC),$(CFLAGS) $(OMPFLAGS),))
 $(eval $(call variant,asan,$(CC),$(ASAN),))
 $(eval $(call variant,arm,$(ARM_CC),-O2,-static))
+FUZZ_CC ?= clang
+$(eval $(call variant,fuzz,$(FUZZ_CC),$(FUZZ),$(FUZZ_LINK)))
 
 # The attention page (page/) is part of the program: tools/embed, built for this machine even when
 # cross-compiling, writes its files as C arrays into build/gen/attn_page.c, a source like the others.
@@ -68,7 +79,7 @@ check-page:
 	! grep -in '</script' page/attention.js
 
 BIN := $(CURDIR)/run
-.PHONY: all run FORCE test test-c test-py test-arm sanitize bench check-page clean help
+.PHONY: all run FORCE test test-c test-py test-arm sanitize fuzz fuzz-run bench check-page clean help
 .PRECIOUS: build/%.o build/gen/%.c
 all: $(BIN)
 
@@ -96,9 +107,13 @@ define c_tests
 	$(2) build/$(1)/tests/c/test_decoder
 	RUN="$(3)" sh tests/c/golden.sh
 	RUN="$(3)" sh tests/c/bad_input.sh
+	$(2) build/$(1)/tests/fuzz/replay_gguf $(wildcard tests/fuzz/*/gguf)
+	$(2) build/$(1)/tests/fuzz/replay_tokenizer $(wildcard tests/fuzz/*/tokenizer)
+	$(2) build/$(1)/tests/fuzz/replay_cli $(wildcard tests/fuzz/*/cli)
 endef
+REPLAYS = $(FUZZ_TARGETS:%=build/$(1)/tests/fuzz/replay_%)
 
-test-c: $(BIN) $(C_TESTS:%=build/native/%) build/npycmp
+test-c: $(BIN) $(C_TESTS:%=build/native/%) $(call REPLAYS,native) build/npycmp
 	$(call c_tests,native,,./run)
 
 # Live comparisons against PyTorch, when an interpreter with torch is found.
@@ -112,7 +127,7 @@ test-py: $(BIN)
 test: test-c test-py
 
 # The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (same scripts, sanitized binaries).
-sanitize: build/asan/run $(C_TESTS:%=build/asan/%) build/npycmp
+sanitize: build/asan/run $(C_TESTS:%=build/asan/%) $(call REPLAYS,asan) build/npycmp
 	$(call c_tests,asan,,build/asan/run)
 
 # AArch64 (NEON kernels): cross-built, static, run under qemu-user. Needs Debian's
@@ -120,8 +135,20 @@ sanitize: build/asan/run $(C_TESTS:%=build/asan/%) build/npycmp
 build/arm/run.sh: build/arm/run
 	printf '#!/bin/sh\nexec qemu-aarch64 %s/build/arm/run "$$@"\n' "$(CURDIR)" > $@
 	chmod +x $@
-test-arm: build/arm/run.sh $(C_TESTS:%=build/arm/%) build/npycmp
+test-arm: build/arm/run.sh $(C_TESTS:%=build/arm/%) $(call REPLAYS,arm) build/npycmp
 	$(call c_tests,arm,qemu-aarch64,build/arm/run.sh)
+
+# Fuzzing (libFuzzer, clang; Debian's clang and libclang-rt-dev): `make fuzz` builds
+# build/fuzz/fuzz_NAME; `make fuzz-run` runs each for FUZZ_SECONDS from its committed seeds
+# (tests/fuzz/corpus/NAME, read only: new inputs go to build/fuzz/corpus/NAME) and fails on a crash.
+FUZZ_SECONDS ?= 60
+build/fuzz/fuzz_%: build/fuzz/tests/fuzz/fuzz_%.o $(LIB_SRC:%.c=build/fuzz/%.o)
+	$(FUZZ_CC) $(FUZZ) $(FUZZ_LINK) -o $@ $^ $(LDLIBS)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+
+fuzz-run: fuzz
+	for t in $(FUZZ_TARGETS); do sh tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
 # Speed vs the machine's limits (read bandwidth, FMA peak, measured in the same run): random models
 # at llama2.c's 15M/42M/110M shapes in F32/F16/Q8_0, 1 and 2 threads; writes bench/results.md.
@@ -141,6 +168,7 @@ help:
 	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
 	@echo "make test-c     C-only tests: kernels, sampler, decoder, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
+	@echo "make fuzz-run   each libFuzzer target for FUZZ_SECONDS (default 60; make fuzz builds them)"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make check-page syntax check of the attention page's script (node)"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"

@@ -17,13 +17,18 @@ typedef struct {
     char msg[512];
 } Error;
 
-/* Records a printf-style message and returns -1, so callers can write `return fail(err, ...)`. */
+/* Records a printf-style message as one printable line and returns -1, so callers can write
+   `return fail(err, ...)`. */
 static inline int fail(Error *err, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        /* One line whatever a name from the file or the command line held (found by fuzzing):
+           control bytes, newlines and terminal escapes among them, become '?'. */
+        for (char *p = err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     }
     return -1;
 }

@@ -1,4 +1,6 @@
-/* gguf.c: maps a GGUF v3 file and checks every byte of it before anyone touches a tensor.
+/* gguf.c: checks every byte of a GGUF v3 file before anyone touches a tensor. gguf_parse works on
+ * a buffer (and is what the fuzz target tests/fuzz/fuzz_gguf.c feeds); gguf_open maps a file and
+ * hands the mapping to it.
  *
  * Layout (ggml-org/ggml docs/gguf.md), little-endian:
  *   "GGUF" | u32 version | u64 n_tensors | u64 n_kv
@@ -7,7 +9,7 @@
  *   zero padding to general.alignment | tensor data (offsets relative to here, each aligned)
  *
  * Every read goes through a Reader that knows where the file ends, so a truncated or corrupt file
- * produces an error naming the field, never a read past the mapping.
+ * produces an error naming the field, never a read past the buffer.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -57,6 +59,9 @@ static int read_str(Reader *r, Str *s, const char *what) {
     return 0;
 }
 
+/* Names in messages are cut at 80 bytes: a corrupt length must not make a megabyte line. */
+static int shown(Str s) { return (int)(s.len < 80 ? s.len : 80); }
+
 /* Size in bytes of one scalar value of a metadata type; 0 for string/array. */
 static size_t scalar_size(uint32_t type) {
     switch (type) {
@@ -83,7 +88,7 @@ static int skip_value(Reader *r, uint32_t type, const char *key) {
 static int read_kv(Reader *r, GGUFKV *kv) {
     char key[96];
     if (read_str(r, &kv->key, "metadata key")) return -1;
-    snprintf(key, sizeof key, "%.*s", (int)(kv->key.len < 80 ? kv->key.len : 80), kv->key.ptr);
+    snprintf(key, sizeof key, "%.*s", shown(kv->key), kv->key.ptr);
     if (read_u32(r, &kv->type, key)) return -1;
     kv->len = 1;
     kv->elem_type = 0;
@@ -138,7 +143,7 @@ const char *ggml_type_name(uint32_t type) {
 static int read_tensor_info(Reader *r, GGUFTensor *t) {
     char name[96];
     if (read_str(r, &t->name, "tensor name")) return -1;
-    snprintf(name, sizeof name, "%.*s", (int)(t->name.len < 80 ? t->name.len : 80), t->name.ptr);
+    snprintf(name, sizeof name, "%.*s", shown(t->name), t->name.ptr);
     if (read_u32(r, &t->n_dims, name)) return -1;
     if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS)
         return fail(r->err, "tensor '%s': %u dimensions (expected 1 to %d)", name, t->n_dims,
@@ -166,6 +171,137 @@ static int read_tensor_info(Reader *r, GGUFTensor *t) {
     return 0;
 }
 
+/* "GGUF", version 3, then the two counts, which must fit in the buffer. */
+static int read_header(Reader *r, GGUF *g) {
+    if (memcmp(r->p, "GGUF", 4) != 0)
+        return fail(r->err, "not a GGUF file (magic %02x %02x %02x %02x, expected \"GGUF\")", r->p[0],
+                    r->p[1], r->p[2], r->p[3]);
+    r->p += 4;
+    if (read_u32(r, &g->version, "version") || read_u64(r, &g->n_tensors, "tensor count") ||
+        read_u64(r, &g->n_kv, "metadata count"))
+        return -1;
+    if (g->version != 3) return fail(r->err, "unsupported GGUF version %u (expected 3)", g->version);
+    /* Each entry takes at least 8 bytes in the file. */
+    if (g->n_kv > g->size / 8 || g->n_tensors > g->size / 8)
+        return fail(r->err, "truncated or corrupt header: %llu metadata entries and %llu tensors "
+                    "cannot fit in %zu bytes", (unsigned long long)g->n_kv,
+                    (unsigned long long)g->n_tensors, g->size);
+    return 0;
+}
+
+static int read_alignment(GGUF *g, Error *err) {
+    g->alignment = 32;
+    int64_t align;
+    int found = gguf_get_int(g, "general.alignment", &align, err);
+    if (found < 0) return -1;
+    if (found) {
+        if (align <= 0 || align > 65536 || !is_pow2((uint64_t)align))
+            return fail(err, "general.alignment is %lld (expected a power of two up to 65536)",
+                        (long long)align);
+        g->alignment = (uint32_t)align;
+    }
+    return 0;
+}
+
+/* Points each tensor into the data section, which starts at the first aligned byte after the
+   header (header_end), checking that its bytes lie inside the buffer. */
+static int place_tensors(GGUF *g, size_t header_end, Error *err) {
+    size_t data_start = (header_end + g->alignment - 1) / g->alignment * g->alignment;
+    if (data_start > g->size)
+        return fail(err, "truncated file: tensor data would start at byte %zu of %zu", data_start,
+                    g->size);
+    size_t data_size = g->size - data_start;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        GGUFTensor *t = &g->tensors[i];
+        if (t->offset % g->alignment)
+            return fail(err, "tensor '%.*s': offset %llu is not a multiple of the alignment %u",
+                        shown(t->name), t->name.ptr, (unsigned long long)t->offset, g->alignment);
+        if (t->offset > data_size || t->nbytes > data_size - t->offset)
+            return fail(err, "tensor '%.*s': bytes %llu..%llu lie outside the file's %zu data bytes "
+                        "(truncated or corrupt file)", shown(t->name), t->name.ptr,
+                        (unsigned long long)t->offset, (unsigned long long)(t->offset + t->nbytes),
+                        data_size);
+        t->data = g->buf + data_start + t->offset;
+    }
+    return 0;
+}
+
+/* Orders names as memcmp does, a prefix first. */
+static int name_cmp(Str a, const char *b, size_t b_len) {
+    int c = memcmp(a.ptr, b, a.len < b_len ? a.len : b_len);
+    return c ? c : (a.len > b_len) - (a.len < b_len);
+}
+
+static int by_name_cmp(const void *pa, const void *pb) {
+    const GGUFTensor *a = *(const GGUFTensor *const *)pa, *b = *(const GGUFTensor *const *)pb;
+    return name_cmp(a->name, b->name.ptr, b->name.len);
+}
+
+/* Sorts the tensors by name, for a binary search in gguf_find_tensor; a name twice is an error
+   (which one would a lookup mean?). Sorting keeps a file of many tensors O(n log n). */
+static int index_tensors(GGUF *g, Error *err) {
+    g->by_name = malloc((g->n_tensors ? (size_t)g->n_tensors : 1) * sizeof *g->by_name);
+    if (!g->by_name) return fail(err, "out of memory indexing %llu tensors",
+                                 (unsigned long long)g->n_tensors);
+    for (uint64_t i = 0; i < g->n_tensors; i++) g->by_name[i] = &g->tensors[i];
+    qsort(g->by_name, (size_t)g->n_tensors, sizeof *g->by_name, by_name_cmp);
+    for (uint64_t i = 1; i < g->n_tensors; i++) {
+        Str name = g->by_name[i]->name;
+        if (name_cmp(g->by_name[i - 1]->name, name.ptr, name.len) == 0)
+            return fail(err, "tensor '%.*s' appears twice", shown(name), name.ptr);
+    }
+    return 0;
+}
+
+/* Room for entry i of an array that grows as its entries are read (capacity *cap), so that
+   memory follows what the file holds, not what a corrupt count claims. Returns the array, moved
+   or not, or NULL when out of memory (the old one is then still valid). */
+static void *grow(void *array, size_t *cap, size_t i, size_t elem_size) {
+    if (i < *cap) return array;
+    size_t n = *cap ? 2 * *cap : 16;
+    void *p = realloc(array, n * elem_size);
+    if (p) *cap = n;
+    return p;
+}
+
+static int read_kvs(Reader *r, GGUF *g) {
+    size_t cap = 0;
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        GGUFKV *kv = grow(g->kv, &cap, (size_t)i, sizeof *kv);
+        if (!kv) return fail(r->err, "out of memory reading metadata entry %llu", (unsigned long long)i);
+        g->kv = kv;
+        if (read_kv(r, &kv[i])) return -1;
+    }
+    return 0;
+}
+
+static int read_tensor_infos(Reader *r, GGUF *g) {
+    size_t cap = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        GGUFTensor *t = grow(g->tensors, &cap, (size_t)i, sizeof *t);
+        if (!t) return fail(r->err, "out of memory reading tensor info %llu", (unsigned long long)i);
+        g->tensors = t;
+        if (read_tensor_info(r, &t[i])) return -1;
+    }
+    return 0;
+}
+
+int gguf_parse(GGUF *g, const uint8_t *buf, size_t size, Error *err) {
+    memset(g, 0, sizeof *g);
+    if (size < 24)
+        return fail(err, "too small to be a GGUF file (%zu bytes, the header alone is 24)", size);
+    g->buf = buf;
+    g->size = size;
+    Reader r = {buf, buf + size, err};
+    if (read_header(&r, g) || read_kvs(&r, g) || read_alignment(g, err) ||
+        read_tensor_infos(&r, g) || place_tensors(g, (size_t)(r.p - buf), err) ||
+        index_tensors(g, err)) {
+        gguf_close(g);
+        return -1;
+    }
+    return 0;
+}
+
 int gguf_open(GGUF *g, const char *path, Error *err) {
     memset(g, 0, sizeof *g);
     int fd = open(path, O_RDONLY);
@@ -175,101 +311,29 @@ int gguf_open(GGUF *g, const char *path, Error *err) {
         close(fd);
         return fail(err, "model '%s' is not a regular file", path);
     }
-    if (st.st_size < 24) {
+    if (st.st_size < 24) {  /* mmap refuses an empty file: say what gguf_parse would say */
         close(fd);
         return fail(err, "model '%s' is too small to be a GGUF file (%lld bytes)", path,
                     (long long)st.st_size);
     }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    size_t size = (size_t)st.st_size;
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);  /* the mapping stays valid */
     if (map == MAP_FAILED) return fail(err, "cannot mmap '%s': %s", path, strerror(errno));
-    posix_madvise(map, (size_t)st.st_size, POSIX_MADV_WILLNEED);  /* start reading ahead */
-    g->map = map;
-    g->size = (size_t)st.st_size;
-
-    Reader r = {g->map, g->map + g->size, err};
-    if (memcmp(r.p, "GGUF", 4) != 0) {
-        fail(err, "'%s' is not a GGUF file (magic %02x %02x %02x %02x, expected \"GGUF\")", path,
-             r.p[0], r.p[1], r.p[2], r.p[3]);
-        goto bad;
+    posix_madvise(map, size, POSIX_MADV_WILLNEED);  /* start reading ahead */
+    if (gguf_parse(g, map, size, err)) {
+        munmap(map, size);
+        return -1;
     }
-    r.p += 4;
-    read_u32(&r, &g->version, "version");
-    if (g->version != 3) {
-        fail(err, "unsupported GGUF version %u (expected 3)", g->version);
-        goto bad;
-    }
-    if (read_u64(&r, &g->n_tensors, "tensor count") || read_u64(&r, &g->n_kv, "metadata count"))
-        goto bad;
-    /* Each entry takes at least 8 bytes in the file: bounds the allocations by the file size. */
-    if (g->n_kv > g->size / 8 || g->n_tensors > g->size / 8) {
-        fail(err, "truncated or corrupt header: %llu metadata entries and %llu tensors cannot fit in %zu bytes",
-             (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, g->size);
-        goto bad;
-    }
-    g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv);
-    g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
-    if (!g->kv || !g->tensors) {
-        fail(err, "out of memory reading the GGUF header");
-        goto bad;
-    }
-    for (uint64_t i = 0; i < g->n_kv; i++)
-        if (read_kv(&r, &g->kv[i])) goto bad;
-
-    g->alignment = 32;
-    int64_t align;
-    int found = gguf_get_int(g, "general.alignment", &align, err);
-    if (found < 0) goto bad;
-    if (found) {
-        if (align <= 0 || align > 65536 || !is_pow2((uint64_t)align)) {
-            fail(err, "general.alignment is %lld (expected a power of two)", (long long)align);
-            goto bad;
-        }
-        g->alignment = (uint32_t)align;
-    }
-
-    for (uint64_t i = 0; i < g->n_tensors; i++)
-        if (read_tensor_info(&r, &g->tensors[i])) goto bad;
-
-    size_t header = (size_t)(r.p - g->map);
-    size_t data_start = (header + g->alignment - 1) / g->alignment * g->alignment;
-    if (data_start > g->size) {
-        fail(err, "truncated file: tensor data would start at byte %zu of %zu", data_start, g->size);
-        goto bad;
-    }
-    size_t data_size = g->size - data_start;
-    for (uint64_t i = 0; i < g->n_tensors; i++) {
-        GGUFTensor *t = &g->tensors[i];
-        if (t->offset % g->alignment) {
-            fail(err, "tensor '%.*s': offset %llu is not a multiple of the alignment %u",
-                 (int)t->name.len, t->name.ptr, (unsigned long long)t->offset, g->alignment);
-            goto bad;
-        }
-        if (t->offset > data_size || t->nbytes > data_size - t->offset) {
-            fail(err, "tensor '%.*s': bytes %llu..%llu lie outside the file's %zu data bytes "
-                 "(truncated or corrupt file)", (int)t->name.len, t->name.ptr,
-                 (unsigned long long)t->offset, (unsigned long long)(t->offset + t->nbytes),
-                 data_size);
-            goto bad;
-        }
-        t->data = g->map + data_start + t->offset;
-        for (uint64_t j = 0; j < i; j++)
-            if (g->tensors[j].name.len == t->name.len &&
-                memcmp(g->tensors[j].name.ptr, t->name.ptr, t->name.len) == 0) {
-                fail(err, "tensor '%.*s' appears twice", (int)t->name.len, t->name.ptr);
-                goto bad;
-            }
-    }
+    g->mapped = 1;
     return 0;
-bad:
-    gguf_close(g);
-    return -1;
 }
 
 void gguf_close(GGUF *g) {
-    if (g->map) munmap((void *)g->map, g->size);
+    if (g->mapped) munmap((void *)g->buf, g->size);
     free(g->kv);
     free(g->tensors);
+    free(g->by_name);
     memset(g, 0, sizeof *g);
 }
 
@@ -280,8 +344,15 @@ const GGUFKV *gguf_find(const GGUF *g, const char *key) {
 }
 
 const GGUFTensor *gguf_find_tensor(const GGUF *g, const char *name) {
-    for (uint64_t i = 0; i < g->n_tensors; i++)
-        if (str_eq(g->tensors[i].name, name)) return &g->tensors[i];
+    const size_t len = strlen(name);
+    size_t lo = 0, hi = (size_t)g->n_tensors;  /* the name, if present, is in by_name[lo..hi) */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = name_cmp(g->by_name[mid]->name, name, len);
+        if (c == 0) return g->by_name[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
     return NULL;
 }
 
@@ -304,47 +375,65 @@ static int scalar_int(uint32_t type, const uint8_t *p, int64_t *out) {
     }
 }
 
-int gguf_get_int(const GGUF *g, const char *key, int64_t *out, Error *err) {
+/* The getters share this: find `key`, let `convert` turn its value into *out (-1 for a type it
+   does not take) and name the expected type in the error. */
+typedef int (*Convert)(const GGUFKV *kv, void *out);
+
+static int get_typed(const GGUF *g, const char *key, Convert convert, void *out,
+                     const char *expected, Error *err) {
+    static const char *names[GGUF_NTYPES] = {"uint8", "int8", "uint16", "int16", "uint32", "int32",
+                                             "float32", "bool", "string", "array", "uint64", "int64",
+                                             "float64"};
     const GGUFKV *kv = gguf_find(g, key);
     if (!kv) return 0;
-    if (scalar_int(kv->type, kv->data, out) != 0)
-        return fail(err, "metadata '%s' has type %u, expected an integer", key, kv->type);
+    if (convert(kv, out) != 0)  /* read_kv admits only known types, so names[] covers kv->type */
+        return fail(err, "metadata '%s' is %s %s, expected %s", key,
+                    kv->type == GGUF_ARRAY ? "an" : "a", names[kv->type], expected);
     return 1;
+}
+
+static int to_int(const GGUFKV *kv, void *out) { return scalar_int(kv->type, kv->data, out); }
+
+static int to_float(const GGUFKV *kv, void *out) {
+    double *d = out;
+    int64_t v;
+    if (kv->type == GGUF_FLOAT32) {
+        float f;
+        memcpy(&f, kv->data, 4);
+        *d = f;
+    } else if (kv->type == GGUF_FLOAT64) {
+        memcpy(d, kv->data, 8);
+    } else {
+        if (scalar_int(kv->type, kv->data, &v) != 0) return -1;
+        *d = (double)v;
+    }
+    return 0;
+}
+
+static int to_bool(const GGUFKV *kv, void *out) {
+    if (kv->type != GGUF_BOOL) return -1;
+    *(int *)out = kv->data[0] != 0;
+    return 0;
+}
+
+static int to_str(const GGUFKV *kv, void *out) {
+    if (kv->type != GGUF_STRING) return -1;
+    *(Str *)out = (Str){(const char *)kv->data, (size_t)kv->len};
+    return 0;
+}
+
+int gguf_get_int(const GGUF *g, const char *key, int64_t *out, Error *err) {
+    return get_typed(g, key, to_int, out, "an integer", err);
 }
 
 int gguf_get_float(const GGUF *g, const char *key, double *out, Error *err) {
-    const GGUFKV *kv = gguf_find(g, key);
-    if (!kv) return 0;
-    if (kv->type == GGUF_FLOAT32) {
-        float v;
-        memcpy(&v, kv->data, 4);
-        *out = v;
-    } else if (kv->type == GGUF_FLOAT64) {
-        memcpy(out, kv->data, 8);
-    } else {
-        int64_t v;
-        if (scalar_int(kv->type, kv->data, &v) != 0)
-            return fail(err, "metadata '%s' has type %u, expected a number", key, kv->type);
-        *out = (double)v;
-    }
-    return 1;
+    return get_typed(g, key, to_float, out, "a number", err);
 }
 
 int gguf_get_bool(const GGUF *g, const char *key, int *out, Error *err) {
-    const GGUFKV *kv = gguf_find(g, key);
-    if (!kv) return 0;
-    if (kv->type != GGUF_BOOL)
-        return fail(err, "metadata '%s' has type %u, expected a bool", key, kv->type);
-    *out = kv->data[0] != 0;
-    return 1;
+    return get_typed(g, key, to_bool, out, "a bool", err);
 }
 
 int gguf_get_str(const GGUF *g, const char *key, Str *out, Error *err) {
-    const GGUFKV *kv = gguf_find(g, key);
-    if (!kv) return 0;
-    if (kv->type != GGUF_STRING)
-        return fail(err, "metadata '%s' has type %u, expected a string", key, kv->type);
-    out->ptr = (const char *)kv->data;
-    out->len = (size_t)kv->len;
-    return 1;
+    return get_typed(g, key, to_str, out, "a string", err);
 }

@@ -19,7 +19,7 @@ enum {  /* tensor types (ggml_type numbering) */
 typedef struct {
     Str key;
     uint32_t type;          /* GGUF_* */
-    const uint8_t *data;    /* the value's bytes in the mmap; for STRING the bytes after the length,
+    const uint8_t *data;    /* the value's bytes in the file; for STRING the bytes after the length,
                                for ARRAY the first element */
     uint64_t len;           /* STRING: byte length; ARRAY: element count; else 1 */
     uint32_t elem_type;     /* ARRAY only: type of the elements */
@@ -31,25 +31,34 @@ typedef struct {
     uint64_t ne[4];         /* ne[0] is the contiguous (innermost) dimension; unused dims are 1 */
     uint32_t type;          /* GGML_* */
     uint64_t offset;        /* from the start of the data section */
-    const void *data;       /* in the mmap */
+    const void *data;       /* in the file's buffer */
     size_t nbytes;
 } GGUFTensor;
 
 typedef struct {
-    const uint8_t *map;     /* the whole file, mmapped read-only */
+    const uint8_t *buf;     /* the whole file: gguf_open's mmap, or the buffer given to gguf_parse */
     size_t size;
+    int mapped;             /* 1: buf is gguf_open's mapping, which gguf_close unmaps; 0: borrowed */
     uint32_t version;
     uint32_t alignment;     /* general.alignment, default 32 */
     uint64_t n_kv, n_tensors;
     GGUFKV *kv;             /* (n_kv), owned */
-    GGUFTensor *tensors;    /* (n_tensors), owned */
+    GGUFTensor *tensors;    /* (n_tensors), in file order, owned */
+    const GGUFTensor **by_name;  /* (n_tensors) the same, sorted by name for lookup, owned */
 } GGUF;
 
+/* Checks every byte of the GGUF file held in buf[0..size) (magic, version, each metadata entry,
+   each tensor's shape, type and extent, no name twice) and indexes it; no I/O. g borrows buf,
+   which must outlive it; tensor data is aligned as far as buf is (an mmap: to the page). */
+int gguf_parse(GGUF *g, const uint8_t *buf, size_t size, Error *err);
+/* Maps the file at path read-only and parses it. */
 int gguf_open(GGUF *g, const char *path, Error *err);
+/* Frees what gguf_parse allocated, unmaps what gguf_open mapped, and zeroes g (safe to repeat). */
 void gguf_close(GGUF *g);
 const GGUFKV *gguf_find(const GGUF *g, const char *key);
 const GGUFTensor *gguf_find_tensor(const GGUF *g, const char *name);
-/* Typed getters: return 1 if found and converted, 0 if absent, -1 (with err) on a wrong type. */
+/* Typed getters: return 1 if found and converted, 0 if absent, -1 (with err) on a wrong type.
+   gguf_get_int takes any integer type, gguf_get_float any number. */
 int gguf_get_int(const GGUF *g, const char *key, int64_t *out, Error *err);
 int gguf_get_float(const GGUF *g, const char *key, double *out, Error *err);
 int gguf_get_bool(const GGUF *g, const char *key, int *out, Error *err);

@@ -183,7 +183,10 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     double eps;
     snprintf(key, sizeof key, "%s.%s", c->arch, arch->eps_key);
     if (get_real(g, key, 1e-5, &eps, err)) return -1;
-    if (!(eps > 0.0) || eps > 1.0) return fail(err, "norm epsilon %g is out of range (0, 1]", eps);
+    /* A float64 epsilon can be positive and still round to float 0: a row of zeros would then
+       normalize to 0 * inf = NaN. */
+    if (!(eps > 0.0) || eps > 1.0 || (float)eps == 0.0f)
+        return fail(err, "norm epsilon %g is out of range (0, 1] as a float32", eps);
     c->norm_eps = (float)eps;
     return 0;
 }
