@@ -80,7 +80,7 @@ check-page:
 
 BIN := $(CURDIR)/run
 .PHONY: all run FORCE test test-c test-py test-arm sanitize fuzz fuzz-run bench check-page clean help
-.PRECIOUS: build/%.o build/gen/%.c
+.SECONDARY:  # keep every intermediate file (objects, the generated page source)
 all: $(BIN)
 
 # The program is the file ./run; `make run` builds it and generates from the shipped model.
