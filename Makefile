@@ -79,7 +79,7 @@ check-page:
 	! grep -in '</script' page/attention.js
 
 BIN := $(CURDIR)/run
-.PHONY: all run FORCE test test-c test-py test-arm sanitize fuzz fuzz-run bench check-page clean help
+.PHONY: all run FORCE test test-c test-py test-arm sanitize fuzz fuzz-run bench check-page format format-check clean help
 .SECONDARY:  # keep every intermediate file (objects, the generated page source)
 all: $(BIN)
 
@@ -159,6 +159,14 @@ build/bench/limits: bench/limits.c
 bench: $(BIN) build/bench/limits
 	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
 
+# The C style (.clang-format, clang-format 14). unicode_tables.h is generated, so left as written.
+FORMAT_SRC := $(filter-out unicode_tables.h,$(wildcard *.c *.h)) $(wildcard tests/c/*.c \
+              tests/fuzz/*.c tests/fuzz/*.h tools/*.c bench/*.c)
+format:
+	clang-format -i $(FORMAT_SRC)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
+
 clean:
 	rm -rf build run
 
@@ -172,4 +180,5 @@ help:
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make check-page syntax check of the attention page's script (node)"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
+	@echo "make format     apply the C style (.clang-format); make format-check: fail if unformatted"
 	@echo "make clean      remove everything built"

@@ -20,7 +20,7 @@
 
 #include "attn_views.h"
 
-#define ATTN_MAX_BYTES ((double)(2u << 30))  /* refuse maps larger than 2 GiB */
+#define ATTN_MAX_BYTES ((double)(2u << 30)) /* refuse maps larger than 2 GiB */
 
 /* ------------------------------------------------------------------------------------------ */
 /* Capture */
@@ -48,11 +48,14 @@ int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Config *c, int n_pro
         return fail(err, "--attn-show %d.%d: the model has layers 0..%d and heads 0..%d",
                     o->show_layer, o->show_head, c->n_layers - 1, c->n_heads - 1);
     if (o->stats && cap < 2)
-        return fail(err, "--attn-stats needs at least 2 positions (prompt tokens + generated - 1), "
-                    "this run has %d", cap);
+        return fail(err,
+                    "--attn-stats needs at least 2 positions (prompt tokens + generated - 1), "
+                    "this run has %d",
+                    cap);
     double bytes = (double)c->n_layers * c->n_heads * cap * (double)cap * sizeof(float);
     if (bytes > ATTN_MAX_BYTES)
-        return fail(err, "attention maps for %d positions need %.1f GiB (%d layers x %d heads x "
+        return fail(err,
+                    "attention maps for %d positions need %.1f GiB (%d layers x %d heads x "
                     "%d x %d x 4 bytes), more than the 2 GiB limit; shorten the prompt or -n",
                     cap, bytes / (1 << 30), c->n_layers, c->n_heads, cap, cap);
     a->n_layers = c->n_layers;
@@ -125,14 +128,18 @@ static char **token_labels(const AttnMaps *a, const Tokenizer *tok, unsigned cha
     decoder_init(&d);
     for (int i = 0; i < a->n; i++) {
         const int id = a->tokens[i];
-        d.prev_token = id;  /* not at the start: keep the leading space (a no-op for control ids) */
+        d.prev_token = id; /* not at the start: keep the leading space (a no-op for control ids) */
         size_t len = decoder_push(tok, &d, id, buf, cap);
         if (len == 0) {
             special[i] = 1;
-            if (d.n_pending > 0) snprintf(buf, cap, "\xE2\x80\xA6");
-            else if (id == tokenizer_bos(tok)) snprintf(buf, cap, "<bos>");
-            else if (id == tokenizer_eos(tok)) snprintf(buf, cap, "<eos>");
-            else snprintf(buf, cap, "<%d>", id);
+            if (d.n_pending > 0)
+                snprintf(buf, cap, "\xE2\x80\xA6");
+            else if (id == tokenizer_bos(tok))
+                snprintf(buf, cap, "<bos>");
+            else if (id == tokenizer_eos(tok))
+                snprintf(buf, cap, "<eos>");
+            else
+                snprintf(buf, cap, "<%d>", id);
         }
         if (!(labels[i] = strdup(buf))) goto oom;
     }
@@ -166,11 +173,16 @@ static int visible(const char *s, char *out, int cols) {
         int k = utf8_len(*p);
         const char *mark = NULL;
         char caret[3] = {'^', 0, 0};
-        if (*p == ' ') mark = "\xC2\xB7";
-        else if (*p == '\n') mark = "\xE2\x86\xB5";
-        else if (*p == '\t') mark = "\xE2\x86\x92";
-        else if (*p < 0x20 || *p == 0x7F) caret[1] = (char)(*p ^ 0x40), mark = caret;
-        else if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) mark = "\xEF\xBF\xBD";  /* C1 */
+        if (*p == ' ')
+            mark = "\xC2\xB7";
+        else if (*p == '\n')
+            mark = "\xE2\x86\xB5";
+        else if (*p == '\t')
+            mark = "\xE2\x86\x92";
+        else if (*p < 0x20 || *p == 0x7F)
+            caret[1] = (char)(*p ^ 0x40), mark = caret;
+        else if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
+            mark = "\xEF\xBF\xBD"; /* C1 */
         if (mark && mark == caret && n + 2 > cols) break;
         if (mark) {
             size_t m = strlen(mark);
@@ -233,7 +245,8 @@ static const char *head_role(const HeadStats *s) {
 
 static int print_stats(const AttnMaps *a, FILE *f, Error *err) {
     if (a->n < 2) return fail(err, "--attn-stats needs at least 2 positions, got %d", a->n);
-    fprintf(f, "attention atlas: %d layers x %d heads, %d positions (averages over queries 1..%d)\n",
+    fprintf(f,
+            "attention atlas: %d layers x %d heads, %d positions (averages over queries 1..%d)\n",
             a->n_layers, a->n_heads, a->n, a->n - 1);
     fprintf(f, "layer head distance entropy   prev   self   sink  role\n");
     for (int l = 0; l < a->n_layers; l++)
@@ -251,8 +264,8 @@ static int print_stats(const AttnMaps *a, FILE *f, Error *err) {
    cube); otherwise a character from ".:-=+*#%@" (weights 0 .. 1 in nine equal steps). Masked
    cells are blank: the future is not printed, keys before a sliding window are spaces. */
 
-#define LABEL_COLS 10   /* token label width in the row headers */
-#define HEADER_ROWS 6   /* characters of each key's label, printed vertically above its column */
+#define LABEL_COLS 10 /* token label width in the row headers */
+#define HEADER_ROWS 6 /* characters of each key's label, printed vertically above its column */
 
 static const int VIRIDIS_256[10] = {53, 54, 60, 24, 30, 36, 72, 77, 148, 220};
 static const char RAMP[] = ".:-=+*#%@";
@@ -264,11 +277,12 @@ static int use_colour(FILE *f) {
 
 static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) {
     const int T = a->n, colour = use_colour(f);
-    int iw = 1;  /* digits of the largest position */
+    int iw = 1; /* digits of the largest position */
     for (int t = T - 1; t >= 10; t /= 10) iw++;
     char vis[4 * LABEL_COLS + 1];
 
-    fprintf(f, "attention layer %d head %d: %d positions, rows = queries, columns = keys; ", l, h, T);
+    fprintf(f, "attention layer %d head %d: %d positions, rows = queries, columns = keys; ", l, h,
+            T);
     if (colour) {
         fprintf(f, "weight 0 ");
         for (int k = 0; k < 10; k++) fprintf(f, "\033[48;5;%dm \033[0m", VIRIDIS_256[k]);
@@ -284,8 +298,10 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
             visible(labels[j], col, HEADER_ROWS);
             const char *p = col;
             for (int k = 0; k < r && *p; k++) p += utf8_len((unsigned char)*p);
-            if (*p) fwrite(p, 1, (size_t)utf8_len((unsigned char)*p), f);
-            else fputc(' ', f);
+            if (*p)
+                fwrite(p, 1, (size_t)utf8_len((unsigned char)*p), f);
+            else
+                fputc(' ', f);
         }
         fputc('\n', f);
     }
@@ -352,9 +368,12 @@ extern const size_t attn_page_html_len, attn_page_js_len;
 static void json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20 || *p == '<' || *p == '>' || *p == '&') fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p == '<' || *p == '>' || *p == '&')
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
     }
     fputc('"', f);
 }
@@ -367,7 +386,7 @@ static void base64_bytes(FILE *f, const unsigned char *b, size_t n) {
         char out[4] = {A[v >> 18], A[(v >> 12) & 63], i + 1 < n ? A[(v >> 6) & 63] : '=',
                        i + 2 < n ? A[v & 63] : '='};
         fwrite(out, 1, 4, f);
-        if ((i / 3) % 19 == 18) fputc('\n', f);  /* lines of 76 characters */
+        if ((i / 3) % 19 == 18) fputc('\n', f); /* lines of 76 characters */
     }
 }
 
@@ -394,8 +413,9 @@ static unsigned char *quantize_maps(const AttnMaps *a, size_t *total) {
 static void write_page_data(FILE *f, const AttnMaps *a, char **labels, const unsigned char *special,
                             const char *model_name, const unsigned char *q, size_t total) {
     const int T = a->n;
-    fprintf(f, "<script id=\"meta\" type=\"application/json\">{\"layers\": %d, \"heads\": %d, "
-               "\"positions\": %d, \"prompt\": %d, \"window\": %d, \"first_visible\": [",
+    fprintf(f,
+            "<script id=\"meta\" type=\"application/json\">{\"layers\": %d, \"heads\": %d, "
+            "\"positions\": %d, \"prompt\": %d, \"window\": %d, \"first_visible\": [",
             a->n_layers, a->n_heads, T, a->n_prompt, a->window);
     for (int i = 0; i < T; i++) fprintf(f, "%s%d", i ? ", " : "", attn_first_visible(i, a->window));
     fputs("], \"model\": ", f);
@@ -439,8 +459,8 @@ static int write_html(const AttnMaps *a, char **labels, const unsigned char *spe
 
 /* ------------------------------------------------------------------------------------------ */
 
-int attn_report(const AttnMaps *a, const AttnOptions *o, const Tokenizer *tok, const char *model_name,
-                int printed, Error *err) {
+int attn_report(const AttnMaps *a, const AttnOptions *o, const Tokenizer *tok,
+                const char *model_name, int printed, Error *err) {
     if (!o->html && !o->stats && o->show_layer < 0) return 0;
     unsigned char *special = calloc(a->n > 0 ? (size_t)a->n : 1, 1);
     char **labels = special ? token_labels(a, tok, special, err) : NULL;
@@ -476,10 +496,14 @@ done:
    not timed. */
 
 static void print_bytes(FILE *f, double b) {
-    if (b >= 1 << 30) fprintf(f, "%.2f GiB", b / (1 << 30));
-    else if (b >= 1 << 20) fprintf(f, "%.1f MiB", b / (1 << 20));
-    else if (b >= 1 << 10) fprintf(f, "%.1f KiB", b / (1 << 10));
-    else fprintf(f, "%.0f bytes", b);
+    if (b >= 1 << 30)
+        fprintf(f, "%.2f GiB", b / (1 << 30));
+    else if (b >= 1 << 20)
+        fprintf(f, "%.1f MiB", b / (1 << 20));
+    else if (b >= 1 << 10)
+        fprintf(f, "%.1f KiB", b / (1 << 10));
+    else
+        fprintf(f, "%.0f bytes", b);
 }
 
 void attn_print_kv_cache(const Config *c, FILE *f) {
@@ -492,9 +516,10 @@ void attn_print_kv_cache(const Config *c, FILE *f) {
 }
 
 static double matmul_flops(const Config *c) {
-    const double q_dim = (double)c->n_heads * c->head_dim, kv_dim = (double)c->n_kv_heads * c->head_dim;
+    const double q_dim = (double)c->n_heads * c->head_dim,
+                 kv_dim = (double)c->n_kv_heads * c->head_dim;
     const double ffn = (c->ffn == FFN_SWIGLU ? 3.0 : 2.0) * c->dim * c->hidden_dim;
-    const double layer = 2.0 * c->dim * q_dim + 2.0 * c->dim * kv_dim + ffn;  /* wq wo, wk wv, ffn */
+    const double layer = 2.0 * c->dim * q_dim + 2.0 * c->dim * kv_dim + ffn; /* wq wo, wk wv, ffn */
     return 2.0 * (c->n_layers * layer + (double)c->vocab_size * c->dim);
 }
 
@@ -510,10 +535,13 @@ static double attention_share(const Config *c, int pos) {
 void attn_print_cost(const Config *c, int n_prompt, int generated, FILE *f) {
     /* generated token 1 comes from the prompt's last position, token k from position P + k - 2 */
     const int first = n_prompt - 1, last = generated > 0 ? n_prompt + generated - 2 : n_prompt - 1;
-    fprintf(f, "attention share of the FLOPs (counted from the shapes, not timed; %.1f MFLOP of "
-               "matmuls per position): ", matmul_flops(c) / 1e6);
+    fprintf(f,
+            "attention share of the FLOPs (counted from the shapes, not timed; %.1f MFLOP of "
+            "matmuls per position): ",
+            matmul_flops(c) / 1e6);
     if (generated > 0)
-        fprintf(f, "%.2f%% for the first generated token (%d keys) -> %.2f%% for the last (%d keys)",
+        fprintf(f,
+                "%.2f%% for the first generated token (%d keys) -> %.2f%% for the last (%d keys)",
                 attention_share(c, first), visible_keys(c, first), attention_share(c, last),
                 visible_keys(c, last));
     else

@@ -9,22 +9,22 @@
    attention output is asked for (the hook stays NULL). */
 
 typedef struct {
-    const char *dump;       /* --dump-attn PATH.npy, or NULL */
-    const char *html;       /* --attn-html PATH.html, or NULL */
-    int show_layer;         /* --attn-show L.H; -1 = off */
+    const char *dump; /* --dump-attn PATH.npy, or NULL */
+    const char *html; /* --attn-html PATH.html, or NULL */
+    int show_layer;   /* --attn-show L.H; -1 = off */
     int show_head;
-    int stats;              /* --attn-stats */
+    int stats; /* --attn-stats */
 } AttnOptions;
 
 typedef struct {
     int n_layers, n_heads;
-    int window;             /* sliding window W, 0 = none */
-    int cap;                /* positions the maps have room for: rows and columns of each map */
-    int n;                  /* positions captured so far (T) */
-    int n_prompt;           /* positions 0 .. n_prompt-1 are the prompt, the rest generated */
-    float *probs;           /* (n_layers, n_heads, cap, cap): row i = query i, column j = key j;
+    int window;   /* sliding window W, 0 = none */
+    int cap;      /* positions the maps have room for: rows and columns of each map */
+    int n;        /* positions captured so far (T) */
+    int n_prompt; /* positions 0 .. n_prompt-1 are the prompt, the rest generated */
+    float *probs; /* (n_layers, n_heads, cap, cap): row i = query i, column j = key j;
                                zero above the diagonal and outside the window */
-    int *tokens;            /* (cap) the token fed at each position */
+    int *tokens;  /* (cap) the token fed at each position */
 } AttnMaps;
 
 int attn_wanted(const AttnOptions *o);
@@ -43,11 +43,10 @@ void attn_maps_tokens(AttnMaps *a, int pos0, const int *tokens, int n);
 void attn_maps_pack(AttnMaps *a);
 /* The page, the atlas and the terminal heatmap. `printed` says whether stdout already carries
    text (the views are then preceded by a blank line). */
-int attn_report(const AttnMaps *a, const AttnOptions *o, const Tokenizer *tok, const char *model_name,
-                int printed, Error *err);
+int attn_report(const AttnMaps *a, const AttnOptions *o, const Tokenizer *tok,
+                const char *model_name, int printed, Error *err);
 /* -v: the KV cache's size; the FLOP share of attention for the first and last generated token. */
 void attn_print_kv_cache(const Config *c, FILE *f);
 void attn_print_cost(const Config *c, int n_prompt, int generated, FILE *f);
-
 
 #endif /* ATTN_VIEWS_H */

@@ -13,22 +13,22 @@
 #include "cli.h"
 
 typedef enum {
-    OPT_FLAG,               /* no value: sets an int to 1 */
-    OPT_STRING,             /* a const char* borrowed from argv */
-    OPT_INT,                /* an int in [lo, hi] */
-    OPT_FLOAT,              /* a float in [lo, hi] */
-    OPT_SEED,               /* a uint64_t in [lo, hi] */
-    OPT_HEAD                /* "L.H" into attn.show_layer, attn.show_head */
+    OPT_FLAG,   /* no value: sets an int to 1 */
+    OPT_STRING, /* a const char* borrowed from argv */
+    OPT_INT,    /* an int in [lo, hi] */
+    OPT_FLOAT,  /* a float in [lo, hi] */
+    OPT_SEED,   /* a uint64_t in [lo, hi] */
+    OPT_HEAD    /* "L.H" into attn.show_layer, attn.show_head */
 } OptKind;
 
 typedef struct {
-    const char *shrt;       /* "-i", or NULL */
-    const char *lng;        /* "--prompt" */
-    const char *arg;        /* the value's name in the help, NULL for a flag */
+    const char *shrt; /* "-i", or NULL */
+    const char *lng;  /* "--prompt" */
+    const char *arg;  /* the value's name in the help, NULL for a flag */
     OptKind kind;
-    size_t offset;          /* where the value goes in Options */
-    double lo, hi;          /* range of a number */
-    const char *help;       /* lines after the first are indented under it */
+    size_t offset;    /* where the value goes in Options */
+    double lo, hi;    /* range of a number */
+    const char *help; /* lines after the first are indented under it */
 } OptionSpec;
 
 #define AT(field) offsetof(Options, field)
@@ -44,7 +44,8 @@ static const OptionSpec OPTIONS[] = {
      "nucleus sampling threshold in (0, 1]; 1 = off (default 0.95)"},
     {"-k", "--top-k", "K", OPT_INT, AT(top_k), 0, 1 << 30,
      "sample from the K most likely tokens; 0 = off (default 40)"},
-    {"-s", "--seed", "S", OPT_SEED, AT(seed), 0, 0x7fffffff, "random seed (default: from the clock)"},
+    {"-s", "--seed", "S", OPT_SEED, AT(seed), 0, 0x7fffffff,
+     "random seed (default: from the clock)"},
     {"-b", "--batch-size", "N", OPT_INT, AT(batch), 1, 4096,
      "prompt positions per forward pass; 1 = token by token (default 64)"},
     {NULL, "--threads", "N", OPT_INT, AT(threads), 1, 1024,
@@ -76,17 +77,19 @@ static const OptionSpec OPTIONS[] = {
 #define N_OPTIONS (sizeof OPTIONS / sizeof OPTIONS[0])
 
 void cli_usage(FILE *f) {
-    fprintf(f, "usage: ./run [MODEL.gguf] [options]\n"
-               "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture); without MODEL,\n"
-               "from the model shipped in " DEFAULT_MODEL " next to the program.\n\n");
+    fprintf(f,
+            "usage: ./run [MODEL.gguf] [options]\n"
+            "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture); without MODEL,\n"
+            "from the model shipped in " DEFAULT_MODEL " next to the program.\n\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const OptionSpec *s = &OPTIONS[i];
         char names[64];
-        int len = snprintf(names, sizeof names, "%s%s%s%s%s", s->shrt ? s->shrt : "",
-                           s->shrt ? ", " : "    ", s->lng, s->arg ? " " : "", s->arg ? s->arg : "");
+        int len =
+            snprintf(names, sizeof names, "%s%s%s%s%s", s->shrt ? s->shrt : "",
+                     s->shrt ? ", " : "    ", s->lng, s->arg ? " " : "", s->arg ? s->arg : "");
         fprintf(f, "  %s", names);
         const char *line = s->help;
-        int pad = len < 22 ? 23 - len : 1;  /* help starts in column 25 */
+        int pad = len < 22 ? 23 - len : 1; /* help starts in column 25 */
         for (;;) {
             const char *nl = strchr(line, '\n');
             int n = nl ? (int)(nl - line) : (int)strlen(line);
@@ -108,8 +111,10 @@ static int store(Options *o, const OptionSpec *s, const char *flag, const char *
         v = s->kind == OPT_FLOAT ? strtod(val, &end) : (double)strtol(val, &end, 10);
         if (errno || end == val || *end || !(v >= s->lo && v <= s->hi)) {
             if (s->kind == OPT_FLOAT)
-                return fail(err, "%s expects a number in [%g, %g], got '%s'", flag, s->lo, s->hi, val);
-            return fail(err, "%s expects an integer in [%.0f, %.0f], got '%s'", flag, s->lo, s->hi, val);
+                return fail(err, "%s expects a number in [%g, %g], got '%s'", flag, s->lo, s->hi,
+                            val);
+            return fail(err, "%s expects an integer in [%.0f, %.0f], got '%s'", flag, s->lo, s->hi,
+                        val);
         }
     }
     switch (s->kind) {
@@ -142,7 +147,8 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || strcmp(a, "-") == 0) {
-            if (o->model) return fail(err, "unexpected argument '%s' (the model is '%s')", a, o->model);
+            if (o->model)
+                return fail(err, "unexpected argument '%s' (the model is '%s')", a, o->model);
             o->model = a;
             continue;
         }
@@ -156,7 +162,7 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
     }
     if (o->ppl && attn_wanted(&o->attn))
         return fail(err, "the attention outputs (--dump-attn, --attn-*) do not work with --ppl");
-    if (!o->model) {  /* the shipped model, found next to the program */
+    if (!o->model) { /* the shipped model, found next to the program */
         const char *prog = argc > 0 && argv[0] ? argv[0] : "./run";
         const char *slash = strrchr(prog, '/');
         int dir = slash ? (int)(slash - prog) : 1;
@@ -164,7 +170,8 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
                  DEFAULT_MODEL);
         o->model = o->default_model;
         if (access(o->model, R_OK) != 0)
-            return fail(err, "no model given and the shipped model %s is missing (see --help)", o->model);
+            return fail(err, "no model given and the shipped model %s is missing (see --help)",
+                        o->model);
     }
     return 0;
 }

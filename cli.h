@@ -8,23 +8,23 @@
 #include "attn_views.h"
 #include "common.h"
 
-#define DEFAULT_MODEL "models/kjv.gguf"  /* beside the program, when no model is given */
+#define DEFAULT_MODEL "models/kjv.gguf" /* beside the program, when no model is given */
 
 typedef struct {
     const char *model;
-    const char *prompt;     /* NULL = empty prompt (BOS only); "-" = read stdin */
-    int steps;              /* new tokens to generate */
+    const char *prompt; /* NULL = empty prompt (BOS only); "-" = read stdin */
+    int steps;          /* new tokens to generate */
     float temperature, top_p;
     int top_k;
     uint64_t seed;
-    int batch;              /* prompt positions per forward call */
-    int threads;            /* 0 = OpenMP's default */
-    int tokenize;           /* print the prompt's ids and exit */
+    int batch;    /* prompt positions per forward call */
+    int threads;  /* 0 = OpenMP's default */
+    int tokenize; /* print the prompt's ids and exit */
     const char *dump_logits;
-    const char *ppl;        /* text file to measure perplexity on */
-    AttnOptions attn;       /* --dump-attn, --attn-html, --attn-show, --attn-stats */
+    const char *ppl;  /* text file to measure perplexity on */
+    AttnOptions attn; /* --dump-attn, --attn-html, --attn-show, --attn-stats */
     int verbose;
-    int help;               /* -h: print the usage and exit */
+    int help; /* -h: print the usage and exit */
     char default_model[4096];
 } Options;
 

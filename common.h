@@ -40,6 +40,8 @@ typedef struct {
 } Str;
 
 /* 1 when s holds exactly the bytes of the C string z. */
-static inline int str_eq(Str s, const char *z) { return s.len == strlen(z) && memcmp(s.ptr, z, s.len) == 0; }
+static inline int str_eq(Str s, const char *z) {
+    return s.len == strlen(z) && memcmp(s.ptr, z, s.len) == 0;
+}
 
 #endif /* COMMON_H */

@@ -74,7 +74,8 @@ static void rope_position(float *restrict v, const float *restrict cs, const flo
 }
 
 /* RoPE on x (n, n_heads * head_dim) for positions pos0 + t. */
-static void rope_forward(float *x, const RunState *s, const Config *c, int n_heads, int n, int pos0) {
+static void rope_forward(float *x, const RunState *s, const Config *c, int n_heads, int n,
+                         int pos0) {
     const size_t half = (size_t)c->rope_dim / 2;
     if (n == 1) {
         rope_position(x, s->rope_cos + pos0 * half, s->rope_sin + pos0 * half, n_heads, c->head_dim,
@@ -100,7 +101,7 @@ static void attention_forward(RunState *s, const Config *c, int layer, int n, in
                              (size_t)c->n_layers * kv_dim * KV_TILE};
     kv_store(kc, vc, s->k, s->v, n, pos0, &shape);
     attention(s->att_out, s->q, kc, vc, n, pos0, &shape);
-    if (s->attn_hook && pos0 + n <= s->probs_stride) {  /* positions the hook asked for */
+    if (s->attn_hook && pos0 + n <= s->probs_stride) { /* positions the hook asked for */
         attention_ref(NULL, s->probs, s->probs_stride, s->q, kc, vc, n, pos0, &shape);
         s->attn_hook(s->attn_hook_ctx, layer, pos0, n, s->probs, s->probs_stride);
     }
@@ -142,7 +143,8 @@ static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int
         activation(s->hb, s->hb2, c->ffn, c->hidden_dim);
     } else {
 #pragma omp parallel for
-        for (int t = 0; t < n; t++) activation(s->hb + t * d, s->hb2 + t * d, c->ffn, c->hidden_dim);
+        for (int t = 0; t < n; t++)
+            activation(s->hb + t * d, s->hb2 + t * d, c->ffn, c->hidden_dim);
     }
     matmul(s->xb2, s->hb, &w->w_down, n);
     add_bias(s->xb2, w->b_down, n, c->dim);
@@ -158,9 +160,11 @@ float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
         float *x = s->x + (size_t)t * dim;
         tensor_row(x, &w->token_embd, tokens[t]);
         if (c->pos == POS_LEARNED || c->pos == POS_SINUSOIDAL) {
-            float *pe = s->xb;  /* scratch */
-            if (c->pos == POS_LEARNED) tensor_row(pe, &w->pos_embd, pos0 + t);
-            else memcpy(pe, s->pos_table + (size_t)(pos0 + t) * dim, (size_t)dim * sizeof(float));
+            float *pe = s->xb; /* scratch */
+            if (c->pos == POS_LEARNED)
+                tensor_row(pe, &w->pos_embd, pos0 + t);
+            else
+                memcpy(pe, s->pos_table + (size_t)(pos0 + t) * dim, (size_t)dim * sizeof(float));
             for (int i = 0; i < dim; i++) x[i] += pe[i];
         }
     }
@@ -190,8 +194,8 @@ float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
 
     /* logits only where they are needed: every position, or just the last */
     const int first = all_logits ? 0 : n - 1, count = n - first;
-    norm_forward(s->xb, s->x + (size_t)first * dim, w->out_norm, w->out_norm_b, c->norm, c->norm_eps,
-                 count, dim);
+    norm_forward(s->xb, s->x + (size_t)first * dim, w->out_norm, w->out_norm_b, c->norm,
+                 c->norm_eps, count, dim);
     matmul(s->logits, s->xb, &w->output, count);
     return s->logits;
 }

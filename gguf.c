@@ -65,10 +65,17 @@ static int shown(Str s) { return (int)(s.len < 80 ? s.len : 80); }
 /* Size in bytes of one scalar value of a metadata type; 0 for string/array. */
 static size_t scalar_size(uint32_t type) {
     switch (type) {
-    case GGUF_UINT8: case GGUF_INT8: case GGUF_BOOL: return 1;
-    case GGUF_UINT16: case GGUF_INT16: return 2;
-    case GGUF_UINT32: case GGUF_INT32: case GGUF_FLOAT32: return 4;
-    case GGUF_UINT64: case GGUF_INT64: case GGUF_FLOAT64: return 8;
+    case GGUF_UINT8:
+    case GGUF_INT8:
+    case GGUF_BOOL: return 1;
+    case GGUF_UINT16:
+    case GGUF_INT16: return 2;
+    case GGUF_UINT32:
+    case GGUF_INT32:
+    case GGUF_FLOAT32: return 4;
+    case GGUF_UINT64:
+    case GGUF_INT64:
+    case GGUF_FLOAT64: return 8;
     default: return 0;
     }
 }
@@ -103,7 +110,7 @@ static int read_kv(Reader *r, GGUFKV *kv) {
             return fail(r->err, "metadata '%s': nested arrays are not supported", key);
         kv->data = r->p;
         size_t es = scalar_size(kv->elem_type);
-        if (es) {  /* fixed-size elements: one bounds check for the whole array */
+        if (es) { /* fixed-size elements: one bounds check for the whole array */
             if (kv->len > (uint64_t)(r->end - r->p) / es)
                 return fail(r->err, "truncated file: array '%s' of %llu elements", key,
                             (unsigned long long)kv->len);
@@ -126,7 +133,7 @@ size_t ggml_row_bytes(uint32_t type, uint64_t n) {
     switch (type) {
     case GGML_F32: return (size_t)n * 4;
     case GGML_F16: return (size_t)n * 2;
-    case GGML_Q8_0: return n % 32 ? 0 : (size_t)(n / 32) * 34;  /* f16 scale + 32 int8 */
+    case GGML_Q8_0: return n % 32 ? 0 : (size_t)(n / 32) * 34; /* f16 scale + 32 int8 */
     default: return 0;
     }
 }
@@ -153,7 +160,8 @@ static int read_tensor_info(Reader *r, GGUFTensor *t) {
     for (uint32_t i = 0; i < t->n_dims; i++) {
         if (read_u64(r, &t->ne[i], name)) return -1;
         /* Cap each dimension and the product at 2^40 so the byte size below cannot overflow. */
-        if (t->ne[i] == 0 || t->ne[i] > ((uint64_t)1 << 40) || count > ((uint64_t)1 << 40) / t->ne[i])
+        if (t->ne[i] == 0 || t->ne[i] > ((uint64_t)1 << 40) ||
+            count > ((uint64_t)1 << 40) / t->ne[i])
             return fail(r->err, "tensor '%s': absurd dimension %llu", name,
                         (unsigned long long)t->ne[i]);
         count *= t->ne[i];
@@ -174,18 +182,20 @@ static int read_tensor_info(Reader *r, GGUFTensor *t) {
 /* "GGUF", version 3, then the two counts, which must fit in the buffer. */
 static int read_header(Reader *r, GGUF *g) {
     if (memcmp(r->p, "GGUF", 4) != 0)
-        return fail(r->err, "not a GGUF file (magic %02x %02x %02x %02x, expected \"GGUF\")", r->p[0],
-                    r->p[1], r->p[2], r->p[3]);
+        return fail(r->err, "not a GGUF file (magic %02x %02x %02x %02x, expected \"GGUF\")",
+                    r->p[0], r->p[1], r->p[2], r->p[3]);
     r->p += 4;
     if (read_u32(r, &g->version, "version") || read_u64(r, &g->n_tensors, "tensor count") ||
         read_u64(r, &g->n_kv, "metadata count"))
         return -1;
-    if (g->version != 3) return fail(r->err, "unsupported GGUF version %u (expected 3)", g->version);
+    if (g->version != 3)
+        return fail(r->err, "unsupported GGUF version %u (expected 3)", g->version);
     /* Each entry takes at least 8 bytes in the file. */
     if (g->n_kv > g->size / 8 || g->n_tensors > g->size / 8)
-        return fail(r->err, "truncated or corrupt header: %llu metadata entries and %llu tensors "
-                    "cannot fit in %zu bytes", (unsigned long long)g->n_kv,
-                    (unsigned long long)g->n_tensors, g->size);
+        return fail(r->err,
+                    "truncated or corrupt header: %llu metadata entries and %llu tensors "
+                    "cannot fit in %zu bytes",
+                    (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors, g->size);
     return 0;
 }
 
@@ -217,10 +227,11 @@ static int place_tensors(GGUF *g, size_t header_end, Error *err) {
             return fail(err, "tensor '%.*s': offset %llu is not a multiple of the alignment %u",
                         shown(t->name), t->name.ptr, (unsigned long long)t->offset, g->alignment);
         if (t->offset > data_size || t->nbytes > data_size - t->offset)
-            return fail(err, "tensor '%.*s': bytes %llu..%llu lie outside the file's %zu data bytes "
-                        "(truncated or corrupt file)", shown(t->name), t->name.ptr,
-                        (unsigned long long)t->offset, (unsigned long long)(t->offset + t->nbytes),
-                        data_size);
+            return fail(err,
+                        "tensor '%.*s': bytes %llu..%llu lie outside the file's %zu data bytes "
+                        "(truncated or corrupt file)",
+                        shown(t->name), t->name.ptr, (unsigned long long)t->offset,
+                        (unsigned long long)(t->offset + t->nbytes), data_size);
         t->data = g->buf + data_start + t->offset;
     }
     return 0;
@@ -241,8 +252,8 @@ static int by_name_cmp(const void *pa, const void *pb) {
    (which one would a lookup mean?). Sorting keeps a file of many tensors O(n log n). */
 static int index_tensors(GGUF *g, Error *err) {
     g->by_name = malloc((g->n_tensors ? (size_t)g->n_tensors : 1) * sizeof *g->by_name);
-    if (!g->by_name) return fail(err, "out of memory indexing %llu tensors",
-                                 (unsigned long long)g->n_tensors);
+    if (!g->by_name)
+        return fail(err, "out of memory indexing %llu tensors", (unsigned long long)g->n_tensors);
     for (uint64_t i = 0; i < g->n_tensors; i++) g->by_name[i] = &g->tensors[i];
     qsort(g->by_name, (size_t)g->n_tensors, sizeof *g->by_name, by_name_cmp);
     for (uint64_t i = 1; i < g->n_tensors; i++) {
@@ -268,7 +279,8 @@ static int read_kvs(Reader *r, GGUF *g) {
     size_t cap = 0;
     for (uint64_t i = 0; i < g->n_kv; i++) {
         GGUFKV *kv = grow(g->kv, &cap, (size_t)i, sizeof *kv);
-        if (!kv) return fail(r->err, "out of memory reading metadata entry %llu", (unsigned long long)i);
+        if (!kv)
+            return fail(r->err, "out of memory reading metadata entry %llu", (unsigned long long)i);
         g->kv = kv;
         if (read_kv(r, &kv[i])) return -1;
     }
@@ -279,7 +291,8 @@ static int read_tensor_infos(Reader *r, GGUF *g) {
     size_t cap = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         GGUFTensor *t = grow(g->tensors, &cap, (size_t)i, sizeof *t);
-        if (!t) return fail(r->err, "out of memory reading tensor info %llu", (unsigned long long)i);
+        if (!t)
+            return fail(r->err, "out of memory reading tensor info %llu", (unsigned long long)i);
         g->tensors = t;
         if (read_tensor_info(r, &t[i])) return -1;
     }
@@ -311,16 +324,16 @@ int gguf_open(GGUF *g, const char *path, Error *err) {
         close(fd);
         return fail(err, "model '%s' is not a regular file", path);
     }
-    if (st.st_size < 24) {  /* mmap refuses an empty file: say what gguf_parse would say */
+    if (st.st_size < 24) { /* mmap refuses an empty file: say what gguf_parse would say */
         close(fd);
         return fail(err, "model '%s' is too small to be a GGUF file (%lld bytes)", path,
                     (long long)st.st_size);
     }
     size_t size = (size_t)st.st_size;
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);  /* the mapping stays valid */
+    close(fd); /* the mapping stays valid */
     if (map == MAP_FAILED) return fail(err, "cannot mmap '%s': %s", path, strerror(errno));
-    posix_madvise(map, size, POSIX_MADV_WILLNEED);  /* start reading ahead */
+    posix_madvise(map, size, POSIX_MADV_WILLNEED); /* start reading ahead */
     if (gguf_parse(g, map, size, err)) {
         munmap(map, size);
         return -1;
@@ -345,13 +358,15 @@ const GGUFKV *gguf_find(const GGUF *g, const char *key) {
 
 const GGUFTensor *gguf_find_tensor(const GGUF *g, const char *name) {
     const size_t len = strlen(name);
-    size_t lo = 0, hi = (size_t)g->n_tensors;  /* the name, if present, is in by_name[lo..hi) */
+    size_t lo = 0, hi = (size_t)g->n_tensors; /* the name, if present, is in by_name[lo..hi) */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = name_cmp(g->by_name[mid]->name, name, len);
         if (c == 0) return g->by_name[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -361,16 +376,43 @@ static int scalar_int(uint32_t type, const uint8_t *p, int64_t *out) {
     switch (type) {
     case GGUF_UINT8: *out = *p; return 0;
     case GGUF_INT8: *out = (int8_t)*p; return 0;
-    case GGUF_UINT16: { uint16_t v; memcpy(&v, p, 2); *out = v; return 0; }
-    case GGUF_INT16: { int16_t v; memcpy(&v, p, 2); *out = v; return 0; }
-    case GGUF_UINT32: { uint32_t v; memcpy(&v, p, 4); *out = v; return 0; }
-    case GGUF_INT32: { int32_t v; memcpy(&v, p, 4); *out = v; return 0; }
-    case GGUF_UINT64: {
-        uint64_t v; memcpy(&v, p, 8);
-        if (v > (uint64_t)INT64_MAX) return -1;
-        *out = (int64_t)v; return 0;
+    case GGUF_UINT16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        *out = v;
+        return 0;
     }
-    case GGUF_INT64: { int64_t v; memcpy(&v, p, 8); *out = v; return 0; }
+    case GGUF_INT16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        *out = v;
+        return 0;
+    }
+    case GGUF_UINT32: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        *out = v;
+        return 0;
+    }
+    case GGUF_INT32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        *out = v;
+        return 0;
+    }
+    case GGUF_UINT64: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        if (v > (uint64_t)INT64_MAX) return -1;
+        *out = (int64_t)v;
+        return 0;
+    }
+    case GGUF_INT64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        *out = v;
+        return 0;
+    }
     default: return -1;
     }
 }
@@ -381,12 +423,12 @@ typedef int (*Convert)(const GGUFKV *kv, void *out);
 
 static int get_typed(const GGUF *g, const char *key, Convert convert, void *out,
                      const char *expected, Error *err) {
-    static const char *names[GGUF_NTYPES] = {"uint8", "int8", "uint16", "int16", "uint32", "int32",
-                                             "float32", "bool", "string", "array", "uint64", "int64",
-                                             "float64"};
+    static const char *names[GGUF_NTYPES] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                             "int32",  "float32", "bool",   "string", "array",
+                                             "uint64", "int64",   "float64"};
     const GGUFKV *kv = gguf_find(g, key);
     if (!kv) return 0;
-    if (convert(kv, out) != 0)  /* read_kv admits only known types, so names[] covers kv->type */
+    if (convert(kv, out) != 0) /* read_kv admits only known types, so names[] covers kv->type */
         return fail(err, "metadata '%s' is %s %s, expected %s", key,
                     kv->type == GGUF_ARRAY ? "an" : "a", names[kv->type], expected);
     return 1;

@@ -5,46 +5,58 @@
 
 #include "common.h"
 
-
-enum {  /* metadata value types */
-    GGUF_UINT8 = 0, GGUF_INT8 = 1, GGUF_UINT16 = 2, GGUF_INT16 = 3, GGUF_UINT32 = 4,
-    GGUF_INT32 = 5, GGUF_FLOAT32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9,
-    GGUF_UINT64 = 10, GGUF_INT64 = 11, GGUF_FLOAT64 = 12, GGUF_NTYPES
+enum { /* metadata value types */
+       GGUF_UINT8 = 0,
+       GGUF_INT8 = 1,
+       GGUF_UINT16 = 2,
+       GGUF_INT16 = 3,
+       GGUF_UINT32 = 4,
+       GGUF_INT32 = 5,
+       GGUF_FLOAT32 = 6,
+       GGUF_BOOL = 7,
+       GGUF_STRING = 8,
+       GGUF_ARRAY = 9,
+       GGUF_UINT64 = 10,
+       GGUF_INT64 = 11,
+       GGUF_FLOAT64 = 12,
+       GGUF_NTYPES
 };
 
-enum {  /* tensor types (ggml_type numbering) */
-    GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8
+enum { /* tensor types (ggml_type numbering) */
+       GGML_F32 = 0,
+       GGML_F16 = 1,
+       GGML_Q8_0 = 8
 };
 
 typedef struct {
     Str key;
-    uint32_t type;          /* GGUF_* */
-    const uint8_t *data;    /* the value's bytes in the file; for STRING the bytes after the length,
+    uint32_t type;       /* GGUF_* */
+    const uint8_t *data; /* the value's bytes in the file; for STRING the bytes after the length,
                                for ARRAY the first element */
-    uint64_t len;           /* STRING: byte length; ARRAY: element count; else 1 */
-    uint32_t elem_type;     /* ARRAY only: type of the elements */
+    uint64_t len;        /* STRING: byte length; ARRAY: element count; else 1 */
+    uint32_t elem_type;  /* ARRAY only: type of the elements */
 } GGUFKV;
 
 typedef struct {
     Str name;
     uint32_t n_dims;
-    uint64_t ne[4];         /* ne[0] is the contiguous (innermost) dimension; unused dims are 1 */
-    uint32_t type;          /* GGML_* */
-    uint64_t offset;        /* from the start of the data section */
-    const void *data;       /* in the file's buffer */
+    uint64_t ne[4];   /* ne[0] is the contiguous (innermost) dimension; unused dims are 1 */
+    uint32_t type;    /* GGML_* */
+    uint64_t offset;  /* from the start of the data section */
+    const void *data; /* in the file's buffer */
     size_t nbytes;
 } GGUFTensor;
 
 typedef struct {
-    const uint8_t *buf;     /* the whole file: gguf_open's mmap, or the buffer given to gguf_parse */
+    const uint8_t *buf; /* the whole file: gguf_open's mmap, or the buffer given to gguf_parse */
     size_t size;
-    int mapped;             /* 1: buf is gguf_open's mapping, which gguf_close unmaps; 0: borrowed */
+    int mapped; /* 1: buf is gguf_open's mapping, which gguf_close unmaps; 0: borrowed */
     uint32_t version;
-    uint32_t alignment;     /* general.alignment, default 32 */
+    uint32_t alignment; /* general.alignment, default 32 */
     uint64_t n_kv, n_tensors;
-    GGUFKV *kv;             /* (n_kv), owned */
-    GGUFTensor *tensors;    /* (n_tensors), in file order, owned */
-    const GGUFTensor **by_name;  /* (n_tensors) the same, sorted by name for lookup, owned */
+    GGUFKV *kv;                 /* (n_kv), owned */
+    GGUFTensor *tensors;        /* (n_tensors), in file order, owned */
+    const GGUFTensor **by_name; /* (n_tensors) the same, sorted by name for lookup, owned */
 } GGUF;
 
 /* Checks every byte of the GGUF file held in buf[0..size) (magic, version, each metadata entry,

@@ -13,7 +13,7 @@
 
 typedef int (*HeapBefore)(const void *a, const void *b);
 
-#define HEAP_MAX_ELEM 32  /* bytes of the largest element a heap holds */
+#define HEAP_MAX_ELEM 32 /* bytes of the largest element a heap holds */
 
 /* Moves h[i] up until its parent comes before it (after appending at i = n - 1). */
 static inline void heap_sift_up(void *h, size_t size, int i, HeapBefore before) {

@@ -25,7 +25,7 @@
 
 #ifdef _OPENMP
 #include <omp.h>
-#else  /* one thread: the two OpenMP calls the scratch per thread needs (GemmInput.wbuf) */
+#else /* one thread: the two OpenMP calls the scratch per thread needs (GemmInput.wbuf) */
 static int omp_get_max_threads(void) { return 1; }
 static int omp_get_thread_num(void) { return 0; }
 #endif
@@ -38,13 +38,13 @@ float f16_to_f32(uint16_t h) {
     uint32_t exp = (h >> 10) & 0x1f;
     uint32_t mant = h & 0x3ff;
     uint32_t bits;
-    if (exp == 0x1f) {                      /* inf or NaN */
+    if (exp == 0x1f) { /* inf or NaN */
         bits = sign | 0x7f800000u | (mant << 13);
-    } else if (exp != 0) {                  /* normal: rebias 15 -> 127 */
+    } else if (exp != 0) { /* normal: rebias 15 -> 127 */
         bits = sign | ((exp + 112) << 23) | (mant << 13);
-    } else if (mant == 0) {                 /* signed zero */
+    } else if (mant == 0) { /* signed zero */
         bits = sign;
-    } else {                                /* subnormal: mant * 2^-24, exactly representable */
+    } else { /* subnormal: mant * 2^-24, exactly representable */
         float f = (float)mant * (1.0f / 16777216.0f);
         memcpy(&bits, &f, 4);
         bits |= sign;
@@ -59,10 +59,10 @@ uint16_t f32_to_f16(float f) {
     memcpy(&x, &f, 4);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
     uint32_t absx = x & 0x7fffffffu;
-    if (absx >= 0x7f800000u)                /* inf or NaN */
+    if (absx >= 0x7f800000u) /* inf or NaN */
         return sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0);
-    if (absx >= 0x477ff000u) return sign | 0x7c00;  /* rounds past 65504: inf */
-    if (absx < 0x38800000u) {               /* below the smallest normal half: subnormal or 0 */
+    if (absx >= 0x477ff000u) return sign | 0x7c00; /* rounds past 65504: inf */
+    if (absx < 0x38800000u) { /* below the smallest normal half: subnormal or 0 */
         float a;
         memcpy(&a, &absx, 4);
         /* a * 2^24 rounded to nearest even gives the subnormal mantissa directly. */
@@ -71,12 +71,12 @@ uint16_t f32_to_f16(float f) {
     uint32_t mant = absx & 0x7fffff;
     uint32_t exp = (absx >> 23) - 112;
     uint32_t h = (exp << 10) | (mant >> 13);
-    uint32_t rest = mant & 0x1fff;          /* the 13 bits dropped: round to nearest even */
+    uint32_t rest = mant & 0x1fff; /* the 13 bits dropped: round to nearest even */
     if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
     return sign | (uint16_t)h;
 }
 
-float f16_table[1 << 16];  /* filled by kernels_init() (kernels_sets.h) */
+float f16_table[1 << 16]; /* filled by kernels_init() (kernels_sets.h) */
 
 /* ---- Q8_0 ------------------------------------------------------------------------------ */
 
@@ -102,7 +102,7 @@ void quantize_q8_0(BlockQ8 *out, const float *x, int n) {
 #pragma omp simd
         for (int i = 0; i < QK8_0; i++) {
             float v = (xb[i] * id + 12582912.0f) - 12582912.0f;
-            v = v >= -127.0f ? (v <= 127.0f ? v : 127.0f) : -127.0f;  /* NaN and inf: no UB */
+            v = v >= -127.0f ? (v <= 127.0f ? v : 127.0f) : -127.0f; /* NaN and inf: no UB */
             q[i] = (int8_t)(int)v;
         }
     }
@@ -144,7 +144,7 @@ void kernels_init(void) {
     for (uint32_t i = 0; i < (1u << 16); i++) f16_table[i] = f16_to_f32((uint16_t)i);
     const Kernels *sets[4];
     kernels_available(sets, 4);
-    active = sets[0];  /* the best first */
+    active = sets[0]; /* the best first */
 }
 
 void kernels_use(const Kernels *k) { active = k; }
@@ -198,10 +198,10 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
         for (int r = 0; r < w->rows; r++) {
             const uint8_t *p = row_ptr(w, r);
             for (int c = 0; c < w->cols; c++)
-                wrow[c] = w->type == GGML_F32 ? ((const float *)p)[c]
-                        : w->type == GGML_F16 ? f16_to_f32(((const uint16_t *)p)[c])
-                        : f16_to_f32(((const BlockQ8 *)p)[c / QK8_0].d) *
-                              ((const BlockQ8 *)p)[c / QK8_0].qs[c % QK8_0];
+                wrow[c] = w->type == GGML_F32   ? ((const float *)p)[c]
+                          : w->type == GGML_F16 ? f16_to_f32(((const uint16_t *)p)[c])
+                                                : f16_to_f32(((const BlockQ8 *)p)[c / QK8_0].d) *
+                                                      ((const BlockQ8 *)p)[c / QK8_0].qs[c % QK8_0];
             float sum = 0.0f;
             for (int c = 0; c < w->cols; c++) sum += wrow[c] * xt[c];
             out[(size_t)t * w->rows + r] = sum;
@@ -214,15 +214,15 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
 
 /* ---- the driver ------------------------------------------------------------------------ */
 
-#define GEMM_MIN_N 4      /* from this many positions on, the tiled product pays off */
-#define KC 1024           /* columns of F16/Q8_0 weights widened at a time (a multiple of 32) */
+#define GEMM_MIN_N 4 /* from this many positions on, the tiled product pays off */
+#define KC 1024      /* columns of F16/Q8_0 weights widened at a time (a multiple of 32) */
 
 /* Several products share one input (q, k and v; gate and up): their rows are numbered as one
  * list, so one parallel loop covers them all and the threads meet once instead of per weight. */
 typedef struct {
     float *out[MATMUL_MAX];
     const Tensor *w[MATMUL_MAX];
-    int start[MATMUL_MAX + 1];  /* first row (or row group) of each weight in the joint list */
+    int start[MATMUL_MAX + 1]; /* first row (or row group) of each weight in the joint list */
     int count;
 } Batch;
 
@@ -251,7 +251,7 @@ static void gemv(const Batch *b, const float *x, int n) {
             const Tensor *w = b->w[j];
             const void *row = row_ptr(w, r);
             float v = w->type == GGML_F32   ? k->dot_f32(row, xt, cols)
-                    : w->type == GGML_F16   ? k->dot_f16(row, xt, cols)
+                      : w->type == GGML_F16 ? k->dot_f16(row, xt, cols)
                                             : k->dot_q8(row, xq, cols / QK8_0);
             b->out[j][(size_t)t * w->rows + r] = v;
         }
@@ -263,12 +263,12 @@ static void gemv(const Batch *b, const float *x, int n) {
  * activations, as in decoding and in matmul_ref: each position's activations are quantized once
  * per call. */
 typedef struct {
-    float *xt;          /* F32/F16 weights: x transposed in blocks of TC */
-    float *xtq;         /* Q8_0 weights without tile_q8: x quantized, dequantized, transposed */
-    int8_t *xp;         /* Q8_0 weights with tile_q8: x quantized and packed (kernels_avx512.c) */
+    float *xt;  /* F32/F16 weights: x transposed in blocks of TC */
+    float *xtq; /* Q8_0 weights without tile_q8: x quantized, dequantized, transposed */
+    int8_t *xp; /* Q8_0 weights with tile_q8: x quantized and packed (kernels_avx512.c) */
     int32_t *xs;
     float *xd;
-    float *wbuf;        /* F16 weights, Q8_0 without tile_q8: TR rows of KC columns widened to
+    float *wbuf; /* F16 weights, Q8_0 without tile_q8: TR rows of KC columns widened to
                            floats, for each thread a parallel loop started here may have */
 } GemmInput;
 
@@ -297,8 +297,10 @@ static void pack_q8_positions(GemmInput *in, const float *x, int n, int cols) {
         const int pb = t / Q8T_P, tt = t % Q8T_P;
         for (int b = 0; b < nb; b++) {
             BlockQ8 q;
-            if (t < n) quantize_q8_0(&q, x + (size_t)t * cols + (size_t)b * QK8_0, QK8_0);
-            else memset(&q, 0, sizeof q);
+            if (t < n)
+                quantize_q8_0(&q, x + (size_t)t * cols + (size_t)b * QK8_0, QK8_0);
+            else
+                memset(&q, 0, sizeof q);
             const size_t blk = (size_t)pb * nb + b;
             int8_t *dst = in->xp + blk * 1024 + (size_t)tt * 4;
             int32_t sum = 0;
@@ -350,7 +352,7 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
         pack_q8_positions(in, x, n, cols);
         return 0;
     }
-    float *xq = malloc((size_t)n * cols * sizeof(float));  /* x through Q8_0 and back */
+    float *xq = malloc((size_t)n * cols * sizeof(float)); /* x through Q8_0 and back */
     in->xtq = malloc(xt_floats * sizeof(float));
     if (!xq || !in->xtq) {
         free(xq);
@@ -358,7 +360,7 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
     }
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < n; t++)
-        for (int c = 0; c < cols; c += QK8_0) {  /* a block at a time, as in pack_q8_positions */
+        for (int c = 0; c < cols; c += QK8_0) { /* a block at a time, as in pack_q8_positions */
             BlockQ8 q;
             quantize_q8_0(&q, x + (size_t)t * cols + c, QK8_0);
             dequant_q8_0(xq + (size_t)t * cols + c, &q, QK8_0);
@@ -375,13 +377,14 @@ static void group_q8_int(float *out, const Tensor *w, int r0, int nr, const Gemm
     for (int s = 0; s < nr; s += Q8T_R) {
         const int sr = nr - s < Q8T_R ? nr - s : Q8T_R;
         const BlockQ8 *wr[Q8T_R];
-        for (int rr = 0; rr < Q8T_R; rr++)  /* rows past sr repeat the last */
+        for (int rr = 0; rr < Q8T_R; rr++) /* rows past sr repeat the last */
             wr[rr] = (const BlockQ8 *)row_ptr(w, r0 + s + (rr < sr ? rr : sr - 1));
         for (int pb = 0; pb < pblocks; pb++) {
             const int nt = n - pb * Q8T_P < Q8T_P ? n - pb * Q8T_P : Q8T_P;
             const size_t blk = (size_t)pb * nb;
-            active->tile_q8(out + (size_t)pb * Q8T_P * rows + r0 + s, rows, wr, sr, in->xp + blk * 1024,
-                            in->xs + blk * Q8T_P, in->xd + blk * Q8T_P, nb, nt);
+            active->tile_q8(out + (size_t)pb * Q8T_P * rows + r0 + s, rows, wr, sr,
+                            in->xp + blk * 1024, in->xs + blk * Q8T_P, in->xd + blk * Q8T_P, nb,
+                            nt);
         }
     }
 }
@@ -400,13 +403,13 @@ static void gemm(const Batch *b, const float *x, int n) {
     const int cols = b->w[0]->cols, TRk = k->tile_r, TCk = k->tile_c, groups = b->start[b->count];
     const int blocks = (n + TCk - 1) / TCk;
     GemmInput in;
-    if (gemm_input(&in, b, x, n)) {  /* no room for the copies: the decoding path needs none */
+    if (gemm_input(&in, b, x, n)) { /* no room for the copies: the decoding path needs none */
         gemm_free(&in);
         gemv(b, x, n);
         return;
     }
 #pragma omp parallel for schedule(dynamic, 8)
-    for (int g = 0; g < groups; g++) {  /* runs of 8 groups: see above */
+    for (int g = 0; g < groups; g++) { /* runs of 8 groups: see above */
         const int j = batch_find(b, g);
         const Tensor *w = b->w[j];
         const int rows = w->rows, r0 = (g - b->start[j]) * TRk;
@@ -424,7 +427,7 @@ static void gemm(const Batch *b, const float *x, int n) {
             if (w->type == GGML_F32) {
                 wt = (const float *)row_ptr(w, r0) + c0;
                 wstride = cols;
-            } else {  /* widened into this thread's buffer */
+            } else { /* widened into this thread's buffer */
                 float *buf = in.wbuf + (size_t)omp_get_thread_num() * TRk * KC;
                 for (int r = 0; r < nr; r++) row_span(buf + (size_t)r * KC, w, r0 + r, c0, kc);
                 wt = buf;
@@ -448,10 +451,12 @@ void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, in
     for (int j = 0; j < count; j++) {
         b.out[j] = outs[j];
         b.w[j] = ws[j];
-        b.start[j + 1] = b.start[j] + (ws[j]->rows + unit - 1) / unit;  /* rows, or row groups */
+        b.start[j + 1] = b.start[j] + (ws[j]->rows + unit - 1) / unit; /* rows, or row groups */
     }
-    if (gemm_path) gemm(&b, x, n);
-    else gemv(&b, x, n);
+    if (gemm_path)
+        gemm(&b, x, n);
+    else
+        gemv(&b, x, n);
 }
 
 void matmul(float *out, const float *x, const Tensor *w, int n) { matmul_many(&out, x, &w, 1, n); }
@@ -460,10 +465,12 @@ void matmul(float *out, const float *x, const Tensor *w, int n) { matmul_many(&o
 
 /* Where key j, dimension i of KV head h, and value j of head h, live in a layer's cache. */
 static size_t key_index(const AttnShape *a, int h, int j, int i) {
-    return (size_t)(j / KV_TILE) * a->tile_stride + ((size_t)h * a->head_dim + i) * KV_TILE + j % KV_TILE;
+    return (size_t)(j / KV_TILE) * a->tile_stride + ((size_t)h * a->head_dim + i) * KV_TILE +
+           j % KV_TILE;
 }
 static size_t value_index(const AttnShape *a, int h, int j) {
-    return (size_t)(j / KV_TILE) * a->tile_stride + ((size_t)h * KV_TILE + j % KV_TILE) * a->head_dim;
+    return (size_t)(j / KV_TILE) * a->tile_stride +
+           ((size_t)h * KV_TILE + j % KV_TILE) * a->head_dim;
 }
 
 void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
@@ -508,7 +515,7 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
         }
 }
 
-#define ATT_QB 16   /* queries per task */
+#define ATT_QB 16 /* queries per task */
 
 /* One task of attention(): queries t0 .. t0+nq-1 of head h against the cache, one key tile at a
  * time: the tile's scores (the set's att_scores), the online softmax on them, then their weighted
@@ -523,7 +530,7 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
     const float scale = 1.0f / sqrtf((float)hd);
     const int h = task % a->n_heads, t0 = task / a->n_heads * ATT_QB, kvh = h / group;
     const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
-    const float *qb = q + (size_t)t0 * stride + (size_t)h * hd;  /* query i: qb + i * stride */
+    const float *qb = q + (size_t)t0 * stride + (size_t)h * hd; /* query i: qb + i * stride */
     float *ob = out + (size_t)t0 * stride + (size_t)h * hd;
     float s[ATT_QB][KV_TILE], m[ATT_QB], l[ATT_QB];
     for (int i = 0; i < nq; i++) {
@@ -534,20 +541,20 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
     /* the tiles holding keys any query of the block can see */
     const int j_lo = attn_first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
     for (int j0 = j_lo / KV_TILE * KV_TILE; j0 <= j_hi; j0 += KV_TILE) {
-        const int nk = j_hi - j0 + 1 < KV_TILE ? j_hi - j0 + 1 : KV_TILE;  /* keys written */
+        const int nk = j_hi - j0 + 1 < KV_TILE ? j_hi - j0 + 1 : KV_TILE; /* keys written */
         k->att_scores(s[0], qb, stride, nq, kc + key_index(a, kvh, j0, 0), hd, scale);
         for (int i = 0; i < nq; i++) {
             const int p = pos0 + t0 + i, lo = attn_first_visible(p, a->window);
             /* this query's visible keys in the tile: [ja, jb], relative to j0 */
             const int ja = (lo > j0 ? lo : j0) - j0, jb = (p < j0 + nk - 1 ? p : j0 + nk - 1) - j0;
             float *si = s[i];
-            if (ja > jb) {  /* none: probabilities 0, the running softmax unchanged */
+            if (ja > jb) { /* none: probabilities 0, the running softmax unchanged */
                 for (int jj = 0; jj < nk; jj++) si[jj] = 0.0f;
                 continue;
             }
             float tile_max = -INFINITY;
             for (int jj = ja; jj <= jb; jj++) tile_max = si[jj] > tile_max ? si[jj] : tile_max;
-            const float m_new = tile_max > m[i] ? tile_max : m[i];  /* (fmaxf is a libm call) */
+            const float m_new = tile_max > m[i] ? tile_max : m[i]; /* (fmaxf is a libm call) */
             const float correction = exp_fast(m[i] - m_new);
             float *o = ob + (size_t)i * stride, tile_sum = 0.0f;
 #pragma omp simd

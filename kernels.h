@@ -11,16 +11,16 @@
    type, never per element. */
 
 typedef struct {
-    uint32_t type;          /* GGML_F32, GGML_F16 or GGML_Q8_0 */
-    int rows, cols;         /* (rows, cols); a row is `cols` contiguous elements */
+    uint32_t type;  /* GGML_F32, GGML_F16 or GGML_Q8_0 */
+    int rows, cols; /* (rows, cols); a row is `cols` contiguous elements */
     size_t row_bytes;
-    const void *data;       /* borrowed from the mmap; NULL when the tensor is absent */
+    const void *data; /* borrowed from the mmap; NULL when the tensor is absent */
 } Tensor;
 
 /* Q8_0, GGUF's 8-bit type: blocks of 32 weights sharing one F16 scale, weight = d * qs[i]. */
 #define QK8_0 32
 typedef struct {
-    uint16_t d;             /* scale, IEEE half */
+    uint16_t d; /* scale, IEEE half */
     int8_t qs[QK8_0];
 } BlockQ8;
 _Static_assert(sizeof(BlockQ8) == 34, "Q8_0 blocks are 34 bytes in GGUF files");
@@ -28,7 +28,7 @@ _Static_assert(sizeof(BlockQ8) == 34, "Q8_0 blocks are 34 bytes in GGUF files");
 /* A set of leaf kernels for one instruction set (AVX-512, AVX2, NEON or portable C). */
 typedef struct {
     const char *name;
-    int tile_r, tile_c;     /* tile_f32 computes tile_r weight rows x tile_c positions */
+    int tile_r, tile_c; /* tile_f32 computes tile_r weight rows x tile_c positions */
     float (*dot_f32)(const float *w, const float *x, int n);
     float (*dot_f16)(const uint16_t *w, const float *x, int n);
     float (*dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks);
@@ -48,11 +48,11 @@ typedef struct {
     void (*tile_q8)(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
                     const int32_t *xs, const float *xd, int nb, int nt);
 } Kernels;
-#define Q8T_R 4                 /* weight rows of a tile_q8 */
-#define Q8T_P 32                /* positions of a tile_q8 */
+#define Q8T_R 4  /* weight rows of a tile_q8 */
+#define Q8T_P 32 /* positions of a tile_q8 */
 
 float f16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f);              /* round to nearest even */
+uint16_t f32_to_f16(float f); /* round to nearest even */
 
 /* e^x within 2 ulp of expf, in straight-line code the compiler can vectorize (libm's expf and
  * floorf are calls it cannot): x = n ln2 + r with |r| <= ln2/2, n rounded to nearest by adding and
@@ -66,7 +66,7 @@ static inline float exp_fast(float x) {
     const float xn = x > -87.3f ? (x < 88.3f ? x : 88.3f) : -87.3f;
     x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
     const float n = (xn * 1.44269504088896341f + shifter) - shifter;
-    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;  /* ln2 split in two: exact n*hi */
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f; /* ln2 split in two: exact n*hi */
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -76,13 +76,13 @@ static inline float exp_fast(float x) {
     p = p * r * r + r + 1.0f;
     const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
-    memcpy(&scale, &bits, sizeof scale);  /* 2^n, from its exponent bits */
+    memcpy(&scale, &bits, sizeof scale); /* 2^n, from its exponent bits */
     return p * scale;
 }
-void quantize_q8_0(BlockQ8 *out, const float *x, int n);  /* n a multiple of 32 */
-void kernels_init(void);                   /* F16 table; picks the best kernel set; call once */
-int kernels_available(const Kernels **sets, int max);     /* best first; returns the count */
-void kernels_use(const Kernels *k);        /* tests: run matmul with a given set */
+void quantize_q8_0(BlockQ8 *out, const float *x, int n); /* n a multiple of 32 */
+void kernels_init(void); /* F16 table; picks the best kernel set; call once */
+int kernels_available(const Kernels **sets, int max); /* best first; returns the count */
+void kernels_use(const Kernels *k);                   /* tests: run matmul with a given set */
 const Kernels *kernels_active(void);
 int kernels_supported(uint32_t type);
 
@@ -92,7 +92,8 @@ void matmul(float *out, const float *x, const Tensor *w, int n);
 /* count (<= MATMUL_MAX) products of the same input x (n, cols) in one pass over the threads:
    outs[j] (n, ws[j]->rows) = x @ ws[j]^T. The weights must share cols. */
 #define MATMUL_MAX 4
-#define Q8_MAX_COLS (4096 * QK8_0)  /* decoding quantizes a row of activations on the caller's
+#define Q8_MAX_COLS                                                                                \
+    (4096 * QK8_0) /* decoding quantizes a row of activations on the caller's
                                        stack: cols / 32 blocks of 34 bytes, 139 KB at most */
 void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, int count, int n);
 /* The plain reference the optimized kernels are tested against. */
@@ -100,8 +101,8 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n);
 /* The shape of one layer's attention. Query head h reads key/value head h / (n_heads / n_kv_heads). */
 typedef struct {
     int n_heads, n_kv_heads, head_dim;
-    int window;             /* 0 = none; else a query at p sees keys p-W < j <= p */
-    size_t tile_stride;     /* floats from one tile of a layer's cache to its next (see below) */
+    int window;         /* 0 = none; else a query at p sees keys p-W < j <= p */
+    size_t tile_stride; /* floats from one tile of a layer's cache to its next (see below) */
 } AttnShape;
 
 /* The KV cache grows in tiles of KV_TILE positions. A tile holds those positions' keys and values
@@ -131,7 +132,9 @@ void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int p
  * probs (n, n_heads, probs_stride), zero outside the visible keys (out may be NULL). */
 /* The causal mask and the sliding window, the one place they are written: the query at position p
    sees the keys attn_first_visible(p, window) .. p (window 0: every key from 0). */
-static inline int attn_first_visible(int p, int window) { return window && p >= window ? p - window + 1 : 0; }
+static inline int attn_first_visible(int p, int window) {
+    return window && p >= window ? p - window + 1 : 0;
+}
 
 void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
                const AttnShape *a);

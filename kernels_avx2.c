@@ -28,12 +28,13 @@
 #define Q8_ACC_SUM(a) hsum256(a)
 /* without VNNI: unsigned x signed byte pairs summed to int16 (cannot overflow: |w| <= 128,
    |x| <= 127), then pairs of int16 to int32 */
-#define Q8_DOT(acc, wb, xb, scale) do { \
-        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs); \
-        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs); \
-        __m256i p16_ = _mm256_maddubs_epi16(_mm256_sign_epi8(w_, w_), _mm256_sign_epi8(x_, w_)); \
-        __m256i p_ = _mm256_madd_epi16(p16_, _mm256_set1_epi16(1)); \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
+#define Q8_DOT(acc, wb, xb, scale)                                                                 \
+    do {                                                                                           \
+        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs);                                \
+        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs);                                \
+        __m256i p16_ = _mm256_maddubs_epi16(_mm256_sign_epi8(w_, w_), _mm256_sign_epi8(x_, w_));   \
+        __m256i p_ = _mm256_madd_epi16(p16_, _mm256_set1_epi16(1));                                \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc);                 \
     } while (0)
 #include "kernels_simd.h"
 #endif /* KERNELS_X86 */

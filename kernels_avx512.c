@@ -19,9 +19,9 @@
  * unsigned now), so a lane sums (w + 128) * x over the block, and starting it at -128 * sum(x)
  * leaves exactly sum w * x; times both scales, it joins the float accumulator. The 8 int32 and
  * 8 float accumulators stay in registers. out[t * ostride + r] = the result (t < nt, r < nr). */
-static TARGET void
-tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
-               const int32_t *xs, const float *xd, int nb, int nt) {
+static TARGET void tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr,
+                                  const int8_t *xp, const int32_t *xs, const float *xd, int nb,
+                                  int nt) {
     const __m512i bias = _mm512_set1_epi32((int)0x80808080u);
     __m512 acc[Q8T_R][2];
 #pragma GCC unroll 4
@@ -35,7 +35,8 @@ tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const i
         for (int r = 0; r < Q8T_R; r++) ia[r][0] = s0, ia[r][1] = s1;
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
-            const __m512i x0 = _mm512_loadu_si512(xb + g * 128), x1 = _mm512_loadu_si512(xb + g * 128 + 64);
+            const __m512i x0 = _mm512_loadu_si512(xb + g * 128),
+                          x1 = _mm512_loadu_si512(xb + g * 128 + 64);
 #pragma GCC unroll 4
             for (int r = 0; r < Q8T_R; r++) {
                 int32_t w4;
@@ -45,12 +46,15 @@ tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const i
                 ia[r][1] = _mm512_dpbusd_epi32(ia[r][1], wv, x1);
             }
         }
-        const __m512 d0 = _mm512_loadu_ps(xd + (size_t)b * 32), d1 = _mm512_loadu_ps(xd + (size_t)b * 32 + 16);
+        const __m512 d0 = _mm512_loadu_ps(xd + (size_t)b * 32),
+                     d1 = _mm512_loadu_ps(xd + (size_t)b * 32 + 16);
 #pragma GCC unroll 4
         for (int r = 0; r < Q8T_R; r++) {
             const __m512 dw = _mm512_set1_ps(_cvtsh_ss(w[r][b].d));
-            acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][0]), _mm512_mul_ps(dw, d0), acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][1]), _mm512_mul_ps(dw, d1), acc[r][1]);
+            acc[r][0] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][0]), _mm512_mul_ps(dw, d0), acc[r][0]);
+            acc[r][1] =
+                _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][1]), _mm512_mul_ps(dw, d1), acc[r][1]);
         }
     }
     float tile[Q8T_R][Q8T_P];
@@ -82,33 +86,36 @@ tile_q8_avx512(float *out, int ostride, const BlockQ8 *const *w, int nr, const i
 #define Q8_ACC_TYPE __m256
 #define Q8_ACC_ZERO() _mm256_setzero_ps()
 #define Q8_ACC_SUM(a) hsum256(a)
-#define Q8_DOT(acc, wb, xb, scale) do { \
-        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs); \
-        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs); \
-        __m256i p_ = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w_, w_), \
-                                         _mm256_sign_epi8(x_, w_)); \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc); \
+#define Q8_DOT(acc, wb, xb, scale)                                                                 \
+    do {                                                                                           \
+        __m256i w_ = _mm256_loadu_si256((const __m256i *)(wb)->qs);                                \
+        __m256i x_ = _mm256_loadu_si256((const __m256i *)(xb)->qs);                                \
+        __m256i p_ = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w_, w_),         \
+                                         _mm256_sign_epi8(x_, w_));                                \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc);                 \
     } while (0)
 /* Two blocks at once in 512 bits: |w| times x with w's sign (x negated where w < 0, by mask),
    each half scaled by its own pair of scales; folded to 256 bits at the end. */
 #define Q8_ACC2_TYPE __m512
 #define Q8_ACC2_ZERO() _mm512_setzero_ps()
-#define Q8_ACC2_FOLD(a) _mm256_add_ps(_mm512_castps512_ps256(a), \
-        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)))
-#define Q8_DOT2(acc, wb, xb) do { \
-        const __m512i w_ = _mm512_inserti64x4( \
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wb)[0].qs)), \
-            _mm256_loadu_si256((const __m256i *)(wb)[1].qs), 1); \
-        const __m512i x_ = _mm512_inserti64x4( \
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xb)[0].qs)), \
-            _mm256_loadu_si256((const __m256i *)(xb)[1].qs), 1); \
-        const __m512i sx_ = _mm512_mask_sub_epi8(x_, _mm512_movepi8_mask(w_), \
-                                                 _mm512_setzero_si512(), x_); \
-        const __m512i p_ = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w_), sx_); \
-        const __m512 s_ = _mm512_castpd_ps(_mm512_insertf64x4( \
-            _mm512_castps_pd(_mm512_set1_ps(f16s((wb)[0].d) * f16s((xb)[0].d))), \
-            _mm256_castps_pd(_mm256_set1_ps(f16s((wb)[1].d) * f16s((xb)[1].d))), 1)); \
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_), s_, acc); \
+#define Q8_ACC2_FOLD(a)                                                                            \
+    _mm256_add_ps(_mm512_castps512_ps256(a),                                                       \
+                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)))
+#define Q8_DOT2(acc, wb, xb)                                                                       \
+    do {                                                                                           \
+        const __m512i w_ = _mm512_inserti64x4(                                                     \
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(wb)[0].qs)),               \
+            _mm256_loadu_si256((const __m256i *)(wb)[1].qs), 1);                                   \
+        const __m512i x_ = _mm512_inserti64x4(                                                     \
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(xb)[0].qs)),               \
+            _mm256_loadu_si256((const __m256i *)(xb)[1].qs), 1);                                   \
+        const __m512i sx_ =                                                                        \
+            _mm512_mask_sub_epi8(x_, _mm512_movepi8_mask(w_), _mm512_setzero_si512(), x_);         \
+        const __m512i p_ = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w_), sx_);  \
+        const __m512 s_ = _mm512_castpd_ps(_mm512_insertf64x4(                                     \
+            _mm512_castps_pd(_mm512_set1_ps(f16s((wb)[0].d) * f16s((xb)[0].d))),                   \
+            _mm256_castps_pd(_mm256_set1_ps(f16s((wb)[1].d) * f16s((xb)[1].d))), 1));              \
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_), s_, acc);                                    \
     } while (0)
 #include "kernels_simd.h"
 #endif /* KERNELS_X86 */

@@ -25,14 +25,15 @@
 #define Q8_ACC_ZERO() vdupq_n_f32(0.0f)
 #define Q8_ACC_SUM(a) vaddvq_f32(a)
 /* products widened to int16 one at a time, then pairwise into int32: no int16 overflow */
-#define Q8_DOT(acc, wb, xb, scale) do { \
-        int8x16_t w0_ = vld1q_s8((wb)->qs), w1_ = vld1q_s8((wb)->qs + 16); \
-        int8x16_t x0_ = vld1q_s8((xb)->qs), x1_ = vld1q_s8((xb)->qs + 16); \
-        int32x4_t p_ = vpaddlq_s16(vmull_s8(vget_low_s8(w0_), vget_low_s8(x0_))); \
-        p_ = vpadalq_s16(p_, vmull_high_s8(w0_, x0_)); \
-        p_ = vpadalq_s16(p_, vmull_s8(vget_low_s8(w1_), vget_low_s8(x1_))); \
-        p_ = vpadalq_s16(p_, vmull_high_s8(w1_, x1_)); \
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p_), scale); \
+#define Q8_DOT(acc, wb, xb, scale)                                                                 \
+    do {                                                                                           \
+        int8x16_t w0_ = vld1q_s8((wb)->qs), w1_ = vld1q_s8((wb)->qs + 16);                         \
+        int8x16_t x0_ = vld1q_s8((xb)->qs), x1_ = vld1q_s8((xb)->qs + 16);                         \
+        int32x4_t p_ = vpaddlq_s16(vmull_s8(vget_low_s8(w0_), vget_low_s8(x0_)));                  \
+        p_ = vpadalq_s16(p_, vmull_high_s8(w0_, x0_));                                             \
+        p_ = vpadalq_s16(p_, vmull_s8(vget_low_s8(w1_), vget_low_s8(x1_)));                        \
+        p_ = vpadalq_s16(p_, vmull_high_s8(w1_, x1_));                                             \
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p_), scale);                                          \
     } while (0)
 #include "kernels_simd.h"
 #endif /* KERNELS_NEON */

@@ -29,8 +29,8 @@ static float dot_q8_c(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
 
 #define TR_C 4
 #define TC_C 8
-static void tile_f32_c(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
-                       int k, int nt, int accumulate) {
+static void tile_f32_c(float *out, int ostride, const float *w, int wstride, int nr,
+                       const float *xt, int k, int nt, int accumulate) {
     for (int r = 0; r < nr; r++) {
         float acc[TC_C] = {0};
         for (int i = 0; i < k; i++) {
@@ -51,8 +51,8 @@ static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
 
 /* Attention's two products are one small matrix product (see kernels_simd.h):
  * c[r * cs + j] (+)= sum_i alpha * a[r * as + i] * b[i * bs + j], r < nrows, j < ncols. */
-static void small_mm_c(float *c, int cs, const float *a, int as, float alpha, const float *b, int bs,
-                       int nrows, int k, int ncols, int accumulate) {
+static void small_mm_c(float *c, int cs, const float *a, int as, float alpha, const float *b,
+                       int bs, int nrows, int k, int ncols, int accumulate) {
     for (int r = 0; r < nrows; r++) {
         float *cr = c + (size_t)r * cs;
         if (!accumulate)
@@ -72,11 +72,12 @@ static void att_scores_c(float *s, const float *q, int qstride, int nq, const fl
 }
 
 /* o (nq, hd) += p (nq, nk) v (nk, hd) */
-static void att_pv_c(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd) {
+static void att_pv_c(float *o, int ostride, const float *p, int nq, const float *v, int nk,
+                     int hd) {
     small_mm_c(o, ostride, p, KV_TILE, 1.0f, v, hd, nq, nk, hd, 1);
 }
 
 const Kernels kernels_portable = {
-    "portable C", TR_C, TC_C, dot_f32_c, dot_f16_c, dot_q8_c, tile_f32_c, f16_to_f32_row_c,
-    att_scores_c, att_pv_c, NULL,
+    "portable C",     TR_C,         TC_C,     dot_f32_c, dot_f16_c, dot_q8_c, tile_f32_c,
+    f16_to_f32_row_c, att_scores_c, att_pv_c, NULL,
 };

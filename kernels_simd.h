@@ -33,7 +33,7 @@
 #if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8)
 #error "kernels_simd.h: define NAME, FN, TARGET and TILE_Q8 first"
 #endif
-#if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) || \
+#if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
 #error "kernels_simd.h: define VF, VL, vzero, vload, vloadh, vfma, vsum, vset1, vstore, f16s first"
 #endif
@@ -43,7 +43,8 @@
 #if !defined(Q8_ACC_TYPE) || !defined(Q8_ACC_ZERO) || !defined(Q8_ACC_SUM) || !defined(Q8_DOT)
 #error "kernels_simd.h: define Q8_ACC_TYPE, Q8_ACC_ZERO, Q8_ACC_SUM and Q8_DOT first"
 #endif
-#if (defined(Q8_DOT2) || defined(Q8_ACC2_TYPE) || defined(Q8_ACC2_ZERO) || defined(Q8_ACC2_FOLD)) && \
+#if (defined(Q8_DOT2) || defined(Q8_ACC2_TYPE) || defined(Q8_ACC2_ZERO) ||                         \
+     defined(Q8_ACC2_FOLD)) &&                                                                     \
     !(defined(Q8_DOT2) && defined(Q8_ACC2_TYPE) && defined(Q8_ACC2_ZERO) && defined(Q8_ACC2_FOLD))
 #error "kernels_simd.h: define all of Q8_DOT2, Q8_ACC2_TYPE, Q8_ACC2_ZERO, Q8_ACC2_FOLD, or none"
 #endif
@@ -93,7 +94,7 @@ static TARGET float FN(dot_f16)(const uint16_t *w, const float *x, int n) {
 static TARGET float FN(dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
     Q8_ACC_TYPE acc0 = Q8_ACC_ZERO(), acc1 = Q8_ACC_ZERO();
     int b = 0;
-#ifdef Q8_DOT2  /* two blocks per instruction where the vectors are wide enough */
+#ifdef Q8_DOT2 /* two blocks per instruction where the vectors are wide enough */
     Q8_ACC2_TYPE acc2 = Q8_ACC2_ZERO();
     for (; b + 2 <= nblocks; b += 2) Q8_DOT2(acc2, &w[b], &x[b]);
     acc0 = Q8_ACC2_FOLD(acc2);
@@ -156,9 +157,9 @@ static TARGET void FN(tile_f32)(float *out, int ostride, const float *w, int wst
 /* R rows (AR or 1, a constant wherever this is inlined, so that the 4 * R accumulators are
  * registers): c[r * cs + j] (+)= sum_i alpha * a[r * as + i] * b[i * bs + j] for j < ncols.
  * accumulate, a constant too, says whether c's values are added to or replaced. */
-static inline __attribute__((always_inline)) TARGET void
-FN(small_mm_rows)(float *c, int cs, const float *a, int as, float alpha, const float *b, int bs,
-                  int k, int ncols, int accumulate, const int R) {
+static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
+    float *c, int cs, const float *a, int as, float alpha, const float *b, int bs, int k, int ncols,
+    int accumulate, const int R) {
     int j0 = 0;
     for (; j0 + 4 * VL <= ncols; j0 += 4 * VL) {
         VF acc[AR][4];
@@ -182,34 +183,40 @@ FN(small_mm_rows)(float *c, int cs, const float *a, int as, float alpha, const f
         for (int r = 0; r < R; r++)
             for (int v = 0; v < 4; v++) vstore(c + (size_t)r * cs + j0 + v * VL, acc[r][v]);
     }
-    for (; j0 + VL <= ncols; j0 += VL) {  /* column counts that are not a multiple of 4 vectors */
+    for (; j0 + VL <= ncols; j0 += VL) { /* column counts that are not a multiple of 4 vectors */
         VF acc[AR];
         for (int r = 0; r < R; r++) acc[r] = accumulate ? vload(c + (size_t)r * cs + j0) : vzero();
         for (int i = 0; i < k; i++) {
             const VF bi = vload(b + (size_t)i * bs + j0);
-            for (int r = 0; r < R; r++) acc[r] = vfma(vset1(alpha * a[(size_t)r * as + i]), bi, acc[r]);
+            for (int r = 0; r < R; r++)
+                acc[r] = vfma(vset1(alpha * a[(size_t)r * as + i]), bi, acc[r]);
         }
         for (int r = 0; r < R; r++) vstore(c + (size_t)r * cs + j0, acc[r]);
     }
     for (; j0 < ncols; j0++)
         for (int r = 0; r < R; r++) {
             float sum = accumulate ? c[(size_t)r * cs + j0] : 0.0f;
-            for (int i = 0; i < k; i++) sum += alpha * a[(size_t)r * as + i] * b[(size_t)i * bs + j0];
+            for (int i = 0; i < k; i++)
+                sum += alpha * a[(size_t)r * as + i] * b[(size_t)i * bs + j0];
             c[(size_t)r * cs + j0] = sum;
         }
 }
 
 /* All nrows rows: blocks of AR, then one at a time. */
-static inline __attribute__((always_inline)) TARGET void
-FN(small_mm)(float *c, int cs, const float *a, int as, float alpha, const float *b, int bs,
-             int nrows, int k, int ncols, int accumulate) {
+static inline __attribute__((always_inline)) TARGET void FN(small_mm)(float *c, int cs,
+                                                                      const float *a, int as,
+                                                                      float alpha, const float *b,
+                                                                      int bs, int nrows, int k,
+                                                                      int ncols, int accumulate) {
     int r = 0;
-    for (; r + AR <= nrows; r += AR)
-        FN(small_mm_rows)(c + (size_t)r * cs, cs, a + (size_t)r * as, as, alpha, b, bs, k, ncols,
-                          accumulate, AR);
-    for (; r < nrows; r++)
-        FN(small_mm_rows)(c + (size_t)r * cs, cs, a + (size_t)r * as, as, alpha, b, bs, k, ncols,
-                          accumulate, 1);
+    for (; r + AR <= nrows; r += AR) {
+        float *cr = c + (size_t)r * cs;
+        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, alpha, b, bs, k, ncols, accumulate, AR);
+    }
+    for (; r < nrows; r++) {
+        float *cr = c + (size_t)r * cs;
+        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, alpha, b, bs, k, ncols, accumulate, 1);
+    }
 }
 #undef AR
 
@@ -231,6 +238,7 @@ static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
 }
 
 const Kernels FN(kernels) = {
-    NAME, TR, 2 * VL, FN(dot_f32), FN(dot_f16), FN(dot_q8), FN(tile_f32), FN(f16_to_f32_row),
+    NAME,           TR,         2 * VL,       FN(dot_f32),
+    FN(dot_f16),    FN(dot_q8), FN(tile_f32), FN(f16_to_f32_row),
     FN(att_scores), FN(att_pv), TILE_Q8,
 };

@@ -2,7 +2,7 @@
  * Tokenizer and a RunState. Everything the forward pass relies on is checked here, once, with an
  * error that names the key or tensor and says what was expected and what was found.
  */
-#define _DEFAULT_SOURCE  /* madvise and MADV_HUGEPAGE, where the system has them */
+#define _DEFAULT_SOURCE /* madvise and MADV_HUGEPAGE, where the system has them */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -13,7 +13,7 @@
 
 #include "model.h"
 
-#define MAX_DIM (1 << 20)        /* sanity bounds: far above any model this program is for */
+#define MAX_DIM (1 << 20) /* sanity bounds: far above any model this program is for */
 #define MAX_LAYERS 1024
 #define MAX_CTX (1 << 20)
 
@@ -24,28 +24,48 @@ typedef enum { OPTIONAL, REQUIRED } Need;
 /* What an architecture's files leave unsaid: the choices its family always makes. A new family
    is a row here (plus, if its layers compute something new, the few functions that compute it). */
 typedef struct {
-    const char *name;       /* general.architecture */
+    const char *name; /* general.architecture */
     NormKind norm;
-    const char *eps_key;    /* "<arch>." + this: the norm's epsilon (default 1e-5) */
+    const char *eps_key; /* "<arch>." + this: the norm's epsilon (default 1e-5) */
     PosKind pos;
     RopeStyle rope_style;
     FfnKind ffn;
     int fused_qkv;
-    Need bias[N_BIAS];      /* REQUIRED: every layer has them; OPTIONAL: the file decides */
+    Need bias[N_BIAS]; /* REQUIRED: every layer has them; OPTIONAL: the file decides */
 } ArchSpec;
 
+/* clang-format off: one family per row, its fields in the same order */
 static const ArchSpec ARCHS[] = {
     /* Llama (and llama2.c's models): RMSNorm, RoPE on pairs (2i, 2i+1) (GGUF stores q and k rows
        permuted for it), SwiGLU; no biases, though fine-tunes may add them. */
-    {"llama", NORM_RMS, "attention.layer_norm_rms_epsilon", POS_ROPE, ROPE_INTERLEAVED, FFN_SWIGLU, 0,
-     {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL}},
+    {.name = "llama",
+     .norm = NORM_RMS,
+     .eps_key = "attention.layer_norm_rms_epsilon",
+     .pos = POS_ROPE,
+     .rope_style = ROPE_INTERLEAVED,
+     .ffn = FFN_SWIGLU,
+     .fused_qkv = 0,
+     .bias = {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL}},
     /* Qwen2: Llama's layers with rotate-half RoPE and biases on q, k and v. */
-    {"qwen2", NORM_RMS, "attention.layer_norm_rms_epsilon", POS_ROPE, ROPE_NEOX, FFN_SWIGLU, 0,
-     {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL}},
+    {.name = "qwen2",
+     .norm = NORM_RMS,
+     .eps_key = "attention.layer_norm_rms_epsilon",
+     .pos = POS_ROPE,
+     .rope_style = ROPE_NEOX,
+     .ffn = FFN_SWIGLU,
+     .fused_qkv = 0,
+     .bias = {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL}},
     /* GPT-2: LayerNorm, learned positions, GELU (tanh), one fused q|k|v projection, every bias. */
-    {"gpt2", NORM_LAYER, "attention.layer_norm_epsilon", POS_LEARNED, ROPE_INTERLEAVED, FFN_GELU_TANH, 1,
-     {REQUIRED, REQUIRED, REQUIRED, REQUIRED}},
+    {.name = "gpt2",
+     .norm = NORM_LAYER,
+     .eps_key = "attention.layer_norm_epsilon",
+     .pos = POS_LEARNED,
+     .rope_style = ROPE_INTERLEAVED,
+     .ffn = FFN_GELU_TANH,
+     .fused_qkv = 1,
+     .bias = {REQUIRED, REQUIRED, REQUIRED, REQUIRED}},
 };
+/* clang-format on */
 #define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
 
 /* ---- metadata -------------------------------------------------------------------------- */
@@ -64,7 +84,8 @@ static int get_dim(const GGUF *g, const char *arch, const char *suffix, int def,
         return 0;
     }
     if (v < lo || v > hi)
-        return fail(err, "metadata '%s' = %lld is out of range [%d, %d]", key, (long long)v, lo, hi);
+        return fail(err, "metadata '%s' = %lld is out of range [%d, %d]", key, (long long)v, lo,
+                    hi);
     *out = (int)v;
     return 0;
 }
@@ -90,7 +111,8 @@ static int get_choice(const GGUF *g, const char *key, const char *const *names, 
     char list[128] = "";
     for (int i = 0; i < n; i++)
         if (names[i])
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", *list ? ", " : "", names[i]);
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", *list ? ", " : "",
+                     names[i]);
     return fail(err, "%s '%.*s' is unknown (%s)", key, (int)(s.len > 40 ? 40 : s.len), s.ptr, list);
 }
 
@@ -144,7 +166,8 @@ static int read_rope(const GGUF *g, Config *c, Error *err) {
     c->rope_theta = (float)theta;
     if (get_dim(g, c->arch, "rope.dimension_count", c->head_dim, 2, c->head_dim, &c->rope_dim, err))
         return -1;
-    if (c->rope_dim % 2) return fail(err, "%s.rope.dimension_count %d is odd", c->arch, c->rope_dim);
+    if (c->rope_dim % 2)
+        return fail(err, "%s.rope.dimension_count %d is odd", c->arch, c->rope_dim);
     return 0;
 }
 
@@ -170,8 +193,7 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     static const char *const positions[] = {NULL, "learned", "sinusoidal"};
     static const char *const activations[] = {NULL, "gelu_tanh", "gelu_erf"};
     int pos = c->pos, ffn = c->ffn;
-    if (c->pos != POS_ROPE &&
-        get_choice(g, "tinygpt.position_encoding", positions, 3, &pos, err))
+    if (c->pos != POS_ROPE && get_choice(g, "tinygpt.position_encoding", positions, 3, &pos, err))
         return -1;
     if (c->ffn != FFN_SWIGLU && get_choice(g, "tinygpt.ffn_activation", activations, 3, &ffn, err))
         return -1;
@@ -207,8 +229,8 @@ static int bind_matrix(const GGUF *g, const char *name, int rows, int cols, int 
         return fail(err, "tensor '%s': Q8_0 rows of %d exceed this build's limit of %d", name, cols,
                     Q8_MAX_COLS);
     if (!kernels_supported(gt->type))
-        return fail(err, "tensor '%s' has type %s, which this build cannot run (F32, F16, Q8_0)", name,
-                    ggml_type_name(gt->type));
+        return fail(err, "tensor '%s' has type %s, which this build cannot run (F32, F16, Q8_0)",
+                    name, ggml_type_name(gt->type));
     t->type = gt->type;
     t->rows = rows;
     t->cols = cols;
@@ -229,7 +251,7 @@ static int bind_vector(const GGUF *g, const char *name, int n, int required, con
     if (gt->type != GGML_F32)
         return fail(err, "tensor '%s' has type %s, expected F32 (norms and biases)", name,
                     ggml_type_name(gt->type));
-    *v = gt->data;  /* offsets are aligned to >= 32 bytes, so this is a properly aligned float* */
+    *v = gt->data; /* offsets are aligned to >= 32 bytes, so this is a properly aligned float* */
     return 0;
 }
 
@@ -238,20 +260,20 @@ static int bind_vector(const GGUF *g, const char *name, int n, int required, con
 typedef enum { D_1, D_DIM, D_HIDDEN, D_Q, D_KV, D_QKV, D_VOCAB, D_CTX } Dim;
 typedef enum {
     WHEN_ALWAYS,
-    WHEN_SPLIT_QKV,         /* separate q, k, v projections */
-    WHEN_FUSED_QKV,         /* one fused projection */
-    WHEN_GATED,             /* a gated feed-forward (SwiGLU) */
-    WHEN_LEARNED_POS,       /* learned position embeddings */
-    WHEN_NOT_TIED           /* an output head of its own; absent = tied to token_embd */
+    WHEN_SPLIT_QKV,   /* separate q, k, v projections */
+    WHEN_FUSED_QKV,   /* one fused projection */
+    WHEN_GATED,       /* a gated feed-forward (SwiGLU) */
+    WHEN_LEARNED_POS, /* learned position embeddings */
+    WHEN_NOT_TIED     /* an output head of its own; absent = tied to token_embd */
 } When;
 
 typedef struct {
-    const char *name;       /* after "blk.N." for a layer's tensors */
-    size_t offset;          /* of the Tensor (matrix) or const float* (vector) it binds */
-    int matrix;             /* 1: (rows, cols) of any supported type; 0: F32 vector (rows) */
+    const char *name; /* after "blk.N." for a layer's tensors */
+    size_t offset;    /* of the Tensor (matrix) or const float* (vector) it binds */
+    int matrix;       /* 1: (rows, cols) of any supported type; 0: F32 vector (rows) */
     Dim rows, cols;
     When when;
-    int bias;               /* 1 + BiasGroup for a bias (it binds when c->bias[group]), else 0 */
+    int bias; /* 1 + BiasGroup for a bias (it binds when c->bias[group]), else 0 */
 } TensorSpec;
 
 #define LW(field) offsetof(LayerWeights, field)
@@ -357,7 +379,8 @@ static int bind_weights(const GGUF *g, Config *c, Weights *w, Error *err) {
     const GGUFTensor *emb = gguf_find_tensor(g, "token_embd.weight");
     if (!emb) return fail(err, "missing tensor 'token_embd.weight'");
     if (emb->n_dims != 2 || emb->ne[1] > (uint64_t)MAX_DIM * 4)
-        return fail(err, "tensor 'token_embd.weight' must be 2-D with at most %d rows", MAX_DIM * 4);
+        return fail(err, "tensor 'token_embd.weight' must be 2-D with at most %d rows",
+                    MAX_DIM * 4);
     c->vocab_size = (int)emb->ne[1];
     c->tied = gguf_find_tensor(g, "output.weight") == NULL;
     read_biases(g, find_arch_named(c->arch), c);
@@ -374,7 +397,7 @@ static int bind_weights(const GGUF *g, Config *c, Weights *w, Error *err) {
         if (bind_table(g, c, LAYER_TENSORS, sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0], prefix,
                        lw, err))
             return -1;
-        if (c->fused_qkv) {  /* rows q | k | v of the one projection */
+        if (c->fused_qkv) { /* rows q | k | v of the one projection */
             lw->wq = tensor_rows(&lw->wqkv, 0, q_dim);
             lw->wk = tensor_rows(&lw->wqkv, q_dim, kv_dim);
             lw->wv = tensor_rows(&lw->wqkv, q_dim + kv_dim, kv_dim);
@@ -427,8 +450,8 @@ static int get_token_id(const GGUF *g, const char *key, int n_vocab, int *out, E
     if (found < 0) return -1;
     if (!found) return 0;
     if (v < 0 || v >= n_vocab)
-        return fail(err, "metadata '%s' = %lld is not a token id (vocabulary %d)", key, (long long)v,
-                    n_vocab);
+        return fail(err, "metadata '%s' = %lld is not a token id (vocabulary %d)", key,
+                    (long long)v, n_vocab);
     *out = (int)v;
     return 0;
 }
@@ -439,9 +462,12 @@ static int load_tokenizer(const GGUF *g, const Config *c, Tokenizer **tok, Error
     Str kind;
     int found = gguf_get_str(g, "tokenizer.ggml.model", &kind, err);
     if (found < 0) return -1;
-    if (!found) return fail(err, "missing metadata 'tokenizer.ggml.model' (the model has no tokenizer)");
-    if (str_eq(kind, "llama")) spec.kind = TOK_SPM;
-    else if (str_eq(kind, "gpt2")) spec.kind = TOK_GPT2;
+    if (!found)
+        return fail(err, "missing metadata 'tokenizer.ggml.model' (the model has no tokenizer)");
+    if (str_eq(kind, "llama"))
+        spec.kind = TOK_SPM;
+    else if (str_eq(kind, "gpt2"))
+        spec.kind = TOK_GPT2;
     else
         return fail(err, "unsupported tokenizer '%.*s' (supported: llama, gpt2)",
                     (int)(kind.len > 40 ? 40 : kind.len), kind.ptr);
@@ -470,8 +496,7 @@ static int load_tokenizer(const GGUF *g, const Config *c, Tokenizer **tok, Error
                     (unsigned long long)tokens->len);
     if (spec.kind == TOK_GPT2 && !merges)
         return fail(err, "missing metadata 'tokenizer.ggml.merges' (needed by a gpt2 tokenizer)");
-    if (merges && merges->len > (uint64_t)INT32_MAX)
-        return fail(err, "too many merges");
+    if (merges && merges->len > (uint64_t)INT32_MAX) return fail(err, "too many merges");
 
     int rc = -1;
     Str *tok_strs = string_array(tokens);
@@ -521,12 +546,13 @@ done:
  * when out of memory. */
 static float *state_alloc(size_t n) {
     const size_t huge = (size_t)2 << 20, bytes = n * sizeof(float);
-    if (bytes < huge || n > SIZE_MAX / sizeof(float) - huge) return calloc(n ? n : 1, sizeof(float));
+    if (bytes < huge || n > SIZE_MAX / sizeof(float) - huge)
+        return calloc(n ? n : 1, sizeof(float));
     const size_t rounded = (bytes + huge - 1) / huge * huge;
     float *p = aligned_alloc(huge, rounded);
     if (!p) return NULL;
 #ifdef MADV_HUGEPAGE
-    madvise(p, rounded, MADV_HUGEPAGE);  /* advice only: a refusal changes nothing */
+    madvise(p, rounded, MADV_HUGEPAGE); /* advice only: a refusal changes nothing */
 #endif
     return p;
 }
@@ -534,15 +560,25 @@ static float *state_alloc(size_t n) {
 static int alloc_state(RunState *s, const Config *c, int cap, Error *err) {
     memset(s, 0, sizeof *s);
     s->cap = cap;
-    const size_t q_dim = (size_t)c->n_heads * c->head_dim, kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t q_dim = (size_t)c->n_heads * c->head_dim,
+                 kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     const size_t cache = (size_t)kv_tiles(c->seq_len) * c->n_layers * kv_dim * KV_TILE;
-    struct { float **p; size_t n; } bufs[] = {
-        {&s->x, cap * (size_t)c->dim},          {&s->xb, cap * (size_t)c->dim},
-        {&s->xb2, cap * (size_t)c->dim},        {&s->q, cap * q_dim},
-        {&s->k, cap * kv_dim},                  {&s->v, cap * kv_dim},
-        {&s->att_out, cap * q_dim},             {&s->hb, cap * (size_t)c->hidden_dim},
-        {&s->hb2, cap * (size_t)c->hidden_dim},  {&s->logits, cap * (size_t)c->vocab_size},
-        {&s->key_cache, cache},                 {&s->value_cache, cache},
+    struct {
+        float **p;
+        size_t n;
+    } bufs[] = {
+        {&s->x, cap * (size_t)c->dim},
+        {&s->xb, cap * (size_t)c->dim},
+        {&s->xb2, cap * (size_t)c->dim},
+        {&s->q, cap * q_dim},
+        {&s->k, cap * kv_dim},
+        {&s->v, cap * kv_dim},
+        {&s->att_out, cap * q_dim},
+        {&s->hb, cap * (size_t)c->hidden_dim},
+        {&s->hb2, cap * (size_t)c->hidden_dim},
+        {&s->logits, cap * (size_t)c->vocab_size},
+        {&s->key_cache, cache},
+        {&s->value_cache, cache},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         *bufs[i].p = state_alloc(bufs[i].n);
@@ -577,8 +613,9 @@ static int alloc_state(RunState *s, const Config *c, int cap, Error *err) {
 }
 
 static void free_state(RunState *s) {
-    float *bufs[] = {s->x, s->xb, s->xb2, s->q, s->k, s->v, s->att_out, s->hb, s->hb2, s->probs, s->logits,
-                     s->key_cache, s->value_cache, s->rope_cos, s->rope_sin, s->pos_table};
+    float *bufs[] = {s->x,           s->xb,       s->xb2,      s->q,        s->k,      s->v,
+                     s->att_out,     s->hb,       s->hb2,      s->probs,    s->logits, s->key_cache,
+                     s->value_cache, s->rope_cos, s->rope_sin, s->pos_table};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     memset(s, 0, sizeof *s);
 }
@@ -594,7 +631,8 @@ static void prefault(const GGUF *g) {
     const size_t page = 4096;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const GGUFTensor *t = &g->tensors[i];
-        if (str_eq(t->name, "token_embd.weight") || str_eq(t->name, "position_embd.weight")) continue;
+        if (str_eq(t->name, "token_embd.weight") || str_eq(t->name, "position_embd.weight"))
+            continue;
         const volatile uint8_t *p = t->data;
         const long pages = (long)((t->nbytes + page - 1) / page);
 #pragma omp parallel for schedule(static)
@@ -628,8 +666,8 @@ int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, E
     s->attn_hook_ctx = NULL;
     if (!hook) return 0;
     if (max_positions < 1 || max_positions > m->config.seq_len)
-        return fail(err, "attention probabilities for %d positions: the context is %d", max_positions,
-                    m->config.seq_len);
+        return fail(err, "attention probabilities for %d positions: the context is %d",
+                    max_positions, m->config.seq_len);
     const size_t n = (size_t)s->cap * m->config.n_heads * max_positions;
     if (!(s->probs = malloc(n * sizeof(float))))
         return fail(err, "out of memory: %zu floats for the attention probabilities", n);
@@ -651,13 +689,15 @@ void print_config(const Config *c, FILE *f) {
     static const char *norms[] = {"RMSNorm", "LayerNorm"};
     static const char *pos[] = {"RoPE", "learned", "sinusoidal"};
     static const char *ffn[] = {"SwiGLU", "GELU (tanh)", "GELU (erf)"};
-    fprintf(f, "model: %s, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d %s, vocab %d, "
-               "context %d, %s eps %g, positions %s", c->arch, c->dim, c->n_layers, c->n_heads,
-            c->n_kv_heads, c->head_dim, c->hidden_dim, ffn[c->ffn], c->vocab_size, c->seq_len,
-            norms[c->norm], c->norm_eps, pos[c->pos]);
+    fprintf(f,
+            "model: %s, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d %s, vocab %d, "
+            "context %d, %s eps %g, positions %s",
+            c->arch, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim,
+            ffn[c->ffn], c->vocab_size, c->seq_len, norms[c->norm], c->norm_eps, pos[c->pos]);
     if (c->pos == POS_ROPE)
         fprintf(f, " (%s, theta %g, %d dims)",
-                c->rope_style == ROPE_NEOX ? "rotate-half" : "interleaved", c->rope_theta, c->rope_dim);
+                c->rope_style == ROPE_NEOX ? "rotate-half" : "interleaved", c->rope_theta,
+                c->rope_dim);
     if (c->sliding_window) fprintf(f, ", sliding window %d", c->sliding_window);
     static const char *bias[N_BIAS] = {"qkv", "out", "ffn", "norm"};
     fprintf(f, ", %s q|k|v, biases:", c->fused_qkv ? "fused" : "separate");

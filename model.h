@@ -22,65 +22,65 @@
 
 /* The model (model.c reads it from a GGUF file; run.c runs it). */
 
-typedef enum { NORM_RMS, NORM_LAYER } NormKind;           /* RMSNorm, or LayerNorm */
+typedef enum { NORM_RMS, NORM_LAYER } NormKind; /* RMSNorm, or LayerNorm */
 typedef enum { POS_ROPE, POS_LEARNED, POS_SINUSOIDAL } PosKind;
-typedef enum { ROPE_INTERLEAVED, ROPE_NEOX } RopeStyle;   /* pairs (2i, 2i+1) or (i, i + d/2) */
+typedef enum { ROPE_INTERLEAVED, ROPE_NEOX } RopeStyle; /* pairs (2i, 2i+1) or (i, i + d/2) */
 typedef enum { FFN_SWIGLU, FFN_GELU_TANH, FFN_GELU_ERF } FfnKind;
 /* Groups of biases a file has or lacks together. */
 typedef enum {
-    BIAS_QKV,               /* the q, k and v projections (fused or not) */
-    BIAS_OUT,               /* attention's output projection */
-    BIAS_FFN,               /* the feed-forward's matrices */
-    BIAS_NORM,              /* the norms (LayerNorm's beta) */
+    BIAS_QKV,  /* the q, k and v projections (fused or not) */
+    BIAS_OUT,  /* attention's output projection */
+    BIAS_FFN,  /* the feed-forward's matrices */
+    BIAS_NORM, /* the norms (LayerNorm's beta) */
     N_BIAS
 } BiasGroup;
 
 /* Every choice the forward pass makes is a field here, read from the file or from the
    architecture's table entry in model.c (never inferred from another field). */
 typedef struct {
-    char arch[16];          /* general.architecture: "llama", "qwen2" or "gpt2" */
-    int dim;                /* residual stream width */
-    int hidden_dim;         /* feed-forward width */
+    char arch[16];  /* general.architecture: "llama", "qwen2" or "gpt2" */
+    int dim;        /* residual stream width */
+    int hidden_dim; /* feed-forward width */
     int n_layers;
-    int n_heads;            /* query heads */
-    int n_kv_heads;         /* key/value heads; divides n_heads (GQA; 1 = MQA) */
-    int head_dim;           /* q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim */
+    int n_heads;    /* query heads */
+    int n_kv_heads; /* key/value heads; divides n_heads (GQA; 1 = MQA) */
+    int head_dim;   /* q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim */
     int vocab_size;
-    int seq_len;            /* context length */
+    int seq_len; /* context length */
     NormKind norm;
     float norm_eps;
     PosKind pos;
-    RopeStyle rope_style;   /* RoPE only */
+    RopeStyle rope_style; /* RoPE only */
     float rope_theta;
-    int rope_dim;           /* rotated dims per head (<= head_dim, even) */
+    int rope_dim; /* rotated dims per head (<= head_dim, even) */
     FfnKind ffn;
-    int fused_qkv;          /* one (q_dim + 2 kv_dim, dim) projection, rows q | k | v (GPT-2) */
-    int bias[N_BIAS];       /* 1 where the file has that group of biases, in every layer */
-    int sliding_window;     /* 0 = none; else a query at i sees keys i-W < j <= i */
-    int tied;               /* output head shares token_embd */
+    int fused_qkv;      /* one (q_dim + 2 kv_dim, dim) projection, rows q | k | v (GPT-2) */
+    int bias[N_BIAS];   /* 1 where the file has that group of biases, in every layer */
+    int sliding_window; /* 0 = none; else a query at i sees keys i-W < j <= i */
+    int tied;           /* output head shares token_embd */
 } Config;
 
 typedef struct {
-    const float *attn_norm, *attn_norm_b;  /* (dim); _b NULL without norm biases */
-    Tensor wq, wk, wv;                     /* (q_dim, dim), (kv_dim, dim), (kv_dim, dim) */
-    Tensor wqkv;                           /* (q_dim + 2 kv_dim, dim) when fused: wq, wk, wv are
+    const float *attn_norm, *attn_norm_b; /* (dim); _b NULL without norm biases */
+    Tensor wq, wk, wv;                    /* (q_dim, dim), (kv_dim, dim), (kv_dim, dim) */
+    Tensor wqkv;                          /* (q_dim + 2 kv_dim, dim) when fused: wq, wk, wv are
                                               views of its rows */
-    Tensor wo;                             /* (dim, q_dim) */
-    const float *bq, *bk, *bv, *bo;        /* (q_dim), (kv_dim), (kv_dim), (dim); NULL if absent */
-    const float *bqkv;                     /* (q_dim + 2 kv_dim) when fused: bq, bk, bv point into it */
-    const float *ffn_norm, *ffn_norm_b;    /* (dim) */
-    Tensor w_gate;                         /* (hidden, dim); SwiGLU only */
-    Tensor w_up;                           /* (hidden, dim) */
-    Tensor w_down;                         /* (dim, hidden) */
-    const float *b_gate, *b_up, *b_down;   /* (hidden), (hidden), (dim); NULL if absent */
+    Tensor wo;                            /* (dim, q_dim) */
+    const float *bq, *bk, *bv, *bo;       /* (q_dim), (kv_dim), (kv_dim), (dim); NULL if absent */
+    const float *bqkv; /* (q_dim + 2 kv_dim) when fused: bq, bk, bv point into it */
+    const float *ffn_norm, *ffn_norm_b;  /* (dim) */
+    Tensor w_gate;                       /* (hidden, dim); SwiGLU only */
+    Tensor w_up;                         /* (hidden, dim) */
+    Tensor w_down;                       /* (dim, hidden) */
+    const float *b_gate, *b_up, *b_down; /* (hidden), (hidden), (dim); NULL if absent */
 } LayerWeights;
 
 typedef struct {
-    Tensor token_embd;                     /* (vocab, dim) */
-    Tensor pos_embd;                       /* (seq_len, dim); learned positions only */
-    LayerWeights *layers;                  /* (n_layers), owned */
-    const float *out_norm, *out_norm_b;    /* (dim) */
-    Tensor output;                         /* (vocab, dim); a copy of token_embd's view if tied */
+    Tensor token_embd;                  /* (vocab, dim) */
+    Tensor pos_embd;                    /* (seq_len, dim); learned positions only */
+    LayerWeights *layers;               /* (n_layers), owned */
+    const float *out_norm, *out_norm_b; /* (dim) */
+    Tensor output;                      /* (vocab, dim); a copy of token_embd's view if tied */
 } Weights;
 
 /* Called after each layer's attention with the softmax probabilities of the n positions just
@@ -88,28 +88,28 @@ typedef struct {
 typedef void (*AttnHook)(void *ctx, int layer, int pos0, int n, const float *probs, int stride);
 
 typedef struct {
-    int cap;                /* positions per forward call (the prompt batch) */
-    float *x;               /* (cap, dim) residual stream */
-    float *xb;              /* (cap, dim) normalized input of a sublayer */
-    float *xb2;             /* (cap, dim) sublayer output */
-    float *q;               /* (cap, q_dim) */
-    float *k, *v;           /* (cap, kv_dim) this batch's keys and values, before kv_store() */
-    float *att_out;         /* (cap, q_dim) attention output, heads concatenated */
-    float *hb, *hb2;        /* (cap, hidden) */
-    float *probs;           /* (cap, n_heads, probs_stride) attention probabilities; allocated only
+    int cap;            /* positions per forward call (the prompt batch) */
+    float *x;           /* (cap, dim) residual stream */
+    float *xb;          /* (cap, dim) normalized input of a sublayer */
+    float *xb2;         /* (cap, dim) sublayer output */
+    float *q;           /* (cap, q_dim) */
+    float *k, *v;       /* (cap, kv_dim) this batch's keys and values, before kv_store() */
+    float *att_out;     /* (cap, q_dim) attention output, heads concatenated */
+    float *hb, *hb2;    /* (cap, hidden) */
+    float *probs;       /* (cap, n_heads, probs_stride) attention probabilities; allocated only
                                while a hook wants them (model_set_attn_hook) */
-    int probs_stride;       /* keys per row of probs: the positions the hook will see */
-    float *logits;          /* (cap, vocab) */
-    float *key_cache;       /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE), see kv_store() */
-    float *value_cache;     /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE) */
-    float *rope_cos, *rope_sin;  /* (seq_len, rope_dim / 2) */
-    float *pos_table;       /* (seq_len, dim) sinusoidal encodings, else NULL */
-    AttnHook attn_hook;     /* NULL = probabilities are not handed out */
+    int probs_stride;   /* keys per row of probs: the positions the hook will see */
+    float *logits;      /* (cap, vocab) */
+    float *key_cache;   /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE), see kv_store() */
+    float *value_cache; /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE) */
+    float *rope_cos, *rope_sin; /* (seq_len, rope_dim / 2) */
+    float *pos_table;           /* (seq_len, dim) sinusoidal encodings, else NULL */
+    AttnHook attn_hook;         /* NULL = probabilities are not handed out */
     void *attn_hook_ctx;
 } RunState;
 
 typedef struct {
-    GGUF file;              /* owns the mmap every Tensor points into */
+    GGUF file; /* owns the mmap every Tensor points into */
     Config config;
     Weights weights;
     Tokenizer *tokenizer;

@@ -43,7 +43,8 @@ static int matrix_append(Matrix *mx, const float *rows, size_t n, Error *err) {
 
 /* NumPy format 1.0: magic, version, u16 header length, a Python dict literal padded with spaces
    to a multiple of 64 bytes and ended by a newline, then the raw little-endian data. */
-static int write_npy(const char *path, const float *data, const size_t *shape, int ndim, Error *err) {
+static int write_npy(const char *path, const float *data, const size_t *shape, int ndim,
+                     Error *err) {
     char dict[256];
     int len = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
     size_t count = 1;
@@ -69,22 +70,32 @@ static int write_npy(const char *path, const float *data, const size_t *shape, i
     return 0;
 }
 
-
 /* Reads all of f into a malloc'ed buffer (capped at 1 GiB). */
 static char *read_all(FILE *f, const char *what, size_t *len, Error *err) {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
-    if (!buf) { fail(err, "out of memory reading %s", what); return NULL; }
+    if (!buf) {
+        fail(err, "out of memory reading %s", what);
+        return NULL;
+    }
     size_t got;
     while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
             char *p = cap > ((size_t)1 << 30) ? NULL : realloc(buf, cap *= 2);
-            if (!p) { free(buf); fail(err, "%s is too large", what); return NULL; }
+            if (!p) {
+                free(buf);
+                fail(err, "%s is too large", what);
+                return NULL;
+            }
             buf = p;
         }
     }
-    if (ferror(f)) { free(buf); fail(err, "error reading %s", what); return NULL; }
+    if (ferror(f)) {
+        free(buf);
+        fail(err, "error reading %s", what);
+        return NULL;
+    }
     *len = n;
     return buf;
 }
@@ -106,9 +117,13 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     char *text = malloc(cap);
     AttnMaps maps = {0};
     int rc = -1;
-    if (!text) { fail(err, "out of memory"); goto done; }
-    if (sampler_init(&sp, c->vocab_size, o->temperature, o->top_p, o->top_k, o->seed, err)) goto done;
-    if (attn_wanted(&o->attn)) {  /* room for every position fed: prompt + steps - 1, at most */
+    if (!text) {
+        fail(err, "out of memory");
+        goto done;
+    }
+    if (sampler_init(&sp, c->vocab_size, o->temperature, o->top_p, o->top_k, o->seed, err))
+        goto done;
+    if (attn_wanted(&o->attn)) { /* room for every position fed: prompt + steps - 1, at most */
         int T = n_prompt + (o->steps > 1 ? o->steps - 1 : 0);
         if (attn_maps_init(&maps, &o->attn, c, n_prompt, T < c->seq_len ? T : c->seq_len, err))
             goto done;
@@ -130,17 +145,23 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     /* generation: sample, print, feed back */
     Decoder dec;
     decoder_init(&dec);
-    dec.prev_token = prompt[n_prompt - 1];  /* SentencePiece drops a leading space only after BOS */
+    dec.prev_token = prompt[n_prompt - 1]; /* SentencePiece drops a leading space only after BOS */
     int pos = n_prompt, generated = 0, stop_reason = 0;
     while (generated < o->steps) {
         int next = sampler_sample(&sp, logits);
         generated++;
-        if (next == eos) { stop_reason = 1; break; }
+        if (next == eos) {
+            stop_reason = 1;
+            break;
+        }
         size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
         fwrite(text, 1, len, stdout);
         fflush(stdout);
         if (generated == o->steps) break;
-        if (pos == c->seq_len) { stop_reason = 2; break; }
+        if (pos == c->seq_len) {
+            stop_reason = 2;
+            break;
+        }
         logits = forward(m, &next, 1, pos, 0);
         if (maps.probs) attn_maps_tokens(&maps, pos, &next, 1);
         pos++;
@@ -154,7 +175,8 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
 
     if (stop_reason == 1) fprintf(stderr, "[end of text]\n");
     if (stop_reason == 2) fprintf(stderr, "[context length %d reached]\n", c->seq_len);
-    fprintf(stderr, "load: %.1f MB mapped and touched in %.0f ms\n", m->file.size / 1e6, load_s * 1e3);
+    fprintf(stderr, "load: %.1f MB mapped and touched in %.0f ms\n", m->file.size / 1e6,
+            load_s * 1e3);
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s\n", n_prompt,
             n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), generated,
             generated / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
@@ -208,7 +230,7 @@ static int perplexity(Model *m, const char *path, Error *err) {
     int prev_end = 0;
     for (int b = 0; prev_end < n_ids; b += stride) {
         int end = b + L < n_ids ? b + L : n_ids;
-        int first = prev_end > b + 1 ? prev_end : b + 1;  /* first target scored */
+        int first = prev_end > b + 1 ? prev_end : b + 1; /* first target scored */
         for (int i = b; i < end - 1; i += m->state.cap) {
             int n = end - 1 - i < m->state.cap ? end - 1 - i : m->state.cap;
             const float *logits = forward(m, ids + i, n, i - b, 1);
@@ -217,7 +239,8 @@ static int perplexity(Model *m, const char *path, Error *err) {
                 if (target < first) continue;
                 const float *lg = logits + (size_t)t * V;
                 double max = lg[0], sum = 0.0;
-                for (int v = 1; v < V; v++) if (lg[v] > max) max = lg[v];
+                for (int v = 1; v < V; v++)
+                    if (lg[v] > max) max = lg[v];
                 for (int v = 0; v < V; v++) sum += exp(lg[v] - max);
                 nll += log(sum) + max - lg[ids[target]];
                 scored++;
@@ -275,12 +298,18 @@ static int run(const Options *o, Error *err) {
         rc = 0;
         goto done;
     }
-    if (n_ids == 0) {  /* nothing to condition on: start from BOS when the model has one */
+    if (n_ids == 0) { /* nothing to condition on: start from BOS when the model has one */
         int bos = tokenizer_bos(m.tokenizer);
-        if (bos < 0) { fail(err, "the prompt is empty and the model has no BOS token to start from"); goto done; }
+        if (bos < 0) {
+            fail(err, "the prompt is empty and the model has no BOS token to start from");
+            goto done;
+        }
         free(ids);
         ids = malloc(sizeof *ids);
-        if (!ids) { fail(err, "out of memory"); goto done; }
+        if (!ids) {
+            fail(err, "out of memory");
+            goto done;
+        }
         ids[0] = bos;
         n_ids = 1;
     }

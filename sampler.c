@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 #include "heap.h"
-#include "kernels.h"  /* exp_fast */
+#include "kernels.h" /* exp_fast */
 #include "sampler.h"
 
 _Static_assert(sizeof(Candidate) <= HEAP_MAX_ELEM, "candidates fit heap.h's elements");
@@ -38,7 +38,7 @@ void sampler_free(Sampler *s) {
 int sampler_argmax(const float *v, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;  /* strict: the lowest index wins a tie */
+        if (v[i] > v[best]) best = i; /* strict: the lowest index wins a tie */
     return best;
 }
 
@@ -105,7 +105,7 @@ int sampler_top_p(const Candidate *cand, int kept, float p) {
         cum += cand[i].prob;
         if (cum >= p) return i + 1;
     }
-    return kept;  /* rounding kept the sum below p: everything */
+    return kept; /* rounding kept the sum below p: everything */
 }
 
 int sampler_draw(const Candidate *cand, int kept, float u) {
@@ -117,7 +117,7 @@ int sampler_draw(const Candidate *cand, int kept, float u) {
         cum += cand[i].prob;
         if (r < cum) return cand[i].index;
     }
-    return cand[kept - 1].index;  /* rounding left r at the very top */
+    return cand[kept - 1].index; /* rounding left r at the very top */
 }
 
 int sampler_sample(Sampler *s, const float *logits) {

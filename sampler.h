@@ -21,12 +21,12 @@ typedef struct {
 
 typedef struct {
     int vocab_size;
-    float temperature;      /* 0 = greedy */
-    float top_p;            /* 1 = off */
-    int top_k;              /* 0 = off */
-    uint64_t rng;           /* xorshift64* state */
-    Candidate *cand;        /* (vocab_size) scratch, owned */
-    float *probs;           /* (vocab_size) scratch, owned */
+    float temperature; /* 0 = greedy */
+    float top_p;       /* 1 = off */
+    int top_k;         /* 0 = off */
+    uint64_t rng;      /* xorshift64* state */
+    Candidate *cand;   /* (vocab_size) scratch, owned */
+    float *probs;      /* (vocab_size) scratch, owned */
 } Sampler;
 
 int sampler_init(Sampler *s, int vocab_size, float temperature, float top_p, int top_k,

@@ -23,18 +23,18 @@
 struct Tokenizer {
     TokenizerKind kind;
     int n_vocab;
-    char *text;             /* owned: every token string, then every decoded string, NUL-separated */
-    Str *tokens;            /* (n_vocab) token strings, into text */
-    Str *decoded;           /* (n_vocab) bytes a token decodes to (control tokens: empty), into text */
-    float *scores;          /* (n_vocab) SPM merge priority, higher first */
-    int32_t *types;         /* (n_vocab) TOKEN_* */
-    int32_t *slots;         /* string -> id open-addressing table: id or -1; size mask + 1 */
+    char *text;     /* owned: every token string, then every decoded string, NUL-separated */
+    Str *tokens;    /* (n_vocab) token strings, into text */
+    Str *decoded;   /* (n_vocab) bytes a token decodes to (control tokens: empty), into text */
+    float *scores;  /* (n_vocab) SPM merge priority, higher first */
+    int32_t *types; /* (n_vocab) TOKEN_* */
+    int32_t *slots; /* string -> id open-addressing table: id or -1; size mask + 1 */
     uint32_t mask;
-    int byte_id[256];       /* SPM: id of <0xXX>; GPT-2: id of the byte's printable character; or -1 */
-    int has_byte_tokens;    /* SPM: all 256 <0xXX> tokens exist, so unknown characters fall back to them */
-    int max_user_len;       /* SPM: longest user-defined token in bytes; 0 if there are none */
+    int byte_id[256]; /* SPM: id of <0xXX>; GPT-2: id of the byte's printable character; or -1 */
+    int has_byte_tokens; /* SPM: all 256 <0xXX> tokens exist, so unknown characters fall back to them */
+    int max_user_len; /* SPM: longest user-defined token in bytes; 0 if there are none */
     /* GPT-2 merges: (left id, right id) -> rank and merged id, open addressing on the pair. */
-    uint64_t *pair_keys;    /* (pair_mask + 1) key = left << 32 | right, or UINT64_MAX when empty */
+    uint64_t *pair_keys; /* (pair_mask + 1) key = left << 32 | right, or UINT64_MAX when empty */
     int32_t *pair_rank, *pair_id;
     uint32_t pair_mask;
     int bos_id, eos_id, unk_id;
@@ -48,14 +48,14 @@ static const char SPACE_SYMBOL[] = "\xE2\x96\x81";
 static const char UNK_SURFACE[] = " \xE2\x81\x87 ";
 
 static uint32_t hash_bytes(const char *s, size_t n) {
-    uint32_t h = 2166136261u;  /* FNV-1a */
+    uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
     return h;
 }
 
 static uint32_t hash_pair(uint64_t key) {
     key ^= key >> 33;
-    key *= 0xff51afd7ed558ccdULL;  /* murmur3 finalizer */
+    key *= 0xff51afd7ed558ccdULL; /* murmur3 finalizer */
     key ^= key >> 33;
     return (uint32_t)key;
 }
@@ -97,17 +97,19 @@ static int lookup_pair(const Tokenizer *t, int left, int right, int *merged) {
 static size_t utf8_seq(const unsigned char *s, size_t n, size_t *maximal, int *incomplete) {
     unsigned char c = s[0];
     size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;  /* allowed range of the second byte */
-    if (c < 0x80) need = 1;
-    else if (c >= 0xC2 && c <= 0xDF) need = 2;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c < 0x80)
+        need = 1;
+    else if (c >= 0xC2 && c <= 0xDF)
+        need = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
         need = 3;
-        if (c == 0xE0) lo = 0xA0;       /* overlong */
-        if (c == 0xED) hi = 0x9F;       /* surrogates */
+        if (c == 0xE0) lo = 0xA0; /* overlong */
+        if (c == 0xED) hi = 0x9F; /* surrogates */
     } else if (c >= 0xF0 && c <= 0xF4) {
         need = 4;
-        if (c == 0xF0) lo = 0x90;       /* overlong */
-        if (c == 0xF4) hi = 0x8F;       /* above U+10FFFF */
+        if (c == 0xF0) lo = 0x90; /* overlong */
+        if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
     } else {
         need = 0;
     }
@@ -227,8 +229,10 @@ static size_t decoded_text(const Tokenizer *t, int id, const int *byte_of_cp, ch
     for (size_t i = 0; i < s.len;) {
         uint32_t cp;
         size_t k = utf8_decode(s.ptr + i, s.len - i, &cp);
-        if (cp < 324 && byte_of_cp[cp] >= 0) out[n++] = (char)byte_of_cp[cp];
-        else memcpy(out + n, s.ptr + i, k), n += k;
+        if (cp < 324 && byte_of_cp[cp] >= 0)
+            out[n++] = (char)byte_of_cp[cp];
+        else
+            memcpy(out + n, s.ptr + i, k), n += k;
         i += k;
     }
     return n;
@@ -275,7 +279,8 @@ static int build_merges(Tokenizer *t, const TokenizerSpec *spec, Error *err) {
         }
         if (left < 0 || right < 0 || merged < 0) {
             free(joined);
-            return fail(err, "tokenizer merge %d \"%.*s\" names tokens that are not in the vocabulary",
+            return fail(err,
+                        "tokenizer merge %d \"%.*s\" names tokens that are not in the vocabulary",
                         r, (int)(m.len > 100 ? 100 : m.len), m.ptr);
         }
         /* A repeated merge takes the later rank, like the dict the reference builds from the list. */
@@ -310,13 +315,15 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
             tokenizer_free(t);
             return fail(err, "tokenizer: token %d is %zu bytes long", id, spec->tokens[id].len);
         }
-        if ((int)spec->tokens[id].len > t->max_token_len) t->max_token_len = (int)spec->tokens[id].len;
+        if ((int)spec->tokens[id].len > t->max_token_len)
+            t->max_token_len = (int)spec->tokens[id].len;
     }
     int ids[3] = {spec->bos_id, spec->eos_id, spec->unk_id};
     for (int i = 0; i < 3; i++) {
         if (ids[i] < -1 || ids[i] >= n) {
             tokenizer_free(t);
-            return fail(err, "tokenizer: special token id %d outside the vocabulary of %d", ids[i], n);
+            return fail(err, "tokenizer: special token id %d outside the vocabulary of %d", ids[i],
+                        n);
         }
     }
 
@@ -347,14 +354,14 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
     memset(t->slots, 0xFF, ((size_t)t->mask + 1) * sizeof *t->slots);
     for (int id = 0; id < n; id++) {
         Str s = t->tokens[id];
-        if (lookup(t, s.ptr, s.len) >= 0) continue;  /* a repeated string keeps its first id */
+        if (lookup(t, s.ptr, s.len) >= 0) continue; /* a repeated string keeps its first id */
         uint32_t i = hash_bytes(s.ptr, s.len) & t->mask;
         while (t->slots[i] >= 0) i = (i + 1) & t->mask;
         t->slots[i] = id;
     }
 
     for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
-    int byte_of_cp[324];  /* GPT-2: code point -> byte, or -1 */
+    int byte_of_cp[324]; /* GPT-2: code point -> byte, or -1 */
     for (int c = 0; c < 324; c++) byte_of_cp[c] = -1;
     if (t->kind == TOK_SPM) {
         int n_bytes = 0;
@@ -413,16 +420,16 @@ int tokenizer_max_token_len(const Tokenizer *t) { return t->max_token_len; }
 /* The merge machinery shared by both encoders */
 
 typedef struct {
-    int start, len;         /* bytes of the symbol in the text being encoded; len 0 = merged away */
-    int id;                 /* GPT-2: token id of the symbol */
-    int prev, next;         /* neighbours in the list, -1 at the ends */
-    int frozen;             /* SPM: a user-defined token, never merged */
+    int start, len; /* bytes of the symbol in the text being encoded; len 0 = merged away */
+    int id;         /* GPT-2: token id of the symbol */
+    int prev, next; /* neighbours in the list, -1 at the ends */
+    int frozen;     /* SPM: a user-defined token, never merged */
 } Symbol;
 
 typedef struct {
-    double priority;        /* lower pops first: -score (SPM) or rank (GPT-2) */
-    int left, right;        /* symbol indices */
-    int len;                /* SPM: bytes of the merged piece, to detect stale entries */
+    double priority; /* lower pops first: -score (SPM) or rank (GPT-2) */
+    int left, right; /* symbol indices */
+    int len;         /* SPM: bytes of the merged piece, to detect stale entries */
 } Merge;
 _Static_assert(sizeof(Merge) <= HEAP_MAX_ELEM, "merge candidates fit heap.h's elements");
 
@@ -481,12 +488,12 @@ static int spm_mergeable(const Tokenizer *t, int id) {
 
 typedef struct {
     const Tokenizer *t;
-    const char *text;       /* the normalized text */
+    const char *text; /* the normalized text */
     Symbol *sym;
     Heap heap;
     /* Unused pieces are merged through but never output: sentencepiece remembers, per unused
        piece, the last pair that was proposed to form it (rev_merge) and splits it back. */
-    int *rev;               /* (n_vocab) start of the left part, or -1; NULL until needed */
+    int *rev; /* (n_vocab) start of the left part, or -1; NULL until needed */
     int *rev_left, *rev_right;
 } SpmState;
 
@@ -502,7 +509,8 @@ static int spm_propose(SpmState *st, int left, int right, Error *err) {
             st->rev = malloc((size_t)n * sizeof *st->rev);
             st->rev_left = malloc((size_t)n * sizeof *st->rev_left);
             st->rev_right = malloc((size_t)n * sizeof *st->rev_right);
-            if (!st->rev || !st->rev_left || !st->rev_right) return fail(err, "out of memory (spm)");
+            if (!st->rev || !st->rev_left || !st->rev_right)
+                return fail(err, "out of memory (spm)");
             for (int i = 0; i < n; i++) st->rev[i] = -1;
         }
         st->rev[id] = l->start;
@@ -529,16 +537,17 @@ static int spm_emit(SpmState *st, int start, int len, IdList *out, Error *err) {
         return 0;
     }
     if (t->unk_id < 0)
-        return fail(err, "cannot encode \"%.*s\": not in the vocabulary, no byte tokens, no unk token",
+        return fail(err,
+                    "cannot encode \"%.*s\": not in the vocabulary, no byte tokens, no unk token",
                     len, st->text + start);
     return push_id(out, t->unk_id, err);
 }
 
 static int spm_encode(const Tokenizer *t, const char *text, size_t len, IdList *out, Error *err) {
-    if (len == 0) return 0;  /* sentencepiece adds no dummy prefix to an empty input */
+    if (len == 0) return 0; /* sentencepiece adds no dummy prefix to an empty input */
     /* Normalize: dummy prefix, then every ' ' becomes "▁" (3 bytes). */
     if (len > (size_t)INT32_MAX / 8) return fail(err, "prompt too long (%zu bytes)", len);
-    size_t n_chars = len + 1;  /* bound on the symbols: one per input byte, plus the prefix */
+    size_t n_chars = len + 1; /* bound on the symbols: one per input byte, plus the prefix */
     char *norm = malloc(3 * n_chars);
     Symbol *sym = malloc(n_chars * sizeof *sym);
     /* Each symbol proposes one pair, each merge at most two more. */
@@ -552,8 +561,10 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, IdList *
     size_t n = 0;
     if (t->add_space_prefix) memcpy(norm, SPACE_SYMBOL, 3), n = 3;
     for (size_t i = 0; i < len; i++) {
-        if (text[i] == ' ') memcpy(norm + n, SPACE_SYMBOL, 3), n += 3;
-        else norm[n++] = text[i];
+        if (text[i] == ' ')
+            memcpy(norm + n, SPACE_SYMBOL, 3), n += 3;
+        else
+            norm[n++] = text[i];
     }
 
     /* Split into symbols: a whole user-defined token where one starts (longest first), else one
@@ -610,9 +621,12 @@ static int in_table(uint32_t cp, const UnicodeRange *r, int n) {
     int lo = 0, hi = n - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (cp < r[mid].lo) hi = mid - 1;
-        else if (cp > r[mid].hi) lo = mid + 1;
-        else return 1;
+        if (cp < r[mid].lo)
+            hi = mid - 1;
+        else if (cp > r[mid].hi)
+            lo = mid + 1;
+        else
+            return 1;
     }
     return 0;
 }
@@ -620,7 +634,7 @@ static int in_table(uint32_t cp, const UnicodeRange *r, int n) {
 enum { CH_LETTER, CH_NUMBER, CH_SPACE, CH_OTHER };
 
 static int char_class(uint32_t cp) {
-    if (cp < 0x80) {  /* fast path for ASCII */
+    if (cp < 0x80) { /* fast path for ASCII */
         if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) return CH_LETTER;
         if (cp >= '0' && cp <= '9') return CH_NUMBER;
         if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D)) return CH_SPACE;
@@ -660,12 +674,13 @@ static size_t gpt2_pretoken_end(const char *s, size_t n, size_t i) {
     if (s[i] == '\'' && i + 1 < n) {
         char a = s[i + 1], b = i + 2 < n ? s[i + 2] : 0;
         if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
-        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
+            return i + 3;
     }
     size_t k;
     int cls = class_at(s, n, i, &k);
     size_t j = i;
-    if (s[i] == ' ') {  /* the optional leading space of the next three alternatives */
+    if (s[i] == ' ') { /* the optional leading space of the next three alternatives */
         size_t k2;
         int next = class_at(s, n, i + 1, &k2);
         if (next == CH_LETTER || next == CH_NUMBER || next == CH_OTHER) {
@@ -678,19 +693,21 @@ static size_t gpt2_pretoken_end(const char *s, size_t n, size_t i) {
        starts the next token, e.g. " word"); a single space before a non-space falls to \s+. */
     size_t end = run_end(s, n, i, CH_SPACE);
     if (end == n) return end;
-    size_t last = end;  /* start of the run's last character */
-    do last--; while (((unsigned char)s[last] & 0xC0) == 0x80);
+    size_t last = end; /* start of the run's last character */
+    do last--;
+    while (((unsigned char)s[last] & 0xC0) == 0x80);
     return last > i ? last : end;
 }
 
 /* Merges the byte symbols of one pre-token, lowest rank first, and appends the resulting ids. */
-static int gpt2_bpe(const Tokenizer *t, const char *s, size_t n, Symbol *sym, Heap *heap, IdList *out,
-                    Error *err) {
+static int gpt2_bpe(const Tokenizer *t, const char *s, size_t n, Symbol *sym, Heap *heap,
+                    IdList *out, Error *err) {
     for (size_t i = 0; i < n; i++) {
         int id = t->byte_id[(unsigned char)s[i]];
         if (id < 0) {
             if (t->unk_id < 0)
-                return fail(err, "byte 0x%02X has no token in this gpt2 vocabulary", (unsigned char)s[i]);
+                return fail(err, "byte 0x%02X has no token in this gpt2 vocabulary",
+                            (unsigned char)s[i]);
             id = t->unk_id;
         }
         sym[i] = (Symbol){(int)i, 1, id, (int)i - 1, i + 1 < n ? (int)i + 1 : -1, 0};
@@ -758,7 +775,7 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids
         free(out.ids);
         return -1;
     }
-    if (!out.ids) {  /* empty prompt without BOS: still hand back a valid allocation */
+    if (!out.ids) { /* empty prompt without BOS: still hand back a valid allocation */
         out.ids = malloc(sizeof *out.ids);
         if (!out.ids) return fail(err, "out of memory (token ids)");
     }
@@ -775,7 +792,7 @@ void decoder_init(Decoder *d) {
     d->prev_token = -1;
 }
 
-static const char REPLACEMENT[] = "\xEF\xBF\xBD";  /* U+FFFD */
+static const char REPLACEMENT[] = "\xEF\xBF\xBD"; /* U+FFFD */
 
 /* Appends bytes to the output through the UTF-8 assembler in d->pending: complete characters go
    out, an incomplete tail waits, and each maximal invalid subpart becomes one U+FFFD (the
@@ -794,7 +811,7 @@ static size_t emit_bytes(Decoder *d, const char *bytes, size_t n, char *out, siz
         size_t maximal;
         int incomplete;
         size_t k = utf8_seq(buf, m, &maximal, &incomplete);
-        size_t used;  /* bytes of buf consumed by this step */
+        size_t used; /* bytes of buf consumed by this step */
         if (k > 0) {
             if (w + k + 1 > cap) break;
             memcpy(out + w, buf, k);
@@ -848,7 +865,7 @@ size_t decoder_flush(Decoder *d, char *out, size_t cap) {
     if (cap == 0) return 0;
     size_t w = 0;
     if (d->n_pending > 0 && cap >= 4) {
-        memcpy(out, REPLACEMENT, 3);  /* an incomplete character is one maximal subpart */
+        memcpy(out, REPLACEMENT, 3); /* an incomplete character is one maximal subpart */
         w = 3;
     }
     d->n_pending = 0;

@@ -7,13 +7,17 @@
 /* Tokenizer (tokenizer.c) */
 
 typedef enum {
-    TOK_SPM,    /* tokenizer.ggml.model = "llama": SentencePiece BPE with scores and byte fallback */
-    TOK_GPT2    /* tokenizer.ggml.model = "gpt2": byte-level BPE with merges, GPT-2 pre-tokenizer */
+    TOK_SPM, /* tokenizer.ggml.model = "llama": SentencePiece BPE with scores and byte fallback */
+    TOK_GPT2 /* tokenizer.ggml.model = "gpt2": byte-level BPE with merges, GPT-2 pre-tokenizer */
 } TokenizerKind;
 
-enum {  /* tokenizer.ggml.token_type values */
-    TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_USER_DEFINED = 4,
-    TOKEN_UNUSED = 5, TOKEN_BYTE = 6
+enum { /* tokenizer.ggml.token_type values */
+       TOKEN_NORMAL = 1,
+       TOKEN_UNKNOWN = 2,
+       TOKEN_CONTROL = 3,
+       TOKEN_USER_DEFINED = 4,
+       TOKEN_UNUSED = 5,
+       TOKEN_BYTE = 6
 };
 
 /* What the model file says about its tokenizer; everything here is borrowed and may be freed
@@ -21,9 +25,9 @@ enum {  /* tokenizer.ggml.token_type values */
 typedef struct {
     TokenizerKind kind;
     int n_vocab;
-    const Str *tokens;          /* (n_vocab) token strings as stored in the file */
-    const float *scores;        /* (n_vocab) or NULL; SPM merge priority, higher merges first */
-    const int32_t *types;       /* (n_vocab) TOKEN_* or NULL (all normal) */
+    const Str *tokens;    /* (n_vocab) token strings as stored in the file */
+    const float *scores;  /* (n_vocab) or NULL; SPM merge priority, higher merges first */
+    const int32_t *types; /* (n_vocab) TOKEN_* or NULL (all normal) */
     int n_merges;
     const Str *merges;          /* (n_merges) "left right", rank = index; GPT-2 only */
     int bos_id, eos_id, unk_id; /* -1 when absent */
@@ -31,12 +35,12 @@ typedef struct {
     int add_space_prefix;       /* SPM: prepend one space (SentencePiece's add_dummy_prefix) */
 } TokenizerSpec;
 
-typedef struct Tokenizer Tokenizer;  /* opaque; defined in tokenizer.c */
+typedef struct Tokenizer Tokenizer; /* opaque; defined in tokenizer.c */
 
 int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err);
 void tokenizer_free(Tokenizer *t);
-int tokenizer_bos(const Tokenizer *t);         /* -1 when none */
-int tokenizer_eos(const Tokenizer *t);         /* -1 when none */
+int tokenizer_bos(const Tokenizer *t); /* -1 when none */
+int tokenizer_eos(const Tokenizer *t); /* -1 when none */
 int tokenizer_adds_bos(const Tokenizer *t);
 
 /* Encodes `len` bytes of UTF-8 text (invalid UTF-8 is an error). Prepends BOS when the tokenizer
@@ -50,7 +54,7 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids
 typedef struct {
     unsigned char pending[8];
     int n_pending;
-    int prev_token;             /* last non-control token pushed, -1 at the start. SentencePiece
+    int prev_token; /* last non-control token pushed, -1 at the start. SentencePiece
                                    drops the leading space of the first piece, so to decode a
                                    continuation set it to the prompt's last id after decoder_init */
 } Decoder;

@@ -22,7 +22,7 @@
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
-#else  /* one thread: the pragmas are ignored, and these answer for the team */
+#else /* one thread: the pragmas are ignored, and these answer for the team */
 static int omp_get_thread_num(void) { return 0; }
 static int omp_get_num_threads(void) { return 1; }
 #endif
@@ -61,19 +61,21 @@ static float sum_scalar(const float *a, size_t n) {
 #ifdef X86_DISPATCH
 /* One function per vector type V of L lanes: four independent sums, so that the additions'
  * latency never holds back the loads. */
-#define SUM_VEC(NAME, TARGET, V, L, ZERO, ADD, LOAD, STORE)                                       \
-    __attribute__((target(TARGET))) static float NAME(const float *a, size_t n) {                 \
-        V s[4] = {ZERO(), ZERO(), ZERO(), ZERO()};                                                \
-        size_t i = 0;                                                                             \
-        for (; i + 4 * L <= n; i += 4 * L) {                                                      \
-            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) s[k] = ADD(s[k], LOAD(a + i + k * L)); \
-        }                                                                                         \
-        float t[L], sum = sum_scalar(a + i, n - i);                                               \
-        STORE(t, ADD(ADD(s[0], s[1]), ADD(s[2], s[3])));                                          \
-        for (int j = 0; j < L; j++) sum += t[j];                                                  \
-        return sum;                                                                               \
+#define SUM_VEC(NAME, TARGET, V, L, ZERO, ADD, LOAD, STORE)                                        \
+    __attribute__((target(TARGET))) static float NAME(const float *a, size_t n) {                  \
+        V s[4] = {ZERO(), ZERO(), ZERO(), ZERO()};                                                 \
+        size_t i = 0;                                                                              \
+        for (; i + 4 * L <= n; i += 4 * L) {                                                       \
+            _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) s[k] =                             \
+                ADD(s[k], LOAD(a + i + k * L));                                                    \
+        }                                                                                          \
+        float t[L], sum = sum_scalar(a + i, n - i);                                                \
+        STORE(t, ADD(ADD(s[0], s[1]), ADD(s[2], s[3])));                                           \
+        for (int j = 0; j < L; j++) sum += t[j];                                                   \
+        return sum;                                                                                \
     }
-SUM_VEC(sum_avx2, "avx2", __m256, 8, _mm256_setzero_ps, _mm256_add_ps, _mm256_loadu_ps, _mm256_storeu_ps)
+SUM_VEC(sum_avx2, "avx2", __m256, 8, _mm256_setzero_ps, _mm256_add_ps, _mm256_loadu_ps,
+        _mm256_storeu_ps)
 SUM_VEC(sum_avx512, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_add_ps, _mm512_loadu_ps,
         _mm512_storeu_ps)
 #endif
@@ -87,7 +89,7 @@ static void slice(size_t n, int t, int nt, size_t *lo, size_t *hi) {
 }
 
 static void fill(float *a, size_t n, int nt) {
-    (void)nt;  /* unused without OpenMP */
+    (void)nt; /* unused without OpenMP */
 #pragma omp parallel num_threads(nt)
     {
         size_t lo, hi;
@@ -98,7 +100,7 @@ static void fill(float *a, size_t n, int nt) {
 
 /* Best bandwidth over `passes` full reads of a[0..n) with nt threads, in GB/s. */
 static double read_bw(SumFn sum, const float *a, size_t n, int nt, int passes, double *checksum) {
-    (void)nt;  /* unused without OpenMP */
+    (void)nt; /* unused without OpenMP */
     double best = 0;
     for (int p = 0; p < passes; p++) {
         double total = 0, t0 = now();
@@ -128,7 +130,7 @@ static float fma_scalar(long iters, float seed) {
     for (int k = 0; k < NACC; k++) acc[k] = seed + k;
     const float m = 0.9999999f, c = 1e-7f;
     for (long i = 0; i < iters; i++)
-        for (int k = 0; k < NACC; k++) acc[k] = acc[k] * m + c;  /* 2 FLOPs, fused or not */
+        for (int k = 0; k < NACC; k++) acc[k] = acc[k] * m + c; /* 2 FLOPs, fused or not */
     float s = 0;
     for (int k = 0; k < NACC; k++) s += acc[k];
     return s;
@@ -139,20 +141,20 @@ static float fma_scalar(long iters, float seed) {
  * AVX2, 32 on AVX-512) plus m and c, which covers 4-cycle latency x 2 FMA units (8 in flight)
  * with room to spare. The loops over the accumulators are unrolled whole, so the array lives in
  * registers. */
-#define FMA_PEAK(NAME, TARGET, V, L, SET1, FMADD, STORE)                                          \
-    __attribute__((target(TARGET))) static float NAME(long iters, float seed) {                   \
-        const V m = SET1(0.9999999f), c = SET1(1e-7f);                                            \
-        V a[NACC];                                                                                \
+#define FMA_PEAK(NAME, TARGET, V, L, SET1, FMADD, STORE)                                           \
+    __attribute__((target(TARGET))) static float NAME(long iters, float seed) {                    \
+        const V m = SET1(0.9999999f), c = SET1(1e-7f);                                             \
+        V a[NACC];                                                                                 \
         _Pragma("GCC unroll 16") for (int k = 0; k < NACC; k++) a[k] = SET1(seed + k * 1e-7f);     \
-        for (long i = 0; i < iters; i++) {                                                        \
+        for (long i = 0; i < iters; i++) {                                                         \
             _Pragma("GCC unroll 16") for (int k = 0; k < NACC; k++) a[k] = FMADD(a[k], m, c);      \
-        }                                                                                         \
-        float t[L], s = 0;                                                                        \
-        for (int k = 0; k < NACC; k++) {                                                          \
-            STORE(t, a[k]);                                                                       \
-            for (int j = 0; j < L; j++) s += t[j];                                                \
-        }                                                                                         \
-        return s;                                                                                 \
+        }                                                                                          \
+        float t[L], s = 0;                                                                         \
+        for (int k = 0; k < NACC; k++) {                                                           \
+            STORE(t, a[k]);                                                                        \
+            for (int j = 0; j < L; j++) s += t[j];                                                 \
+        }                                                                                          \
+        return s;                                                                                  \
     }
 FMA_PEAK(fma_avx2, "avx2,fma", __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps)
 FMA_PEAK(fma_avx512, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps)
@@ -162,7 +164,7 @@ typedef float (*FmaFn)(long, float);
 
 /* Best GFLOP/s over `passes` runs of `iters` rounds per thread with nt threads. */
 static double fma_peak(FmaFn fn, int lanes, long iters, int nt, int passes, double *checksum) {
-    (void)nt;  /* unused without OpenMP */
+    (void)nt; /* unused without OpenMP */
     double best = 0;
     for (int p = 0; p < passes; p++) {
         double total = 0, t0 = now();
@@ -187,10 +189,13 @@ int main(int argc, char **argv) {
     long mib = 1024;
     int passes = 5;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--mib") && i + 1 < argc) mib = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--passes") && i + 1 < argc) passes = atoi(argv[++i]);
+        if (!strcmp(argv[i], "--mib") && i + 1 < argc)
+            mib = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--passes") && i + 1 < argc)
+            passes = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--mib N (>= 1, default 1024)] [--passes N (default 5)]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--mib N (>= 1, default 1024)] [--passes N (default 5)]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -232,7 +237,8 @@ int main(int argc, char **argv) {
         }
         iters *= 4;
     }
-    for (int j = 0; j < 2; j++) peak[j] = fma_peak(fma, lanes, iters, threads[j], passes, &checksum);
+    for (int j = 0; j < 2; j++)
+        peak[j] = fma_peak(fma, lanes, iters, threads[j], passes, &checksum);
 
     size_t n = (size_t)mib * 1024 * 1024 / sizeof(float);
     /* aligned to a cache line, as export.py aligns tensors: from malloc (16 bytes past a page)
@@ -243,12 +249,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     for (int j = 0; j < 2; j++) {
-        fill(a, n, threads[j]);  /* each thread writes the slice it will read: pages are touched */
+        fill(a, n, threads[j]); /* each thread writes the slice it will read: pages are touched */
         bw[j] = read_bw(sum, a, n, threads[j], passes, &checksum);
     }
     free(a);
 
-    printf("{\"isa\": \"%s\", \"openmp\": %s, \"max_threads\": %d, \"array_mib\": %ld, \"passes\": %d,\n",
+    printf("{\"isa\": \"%s\", \"openmp\": %s, \"max_threads\": %d, \"array_mib\": %ld, \"passes\": "
+           "%d,\n",
            isa, have_omp ? "true" : "false", max_threads(), mib, passes);
     printf(" \"read_gbs\": {\"1\": %.2f, \"2\": %.2f},\n", bw[0], bw[1]);
     printf(" \"fma_gflops\": {\"1\": %.1f, \"2\": %.1f},\n", peak[0], peak[1]);

@@ -17,12 +17,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PER_LINE 16  /* bytes per line of the array */
+#define PER_LINE 16 /* bytes per line of the array */
 
 /* Byte c as a character constant. */
 static void put_char_constant(FILE *out, int c) {
-    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\') fprintf(out, "'%c'", c);
-    else fprintf(out, "'\\x%02x'", c);
+    if (c >= 0x20 && c < 0x7f && c != '\'' && c != '\\')
+        fprintf(out, "'%c'", c);
+    else
+        fprintf(out, "'\\x%02x'", c);
 }
 
 /* Writes FILE's bytes as the array NAME (name_len long) to out; returns 0, or -1 with a message. */
@@ -73,7 +75,8 @@ int main(int argc, char **argv) {
     for (int k = 2; k < argc && rc == 0; k++) {
         const char *eq = strchr(argv[k], '=');
         if (!eq || !is_identifier(argv[k], (size_t)(eq - argv[k])) || !eq[1]) {
-            fprintf(stderr, "embed: expected NAME=FILE with NAME a C identifier, got '%s'\n", argv[k]);
+            fprintf(stderr, "embed: expected NAME=FILE with NAME a C identifier, got '%s'\n",
+                    argv[k]);
             rc = -1;
         } else {
             rc = embed_file(out, argv[k], (size_t)(eq - argv[k]), eq + 1);

@@ -21,7 +21,7 @@
 
 typedef struct {
     float *data;
-    size_t rows, cols;      /* cols = the last dimension, rows = the product of the others */
+    size_t rows, cols; /* cols = the last dimension, rows = the product of the others */
     size_t shape[4];
     int ndim;
 } Npy;
@@ -29,7 +29,10 @@ typedef struct {
 /* Reads a version 1.x little-endian float32 C-order .npy file of 1 to 4 dimensions. */
 static int npy_read(const char *path, Npy *a) {
     FILE *f = fopen(path, "rb");
-    if (!f) { fprintf(stderr, "npycmp: cannot open %s\n", path); return -1; }
+    if (!f) {
+        fprintf(stderr, "npycmp: cannot open %s\n", path);
+        return -1;
+    }
     unsigned char head[10];
     char dict[4096];
     int ok = fread(head, 1, 10, f) == 10 && memcmp(head, "\x93NUMPY", 6) == 0 && head[6] == 1;
@@ -82,7 +85,7 @@ static int check_attention(const char *path) {
     double worst = 0.0;
     for (size_t r = 0; r < a.rows; r++) {
         const float *p = a.data + r * T;
-        const size_t i = r % T;  /* the query */
+        const size_t i = r % T; /* the query */
         double sum = 0.0;
         for (size_t j = 0; j < T; j++) {
             sum += p[j];
@@ -106,7 +109,8 @@ static int check_attention(const char *path) {
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--attn") == 0) return check_attention(argv[2]);
     if (argc != 4 && argc != 6) {
-        fprintf(stderr, "usage: npycmp OURS.npy REF.npy TOL [IDS_FILE PROMPT_LEN] | --attn ATTN.npy\n");
+        fprintf(stderr,
+                "usage: npycmp OURS.npy REF.npy TOL [IDS_FILE PROMPT_LEN] | --attn ATTN.npy\n");
         return 2;
     }
     Npy ours = {0}, ref = {0};
@@ -122,17 +126,18 @@ int main(int argc, char **argv) {
         return 1;
     }
     int ok = 1;
-    double worst = 0.0;  /* the largest error as a fraction of its position's allowance */
+    double worst = 0.0; /* the largest error as a fraction of its position's allowance */
     for (size_t t = 0; t < ref.rows; t++) {
         const float *o = ours.data + t * ref.cols, *r = ref.data + t * ref.cols;
         double err = 0.0, mag = 1.0;
         for (size_t v = 0; v < ref.cols; v++) {
             double d = fabs((double)o[v] - r[v]);
-            if (!(d <= err)) err = d;  /* NaN propagates as a failure */
+            if (!(d <= err)) err = d; /* NaN propagates as a failure */
             if (fabs(r[v]) > mag) mag = fabs(r[v]);
         }
         if (!(err <= tol * mag)) {
-            if (ok) printf("FAIL %s position %zu: max error %.3g > %.3g\n", argv[1], t, err, tol * mag);
+            if (ok)
+                printf("FAIL %s position %zu: max error %.3g > %.3g\n", argv[1], t, err, tol * mag);
             ok = 0;
         }
         if (err / (tol * mag) > worst) worst = err / (tol * mag);
@@ -140,7 +145,10 @@ int main(int argc, char **argv) {
     if (argc == 6) {
         FILE *f = fopen(argv[4], "r");
         long p = atol(argv[5]);
-        if (!f || p < 1) { fprintf(stderr, "npycmp: bad ids file or prompt length\n"); return 2; }
+        if (!f || p < 1) {
+            fprintf(stderr, "npycmp: bad ids file or prompt length\n");
+            return 2;
+        }
         long id, k = 0, n_ids = 0;
         long *ids = malloc((ref.rows + 2) * sizeof *ids);
         while (fscanf(f, "%ld", &id) == 1 && n_ids < (long)ref.rows + 1) ids[n_ids++] = id;
@@ -150,9 +158,11 @@ int main(int argc, char **argv) {
             return 1;
         }
         for (k = 0; p - 1 + k < (long)ref.rows; k++) {
-            const float *o = ours.data + (p - 1 + k) * ref.cols, *r = ref.data + (p - 1 + k) * ref.cols;
+            const float *o = ours.data + (p - 1 + k) * ref.cols,
+                        *r = ref.data + (p - 1 + k) * ref.cols;
             size_t pick = argmax(o, ref.cols), best = argmax(r, ref.cols);
-            if ((long)pick != ids[p + k] && !(r[best] - r[pick] <= tol * fmax(1.0, fabs(r[best])))) {
+            if ((long)pick != ids[p + k] &&
+                !(r[best] - r[pick] <= tol * fmax(1.0, fabs(r[best])))) {
                 printf("FAIL greedy step %ld: picked %zu, golden %ld\n", k, pick, ids[p + k]);
                 ok = 0;
             }

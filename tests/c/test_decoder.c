@@ -34,8 +34,11 @@ static void check(int ok, const char *what) {
 static int whole_utf8(const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
-        size_t len = s[i] < 0x80 ? 1 : (s[i] & 0xE0) == 0xC0 ? 2 : (s[i] & 0xF0) == 0xE0 ? 3
-                   : (s[i] & 0xF8) == 0xF0 ? 4 : 0;
+        size_t len = s[i] < 0x80             ? 1
+                     : (s[i] & 0xE0) == 0xC0 ? 2
+                     : (s[i] & 0xF0) == 0xE0 ? 3
+                     : (s[i] & 0xF8) == 0xF0 ? 4
+                                             : 0;
         if (len == 0 || i + len > n) return 0;
         for (size_t k = 1; k < len; k++)
             if ((s[i + k] & 0xC0) != 0x80) return 0;
@@ -85,7 +88,8 @@ static long decode(const Tokenizer *tok, const int *ids, int n, int flush, char 
                            : decoder_flush(&d, piece, piece_cap);
         if (!whole_utf8((const unsigned char *)piece, len) || w + len >= cap) {
             printf("FAIL: %s: after id %d (token %d of %d), %zu bytes that are not whole "
-                   "UTF-8 characters\n", what, i < n ? ids[i] : -1, i, n, len);
+                   "UTF-8 characters\n",
+                   what, i < n ? ids[i] : -1, i, n, len);
             free(piece);
             return -1;
         }
@@ -104,18 +108,28 @@ static void test_goldens(const Tokenizer *tok, const char *dir, const char *gold
     static int ids[MAX_IDS];
     snprintf(path, sizeof path, "%s/%s", dir, golden);
     FILE *f = fopen(path, "r");
-    if (!f) { check(0, path); return; }
+    if (!f) {
+        check(0, path);
+        return;
+    }
     int lines = 0, good = 0;
     for (int t = 0; fgets(line, sizeof line, f); t++, lines++) {
         int n = 0, used;
-        for (const char *p = line; n < MAX_IDS && sscanf(p, "%d%n", &ids[n], &used) == 1; p += used) n++;
+        for (const char *p = line; n < MAX_IDS && sscanf(p, "%d%n", &ids[n], &used) == 1; p += used)
+            n++;
         snprintf(path, sizeof path, "%s/tok_texts/%02d.txt", dir, t);
         long len = read_file(path, text, sizeof text);
         snprintf(what, sizeof what, "%s line %d (%s)", golden, t + 1, path);
-        if (len < 0) { check(0, what); continue; }
+        if (len < 0) {
+            check(0, what);
+            continue;
+        }
         if (spm) len = (long)spm_spaces(text, (size_t)len);
         long got_len = decode(tok, ids, n, 1, got, sizeof got, what);
-        if (got_len < 0) { failed++; continue; }
+        if (got_len < 0) {
+            failed++;
+            continue;
+        }
         if (got_len != len || memcmp(got, text, (size_t)len) != 0) {
             printf("FAIL: %s: decoded to \"%s\", the text is \"%s\"\n", what, got, text);
             failed++;
@@ -136,9 +150,13 @@ static void test_cut_short(const Tokenizer *tok, const char *name) {
     char got[64], what[128];
     Error err;
     snprintf(what, sizeof what, "%s: \"ab\" and the first two bytes of U+4E2D, then the end", name);
-    if (tokenizer_encode(tok, text, strlen(text), &ids, &n, &err) != 0) { check(0, err.msg); return; }
+    if (tokenizer_encode(tok, text, strlen(text), &ids, &n, &err) != 0) {
+        check(0, err.msg);
+        return;
+    }
     long whole = decode(tok, ids, n, 1, got, sizeof got, what);
-    int ok = whole == 5 && memcmp(got, text, 5) == 0;  /* the last id alone completes the character */
+    int ok =
+        whole == 5 && memcmp(got, text, 5) == 0; /* the last id alone completes the character */
     ok = ok && decode(tok, ids, n - 1, 0, got, sizeof got, what) == 2 && memcmp(got, "ab", 2) == 0;
     ok = ok && decode(tok, ids, n - 1, 1, got, sizeof got, what) == 5 &&
          memcmp(got, "ab\xEF\xBF\xBD", 5) == 0;
@@ -149,7 +167,10 @@ static void test_cut_short(const Tokenizer *tok, const char *name) {
 
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "tests/fixtures";
-    static const struct { const char *model, *golden; int spm; } cases[] = {
+    static const struct {
+        const char *model, *golden;
+        int spm;
+    } cases[] = {
         {"llama_gqa.gguf", "tokenizer_golden_spm.txt", 1},
         {"gpt2.gguf", "tokenizer_golden_gpt2.txt", 0},
     };
@@ -158,7 +179,7 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/%s", dir, cases[i].model);
         Model m;
         Error err;
-        if (model_load(&m, path, 0, &err) != 0) {  /* batch 0: the tokenizer, no run state */
+        if (model_load(&m, path, 0, &err) != 0) { /* batch 0: the tokenizer, no run state */
             printf("FAIL: %s: %s\n", path, err.msg);
             failed++;
             continue;

@@ -11,7 +11,8 @@
 static int passed, failed;
 
 static void check(int ok, const char *what) {
-    if (ok) passed++;
+    if (ok)
+        passed++;
     else {
         failed++;
         printf("FAIL %s\n", what);
@@ -19,8 +20,10 @@ static void check(int ok, const char *what) {
 }
 
 static uint64_t rng = 88172645463325252ull;
-static float frand(void) {  /* uniform in [-1, 1) */
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
     return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
 }
 
@@ -34,11 +37,12 @@ static void test_f16_roundtrip(void) {
     }
     check(bad == 0, "f16 -> f32 -> f16 round trip of all 65536 halves");
     /* values of known encodings */
-    check(f16_to_f32(0x3c00) == 1.0f && f16_to_f32(0xc000) == -2.0f && f16_to_f32(0x7bff) == 65504.0f &&
-          f16_to_f32(0x0001) == ldexpf(1.0f, -24), "f16 known values");
-    check(f32_to_f16(1.0f + ldexpf(1.0f, -11)) == 0x3c00 &&          /* tie -> even */
-          f32_to_f16(1.0f + 3 * ldexpf(1.0f, -11)) == 0x3c02 &&      /* tie -> even, upward */
-          f32_to_f16(65520.0f) == 0x7c00 && f32_to_f16(65519.0f) == 0x7bff,
+    check(f16_to_f32(0x3c00) == 1.0f && f16_to_f32(0xc000) == -2.0f &&
+              f16_to_f32(0x7bff) == 65504.0f && f16_to_f32(0x0001) == ldexpf(1.0f, -24),
+          "f16 known values");
+    check(f32_to_f16(1.0f + ldexpf(1.0f, -11)) == 0x3c00 &&         /* tie -> even */
+              f32_to_f16(1.0f + 3 * ldexpf(1.0f, -11)) == 0x3c02 && /* tie -> even, upward */
+              f32_to_f16(65520.0f) == 0x7c00 && f32_to_f16(65519.0f) == 0x7bff,
           "f32 -> f16 rounding to nearest even and overflow");
 #ifdef __FLT16_MAX__
     /* the compiler's own conversion, where it has one, is an independent reference */
@@ -61,12 +65,14 @@ static void *make_weights(uint32_t type, int rows, int cols, float *wf, size_t *
     float *tmp = malloc((size_t)cols * sizeof(float));
     for (int r = 0; r < rows; r++) {
         for (int c = 0; c < cols; c++) tmp[c] = frand();
-        if (r == 1 && cols >= 32) memset(tmp, 0, 32 * sizeof(float));  /* an all-zero Q8 block */
+        if (r == 1 && cols >= 32) memset(tmp, 0, 32 * sizeof(float)); /* an all-zero Q8 block */
         uint8_t *row = data + *row_bytes * r;
-        if (type == GGML_F32) memcpy(row, tmp, (size_t)cols * sizeof(float));
+        if (type == GGML_F32)
+            memcpy(row, tmp, (size_t)cols * sizeof(float));
         else if (type == GGML_F16)
             for (int c = 0; c < cols; c++) ((uint16_t *)row)[c] = f32_to_f16(tmp[c]);
-        else quantize_q8_0((BlockQ8 *)row, tmp, cols);
+        else
+            quantize_q8_0((BlockQ8 *)row, tmp, cols);
         Tensor one = {type, 1, cols, *row_bytes, row};
         tensor_row(wf + (size_t)r * cols, &one, 0);
     }
@@ -82,7 +88,8 @@ static void test_matmul(const Kernels *k, uint32_t type, int rows, int cols, int
     size_t rb;
     void *wdata = make_weights(type, rows, cols, wf, &rb);
     float *x = malloc((size_t)n * cols * sizeof(float));
-    float *out = malloc((size_t)n * rows * sizeof(float)), *ref = malloc((size_t)n * rows * sizeof(float));
+    float *out = malloc((size_t)n * rows * sizeof(float)),
+          *ref = malloc((size_t)n * rows * sizeof(float));
     for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frand();
     Tensor w = {type, rows, cols, rb, wdata};
     kernels_use(k);
@@ -92,7 +99,8 @@ static void test_matmul(const Kernels *k, uint32_t type, int rows, int cols, int
     for (int t = 0; t < n && ok; t++)
         for (int r = 0; r < rows; r++) {
             double mag = 0.0;
-            for (int c = 0; c < cols; c++) mag += fabs((double)wf[(size_t)r * cols + c] * x[(size_t)t * cols + c]);
+            for (int c = 0; c < cols; c++)
+                mag += fabs((double)wf[(size_t)r * cols + c] * x[(size_t)t * cols + c]);
             double o = out[(size_t)t * rows + r], e = ref[(size_t)t * rows + r];
             if (!(fabs(o - e) <= 1e-5 * mag + 1e-30)) {
                 printf("  %s %s %dx%d n=%d row %d pos %d: kernel %.9g reference %.9g\n", k->name,
@@ -105,7 +113,11 @@ static void test_matmul(const Kernels *k, uint32_t type, int rows, int cols, int
     snprintf(what, sizeof what, "matmul %s %s rows %d cols %d batch %d", k->name,
              ggml_type_name(type), rows, cols, n);
     check(ok, what);
-    free(wdata); free(wf); free(x); free(out); free(ref);
+    free(wdata);
+    free(wf);
+    free(x);
+    free(out);
+    free(ref);
 }
 
 /* matmul_many over weights of different heights and types equals one matmul_ref per weight. */
@@ -131,7 +143,10 @@ static void test_matmul_many(const Kernels *k, int n) {
     for (int j = 0; j < 3; j++) {
         matmul_ref(ref[j], x, &w[j], n);
         for (int i = 0; i < n * rows[j]; i++) ok &= fabsf(out[j][i] - ref[j][i]) <= 1e-4f;
-        free(wf[j]); free(data[j]); free(out[j]); free(ref[j]);
+        free(wf[j]);
+        free(data[j]);
+        free(out[j]);
+        free(ref[j]);
     }
     char what[96];
     snprintf(what, sizeof what, "matmul_many %s: F32 + Q8_0 + F16 weights, batch %d", k->name, n);
@@ -142,7 +157,8 @@ static void test_matmul_many(const Kernels *k, int n) {
 /* The reference itself against double-precision sums, so a wrong reference cannot pass. */
 static void test_reference(void) {
     int rows = 37, cols = 301, n = 3, ok = 1;
-    float *wf = malloc((size_t)rows * cols * sizeof(float)), *x = malloc((size_t)n * cols * sizeof(float));
+    float *wf = malloc((size_t)rows * cols * sizeof(float)),
+          *x = malloc((size_t)n * cols * sizeof(float));
     float *ref = malloc((size_t)n * rows * sizeof(float));
     for (int i = 0; i < rows * cols; i++) wf[i] = frand();
     for (int i = 0; i < n * cols; i++) x[i] = frand();
@@ -158,7 +174,9 @@ static void test_reference(void) {
             if (fabs(ref[t * rows + r] - exact) > 1e-5 * mag) ok = 0;
         }
     check(ok, "matmul_ref agrees with double-precision sums");
-    free(wf); free(x); free(ref);
+    free(wf);
+    free(x);
+    free(ref);
 }
 
 /* Q8_0 quantizer: zero blocks give d = 0 and q = 0; elsewhere |x - d q| <= d / 2 plus the F16
@@ -166,7 +184,8 @@ static void test_reference(void) {
 static void test_quantize(void) {
     float x[96];
     BlockQ8 b[3];
-    for (int i = 0; i < 96; i++) x[i] = i < 32 ? 0.0f : frand() * (i < 64 ? 0.02f : 50.0f);  /* scales stay normal halves */
+    for (int i = 0; i < 96; i++)
+        x[i] = i < 32 ? 0.0f : frand() * (i < 64 ? 0.02f : 50.0f); /* scales stay normal halves */
     quantize_q8_0(b, x, 96);
     int ok = b[0].d == 0;
     for (int i = 0; i < 32; i++) ok &= b[0].qs[i] == 0;
@@ -243,18 +262,23 @@ static double attention_double(double *P, double *out, const float *qh, const fl
 static void test_attention(const int shape[6], const AttDraw *dr) {
     const int n_heads = shape[0], n_kv = shape[1], hd = shape[2], n = shape[3], pos0 = shape[4];
     const int window = shape[5], len = pos0 + n, qd = n_heads * hd, kvd = n_kv * hd, layers = 3;
-    const int pstride = len + 3;  /* probability rows a little longer than the keys */
+    const int pstride = len + 3; /* probability rows a little longer than the keys */
     const size_t tile = (size_t)kvd * KV_TILE, cache = kv_tiles(len) * layers * tile;
     const AttnShape a = {n_heads, n_kv, hd, window, layers * tile};
-    float *q = malloc((size_t)n * qd * sizeof(float)), *k = malloc((size_t)len * kvd * sizeof(float));
+    float *q = malloc((size_t)n * qd * sizeof(float)),
+          *k = malloc((size_t)len * kvd * sizeof(float));
     float *v = malloc((size_t)len * kvd * sizeof(float));
     float *key_cache = malloc(cache * sizeof(float)), *value_cache = malloc(cache * sizeof(float));
-    float *kc = key_cache + tile, *vc = value_cache + tile;  /* layer 1 */
-    float *out = malloc((size_t)n * qd * sizeof(float)), *ref = malloc((size_t)n * qd * sizeof(float));
+    float *kc = key_cache + tile, *vc = value_cache + tile; /* layer 1 */
+    float *out = malloc((size_t)n * qd * sizeof(float)),
+          *ref = malloc((size_t)n * qd * sizeof(float));
     float *probs = malloc((size_t)n * n_heads * pstride * sizeof(float));
     double *P = malloc((size_t)len * sizeof(double)), *o = malloc((size_t)hd * sizeof(double));
     for (int i = 0; i < n * qd; i++) q[i] = dr->q_offset + dr->q_scale * frand();
-    for (int i = 0; i < len * kvd; i++) { k[i] = dr->k_offset + frand(); v[i] = frand(); }
+    for (int i = 0; i < len * kvd; i++) {
+        k[i] = dr->k_offset + frand();
+        v[i] = frand();
+    }
     kv_store(kc, vc, k, v, pos0, 0, &a);
     kv_store(kc, vc, k + (size_t)pos0 * kvd, v + (size_t)pos0 * kvd, n, pos0, &a);
     int layout_ok = 1;
@@ -262,19 +286,21 @@ static void test_attention(const int shape[6], const AttDraw *dr) {
         for (int h = 0; h < n_kv; h++)
             for (int i = 0; i < hd; i++) {
                 const size_t t = (size_t)(j / KV_TILE) * a.tile_stride, jt = j % KV_TILE;
-                layout_ok &= kc[t + ((size_t)h * hd + i) * KV_TILE + jt] == k[(size_t)j * kvd + h * hd + i] &&
-                             vc[t + ((size_t)h * KV_TILE + jt) * hd + i] == v[(size_t)j * kvd + h * hd + i];
+                layout_ok &=
+                    kc[t + ((size_t)h * hd + i) * KV_TILE + jt] ==
+                        k[(size_t)j * kvd + h * hd + i] &&
+                    vc[t + ((size_t)h * KV_TILE + jt) * hd + i] == v[(size_t)j * kvd + h * hd + i];
             }
     attention(out, q, kc, vc, n, pos0, &a);
     attention_ref(ref, probs, pstride, q, kc, vc, n, pos0, &a);
-    double worst_out = 0.0, worst_ref = 0.0, worst_p = 0.0;  /* |error| / tolerance */
+    double worst_out = 0.0, worst_ref = 0.0, worst_p = 0.0; /* |error| / tolerance */
     int masked_ok = 1;
     for (int t = 0; t < n; t++)
         for (int h = 0; h < n_heads; h++) {
             const int p = pos0 + t, lo = attn_first_visible(p, window), kvh = h / (n_heads / n_kv);
             const double mag = attention_double(P, o, q + ((size_t)t * n_heads + h) * hd, k, v, kvd,
                                                 kvh, hd, lo, p);
-            const double d = (hd + 2) * ldexp(1.0, -24) * mag, tol = 2 * d + 1e-5;  /* see above */
+            const double d = (hd + 2) * ldexp(1.0, -24) * mag, tol = 2 * d + 1e-5; /* see above */
             const size_t row = ((size_t)t * n_heads + h) * hd;
             for (int i = 0; i < hd; i++) {
                 worst_out = worse(worst_out, fabs(out[row + i] - o[i]) / tol);
@@ -293,11 +319,20 @@ static void test_attention(const int shape[6], const AttDraw *dr) {
     snprintf(what, sizeof what, "attention heads %d/%d dim %d, %d queries from %d, window %d, %s",
              n_heads, n_kv, hd, n, pos0, window, dr->what);
     if (!(worst_out <= 1.0 && worst_ref <= 1.0 && worst_p <= 1.0))
-        printf("  %s: worst error / tolerance: attention %.3g, attention_ref %.3g, its probabilities %.3g\n",
+        printf("  %s: worst error / tolerance: attention %.3g, attention_ref %.3g, its "
+               "probabilities %.3g\n",
                what, worst_out, worst_ref, worst_p);
     check(layout_ok && masked_ok && worst_out <= 1.0 && worst_ref <= 1.0 && worst_p <= 1.0, what);
-    free(q); free(k); free(v); free(key_cache); free(value_cache); free(out); free(ref); free(probs);
-    free(P); free(o);
+    free(q);
+    free(k);
+    free(v);
+    free(key_cache);
+    free(value_cache);
+    free(out);
+    free(ref);
+    free(probs);
+    free(P);
+    free(o);
 }
 
 /* exp_fast against libm's exp in double, over the whole range where e^x is a normal float. */
@@ -308,7 +343,8 @@ static void test_exp_fast(void) {
         if (rel > worst) worst = rel;
     }
     check(worst <= 1.5e-7 && isnan(exp_fast(NAN)) && exp_fast(-INFINITY) < 1e-37f &&
-          isfinite(exp_fast(1000.0f)) && exp_fast(0.0f) == 1.0f, "exp_fast within 1.5e-7 of exp");
+              isfinite(exp_fast(1000.0f)) && exp_fast(0.0f) == 1.0f,
+          "exp_fast within 1.5e-7 of exp");
 }
 
 int main(void) {
@@ -320,10 +356,11 @@ int main(void) {
     const Kernels *sets[4];
     int n_sets = kernels_available(sets, 4);
     /* shapes not multiples of any vector width or tile (Q8_0 needs cols % 32 == 0) */
-    const int shapes[][3] = {{1, 1, 1}, {7, 3, 1}, {33, 17, 2}, {64, 64, 1}, {129, 95, 5},
-                             {256, 257, 9}, {31, 4099, 3}, {5, 2047, 17}, {300, 768, 64}, {13, 1030, 7}};
-    const int q8_shapes[][3] = {{1, 32, 1}, {7, 64, 1}, {33, 96, 2}, {129, 2048, 1}, {30, 160, 5},
-                                {64, 1056, 13}, {300, 768, 64}, {5, 4096, 3}};
+    const int shapes[][3] = {{1, 1, 1},      {7, 3, 1},     {33, 17, 2},   {64, 64, 1},
+                             {129, 95, 5},   {256, 257, 9}, {31, 4099, 3}, {5, 2047, 17},
+                             {300, 768, 64}, {13, 1030, 7}};
+    const int q8_shapes[][3] = {{1, 32, 1},   {7, 64, 1},     {33, 96, 2},    {129, 2048, 1},
+                                {30, 160, 5}, {64, 1056, 13}, {300, 768, 64}, {5, 4096, 3}};
     for (int s = 0; s < n_sets; s++) {
         printf("kernel set: %s\n", sets[s]->name);
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
@@ -337,16 +374,17 @@ int main(void) {
     /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
        tiles hold KV_TILE = 64 keys: single queries at and around the tile boundaries, prompts
        whose keys span two and three tiles, windows that start on, before and after a boundary */
-    const int att[][6] = {
-        {8, 2, 8, 1, 0, 0},    {8, 2, 8, 37, 0, 0},   {4, 4, 64, 130, 0, 0},  {12, 1, 16, 5, 100, 0},
-        {8, 2, 8, 70, 3, 7},   {6, 3, 32, 1, 200, 64}, {2, 1, 5, 17, 64, 16}, {4, 2, 16, 200, 0, 65},
-        {2, 1, 260, 20, 5, 0},
-        {4, 2, 16, 1, 63, 0},  {4, 2, 16, 1, 64, 0},  {4, 2, 16, 1, 65, 0},   {4, 2, 16, 1, 127, 0},
-        {4, 2, 16, 1, 128, 0}, {4, 2, 16, 1, 129, 0}, {2, 1, 64, 1, 192, 0},  {4, 2, 16, 1, 128, 64},
-        {4, 2, 16, 1, 128, 65}, {4, 2, 16, 1, 127, 64}, {4, 2, 16, 1, 126, 64}, {4, 2, 16, 1, 64, 1},
-        {4, 2, 16, 1, 191, 2}, {4, 2, 16, 10, 60, 0}, {4, 2, 16, 2, 127, 0},  {4, 2, 16, 66, 63, 0},
-        {4, 2, 16, 129, 0, 0}, {4, 2, 16, 60, 100, 0}, {4, 2, 16, 33, 64, 0}, {4, 2, 16, 20, 120, 10},
-        {4, 2, 16, 100, 50, 64}, {2, 2, 64, 40, 100, 30}};
+    const int att[][6] = {{8, 2, 8, 1, 0, 0},     {8, 2, 8, 37, 0, 0},     {4, 4, 64, 130, 0, 0},
+                          {12, 1, 16, 5, 100, 0}, {8, 2, 8, 70, 3, 7},     {6, 3, 32, 1, 200, 64},
+                          {2, 1, 5, 17, 64, 16},  {4, 2, 16, 200, 0, 65},  {2, 1, 260, 20, 5, 0},
+                          {4, 2, 16, 1, 63, 0},   {4, 2, 16, 1, 64, 0},    {4, 2, 16, 1, 65, 0},
+                          {4, 2, 16, 1, 127, 0},  {4, 2, 16, 1, 128, 0},   {4, 2, 16, 1, 129, 0},
+                          {2, 1, 64, 1, 192, 0},  {4, 2, 16, 1, 128, 64},  {4, 2, 16, 1, 128, 65},
+                          {4, 2, 16, 1, 127, 64}, {4, 2, 16, 1, 126, 64},  {4, 2, 16, 1, 64, 1},
+                          {4, 2, 16, 1, 191, 2},  {4, 2, 16, 10, 60, 0},   {4, 2, 16, 2, 127, 0},
+                          {4, 2, 16, 66, 63, 0},  {4, 2, 16, 129, 0, 0},   {4, 2, 16, 60, 100, 0},
+                          {4, 2, 16, 33, 64, 0},  {4, 2, 16, 20, 120, 10}, {4, 2, 16, 100, 50, 64},
+                          {2, 2, 64, 40, 100, 30}};
     /* ordinary scores; scores of a few hundred, where e^s overflows a float (the softmax must
        subtract the maximum); and +-100 sum_i q_i / sqrt(hd) (q_i >= 1: at least 100 sqrt(hd),
        220 at head dim 5) added to every score of a query, which changes nothing but the size of
@@ -355,11 +393,12 @@ int main(void) {
                              {0.0f, 300.0f, 0.0f, "large scores"},
                              {2.0f, 1.0f, 100.0f, "large common offset"},
                              {2.0f, 1.0f, -100.0f, "large negative common offset"}};
-    for (int s = 0; s < n_sets; s++) {  /* the tiled attention with each set's tile products */
+    for (int s = 0; s < n_sets; s++) { /* the tiled attention with each set's tile products */
         kernels_use(sets[s]);
         printf("attention with kernel set: %s\n", sets[s]->name);
         for (size_t i = 0; i < sizeof att / sizeof att[0]; i++)
-            for (size_t d = 0; d < sizeof draws / sizeof draws[0]; d++) test_attention(att[i], &draws[d]);
+            for (size_t d = 0; d < sizeof draws / sizeof draws[0]; d++)
+                test_attention(att[i], &draws[d]);
     }
     kernels_use(sets[0]);
     printf("test_kernels: %d passed, %d failed\n", passed, failed);

@@ -25,9 +25,10 @@ static void expected(float *want, const float *logits, int n, float temp, int k,
     for (int i = 0; i < n; i++) max = logits[i] > max ? logits[i] : max;
     for (int i = 0; i < n; i++) sum += pr[i] = exp((logits[i] - max) / temp);
     for (int i = 0; i < n; i++) pr[i] /= sum, order[i] = i;
-    for (int i = 0; i < n; i++)  /* selection sort: slow and obviously right */
+    for (int i = 0; i < n; i++) /* selection sort: slow and obviously right */
         for (int j = i + 1; j < n; j++)
-            if (pr[order[j]] > pr[order[i]] || (pr[order[j]] == pr[order[i]] && order[j] < order[i])) {
+            if (pr[order[j]] > pr[order[i]] ||
+                (pr[order[j]] == pr[order[i]] && order[j] < order[i])) {
                 int t = order[i];
                 order[i] = order[j];
                 order[j] = t;
@@ -35,7 +36,10 @@ static void expected(float *want, const float *logits, int n, float temp, int k,
     int kept = k > 0 && k < n ? k : n;
     double cum = 0.0;
     for (int i = 0; i < kept && p < 1.0f; i++)
-        if ((cum += pr[order[i]]) >= p) { kept = i + 1; break; }
+        if ((cum += pr[order[i]]) >= p) {
+            kept = i + 1;
+            break;
+        }
     double total = 0.0;
     for (int i = 0; i < kept; i++) total += pr[order[i]];
     for (int i = 0; i < n; i++) want[i] = 0.0f;
@@ -59,7 +63,10 @@ static void test_case(const char *name, const float *logits, int n, float temp, 
     int ok = 1;
     double worst = 0.0;
     for (int i = 0; i < n; i++) {
-        if (want[i] == 0.0f) { ok &= count[i] == 0; continue; }
+        if (want[i] == 0.0f) {
+            ok &= count[i] == 0;
+            continue;
+        }
         double sd = sqrt(DRAWS * want[i] * (1.0 - want[i])) + 1e-9;
         double z = fabs(count[i] - DRAWS * (double)want[i]) / sd;
         worst = z > worst ? z : worst;
@@ -83,14 +90,16 @@ static void test_steps(void) {
     check(probs[0] == 0.25f && probs[3] == 0.25f, "softmax of equal logits is exactly 1/4 each");
     int kept = sampler_top_p_candidates(cand, quarter, 4, 0.5f);
     check(kept == 4 && cand[0].index == 0 && cand[3].index == 3, "top-p candidates: ties by index");
-    check(sampler_top_p(cand, kept, 0.5f) == 2, "top-p 0.5 over four quarters keeps exactly 2 (>=)");
+    check(sampler_top_p(cand, kept, 0.5f) == 2,
+          "top-p 0.5 over four quarters keeps exactly 2 (>=)");
     check(sampler_top_p(cand, kept, 0.75f) == 3, "top-p 0.75 keeps exactly 3");
     kept = sampler_top_p_candidates(cand, quarter, 4, 0.001f);
     check(kept == 1 && cand[0].index == 0,
           "top-p below every probability keeps the most probable token (not an empty set)");
     check(sampler_draw(cand, 1, 0.999f) == 0, "a draw from one candidate is that candidate");
     kept = sampler_top_k(cand, quarter, 4, 2);
-    check(kept == 2 && cand[0].index == 0 && cand[1].index == 1, "top-k 2 of equals: lowest indices");
+    check(kept == 2 && cand[0].index == 0 && cand[1].index == 1,
+          "top-k 2 of equals: lowest indices");
     check(sampler_argmax(quarter, 4) == 0, "argmax: the lowest index wins a tie");
 }
 
@@ -100,7 +109,7 @@ int main(void) {
     static float logits[N], flat[N], few[8] = {2.0f, 1.0f, 1.0f, 0.5f, 3.0f, -1.0f, 1.0f, 0.0f};
     static const float four[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     uint64_t rng = 7;
-    for (int i = 0; i < N; i++) {  /* xorshift, uniform in [0, 6) */
+    for (int i = 0; i < N; i++) { /* xorshift, uniform in [0, 6) */
         rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
         logits[i] = 6.0f * (float)((rng * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
     }

@@ -31,7 +31,8 @@ static inline void check_error(const Error *err, const char *file, int line) {
     for (const char *p = err->msg; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) ok = 0;
     if (!ok) {
-        fprintf(stderr, "%s:%d: the error is not one printable line: \"%s\"\n", file, line, err->msg);
+        fprintf(stderr, "%s:%d: the error is not one printable line: \"%s\"\n", file, line,
+                err->msg);
         abort();
     }
 }

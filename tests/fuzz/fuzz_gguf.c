@@ -31,7 +31,8 @@ static void decode(const Model *m, const int *ids, int n) {
 }
 
 static void use_tokenizer(const Model *m) {
-    static const char text[] = "In the beginning God created the heaven and the earth. \xC3\xA9 <s>";
+    static const char text[] =
+        "In the beginning God created the heaven and the earth. \xC3\xA9 <s>";
     const int vocab = m->config.vocab_size;
     int *ids, n;
     Error err;
@@ -53,7 +54,8 @@ static double state_floats(const Config *c, int cap) {
     const double q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim;
     return cap * (3.0 * c->dim + 2 * q + 2 * kv + 2.0 * c->hidden_dim +
                   (double)c->n_heads * c->seq_len + c->vocab_size) +
-           2.0 * (c->seq_len + KV_TILE) * c->n_layers * kv + (double)c->seq_len * (c->dim + c->rope_dim);
+           2.0 * (c->seq_len + KV_TILE) * c->n_layers * kv +
+           (double)c->seq_len * (c->dim + c->rope_dim);
 }
 
 /* 1 if every weight is one a trained model could have: finite and at most 64 in magnitude, so
@@ -67,17 +69,17 @@ static int weights_sane(const GGUF *g) {
         for (size_t k = 0; t->type == GGML_Q8_0 && k < t->nbytes; k += sizeof(BlockQ8)) {
             uint16_t d;
             memcpy(&d, p + k, 2);
-            if ((d & 0x7FFF) > 0x3800) return 0;  /* 0x3800 is 0.5 */
+            if ((d & 0x7FFF) > 0x3800) return 0; /* 0x3800 is 0.5 */
         }
         for (size_t k = 0; t->type == GGML_F32 && k < t->nbytes; k += 4) {
             float f;
             memcpy(&f, p + k, 4);
-            if (!(fabsf(f) <= 64.0f)) return 0;  /* NaN too */
+            if (!(fabsf(f) <= 64.0f)) return 0; /* NaN too */
         }
         for (size_t k = 0; t->type == GGML_F16 && k < t->nbytes; k += 2) {
             uint16_t h;
             memcpy(&h, p + k, 2);
-            if ((h & 0x7FFF) > 0x5400) return 0;  /* 0x5400 is 64.0; above: larger, inf, NaN */
+            if ((h & 0x7FFF) > 0x5400) return 0; /* 0x5400 is 64.0; above: larger, inf, NaN */
         }
     }
     return 1;
@@ -106,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK_ERROR(&err);
         return 0;
     }
-    if (model_init(&m, 0, &err) != 0) {  /* frees m, m.file included */
+    if (model_init(&m, 0, &err) != 0) { /* frees m, m.file included */
         CHECK_ERROR(&err);
         return 0;
     }

@@ -17,7 +17,7 @@
 
 static const struct {
     const char *path;
-    int spm;                /* SentencePiece: decoding gives "\xE2\x96\x81" back as a space */
+    int spm; /* SentencePiece: decoding gives "\xE2\x96\x81" back as a space */
 } FIXTURES[] = {{"tests/fixtures/llama_gqa.gguf", 1},
                 {"tests/fixtures/gpt2.gguf", 0},
                 {"tests/fuzz/corpus/gguf/llama_spm.gguf", 1}};
@@ -66,8 +66,10 @@ static char *spm_expected(const char *text, size_t len, size_t *out_len) {
     CHECK(e != NULL);
     size_t n = 0;
     for (size_t i = 0; i < len;) {
-        if (len - i >= 3 && memcmp(text + i, "\xE2\x96\x81", 3) == 0) e[n++] = ' ', i += 3;
-        else e[n++] = text[i++];
+        if (len - i >= 3 && memcmp(text + i, "\xE2\x96\x81", 3) == 0)
+            e[n++] = ' ', i += 3;
+        else
+            e[n++] = text[i++];
     }
     *out_len = n;
     return e;
@@ -100,7 +102,7 @@ static void decode_bytes(const Model *m, const uint8_t *data, size_t size) {
     CHECK(ids != NULL);
     for (size_t i = 0; i < n; i++) {
         unsigned v = (unsigned)data[2 * i] | (unsigned)data[2 * i + 1] << 8;
-        ids[i] = (int)(v % (unsigned)(vocab + 16)) - 8;  /* [-8, vocab + 8) */
+        ids[i] = (int)(v % (unsigned)(vocab + 16)) - 8; /* [-8, vocab + 8) */
     }
     /* An odd last byte says what came before (a caller continuing after a prompt sets it). */
     int prev = size % 2 ? (int)data[size - 1] - 8 : -1;

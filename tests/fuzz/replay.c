@@ -93,9 +93,12 @@ int main(int argc, char **argv) {
     int passed = 0, failed = 0;
     for (int i = 1; i < argc; i++) {
         struct stat st;
-        if (strcmp(argv[i], "-v") == 0) verbose = 1;
-        else if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode)) run_dir(argv[i], &passed, &failed);
-        else run_file(argv[i]) == 0 ? passed++ : failed++;
+        if (strcmp(argv[i], "-v") == 0)
+            verbose = 1;
+        else if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode))
+            run_dir(argv[i], &passed, &failed);
+        else
+            run_file(argv[i]) == 0 ? passed++ : failed++;
     }
     if (passed + failed == 0) {
         fprintf(stderr, "usage: %s [-v] FILE_OR_FOLDER...\n", name);
