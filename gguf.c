@@ -92,7 +92,8 @@ static int skip_value(Reader *r, uint32_t type, const char *key) {
     return 0;
 }
 
-static int read_kv(Reader *r, GGUFKV *kv) {
+static int read_kv(Reader *r, void *out) {
+    GGUFKV *kv = out;
     char key[96];
     if (read_str(r, &kv->key, "metadata key")) return -1;
     snprintf(key, sizeof key, "%.*s", shown(kv->key), kv->key.ptr);
@@ -147,7 +148,8 @@ const char *ggml_type_name(uint32_t type) {
     }
 }
 
-static int read_tensor_info(Reader *r, GGUFTensor *t) {
+static int read_tensor_info(Reader *r, void *out) {
+    GGUFTensor *t = out;
     char name[96];
     if (read_str(r, &t->name, "tensor name")) return -1;
     snprintf(name, sizeof name, "%.*s", shown(t->name), t->name.ptr);
@@ -275,26 +277,15 @@ static void *grow(void *array, size_t *cap, size_t i, size_t elem_size) {
     return p;
 }
 
-static int read_kvs(Reader *r, GGUF *g) {
+/* Reads n entries of `size` bytes each with read_one into *items, growing it as they come. */
+static int read_entries(Reader *r, void **items, uint64_t n, size_t size,
+                        int (*read_one)(Reader *r, void *item), const char *what) {
     size_t cap = 0;
-    for (uint64_t i = 0; i < g->n_kv; i++) {
-        GGUFKV *kv = grow(g->kv, &cap, (size_t)i, sizeof *kv);
-        if (!kv)
-            return fail(r->err, "out of memory reading metadata entry %llu", (unsigned long long)i);
-        g->kv = kv;
-        if (read_kv(r, &kv[i])) return -1;
-    }
-    return 0;
-}
-
-static int read_tensor_infos(Reader *r, GGUF *g) {
-    size_t cap = 0;
-    for (uint64_t i = 0; i < g->n_tensors; i++) {
-        GGUFTensor *t = grow(g->tensors, &cap, (size_t)i, sizeof *t);
-        if (!t)
-            return fail(r->err, "out of memory reading tensor info %llu", (unsigned long long)i);
-        g->tensors = t;
-        if (read_tensor_info(r, &t[i])) return -1;
+    for (uint64_t i = 0; i < n; i++) {
+        char *p = grow(*items, &cap, (size_t)i, size);
+        if (!p) return fail(r->err, "out of memory reading %s %llu", what, (unsigned long long)i);
+        *items = p;
+        if (read_one(r, p + (size_t)i * size)) return -1;
     }
     return 0;
 }
@@ -306,9 +297,15 @@ int gguf_parse(GGUF *g, const uint8_t *buf, size_t size, Error *err) {
     g->buf = buf;
     g->size = size;
     Reader r = {buf, buf + size, err};
-    if (read_header(&r, g) || read_kvs(&r, g) || read_alignment(g, err) ||
-        read_tensor_infos(&r, g) || place_tensors(g, (size_t)(r.p - buf), err) ||
-        index_tensors(g, err)) {
+    void *kv = NULL, *tensors = NULL; /* the arrays as they grow; g owns them at every step */
+    int bad = read_header(&r, g) ||
+              read_entries(&r, &kv, g->n_kv, sizeof *g->kv, read_kv, "metadata entry");
+    g->kv = kv;
+    bad = bad || read_alignment(g, err) ||
+          read_entries(&r, &tensors, g->n_tensors, sizeof *g->tensors, read_tensor_info,
+                       "tensor info");
+    g->tensors = tensors;
+    if (bad || place_tensors(g, (size_t)(r.p - buf), err) || index_tensors(g, err)) {
         gguf_close(g);
         return -1;
     }
@@ -371,50 +368,22 @@ const GGUFTensor *gguf_find_tensor(const GGUF *g, const char *name) {
     return NULL;
 }
 
-/* Reads any integer-typed scalar at p as int64 (uint64 above INT64_MAX is rejected by callers). */
+/* Reads any integer-typed scalar at p as int64: its bytes widened, the signed types sign-extended
+   (uint64 above INT64_MAX is refused). */
 static int scalar_int(uint32_t type, const uint8_t *p, int64_t *out) {
-    switch (type) {
-    case GGUF_UINT8: *out = *p; return 0;
-    case GGUF_INT8: *out = (int8_t)*p; return 0;
-    case GGUF_UINT16: {
-        uint16_t v;
-        memcpy(&v, p, 2);
-        *out = v;
-        return 0;
-    }
-    case GGUF_INT16: {
-        int16_t v;
-        memcpy(&v, p, 2);
-        *out = v;
-        return 0;
-    }
-    case GGUF_UINT32: {
-        uint32_t v;
-        memcpy(&v, p, 4);
-        *out = v;
-        return 0;
-    }
-    case GGUF_INT32: {
-        int32_t v;
-        memcpy(&v, p, 4);
-        *out = v;
-        return 0;
-    }
-    case GGUF_UINT64: {
-        uint64_t v;
-        memcpy(&v, p, 8);
-        if (v > (uint64_t)INT64_MAX) return -1;
-        *out = (int64_t)v;
-        return 0;
-    }
-    case GGUF_INT64: {
-        int64_t v;
-        memcpy(&v, p, 8);
-        *out = v;
-        return 0;
-    }
-    default: return -1;
-    }
+    const int is_signed =
+        type == GGUF_INT8 || type == GGUF_INT16 || type == GGUF_INT32 || type == GGUF_INT64;
+    if (!is_signed && type != GGUF_UINT8 && type != GGUF_UINT16 && type != GGUF_UINT32 &&
+        type != GGUF_UINT64)
+        return -1;
+    const size_t n = scalar_size(type);
+    uint64_t u = 0;
+    memcpy(&u, p, n); /* little-endian, as the whole file */
+    const uint64_t sign = (uint64_t)1 << (8 * n - 1);
+    if (is_signed && n < 8 && (u & sign)) u |= ~(sign - 1); /* extend the sign */
+    if (!is_signed && u > (uint64_t)INT64_MAX) return -1;
+    memcpy(out, &u, sizeof u); /* two's complement bits as int64 */
+    return 0;
 }
 
 /* The getters share this: find `key`, let `convert` turn its value into *out (-1 for a type it

@@ -5,28 +5,17 @@
 
 #include "common.h"
 
-enum { /* metadata value types */
-       GGUF_UINT8 = 0,
-       GGUF_INT8 = 1,
-       GGUF_UINT16 = 2,
-       GGUF_INT16 = 3,
-       GGUF_UINT32 = 4,
-       GGUF_INT32 = 5,
-       GGUF_FLOAT32 = 6,
-       GGUF_BOOL = 7,
-       GGUF_STRING = 8,
-       GGUF_ARRAY = 9,
-       GGUF_UINT64 = 10,
-       GGUF_INT64 = 11,
-       GGUF_FLOAT64 = 12,
-       GGUF_NTYPES
+/* metadata value types */
+/* clang-format off */
+enum {
+    GGUF_UINT8 = 0, GGUF_INT8 = 1, GGUF_UINT16 = 2, GGUF_INT16 = 3, GGUF_UINT32 = 4, GGUF_INT32 = 5,
+    GGUF_FLOAT32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9, GGUF_UINT64 = 10,
+    GGUF_INT64 = 11, GGUF_FLOAT64 = 12, GGUF_NTYPES
 };
+/* clang-format on */
 
-enum { /* tensor types (ggml_type numbering) */
-       GGML_F32 = 0,
-       GGML_F16 = 1,
-       GGML_Q8_0 = 8
-};
+/* tensor types (ggml_type numbering) */
+enum { GGML_F32 = 0, GGML_F16 = 1, GGML_Q8_0 = 8 };
 
 typedef struct {
     Str key;

@@ -49,44 +49,47 @@
 #error "kernels_simd.h: define all of Q8_DOT2, Q8_ACC2_TYPE, Q8_ACC2_ZERO, Q8_ACC2_FOLD, or none"
 #endif
 
-/* sum_i w[i] * x[i]; four independent accumulators hide the FMA latency. The first few products
- * are done one at a time until w sits on a vector boundary, so that no load of the weights (read
- * from memory, unlike x) straddles two cache lines: GGUF's default alignment is 32 bytes, half a
- * 512-bit vector, and straddling loads cost a third of the bandwidth here. */
-static TARGET float FN(dot_f32)(const float *w, const float *x, int n) {
+/* sum_{i0 <= i < n} w[i] * x[i], plus `sum`, for weights that are floats (half = 0) or halves
+ * widened in registers (half = 1); half is a constant wherever this is inlined, so each caller
+ * gets its own straight loop. Four independent accumulators hide the FMA latency. */
+static inline __attribute__((always_inline)) TARGET float FN(dot_from)(const void *w,
+                                                                       const float *x, int i0,
+                                                                       int n, float sum,
+                                                                       const int half) {
+    const float *wf = w;
+    const uint16_t *wh = w;
+#define WLOAD(k) (half ? vloadh(wh + (k)) : vload(wf + (k)))
     VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+    int i = i0;
+    for (; i + 4 * VL <= n; i += 4 * VL) {
+        a0 = vfma(WLOAD(i), vload(x + i), a0);
+        a1 = vfma(WLOAD(i + VL), vload(x + i + VL), a1);
+        a2 = vfma(WLOAD(i + 2 * VL), vload(x + i + 2 * VL), a2);
+        a3 = vfma(WLOAD(i + 3 * VL), vload(x + i + 3 * VL), a3);
+    }
+    for (; i + VL <= n; i += VL) a0 = vfma(WLOAD(i), vload(x + i), a0);
+#undef WLOAD
+    sum = vsum(a0) + vsum(a1) + (vsum(a2) + vsum(a3)) + sum;
+    for (; i < n; i++) sum += (half ? f16_table[wh[i]] : wf[i]) * x[i];
+    return sum;
+}
+
+/* The first few products are done one at a time until w sits on a vector boundary, so that no
+ * load of the weights (read from memory, unlike x) straddles two cache lines: GGUF's default
+ * alignment is 32 bytes, half a 512-bit vector, and straddling loads cost a third of the
+ * bandwidth here. */
+static TARGET float FN(dot_f32)(const float *w, const float *x, int n) {
     const int off = (int)((uintptr_t)w / sizeof(float) % VL);
     int i = 0, head = off ? VL - off : 0;
     float sum_head = 0.0f;
     for (; i < head && i < n; i++) sum_head += w[i] * x[i];
-    for (; i + 4 * VL <= n; i += 4 * VL) {
-        a0 = vfma(vload(w + i), vload(x + i), a0);
-        a1 = vfma(vload(w + i + VL), vload(x + i + VL), a1);
-        a2 = vfma(vload(w + i + 2 * VL), vload(x + i + 2 * VL), a2);
-        a3 = vfma(vload(w + i + 3 * VL), vload(x + i + 3 * VL), a3);
-    }
-    for (; i + VL <= n; i += VL) a0 = vfma(vload(w + i), vload(x + i), a0);
-    float sum = vsum(a0) + vsum(a1) + (vsum(a2) + vsum(a3)) + sum_head;
-    for (; i < n; i++) sum += w[i] * x[i];
-    return sum;
+    return FN(dot_from)(w, x, i, n, sum_head, 0);
 }
 
-/* The same with half-precision weights, widened in registers. No alignment head: a load of VL
-   halves is at most 32 bytes, which from GGUF's 32-byte alignment stays within a cache line
-   (rows of a multiple of 16 halves). */
+/* No alignment head for halves: a load of VL halves is at most 32 bytes, which from GGUF's
+   32-byte alignment stays within a cache line (rows of a multiple of 16 halves). */
 static TARGET float FN(dot_f16)(const uint16_t *w, const float *x, int n) {
-    VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
-    int i = 0;
-    for (; i + 4 * VL <= n; i += 4 * VL) {
-        a0 = vfma(vloadh(w + i), vload(x + i), a0);
-        a1 = vfma(vloadh(w + i + VL), vload(x + i + VL), a1);
-        a2 = vfma(vloadh(w + i + 2 * VL), vload(x + i + 2 * VL), a2);
-        a3 = vfma(vloadh(w + i + 3 * VL), vload(x + i + 3 * VL), a3);
-    }
-    for (; i + VL <= n; i += VL) a0 = vfma(vloadh(w + i), vload(x + i), a0);
-    float sum = vsum(a0) + vsum(a1) + (vsum(a2) + vsum(a3));
-    for (; i < n; i++) sum += f16_table[w[i]] * x[i];
-    return sum;
+    return FN(dot_from)(w, x, 0, n, 0.0f, 1);
 }
 
 /* Q8_0 weights against Q8_0-quantized activations: per block an exact integer dot product,

@@ -11,13 +11,14 @@ typedef enum {
     TOK_GPT2 /* tokenizer.ggml.model = "gpt2": byte-level BPE with merges, GPT-2 pre-tokenizer */
 } TokenizerKind;
 
-enum { /* tokenizer.ggml.token_type values */
-       TOKEN_NORMAL = 1,
-       TOKEN_UNKNOWN = 2,
-       TOKEN_CONTROL = 3,
-       TOKEN_USER_DEFINED = 4,
-       TOKEN_UNUSED = 5,
-       TOKEN_BYTE = 6
+/* tokenizer.ggml.token_type values */
+enum {
+    TOKEN_NORMAL = 1,
+    TOKEN_UNKNOWN = 2,
+    TOKEN_CONTROL = 3,
+    TOKEN_USER_DEFINED = 4,
+    TOKEN_UNUSED = 5,
+    TOKEN_BYTE = 6
 };
 
 /* What the model file says about its tokenizer; everything here is borrowed and may be freed
