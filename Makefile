@@ -107,6 +107,7 @@ define c_tests
 	$(2) build/$(1)/tests/c/test_decoder
 	RUN="$(3)" sh tests/c/golden.sh
 	RUN="$(3)" sh tests/c/bad_input.sh
+	RUN="$(3)" sh tests/c/llamacpp_vectors.sh
 	$(2) build/$(1)/tests/fuzz/replay_gguf $(wildcard tests/fuzz/*/gguf)
 	$(2) build/$(1)/tests/fuzz/replay_tokenizer $(wildcard tests/fuzz/*/tokenizer)
 	$(2) build/$(1)/tests/fuzz/replay_cli $(wildcard tests/fuzz/*/cli)

@@ -605,7 +605,7 @@ def gpt2_tokenizer(vocab, merges, added, source):
         eot = next((i for i, c, _ in added if c == "<|endoftext|>"), None)
     if eot is not None:
         types[eot] = 3  # GPT-2's only special token: document separator, used as BOS and EOS
-    return {"model": "gpt2", "pre": "gpt2", "tokens": tokens, "scores": None, "types": types,
+    return {"model": "gpt2", "pre": "gpt-2", "tokens": tokens, "scores": None, "types": types,
             "merges": merges, "add_space_prefix": None, "bos": eot, "eos": eot, "unk": None,
             "pad": None, "default_add_bos": False}
 

@@ -216,9 +216,11 @@ static int read_alignment(GGUF *g, Error *err) {
 }
 
 /* Points each tensor into the data section, which starts at the first aligned byte after the
-   header (header_end), checking that its bytes lie inside the buffer. */
+   header (header_end), checking that its bytes lie inside the buffer. A file without tensors (a
+   vocabulary-only file, as llama.cpp writes them) may end at its header, unpadded. */
 static int place_tensors(GGUF *g, size_t header_end, Error *err) {
     size_t data_start = (header_end + g->alignment - 1) / g->alignment * g->alignment;
+    if (g->n_tensors == 0 && header_end <= g->size) return 0;
     if (data_start > g->size)
         return fail(err, "truncated file: tensor data would start at byte %zu of %zu", data_start,
                     g->size);

@@ -456,7 +456,7 @@ static int get_token_id(const GGUF *g, const char *key, int n_vocab, int *out, E
     return 0;
 }
 
-static int load_tokenizer(const GGUF *g, const Config *c, Tokenizer **tok, Error *err) {
+static int load_tokenizer(const GGUF *g, Config *c, Tokenizer **tok, Error *err) {
     TokenizerSpec spec;
     memset(&spec, 0, sizeof spec);
     Str kind;
@@ -471,14 +471,24 @@ static int load_tokenizer(const GGUF *g, const Config *c, Tokenizer **tok, Error
     else
         return fail(err, "unsupported tokenizer '%.*s' (supported: llama, gpt2)",
                     (int)(kind.len > 40 ? 40 : kind.len), kind.ptr);
+    /* The pre-tokenizer of a byte-level BPE vocabulary, named as llama.cpp names it: "gpt-2" and
+       the names it maps to the same rules; "gpt2" is what this program's exports wrote before.
+       Absent (files from before the key existed): GPT-2's rules. SentencePiece has none. */
+    static const char *const gpt2_pre[] = {"gpt-2", "gpt2", "phi-2", "jina-es", "jina-de"};
     Str pre;
     if ((found = gguf_get_str(g, "tokenizer.ggml.pre", &pre, err)) < 0) return -1;
-    if (found && spec.kind == TOK_GPT2 && !str_eq(pre, "gpt2") && !str_eq(pre, "default"))
-        return fail(err, "unsupported pre-tokenizer '%.*s' (supported: gpt2)",
+    int known = !found || spec.kind == TOK_SPM;
+    for (size_t i = 0; i < sizeof gpt2_pre / sizeof gpt2_pre[0] && !known; i++)
+        known = str_eq(pre, gpt2_pre[i]);
+    if (!known)
+        return fail(err,
+                    "unsupported pre-tokenizer '%.*s' for a gpt2 vocabulary (supported: gpt-2, "
+                    "and its aliases phi-2, jina-es, jina-de)",
                     (int)(pre.len > 40 ? 40 : pre.len), pre.ptr);
 
     const GGUFKV *tokens = get_array(g, "tokenizer.ggml.tokens", GGUF_STRING, 1, err);
     if (!tokens) return -1;
+    if (c->vocab_only && tokens->len <= (uint64_t)MAX_DIM * 4) c->vocab_size = (int)tokens->len;
     if (tokens->len != (uint64_t)c->vocab_size)
         return fail(err, "tokenizer has %llu tokens but token_embd.weight has %d rows",
                     (unsigned long long)tokens->len, c->vocab_size);
@@ -641,6 +651,15 @@ static void prefault(const GGUF *g) {
 }
 
 int model_init(Model *m, int batch, Error *err) {
+    if (m->file.n_tensors == 0) { /* a vocabulary-only file (llama.cpp's ggml-vocab-*.gguf) */
+        memset(&m->config, 0, sizeof m->config);
+        m->config.vocab_only = 1;
+        if (load_tokenizer(&m->file, &m->config, &m->tokenizer, err)) {
+            model_free(m);
+            return -1;
+        }
+        return 0;
+    }
     if (read_config(&m->file, &m->config, err) ||
         bind_weights(&m->file, &m->config, &m->weights, err) ||
         load_tokenizer(&m->file, &m->config, &m->tokenizer, err) ||

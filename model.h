@@ -58,6 +58,7 @@ typedef struct {
     int bias[N_BIAS];   /* 1 where the file has that group of biases, in every layer */
     int sliding_window; /* 0 = none; else a query at i sees keys i-W < j <= i */
     int tied;           /* output head shares token_embd */
+    int vocab_only;     /* the file has a vocabulary and no tensors: only tokenizing works */
 } Config;
 
 typedef struct {

@@ -283,7 +283,11 @@ static int run(const Options *o, Error *err) {
         free(stdin_text);
         return -1;
     }
-    if (o->verbose) {
+    if (m.config.vocab_only && !o->tokenize) {
+        fail(err, "'%s' holds a vocabulary and no weights: only --tokenize works on it", o->model);
+        goto done;
+    }
+    if (o->verbose && !m.config.vocab_only) {
         print_config(&m.config, stderr);
         attn_print_kv_cache(&m.config, stderr);
     }

@@ -126,7 +126,7 @@ def test_export_roundtrip(build, variant):
         D = cfg["n_embd"]
         assert m["gpt2.embedding_length"] == D and m["gpt2.block_count"] == cfg["n_layer"]
         assert m["gpt2.context_length"] == cfg["n_positions"]
-        assert m["tokenizer.ggml.model"] == "gpt2" and m["tokenizer.ggml.pre"] == "gpt2"
+        assert m["tokenizer.ggml.model"] == "gpt2" and m["tokenizer.ggml.pre"] == "gpt-2"
         assert len(m["tokenizer.ggml.merges"]) > 200 and m["tokenizer.ggml.add_bos_token"] is False
         eot = m["tokenizer.ggml.tokens"].index("<|endoftext|>")
         assert m["tokenizer.ggml.bos_token_id"] == m["tokenizer.ggml.eos_token_id"] == eot
