@@ -122,10 +122,6 @@ static const ArchSpec *find_arch(Str name) {
     return NULL;
 }
 
-static const ArchSpec *find_arch_named(const char *name) {
-    return find_arch((Str){name, strlen(name)});
-}
-
 /* Dimensions and the attention's shape. */
 static int read_dims(const GGUF *g, Config *c, Error *err) {
     const char *a = c->arch;
@@ -171,6 +167,8 @@ static int read_rope(const GGUF *g, Config *c, Error *err) {
     return 0;
 }
 
+static void read_biases(const GGUF *g, const ArchSpec *arch, Config *c);
+
 static int read_config(const GGUF *g, Config *c, Error *err) {
     memset(c, 0, sizeof *c);
     Str name;
@@ -210,6 +208,7 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     if (!(eps > 0.0) || eps > 1.0 || (float)eps == 0.0f)
         return fail(err, "norm epsilon %g is out of range (0, 1] as a float32", eps);
     c->norm_eps = (float)eps;
+    read_biases(g, arch, c);
     return 0;
 }
 
@@ -383,7 +382,6 @@ static int bind_weights(const GGUF *g, Config *c, Weights *w, Error *err) {
                     MAX_DIM * 4);
     c->vocab_size = (int)emb->ne[1];
     c->tied = gguf_find_tensor(g, "output.weight") == NULL;
-    read_biases(g, find_arch_named(c->arch), c);
     if (bind_table(g, c, MODEL_TENSORS, sizeof MODEL_TENSORS / sizeof MODEL_TENSORS[0], "", w, err))
         return -1;
     if (c->tied) w->output = w->token_embd;

@@ -91,10 +91,13 @@ int sampler_top_k(Candidate *cand, const float *probs, int n, int k) {
  * token is always needed, and kept even when it is below the cutoff (flat logits and a small p). */
 int sampler_top_p_candidates(Candidate *cand, const float *probs, int n, float p) {
     const float cutoff = (1.0f - p) / (float)(n - 1 > 0 ? n - 1 : 1);
-    const int best = sampler_argmax(probs, n);
     int kept = 0;
     for (int i = 0; i < n; i++)
-        if (probs[i] >= cutoff || i == best) cand[kept++] = (Candidate){probs[i], i};
+        if (probs[i] >= cutoff) cand[kept++] = (Candidate){probs[i], i};
+    if (kept == 0) { /* any token kept would have been the most probable among them */
+        const int best = sampler_argmax(probs, n);
+        cand[kept++] = (Candidate){probs[best], best};
+    }
     qsort(cand, (size_t)kept, sizeof *cand, compare_desc);
     return kept;
 }
