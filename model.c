@@ -167,6 +167,39 @@ static int read_rope(const GGUF *g, Config *c, Error *err) {
     return 0;
 }
 
+/* Keys llama.cpp reads that change the computation in ways this program does not implement
+   (mixtures of experts, soft-capped or scaled logits, parallel residuals, bidirectional
+   attention). A file that sets one is refused by name rather than run wrongly. `neutral` is the
+   value that means "off" (a file may write it explicitly). */
+static const struct {
+    const char *suffix; /* after "<arch>." */
+    double neutral;
+} UNSUPPORTED_KEYS[] = {
+    {"expert_count", 0},          {"attn_logit_softcapping", 0}, {"final_logit_softcapping", 0},
+    {"logit_scale", 1},           {"residual_scale", 1},         {"embedding_scale", 1},
+    {"use_parallel_residual", 0}, {"attention.causal", 1},
+};
+
+static int refuse_unsupported_keys(const GGUF *g, const char *arch, Error *err) {
+    for (size_t i = 0; i < sizeof UNSUPPORTED_KEYS / sizeof UNSUPPORTED_KEYS[0]; i++) {
+        char key[128];
+        snprintf(key, sizeof key, "%s.%s", arch, UNSUPPORTED_KEYS[i].suffix);
+        const GGUFKV *kv = gguf_find(g, key);
+        if (!kv) continue;
+        double x;
+        int b;
+        if (kv->type == GGUF_BOOL) {
+            if (gguf_get_bool(g, key, &b, err) < 0) return -1;
+            x = b;
+        } else if (gguf_get_float(g, key, &x, err) < 0) { /* a string or an array: named */
+            return -1;
+        }
+        if (x != UNSUPPORTED_KEYS[i].neutral)
+            return fail(err, "metadata '%s' = %g is not supported by this program", key, x);
+    }
+    return 0;
+}
+
 static void read_biases(const GGUF *g, const ArchSpec *arch, Config *c);
 
 static int read_config(const GGUF *g, Config *c, Error *err) {
@@ -185,7 +218,7 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     c->rope_style = arch->rope_style;
     c->ffn = arch->ffn;
     c->fused_qkv = arch->fused_qkv;
-    if (read_dims(g, c, err)) return -1;
+    if (read_dims(g, c, err) || refuse_unsupported_keys(g, c->arch, err)) return -1;
 
     /* this program's own exports may pick other positions or activations (export.py) */
     static const char *const positions[] = {NULL, "learned", "sinusoidal"};

@@ -48,6 +48,7 @@ corrupt absurd 's/(embedding_length\x04\x00{3})..../${1}\xff\xff\xff\x7f/s'
 corrupt zerodim 's/(token_embd\.weight\x02\x00{3}).{8}/${1}\x00\x00\x00\x00\x00\x00\x00\x00/s'
 corrupt offset 's/(token_embd\.weight\x02\x00{3}.{16}.{4}).{8}/${1}\x00\x00\x00\x00\x00\x01\x00\x00/s'
 corrupt notok 's/tokenizer\.ggml\.tokens/tokenizer.ggml.tokenz/'
+corrupt resid 's/llama\.rope\.freq_base/llama.residual_scale/'
 perl -0777 -pe 's/(tokenizer\.ggml\.pre\x08\x00{3}\x04\x00{7})gpt2/${1}xyz2/' tests/fixtures/gpt2.gguf > "$tmp/pre.gguf"
 cmp -s tests/fixtures/gpt2.gguf "$tmp/pre.gguf" && { echo "FAIL corrupt pre: the edit changed nothing"; fail=$((fail + 1)); }
 corrupt nkv 's/^(GGUF\x03\x00{3}.{8}).{8}/${1}\xff\xff\xff\xff\xff\xff\xff\x0f/s'
@@ -67,6 +68,7 @@ expect "kv heads don't divide" 1 "does not divide"              -- $RUN "$tmp/kv
 expect "absurd dimension"      1 "out of range"                 -- $RUN "$tmp/absurd.gguf" -i hi
 expect "zero dimension"        1 "absurd dimension 0"           -- $RUN "$tmp/zerodim.gguf" -i hi
 expect "tensor outside file"   1 "outside the file"             -- $RUN "$tmp/offset.gguf" -i hi
+expect "unsupported key"       1 "'llama.residual_scale' = 10000 is not supported" -- $RUN "$tmp/resid.gguf" -i hi
 expect "no tokenizer"          1 "has no tokenizer"             -- $RUN "$tmp/notok.gguf" -i hi
 expect "unknown pre-tokenizer"  1 "unsupported pre-tokenizer 'xyz2'" -- $RUN "$tmp/pre.gguf" -i hi
 expect "huge metadata count"   1 "corrupt header"               -- $RUN "$tmp/nkv.gguf" -i hi
