@@ -13,7 +13,15 @@
 3. For each shape x type x threads: `./run MODEL -i PROMPT -n 128 -t 0 --threads N` with a prompt of
    exactly 128 tokens (BOS included, checked with --tokenize), median of --reps runs of the prompt and
    generation tok/s that ./run prints on stderr, and the peak RSS of each run (wait4's ru_maxrss).
-4. Prints the table and writes it, with the machine, the limits, the date and the commit, to --out.
+4. Beside each row, llama.cpp on the same file with the same prompt ids and the same number of
+   greedy tokens and threads (bench/llamacpp.mjs: node-llama-cpp 3.21.1's prebuilt llama.cpp v0.4.0,
+   installed by `cd tests/oracles && npm ci --omit=optional`; skipped with a note when missing, or
+   with --llamacpp off): its own perf counters (prompt eval and eval time, what its tools print),
+   median of --reps runs, and the ratio ours / llama.cpp. The JavaScript binding's cost per token
+   (wall clock around the same calls minus llama.cpp's counters) is reported, not counted.
+   Other processes' CPU use is measured around every row: llama.cpp's threads spin while they
+   wait, so on a busy 2-core machine its 2-thread figures collapse; such rows are marked busy.
+5. Prints the tables and writes them, with the machine, the limits, the date and the commit, to --out.
 
 Limits (stated again in the output):
 - decode limit (tok/s) = read bandwidth(threads) / bytes of weights read per token, where the bytes
@@ -54,6 +62,9 @@ BUILD = ROOT / "build" / "bench"
 RUN = ROOT / "run"
 LIMITS = BUILD / "limits"
 EXPORT = ROOT / "export.py"
+LLAMACPP = ROOT / "bench" / "llamacpp.mjs"
+NODE_LLAMA = ROOT / "tests" / "oracles" / "node_modules" / "node-llama-cpp"
+BUSY_LIMIT = 0.1  # cores other processes may use during a row before it is marked busy
 
 VOCAB, CONTEXT = 32000, 1024
 # llama2.c's stories15M / 42M / 110M: dim, layers, heads (= kv heads), FFN hidden
@@ -323,6 +334,28 @@ def run_once(model, prompt, threads):
     return P, X, G, Y, "[end of text]" in text, rss
 
 
+def llamacpp_once(model, prompt_ids, threads):
+    """One llama.cpp run (bench/llamacpp.mjs): dict of prompt_tps, decode_tps (its perf counters)
+    and wall_prompt_tps, wall_decode_tps (JavaScript's clock), prompt_tokens, decode_tokens."""
+    r = subprocess.run(["node", str(LLAMACPP), str(model), str(threads), str(N_PREDICT)],
+                       input=json.dumps(prompt_ids), capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise BenchError(f"llama.cpp on {model.name} exited {r.returncode}: {r.stderr.strip()[-300:]}")
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise BenchError(f"cannot parse bench/llamacpp.mjs's output: {r.stdout.strip()[-300:]}")
+
+
+def llamacpp_available():
+    """None when bench/llamacpp.mjs can run, else why not."""
+    if not shutil.which("node"):
+        return "node is not installed"
+    if not NODE_LLAMA.exists():
+        return "node-llama-cpp is not installed (cd tests/oracles && npm ci --omit=optional)"
+    return None
+
+
 # ----------------------------------------------------------------------------------------------
 
 def machine():
@@ -385,6 +418,8 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--limits-mib", type=int, default=1024, help="read-bandwidth array size")
+    ap.add_argument("--llamacpp", choices=["auto", "on", "off"], default="auto",
+                    help="llama.cpp beside each row: auto = when node-llama-cpp is installed")
     ap.add_argument("--quick", action="store_true",
                     help="development: 15M only, 1 rep, 256 MiB bandwidth array")
     ap.add_argument("--out", help="Markdown output (default bench/results.md; "
@@ -405,6 +440,11 @@ def main(argv=None):
     for f in (RUN, LIMITS):
         if not os.access(f, os.X_OK):
             sys.exit(f"bench: {f} is missing: run `make bench`")
+    why_not = llamacpp_available() if a.llamacpp != "off" else "--llamacpp off"
+    if why_not and a.llamacpp == "on":
+        sys.exit(f"bench: llama.cpp cannot run: {why_not}")
+    if why_not:
+        log(f"bench: llama.cpp not measured: {why_not}")
     BUILD.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     busy0 = cpu_busy()
@@ -450,9 +490,11 @@ def main(argv=None):
             if n != PROMPT_TOKENS:
                 raise BenchError(f"{model.name}: prompt is {n} tokens, not {PROMPT_TOKENS}")
             warm(model)
+            prompt_ids = [int(x) for x in tokenize(model, prompt)]
             for th in threads:
                 if th not in bw:
                     raise BenchError(f"no limits measured for {th} threads")
+                b0, w0 = cpu_busy(), time.time()
                 res = [run_once(model, prompt, th) for _ in range(a.reps)]
                 for P, X, G, Y, eot, rss in res:
                     if P != PROMPT_TOKENS or G != N_PREDICT or eot:
@@ -470,10 +512,24 @@ def main(argv=None):
                 row = dict(shape=s, type=t.upper(), threads=th, prompt=pt, prompt_lim=plim,
                            decode=dt, decode_lim=dlim, rss=rss, allow=allow,
                            prompt_runs=[x[1] for x in res], decode_runs=[x[3] for x in res])
+                if not why_not:
+                    lc = [llamacpp_once(model, prompt_ids, th) for _ in range(a.reps)]
+                    for x in lc:
+                        if x["prompt_tokens"] != PROMPT_TOKENS or x["decode_tokens"] != N_PREDICT - 1:
+                            problems.append(f"{s} {t} {th} threads: llama.cpp timed {x['prompt_tokens']} "
+                                            f"prompt tokens and {x['decode_tokens']} decode runs")
+                    for k in ("prompt_tps", "decode_tps", "wall_prompt_tps", "wall_decode_tps"):
+                        row["llama_" + k] = statistics.median(x[k] for x in lc)
+                b1 = cpu_busy()
+                row["others"] = ((b1[0] - b0[0]) - (b1[1] - b0[1])) / max(time.time() - w0, 1e-9)
                 rows.append(row)
                 log(f"{s:>5} {t:>5} {th}t  prompt {pt:8.1f} tok/s ({pct(pt / plim):>4} of {plim:7.0f})"
                     f"  decode {dt:7.1f} tok/s ({pct(dt / dlim):>4} of {dlim:6.0f})"
-                    f"  RSS {rss / 1e6:5.0f} / {allow / 1e6:5.0f} MB")
+                    f"  RSS {rss / 1e6:5.0f} / {allow / 1e6:5.0f} MB"
+                    + (f"  | llama.cpp prompt {row['llama_prompt_tps']:8.1f} decode "
+                       f"{row['llama_decode_tps']:7.1f}" if not why_not else "")
+                    + (f"  BUSY ({row['others']:.2f} cores used by others)"
+                       if row["others"] > BUSY_LIMIT else ""))
     _, bw2, peak2 = measure_limits("after the runs")
     bw_before, bw = bw, {k: max(v, bw2.get(k, 0.0)) for k, v in bw.items()}
     peak = {k: max(v, peak2.get(k, 0.0)) for k, v in peak.items()}
@@ -501,6 +557,21 @@ def main(argv=None):
                      f"{c['flops'] / 1e6:.1f} | {c['kv_cache'] / 1e6:.1f} | {c['kv_read'] / 1e6:.1f} |\n"
                      for (s, t), c in costs.items()))
     loaded = load0 > LOAD_LIMIT or others > 0.1
+    side = ""
+    if not why_not:
+        side = ("| shape | type | threads | prompt tok/s ours / llama.cpp (ratio) | decode tok/s ours / "
+                "llama.cpp (ratio) | others' CPU during the row |\n|---|---|---|---|---|---|\n"
+                + "".join(
+                    f"| {r['shape']} | {r['type']} | {r['threads']} | {r['prompt']:.0f} / "
+                    f"{r['llama_prompt_tps']:.0f} ({r['prompt'] / r['llama_prompt_tps']:.2f}) | "
+                    f"{r['decode']:.1f} / {r['llama_decode_tps']:.1f} "
+                    f"({r['decode'] / r['llama_decode_tps']:.2f}) | {r['others']:.2f} cores"
+                    + (" **busy**" if r["others"] > BUSY_LIMIT else "") + " |\n" for r in rows))
+        js_decode = statistics.median(1e3 / r["llama_wall_decode_tps"] - 1e3 / r["llama_decode_tps"]
+                                      for r in rows)
+        js_prompt = statistics.median(1e3 * PROMPT_TOKENS / r["llama_wall_prompt_tps"]
+                                      - 1e3 * PROMPT_TOKENS / r["llama_prompt_tps"] for r in rows)
+        busy_rows = sum(r["others"] > BUSY_LIMIT for r in rows)
     md = [
         "# tinygpt benchmark (`make bench`)",
         "",
@@ -538,12 +609,27 @@ def main(argv=None):
         "",
         per_model.rstrip("\n"),
     ]
+    if side:
+        md += ["", "## Side by side with llama.cpp", "",
+               f"llama.cpp v0.4.0 (npm node-llama-cpp 3.21.1, prebuilt CPU library) on the same "
+               f"files, prompt ids and thread counts, {N_PREDICT} greedy tokens, F32 KV cache, "
+               f"whole prompt in one batch; figures from llama.cpp's own perf counters (prompt eval "
+               f"time, eval time), median of {a.reps} runs. The JavaScript binding adds "
+               f"{js_decode:.3f} ms per decoded token and {js_prompt:.2f} ms per prompt (median over "
+               f"rows, wall clock minus llama.cpp's counters), not counted. Ratio > 1: ours faster.",
+               "", side.rstrip("\n")]
+        if busy_rows:
+            md += ["", f"{busy_rows} rows ran while other processes used more than {BUSY_LIMIT} "
+                   "cores: llama.cpp's spinning threads make its figures there (2 threads "
+                   "especially) unreliable."]
     if problems:
         md += ["", "Problems:", ""] + [f"- {p}" for p in problems]
     Path(a.out).write_text("\n".join(md) + "\n")
     print("\n".join(md[:7]))
     print()
     print(table, end="")
+    if side:
+        print("\n" + side, end="")
     if problems:
         print("\nProblems:\n" + "\n".join(f"- {p}" for p in problems))
     print(f"\nbench: {total:.0f} s; written to {os.path.relpath(a.out)}")
