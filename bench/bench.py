@@ -2,7 +2,8 @@
 """make bench: tinygpt's speed against the machine's limits, measured in the same run.
 
     python3 bench/bench.py [--quick] [--shapes 15M,42M,110M] [--types f32,f16,q8_0] [--threads 1,2]
-                           [--reps 3] [--out bench/results.md]
+                           [--prompt-tokens 128[,512,1024]] [--reps 3] [--llamacpp auto|on|off]
+                           [--out bench/results.md]
 
 1. Runs build/bench/limits (bench/limits.c): read bandwidth and FP32 FMA peak with 1 and 2 threads,
    before the runs and again after them; the higher of the two is used (the memory bus is shared
@@ -10,8 +11,9 @@
 2. Builds random-weight llama models at llama2.c's three shapes as Hugging Face directories
    (build/bench/<shape>-hf, reused when present) and exports each in F32, F16 and Q8_0 with export.py
    (build/bench/<shape>-<type>.gguf, re-exported when export.py or the directory is newer).
-3. For each shape x type x threads: `./run MODEL -i PROMPT -n 128 -t 0 --threads N` with a prompt of
-   exactly 128 tokens (BOS included, checked with --tokenize), median of --reps runs of the prompt and
+3. For each prompt length x shape x type x threads: `./run MODEL -i PROMPT -n 128 -t 0 --threads N`
+   with a prompt of exactly P tokens (128 unless --prompt-tokens says more; BOS included, checked
+   with --tokenize; longer prompts show attention's growing share), median of --reps runs of the prompt and
    generation tok/s that ./run prints on stderr, and the peak RSS of each run (wait4's ru_maxrss).
 4. Beside each row, llama.cpp on the same file with the same prompt ids and the same number of
    greedy tokens and threads (bench/llamacpp.mjs: node-llama-cpp 3.21.1's prebuilt llama.cpp v0.4.0,
@@ -66,11 +68,11 @@ LLAMACPP = ROOT / "bench" / "llamacpp.mjs"
 NODE_LLAMA = ROOT / "tests" / "oracles" / "node_modules" / "node-llama-cpp"
 BUSY_LIMIT = 0.1  # cores other processes may use during a row before it is marked busy
 
-VOCAB, CONTEXT = 32000, 1024
+VOCAB, CONTEXT = 32000, 2048  # room for a 1024-token prompt and the generated tokens
 # llama2.c's stories15M / 42M / 110M: dim, layers, heads (= kv heads), FFN hidden
 SHAPES = {"15M": (288, 6, 6, 768), "42M": (512, 8, 8, 1376), "110M": (768, 12, 12, 2048)}
 TYPES = ["f32", "f16", "q8_0"]
-PROMPT_TOKENS, N_PREDICT = 128, 128
+PROMPT_TOKENS, N_PREDICT = 128, 128  # the default prompt length
 LOAD_LIMIT = 0.5
 
 # Text for the prompt (cut to exactly PROMPT_TOKENS tokens).
@@ -213,8 +215,8 @@ def gguf_header(path):
     return meta, tensors
 
 
-def model_costs(path):
-    """Bytes of weights read per decoded token, FLOPs per prompt token (for PROMPT_TOKENS), the
+def model_costs(path, P):
+    """Bytes of weights read per decoded token, FLOPs per prompt token (for a P-token prompt), the
     KV cache bytes, and the type of each weight (to report F16 fallbacks of a Q8_0 export)."""
     meta, tensors = gguf_header(path)
     arch = meta["general.architecture"]
@@ -236,10 +238,10 @@ def model_costs(path):
                 layer_params += shape[0] * shape[1]
     if "output.weight" not in tensors:  # tied: the whole embedding is the output head
         read_bytes += tensors["token_embd.weight"][2] - tensors["token_embd.weight"][2] // vocab
-    flops = 2 * layer_params + 2 * vocab * dim / PROMPT_TOKENS
+    flops = 2 * layer_params + 2 * vocab * dim / P
     kv_cache = 2 * layers * ctx * kv_heads * head_dim * 4
     # Keys and values a decoded token reads, averaged over the generation (positions P .. P+N-2).
-    kv_read = 2 * layers * kv_heads * head_dim * 4 * (PROMPT_TOKENS + N_PREDICT / 2)
+    kv_read = 2 * layers * kv_heads * head_dim * 4 * (P + N_PREDICT / 2)
     return {"read_bytes": read_bytes, "flops": flops, "kv_cache": kv_cache, "kv_read": kv_read,
             "types": types,
             "file_bytes": path.stat().st_size, "layers": layers, "dim": dim, "context": ctx}
@@ -256,31 +258,32 @@ def tokenize(model, text):
     return r.stdout.split()
 
 
-def make_prompt(model):
-    """The longest word prefix of TEXT with at most PROMPT_TOKENS tokens, then filler words until
-    exactly PROMPT_TOKENS (each checked with ./run --tokenize)."""
-    words = TEXT.split()
-    lo, hi = 1, len(words)  # largest k with tokens(words[:k]) <= PROMPT_TOKENS
-    if len(tokenize(model, TEXT)) < PROMPT_TOKENS:
-        raise BenchError("bench: the prompt text is too short")
+def make_prompt(model, P):
+    """The longest word prefix of TEXT (repeated as often as needed) with at most P tokens, then
+    filler words until exactly P (each checked with ./run --tokenize)."""
+    text = TEXT
+    while len(tokenize(model, text)) < P:
+        text += " " + TEXT
+    words = text.split()
+    lo, hi = 1, len(words)  # largest k with tokens(words[:k]) <= P
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if len(tokenize(model, " ".join(words[:mid]))) <= PROMPT_TOKENS:
+        if len(tokenize(model, " ".join(words[:mid]))) <= P:
             lo = mid
         else:
             hi = mid - 1
     text = " ".join(words[:lo])
-    for _ in range(PROMPT_TOKENS):
+    for _ in range(P):
         n = len(tokenize(model, text))
-        if n == PROMPT_TOKENS:
+        if n == P:
             return text
         for filler in (" a", " I", ",", "."):
-            if len(tokenize(model, text + filler)) <= PROMPT_TOKENS:
+            if len(tokenize(model, text + filler)) <= P:
                 text += filler
                 break
         else:
             break
-    raise BenchError(f"bench: cannot make a prompt of exactly {PROMPT_TOKENS} tokens")
+    raise BenchError(f"bench: cannot make a prompt of exactly {P} tokens")
 
 
 def warm(path):
@@ -411,11 +414,54 @@ def pct(x):
     return f"{100 * x:.0f}%"
 
 
+def bench_row(a, model, s, t, th, PL, prompt, prompt_ids, c, bw, peak, why_not, problems):
+    """One row: ours (and llama.cpp's unless why_not) on one file, thread count and prompt."""
+    if th not in bw:
+        raise BenchError(f"no limits measured for {th} threads")
+    b0, w0 = cpu_busy(), time.time()
+    res = [run_once(model, prompt, th) for _ in range(a.reps)]
+    for P, X, G, Y, eot, rss in res:
+        if P != PL or G != N_PREDICT or eot:
+            problems.append(f"{s} {t} {th} threads: prompt {P} tokens, generated {G}"
+                            + (" (end of text)" if eot else ""))
+    pt = statistics.median(x[1] for x in res)
+    dt = statistics.median(x[3] for x in res)
+    rss = max(x[5] for x in res)
+    plim = peak[th] * 1e9 / c["flops"]
+    dlim = bw[th] * 1e9 / c["read_bytes"]
+    allow = (c["file_bytes"] + c["kv_cache"]) * 1.1
+    if rss > allow:
+        problems.append(f"{s} {t} {th} threads: peak RSS {rss / 1e6:.0f} MB > allowance "
+                        f"{allow / 1e6:.0f} MB")
+    row = dict(shape=s, type=t.upper(), threads=th, P=PL, prompt=pt, prompt_lim=plim,
+               decode=dt, decode_lim=dlim, rss=rss, allow=allow,
+               prompt_runs=[x[1] for x in res], decode_runs=[x[3] for x in res])
+    if not why_not:
+        lc = [llamacpp_once(model, prompt_ids, th) for _ in range(a.reps)]
+        for x in lc:
+            if x["prompt_tokens"] != PL or x["decode_tokens"] != N_PREDICT - 1:
+                problems.append(f"{s} {t} {th} threads: llama.cpp timed {x['prompt_tokens']} "
+                                f"prompt tokens and {x['decode_tokens']} decode runs")
+        for k in ("prompt_tps", "decode_tps", "wall_prompt_tps", "wall_decode_tps"):
+            row["llama_" + k] = statistics.median(x[k] for x in lc)
+    b1 = cpu_busy()
+    row["others"] = ((b1[0] - b0[0]) - (b1[1] - b0[1])) / max(time.time() - w0, 1e-9)
+    log(f"{s:>5} {t:>5} {th}t P={PL:<4}  prompt {pt:8.1f} tok/s ({pct(pt / plim):>4} of {plim:7.0f})"
+        f"  decode {dt:7.1f} tok/s ({pct(dt / dlim):>4} of {dlim:6.0f})"
+        f"  RSS {rss / 1e6:5.0f} / {allow / 1e6:5.0f} MB"
+        + (f"  | llama.cpp prompt {row['llama_prompt_tps']:8.1f} decode "
+           f"{row['llama_decode_tps']:7.1f}" if not why_not else "")
+        + (f"  BUSY ({row['others']:.2f} cores used by others)" if row["others"] > BUSY_LIMIT else ""))
+    return row
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--prompt-tokens", default=str(PROMPT_TOKENS),
+                    help="prompt lengths, e.g. 128,512,1024 (at most %d)" % (CONTEXT - N_PREDICT))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--limits-mib", type=int, default=1024, help="read-bandwidth array size")
     ap.add_argument("--llamacpp", choices=["auto", "on", "off"], default="auto",
@@ -431,6 +477,13 @@ def main(argv=None):
         a.out = str(BUILD / "results-quick.md" if a.quick else ROOT / "bench" / "results.md")
     shapes, types = a.shapes.split(","), a.types.split(",")
     threads = [int(t) for t in a.threads.split(",")]
+    try:
+        lengths = [int(n) for n in a.prompt_tokens.split(",")]
+    except ValueError:
+        ap.error(f"--prompt-tokens expects numbers: {a.prompt_tokens}")
+    for n in lengths:
+        if not 2 <= n <= CONTEXT - N_PREDICT:
+            ap.error(f"--prompt-tokens {n}: out of range [2, {CONTEXT - N_PREDICT}]")
     for s in shapes:
         if s not in SHAPES:
             ap.error(f"unknown shape {s} ({', '.join(SHAPES)})")
@@ -478,63 +531,28 @@ def main(argv=None):
     # would flatter every row.
     lim, bw, peak = measure_limits("before the runs")
 
-    prompt = make_prompt(models[shapes[0], types[0]])
+    prompts = {P: make_prompt(models[shapes[0], types[0]], P) for P in lengths}
     rows, problems, costs = [], [], {}
-    for s in shapes:
-        for t in types:
-            model = models[s, t]
-            c = costs[s, t] = model_costs(model)
-            if t == "q8_0" and 1 in c["types"]:
-                problems.append(f"{s} q8_0: some matrices were stored as F16 (rows not a multiple of 32)")
-            n = len(tokenize(model, prompt))
-            if n != PROMPT_TOKENS:
-                raise BenchError(f"{model.name}: prompt is {n} tokens, not {PROMPT_TOKENS}")
-            warm(model)
-            prompt_ids = [int(x) for x in tokenize(model, prompt)]
-            for th in threads:
-                if th not in bw:
-                    raise BenchError(f"no limits measured for {th} threads")
-                b0, w0 = cpu_busy(), time.time()
-                res = [run_once(model, prompt, th) for _ in range(a.reps)]
-                for P, X, G, Y, eot, rss in res:
-                    if P != PROMPT_TOKENS or G != N_PREDICT or eot:
-                        problems.append(f"{s} {t} {th} threads: prompt {P} tokens, generated {G}"
-                                        + (" (end of text)" if eot else ""))
-                pt = statistics.median(x[1] for x in res)
-                dt = statistics.median(x[3] for x in res)
-                rss = max(x[5] for x in res)
-                plim = peak[th] * 1e9 / c["flops"]
-                dlim = bw[th] * 1e9 / c["read_bytes"]
-                allow = (c["file_bytes"] + c["kv_cache"]) * 1.1
-                if rss > allow:
-                    problems.append(f"{s} {t} {th} threads: peak RSS {rss / 1e6:.0f} MB > allowance "
-                                    f"{allow / 1e6:.0f} MB")
-                row = dict(shape=s, type=t.upper(), threads=th, prompt=pt, prompt_lim=plim,
-                           decode=dt, decode_lim=dlim, rss=rss, allow=allow,
-                           prompt_runs=[x[1] for x in res], decode_runs=[x[3] for x in res])
-                if not why_not:
-                    lc = [llamacpp_once(model, prompt_ids, th) for _ in range(a.reps)]
-                    for x in lc:
-                        if x["prompt_tokens"] != PROMPT_TOKENS or x["decode_tokens"] != N_PREDICT - 1:
-                            problems.append(f"{s} {t} {th} threads: llama.cpp timed {x['prompt_tokens']} "
-                                            f"prompt tokens and {x['decode_tokens']} decode runs")
-                    for k in ("prompt_tps", "decode_tps", "wall_prompt_tps", "wall_decode_tps"):
-                        row["llama_" + k] = statistics.median(x[k] for x in lc)
-                b1 = cpu_busy()
-                row["others"] = ((b1[0] - b0[0]) - (b1[1] - b0[1])) / max(time.time() - w0, 1e-9)
-                rows.append(row)
-                log(f"{s:>5} {t:>5} {th}t  prompt {pt:8.1f} tok/s ({pct(pt / plim):>4} of {plim:7.0f})"
-                    f"  decode {dt:7.1f} tok/s ({pct(dt / dlim):>4} of {dlim:6.0f})"
-                    f"  RSS {rss / 1e6:5.0f} / {allow / 1e6:5.0f} MB"
-                    + (f"  | llama.cpp prompt {row['llama_prompt_tps']:8.1f} decode "
-                       f"{row['llama_decode_tps']:7.1f}" if not why_not else "")
-                    + (f"  BUSY ({row['others']:.2f} cores used by others)"
-                       if row["others"] > BUSY_LIMIT else ""))
+    for PL in lengths:
+        prompt = prompts[PL]
+        for s in shapes:
+            for t in types:
+                model = models[s, t]
+                c = costs[s, t, PL] = model_costs(model, PL)
+                if t == "q8_0" and 1 in c["types"]:
+                    problems.append(f"{s} q8_0: some matrices were stored as F16 (rows not a multiple of 32)")
+                prompt_ids = [int(x) for x in tokenize(model, prompt)]
+                if len(prompt_ids) != PL:
+                    raise BenchError(f"{model.name}: prompt is {len(prompt_ids)} tokens, not {PL}")
+                warm(model)
+                for th in threads:
+                    rows.append(bench_row(a, model, s, t, th, PL, prompt, prompt_ids, c, bw, peak,
+                                          why_not, problems))
     _, bw2, peak2 = measure_limits("after the runs")
     bw_before, bw = bw, {k: max(v, bw2.get(k, 0.0)) for k, v in bw.items()}
     peak = {k: max(v, peak2.get(k, 0.0)) for k, v in peak.items()}
     for r in rows:  # the percentages against the higher limits
-        c = costs[r["shape"], r["type"].lower()]
+        c = costs[r["shape"], r["type"].lower(), r["P"]]
         r["prompt_lim"] = peak[r["threads"]] * 1e9 / c["flops"]
         r["decode_lim"] = bw[r["threads"]] * 1e9 / c["read_bytes"]
     total = time.time() - t_start
@@ -543,10 +561,16 @@ def main(argv=None):
 
     # ---- output
     cpu, cores, isa = machine()
-    head = ("| shape | type | threads | prompt tok/s | % of FMA limit | decode tok/s | "
-            "% of bandwidth limit | peak RSS / allowance (MB) |\n|---|---|---|---|---|---|---|---|\n")
+    several = len(lengths) > 1  # a prompt-length column only when there are several
+
+    def key(r):
+        return f"| {r['shape']} | {r['type']} | {r['threads']} | " + (f"{r['P']} | " if several else "")
+    key_head = "| shape | type | threads | " + ("prompt tokens | " if several else "")
+    key_rule = "|---|---|---|" + ("---|" if several else "")
+    head = (key_head + "prompt tok/s | % of FMA limit | decode tok/s | "
+            "% of bandwidth limit | peak RSS / allowance (MB) |\n" + key_rule + "---|---|---|---|---|\n")
     table = head + "".join(
-        f"| {r['shape']} | {r['type']} | {r['threads']} | {r['prompt']:.0f} | "
+        key(r) + f"{r['prompt']:.0f} | "
         f"{pct(r['prompt'] / r['prompt_lim'])} of {r['prompt_lim']:.0f} | {r['decode']:.1f} | "
         f"{pct(r['decode'] / r['decode_lim'])} of {r['decode_lim']:.0f} | "
         f"{r['rss'] / 1e6:.0f} / {r['allow'] / 1e6:.0f} |\n" for r in rows)
@@ -555,22 +579,22 @@ def main(argv=None):
                  + "".join(
                      f"| {s} | {t.upper()} | {c['file_bytes'] / 1e6:.1f} | {c['read_bytes'] / 1e6:.1f} | "
                      f"{c['flops'] / 1e6:.1f} | {c['kv_cache'] / 1e6:.1f} | {c['kv_read'] / 1e6:.1f} |\n"
-                     for (s, t), c in costs.items()))
+                     for (s, t, P), c in costs.items() if P == lengths[0]))
     loaded = load0 > LOAD_LIMIT or others > 0.1
     side = ""
     if not why_not:
-        side = ("| shape | type | threads | prompt tok/s ours / llama.cpp (ratio) | decode tok/s ours / "
-                "llama.cpp (ratio) | others' CPU during the row |\n|---|---|---|---|---|---|\n"
+        side = (key_head + "prompt tok/s ours / llama.cpp (ratio) | decode tok/s ours / "
+                "llama.cpp (ratio) | others' CPU during the row |\n" + key_rule + "---|---|---|\n"
                 + "".join(
-                    f"| {r['shape']} | {r['type']} | {r['threads']} | {r['prompt']:.0f} / "
+                    key(r) + f"{r['prompt']:.0f} / "
                     f"{r['llama_prompt_tps']:.0f} ({r['prompt'] / r['llama_prompt_tps']:.2f}) | "
                     f"{r['decode']:.1f} / {r['llama_decode_tps']:.1f} "
                     f"({r['decode'] / r['llama_decode_tps']:.2f}) | {r['others']:.2f} cores"
                     + (" **busy**" if r["others"] > BUSY_LIMIT else "") + " |\n" for r in rows))
         js_decode = statistics.median(1e3 / r["llama_wall_decode_tps"] - 1e3 / r["llama_decode_tps"]
                                       for r in rows)
-        js_prompt = statistics.median(1e3 * PROMPT_TOKENS / r["llama_wall_prompt_tps"]
-                                      - 1e3 * PROMPT_TOKENS / r["llama_prompt_tps"] for r in rows)
+        js_prompt = statistics.median(1e3 * r["P"] / r["llama_wall_prompt_tps"]
+                                      - 1e3 * r["P"] / r["llama_prompt_tps"] for r in rows)
         busy_rows = sum(r["others"] > BUSY_LIMIT for r in rows)
     md = [
         "# tinygpt benchmark (`make bench`)",
@@ -589,7 +613,7 @@ def main(argv=None):
         + (" — **the machine was busy: these numbers are not representative**" if loaded else ""),
         f"- runtime {total:.0f} s (models built/exported: {t_models:.0f} s)",
         f"- each row: `./run MODEL -i PROMPT -n {N_PREDICT} -t 0 --threads N`, prompt of exactly "
-        f"{PROMPT_TOKENS} tokens (BOS included), median of {a.reps} runs; random weights, vocabulary "
+        f"{', '.join(map(str, lengths))} tokens (BOS included), median of {a.reps} runs; random weights, vocabulary "
         f"{VOCAB}, context {CONTEXT}",
         "",
         table.rstrip("\n"),
