@@ -295,7 +295,8 @@ static int run(const Options *o, Error *err) {
         rc = perplexity(&m, o->ppl, err);
         goto done;
     }
-    if (tokenizer_encode(m.tokenizer, text, len, &ids, &n_ids, err)) goto done;
+    if (tokenizer_encode_special(m.tokenizer, text, len, o->parse_special, &ids, &n_ids, err))
+        goto done;
     if (o->tokenize) {
         for (int i = 0; i < n_ids; i++) printf("%s%d", i ? " " : "", ids[i]);
         printf("\n");
