@@ -712,6 +712,10 @@ def gpt2_tokenizer(vocab, merges, added, source, pre="gpt-2"):
             "eos": eot if gpt2 else None, "unk": None, "pad": None, "default_add_bos": False}
 
 
+def a_special(a):
+    return bool(a.get("special", False))
+
+
 def spm_bpe_tokenizer(tj):
     """A SentencePiece BPE model as tokenizer.json holds it (Gemma 3, TinyLlama, Mistral): BPE with
     byte_fallback, spaces replaced by U+2581 in the normalizer, with a Prepend of U+2581 when the
@@ -755,15 +759,13 @@ def spm_bpe_tokenizer(tj):
     types, scores = [], []
     for i, t in enumerate(tokens):
         if i in added:
-            a = added[i]
-            if a["special"] or looks_special(t):
-                types.append(3)
-            else:
-                # llama.cpp matches user-defined tokens in the text before replacing spaces,
-                # so its converter stores their U+2581 as spaces; so do we.
-                tokens[i] = t.replace("\u2581", " ")
-                types.append(4)
-            scores.append(-1000.0)
+            # Kept as tokenizer.json spells them. llama.cpp's converter writes the U+2581 of
+            # user-defined tokens as spaces (Gemma's "▁▁" becomes "  ", matched in the text
+            # before the normalizer) and scores them -1000; Hugging Face instead matches the
+            # literal "▁▁" and also forms it from spaces by its merge, early. Keeping the
+            # spelling and the merge rank gives Hugging Face's ids on every text.
+            types.append(3 if a_special(added[i]) or looks_special(t) else 4)
+            scores.append(-float(first_rank[i]) if i in first_rank else -1000.0)
         elif i == unk:
             types.append(2)
             scores.append(0.0)
