@@ -18,8 +18,10 @@ U+001C-U+001F; the Python `regex` module's tables (unicode_tables.h) say the rev
 Face's Rust regex does for U+0085.
 """
 
+import functools
 import json
 import shutil
+import unicodedata
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -86,17 +88,18 @@ def hf_ids(pkg, texts):
     return json.loads(p.stdout)
 
 
+@functools.lru_cache(maxsize=None)
 def our_ids(gguf, text, *flags):
     p = subprocess.run([str(RUN), str(gguf), "-i", "-", "--tokenize", *flags], input=text.encode(),
                        capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr.decode()
-    return [int(x) for x in p.stdout.split()]
+    return tuple(int(x) for x in p.stdout.split())
 
 
 def compare(gguf, texts, want, *flags):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda t: our_ids(gguf, t, *flags), texts))
-    bad = [(t, g, w) for t, g, w in zip(texts, got, want) if g != w]
+    bad = [(t, g, w) for t, g, w in zip(texts, got, want) if list(g) != list(w)]
     for t, g, w in bad[:5]:
         print(f"{t!r}\n  ours {g}\n  hf   {w}")
     return len(texts) - len(bad), bad
@@ -124,7 +127,8 @@ def test_control_spellings_are_text_by_default(vocabs, name):
     tokens, types = json.loads(m.stdout)
     text = {"llama3_1": "<|begin_of_text|>a<|eot_id|>", "qwen3": "<|im_start|>a<|im_end|><think>",
             "gemma3": "<start_of_turn>a<end_of_turn>\n\n"}[name]
-    plain, special = our_ids(vocabs[name], text), our_ids(vocabs[name], text, "--parse-special")
+    plain = list(our_ids(vocabs[name], text))
+    special = list(our_ids(vocabs[name], text, "--parse-special"))
     bos = [i for i, t in enumerate(tokens) if types[i] == 3 and plain and i == plain[0]]
     assert all(types[i] != 3 for i in plain[len(bos):]), plain
     assert sum(types[i] == 3 for i in special) >= 2 + len(bos), special
@@ -132,3 +136,40 @@ def test_control_spellings_are_text_by_default(vocabs, name):
         assert plain[-1] == tokens.index("<think>") and types[plain[-1]] == 4
     if name == "gemma3":
         assert plain[-1] == tokens.index("\n\n") and types[plain[-1]] == 4
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_live_llamacpp(vocabs, name):
+    """llama.cpp itself (v0.4.0 in npm node-llama-cpp 3.21.1, tests/oracles/llamacpp_tokenize.mjs)
+    loads each converted vocabulary and tokenizes every text as we do, without and with special
+    tokens parsed, but for two differences of llama.cpp, which the test states and checks still
+    hold: it does not apply Qwen2's NFC (so for qwen2 it gets the NFC of each text), and at load it
+    makes a token spelled "</s>" a control token (an end-of-generation spelling), where Hugging
+    Face keeps Gemma's "</s>" (an HTML tag) user-defined and Qwen's a plain token: texts holding
+    "</s>" are left out of the comparison and must still differ."""
+    if not (ORACLES / "node_modules" / "node-llama-cpp").exists():
+        pytest.skip(f"node-llama-cpp is not installed: run `npm ci --omit=optional` in {ORACLES}")
+    texts = clean(TEXTS + random_texts(40, seed=11))
+    nfc = name == "qwen3"
+    given = [unicodedata.normalize("NFC", t) if nfc else t for t in texts]
+    n_bos = len(our_ids(vocabs[name], ""))
+    eos_differs = 0
+    for flags in ((), ("--parse-special",)):
+        p = subprocess.run(["node", str(ORACLES / "llamacpp_tokenize.mjs"), str(vocabs[name])],
+                           input=json.dumps({"texts": given, "special": bool(flags)}).encode(),
+                           capture_output=True, cwd=ORACLES, timeout=600)
+        assert p.returncode == 0, p.stderr.decode()
+        r = json.loads(p.stdout.decode().strip().splitlines()[-1])
+        assert "error" not in r, r["error"]
+        with ThreadPoolExecutor(4) as pool:
+            ours = list(pool.map(lambda t: list(our_ids(vocabs[name], t, *flags))[n_bos:], texts))
+        same = [o == w for o, w in zip(ours, r["ids"])]
+        eos_spelled = ["</s>" in t for t in texts]
+        bad = [t for t, ok, e in zip(texts, same, eos_spelled) if not ok and not e]
+        print(f"{name} {' '.join(flags) or 'plain'}: llama.cpp agrees on {sum(same)} of {len(texts)} "
+              f"texts, {sum(eos_spelled)} spell </s>")
+        assert not bad, f"llama.cpp differs on {len(bad)} texts, first: {bad[0]!r}"
+        eos_differs += sum(not ok for ok, e in zip(same, eos_spelled) if e)
+    # Gemma's "</s>" differs in plain text (llama.cpp: control, not matched), Qwen's with special
+    # tokens parsed (llama.cpp: matched); Llama 3 has no "</s>" token.
+    assert (eos_differs > 0) == (name != "llama3_1"), f"{eos_differs} texts with </s> differ"
