@@ -118,7 +118,7 @@ def test_pretokenizer_against_regex_module(tmp_path_factory, name, pre):
     bos = [128000] if name == "llama3_1" else []  # <|begin_of_text|>, an added token
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda t: our_ids(gguf, t), texts))
-    bad = [(t, g, bos + ref.encode(t)) for t, g in zip(texts, got) if g != bos + ref.encode(t)]
+    bad = [(t, g, bos + ref.encode(t)) for t, g in zip(texts, got) if list(g) != bos + ref.encode(t)]
     for t, g, w in bad[:5]:
         print(f"{t!r}\n  ours {g}\n  ref  {w}")
     assert not bad, f"{len(bad)} of {len(texts)} texts differ"
