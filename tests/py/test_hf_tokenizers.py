@@ -11,7 +11,8 @@ temporary directory (they are megabytes: never committed), and `./run X.gguf --t
 --parse-special` must give exactly transformers.js's ids, BOS included where the tokenizer adds
 one, for every text: the fixture texts (tests/fixtures/tokenizer_texts.json), the texts below
 (whitespace, digits, code, accents in both normal forms, CJK, emoji, chat templates and other
-special-token spellings, leading and trailing whitespace) and seeded random strings.
+special-token spellings, leading and trailing whitespace), seeded random strings and one random
+text of 20,000 characters.
 
 Known difference, left out of the texts: JavaScript's \\s includes U+FEFF and excludes U+0085 and
 U+001C-U+001F; the Python `regex` module's tables (unicode_tables.h) say the reverse, as Hugging
@@ -20,6 +21,7 @@ Face's Rust regex does for U+0085.
 
 import functools
 import json
+import random
 import shutil
 import unicodedata
 import subprocess
@@ -54,6 +56,19 @@ TEXTS = json.loads((FIXTURES / "tokenizer_texts.json").read_text(encoding="utf-8
     "<table><tr><td>1</td></tr></table>", "<unused0><unused12> <h1>T</h1>", "[multimodal]",
     "<|reserved_special_token_5|>", "<s> </s> <0x41> ▁word ▁▁two", " <start_of_turn> spaced ",
 ]
+
+
+def long_text(n_chars=20_000, seed=5):
+    """One long seeded random text from pieces that stress every rule at once: marks in both
+    normal forms and with singleton decompositions, Hangul jamo, digits of several scripts, runs of
+    spaces, tabs and newlines, special-token spellings."""
+    rng = random.Random(seed)
+    pool = list(" \t\n\r\x0b\x0c\xa0\u3000'sStTrReEvVmMlLdD0123456789٣²½abcXYZ.,;:!?()<>[]{}\"/\\@#_-") + \
+        list("\u0300\u0301\u0308\u0327\u0323\u0307\u05bc\u05c1\u093c\u1100\u1161\u11a8\uac00\u212b"
+             "\u2000\ufb2c\U0001d160éÅ中文한국어😀👍🏽") + \
+        ["<|im_start|>", "<|im_end|>", "<|eot_id|>", "<start_of_turn>", "<end_of_turn>", "<think>",
+         "\n\n", "\t\t", "▁▁", "<table>", "</s>", "<unk>", "<bos>", "<|begin_of_text|>", "  ", "   "]
+    return "".join(rng.choice(pool) for _ in range(n_chars))
 
 
 def clean(texts):
@@ -107,7 +122,7 @@ def compare(gguf, texts, want, *flags):
 
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_matches_transformers_js(vocabs, name):
-    texts = clean(TEXTS + random_texts(40, seed=11))
+    texts = clean(TEXTS + random_texts(40, seed=11) + [long_text()])
     matched, bad = compare(vocabs[name], texts, hf_ids(FAMILIES[name], texts), "--parse-special")
     print(f"{name}: {matched} of {len(texts)} texts equal to transformers.js")
     assert not bad, f"{len(bad)} of {len(texts)} texts differ, first: {bad[0][0]!r}"
