@@ -12,7 +12,7 @@ temporary directory (they are megabytes: never committed), and `./run X.gguf --t
 one, for every text: the fixture texts (tests/fixtures/tokenizer_texts.json), the texts below
 (whitespace, digits, code, accents in both normal forms, CJK, emoji, chat templates and other
 special-token spellings, leading and trailing whitespace), seeded random strings and one random
-text of 20,000 characters.
+text of 20,000 pieces (37,807 characters).
 
 Known difference, left out of the texts: JavaScript's \\s includes U+FEFF and excludes U+0085 and
 U+001C-U+001F; the Python `regex` module's tables (unicode_tables.h) say the reverse, as Hugging
@@ -23,13 +23,14 @@ import functools
 import json
 import random
 import shutil
-import unicodedata
 import subprocess
+import sys
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import EXPORT, FIXTURES, PYTHON, RUN, TESTS
+from conftest import EXPORT, FIXTURES, PYTHON, ROOT, RUN, TESTS
 from test_tokenizer import random_texts
 
 ORACLES = TESTS / "oracles"
@@ -188,3 +189,41 @@ def test_live_llamacpp(vocabs, name):
     # Gemma's "</s>" differs in plain text (llama.cpp: control, not matched), Qwen's with special
     # tokens parsed (llama.cpp: matched); Llama 3 has no "</s>" token.
     assert (eos_differs > 0) == (name != "llama3_1"), f"{eos_differs} texts with </s> differ"
+
+
+def export_refusal(tmp_path, tj):
+    """export.py --vocab-only on a tokenizer.json: (exit code, stderr)."""
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tj), encoding="utf-8")
+    p = subprocess.run([PYTHON, str(EXPORT), str(tmp_path), str(tmp_path / "v.gguf"), "--vocab-only"],
+                       capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stderr.strip()
+
+
+def test_export_refuses_what_it_cannot_name(tmp_path):
+    """A tokenizer.json whose rules are none of the four byte-level pre-tokenizers, or whose
+    merges SentencePiece scores cannot express, is refused on one line naming what was found."""
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}
+    vocab = {c: i for i, c in enumerate("abcĠ")} | {"ab": 4}
+    base = {"model": {"type": "BPE", "vocab": vocab, "merges": ["a b"]}, "normalizer": None,
+            "added_tokens": []}
+    other_regex = {"type": "Split", "pattern": {"Regex": r"\p{L}+|\s+"}, "behavior": "Isolated"}
+    rc, err = export_refusal(tmp_path, base | {"pre_tokenizer": {
+        "type": "Sequence", "pretokenizers": [other_regex, byte_level]}})
+    assert rc == 1 and err.count("\n") == 0 and "Split (regex '\\\\p{L}+|\\\\s+')" in err, err
+    # Qwen2's regex without its NFC normalizer is not qwen2
+    sys.path.insert(0, str(ROOT))
+    from export import QWEN2_REGEX
+    qwen = {"type": "Split", "pattern": {"Regex": QWEN2_REGEX}, "behavior": "Isolated"}
+    rc, err = export_refusal(tmp_path, base | {"pre_tokenizer": {
+        "type": "Sequence", "pretokenizers": [qwen, byte_level]}})
+    assert rc == 1 and "normalizer none" in err, err
+    rc, err = export_refusal(tmp_path, base | {"pre_tokenizer": byte_level | {"use_regex": True},
+                                               "model": base["model"] | {"ignore_merges": True}})
+    assert rc == 1 and "ignore_merges with the gpt-2 pre-tokenizer" in err, err
+    # SentencePiece-style: "abc" splits as "ab" + "c" and "a" + "bc", but only one is a merge
+    spm = {"type": "BPE", "byte_fallback": True, "merges": [["a", "b"], ["b", "c"], ["ab", "c"]],
+           "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4, "abc": 5}}
+    rc, err = export_refusal(tmp_path, {"model": spm, "added_tokens": [], "pre_tokenizer": None,
+                                        "normalizer": {"type": "Replace", "pattern": {"String": " "},
+                                                       "content": "\u2581"}})
+    assert rc == 1 and "'abc' splits into the tokens 'a' + 'bc' without that merge" in err, err
