@@ -52,6 +52,9 @@ static const OptionSpec OPTIONS[] = {
      "threads for the matrix products (default: all cores)"},
     {NULL, "--tokenize", NULL, OPT_FLAG, AT(tokenize), 0, 0,
      "print the prompt's token ids on one line and exit"},
+    {NULL, "--parse-special", NULL, OPT_FLAG, AT(parse_special), 0, 0,
+     "control tokens spelled in the prompt (<|im_start|>) become\n"
+     "those tokens, as llama.cpp's parse_special; default: text"},
     {NULL, "--dump-logits", "PATH", OPT_STRING, AT(dump_logits), 0, 0,
      "write the logits of every position fed to the model as .npy\n"
      "float32 [T, vocab], T = prompt tokens + generated tokens - 1"},

@@ -487,6 +487,33 @@ static int get_token_id(const GGUF *g, const char *key, int n_vocab, int *out, E
     return 0;
 }
 
+/* tokenizer.ggml.pre names, as llama.cpp's llama-vocab.cpp maps them to its pre-tokenizer types:
+   those it gives GPT-2's, Llama 3's, Qwen2's and SmolLM's regexes (with Llama 3's, llama.cpp also
+   sets ignore_merges; tokenizer.c does it for PRE_LLAMA3). "gpt2" is what this program's exports
+   wrote before they used llama.cpp's names. */
+static const struct {
+    const char *name;
+    TokenizerPre pre;
+} PRE_NAMES[] = {
+    {"gpt-2", PRE_GPT2},       {"gpt2", PRE_GPT2},       {"phi-2", PRE_GPT2},
+    {"jina-es", PRE_GPT2},     {"jina-de", PRE_GPT2},    {"jina-v2-es", PRE_GPT2},
+    {"jina-v2-de", PRE_GPT2},  {"gigachat", PRE_GPT2},   {"a.x-4.0", PRE_GPT2},
+    {"mellum", PRE_GPT2},      {"exaone4", PRE_GPT2},    {"llama-bpe", PRE_LLAMA3},
+    {"llama3", PRE_LLAMA3},    {"llama-v3", PRE_LLAMA3}, {"falcon3", PRE_LLAMA3},
+    {"falcon-h1", PRE_LLAMA3}, {"pixtral", PRE_LLAMA3},  {"midm-2.0", PRE_LLAMA3},
+    {"lfm2", PRE_LLAMA3},      {"qwen2", PRE_QWEN2},     {"deepseek-r1-qwen", PRE_QWEN2},
+    {"megrez", PRE_QWEN2},     {"smollm", PRE_SMOLLM},
+};
+
+static int find_pre(Str name, TokenizerPre *pre) {
+    for (size_t i = 0; i < sizeof PRE_NAMES / sizeof PRE_NAMES[0]; i++)
+        if (str_eq(name, PRE_NAMES[i].name)) {
+            *pre = PRE_NAMES[i].pre;
+            return 0;
+        }
+    return -1;
+}
+
 static int load_tokenizer(const GGUF *g, Config *c, Tokenizer **tok, Error *err) {
     TokenizerSpec spec;
     memset(&spec, 0, sizeof spec);
@@ -502,19 +529,15 @@ static int load_tokenizer(const GGUF *g, Config *c, Tokenizer **tok, Error *err)
     else
         return fail(err, "unsupported tokenizer '%.*s' (supported: llama, gpt2)",
                     (int)(kind.len > 40 ? 40 : kind.len), kind.ptr);
-    /* The pre-tokenizer of a byte-level BPE vocabulary, named as llama.cpp names it: "gpt-2" and
-       the names it maps to the same rules; "gpt2" is what this program's exports wrote before.
-       Absent (files from before the key existed): GPT-2's rules. SentencePiece has none. */
-    static const char *const gpt2_pre[] = {"gpt-2", "gpt2", "phi-2", "jina-es", "jina-de"};
+    /* The pre-tokenizer of a byte-level BPE vocabulary. Absent (files from before the key
+       existed): GPT-2's rules. SentencePiece has none. */
     Str pre;
     if ((found = gguf_get_str(g, "tokenizer.ggml.pre", &pre, err)) < 0) return -1;
-    int known = !found || spec.kind == TOK_SPM;
-    for (size_t i = 0; i < sizeof gpt2_pre / sizeof gpt2_pre[0] && !known; i++)
-        known = str_eq(pre, gpt2_pre[i]);
-    if (!known)
+    spec.pre = PRE_GPT2;
+    if (found && spec.kind == TOK_GPT2 && find_pre(pre, &spec.pre) != 0)
         return fail(err,
                     "unsupported pre-tokenizer '%.*s' for a gpt2 vocabulary (supported: gpt-2, "
-                    "and its aliases phi-2, jina-es, jina-de)",
+                    "llama-bpe, qwen2, smollm and the names llama.cpp treats as one of them)",
                     (int)(pre.len > 40 ? 40 : pre.len), pre.ptr);
 
     const GGUFKV *tokens = get_array(g, "tokenizer.ggml.tokens", GGUF_STRING, 1, err);
@@ -561,6 +584,7 @@ static int load_tokenizer(const GGUF *g, Config *c, Tokenizer **tok, Error *err)
     if (get_token_id(g, "tokenizer.ggml.bos_token_id", spec.n_vocab, &spec.bos_id, err) ||
         get_token_id(g, "tokenizer.ggml.eos_token_id", spec.n_vocab, &spec.eos_id, err) ||
         get_token_id(g, "tokenizer.ggml.unknown_token_id", spec.n_vocab, &spec.unk_id, err) ||
+        get_token_id(g, "tokenizer.ggml.eot_token_id", spec.n_vocab, &spec.eot_id, err) ||
         gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos, err) < 0 ||
         gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &space, err) < 0)
         goto done;

@@ -110,7 +110,7 @@ static double now_seconds(void) {
 static int generate(Model *m, const Options *o, const int *prompt, int n_prompt, double load_s,
                     Error *err) {
     const Config *c = &m->config;
-    const int eos = tokenizer_eos(m->tokenizer);
+    const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
     Matrix dump = {NULL, 0, (size_t)c->vocab_size, 0};
     Sampler sp = {0};
     size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
@@ -150,7 +150,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     while (generated < o->steps) {
         int next = sampler_sample(&sp, logits);
         generated++;
-        if (next == eos) {
+        if (next == eos || next == eot) { /* eot: a chat model's end of turn */
             stop_reason = 1;
             break;
         }
@@ -295,7 +295,8 @@ static int run(const Options *o, Error *err) {
         rc = perplexity(&m, o->ppl, err);
         goto done;
     }
-    if (tokenizer_encode(m.tokenizer, text, len, &ids, &n_ids, err)) goto done;
+    if (tokenizer_encode_special(m.tokenizer, text, len, o->parse_special, &ids, &n_ids, err))
+        goto done;
     if (o->tokenize) {
         for (int i = 0; i < n_ids; i++) printf("%s%d", i ? " " : "", ids[i]);
         printf("\n");

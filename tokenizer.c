@@ -3,12 +3,15 @@
  *   TOK_SPM   SentencePiece BPE (tokenizer.ggml.model "llama"). Matches the sentencepiece library
  *             (bpe_model.cc) for models with identity normalization: spaces become U+2581, an
  *             optional dummy prefix is added, then adjacent symbols are merged best score first.
- *   TOK_GPT2  byte-level BPE (tokenizer.ggml.model "gpt2"). Matches openai/gpt-2 src/encoder.py:
- *             split with GPT-2's regex, map bytes to printable characters, merge by rank.
+ *   TOK_GPT2  byte-level BPE (tokenizer.ggml.model "gpt2"). Matches openai/gpt-2 src/encoder.py
+ *             and Hugging Face's byte-level BPE: split into words with the vocabulary's
+ *             pre-tokenizer (GPT-2's, Llama 3's, Qwen2's or SmolLM's), map bytes to printable
+ *             characters, merge by rank.
  *
  * Both merge loops use a binary heap of candidate pairs over a doubly linked list of symbols, so a
- * long input costs O(n log n), not O(n^2). Special token strings in the text ("<s>",
- * "<|endoftext|>") are plain text here: only the caller can insert special ids.
+ * long input costs O(n log n), not O(n^2). Before either runs, the text is cut at the spellings of
+ * special tokens (user-defined ones always, control ones on request), as Hugging Face's added
+ * tokens and llama.cpp's tokenizer_st_partition do; each piece between them is encoded alone.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,7 @@
 
 struct Tokenizer {
     TokenizerKind kind;
+    TokenizerPre pre;
     int n_vocab;
     char *text;     /* owned: every token string, then every decoded string, NUL-separated */
     Str *tokens;    /* (n_vocab) token strings, into text */
@@ -32,15 +36,22 @@ struct Tokenizer {
     uint32_t mask;
     int byte_id[256]; /* SPM: id of <0xXX>; GPT-2: id of the byte's printable character; or -1 */
     int has_byte_tokens; /* SPM: all 256 <0xXX> tokens exist, so unknown characters fall back to them */
-    int max_user_len; /* SPM: longest user-defined token in bytes; 0 if there are none */
+    /* Special tokens matched in the text: for each first byte, SPECIAL_USER if a user-defined
+       token starts with it, SPECIAL_CONTROL if a control or unknown one does; and the distinct
+       lengths of those tokens, longest first, so a match is a few hash lookups. */
+    unsigned char special_first[256];
+    int *special_lens;
+    int n_special_lens;
     /* GPT-2 merges: (left id, right id) -> rank and merged id, open addressing on the pair. */
     uint64_t *pair_keys; /* (pair_mask + 1) key = left << 32 | right, or UINT64_MAX when empty */
     int32_t *pair_rank, *pair_id;
     uint32_t pair_mask;
-    int bos_id, eos_id, unk_id;
+    int bos_id, eos_id, unk_id, eot_id;
     int add_bos, add_space_prefix;
     int max_token_len;
 };
+
+enum { SPECIAL_USER = 1, SPECIAL_CONTROL = 2 };
 
 /* "▁" (U+2581), SentencePiece's visible space. */
 static const char SPACE_SYMBOL[] = "\xE2\x96\x81";
@@ -295,6 +306,38 @@ static int build_merges(Tokenizer *t, const TokenizerSpec *spec, Error *err) {
     return 0;
 }
 
+static int special_class(int type) {
+    if (type == TOKEN_USER_DEFINED) return SPECIAL_USER;
+    return type == TOKEN_CONTROL || type == TOKEN_UNKNOWN ? SPECIAL_CONTROL : 0;
+}
+
+static int by_length_desc(const void *a, const void *b) {
+    return *(const int *)b - *(const int *)a;
+}
+
+static int build_specials(Tokenizer *t, Error *err) {
+    int n = 0, cap = 0;
+    for (int id = 0; id < t->n_vocab; id++) {
+        Str s = t->tokens[id];
+        int cls = special_class(t->types[id]);
+        if (!cls || s.len == 0) continue;
+        t->special_first[(unsigned char)s.ptr[0]] |= (unsigned char)cls;
+        int seen = 0;
+        for (int i = 0; i < n && !seen; i++) seen = t->special_lens[i] == (int)s.len;
+        if (seen) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            int *lens = realloc(t->special_lens, (size_t)cap * sizeof *lens);
+            if (!lens) return fail(err, "out of memory (special tokens)");
+            t->special_lens = lens;
+        }
+        t->special_lens[n++] = (int)s.len;
+    }
+    if (n) qsort(t->special_lens, (size_t)n, sizeof *t->special_lens, by_length_desc);
+    t->n_special_lens = n;
+    return 0;
+}
+
 int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
     *out = NULL;
     if (spec->n_vocab <= 0) return fail(err, "tokenizer: empty vocabulary");
@@ -308,6 +351,8 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
     t->bos_id = spec->bos_id;
     t->eos_id = spec->eos_id;
     t->unk_id = spec->unk_id;
+    t->eot_id = spec->eot_id;
+    t->pre = spec->pre;
     t->add_bos = spec->add_bos;
     t->add_space_prefix = spec->kind == TOK_SPM && spec->add_space_prefix;
     for (int id = 0; id < n; id++) {
@@ -318,8 +363,8 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
         if ((int)spec->tokens[id].len > t->max_token_len)
             t->max_token_len = (int)spec->tokens[id].len;
     }
-    int ids[3] = {spec->bos_id, spec->eos_id, spec->unk_id};
-    for (int i = 0; i < 3; i++) {
+    int ids[4] = {spec->bos_id, spec->eos_id, spec->unk_id, spec->eot_id};
+    for (int i = 0; i < 4; i++) {
         if (ids[i] < -1 || ids[i] >= n) {
             tokenizer_free(t);
             return fail(err, "tokenizer: special token id %d outside the vocabulary of %d", ids[i],
@@ -367,8 +412,6 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
         int n_bytes = 0;
         for (int id = 0; id < n; id++) {
             int type = t->types[id];
-            if (type == TOKEN_USER_DEFINED && (int)t->tokens[id].len > t->max_user_len)
-                t->max_user_len = (int)t->tokens[id].len;
             int b = type == TOKEN_BYTE ? parse_byte_token(t->tokens[id]) : -1;
             if (b >= 0 && t->byte_id[b] < 0) t->byte_id[b] = id, n_bytes++;
         }
@@ -386,6 +429,10 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
             tokenizer_free(t);
             return -1;
         }
+    }
+    if (build_specials(t, err) != 0) {
+        tokenizer_free(t);
+        return -1;
     }
     for (int id = 0; id < n; id++) {
         size_t k = decoded_text(t, id, byte_of_cp, p);
@@ -408,11 +455,13 @@ void tokenizer_free(Tokenizer *t) {
     free(t->pair_keys);
     free(t->pair_rank);
     free(t->pair_id);
+    free(t->special_lens);
     free(t);
 }
 
 int tokenizer_bos(const Tokenizer *t) { return t->bos_id; }
 int tokenizer_eos(const Tokenizer *t) { return t->eos_id; }
+int tokenizer_eot(const Tokenizer *t) { return t->eot_id; }
 int tokenizer_adds_bos(const Tokenizer *t) { return t->add_bos && t->bos_id >= 0; }
 int tokenizer_max_token_len(const Tokenizer *t) { return t->max_token_len; }
 
@@ -423,7 +472,6 @@ typedef struct {
     int start, len; /* bytes of the symbol in the text being encoded; len 0 = merged away */
     int id;         /* GPT-2: token id of the symbol */
     int prev, next; /* neighbours in the list, -1 at the ends */
-    int frozen;     /* SPM: a user-defined token, never merged */
 } Symbol;
 
 typedef struct {
@@ -498,7 +546,7 @@ typedef struct {
 } SpmState;
 
 static int spm_propose(SpmState *st, int left, int right, Error *err) {
-    if (left < 0 || right < 0 || st->sym[left].frozen || st->sym[right].frozen) return 0;
+    if (left < 0 || right < 0) return 0;
     const Symbol *l = &st->sym[left], *r = &st->sym[right];
     int id = lookup(st->t, st->text + l->start, (size_t)(l->len + r->len));
     if (id < 0 || !spm_mergeable(st->t, id)) return 0;
@@ -543,7 +591,11 @@ static int spm_emit(SpmState *st, int start, int len, IdList *out, Error *err) {
     return push_id(out, t->unk_id, err);
 }
 
-static int spm_encode(const Tokenizer *t, const char *text, size_t len, IdList *out, Error *err) {
+/* Encodes one piece of text between special tokens. add_prefix: the dummy prefix, which llama.cpp
+   and Hugging Face's "legacy" Llama tokenizers give the text at the start and after each special
+   token (so "<s>Hi" is <s> "▁Hi"). */
+static int spm_encode(const Tokenizer *t, const char *text, size_t len, int add_prefix, IdList *out,
+                      Error *err) {
     if (len == 0) return 0; /* sentencepiece adds no dummy prefix to an empty input */
     /* Normalize: dummy prefix, then every ' ' becomes "▁" (3 bytes). */
     if (len > (size_t)INT32_MAX / 8) return fail(err, "prompt too long (%zu bytes)", len);
@@ -559,7 +611,7 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, IdList *
         goto done;
     }
     size_t n = 0;
-    if (t->add_space_prefix) memcpy(norm, SPACE_SYMBOL, 3), n = 3;
+    if (add_prefix) memcpy(norm, SPACE_SYMBOL, 3), n = 3;
     for (size_t i = 0; i < len; i++) {
         if (text[i] == ' ')
             memcpy(norm + n, SPACE_SYMBOL, 3), n += 3;
@@ -567,21 +619,12 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, IdList *
             norm[n++] = text[i];
     }
 
-    /* Split into symbols: a whole user-defined token where one starts (longest first), else one
-       UTF-8 character. */
+    /* Split into symbols, one UTF-8 character each (user-defined tokens were cut out before). */
     int n_sym = 0;
     for (size_t i = 0; i < n;) {
-        int k = 0, frozen = 0;
-        for (int ul = t->max_user_len; ul > 0 && !k; ul--) {
-            if ((size_t)ul > n - i) continue;
-            int id = lookup(t, norm + i, (size_t)ul);
-            if (id >= 0 && t->types[id] == TOKEN_USER_DEFINED) k = ul, frozen = 1;
-        }
-        if (!k) {
-            uint32_t cp;
-            k = (int)utf8_decode(norm + i, n - i, &cp);
-        }
-        sym[n_sym] = (Symbol){(int)i, k, -1, n_sym - 1, -1, frozen};
+        uint32_t cp;
+        int k = (int)utf8_decode(norm + i, n - i, &cp);
+        sym[n_sym] = (Symbol){(int)i, k, -1, n_sym - 1, -1};
         if (n_sym > 0) sym[n_sym - 1].next = n_sym;
         n_sym++;
         i += (size_t)k;
@@ -699,6 +742,70 @@ static size_t gpt2_pretoken_end(const char *s, size_t n, size_t i) {
     return last > i ? last : end;
 }
 
+/* End of the pre-token starting at s[i] (i < n) for Llama 3's pattern (max_digits 3) and Qwen2's
+   (max_digits 1):
+       (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+       \s*[\r\n]+|\s+(?!\S)|\s+
+   again the alternatives in order. */
+static size_t llama3_pretoken_end(const char *s, size_t n, size_t i, int max_digits) {
+    if (s[i] == '\'' && i + 1 < n) {
+        char a = (char)(s[i + 1] | 0x20), b = i + 2 < n ? (char)(s[i + 2] | 0x20) : 0;
+        if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
+            return i + 3;
+    }
+    size_t k, k2;
+    int cls = class_at(s, n, i, &k);
+    if (cls == CH_LETTER) return run_end(s, n, i, CH_LETTER);
+    int newline = s[i] == '\r' || s[i] == '\n';
+    if (cls != CH_NUMBER && !newline && class_at(s, n, i + k, &k2) == CH_LETTER)
+        return run_end(s, n, i + k, CH_LETTER); /* one leading non-letter, then letters */
+    if (cls == CH_NUMBER) {
+        size_t j = i;
+        for (int d = 0; d < max_digits && class_at(s, n, j, &k2) == CH_NUMBER; d++) j += k2;
+        return j;
+    }
+    size_t j = i;
+    if (s[i] == ' ' && class_at(s, n, i + 1, &k2) == CH_OTHER) j = i + 1;
+    if (class_at(s, n, j, &k2) == CH_OTHER) {
+        j = run_end(s, n, j, CH_OTHER);
+        while (j < n && (s[j] == '\r' || s[j] == '\n')) j++;
+        return j;
+    }
+    /* Whitespace. \s*[\r\n]+: up to and including the run's last newline, if it has one. */
+    size_t end = run_end(s, n, i, CH_SPACE), after_newline = 0;
+    for (size_t p = i; p < end; p++)
+        if (s[p] == '\r' || s[p] == '\n') after_newline = p + 1;
+    if (after_newline) return after_newline;
+    if (end == n) return end; /* \s+(?!\S), then \s+, as in GPT-2's pattern */
+    size_t last = end;
+    do last--;
+    while (((unsigned char)s[last] & 0xC0) == 0x80);
+    return last > i ? last : end;
+}
+
+/* End of the pre-token starting at s[i] of a segment s[0..n). */
+static size_t pretoken_end(TokenizerPre pre, const char *s, size_t n, size_t i) {
+    switch (pre) {
+    case PRE_LLAMA3: return llama3_pretoken_end(s, n, i, 3);
+    case PRE_QWEN2: return llama3_pretoken_end(s, n, i, 1);
+    case PRE_GPT2:
+    case PRE_SMOLLM: break;
+    }
+    return gpt2_pretoken_end(s, n, i);
+}
+
+/* End of the segment starting at s[i] that the pre-tokenizer's regex then splits: SmolLM's first
+   step cuts every digit out alone (Hugging Face's Digits(individual_digits)); the others take the
+   whole text. */
+static size_t segment_end(TokenizerPre pre, const char *s, size_t n, size_t i) {
+    if (pre != PRE_SMOLLM) return n;
+    size_t k;
+    if (class_at(s, n, i, &k) == CH_NUMBER) return i + k;
+    while (i < n && class_at(s, n, i, &k) != CH_NUMBER) i += k;
+    return i;
+}
+
 /* Merges the byte symbols of one pre-token, lowest rank first, and appends the resulting ids. */
 static int gpt2_bpe(const Tokenizer *t, const char *s, size_t n, Symbol *sym, Heap *heap,
                     IdList *out, Error *err) {
@@ -710,7 +817,7 @@ static int gpt2_bpe(const Tokenizer *t, const char *s, size_t n, Symbol *sym, He
                             (unsigned char)s[i]);
             id = t->unk_id;
         }
-        sym[i] = (Symbol){(int)i, 1, id, (int)i - 1, i + 1 < n ? (int)i + 1 : -1, 0};
+        sym[i] = (Symbol){(int)i, 1, id, (int)i - 1, i + 1 < n ? (int)i + 1 : -1};
     }
     heap->n = 0;
     for (size_t i = 1; i < n; i++) {
@@ -739,41 +846,251 @@ static int gpt2_bpe(const Tokenizer *t, const char *s, size_t n, Symbol *sym, He
     return 0;
 }
 
-static int gpt2_encode(const Tokenizer *t, const char *text, size_t len, IdList *out, Error *err) {
-    if (len == 0) return 0;
-    if (len > (size_t)INT32_MAX / 4) return fail(err, "prompt too long (%zu bytes)", len);
-    Symbol *sym = malloc(len * sizeof *sym);
-    Merge *cand = malloc(3 * len * sizeof *cand);
-    Heap heap = {cand, 0};
-    int rc = -1;
-    if (!sym || !cand) {
-        fail(err, "out of memory (encoding %zu bytes)", len);
-    } else {
-        rc = 0;
-        for (size_t i = 0; i < len && rc == 0;) {
-            size_t end = gpt2_pretoken_end(text, len, i);
-            rc = gpt2_bpe(t, text + i, end - i, sym, &heap, out, err);
-            i = end;
+/* ------------------------------------------------------------------------------------------ */
+/* Unicode NFC (Qwen2's normalizer): canonical decomposition, canonical order, composition. */
+
+enum { HANGUL_S = 0xAC00, HANGUL_L = 0x1100, HANGUL_V = 0x1161, HANGUL_T = 0x11A7 };
+enum { HANGUL_NL = 19, HANGUL_NV = 21, HANGUL_NT = 28, HANGUL_NS = 19 * 21 * 28 };
+
+static int combining_class(uint32_t cp) {
+    int lo = 0, hi = (int)(sizeof unicode_combining / sizeof *unicode_combining) - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < unicode_combining[mid].lo)
+            hi = mid - 1;
+        else if (cp > unicode_combining[mid].hi)
+            lo = mid + 1;
+        else
+            return unicode_combining[mid].ccc;
+    }
+    return 0;
+}
+
+static const UnicodeDecomp *find_decomp(uint32_t cp) {
+    int lo = 0, hi = (int)(sizeof unicode_decomp / sizeof *unicode_decomp) - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (cp < unicode_decomp[mid].cp)
+            hi = mid - 1;
+        else if (cp > unicode_decomp[mid].cp)
+            lo = mid + 1;
+        else
+            return &unicode_decomp[mid];
+    }
+    return NULL;
+}
+
+/* The primary composite of a + b, or 0. */
+static uint32_t compose(uint32_t a, uint32_t b) {
+    if (a >= HANGUL_L && a < HANGUL_L + HANGUL_NL && b >= HANGUL_V && b < HANGUL_V + HANGUL_NV)
+        return HANGUL_S + ((a - HANGUL_L) * HANGUL_NV + (b - HANGUL_V)) * HANGUL_NT;
+    if (a >= HANGUL_S && a < HANGUL_S + HANGUL_NS && (a - HANGUL_S) % HANGUL_NT == 0 &&
+        b > HANGUL_T && b < HANGUL_T + HANGUL_NT)
+        return a + (b - HANGUL_T);
+    int lo = 0, hi = (int)(sizeof unicode_compose / sizeof *unicode_compose) - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        const UnicodeDecomp *d = &unicode_decomp[unicode_compose[mid]];
+        if (a < d->first || (a == d->first && b < d->second))
+            hi = mid - 1;
+        else if (a > d->first || b > d->second)
+            lo = mid + 1;
+        else
+            return d->cp;
+    }
+    return 0;
+}
+
+/* Appends the full canonical decomposition of cp (at most 4 code points). */
+static void decompose(uint32_t cp, uint32_t *out, size_t *n) {
+    if (cp >= HANGUL_S && cp < HANGUL_S + HANGUL_NS) {
+        uint32_t s = cp - HANGUL_S;
+        out[(*n)++] = HANGUL_L + s / (HANGUL_NV * HANGUL_NT);
+        out[(*n)++] = HANGUL_V + s % (HANGUL_NV * HANGUL_NT) / HANGUL_NT;
+        if (s % HANGUL_NT) out[(*n)++] = HANGUL_T + s % HANGUL_NT;
+        return;
+    }
+    const UnicodeDecomp *d = find_decomp(cp);
+    if (!d) {
+        out[(*n)++] = cp;
+        return;
+    }
+    decompose(d->first, out, n);
+    if (d->second) decompose(d->second, out, n);
+}
+
+/* NFC of text[0..len) (valid UTF-8) into a malloc'ed buffer (*out, *out_len); *out stays NULL
+   when the text is NFC already because no code point can change. */
+static int nfc(const char *text, size_t len, char **out, size_t *out_len, Error *err) {
+    *out = NULL;
+    int all_low = 1;
+    for (size_t i = 0; i < len && all_low;) {
+        uint32_t cp;
+        i += utf8_decode(text + i, len - i, &cp);
+        all_low = cp < UNICODE_NFC_FIRST;
+    }
+    if (all_low) return 0;
+    uint32_t *cps = malloc(4 * len * sizeof *cps); /* a code point decomposes into at most 4 */
+    if (!cps) return fail(err, "out of memory (NFC of %zu bytes)", len);
+    size_t n = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        i += utf8_decode(text + i, len - i, &cp);
+        decompose(cp, cps, &n);
+    }
+    /* Canonical order: a stable sort of each run of non-starters by combining class. */
+    for (size_t i = 1; i < n; i++) {
+        int c = combining_class(cps[i]);
+        if (c == 0) continue;
+        for (size_t j = i; j > 0; j--) {
+            int p = combining_class(cps[j - 1]);
+            if (p <= c) break;
+            uint32_t tmp = cps[j];
+            cps[j] = cps[j - 1];
+            cps[j - 1] = tmp;
         }
     }
+    /* Compose: each character joins the last starter unless something between blocks it (a
+       starter, or a mark of the same or a higher class). */
+    size_t w = 0, starter = SIZE_MAX;
+    int last_class = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = cps[i];
+        int cc = combining_class(c);
+        if (starter != SIZE_MAX && (w == starter + 1 || last_class < cc)) {
+            uint32_t composite = compose(cps[starter], c);
+            if (composite) {
+                cps[starter] = composite;
+                continue;
+            }
+        }
+        if (cc == 0) starter = w;
+        last_class = cc;
+        cps[w++] = c;
+    }
+    char *buf = malloc(4 * w + 1);
+    if (!buf) {
+        free(cps);
+        return fail(err, "out of memory (NFC of %zu bytes)", len);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < w; i++) k += utf8_encode(cps[i], buf + k);
+    free(cps);
+    *out = buf;
+    *out_len = k;
+    return 0;
+}
+
+/* Encodes one piece of text between special tokens with a byte-level BPE vocabulary: NFC if the
+   pre-tokenizer asks for it, split into words, each word merged on its own; with Llama 3's
+   ignore_merges a word that is a token as a whole is that token. */
+static int bpe_encode(const Tokenizer *t, const char *text, size_t len, IdList *out, Error *err) {
+    if (len == 0) return 0;
+    char *norm = NULL;
+    if (t->pre == PRE_QWEN2 && nfc(text, len, &norm, &len, err) != 0) return -1;
+    if (norm) text = norm;
+    if (len > (size_t)INT32_MAX / 4) {
+        free(norm);
+        return fail(err, "prompt too long (%zu bytes)", len);
+    }
+    Symbol *sym = malloc(len * sizeof *sym);
+    Merge *cand = malloc(3 * len * sizeof *cand);
+    char *mapped = malloc(2 * len); /* a word in GPT-2's byte characters: 1-2 bytes per byte */
+    Heap heap = {cand, 0};
+    int rc = -1;
+    if (!sym || !cand || !mapped) {
+        fail(err, "out of memory (encoding %zu bytes)", len);
+        goto done;
+    }
+    for (size_t seg = 0; seg < len;) {
+        size_t seg_end = segment_end(t->pre, text, len, seg);
+        for (size_t i = seg; i < seg_end;) {
+            size_t end = pretoken_end(t->pre, text, seg_end, i);
+            int id = -1;
+            if (t->pre == PRE_LLAMA3) {
+                size_t m = 0;
+                for (size_t j = i; j < end; j++) {
+                    int b = t->byte_id[(unsigned char)text[j]];
+                    Str c = b >= 0 ? t->tokens[b] : (Str){"", 0};
+                    memcpy(mapped + m, c.ptr, c.len);
+                    m += c.len;
+                }
+                id = lookup(t, mapped, m);
+            }
+            if (id >= 0 ? push_id(out, id, err)
+                        : gpt2_bpe(t, text + i, end - i, sym, &heap, out, err))
+                goto done;
+            i = end;
+        }
+        seg = seg_end;
+    }
+    rc = 0;
+done:
+    free(norm);
     free(sym);
     free(cand);
+    free(mapped);
     return rc;
 }
 
-int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,
-                     Error *err) {
+/* ------------------------------------------------------------------------------------------ */
+/* Special tokens in the text, and the whole encoder */
+
+/* Id of the longest special token spelled at s[i], or -1; *len receives its length. */
+static int special_at(const Tokenizer *t, const char *s, size_t n, size_t i, int parse_special,
+                      size_t *len) {
+    unsigned char wanted = parse_special ? SPECIAL_USER | SPECIAL_CONTROL : SPECIAL_USER;
+    if (!(t->special_first[(unsigned char)s[i]] & wanted)) return -1;
+    for (int k = 0; k < t->n_special_lens; k++) {
+        size_t l = (size_t)t->special_lens[k];
+        if (l > n - i) continue;
+        int id = lookup(t, s + i, l);
+        if (id >= 0 && (special_class(t->types[id]) & wanted)) {
+            *len = l;
+            return id;
+        }
+    }
+    return -1;
+}
+
+int tokenizer_encode_special(const Tokenizer *t, const char *text, size_t len, int parse_special,
+                             int **ids, int *n_ids, Error *err) {
     *ids = NULL;
     *n_ids = 0;
     size_t bad;
     if (!utf8_valid(text, len, &bad)) return fail(err, "prompt is not valid UTF-8 (byte %zu)", bad);
     IdList out = {NULL, 0, 0};
     if (tokenizer_adds_bos(t) && push_id(&out, t->bos_id, err) != 0) return -1;
-    int rc = t->kind == TOK_SPM ? spm_encode(t, text, len, &out, err)
-                                : gpt2_encode(t, text, len, &out, err);
-    if (rc != 0) {
-        free(out.ids);
-        return -1;
+    /* Leftmost-longest matches of special tokens, as Hugging Face finds added tokens; the text
+       between two is encoded alone. */
+    int after_special = 1; /* at the start or after a special token (SentencePiece's prefix) */
+    size_t start = 0;
+    for (size_t i = 0; i <= len;) {
+        size_t n = 0;
+        int id = i < len ? special_at(t, text, len, i, parse_special, &n) : -1;
+        if (i < len && id < 0) {
+            i++;
+            continue;
+        }
+        if (i > start) {
+            int rc = t->kind == TOK_SPM
+                         ? spm_encode(t, text + start, i - start,
+                                      t->add_space_prefix && after_special, &out, err)
+                         : bpe_encode(t, text + start, i - start, &out, err);
+            if (rc != 0) {
+                free(out.ids);
+                return -1;
+            }
+            after_special = 0;
+        }
+        if (i == len) break;
+        if (push_id(&out, id, err) != 0) {
+            free(out.ids);
+            return -1;
+        }
+        after_special = 1;
+        i += n;
+        start = i;
     }
     if (!out.ids) { /* empty prompt without BOS: still hand back a valid allocation */
         out.ids = malloc(sizeof *out.ids);
@@ -782,6 +1099,11 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids
     *ids = out.ids;
     *n_ids = out.n;
     return 0;
+}
+
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,
+                     Error *err) {
+    return tokenizer_encode_special(t, text, len, 0, ids, n_ids, err);
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -8,8 +8,19 @@
 
 typedef enum {
     TOK_SPM, /* tokenizer.ggml.model = "llama": SentencePiece BPE with scores and byte fallback */
-    TOK_GPT2 /* tokenizer.ggml.model = "gpt2": byte-level BPE with merges, GPT-2 pre-tokenizer */
+    TOK_GPT2 /* tokenizer.ggml.model = "gpt2": byte-level BPE with merges and a pre-tokenizer */
 } TokenizerKind;
+
+/* How a byte-level BPE vocabulary splits text into words before merging (tokenizer.ggml.pre;
+   model.c maps llama.cpp's names and aliases to these). */
+typedef enum {
+    PRE_GPT2,   /* GPT-2's regex */
+    PRE_LLAMA3, /* Llama 3's regex: case-insensitive contractions, a letter run may take one
+                   leading non-letter, digits in groups of up to 3, newlines kept with the
+                   whitespace before them; a word that is itself a token is not merged */
+    PRE_QWEN2,  /* Llama 3's regex with single digits, after Unicode NFC; merges always run */
+    PRE_SMOLLM  /* every digit alone, then GPT-2's regex on the text between */
+} TokenizerPre;
 
 /* tokenizer.ggml.token_type values */
 enum {
@@ -25,6 +36,7 @@ enum {
    after tokenizer_build (which copies what it keeps). */
 typedef struct {
     TokenizerKind kind;
+    TokenizerPre pre; /* TOK_GPT2 only */
     int n_vocab;
     const Str *tokens;    /* (n_vocab) token strings as stored in the file */
     const float *scores;  /* (n_vocab) or NULL; SPM merge priority, higher merges first */
@@ -32,6 +44,7 @@ typedef struct {
     int n_merges;
     const Str *merges;          /* (n_merges) "left right", rank = index; GPT-2 only */
     int bos_id, eos_id, unk_id; /* -1 when absent */
+    int eot_id;                 /* end of turn (<|eot_id|>, <|im_end|>, ...), -1 when absent */
     int add_bos;                /* prepend BOS when encoding a prompt */
     int add_space_prefix;       /* SPM: prepend one space (SentencePiece's add_dummy_prefix) */
 } TokenizerSpec;
@@ -42,12 +55,20 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err);
 void tokenizer_free(Tokenizer *t);
 int tokenizer_bos(const Tokenizer *t); /* -1 when none */
 int tokenizer_eos(const Tokenizer *t); /* -1 when none */
+int tokenizer_eot(const Tokenizer *t); /* -1 when none */
 int tokenizer_adds_bos(const Tokenizer *t);
 
 /* Encodes `len` bytes of UTF-8 text (invalid UTF-8 is an error). Prepends BOS when the tokenizer
-   adds one. *ids is malloc'ed and owned by the caller. */
+   adds one. *ids is malloc'ed and owned by the caller.
+   As in Hugging Face's tokenizers and llama.cpp, the spellings of user-defined tokens (Qwen's
+   <think>, Gemma's <table> and newline runs) become those tokens before anything else; the
+   spellings of control tokens (<|im_start|>, <|eot_id|>, <start_of_turn>) and of the unknown
+   token do only when parse_special is set (llama.cpp's parse_special), else they are plain text.
+   tokenizer_encode is tokenizer_encode_special with parse_special = 0. */
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,
                      Error *err);
+int tokenizer_encode_special(const Tokenizer *t, const char *text, size_t len, int parse_special,
+                             int **ids, int *n_ids, Error *err);
 
 /* Streaming decoder: feed token ids one at a time, get back bytes that form only complete UTF-8
    characters. Bytes of a character split across tokens are held until it is complete; a byte
