@@ -50,6 +50,9 @@ static const OptionSpec OPTIONS[] = {
      "prompt positions per forward pass; 1 = token by token (default 64)"},
     {NULL, "--threads", "N", OPT_INT, AT(threads), 1, 1024,
      "threads for the matrix products (default: all cores)"},
+    {"-z", "--tokenizer", "PATH", OPT_STRING, AT(tokenizer), 0, 0,
+     "tokenizer.bin of a llama2.c checkpoint (default: tokenizer.bin\n"
+     "beside the model, else in the current directory)"},
     {NULL, "--tokenize", NULL, OPT_FLAG, AT(tokenize), 0, 0,
      "print the prompt's token ids on one line and exit"},
     {NULL, "--dump-logits", "PATH", OPT_STRING, AT(dump_logits), 0, 0,
