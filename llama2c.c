@@ -25,6 +25,10 @@
 #define MAX_DIM (1 << 20)
 #define MAX_LAYERS 1024
 #define MAX_CTX (1 << 20)
+/* Converted matrices start on a cache line, as GGUF's tensors do in this program's exports: the
+   fp32 kernels' summation order follows the alignment of a row, so the same weights give the
+   same logits from either file. */
+#define CONV_ALIGN 64
 
 static int32_t i32_at(const uint8_t *p) {
     int32_t v;
@@ -249,6 +253,12 @@ static int convert_matrix(void *out, int q8, const int8_t *q, const uint8_t *sca
     return 0;
 }
 
+/* Bytes of a converted matrix, rounded up to CONV_ALIGN. */
+static uint64_t conv_size(Shape s, uint32_t type) {
+    const uint64_t n = s.rows * ggml_row_bytes(type, s.cols);
+    return (n + CONV_ALIGN - 1) / CONV_ALIGN * CONV_ALIGN;
+}
+
 static Tensor matrix(uint32_t type, Shape s, const void *data) {
     return (Tensor){.type = type,
                     .rows = (int)s.rows,
@@ -290,10 +300,10 @@ int llama2c_bind(const uint8_t *buf, size_t size, Config *c, Weights *w, void **
     uint64_t conv_bytes = 0; /* version 2: every matrix, converted */
     for (size_t i = 0; h.version == 2 && i < n_parts; i++) {
         const Shape s = part_shape(order[i], &h);
-        if (s.matrix) conv_bytes += s.rows * ggml_row_bytes(conv_type, s.cols) * s.copies;
+        if (s.matrix) conv_bytes += conv_size(s, conv_type) * s.copies;
     }
     w->layers = calloc((size_t)h.n_layers, sizeof *w->layers);
-    uint8_t *conv = conv_bytes ? malloc(conv_bytes) : NULL;
+    uint8_t *conv = conv_bytes ? aligned_alloc(CONV_ALIGN, conv_bytes) : NULL;
     if (!w->layers || (conv_bytes && !conv)) {
         free(conv);
         free(w->layers);
@@ -322,7 +332,7 @@ int llama2c_bind(const uint8_t *buf, size_t size, Config *c, Weights *w, void **
                     return -1;
                 }
                 *(Tensor *)field = matrix(conv_type, s, conv);
-                conv += s.rows * ggml_row_bytes(conv_type, s.cols);
+                conv += conv_size(s, conv_type);
             }
             p += part_bytes(s, &h);
         }
