@@ -22,7 +22,7 @@ SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
 # every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
-FUZZ_TARGETS := gguf tokenizer cli
+FUZZ_TARGETS := gguf tokenizer cli llama2c
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
 ifndef NO_OMP
@@ -111,6 +111,7 @@ define c_tests
 	$(2) build/$(1)/tests/fuzz/replay_gguf $(wildcard tests/fuzz/*/gguf)
 	$(2) build/$(1)/tests/fuzz/replay_tokenizer $(wildcard tests/fuzz/*/tokenizer)
 	$(2) build/$(1)/tests/fuzz/replay_cli $(wildcard tests/fuzz/*/cli)
+	$(2) build/$(1)/tests/fuzz/replay_llama2c $(wildcard tests/fuzz/*/llama2c)
 endef
 REPLAYS = $(FUZZ_TARGETS:%=build/$(1)/tests/fuzz/replay_%)
 
