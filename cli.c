@@ -81,9 +81,10 @@ static const OptionSpec OPTIONS[] = {
 
 void cli_usage(FILE *f) {
     fprintf(f,
-            "usage: ./run [MODEL.gguf] [options]\n"
-            "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture); without MODEL,\n"
-            "from the model shipped in " DEFAULT_MODEL " next to the program.\n\n");
+            "usage: ./run [MODEL.gguf | MODEL.bin] [options]\n"
+            "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture) or a llama2.c\n"
+            "checkpoint; without MODEL, from the model shipped in " DEFAULT_MODEL " next to\n"
+            "the program.\n\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const OptionSpec *s = &OPTIONS[i];
         char names[64];

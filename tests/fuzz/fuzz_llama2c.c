@@ -37,7 +37,8 @@ static void fuzz_checkpoint(const uint8_t *buf, size_t size) {
     }
     CHECK(c.dim % c.n_heads == 0 && c.n_heads % c.n_kv_heads == 0 && c.head_dim % 2 == 0);
     CHECK(c.head_dim * c.n_heads == c.dim && c.vocab_size > 0 && c.seq_len > 0);
-    const size_t conv_size = conv ? size * 4 : 0; /* converted: at most 4 bytes per int8 weight */
+    /* converted: at most 4 bytes per int8 weight, each matrix padded to 64 bytes */
+    const size_t conv_size = conv ? size * 4 + 64 * (7 * (size_t)c.n_layers + 2) : 0;
     check_tensor(&w.token_embd, buf, size, conv, conv_size);
     check_tensor(&w.output, buf, size, conv, conv_size);
     CHECK(inside(w.out_norm, (size_t)c.dim * 4, buf, size));
