@@ -16,13 +16,13 @@ ARM_CC  ?= aarch64-linux-gnu-gcc
 HOST_CC ?= cc
 
 # The engine (everything but main), then the program.
-LIB_SRC := cli.c model.c forward.c gguf.c tokenizer.c sampler.c kernels.c kernels_portable.c \
+LIB_SRC := cli.c model.c llama2c.c forward.c gguf.c tokenizer.c sampler.c kernels.c kernels_portable.c \
            kernels_avx512.c kernels_avx2.c kernels_neon.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
 # every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
-FUZZ_TARGETS := gguf tokenizer cli
+FUZZ_TARGETS := gguf tokenizer cli llama2c
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
 ifndef NO_OMP
@@ -111,6 +111,7 @@ define c_tests
 	$(2) build/$(1)/tests/fuzz/replay_gguf $(wildcard tests/fuzz/*/gguf)
 	$(2) build/$(1)/tests/fuzz/replay_tokenizer $(wildcard tests/fuzz/*/tokenizer)
 	$(2) build/$(1)/tests/fuzz/replay_cli $(wildcard tests/fuzz/*/cli)
+	$(2) build/$(1)/tests/fuzz/replay_llama2c $(wildcard tests/fuzz/*/llama2c)
 endef
 REPLAYS = $(FUZZ_TARGETS:%=build/$(1)/tests/fuzz/replay_%)
 

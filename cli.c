@@ -50,6 +50,9 @@ static const OptionSpec OPTIONS[] = {
      "prompt positions per forward pass; 1 = token by token (default 64)"},
     {NULL, "--threads", "N", OPT_INT, AT(threads), 1, 1024,
      "threads for the matrix products (default: all cores)"},
+    {"-z", "--tokenizer", "PATH", OPT_STRING, AT(tokenizer), 0, 0,
+     "tokenizer.bin of a llama2.c checkpoint (default: tokenizer.bin\n"
+     "beside the model, else in the current directory)"},
     {NULL, "--tokenize", NULL, OPT_FLAG, AT(tokenize), 0, 0,
      "print the prompt's token ids on one line and exit"},
     {NULL, "--parse-special", NULL, OPT_FLAG, AT(parse_special), 0, 0,
@@ -81,9 +84,10 @@ static const OptionSpec OPTIONS[] = {
 
 void cli_usage(FILE *f) {
     fprintf(f,
-            "usage: ./run [MODEL.gguf] [options]\n"
-            "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture); without MODEL,\n"
-            "from the model shipped in " DEFAULT_MODEL " next to the program.\n\n");
+            "usage: ./run [MODEL.gguf | MODEL.bin] [options]\n"
+            "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture) or a llama2.c\n"
+            "checkpoint; without MODEL, from the model shipped in " DEFAULT_MODEL " next to\n"
+            "the program.\n\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const OptionSpec *s = &OPTIONS[i];
         char names[64];

@@ -12,8 +12,9 @@
 
 typedef struct {
     const char *model;
-    const char *prompt; /* NULL = empty prompt (BOS only); "-" = read stdin */
-    int steps;          /* new tokens to generate */
+    const char *tokenizer; /* -z: a llama2.c checkpoint's tokenizer.bin, or NULL */
+    const char *prompt;    /* NULL = empty prompt (BOS only); "-" = read stdin */
+    int steps;             /* new tokens to generate */
     float temperature, top_p;
     int top_k;
     uint64_t seed;

@@ -1,7 +1,14 @@
 #!/usr/bin/python3
-"""Convert a Hugging Face model directory to a GGUF v3 file that ./run can load.
+"""Convert a Hugging Face model directory, or a llama2.c checkpoint, to a GGUF v3 file that ./run
+(and llama.cpp) can load.
 
     python3 export.py IN_DIR OUT.gguf [--dtype f32|f16|q8_0] [--vocab-only]
+    python3 export.py MODEL.bin OUT.gguf [--tokenizer tokenizer.bin] [--dtype f32|f16|q8_0]
+
+A llama2.c checkpoint is any of its three layouts (legacy, version 1, version 2: see llama2c.h);
+version 2's int8 groups are dequantized (q * scale) for f32 and f16, and with --dtype q8_0 and a
+group size that is a multiple of 32 kept as they are, each scale rounded to float16, which is
+what ./run does with them at load.
 
 Supported: config.json model_type gpt2, llama, mistral, qwen2; weights as model.safetensors,
 sharded safetensors with model.safetensors.index.json, pytorch_model.bin or its sharded index
@@ -1030,7 +1037,16 @@ def _write_gguf_file(tmp, plan, infos):
         f.write(b"\0" * pad_to(f.tell()))
         data_start = f.tell()
         for k, (name, shape, ttype, off, nbytes, load) in enumerate(infos):
-            w = np.asarray(load(), dtype=np.float32)
+            w = load()
+            if isinstance(w, Int8Groups):  # llama2.c's version 2
+                if ttype == GGML_Q8_0 and w.gs % QK8_0 == 0:
+                    data = w.q8_0_bytes()
+                    f.write(data + b"\0" * pad_to(nbytes))
+                    print(f"[{k + 1:3d}/{len(infos)}] {name:28s} {'x'.join(map(str, shape)):>12s} "
+                          "Q8_0 (llama2.c's int8 groups kept)", file=sys.stderr)
+                    continue
+                w = w.dequantized()
+            w = np.asarray(w, dtype=np.float32)
             if w.shape != shape:
                 raise AssertionError(f"internal: {name} has shape {w.shape}, planned {shape}")
             if not np.all(np.isfinite(w)):
@@ -1051,6 +1067,156 @@ def _write_gguf_file(tmp, plan, infos):
                   f"{TYPE_NAMES[ttype]}", file=sys.stderr)
             del w
         return f.tell()
+
+
+# ----------------------------------------------------------------------------------------------
+# llama2.c checkpoints (model.bin + tokenizer.bin; the layouts are described in llama2c.h)
+
+L2C_MAGIC = 0x616B3432  # "ak42"
+
+
+class Int8Groups:
+    """A version 2 matrix: int8 values q (rows, cols) with one float32 scale per gs values."""
+
+    def __init__(self, q, scales, gs):
+        self.q, self.scales, self.gs = q, scales, gs
+
+    def dequantized(self):
+        """q * scale in float32, what llama2.c's runq.c multiplies by."""
+        return (self.q.reshape(-1, self.gs).astype(np.float32) * self.scales[:, None]).reshape(self.q.shape)
+
+    def q8_0_bytes(self):
+        """Q8_0 blocks the way ./run converts them at load: each group's int8 values kept, its
+        scale rounded to float16 (gs a multiple of 32, so a block lies within one group)."""
+        blocks = self.q.reshape(-1, QK8_0)
+        d = np.repeat(self.scales, self.gs // QK8_0)
+        if np.abs(d).max() > 65504.0:
+            refuse("a group's scale overflows float16 (use --dtype f32)")
+        out = np.empty((blocks.shape[0], 2 + QK8_0), dtype=np.uint8)
+        out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
+        out[:, 2:] = blocks.view(np.uint8)
+        return out.tobytes()
+
+
+def read_llama2c(path):
+    """Header dict and tensors {gguf name: array or Int8Groups}, views of a memory map."""
+    buf = np.memmap(path, dtype=np.uint8, mode="r")
+    if len(buf) < 28:
+        refuse(f"{path}: {len(buf)} bytes, too small for a llama2.c checkpoint")
+    magic, version = struct.unpack_from("<Ii", buf, 0)
+    if magic == L2C_MAGIC:
+        if version not in (1, 2) or len(buf) < 256:
+            refuse(f"{path}: llama2.c version {version} (1 or 2, with a 256-byte header) is not supported")
+        dims = struct.unpack_from("<7i", buf, 8)
+        shared, gs, pos = bool(buf[36]), struct.unpack_from("<i", buf, 37)[0], 256
+    else:
+        dims, version, gs, pos = struct.unpack_from("<7i", buf, 0), 0, 0, 28
+        shared = dims[5] > 0
+    dim, hidden, n_layers, n_heads, n_kv, vocab, n_ctx = dims
+    vocab = abs(vocab)
+    h = dict(dim=dim, hidden=hidden, n_layers=n_layers, n_heads=n_heads, n_kv=n_kv, vocab=vocab,
+             n_ctx=n_ctx, shared=shared, version=version, gs=gs)
+    if min(dim, hidden, n_layers, n_heads, n_kv, vocab, n_ctx) <= 0 or dim % n_heads or \
+            n_heads % n_kv or (dim // n_heads) % 2 or (version == 2 and (gs <= 0 or dim % gs or hidden % gs)):
+        refuse(f"{path}: llama2.c header {dims} (group size {gs}) is not a valid model")
+    hs, kv = dim // n_heads, dim // n_heads * n_kv
+
+    def take(shape, quantized=False):
+        nonlocal pos
+        n = int(np.prod(shape))
+        need = n + 4 * (n // gs) if quantized else 4 * n
+        if pos + need > len(buf):
+            refuse(f"{path}: truncated ({len(buf)} bytes; the header's shapes need more)")
+        if quantized:
+            q = buf[pos:pos + n].view(np.int8).reshape(shape)
+            scales = np.frombuffer(buf, "<f4", n // gs, pos + n)
+            t = Int8Groups(q, scales, gs)
+        else:
+            t = np.frombuffer(buf, "<f4", n, pos).reshape(shape)
+        pos += need
+        return t
+
+    mats = {"attn_q": (dim, dim), "attn_k": (kv, dim), "attn_v": (kv, dim), "attn_output": (dim, dim),
+            "ffn_gate": (hidden, dim), "ffn_down": (dim, hidden), "ffn_up": (hidden, dim)}
+    t = {}
+
+    def layers(name, shape, quantized=False):
+        for i in range(n_layers):
+            t[f"blk.{i}.{name}.weight"] = take(shape, quantized)
+
+    if version == 0:  # token_embd, then each kind for all layers, final norm, RoPE tables, output
+        t["token_embd.weight"] = take((vocab, dim))
+        layers("attn_norm", (dim,))
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            layers(name, mats[name])
+        layers("ffn_norm", (dim,))
+        for name in ("ffn_gate", "ffn_down", "ffn_up"):
+            layers(name, mats[name])
+        t["output_norm.weight"] = take((dim,))
+        take((2, n_ctx, hs // 2))  # RoPE tables, not read by llama2.c any more
+    else:  # the norms, then the matrices (int8 groups in version 2)
+        layers("attn_norm", (dim,))
+        layers("ffn_norm", (dim,))
+        t["output_norm.weight"] = take((dim,))
+        t["token_embd.weight"] = take((vocab, dim), version == 2)
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_down", "ffn_up"):
+            layers(name, mats[name], version == 2)
+    if not shared:
+        t["output.weight"] = take((vocab, dim), version == 2)
+    if pos != len(buf):
+        refuse(f"{path}: {len(buf)} bytes, the header's shapes need {pos}")
+    return h, t
+
+
+def load_tokenizer_bin(path, n_vocab):
+    """tokenizer.bin: uint32 max_token_length, then n_vocab x (float32 score, int32 length, bytes).
+    The pieces get SentencePiece's spelling back (a space is U+2581, BOS and EOS "<s>", "</s>");
+    ids 0, 1, 2 are llama2.c's <unk>, BOS and EOS, <0xNN> pieces its byte fallback."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    pos, tokens, scores, types = 4, [], [], []
+    for i in range(n_vocab):
+        if pos + 8 > len(buf):
+            refuse(f"{path}: {i} tokens, the model's vocabulary has {n_vocab}")
+        score, n = struct.unpack_from("<fi", buf, pos)
+        if n < 0 or pos + 8 + n > len(buf):
+            refuse(f"{path}: truncated in token {i}")
+        piece = buf[pos + 8:pos + 8 + n].decode("utf-8", errors="replace")
+        pos += 8 + n
+        if i in (1, 2) and piece in ("\n<s>\n", "\n</s>\n"):
+            piece = piece.strip("\n")
+        tokens.append(piece.replace(" ", "\u2581"))
+        scores.append(score)
+        types.append(6 if re.fullmatch(r"<0x[0-9A-F]{2}>", piece) else 2 if i == 0 else 3 if i in (1, 2) else 1)
+    if pos != len(buf):
+        refuse(f"{path}: more than the model's {n_vocab} tokens")
+    return {"model": "llama", "pre": "default", "tokens": tokens, "scores": scores, "types": types,
+            "merges": None, "add_space_prefix": True, "bos": 1, "eos": 2, "unk": 0, "pad": None,
+            "add_bos": True}
+
+
+def build_plan_llama2c(path, tokenizer):
+    """llama2.c's weights are already in GGUF's convention (RoPE on adjacent pairs): no permutation."""
+    h, t = read_llama2c(path)
+    if tokenizer is None:
+        tokenizer = os.path.join(os.path.dirname(path), "tokenizer.bin")
+        if not os.path.exists(tokenizer):
+            refuse(f"no tokenizer.bin beside {path} (give one with --tokenizer)")
+    tok = load_tokenizer_bin(tokenizer, h["vocab"])
+    plan = Plan()
+    plan.kv("general.architecture", "str", "llama")
+    plan.kv("general.name", "str", os.path.splitext(os.path.basename(path))[0])
+    plan.kv("general.alignment", "u32", ALIGNMENT)
+    plan.kv("general.file_type", "u32", 0)  # set in main() from --dtype
+    plan_dims(plan, "llama", h["n_ctx"], h["dim"], h["n_layers"], h["hidden"], h["n_heads"])
+    plan.kv("llama.attention.head_count_kv", "u32", h["n_kv"])
+    plan.kv("llama.attention.layer_norm_rms_epsilon", "f32", 1e-5)  # what llama2.c hard-codes
+    plan.kv("llama.rope.freq_base", "f32", 10000.0)
+    plan.kv("llama.rope.dimension_count", "u32", h["dim"] // h["n_heads"])
+    for name, w in t.items():
+        plan.tensor(name, w.q.shape if isinstance(w, Int8Groups) else w.shape, lambda w=w: w)
+    tokenizer_metadata(plan, tok, h["vocab"])
+    return plan
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1084,9 +1250,12 @@ def build_plan(in_dir):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Convert a Hugging Face model directory to GGUF v3.")
-    ap.add_argument("in_dir")
+    ap = argparse.ArgumentParser(description="Convert a Hugging Face model directory, or a llama2.c "
+                                             "checkpoint with its tokenizer.bin, to GGUF v3.")
+    ap.add_argument("in_dir", help="a Hugging Face model directory, or a llama2.c model.bin")
     ap.add_argument("out")
+    ap.add_argument("--tokenizer", help="llama2.c's tokenizer.bin for a model.bin (default: "
+                                        "tokenizer.bin beside it)")
     ap.add_argument("--dtype", choices=sorted(FILE_TYPES), default="f32",
                     help="type of the 2-D weight matrices (1-D tensors are always f32; q8_0 "
                          "stores matrices whose rows are not a multiple of 32 as f16)")
@@ -1094,7 +1263,16 @@ def main(argv=None):
                     help="write the tokenizer alone, no tensors (config.json and weights optional)")
     args = ap.parse_args(argv)
     try:
-        plan = build_vocab_plan(args.in_dir) if args.vocab_only else build_plan(args.in_dir)
+        if os.path.isfile(args.in_dir):
+            if args.vocab_only:
+                refuse("--vocab-only is for a model directory")
+            plan = build_plan_llama2c(args.in_dir, args.tokenizer)
+        elif args.tokenizer:
+            refuse("--tokenizer is for a llama2.c model.bin; a model directory has its own")
+        elif args.vocab_only:
+            plan = build_vocab_plan(args.in_dir)
+        else:
+            plan = build_plan(args.in_dir)
         plan.metadata = [(k, t, FILE_TYPES[args.dtype] if k == "general.file_type" else v)
                          for k, t, v in plan.metadata]
         n, total, size = write_gguf(args.out, plan, args.dtype)

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "llama2c.h"
 #include "model.h"
 
 #define MAX_DIM (1 << 20) /* sanity bounds: far above any model this program is for */
@@ -692,16 +693,20 @@ static void free_state(RunState *s) {
  * it (measured here: ~1.3 us per 4 KB page, 150-220 ms for a 440 MB model, against 16 ms to
  * read it all once mapped), so paying it at load keeps it out of the first forward pass and
  * makes the timings of the prompt measure computing, not mapping. */
-static void prefault(const GGUF *g) {
+static void prefault_range(const void *data, size_t nbytes) {
     const size_t page = 4096;
+    const volatile uint8_t *p = data;
+    const long pages = (long)((nbytes + page - 1) / page);
+#pragma omp parallel for schedule(static)
+    for (long k = 0; k < pages; k++) (void)p[(size_t)k * page];
+}
+
+static void prefault(const GGUF *g) {
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const GGUFTensor *t = &g->tensors[i];
         if (str_eq(t->name, "token_embd.weight") || str_eq(t->name, "position_embd.weight"))
             continue;
-        const volatile uint8_t *p = t->data;
-        const long pages = (long)((t->nbytes + page - 1) / page);
-#pragma omp parallel for schedule(static)
-        for (long k = 0; k < pages; k++) (void)p[(size_t)k * page];
+        prefault_range(t->data, t->nbytes);
     }
 }
 
@@ -725,11 +730,59 @@ int model_init(Model *m, int batch, Error *err) {
     return 0;
 }
 
-int model_load(Model *m, const char *path, int batch, Error *err) {
+/* 1 when the file at path exists and does not start with the GGUF magic: a llama2.c checkpoint,
+   or nothing this program reads (llama2c.c's error then says both). Unreadable: 0, so that
+   gguf_open reports it. */
+static int lacks_gguf_magic(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char magic[4];
+    const size_t n = fread(magic, 1, 4, f);
+    const int readable = !ferror(f);
+    fclose(f);
+    return readable && (n < 4 || memcmp(magic, "GGUF", 4) != 0);
+}
+
+/* A llama2.c checkpoint (llama2c.h): mapped into m->file, bound by llama2c_bind, with the
+   tokenizer.bin found for it. */
+static int load_llama2c(Model *m, const char *path, const char *tokenizer, Error *err) {
+    char tok_path[4096];
+    const uint8_t *tbuf;
+    size_t tsize;
+    if (llama2c_map(path, "model", &m->file.buf, &m->file.size, err)) return -1;
+    m->file.mapped = 1;
+    if (llama2c_bind(m->file.buf, m->file.size, &m->config, &m->weights, &m->converted, err) ||
+        llama2c_find_tokenizer(path, tokenizer, tok_path, sizeof tok_path, err) ||
+        llama2c_map(tok_path, "tokenizer", &tbuf, &tsize, err))
+        return -1;
+    const int rc = llama2c_tokenizer(tbuf, tsize, m->config.vocab_size, &m->tokenizer, err);
+    munmap((void *)tbuf, tsize);
+    return rc;
+}
+
+int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, Error *err) {
     memset(m, 0, sizeof *m);
+    if (lacks_gguf_magic(path)) {
+        if (load_llama2c(m, path, tokenizer, err) ||
+            (batch > 0 && alloc_state(&m->state, &m->config, batch, err))) {
+            model_free(m);
+            return -1;
+        }
+        prefault_range(m->file.buf, m->file.size);
+        return 0;
+    }
+    if (tokenizer)
+        return fail(err,
+                    "a tokenizer (-z) is for llama2.c checkpoints; '%s' is a GGUF file with "
+                    "its own",
+                    path);
     if (gguf_open(&m->file, path, err) || model_init(m, batch, err)) return -1;
     prefault(&m->file);
     return 0;
+}
+
+int model_load(Model *m, const char *path, int batch, Error *err) {
+    return model_load_with(m, path, NULL, batch, err);
 }
 
 int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, Error *err) {
@@ -755,6 +808,7 @@ void model_free(Model *m) {
     free_state(&m->state);
     if (m->tokenizer) tokenizer_free(m->tokenizer);
     free(m->weights.layers);
+    free(m->converted);
     gguf_close(&m->file);
     memset(m, 0, sizeof *m);
 }

@@ -110,7 +110,9 @@ typedef struct {
 } RunState;
 
 typedef struct {
-    GGUF file; /* owns the mmap every Tensor points into */
+    GGUF file; /* owns the mmap every Tensor points into; for a llama2.c checkpoint (llama2c.h)
+                  only the mapping (buf, size, mapped): no metadata, no tensors */
+    void *converted; /* weights converted at load (llama2.c's int8 groups), owned; else NULL */
     Config config;
     Weights weights;
     Tokenizer *tokenizer;
@@ -119,6 +121,9 @@ typedef struct {
 
 /* Opens, validates and binds a model; allocates the run state for batches of `batch` positions. */
 int model_load(Model *m, const char *path, int batch, Error *err);
+/* The same, with the tokenizer.bin of a llama2.c checkpoint (NULL: found beside the model or in
+   the current directory, see llama2c.h); a GGUF file must have none, it carries its own. */
+int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, Error *err);
 /* The same for a model whose m->file is already parsed (from a buffer: the fuzz target); batch 0
    binds without allocating a run state. On failure m is freed, m->file included. */
 int model_init(Model *m, int batch, Error *err);

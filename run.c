@@ -279,7 +279,7 @@ static int run(const Options *o, Error *err) {
     Model m;
     int *ids = NULL, n_ids = 0, rc = -1;
     double t_load = now_seconds();
-    if (model_load(&m, o->model, o->batch, err)) {
+    if (model_load_with(&m, o->model, o->tokenizer, o->batch, err)) {
         free(stdin_text);
         return -1;
     }

@@ -49,6 +49,7 @@ struct Tokenizer {
     int bos_id, eos_id, unk_id, eot_id;
     int add_bos, add_space_prefix;
     int max_token_len;
+    Str space; /* SPM: how the pieces spell a space (SPACE_SYMBOL, or " " in llama2.c's files) */
 };
 
 enum { SPECIAL_USER = 1, SPECIAL_CONTROL = 2 };
@@ -221,9 +222,9 @@ static size_t decoded_text(const Tokenizer *t, int id, const int *byte_of_cp, ch
         }
         size_t n = 0;
         for (size_t i = 0; i < s.len;) {
-            if (s.len - i >= 3 && memcmp(s.ptr + i, SPACE_SYMBOL, 3) == 0) {
+            if (s.len - i >= t->space.len && memcmp(s.ptr + i, t->space.ptr, t->space.len) == 0) {
                 out[n++] = ' ';
-                i += 3;
+                i += t->space.len;
             } else {
                 out[n++] = s.ptr[i++];
             }
@@ -355,6 +356,7 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
     t->pre = spec->pre;
     t->add_bos = spec->add_bos;
     t->add_space_prefix = spec->kind == TOK_SPM && spec->add_space_prefix;
+    t->space = spec->spaces_as_is ? (Str){" ", 1} : (Str){SPACE_SYMBOL, 3};
     for (int id = 0; id < n; id++) {
         if (spec->tokens[id].len > (size_t)1 << 20) {
             tokenizer_free(t);
@@ -611,10 +613,11 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, int add_
         goto done;
     }
     size_t n = 0;
-    if (add_prefix) memcpy(norm, SPACE_SYMBOL, 3), n = 3;
+    const Str sp = t->space;
+    if (add_prefix) memcpy(norm, sp.ptr, sp.len), n = sp.len;
     for (size_t i = 0; i < len; i++) {
         if (text[i] == ' ')
-            memcpy(norm + n, SPACE_SYMBOL, 3), n += 3;
+            memcpy(norm + n, sp.ptr, sp.len), n += sp.len;
         else
             norm[n++] = text[i];
     }
@@ -1175,7 +1178,8 @@ size_t decoder_push(const Tokenizer *t, Decoder *d, int token, char *out, size_t
     int at_start = d->prev_token < 0 || d->prev_token >= t->n_vocab ||
                    t->types[d->prev_token] == TOKEN_CONTROL;
     if (t->add_space_prefix && at_start && s.len > 0 && s.ptr[0] == ' ' &&
-        t->tokens[token].len >= 3 && memcmp(t->tokens[token].ptr, SPACE_SYMBOL, 3) == 0) {
+        t->tokens[token].len >= t->space.len &&
+        memcmp(t->tokens[token].ptr, t->space.ptr, t->space.len) == 0) {
         s.ptr++;
         s.len--;
     }

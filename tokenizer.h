@@ -47,6 +47,8 @@ typedef struct {
     int eot_id;                 /* end of turn (<|eot_id|>, <|im_end|>, ...), -1 when absent */
     int add_bos;                /* prepend BOS when encoding a prompt */
     int add_space_prefix;       /* SPM: prepend one space (SentencePiece's add_dummy_prefix) */
+    int spaces_as_is; /* SPM: the pieces spell a space ' ', not U+2581, and a U+2581 in the text
+                         is text (llama2.c's tokenizer.bin) */
 } TokenizerSpec;
 
 typedef struct Tokenizer Tokenizer; /* opaque; defined in tokenizer.c */

@@ -88,5 +88,44 @@ expect "attn-show sign"        2 "expects LAYER.HEAD"           -- $RUN "$GOOD" 
 expect "attn-show range"       1 "layers 0..1 and heads 0..7"   -- $RUN "$GOOD" -i hi -n 1 --attn-show 2.0
 expect "attention with --ppl"  2 "do not work with --ppl"       -- $RUN "$GOOD" --ppl x --attn-stats
 
+# llama2.c checkpoints (llama2c.c): the committed tiny legacy file (dim 16, hidden 32, 1 layer,
+# 2 heads, 2 kv heads, vocab 512, context 32; 44252 bytes) and its tokenizer.bin, edited.
+L2C=tests/fixtures/llama2c
+# set_i32 NAME OFFSET VALUE: $tmp/NAME.bin, tiny.bin with the int32 at OFFSET replaced
+set_i32() { perl -0777 -pe "substr(\$_, $2, 4) = pack('l<', $3)" "$L2C/tiny.bin" > "$tmp/$1.bin"; }
+mkdir "$tmp/alone"
+cp "$L2C/tiny.bin" "$tmp/alone/tiny.bin"
+head -c 44248 "$L2C/tiny.bin" > "$tmp/l2c_short.bin"
+{ cat "$L2C/tiny.bin"; printf 'abcd'; } > "$tmp/l2c_long.bin"
+set_i32 l2c_hidden 4 16
+set_i32 l2c_negdim 0 -16
+set_i32 l2c_zeroheads 12 0
+set_i32 l2c_absurd 24 2147483647
+set_i32 l2c_heads3 12 3
+printf '24ka\003\000\000\000' > "$tmp/l2c_v3.bin"
+head -c 248 /dev/zero >> "$tmp/l2c_v3.bin"
+perl -e 'print pack("a4 l< l<7 C l<", "24ka", 2, 16, 32, 1, 2, 2, 512, 32, 1, 0), "\0" x 219' > "$tmp/l2c_gs0.bin"
+# tokenizer.bin: 511 of the 512 tokens; one more; cut inside the last token
+perl -0777 -ne '$p = 4; for my $i (1..511) { $p += 8 + unpack("l<", substr($_, $p + 4, 4)) } print substr($_, 0, $p)' \
+    "$L2C/tokenizer.bin" > "$tmp/tok511.bin"
+{ cat "$L2C/tokenizer.bin"; perl -e 'print pack("f< l<", 0, 3), "xyz"'; } > "$tmp/tok513.bin"
+head -c $(($(wc -c < "$L2C/tokenizer.bin") - 2)) "$L2C/tokenizer.bin" > "$tmp/tokcut.bin"
+
+expect "l2c truncated body"     1 "truncated: 44248 bytes, the header's shapes need 44252" -- $RUN "$tmp/l2c_short.bin" -i hi
+expect "l2c bytes after"        1 "44256 bytes, 4 more than the header's shapes need" -- $RUN "$tmp/l2c_long.bin" -i hi
+expect "l2c sizes vs header"    1 "more than the header's shapes need"  -- $RUN "$tmp/l2c_hidden.bin" -i hi
+expect "l2c negative dim"       1 "dim = -16 is out of range"      -- $RUN "$tmp/l2c_negdim.bin" -i hi
+expect "l2c zero heads"         1 "n_heads = 0 is out of range"    -- $RUN "$tmp/l2c_zeroheads.bin" -i hi
+expect "l2c absurd seq_len"     1 "seq_len = 2147483647 is out of range" -- $RUN "$tmp/l2c_absurd.bin" -i hi
+expect "l2c heads split dim"    1 "dim 16 is not a multiple of n_heads 3" -- $RUN "$tmp/l2c_heads3.bin" -i hi
+expect "l2c version 3"          1 "version 3 is not one this program reads" -- $RUN "$tmp/l2c_v3.bin" -i hi
+expect "l2c group size 0"       1 "group_size = 0 is out of range" -- $RUN "$tmp/l2c_gs0.bin" -i hi
+expect "l2c tokenizer 511"      1 "tokenizer.bin has 511 tokens, the model's vocabulary 512" -- $RUN "$L2C/tiny.bin" -z "$tmp/tok511.bin" -i hi
+expect "l2c tokenizer 513"      1 "holds more than the model's 512 tokens" -- $RUN "$L2C/tiny.bin" -z "$tmp/tok513.bin" -i hi
+expect "l2c tokenizer cut"      1 "tokenizer.bin is truncated in token 511" -- $RUN "$L2C/tiny.bin" -z "$tmp/tokcut.bin" -i hi
+expect "l2c no tokenizer"       1 "no tokenizer for the llama2.c checkpoint" -- $RUN "$tmp/alone/tiny.bin" -i hi
+expect "l2c -z missing"         1 "cannot open tokenizer"          -- $RUN "$L2C/tiny.bin" -z "$tmp/nope.bin" -i hi
+expect "-z with a GGUF"         1 "is for llama2.c checkpoints"    -- $RUN "$GOOD" -z "$L2C/tokenizer.bin" -i hi
+
 echo "bad_input: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

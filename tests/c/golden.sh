@@ -67,5 +67,18 @@ tokenize_golden() {  # MODEL GOLDEN_FILE REFERENCE_NAME
 tokenize_golden "$FIX/llama_gqa.gguf" "$FIX/tokenizer_golden_spm.txt" sentencepiece
 tokenize_golden "$FIX/gpt2.gguf" "$FIX/tokenizer_golden_gpt2.txt" encoder.py
 
+# A llama2.c checkpoint (legacy layout) with tokenizer.bin beside it: what llama2.c's own `run`
+# printed for `run tiny.bin -t 0 -n 24 -i "In the beginning"` (tests/oracles/llama2c). llama2.c
+# counts 24 positions from BOS and prints the prompt too; ./run prints what it generates.
+l2c=$FIX/llama2c
+p=$($RUN "$l2c/tiny.bin" --tokenize -i "In the beginning" | wc -w)
+if $RUN "$l2c/tiny.bin" -t 0 -n $((24 - (p - 1))) -i "In the beginning" > "$tmp/tiny.txt" 2> "$tmp/tiny.err" &&
+   { printf 'In the beginning'; cat "$tmp/tiny.txt"; } | cmp -s - "$l2c/tiny.golden.txt"; then
+    ok
+else
+    bad "llama2c tiny.bin: greedy text differs from llama2.c's run"
+    cat "$tmp/tiny.txt" "$tmp/tiny.err"
+fi
+
 echo "golden: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

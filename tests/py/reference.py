@@ -123,7 +123,99 @@ def q8_0_activations(x):
     return (q * d.half().float()).reshape(T, n).to(x.dtype)
 
 
+def read_llama2c(path, half_scales=False):
+    """A llama2.c checkpoint, read from the layouts of llama2.c's export.py (legacy: 7 int32 and a
+    negative vocab_size for an own classifier; "ak42" version 1 fp32 and version 2 int8 groups
+    with an fp32 scale each, both with a 256-byte header), as an HF Llama config and state dict.
+    llama2.c rotates q and k on pairs (2i, 2i+1); HF's rotate-half pairs (i, i + d/2), so q and k
+    rows are permuted the way HF's conversion of Meta's checkpoints does. Version 2 weights are
+    q * scale in float32, what llama2.c's runq.c multiplies by (its activations aside); with
+    half_scales, q * float16(scale), the Q8_0 blocks ./run converts them to."""
+    buf = Path(path).read_bytes()
+    magic, version = struct.unpack_from("<Ii", buf, 0)
+    if magic == 0x616B3432:
+        dims = struct.unpack_from("<7i", buf, 8)
+        shared = buf[36] == 1
+        gs = struct.unpack_from("<i", buf, 37)[0] if version == 2 else None
+        pos = 256
+    else:
+        version, gs, pos = 0, None, 28
+        dims = struct.unpack_from("<7i", buf, 0)
+        shared = dims[5] > 0
+    D, H, L, nh, nkv, V, T = dims
+    V = abs(V)
+    hs = D // nh
+    kv = hs * nkv
+
+    def take(shape, quantized=False):
+        nonlocal pos
+        n = int(np.prod(shape))
+        if quantized:
+            q = np.frombuffer(buf, np.int8, n, pos).astype(np.float32)
+            s = np.frombuffer(buf, "<f4", n // gs, pos + n)
+            if half_scales:
+                s = s.astype(np.float16).astype(np.float32)
+            pos += n + 4 * (n // gs)
+            return (q.reshape(-1, gs) * s[:, None]).reshape(shape)
+        a = np.frombuffer(buf, "<f4", n, pos).reshape(shape)
+        pos += 4 * n
+        return a
+
+    mats = {"wq": (D, D), "wk": (kv, D), "wv": (kv, D), "wo": (D, D), "w1": (H, D), "w2": (D, H),
+            "w3": (H, D)}
+    t = {}
+    if version == 0:
+        t["emb"] = take((V, D))
+        t["attn_norm"] = [take((D,)) for _ in range(L)]
+        for k in ("wq", "wk", "wv", "wo"):
+            t[k] = [take(mats[k]) for _ in range(L)]
+        t["ffn_norm"] = [take((D,)) for _ in range(L)]
+        for k in ("w1", "w2", "w3"):
+            t[k] = [take(mats[k]) for _ in range(L)]
+        t["norm"] = take((D,))
+        take((2, T, hs // 2))  # the RoPE tables llama2.c no longer reads
+    else:
+        t["attn_norm"] = [take((D,)) for _ in range(L)]
+        t["ffn_norm"] = [take((D,)) for _ in range(L)]
+        t["norm"] = take((D,))
+        t["emb"] = take((V, D), version == 2)
+        for k in ("wq", "wk", "wv", "wo", "w1", "w2", "w3"):
+            t[k] = [take(mats[k], version == 2) for _ in range(L)]
+    t["cls"] = t["emb"] if shared else take((V, D), version == 2)
+    assert pos == len(buf), f"{path}: {len(buf)} bytes, the layout needs {pos}"
+
+    def rotate_half_rows(w, heads):  # rows (2i, 2i+1) of each head -> (i, i + hs/2)
+        return w.reshape(heads, hs // 2, 2, D).transpose(0, 2, 1, 3).reshape(heads * hs, D)
+
+    sd = {"model.embed_tokens.weight": t["emb"], "model.norm.weight": t["norm"],
+          "lm_head.weight": t["cls"]}
+    for i in range(L):
+        p = f"model.layers.{i}."
+        sd[p + "input_layernorm.weight"] = t["attn_norm"][i]
+        sd[p + "post_attention_layernorm.weight"] = t["ffn_norm"][i]
+        sd[p + "self_attn.q_proj.weight"] = rotate_half_rows(t["wq"][i], nh)
+        sd[p + "self_attn.k_proj.weight"] = rotate_half_rows(t["wk"][i], nkv)
+        sd[p + "self_attn.v_proj.weight"] = t["wv"][i]
+        sd[p + "self_attn.o_proj.weight"] = t["wo"][i]
+        sd[p + "mlp.gate_proj.weight"] = t["w1"][i]
+        sd[p + "mlp.down_proj.weight"] = t["w2"][i]
+        sd[p + "mlp.up_proj.weight"] = t["w3"][i]
+    cfg = {"model_type": "llama", "hidden_size": D, "intermediate_size": H, "num_hidden_layers": L,
+           "num_attention_heads": nh, "num_key_value_heads": nkv, "vocab_size": V,
+           "max_position_embeddings": T, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+           "tie_word_embeddings": shared}
+    return cfg, {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in sd.items()}
+
+
 class Reference:
+    @classmethod
+    def llama2c(cls, path, dtype=torch.float64, weights="f32", half_scales=False):
+        """The reference for a llama2.c checkpoint (read_llama2c); weights as in __init__."""
+        ref = cls.__new__(cls)
+        ref.cfg, sd = read_llama2c(path, half_scales)
+        ref._setup(None, sd, dtype, weights)
+        return ref
+
     def __init__(self, hf_dir, dtype=torch.float64, f16_weights=False, weights="f32"):
         """weights: "f32" as stored; "f16" (or f16_weights=True) rounds every 2-D weight to
         float16 and back; "q8_0" rounds it to GGUF's Q8_0 blocks along the rows the file stores
@@ -131,11 +223,13 @@ class Reference:
         file is compared with the same weights."""
         if f16_weights:
             weights = "f16"
-        self.dir = Path(hf_dir)
-        self.cfg = json.loads((self.dir / "config.json").read_text())
+        self.cfg = json.loads((Path(hf_dir) / "config.json").read_text())
+        self._setup(Path(hf_dir), load_state_dict(hf_dir), dtype, weights)
+
+    def _setup(self, hf_dir, sd, dtype, weights):
+        self.dir = hf_dir
         self.dtype = dtype
         self.type = self.cfg["model_type"]
-        sd = load_state_dict(self.dir)
         w = {}
         for name, t in sd.items():
             for p in ("transformer.", "model."):
