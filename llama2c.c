@@ -446,6 +446,7 @@ int llama2c_tokenizer(const uint8_t *buf, size_t size, int n_vocab, Tokenizer **
         .bos_id = 1,
         .eos_id = 1, /* llama2.c's run stops at BOS, which its models emit between texts */
         .unk_id = 0,
+        .eot_id = -1,
         .add_bos = 1,
         .add_space_prefix = 1,
         .spaces_as_is = 1,
