@@ -130,7 +130,7 @@ static int read_dims(const GGUF *g, Config *c, Error *err) {
         get_dim(g, a, "block_count", -1, 1, MAX_LAYERS, &c->n_layers, err) ||
         get_dim(g, a, "attention.head_count", -1, 1, MAX_DIM, &c->n_heads, err) ||
         get_dim(g, a, "attention.head_count_kv", c->n_heads, 1, MAX_DIM, &c->n_kv_heads, err) ||
-        get_dim(g, a, "context_length", -1, 1, MAX_CTX, &c->seq_len, err) ||
+        get_dim(g, a, "context_length", -1, 1, MAX_CTX, &c->ctx_train, err) ||
         get_dim(g, a, "attention.sliding_window", 0, 0, MAX_CTX, &c->sliding_window, err))
         return -1;
     if (c->n_heads > c->dim)
@@ -322,7 +322,7 @@ static int dim_value(Dim d, const Config *c) {
     case D_KV: return kv;
     case D_QKV: return q + 2 * kv;
     case D_VOCAB: return c->vocab_size;
-    case D_CTX: return c->seq_len;
+    case D_CTX: return c->ctx_train;
     }
     return 0;
 }
@@ -648,7 +648,16 @@ static void prefault(const GGUF *g) {
     }
 }
 
-int model_init(Model *m, int batch, Error *err) {
+/* The context this run allocates: asked for, or the model's capped at DEFAULT_CTX. */
+static int choose_context(Config *c, int ctx, Error *err) {
+    if (ctx < 0 || ctx > c->ctx_train)
+        return fail(err, "a context of %d positions was asked for; the model's is %d", ctx,
+                    c->ctx_train);
+    c->seq_len = ctx ? ctx : c->ctx_train < DEFAULT_CTX ? c->ctx_train : DEFAULT_CTX;
+    return 0;
+}
+
+int model_init(Model *m, int batch, int ctx, Error *err) {
     if (m->file.n_tensors == 0) { /* a vocabulary-only file (llama.cpp's ggml-vocab-*.gguf) */
         memset(&m->config, 0, sizeof m->config);
         m->config.vocab_only = 1;
@@ -660,6 +669,7 @@ int model_init(Model *m, int batch, Error *err) {
     }
     if (read_config(&m->file, &m->config, err) ||
         bind_weights(&m->file, &m->config, &m->weights, err) ||
+        choose_context(&m->config, ctx, err) ||
         load_tokenizer(&m->file, &m->config, &m->tokenizer, err) ||
         (batch > 0 && alloc_state(&m->state, &m->config, batch, err))) {
         model_free(m);
@@ -668,9 +678,9 @@ int model_init(Model *m, int batch, Error *err) {
     return 0;
 }
 
-int model_load(Model *m, const char *path, int batch, Error *err) {
+int model_load(Model *m, const char *path, int batch, int ctx, Error *err) {
     memset(m, 0, sizeof *m);
-    if (gguf_open(&m->file, path, err) || model_init(m, batch, err)) return -1;
+    if (gguf_open(&m->file, path, err) || model_init(m, batch, ctx, err)) return -1;
     prefault(&m->file);
     return 0;
 }
@@ -708,9 +718,10 @@ void print_config(const Config *c, FILE *f) {
     static const char *ffn[] = {"SwiGLU", "GELU (tanh)", "GELU (erf)"};
     fprintf(f,
             "model: %s, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d %s, vocab %d, "
-            "context %d, %s eps %g, positions %s",
+            "context %d (of %d), %s eps %g, positions %s",
             c->arch, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim,
-            ffn[c->ffn], c->vocab_size, c->seq_len, norms[c->norm], c->norm_eps, pos[c->pos]);
+            ffn[c->ffn], c->vocab_size, c->seq_len, c->ctx_train, norms[c->norm], c->norm_eps,
+            pos[c->pos]);
     if (c->pos == POS_ROPE)
         fprintf(f, " (%s, theta %g, %d dims)",
                 c->rope_style == ROPE_NEOX ? "rotate-half" : "interleaved", c->rope_theta,

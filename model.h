@@ -46,7 +46,8 @@ typedef struct {
     int n_kv_heads; /* key/value heads; divides n_heads (GQA; 1 = MQA) */
     int head_dim;   /* q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim */
     int vocab_size;
-    int seq_len; /* context length */
+    int ctx_train; /* the model's context (context_length): learned position rows */
+    int seq_len;   /* the context allocated for this run (KV cache, RoPE tables): <= ctx_train */
     NormKind norm;
     float norm_eps;
     PosKind pos;
@@ -117,11 +118,17 @@ typedef struct {
     RunState state;
 } Model;
 
-/* Opens, validates and binds a model; allocates the run state for batches of `batch` positions. */
-int model_load(Model *m, const char *path, int batch, Error *err);
+/* The context allocated when none is asked for: the model's, capped here, so that a model trained
+   on 32k positions does not reserve a 32k-position KV cache for a short run. */
+#define DEFAULT_CTX 4096
+
+/* Opens, validates and binds a model; allocates the run state for batches of `batch` positions
+   and a context of `ctx` positions (0: the model's context capped at DEFAULT_CTX; more than the
+   model's is an error). */
+int model_load(Model *m, const char *path, int batch, int ctx, Error *err);
 /* The same for a model whose m->file is already parsed (from a buffer: the fuzz target); batch 0
    binds without allocating a run state. On failure m is freed, m->file included. */
-int model_init(Model *m, int batch, Error *err);
+int model_init(Model *m, int batch, int ctx, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
 
