@@ -41,6 +41,11 @@ KNOWN = {
                             "are 0.03 apart; cause not yet isolated",
     "llama_long_fixture": "its 64-piece SentencePiece vocabulary: llama.cpp throws "
                           "std::out_of_range on loading",
+    "gemma3_scale": "query_pre_attn_scalar 48 != head_dim 16 (Gemma 3 27B's convention), written as "
+                    "gemma3.attention.scale: llama.cpp's gemma3 ignores the key (1/sqrt(head_dim) "
+                    "unless the layer count is the 27B's) and parts at greedy token 1; the same "
+                    "model with query_pre_attn_scalar = head_dim agrees, local RoPE base 20000 "
+                    "(rope.freq_base_swa) included",
 }
 
 
