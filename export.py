@@ -20,6 +20,7 @@ safetensors and the SentencePiece protobuf are parsed by hand.
 
 import argparse
 import json
+import math
 import os
 import re
 import struct
@@ -244,6 +245,7 @@ FAMILIES = {
     "qwen3": dict(arch="qwen3", biases="config", qk_norm=True, tied=False, key_length=True),
     "gemma3_text": dict(arch="gemma3", biases="config", qk_norm=True, gemma=True, tied=True,
                         act_key="hidden_activation", act="gelu_pytorch_tanh", key_length=True),
+    "phi3": dict(arch="phi3", biases="none", fused=True, tied=False),
 }
 
 
@@ -272,7 +274,7 @@ def llama3_rope_factors(head_dim, theta, scaling):
     return np.array(out, dtype=np.float32)
 
 
-def plan_rope_scaling(cfg, fam, arch, head_dim, theta, plan):
+def plan_rope_scaling(cfg, fam, arch, head_dim, rope_dim, theta, plan):
     """rope_scaling: none, linear (rope.scaling.type and .factor, as llama.cpp writes them) or
     Llama 3's (the tensor rope_freqs.weight). Returns the extra tensors to write."""
     rs = cfg.get("rope_scaling")
@@ -291,7 +293,33 @@ def plan_rope_scaling(cfg, fam, arch, head_dim, theta, plan):
     if kind == "llama3" and fam["arch"] == "llama":
         factors = llama3_rope_factors(head_dim, theta, rs)
         return [("rope_freqs.weight", (head_dim // 2,), lambda: factors)]
-    refuse(f"config.json: rope_scaling {rs!r} is not supported (linear; llama3 for llama)")
+    if kind in ("longrope", "su") and fam["arch"] == "phi3":
+        return plan_longrope(cfg, arch, rope_dim, rs, plan)
+    refuse(f"config.json: rope_scaling {rs!r} is not supported (linear; llama3 for llama; "
+           "longrope for phi3)")
+
+
+def plan_longrope(cfg, arch, rope_dim, rs, plan):
+    """Phi-3's longrope as llama.cpp writes it: the two sets of frequency divisors as tensors, the
+    original context, and the factor on RoPE's cosines and sines (Hugging Face's default,
+    sqrt(1 + ln(context / original) / ln(original)), unless the config gives one)."""
+    n_ctx = cfg["max_position_embeddings"]
+    orig = cfg.get("original_max_position_embeddings")
+    if not isinstance(orig, int) or orig <= 0:
+        refuse(f"config.json: longrope needs original_max_position_embeddings (got {orig!r})")
+    long, short = rs.get("long_factor"), rs.get("short_factor")
+    for name, f in (("long_factor", long), ("short_factor", short)):
+        if not isinstance(f, list) or len(f) != rope_dim // 2 or \
+                not all(isinstance(x, (int, float)) and x > 0 for x in f):
+            refuse(f"config.json: rope_scaling {name} must be {rope_dim // 2} positive numbers")
+    scale = n_ctx / orig
+    attn = rs.get("attention_factor")
+    if attn is None:
+        attn = math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0
+    plan.kv(f"{arch}.rope.scaling.attn_factor", "f32", float(attn))
+    long_a, short_a = np.array(long, dtype=np.float32), np.array(short, dtype=np.float32)
+    return [("rope_factors_long.weight", (rope_dim // 2,), lambda: long_a),
+            ("rope_factors_short.weight", (rope_dim // 2,), lambda: short_a)]
 
 
 def gemma_window_pattern(cfg, n_layers):
@@ -336,8 +364,14 @@ def plan_llama(cfg, ws, arch, plan):
         refuse(f"config.json: num_key_value_heads {n_kv} does not divide num_attention_heads {n_heads}")
     eps = cfg.get("rms_norm_eps", 1e-6)
     theta = cfg.get("rope_theta", 10000.0)
-    if cfg.get("partial_rotary_factor", 1.0) != 1.0:
+    # Phi-3's family may rotate only part of each head (Phi-4-mini: 3/4); llama.cpp writes
+    # int(factor * hidden_size) // heads
+    rot = cfg.get("partial_rotary_factor", 1.0)
+    if rot != 1.0 and model_type != "phi3":
         refuse("config.json: partial_rotary_factor != 1 is not supported")
+    rope_dim = int(rot * dim) // n_heads if rot != 1.0 else head_dim
+    if not 0 < rope_dim <= head_dim or rope_dim % 2:
+        refuse(f"config.json: partial_rotary_factor {rot} gives {rope_dim} rotated dims of {head_dim}")
     for cap in ("final_logit_softcapping", "attn_logit_softcapping"):
         if cfg.get(cap) is not None:
             refuse(f"config.json: {cap} {cfg[cap]!r} is not supported")
@@ -346,7 +380,7 @@ def plan_llama(cfg, ws, arch, plan):
     # Qwen2/3: only when use_sliding_window, and then only layers >= max_window_layers use it.
     # Gemma 3: its local layers (5 of every 6). Other mixes of windowed and full layers are refused.
     window = None
-    if model_type == "mistral":
+    if model_type in ("mistral", "phi3"):
         window = cfg.get("sliding_window")
     elif model_type in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
         w = cfg.get("sliding_window")
@@ -381,7 +415,10 @@ def plan_llama(cfg, ws, arch, plan):
     plan.kv(f"{arch}.attention.head_count_kv", "u32", n_kv)
     plan.kv(f"{arch}.attention.layer_norm_rms_epsilon", "f32", float(eps))
     plan.kv(f"{arch}.rope.freq_base", "f32", float(theta))
-    plan.kv(f"{arch}.rope.dimension_count", "u32", head_dim)
+    plan.kv(f"{arch}.rope.dimension_count", "u32", rope_dim)
+    if model_type == "phi3" and cfg.get("original_max_position_embeddings") is not None:
+        plan.kv(f"{arch}.rope.scaling.original_context_length", "u32",
+                require_int(cfg, "original_max_position_embeddings"))
     if head_dim * n_heads != dim or fam.get("key_length"):
         plan.kv(f"{arch}.attention.key_length", "u32", head_dim)
         plan.kv(f"{arch}.attention.value_length", "u32", head_dim)
@@ -398,7 +435,7 @@ def plan_llama(cfg, ws, arch, plan):
             refuse(f"config.json: query_pre_attn_scalar must be positive (got {qpas!r})")
         if qpas != head_dim:
             plan.kv(f"{arch}.attention.scale", "f32", float(qpas) ** -0.5)
-    extra_tensors = plan_rope_scaling(cfg, fam, arch, head_dim, theta, plan)
+    extra_tensors = plan_rope_scaling(cfg, fam, arch, head_dim, rope_dim, theta, plan)
 
     # Rename HF keys (with or without the "model." prefix) to GGUF names.
     names = {}  # gguf name -> (hf name, transform)
@@ -417,12 +454,14 @@ def plan_llama(cfg, ws, arch, plan):
     if fam.get("qk_norm"):
         per_layer.update({"self_attn.q_norm.weight": "attn_q_norm.weight",
                           "self_attn.k_norm.weight": "attn_k_norm.weight"})
-    for p, g in [("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output")]:
+    for p, g in [("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output"),
+                 ("qkv", "attn_qkv")]:
         for kind in ("weight", "bias"):
             per_layer[f"self_attn.{p}_proj.{kind}"] = f"{g}.{kind}"
     for p in ("gate", "up", "down"):
         for kind in ("weight", "bias"):
             per_layer[f"mlp.{p}_proj.{kind}"] = f"ffn_{p}.{kind}"
+    per_layer["mlp.gate_up_proj.weight"] = "ffn_up.weight"  # Phi-3: rows gate | up
     for hf in ws.keys():
         if ignored.search(hf):
             continue
@@ -462,6 +501,11 @@ def plan_llama(cfg, ws, arch, plan):
             expected += [(b + "attn_q_norm.weight", (head_dim,)), (b + "attn_k_norm.weight", (head_dim,))]
         shapes = {"q": (n_heads * head_dim, dim), "k": (n_kv * head_dim, dim),
                   "v": (n_kv * head_dim, dim), "o": (dim, n_heads * head_dim)}
+        if fam.get("fused"):  # Phi-3: q|k|v and gate|up each one matrix
+            expected += [(b + "attn_qkv.weight", ((n_heads + 2 * n_kv) * head_dim, dim)),
+                         (b + "attn_output.weight", shapes["o"]),
+                         (b + "ffn_up.weight", (2 * hidden, dim)), (b + "ffn_down.weight", (dim, hidden))]
+            continue
         for p, g in [("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output")]:
             expected.append((f"{b}{g}.weight", shapes[p]))
             if attn_bias[p]:

@@ -31,6 +31,7 @@ typedef struct {
     RopeStyle rope_style;
     FfnKind ffn;
     int fused_qkv;
+    int fused_gate_up;
     Need bias[N_BIAS]; /* REQUIRED: every layer has them; OPTIONAL: the file decides */
     int qk_norm;       /* RMSNorm over each head's q and k (attn_q_norm, attn_k_norm) */
     int post_norms;    /* norms on the sublayers' outputs (post_attention_norm, post_ffw_norm) */
@@ -96,6 +97,16 @@ static const ArchSpec ARCHS[] = {
      .scale_embd = 1,
      .swa_pattern = 6,
      .rope_theta_swa = 10000.0f},
+    /* Phi-3: Llama's layers with rotate-half RoPE, one q|k|v projection and one gate|up. */
+    {.name = "phi3",
+     .norm = NORM_RMS,
+     .eps_key = "attention.layer_norm_rms_epsilon",
+     .pos = POS_ROPE,
+     .rope_style = ROPE_NEOX,
+     .ffn = FFN_SWIGLU,
+     .fused_qkv = 1,
+     .fused_gate_up = 1,
+     .bias = {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL}},
 };
 /* clang-format on */
 #define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
@@ -220,7 +231,14 @@ static int read_rope(const GGUF *g, Config *c, double theta_swa, Error *err) {
     if (!(factor >= 1e-3 && factor <= 1e6))
         return fail(err, "%s = %g is out of range [0.001, 1e6]", key, factor);
     c->rope_freq_scale = (float)(1.0 / factor);
-    return 0;
+    double attn_factor;
+    snprintf(key, sizeof key, "%s.rope.scaling.attn_factor", c->arch);
+    if (get_real(g, key, 1.0, &attn_factor, err)) return -1;
+    if (!(attn_factor > 0.0 && attn_factor <= 1e3))
+        return fail(err, "%s = %g is out of range (0, 1000]", key, attn_factor);
+    c->rope_attn_factor = (float)attn_factor;
+    return get_dim(g, c->arch, "rope.scaling.original_context_length", 0, 0, MAX_CTX,
+                   &c->rope_ctx_orig, err);
 }
 
 /* The attention's score scale: "<arch>.attention.scale", else 1 / sqrt(head_dim). */
@@ -246,7 +264,8 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     const ArchSpec *arch = find_arch(name);
     if (!arch)
         return fail(
-            err, "unsupported architecture '%.*s' (supported: llama, qwen2, qwen3, gemma3, gpt2)",
+            err,
+            "unsupported architecture '%.*s' (supported: llama, qwen2, qwen3, gemma3, phi3, gpt2)",
             (int)(name.len > 40 ? 40 : name.len), name.ptr);
     snprintf(c->arch, sizeof c->arch, "%s", arch->name);
     c->norm = arch->norm;
@@ -254,6 +273,7 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     c->rope_style = arch->rope_style;
     c->ffn = arch->ffn;
     c->fused_qkv = arch->fused_qkv;
+    c->fused_gate_up = arch->fused_gate_up;
     c->qk_norm = arch->qk_norm;
     c->post_norms = arch->post_norms;
     c->swa_pattern = arch->swa_pattern;
@@ -330,12 +350,27 @@ static int bind_vector(const GGUF *g, const char *name, int n, int required, con
 
 /* The tensors of a model, as data: each row names a tensor, where it is bound, its shape in
  * symbolic dimensions, and when the model has it. */
-typedef enum { D_1, D_DIM, D_HIDDEN, D_HEAD, D_Q, D_KV, D_QKV, D_VOCAB, D_CTX, D_ROPE_HALF } Dim;
+typedef enum {
+    D_1,
+    D_DIM,
+    D_HIDDEN,
+    D_HIDDEN2,
+    D_HEAD,
+    D_Q,
+    D_KV,
+    D_QKV,
+    D_VOCAB,
+    D_CTX,
+    D_ROPE_HALF
+} Dim;
 typedef enum {
     WHEN_ALWAYS,
     WHEN_SPLIT_QKV,   /* separate q, k, v projections */
     WHEN_FUSED_QKV,   /* one fused projection */
-    WHEN_GATED,       /* a gated feed-forward (SwiGLU, GeGLU) */
+    WHEN_GATED,       /* a gated feed-forward (SwiGLU, GeGLU) with gate and up apart */
+    WHEN_SPLIT_UP,    /* up apart from the gate (or no gate) */
+    WHEN_FUSED_UP,    /* one gate|up projection */
+    WHEN_LONGROPE,    /* the file has longrope's factors */
     WHEN_QK_NORM,     /* q and k normalized per head */
     WHEN_POST_NORMS,  /* sublayer outputs normalized */
     WHEN_ROPE_FREQS,  /* the file has RoPE frequency factors */
@@ -378,7 +413,8 @@ static const TensorSpec LAYER_TENSORS[] = {
     {"ffn_norm.bias", LW(ffn_norm_b), VEC(D_DIM), BIAS(BIAS_NORM)},
     {"ffn_gate.weight", LW(w_gate), MAT(D_HIDDEN, D_DIM), .when = WHEN_GATED},
     {"ffn_gate.bias", LW(b_gate), VEC(D_HIDDEN), .when = WHEN_GATED, BIAS(BIAS_FFN)},
-    {"ffn_up.weight", LW(w_up), MAT(D_HIDDEN, D_DIM)},
+    {"ffn_up.weight", LW(w_up), MAT(D_HIDDEN, D_DIM), .when = WHEN_SPLIT_UP},
+    {"ffn_up.weight", LW(w_gate_up), MAT(D_HIDDEN2, D_DIM), .when = WHEN_FUSED_UP},
     {"ffn_up.bias", LW(b_up), VEC(D_HIDDEN), BIAS(BIAS_FFN)},
     {"ffn_down.weight", LW(w_down), MAT(D_DIM, D_HIDDEN)},
     {"ffn_down.bias", LW(b_down), VEC(D_DIM), BIAS(BIAS_FFN)},
@@ -392,6 +428,8 @@ static const TensorSpec MODEL_TENSORS[] = {
     {"output_norm.bias", GW(out_norm_b), VEC(D_DIM), BIAS(BIAS_NORM)},
     {"output.weight", GW(output), MAT(D_VOCAB, D_DIM), .when = WHEN_NOT_TIED},
     {"rope_freqs.weight", GW(rope_freqs), VEC(D_ROPE_HALF), .when = WHEN_ROPE_FREQS},
+    {"rope_factors_long.weight", GW(rope_long), VEC(D_ROPE_HALF), .when = WHEN_LONGROPE},
+    {"rope_factors_short.weight", GW(rope_short), VEC(D_ROPE_HALF), .when = WHEN_LONGROPE},
 };
 
 static int dim_value(Dim d, const Config *c) {
@@ -400,6 +438,7 @@ static int dim_value(Dim d, const Config *c) {
     case D_1: return 1;
     case D_DIM: return c->dim;
     case D_HIDDEN: return c->hidden_dim;
+    case D_HIDDEN2: return 2 * c->hidden_dim;
     case D_HEAD: return c->head_dim;
     case D_Q: return q;
     case D_KV: return kv;
@@ -417,7 +456,10 @@ static int applies(const TensorSpec *s, const Config *c) {
     case WHEN_ALWAYS: return 1;
     case WHEN_SPLIT_QKV: return !c->fused_qkv;
     case WHEN_FUSED_QKV: return c->fused_qkv;
-    case WHEN_GATED: return ffn_gated(c->ffn);
+    case WHEN_GATED: return ffn_gated(c->ffn) && !c->fused_gate_up;
+    case WHEN_SPLIT_UP: return !c->fused_gate_up;
+    case WHEN_FUSED_UP: return c->fused_gate_up;
+    case WHEN_LONGROPE: return c->longrope;
     case WHEN_QK_NORM: return c->qk_norm;
     case WHEN_POST_NORMS: return c->post_norms;
     case WHEN_ROPE_FREQS: return c->rope_freqs;
@@ -470,15 +512,23 @@ static int bind_weights(const GGUF *g, Config *c, Weights *w, Error *err) {
     c->vocab_size = (int)emb->ne[1];
     c->tied = gguf_find_tensor(g, "output.weight") == NULL;
     c->rope_freqs = gguf_find_tensor(g, "rope_freqs.weight") != NULL;
-    if (c->rope_freqs && c->pos != POS_ROPE)
-        return fail(err, "tensor 'rope_freqs.weight' in a model without RoPE");
+    c->longrope = gguf_find_tensor(g, "rope_factors_long.weight") != NULL;
+    if ((c->rope_freqs || c->longrope) && c->pos != POS_ROPE)
+        return fail(err, "RoPE frequency factors in a model without RoPE");
+    if (c->rope_freqs && c->longrope)
+        return fail(err, "both rope_freqs.weight and rope_factors_long.weight: which applies?");
+    if (c->longrope && c->rope_ctx_orig == 0)
+        return fail(err, "rope_factors_long.weight needs %s.rope.scaling.original_context_length",
+                    c->arch);
     if (bind_table(g, c, MODEL_TENSORS, sizeof MODEL_TENSORS / sizeof MODEL_TENSORS[0], "", w, err))
         return -1;
     if (c->tied) w->output = w->token_embd;
-    for (int i = 0; c->rope_freqs && i < c->rope_dim / 2; i++)
-        if (!(w->rope_freqs[i] > 0.0f) || !isfinite(w->rope_freqs[i]))
-            return fail(err, "rope_freqs.weight[%d] = %g: RoPE frequency factors must be positive",
-                        i, w->rope_freqs[i]);
+    const float *factors[3] = {w->rope_freqs, w->rope_long, w->rope_short};
+    for (int f = 0; f < 3; f++)
+        for (int i = 0; factors[f] && i < c->rope_dim / 2; i++)
+            if (!(factors[f][i] > 0.0f) || !isfinite(factors[f][i]))
+                return fail(err, "RoPE frequency factor %d = %g: factors must be positive", i,
+                            factors[f][i]);
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
     if (!w->layers) return fail(err, "out of memory");
     const int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
@@ -489,6 +539,10 @@ static int bind_weights(const GGUF *g, Config *c, Weights *w, Error *err) {
         if (bind_table(g, c, LAYER_TENSORS, sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0], prefix,
                        lw, err))
             return -1;
+        if (c->fused_gate_up) { /* rows gate | up */
+            lw->w_gate = tensor_rows(&lw->w_gate_up, 0, c->hidden_dim);
+            lw->w_up = tensor_rows(&lw->w_gate_up, c->hidden_dim, c->hidden_dim);
+        }
         if (c->fused_qkv) { /* rows q | k | v of the one projection */
             lw->wq = tensor_rows(&lw->wqkv, 0, q_dim);
             lw->wk = tensor_rows(&lw->wqkv, q_dim, kv_dim);
@@ -661,9 +715,9 @@ static float *state_alloc(size_t n) {
 
 /* RoPE's cosines and sines for every position p and frequency i < rope_dim / 2: the angle is
  * p * scale * theta^(-2i / rope_dim) / freqs[i] (freqs NULL: 1), computed in double, since at
- * long contexts float angles drift. */
+ * long contexts float angles drift; both are multiplied by mscale. */
 static int rope_table(float **cos_out, float **sin_out, const Config *c, float theta, float scale,
-                      const float *freqs, Error *err) {
+                      const float *freqs, float mscale, Error *err) {
     const int half = c->rope_dim / 2;
     float *cs = *cos_out = malloc((size_t)c->seq_len * half * sizeof(float));
     float *sn = *sin_out = malloc((size_t)c->seq_len * half * sizeof(float));
@@ -672,8 +726,8 @@ static int rope_table(float **cos_out, float **sin_out, const Config *c, float t
         const double freq =
             scale * pow((double)theta, -2.0 * i / c->rope_dim) / (freqs ? freqs[i] : 1.0);
         for (int p = 0; p < c->seq_len; p++) {
-            cs[(size_t)p * half + i] = (float)cos(p * freq);
-            sn[(size_t)p * half + i] = (float)sin(p * freq);
+            cs[(size_t)p * half + i] = (float)(mscale * cos(p * freq));
+            sn[(size_t)p * half + i] = (float)(mscale * sin(p * freq));
         }
     }
     return 0;
@@ -709,11 +763,16 @@ static int alloc_state(RunState *s, const Config *c, const Weights *w, int cap, 
                         c->seq_len);
     }
     if (c->pos == POS_ROPE) {
-        if (rope_table(&s->rope_cos, &s->rope_sin, c, c->rope_theta, c->rope_freq_scale,
-                       w->rope_freqs, err))
+        /* longrope: the long factors when the context allocated exceeds the original one, as
+           llama.cpp decides (Hugging Face decides by the sequence's length so far) */
+        const float *freqs = !c->longrope                    ? w->rope_freqs
+                             : c->seq_len > c->rope_ctx_orig ? w->rope_long
+                                                             : w->rope_short;
+        if (rope_table(&s->rope_cos, &s->rope_sin, c, c->rope_theta, c->rope_freq_scale, freqs,
+                       c->rope_attn_factor, err))
             return -1;
-        if (c->swa_pattern &&
-            rope_table(&s->rope_cos_swa, &s->rope_sin_swa, c, c->rope_theta_swa, 1.0f, NULL, err))
+        if (c->swa_pattern && rope_table(&s->rope_cos_swa, &s->rope_sin_swa, c, c->rope_theta_swa,
+                                         1.0f, NULL, 1.0f, err))
             return -1;
     }
     if (c->pos == POS_SINUSOIDAL) {
@@ -853,6 +912,10 @@ void print_config(const Config *c, FILE *f) {
         if (c->rope_freq_scale != 1.0f)
             fprintf(f, ", linear scaling x%g", 1.0 / c->rope_freq_scale);
         if (c->rope_freqs) fprintf(f, ", frequency factors");
+        if (c->longrope)
+            fprintf(f, ", longrope (%s factors, original context %d, attention factor %g)",
+                    c->seq_len > c->rope_ctx_orig ? "long" : "short", c->rope_ctx_orig,
+                    c->rope_attn_factor);
         fprintf(f, ")");
     }
     if (c->sliding_window) fprintf(f, ", sliding window %d", c->sliding_window);
@@ -865,7 +928,8 @@ void print_config(const Config *c, FILE *f) {
     if (fabsf(c->attn_scale * sqrtf((float)c->head_dim) - 1.0f) > 1e-6f)
         fprintf(f, ", attention scale %g", c->attn_scale);
     static const char *bias[N_BIAS] = {"qkv", "out", "ffn", "norm"};
-    fprintf(f, ", %s q|k|v, biases:", c->fused_qkv ? "fused" : "separate");
+    fprintf(f, ", %s q|k|v%s, biases:", c->fused_qkv ? "fused" : "separate",
+            c->fused_gate_up ? ", fused gate|up" : "");
     int any = 0;
     for (int b = 0; b < N_BIAS; b++)
         if (c->bias[b]) fprintf(f, " %s", bias[b]), any = 1;

@@ -40,7 +40,7 @@ typedef enum {
 /* Every choice the forward pass makes is a field here, read from the file or from the
    architecture's table entry in model.c (never inferred from another field). */
 typedef struct {
-    char arch[16];  /* general.architecture: "llama", "qwen2", "qwen3", "gemma3" or "gpt2" */
+    char arch[16];  /* general.architecture: "llama", "qwen2", "qwen3", "gemma3", "phi3", "gpt2" */
     int dim;        /* residual stream width */
     int hidden_dim; /* feed-forward width */
     int n_layers;
@@ -58,9 +58,14 @@ typedef struct {
     int rope_dim;          /* rotated dims per head (<= head_dim, even) */
     float rope_freq_scale; /* linear RoPE scaling: positions times this (1 / factor; 1 = none) */
     int rope_freqs;        /* 1: the file has rope_freqs.weight, per-frequency divisors (Llama 3) */
-    float rope_theta_swa;  /* RoPE base of the local layers (swa_pattern > 0), unscaled */
+    int longrope;          /* 1: rope_factors_long/short.weight, divisors chosen by the context
+                              allocated against rope_ctx_orig (Phi-3.5's "longrope") */
+    int rope_ctx_orig;     /* rope.scaling.original_context_length (0 = absent) */
+    float rope_attn_factor; /* RoPE's cosines and sines times this (longrope's; 1 = none) */
+    float rope_theta_swa;   /* RoPE base of the local layers (swa_pattern > 0), unscaled */
     FfnKind ffn;
-    int fused_qkv;      /* one (q_dim + 2 kv_dim, dim) projection, rows q | k | v (GPT-2) */
+    int fused_qkv;      /* one (q_dim + 2 kv_dim, dim) projection, rows q | k | v (GPT-2, Phi-3) */
+    int fused_gate_up;  /* one (2 hidden, dim) ffn_up, rows gate | up (Phi-3) */
     int bias[N_BIAS];   /* 1 where the file has that group of biases, in every layer */
     int sliding_window; /* 0 = none; else a query at i sees keys i-W < j <= i */
     int swa_pattern;    /* 0: the window (if any) and RoPE are the same in every layer; P: layers
@@ -86,6 +91,7 @@ typedef struct {
     const float *ffn_norm, *ffn_norm_b;  /* (dim) */
     Tensor w_gate;                       /* (hidden, dim); SwiGLU only */
     Tensor w_up;                         /* (hidden, dim) */
+    Tensor w_gate_up;                    /* (2 hidden, dim) when fused: w_gate, w_up are views */
     Tensor w_down;                       /* (dim, hidden) */
     const float *b_gate, *b_up, *b_down; /* (hidden), (hidden), (dim); NULL if absent */
     const float *post_ffn_norm;          /* (dim); post_norms only */
@@ -98,6 +104,7 @@ typedef struct {
     const float *out_norm, *out_norm_b; /* (dim) */
     Tensor output;                      /* (vocab, dim); a copy of token_embd's view if tied */
     const float *rope_freqs;            /* (rope_dim / 2) divisors of RoPE's frequencies, or NULL */
+    const float *rope_long, *rope_short; /* (rope_dim / 2) longrope's divisors, or NULL */
 } Weights;
 
 /* Called after each layer's attention with the softmax probabilities of the n positions just

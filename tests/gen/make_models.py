@@ -231,6 +231,23 @@ LLAMA_VARIANTS = {
                               "tie_word_embeddings": False,
                               "rms_norm_eps": 1e-6, "max_position_embeddings": 256},
                          embed_std=0.1),
+    # Phi-3 (mini-4k's conventions): fused q|k|v and gate|up, untied, a sliding window shorter
+    # than the test (2047 in the real model); RoPE on half of each head (as Phi-4-mini's 3/4).
+    "phi3": dict(cfg={"model_type": "phi3", "architectures": ["Phi3ForCausalLM"],
+                      "num_attention_heads": 4, "num_key_value_heads": 4, "sliding_window": 16,
+                      "partial_rotary_factor": 0.5, "max_position_embeddings": 4096,
+                      "original_max_position_embeddings": 4096, "tie_word_embeddings": False,
+                      "bos_token_id": 1, "eos_token_id": 2}),
+    # Phi-3.5's longrope: per-frequency divisors, long ones once the context exceeds the original
+    # 32 (so the default context takes them, and -c 32 the short ones), cosines and sines times
+    # sqrt(1 + ln(4096 / 32) / ln(32)); a window longer than the test, as Phi-3.5's 262144.
+    "phi3_longrope": dict(cfg={"model_type": "phi3", "architectures": ["Phi3ForCausalLM"],
+                               "num_attention_heads": 4, "num_key_value_heads": 2, "sliding_window": 262144,
+                               "max_position_embeddings": 4096, "original_max_position_embeddings": 32,
+                               "tie_word_embeddings": False,
+                               "rope_scaling": {"type": "longrope",
+                                                "short_factor": [1.0, 1.02, 1.1, 1.3, 1.7, 2.4, 3.1, 3.9],
+                                                "long_factor": [1.0, 1.3, 2.2, 4.5, 9.0, 17.0, 28.0, 40.0]}}),
 }
 
 LLAMA_BASE = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
@@ -313,6 +330,13 @@ def make_llama(name, d, small):
             t[p + f"mlp.{proj}_proj.weight"] = _normal(rng, shape, 1.0 / np.sqrt(shape[1]))
             if mb:
                 t[p + f"mlp.{proj}_proj.bias"] = _normal(rng, shape[:1], 0.1)
+    if cfg["model_type"] == "phi3":  # one q|k|v and one gate|up matrix per layer
+        for i in range(L):
+            p = f"model.layers.{i}."
+            t[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [t.pop(p + f"self_attn.{n}_proj.weight") for n in "qkv"])
+            t[p + "mlp.gate_up_proj.weight"] = np.concatenate(
+                [t.pop(p + f"mlp.{n}_proj.weight") for n in ("gate", "up")])
     t["model.norm.weight"] = norm(rng, D)
     if not cfg["tie_word_embeddings"]:
         t["lm_head.weight"] = _normal(rng, (V, D), 0.3)

@@ -114,7 +114,7 @@ def test_export_roundtrip(build, variant):
     assert (g.data_start % 64 == 0 and
             all(off % 64 == 0 for off in g.tensor_offsets.values())), "tensor data not 64-aligned"
     arch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3",
-            "gemma3_text": "gemma3", "gpt2": "gpt2"}[cfg["model_type"]]
+            "gemma3_text": "gemma3", "phi3": "phi3", "gpt2": "gpt2"}[cfg["model_type"]]
     assert m["general.architecture"] == arch
     V = cfg["vocab_size"]
     assert g.tensors["token_embd.weight"].shape[0] == V
@@ -151,12 +151,12 @@ def test_export_roundtrip(build, variant):
         nkv = cfg.get("num_key_value_heads", nh)
         hd = cfg.get("head_dim") or D // nh
         assert m[f"{arch}.attention.head_count_kv"] == nkv
-        assert m[f"{arch}.rope.dimension_count"] == hd
+        assert m[f"{arch}.rope.dimension_count"] == int(hd * cfg.get("partial_rotary_factor", 1.0))
         assert abs(m[f"{arch}.rope.freq_base"] - cfg["rope_theta"]) <= 1e-6 * cfg["rope_theta"]
         assert abs(m[f"{arch}.attention.layer_norm_rms_epsilon"] - cfg["rms_norm_eps"]) < 1e-12
         # llama.cpp's converter writes key_length for these families whatever its value
         assert (f"{arch}.attention.key_length" in m) == (hd * nh != D or arch in ("qwen3", "gemma3"))
-        window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "gemma3_text") or \
+        window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "gemma3_text", "phi3") or \
             cfg.get("use_sliding_window") and cfg["max_window_layers"] == 0 else None
         assert m.get(f"{arch}.attention.sliding_window") == window
         rs = cfg.get("rope_scaling") or {}
@@ -184,7 +184,22 @@ def test_export_roundtrip(build, variant):
         assert types[:3] == [2, 3, 3] and types[3:259] == [6] * 256
         assert m["tokenizer.ggml.tokens"][3 + 0x41] == "<0x41>"
         assert len(m["tokenizer.ggml.scores"]) == V
-        for i in (0, 1):
+        if arch == "phi3":  # fused q|k|v and gate|up, as in the checkpoint
+            for i in (0, 1):
+                np.testing.assert_array_equal(g.tensors[f"blk.{i}.attn_qkv.weight"],
+                                              w[f"layers.{i}.self_attn.qkv_proj.weight"])
+                np.testing.assert_array_equal(g.tensors[f"blk.{i}.ffn_up.weight"],
+                                              w[f"layers.{i}.mlp.gate_up_proj.weight"])
+            longrope = kind == "longrope"
+            assert ("rope_factors_long.weight" in g.tensors) == longrope
+            if longrope:
+                np.testing.assert_array_equal(g.tensors["rope_factors_long.weight"], np.float32(rs["long_factor"]))
+                np.testing.assert_array_equal(g.tensors["rope_factors_short.weight"], np.float32(rs["short_factor"]))
+                growth = cfg["max_position_embeddings"] / cfg["original_max_position_embeddings"]
+                assert m["phi3.rope.scaling.attn_factor"] == pytest.approx(
+                    np.sqrt(1 + np.log(growth) / np.log(cfg["original_max_position_embeddings"])), rel=1e-6)
+            assert m["phi3.rope.scaling.original_context_length"] == cfg["original_max_position_embeddings"]
+        for i in (0, 1) if arch != "phi3" else ():
             p = f"layers.{i}.self_attn."
             q, k = g.tensors[f"blk.{i}.attn_q.weight"], g.tensors[f"blk.{i}.attn_k.weight"]
             if arch == "llama":  # interleaved RoPE: export permuted q and k (and their biases)
@@ -219,8 +234,9 @@ def test_export_roundtrip(build, variant):
         tied = cfg["tie_word_embeddings"]
         n_bias = (4 if cfg.get("attention_bias") else 3 if arch == "qwen2" else 0) + \
             (3 if cfg.get("mlp_bias") else 0)
-        per_layer = 9 + n_bias + 2 * (arch in ("qwen3", "gemma3")) + 2 * (arch == "gemma3")
-        n_expected = 2 + (not tied) + per_layer * cfg["num_hidden_layers"] + (kind == "llama3")
+        per_layer = 9 + n_bias + 2 * (arch in ("qwen3", "gemma3")) + 2 * (arch == "gemma3") - 3 * (arch == "phi3")
+        n_expected = 2 + (not tied) + per_layer * cfg["num_hidden_layers"] + (kind == "llama3") + \
+            2 * (kind == "longrope")
     assert ("output.weight" in g.tensors) == (not tied)
     assert len(g.tensors) == n_expected, sorted(g.tensors)
     emb_name = "wte.weight" if arch == "gpt2" else "embed_tokens.weight"
@@ -578,3 +594,24 @@ def test_context_allocated(build):
     small = np.load(out)
     assert small.shape[0] == 60  # every position of the allocated context was fed
     np.testing.assert_array_equal(small, full[:60])
+
+
+def test_longrope_short_factors(build, tmp_path):
+    """Phi-3.5's longrope takes the short factors when the context allocated is at most the
+    original one (-c 32 here; the default 4096 takes the long ones, test_logits): the logits of
+    all 32 positions against the reference, whose sequence never outgrows the original context."""
+    need_run()
+    files = build("phi3_longrope")
+    out = tmp_path / "short.npy"
+    r = run(files["f32"], "-i", PROMPT, "-n", str(N_GEN), "-t", "0", "-c", "32", "--dump-logits", str(out), "-v")
+    assert b"longrope (short factors, original context 32" in r.stderr, r.stderr
+    ours = np.load(out)
+    P = len(prompt_ids(files["f32"]))
+    ids = prompt_ids(files["f32"]) + [int(np.argmax(ours[t])) for t in range(P - 1, 31)]
+    ref = Reference(files["hf"]).logits(ids)
+    assert ours.shape == ref.shape == (32, ref.shape[1])
+    err, pos = max_rel_err(ours, ref)
+    record(f"phi3_longrope    -c 32 (short factors): max rel err {err:.2e} at position {pos}")
+    assert err <= TOL
+    _, long_logits = run_greedy(files["f32"])  # long factors: different numbers from position 0 on
+    assert np.abs(long_logits[:32] - ours).max() > 1e-2
