@@ -106,9 +106,8 @@ static void qk_forward(RunState *s, const Config *c, const LayerWeights *lw, int
         norm_forward(s->k, s->k, lw->k_norm, NULL, NORM_RMS, c->norm_eps, n * c->n_kv_heads,
                      c->head_dim);
     }
-    const float q_scale = c->attn_scale * sqrtf((float)c->head_dim);
-    if (q_scale != 1.0f)
-        for (size_t i = 0; i < (size_t)n * q_dim; i++) s->q[i] *= q_scale;
+    if (c->q_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)n * q_dim; i++) s->q[i] *= c->q_scale;
     if (c->pos == POS_ROPE) {
         rope_forward(s->q, s, c, l, c->n_heads, n, pos0);
         rope_forward(s->k, s, c, l, c->n_kv_heads, n, pos0);

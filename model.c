@@ -250,6 +250,7 @@ static int read_attn_scale(const GGUF *g, Config *c, Error *err) {
     if (!(scale > 0.0 && scale <= 1e3))
         return fail(err, "%s = %g is out of range (0, 1000]", key, scale);
     c->attn_scale = (float)scale;
+    c->q_scale = (float)(scale * sqrt((double)c->head_dim)); /* exactly 1 for the default */
     return 0;
 }
 
@@ -925,8 +926,7 @@ void print_config(const Config *c, FILE *f) {
     if (c->qk_norm) fprintf(f, ", q/k norms");
     if (c->post_norms) fprintf(f, ", post-sublayer norms");
     if (c->embd_scale != 1.0f) fprintf(f, ", embeddings x%g", c->embd_scale);
-    if (fabsf(c->attn_scale * sqrtf((float)c->head_dim) - 1.0f) > 1e-6f)
-        fprintf(f, ", attention scale %g", c->attn_scale);
+    if (c->q_scale != 1.0f) fprintf(f, ", attention scale %g", c->attn_scale);
     static const char *bias[N_BIAS] = {"qkv", "out", "ffn", "norm"};
     fprintf(f, ", %s q|k|v%s, biases:", c->fused_qkv ? "fused" : "separate",
             c->fused_gate_up ? ", fused gate|up" : "");

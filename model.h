@@ -74,6 +74,8 @@ typedef struct {
     int post_norms;     /* a norm on the attention's and the FFN's outputs too (Gemma 3) */
     float embd_scale;   /* token embeddings multiplied by this (Gemma 3: sqrt(dim); else 1) */
     float attn_scale;   /* scores q.k times this (default 1 / sqrt(head_dim)) */
+    float q_scale;      /* attn_scale * sqrt(head_dim), folded into q: the attention kernels
+                           divide by sqrt(head_dim) (1 when the file does not say otherwise) */
     int tied;           /* output head shares token_embd */
     int vocab_only;     /* the file has a vocabulary and no tensors: only tokenizing works */
 } Config;
