@@ -518,7 +518,7 @@ void attn_print_kv_cache(const Config *c, FILE *f) {
 static double matmul_flops(const Config *c) {
     const double q_dim = (double)c->n_heads * c->head_dim,
                  kv_dim = (double)c->n_kv_heads * c->head_dim;
-    const double ffn = (c->ffn == FFN_SWIGLU ? 3.0 : 2.0) * c->dim * c->hidden_dim;
+    const double ffn = (ffn_gated(c->ffn) ? 3.0 : 2.0) * c->dim * c->hidden_dim;
     const double layer = 2.0 * c->dim * q_dim + 2.0 * c->dim * kv_dim + ffn; /* wq wo, wk wv, ffn */
     return 2.0 * (c->n_layers * layer + (double)c->vocab_size * c->dim);
 }

@@ -46,6 +46,9 @@ static const OptionSpec OPTIONS[] = {
      "sample from the K most likely tokens; 0 = off (default 40)"},
     {"-s", "--seed", "S", OPT_SEED, AT(seed), 0, 0x7fffffff,
      "random seed (default: from the clock)"},
+    {"-c", "--ctx-size", "N", OPT_INT, AT(ctx), 0, 1 << 20,
+     "context to allocate, at most the model's; 0 = the model's\n"
+     "context capped at 4096 (default 0)"},
     {"-b", "--batch-size", "N", OPT_INT, AT(batch), 1, 4096,
      "prompt positions per forward pass; 1 = token by token (default 64)"},
     {NULL, "--threads", "N", OPT_INT, AT(threads), 1, 1024,

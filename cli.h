@@ -19,6 +19,7 @@ typedef struct {
     int top_k;
     uint64_t seed;
     int batch;         /* prompt positions per forward call */
+    int ctx;           /* positions to allocate (KV cache, RoPE tables); 0 = model_load's default */
     int threads;       /* 0 = OpenMP's default */
     int tokenize;      /* print the prompt's ids and exit */
     int parse_special; /* control-token spellings in the prompt become those tokens */

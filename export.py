@@ -27,6 +27,7 @@ safetensors and the SentencePiece protobuf are parsed by hand.
 
 import argparse
 import json
+import math
 import os
 import re
 import struct
@@ -240,9 +241,112 @@ def plan_dims(plan, arch, n_ctx, dim, n_layers, hidden, n_heads):
     plan.kv(f"{arch}.attention.head_count", "u32", n_heads)
 
 
+# What each decoder family's config and checkpoints leave implicit, and how llama.cpp's converter
+# writes it: arch, whether q/k rows are permuted for interleaved RoPE (llama only), the bias
+# convention, per-head q/k norms, Gemma's norms (stored as 1 + w, two more per layer), its
+# activation key and its tied default.
+FAMILIES = {
+    "llama": dict(arch="llama", permute=True, biases="config", tied=False),
+    "mistral": dict(arch="llama", permute=True, biases="none", tied=False),
+    "qwen2": dict(arch="qwen2", biases="qkv", tied=False),
+    "qwen3": dict(arch="qwen3", biases="config", qk_norm=True, tied=False, key_length=True),
+    "gemma3_text": dict(arch="gemma3", biases="config", qk_norm=True, gemma=True, tied=True,
+                        act_key="hidden_activation", act="gelu_pytorch_tanh", key_length=True),
+    "phi3": dict(arch="phi3", biases="none", fused=True, tied=False),
+}
+
+
+def llama3_rope_factors(head_dim, theta, scaling):
+    """Llama 3's frequency-dependent RoPE scaling as the per-frequency divisors llama.cpp stores
+    in rope_freqs.weight: 1 for wavelengths below original_context / high_freq_factor, the factor
+    above original_context / low_freq_factor, and in between the divisor that blends the two
+    linearly in original_context / wavelength."""
+    for k in ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
+        if not isinstance(scaling.get(k), (int, float)) or scaling[k] <= 0:
+            refuse(f"config.json: rope_scaling llama3 needs a positive {k} (got {scaling.get(k)!r})")
+    factor, lo, hi = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old = scaling["original_max_position_embeddings"]
+    if hi <= lo:
+        refuse(f"config.json: rope_scaling high_freq_factor {hi} must exceed low_freq_factor {lo}")
+    out = []
+    for i in range(0, head_dim, 2):
+        wavelen = 2 * np.pi * theta ** (i / head_dim)
+        if wavelen < old / hi:
+            out.append(1.0)
+        elif wavelen > old / lo:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - lo) / (hi - lo)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def plan_rope_scaling(cfg, fam, arch, head_dim, rope_dim, theta, plan):
+    """rope_scaling: none, linear (rope.scaling.type and .factor, as llama.cpp writes them) or
+    Llama 3's (the tensor rope_freqs.weight). Returns the extra tensors to write."""
+    rs = cfg.get("rope_scaling")
+    if rs is None:
+        return []
+    kind = rs.get("rope_type", rs.get("type"))
+    if kind == "default":
+        return []
+    if kind == "linear":
+        factor = rs.get("factor")
+        if not isinstance(factor, (int, float)) or factor <= 0:
+            refuse(f"config.json: rope_scaling linear needs a positive factor (got {factor!r})")
+        plan.kv(f"{arch}.rope.scaling.type", "str", "linear")
+        plan.kv(f"{arch}.rope.scaling.factor", "f32", float(factor))
+        return []
+    if kind == "llama3" and fam["arch"] == "llama":
+        factors = llama3_rope_factors(head_dim, theta, rs)
+        return [("rope_freqs.weight", (head_dim // 2,), lambda: factors)]
+    if kind in ("longrope", "su") and fam["arch"] == "phi3":
+        return plan_longrope(cfg, arch, rope_dim, rs, plan)
+    refuse(f"config.json: rope_scaling {rs!r} is not supported (linear; llama3 for llama; "
+           "longrope for phi3)")
+
+
+def plan_longrope(cfg, arch, rope_dim, rs, plan):
+    """Phi-3's longrope as llama.cpp writes it: the two sets of frequency divisors as tensors, the
+    original context, and the factor on RoPE's cosines and sines (Hugging Face's default,
+    sqrt(1 + ln(context / original) / ln(original)), unless the config gives one)."""
+    n_ctx = cfg["max_position_embeddings"]
+    orig = cfg.get("original_max_position_embeddings")
+    if not isinstance(orig, int) or orig <= 0:
+        refuse(f"config.json: longrope needs original_max_position_embeddings (got {orig!r})")
+    long, short = rs.get("long_factor"), rs.get("short_factor")
+    for name, f in (("long_factor", long), ("short_factor", short)):
+        if not isinstance(f, list) or len(f) != rope_dim // 2 or \
+                not all(isinstance(x, (int, float)) and x > 0 for x in f):
+            refuse(f"config.json: rope_scaling {name} must be {rope_dim // 2} positive numbers")
+    scale = n_ctx / orig
+    attn = rs.get("attention_factor")
+    if attn is None:
+        attn = math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0
+    plan.kv(f"{arch}.rope.scaling.attn_factor", "f32", float(attn))
+    long_a, short_a = np.array(long, dtype=np.float32), np.array(short, dtype=np.float32)
+    return [("rope_factors_long.weight", (rope_dim // 2,), lambda: long_a),
+            ("rope_factors_short.weight", (rope_dim // 2,), lambda: short_a)]
+
+
+def gemma_window_pattern(cfg, n_layers):
+    """Gemma 3's local/global layers must be llama.cpp's fixed pattern: every 6th layer global."""
+    types = cfg.get("layer_types")
+    pattern = cfg.get("sliding_window_pattern", 6)
+    if types is None:
+        types = ["full_attention" if (i + 1) % pattern == 0 else "sliding_attention"
+                 for i in range(n_layers)]
+    want = ["full_attention" if i % 6 == 5 else "sliding_attention" for i in range(n_layers)]
+    if list(types) != want:
+        refuse(f"config.json: gemma3 layer types {types} differ from 5 sliding layers per full one "
+               "(the only pattern llama.cpp's gemma3 files can express)")
+
+
 def plan_llama(cfg, ws, arch, plan):
-    """llama, mistral (both exported as arch "llama") and qwen2."""
+    """The RoPE decoders: llama, mistral (both exported as arch "llama"), qwen2, qwen3, gemma3."""
     model_type = cfg["model_type"]
+    fam = FAMILIES[model_type]
+    gemma = fam.get("gemma", False)
     dim = require_int(cfg, "hidden_size")
     n_layers = require_int(cfg, "num_hidden_layers")
     n_heads = require_int(cfg, "num_attention_heads")
@@ -251,11 +355,10 @@ def plan_llama(cfg, ws, arch, plan):
     hidden = require_int(cfg, "intermediate_size")
     n_ctx = require_int(cfg, "max_position_embeddings")
     vocab = require_int(cfg, "vocab_size")
-    if cfg.get("rope_scaling") is not None:
-        refuse(f"config.json: rope_scaling {cfg['rope_scaling']!r} is not supported (only plain RoPE)")
-    act = cfg.get("hidden_act", "silu")
-    if act != "silu":
-        refuse(f"config.json: hidden_act {act!r} is not supported ({model_type} needs silu)")
+    act_key = fam.get("act_key", "hidden_act")
+    act = cfg.get(act_key) or fam.get("act", "silu")
+    if act != fam.get("act", "silu"):
+        refuse(f"config.json: {act_key} {act!r} is not supported ({model_type} needs {fam.get('act', 'silu')})")
     if cfg.get("head_dim") is not None:
         head_dim = require_int(cfg, "head_dim")
     else:
@@ -268,16 +371,25 @@ def plan_llama(cfg, ws, arch, plan):
         refuse(f"config.json: num_key_value_heads {n_kv} does not divide num_attention_heads {n_heads}")
     eps = cfg.get("rms_norm_eps", 1e-6)
     theta = cfg.get("rope_theta", 10000.0)
-    if cfg.get("partial_rotary_factor", 1.0) != 1.0:
+    # Phi-3's family may rotate only part of each head (Phi-4-mini: 3/4); llama.cpp writes
+    # int(factor * hidden_size) // heads
+    rot = cfg.get("partial_rotary_factor", 1.0)
+    if rot != 1.0 and model_type != "phi3":
         refuse("config.json: partial_rotary_factor != 1 is not supported")
+    rope_dim = int(rot * dim) // n_heads if rot != 1.0 else head_dim
+    if not 0 < rope_dim <= head_dim or rope_dim % 2:
+        refuse(f"config.json: partial_rotary_factor {rot} gives {rope_dim} rotated dims of {head_dim}")
+    for cap in ("final_logit_softcapping", "attn_logit_softcapping"):
+        if cfg.get(cap) is not None:
+            refuse(f"config.json: {cap} {cfg[cap]!r} is not supported")
 
     # Sliding window. Mistral: every layer uses config.sliding_window (null = none).
-    # Qwen2: only when use_sliding_window, and then only layers >= max_window_layers use it.
-    # The engine has one window for all layers, so a mix of windowed and full layers is refused.
+    # Qwen2/3: only when use_sliding_window, and then only layers >= max_window_layers use it.
+    # Gemma 3: its local layers (5 of every 6). Other mixes of windowed and full layers are refused.
     window = None
-    if model_type == "mistral":
+    if model_type in ("mistral", "phi3"):
         window = cfg.get("sliding_window")
-    elif model_type == "qwen2" and cfg.get("use_sliding_window", False):
+    elif model_type in ("qwen2", "qwen3") and cfg.get("use_sliding_window", False):
         w = cfg.get("sliding_window")
         mwl = cfg.get("max_window_layers", n_layers)
         if w is None or mwl >= n_layers:
@@ -285,20 +397,23 @@ def plan_llama(cfg, ws, arch, plan):
         elif mwl <= 0:
             window = w  # every layer is windowed
         else:
-            refuse(f"config.json: qwen2 sliding window on layers >= max_window_layers={mwl} of "
+            refuse(f"config.json: {model_type} sliding window on layers >= max_window_layers={mwl} of "
                    f"{n_layers} (per-layer windows are not supported)")
-    if window is not None and (not isinstance(window, int) or window <= 0):
+    elif gemma:
+        window = cfg.get("sliding_window")
+        gemma_window_pattern(cfg, n_layers)
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window <= 0):
         refuse(f"config.json: sliding_window must be a positive integer (got {window!r})")
 
-    # Which biases exist: qwen2 always has q/k/v biases; HF llama has attention_bias (q,k,v,o)
-    # and mlp_bias (gate, up, down); mistral has none.
-    if model_type == "qwen2":
+    # Which biases exist: qwen2 always has q/k/v biases; HF llama and qwen3 have attention_bias
+    # (q,k,v,o), llama also mlp_bias (gate, up, down); mistral has none.
+    if fam["biases"] == "qkv":
         attn_bias = {"q": True, "k": True, "v": True, "o": False}
         mlp_bias = False
-    elif model_type == "llama":
+    elif fam["biases"] == "config":
         ab = bool(cfg.get("attention_bias", False))
         attn_bias = {"q": ab, "k": ab, "v": ab, "o": ab}
-        mlp_bias = bool(cfg.get("mlp_bias", False))
+        mlp_bias = bool(cfg.get("mlp_bias", False)) and model_type == "llama"
     else:
         attn_bias = {"q": False, "k": False, "v": False, "o": False}
         mlp_bias = False
@@ -307,18 +422,53 @@ def plan_llama(cfg, ws, arch, plan):
     plan.kv(f"{arch}.attention.head_count_kv", "u32", n_kv)
     plan.kv(f"{arch}.attention.layer_norm_rms_epsilon", "f32", float(eps))
     plan.kv(f"{arch}.rope.freq_base", "f32", float(theta))
-    plan.kv(f"{arch}.rope.dimension_count", "u32", head_dim)
-    if head_dim * n_heads != dim:
+    plan.kv(f"{arch}.rope.dimension_count", "u32", rope_dim)
+    if model_type == "phi3" and cfg.get("original_max_position_embeddings") is not None:
+        plan.kv(f"{arch}.rope.scaling.original_context_length", "u32",
+                require_int(cfg, "original_max_position_embeddings"))
+    if head_dim * n_heads != dim or fam.get("key_length"):
         plan.kv(f"{arch}.attention.key_length", "u32", head_dim)
         plan.kv(f"{arch}.attention.value_length", "u32", head_dim)
     if window is not None:
         plan.kv(f"{arch}.attention.sliding_window", "u32", window)
+    if gemma:
+        # llama.cpp fixes the local layers' base at 10000 and the scale at 1/sqrt(head_dim) for
+        # gemma3 (dim/heads for the 27B); other values are written under its general keys.
+        local = cfg.get("rope_local_base_freq", 10000.0)
+        if local != 10000.0:
+            plan.kv(f"{arch}.rope.freq_base_swa", "f32", float(local))
+        qpas = cfg.get("query_pre_attn_scalar", head_dim)
+        if not isinstance(qpas, (int, float)) or qpas <= 0:
+            refuse(f"config.json: query_pre_attn_scalar must be positive (got {qpas!r})")
+        if qpas != head_dim:
+            plan.kv(f"{arch}.attention.scale", "f32", float(qpas) ** -0.5)
+    extra_tensors = plan_rope_scaling(cfg, fam, arch, head_dim, rope_dim, theta, plan)
 
     # Rename HF keys (with or without the "model." prefix) to GGUF names.
     names = {}  # gguf name -> (hf name, transform)
-    ignored = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
-    permute_q = arch == "llama"  # qwen2 keeps HF's rotate-half convention: no permutation
+    ignored = re.compile(r"(^|\.)rotary_emb(_local)?\.inv_freq$")
+    permute_q = fam.get("permute", False)  # the others keep HF's rotate-half convention
+    # Gemma's RMSNorm computes x * (1 + w); llama.cpp's files store 1 + w
+    norm_transform = (lambda w: w + 1.0) if gemma else None
     has_lm_head = False
+    per_layer = {"input_layernorm.weight": "attn_norm.weight"}
+    if gemma:
+        per_layer.update({"post_attention_layernorm.weight": "post_attention_norm.weight",
+                          "pre_feedforward_layernorm.weight": "ffn_norm.weight",
+                          "post_feedforward_layernorm.weight": "post_ffw_norm.weight"})
+    else:
+        per_layer["post_attention_layernorm.weight"] = "ffn_norm.weight"
+    if fam.get("qk_norm"):
+        per_layer.update({"self_attn.q_norm.weight": "attn_q_norm.weight",
+                          "self_attn.k_norm.weight": "attn_k_norm.weight"})
+    for p, g in [("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output"),
+                 ("qkv", "attn_qkv")]:
+        for kind in ("weight", "bias"):
+            per_layer[f"self_attn.{p}_proj.{kind}"] = f"{g}.{kind}"
+    for p in ("gate", "up", "down"):
+        for kind in ("weight", "bias"):
+            per_layer[f"mlp.{p}_proj.{kind}"] = f"ffn_{p}.{kind}"
+    per_layer["mlp.gate_up_proj.weight"] = "ffn_up.weight"  # Phi-3: rows gate | up
     for hf in ws.keys():
         if ignored.search(hf):
             continue
@@ -328,25 +478,16 @@ def plan_llama(cfg, ws, arch, plan):
             names["output.weight"] = (hf, None)
             continue
         m = re.fullmatch(r"layers\.(\d+)\.(.+)", n)
-        simple = {"embed_tokens.weight": "token_embd.weight", "norm.weight": "output_norm.weight"}
-        if n in simple:
-            names[simple[n]] = (hf, None)
+        if n == "embed_tokens.weight":
+            names["token_embd.weight"] = (hf, None)
+        elif n == "norm.weight":
+            names["output_norm.weight"] = (hf, norm_transform)
         elif m:
             i, rest = int(m.group(1)), m.group(2)
-            per_layer = {
-                "input_layernorm.weight": "attn_norm.weight",
-                "post_attention_layernorm.weight": "ffn_norm.weight",
-            }
-            for p, g in [("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output")]:
-                for kind in ("weight", "bias"):
-                    per_layer[f"self_attn.{p}_proj.{kind}"] = f"{g}.{kind}"
-            for p in ("gate", "up", "down"):
-                for kind in ("weight", "bias"):
-                    per_layer[f"mlp.{p}_proj.{kind}"] = f"ffn_{p}.{kind}"
             if rest not in per_layer or i >= n_layers:
                 refuse(f"unexpected tensor {hf!r} in the weights")
             g = f"blk.{i}.{per_layer[rest]}"
-            transform = None
+            transform = norm_transform if rest.endswith("norm.weight") else None
             if permute_q and rest.startswith("self_attn.q_proj."):
                 transform = lambda w: permute_for_interleaved_rope(w, n_heads)
             elif permute_q and rest.startswith("self_attn.k_proj."):
@@ -355,15 +496,23 @@ def plan_llama(cfg, ws, arch, plan):
         else:
             refuse(f"unexpected tensor {hf!r} in the weights")
 
-    tied = tied_embeddings(cfg, False, has_lm_head)
+    tied = tied_embeddings(cfg, fam["tied"], has_lm_head)
     expected = [("token_embd.weight", (vocab, dim)), ("output_norm.weight", (dim,))]
     if not tied:
         expected.append(("output.weight", (vocab, dim)))
     for i in range(n_layers):
         b = f"blk.{i}."
-        expected += [(b + "attn_norm.weight", (dim,)), (b + "ffn_norm.weight", (dim,))]
+        expected += [(b + g, (dim,)) for h, g in per_layer.items()
+                     if h.endswith("layernorm.weight")]
+        if fam.get("qk_norm"):
+            expected += [(b + "attn_q_norm.weight", (head_dim,)), (b + "attn_k_norm.weight", (head_dim,))]
         shapes = {"q": (n_heads * head_dim, dim), "k": (n_kv * head_dim, dim),
                   "v": (n_kv * head_dim, dim), "o": (dim, n_heads * head_dim)}
+        if fam.get("fused"):  # Phi-3: q|k|v and gate|up each one matrix
+            expected += [(b + "attn_qkv.weight", ((n_heads + 2 * n_kv) * head_dim, dim)),
+                         (b + "attn_output.weight", shapes["o"]),
+                         (b + "ffn_up.weight", (2 * hidden, dim)), (b + "ffn_down.weight", (dim, hidden))]
+            continue
         for p, g in [("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output")]:
             expected.append((f"{b}{g}.weight", shapes[p]))
             if attn_bias[p]:
@@ -372,6 +521,8 @@ def plan_llama(cfg, ws, arch, plan):
             expected.append((f"{b}ffn_{p}.weight", shape))
             if mlp_bias:
                 expected.append((f"{b}ffn_{p}.bias", shape[:1]))
+    for name, shape, load in extra_tensors:
+        plan.tensor(name, shape, load)
     return finish_plan(plan, ws, names, expected, tied), vocab
 
 
@@ -1221,7 +1372,7 @@ def build_plan_llama2c(path, tokenizer):
 
 # ----------------------------------------------------------------------------------------------
 
-ARCHS = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gpt2": "gpt2"}
+ARCHS = {"gpt2": "gpt2", **{t: f["arch"] for t, f in FAMILIES.items()}}
 
 
 def build_plan(in_dir):
@@ -1232,7 +1383,7 @@ def build_plan(in_dir):
         cfg = json.load(f)
     model_type = cfg.get("model_type")
     if model_type not in ARCHS:
-        refuse(f"config.json: model_type {model_type!r} is not supported (gpt2, llama, mistral, qwen2)")
+        refuse(f"config.json: model_type {model_type!r} is not supported ({', '.join(ARCHS)})")
     arch = ARCHS[model_type]
     tok = load_tokenizer(in_dir, cfg)  # before the weights: a cheap, common failure
     ws = WeightSource(in_dir)

@@ -73,20 +73,45 @@ static void rope_position(float *restrict v, const float *restrict cs, const flo
     }
 }
 
-/* RoPE on x (n, n_heads * head_dim) for positions pos0 + t. */
-static void rope_forward(float *x, const RunState *s, const Config *c, int n_heads, int n,
+/* RoPE on x (n, n_heads * head_dim) for positions pos0 + t, with layer l's table (a local
+ * layer's own base, or the global one). */
+static void rope_forward(float *x, const RunState *s, const Config *c, int l, int n_heads, int n,
                          int pos0) {
     const size_t half = (size_t)c->rope_dim / 2;
+    const float *cs = layer_local(c, l) ? s->rope_cos_swa : s->rope_cos;
+    const float *sn = layer_local(c, l) ? s->rope_sin_swa : s->rope_sin;
     if (n == 1) {
-        rope_position(x, s->rope_cos + pos0 * half, s->rope_sin + pos0 * half, n_heads, c->head_dim,
-                      c->rope_dim, c->rope_style);
+        rope_position(x, cs + pos0 * half, sn + pos0 * half, n_heads, c->head_dim, c->rope_dim,
+                      c->rope_style);
         return;
     }
 #pragma omp parallel for
     for (int t = 0; t < n; t++)
-        rope_position(x + (size_t)t * n_heads * c->head_dim, s->rope_cos + (pos0 + t) * half,
-                      s->rope_sin + (pos0 + t) * half, n_heads, c->head_dim, c->rope_dim,
-                      c->rope_style);
+        rope_position(x + (size_t)t * n_heads * c->head_dim, cs + (pos0 + t) * half,
+                      sn + (pos0 + t) * half, n_heads, c->head_dim, c->rope_dim, c->rope_style);
+}
+
+/* Queries and keys of the n positions just projected, ready for attention: biases, the per-head
+ * norms (q (n, n_heads, head_dim) seen as n * n_heads rows), the score scale when it is not
+ * 1 / sqrt(head_dim) (folded into q, since the kernels divide by sqrt(head_dim)), RoPE. */
+static void qk_forward(RunState *s, const Config *c, const LayerWeights *lw, int l, int n,
+                       int pos0) {
+    const int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    add_bias(s->q, lw->bq, n, q_dim);
+    add_bias(s->k, lw->bk, n, kv_dim);
+    add_bias(s->v, lw->bv, n, kv_dim);
+    if (c->qk_norm) {
+        norm_forward(s->q, s->q, lw->q_norm, NULL, NORM_RMS, c->norm_eps, n * c->n_heads,
+                     c->head_dim);
+        norm_forward(s->k, s->k, lw->k_norm, NULL, NORM_RMS, c->norm_eps, n * c->n_kv_heads,
+                     c->head_dim);
+    }
+    if (c->q_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)n * q_dim; i++) s->q[i] *= c->q_scale;
+    if (c->pos == POS_ROPE) {
+        rope_forward(s->q, s, c, l, c->n_heads, n, pos0);
+        rope_forward(s->k, s, c, l, c->n_kv_heads, n, pos0);
+    }
 }
 
 /* Attention for the n positions just projected: their keys and values (s->k, s->v) join this
@@ -97,7 +122,7 @@ static void attention_forward(RunState *s, const Config *c, int layer, int n, in
     const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     float *kc = s->key_cache + (size_t)layer * kv_dim * KV_TILE;
     float *vc = s->value_cache + (size_t)layer * kv_dim * KV_TILE;
-    const AttnShape shape = {c->n_heads, c->n_kv_heads, c->head_dim, c->sliding_window,
+    const AttnShape shape = {c->n_heads, c->n_kv_heads, c->head_dim, layer_window(c, layer),
                              (size_t)c->n_layers * kv_dim * KV_TILE};
     kv_store(kc, vc, s->k, s->v, n, pos0, &shape);
     attention(s->att_out, s->q, kc, vc, n, pos0, &shape);
@@ -114,12 +139,15 @@ static float gelu_tanh(float x) {
 static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f)); }
 
 /* The feed-forward's nonlinearity on one position's hidden row (d values), in place in up:
- * SwiGLU: up * silu(gate), silu(g) = g * sigmoid(g); GELU: gelu(up). A function of its own, with
- * restrict pointers, so that the compiler sees no aliasing and vectorizes the SwiGLU loop. */
+ * SwiGLU: up * silu(gate), silu(g) = g * sigmoid(g); GeGLU: up * gelu(gate); GELU: gelu(up). A
+ * function of its own, with restrict pointers, so that the compiler sees no aliasing and
+ * vectorizes the SwiGLU loop. */
 static void activation(float *restrict up, const float *restrict gate, FfnKind kind, int d) {
     if (kind == FFN_SWIGLU) {
 #pragma omp simd
         for (int i = 0; i < d; i++) up[i] *= gate[i] / (1.0f + exp_fast(-gate[i]));
+    } else if (kind == FFN_GEGLU) {
+        for (int i = 0; i < d; i++) up[i] *= gelu_tanh(gate[i]);
     } else if (kind == FFN_GELU_TANH) {
         for (int i = 0; i < d; i++) up[i] = gelu_tanh(up[i]);
     } else {
@@ -129,7 +157,7 @@ static void activation(float *restrict up, const float *restrict gate, FfnKind k
 
 /* Feed-forward: hb (n, hidden) from xb (n, dim), result in xb2 (n, dim). */
 static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int n) {
-    if (c->ffn == FFN_SWIGLU) {
+    if (ffn_gated(c->ffn)) {
         float *const outs[2] = {s->hb, s->hb2};
         const Tensor *const ws[2] = {&w->w_up, &w->w_gate};
         matmul_many(outs, s->xb, ws, 2, n);
@@ -137,7 +165,7 @@ static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int
         matmul(s->hb, s->xb, &w->w_up, n);
     }
     add_bias(s->hb, w->b_up, n, c->hidden_dim);
-    if (c->ffn == FFN_SWIGLU) add_bias(s->hb2, w->b_gate, n, c->hidden_dim);
+    if (ffn_gated(c->ffn)) add_bias(s->hb2, w->b_gate, n, c->hidden_dim);
     const size_t d = (size_t)c->hidden_dim;
     if (n == 1) {
         activation(s->hb, s->hb2, c->ffn, c->hidden_dim);
@@ -150,15 +178,24 @@ static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int
     add_bias(s->xb2, w->b_down, n, c->dim);
 }
 
+/* x (n, dim) += the sublayer output xb2 (n, dim), normalized first where the model has a norm
+ * after each sublayer (post, else NULL). */
+static void residual_add(RunState *s, const Config *c, const float *post, int n) {
+    if (post) norm_forward(s->xb2, s->xb2, post, NULL, c->norm, c->norm_eps, n, c->dim);
+    for (size_t i = 0; i < (size_t)n * c->dim; i++) s->x[i] += s->xb2[i];
+}
+
 float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
     const Config *c = &m->config;
     const Weights *w = &m->weights;
     RunState *s = &m->state;
-    const int dim = c->dim, q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    const int dim = c->dim;
 
     for (int t = 0; t < n; t++) {
         float *x = s->x + (size_t)t * dim;
         tensor_row(x, &w->token_embd, tokens[t]);
+        if (c->embd_scale != 1.0f)
+            for (int i = 0; i < dim; i++) x[i] *= c->embd_scale;
         if (c->pos == POS_LEARNED || c->pos == POS_SINUSOIDAL) {
             float *pe = s->xb; /* scratch */
             if (c->pos == POS_LEARNED)
@@ -175,21 +212,15 @@ float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
         float *const qkv_out[3] = {s->q, s->k, s->v};
         const Tensor *const qkv[3] = {&lw->wq, &lw->wk, &lw->wv};
         matmul_many(qkv_out, s->xb, qkv, 3, n);
-        add_bias(s->q, lw->bq, n, q_dim);
-        add_bias(s->k, lw->bk, n, kv_dim);
-        add_bias(s->v, lw->bv, n, kv_dim);
-        if (c->pos == POS_ROPE) {
-            rope_forward(s->q, s, c, c->n_heads, n, pos0);
-            rope_forward(s->k, s, c, c->n_kv_heads, n, pos0);
-        }
+        qk_forward(s, c, lw, l, n, pos0);
         attention_forward(s, c, l, n, pos0);
         matmul(s->xb2, s->att_out, &lw->wo, n);
         add_bias(s->xb2, lw->bo, n, dim);
-        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
+        residual_add(s, c, lw->post_attn_norm, n);
 
         norm_forward(s->xb, s->x, lw->ffn_norm, lw->ffn_norm_b, c->norm, c->norm_eps, n, dim);
         ffn_forward(s, c, lw, n);
-        for (size_t i = 0; i < (size_t)n * dim; i++) s->x[i] += s->xb2[i];
+        residual_add(s, c, lw->post_ffn_norm, n);
     }
 
     /* logits only where they are needed: every position, or just the last */

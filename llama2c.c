@@ -283,6 +283,7 @@ int llama2c_bind(const uint8_t *buf, size_t size, Config *c, Weights *w, void **
     c->n_kv_heads = h.n_kv_heads;
     c->head_dim = h.dim / h.n_heads;
     c->vocab_size = h.vocab_size;
+    c->ctx_train = h.seq_len; /* model_load_with chooses seq_len, the context allocated */
     c->seq_len = h.seq_len;
     c->norm = NORM_RMS;
     c->norm_eps = 1e-5f;
@@ -290,6 +291,12 @@ int llama2c_bind(const uint8_t *buf, size_t size, Config *c, Weights *w, void **
     c->rope_style = ROPE_INTERLEAVED;
     c->rope_theta = 10000.0f;
     c->rope_dim = c->head_dim;
+    c->rope_freq_scale = 1.0f; /* no scaling, no local layers */
+    c->rope_attn_factor = 1.0f;
+    c->rope_theta_swa = c->rope_theta;
+    c->embd_scale = 1.0f;
+    c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
+    c->q_scale = 1.0f;
     c->ffn = FFN_SWIGLU;
     c->tied = h.shared;
 

@@ -32,7 +32,13 @@ typedef struct {
     RopeStyle rope_style;
     FfnKind ffn;
     int fused_qkv;
+    int fused_gate_up;
     Need bias[N_BIAS]; /* REQUIRED: every layer has them; OPTIONAL: the file decides */
+    int qk_norm;       /* RMSNorm over each head's q and k (attn_q_norm, attn_k_norm) */
+    int post_norms;    /* norms on the sublayers' outputs (post_attention_norm, post_ffw_norm) */
+    int scale_embd;    /* embeddings times sqrt(dim) */
+    int swa_pattern;   /* see Config; llama.cpp's files leave it, and the local base, unsaid */
+    float rope_theta_swa;
 } ArchSpec;
 
 /* clang-format off: one family per row, its fields in the same order */
@@ -65,6 +71,43 @@ static const ArchSpec ARCHS[] = {
      .ffn = FFN_GELU_TANH,
      .fused_qkv = 1,
      .bias = {REQUIRED, REQUIRED, REQUIRED, REQUIRED}},
+    /* Qwen3: Qwen2's layers without biases, an RMSNorm over each head's q and k before RoPE,
+       head_dim from attention.key_length. */
+    {.name = "qwen3",
+     .norm = NORM_RMS,
+     .eps_key = "attention.layer_norm_rms_epsilon",
+     .pos = POS_ROPE,
+     .rope_style = ROPE_NEOX,
+     .ffn = FFN_SWIGLU,
+     .fused_qkv = 0,
+     .bias = {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL},
+     .qk_norm = 1},
+    /* Gemma 3: RMSNorm (the file stores Gemma's 1 + w), norms before and after both sublayers,
+       GeGLU, embeddings times sqrt(dim), q/k norms; 5 local layers (window, RoPE base 10000,
+       unscaled) for every global one, as llama.cpp fixes them for this architecture. */
+    {.name = "gemma3",
+     .norm = NORM_RMS,
+     .eps_key = "attention.layer_norm_rms_epsilon",
+     .pos = POS_ROPE,
+     .rope_style = ROPE_NEOX,
+     .ffn = FFN_GEGLU,
+     .fused_qkv = 0,
+     .bias = {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL},
+     .qk_norm = 1,
+     .post_norms = 1,
+     .scale_embd = 1,
+     .swa_pattern = 6,
+     .rope_theta_swa = 10000.0f},
+    /* Phi-3: Llama's layers with rotate-half RoPE, one q|k|v projection and one gate|up. */
+    {.name = "phi3",
+     .norm = NORM_RMS,
+     .eps_key = "attention.layer_norm_rms_epsilon",
+     .pos = POS_ROPE,
+     .rope_style = ROPE_NEOX,
+     .ffn = FFN_SWIGLU,
+     .fused_qkv = 1,
+     .fused_gate_up = 1,
+     .bias = {OPTIONAL, OPTIONAL, OPTIONAL, OPTIONAL}},
 };
 /* clang-format on */
 #define N_ARCHS (sizeof ARCHS / sizeof ARCHS[0])
@@ -131,7 +174,7 @@ static int read_dims(const GGUF *g, Config *c, Error *err) {
         get_dim(g, a, "block_count", -1, 1, MAX_LAYERS, &c->n_layers, err) ||
         get_dim(g, a, "attention.head_count", -1, 1, MAX_DIM, &c->n_heads, err) ||
         get_dim(g, a, "attention.head_count_kv", c->n_heads, 1, MAX_DIM, &c->n_kv_heads, err) ||
-        get_dim(g, a, "context_length", -1, 1, MAX_CTX, &c->seq_len, err) ||
+        get_dim(g, a, "context_length", -1, 1, MAX_CTX, &c->ctx_train, err) ||
         get_dim(g, a, "attention.sliding_window", 0, 0, MAX_CTX, &c->sliding_window, err))
         return -1;
     if (c->n_heads > c->dim)
@@ -152,19 +195,63 @@ static int read_dims(const GGUF *g, Config *c, Error *err) {
     return 0;
 }
 
-/* RoPE's base and the dimensions it rotates. */
-static int read_rope(const GGUF *g, Config *c, Error *err) {
+/* A RoPE base "<arch>.<suffix>" (default def): finite and above 1. */
+static int get_rope_base(const GGUF *g, const char *arch, const char *suffix, double def,
+                         float *out, Error *err) {
     char key[128];
     double theta;
-    snprintf(key, sizeof key, "%s.rope.freq_base", c->arch);
-    if (get_real(g, key, 10000.0, &theta, err)) return -1;
-    if (!(theta > 1.0) || !isfinite(theta))
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (get_real(g, key, def, &theta, err)) return -1;
+    if (!(theta > 1.0) || !isfinite(theta) || theta > 1e30)
         return fail(err, "%s = %g: RoPE base must be a finite number above 1", key, theta);
-    c->rope_theta = (float)theta;
+    *out = (float)theta;
+    return 0;
+}
+
+/* RoPE's bases, the dimensions it rotates and its scaling: none, or linear (positions divided by
+   rope.scaling.factor). Llama 3's frequency-dependent scaling is the tensor rope_freqs.weight
+   (bind_weights), as llama.cpp stores it. */
+static int read_rope(const GGUF *g, Config *c, double theta_swa, Error *err) {
+    if (get_rope_base(g, c->arch, "rope.freq_base", 10000.0, &c->rope_theta, err)) return -1;
+    c->rope_theta_swa = c->rope_theta;
+    if (c->swa_pattern &&
+        get_rope_base(g, c->arch, "rope.freq_base_swa", theta_swa, &c->rope_theta_swa, err))
+        return -1;
     if (get_dim(g, c->arch, "rope.dimension_count", c->head_dim, 2, c->head_dim, &c->rope_dim, err))
         return -1;
     if (c->rope_dim % 2)
         return fail(err, "%s.rope.dimension_count %d is odd", c->arch, c->rope_dim);
+    static const char *const scalings[] = {"none", "linear"};
+    char key[128];
+    int type = 0;
+    double factor = 1.0;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", c->arch);
+    if (get_choice(g, key, scalings, 2, &type, err)) return -1;
+    snprintf(key, sizeof key, "%s.rope.scaling.factor", c->arch);
+    if (type == 1 && get_real(g, key, 1.0, &factor, err)) return -1;
+    if (!(factor >= 1e-3 && factor <= 1e6))
+        return fail(err, "%s = %g is out of range [0.001, 1e6]", key, factor);
+    c->rope_freq_scale = (float)(1.0 / factor);
+    double attn_factor;
+    snprintf(key, sizeof key, "%s.rope.scaling.attn_factor", c->arch);
+    if (get_real(g, key, 1.0, &attn_factor, err)) return -1;
+    if (!(attn_factor > 0.0 && attn_factor <= 1e3))
+        return fail(err, "%s = %g is out of range (0, 1000]", key, attn_factor);
+    c->rope_attn_factor = (float)attn_factor;
+    return get_dim(g, c->arch, "rope.scaling.original_context_length", 0, 0, MAX_CTX,
+                   &c->rope_ctx_orig, err);
+}
+
+/* The attention's score scale: "<arch>.attention.scale", else 1 / sqrt(head_dim). */
+static int read_attn_scale(const GGUF *g, Config *c, Error *err) {
+    char key[128];
+    double scale;
+    snprintf(key, sizeof key, "%s.attention.scale", c->arch);
+    if (get_real(g, key, 1.0 / sqrt((double)c->head_dim), &scale, err)) return -1;
+    if (!(scale > 0.0 && scale <= 1e3))
+        return fail(err, "%s = %g is out of range (0, 1000]", key, scale);
+    c->attn_scale = (float)scale;
+    c->q_scale = (float)(scale * sqrt((double)c->head_dim)); /* exactly 1 for the default */
     return 0;
 }
 
@@ -211,15 +298,24 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     if (!found) return fail(err, "missing metadata 'general.architecture'");
     const ArchSpec *arch = find_arch(name);
     if (!arch)
-        return fail(err, "unsupported architecture '%.*s' (supported: llama, qwen2, gpt2)",
-                    (int)(name.len > 40 ? 40 : name.len), name.ptr);
+        return fail(
+            err,
+            "unsupported architecture '%.*s' (supported: llama, qwen2, qwen3, gemma3, phi3, gpt2)",
+            (int)(name.len > 40 ? 40 : name.len), name.ptr);
     snprintf(c->arch, sizeof c->arch, "%s", arch->name);
     c->norm = arch->norm;
     c->pos = arch->pos;
     c->rope_style = arch->rope_style;
     c->ffn = arch->ffn;
     c->fused_qkv = arch->fused_qkv;
-    if (read_dims(g, c, err) || refuse_unsupported_keys(g, c->arch, err)) return -1;
+    c->fused_gate_up = arch->fused_gate_up;
+    c->qk_norm = arch->qk_norm;
+    c->post_norms = arch->post_norms;
+    c->swa_pattern = arch->swa_pattern;
+    if (read_dims(g, c, err) || refuse_unsupported_keys(g, c->arch, err) ||
+        read_attn_scale(g, c, err))
+        return -1;
+    c->embd_scale = arch->scale_embd ? (float)sqrt((double)c->dim) : 1.0f;
 
     /* this program's own exports may pick other positions or activations (export.py) */
     static const char *const positions[] = {NULL, "learned", "sinusoidal"};
@@ -227,11 +323,12 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     int pos = c->pos, ffn = c->ffn;
     if (c->pos != POS_ROPE && get_choice(g, "tinygpt.position_encoding", positions, 3, &pos, err))
         return -1;
-    if (c->ffn != FFN_SWIGLU && get_choice(g, "tinygpt.ffn_activation", activations, 3, &ffn, err))
+    if (c->ffn == FFN_GELU_TANH &&
+        get_choice(g, "tinygpt.ffn_activation", activations, 3, &ffn, err))
         return -1;
     c->pos = (PosKind)pos;
     c->ffn = (FfnKind)ffn;
-    if (c->pos == POS_ROPE && read_rope(g, c, err)) return -1;
+    if (c->pos == POS_ROPE && read_rope(g, c, arch->rope_theta_swa, err)) return -1;
 
     char key[128];
     double eps;
@@ -290,12 +387,30 @@ static int bind_vector(const GGUF *g, const char *name, int n, int required, con
 
 /* The tensors of a model, as data: each row names a tensor, where it is bound, its shape in
  * symbolic dimensions, and when the model has it. */
-typedef enum { D_1, D_DIM, D_HIDDEN, D_Q, D_KV, D_QKV, D_VOCAB, D_CTX } Dim;
+typedef enum {
+    D_1,
+    D_DIM,
+    D_HIDDEN,
+    D_HIDDEN2,
+    D_HEAD,
+    D_Q,
+    D_KV,
+    D_QKV,
+    D_VOCAB,
+    D_CTX,
+    D_ROPE_HALF
+} Dim;
 typedef enum {
     WHEN_ALWAYS,
     WHEN_SPLIT_QKV,   /* separate q, k, v projections */
     WHEN_FUSED_QKV,   /* one fused projection */
-    WHEN_GATED,       /* a gated feed-forward (SwiGLU) */
+    WHEN_GATED,       /* a gated feed-forward (SwiGLU, GeGLU) with gate and up apart */
+    WHEN_SPLIT_UP,    /* up apart from the gate (or no gate) */
+    WHEN_FUSED_UP,    /* one gate|up projection */
+    WHEN_LONGROPE,    /* the file has longrope's factors */
+    WHEN_QK_NORM,     /* q and k normalized per head */
+    WHEN_POST_NORMS,  /* sublayer outputs normalized */
+    WHEN_ROPE_FREQS,  /* the file has RoPE frequency factors */
     WHEN_LEARNED_POS, /* learned position embeddings */
     WHEN_NOT_TIED     /* an output head of its own; absent = tied to token_embd */
 } When;
@@ -326,16 +441,21 @@ static const TensorSpec LAYER_TENSORS[] = {
     {"attn_v.bias", LW(bv), VEC(D_KV), .when = WHEN_SPLIT_QKV, BIAS(BIAS_QKV)},
     {"attn_qkv.weight", LW(wqkv), MAT(D_QKV, D_DIM), .when = WHEN_FUSED_QKV},
     {"attn_qkv.bias", LW(bqkv), VEC(D_QKV), .when = WHEN_FUSED_QKV, BIAS(BIAS_QKV)},
+    {"attn_q_norm.weight", LW(q_norm), VEC(D_HEAD), .when = WHEN_QK_NORM},
+    {"attn_k_norm.weight", LW(k_norm), VEC(D_HEAD), .when = WHEN_QK_NORM},
     {"attn_output.weight", LW(wo), MAT(D_DIM, D_Q)},
     {"attn_output.bias", LW(bo), VEC(D_DIM), BIAS(BIAS_OUT)},
+    {"post_attention_norm.weight", LW(post_attn_norm), VEC(D_DIM), .when = WHEN_POST_NORMS},
     {"ffn_norm.weight", LW(ffn_norm), VEC(D_DIM)},
     {"ffn_norm.bias", LW(ffn_norm_b), VEC(D_DIM), BIAS(BIAS_NORM)},
     {"ffn_gate.weight", LW(w_gate), MAT(D_HIDDEN, D_DIM), .when = WHEN_GATED},
     {"ffn_gate.bias", LW(b_gate), VEC(D_HIDDEN), .when = WHEN_GATED, BIAS(BIAS_FFN)},
-    {"ffn_up.weight", LW(w_up), MAT(D_HIDDEN, D_DIM)},
+    {"ffn_up.weight", LW(w_up), MAT(D_HIDDEN, D_DIM), .when = WHEN_SPLIT_UP},
+    {"ffn_up.weight", LW(w_gate_up), MAT(D_HIDDEN2, D_DIM), .when = WHEN_FUSED_UP},
     {"ffn_up.bias", LW(b_up), VEC(D_HIDDEN), BIAS(BIAS_FFN)},
     {"ffn_down.weight", LW(w_down), MAT(D_DIM, D_HIDDEN)},
     {"ffn_down.bias", LW(b_down), VEC(D_DIM), BIAS(BIAS_FFN)},
+    {"post_ffw_norm.weight", LW(post_ffn_norm), VEC(D_DIM), .when = WHEN_POST_NORMS},
 };
 
 static const TensorSpec MODEL_TENSORS[] = {
@@ -344,6 +464,9 @@ static const TensorSpec MODEL_TENSORS[] = {
     {"output_norm.weight", GW(out_norm), VEC(D_DIM)},
     {"output_norm.bias", GW(out_norm_b), VEC(D_DIM), BIAS(BIAS_NORM)},
     {"output.weight", GW(output), MAT(D_VOCAB, D_DIM), .when = WHEN_NOT_TIED},
+    {"rope_freqs.weight", GW(rope_freqs), VEC(D_ROPE_HALF), .when = WHEN_ROPE_FREQS},
+    {"rope_factors_long.weight", GW(rope_long), VEC(D_ROPE_HALF), .when = WHEN_LONGROPE},
+    {"rope_factors_short.weight", GW(rope_short), VEC(D_ROPE_HALF), .when = WHEN_LONGROPE},
 };
 
 static int dim_value(Dim d, const Config *c) {
@@ -352,11 +475,14 @@ static int dim_value(Dim d, const Config *c) {
     case D_1: return 1;
     case D_DIM: return c->dim;
     case D_HIDDEN: return c->hidden_dim;
+    case D_HIDDEN2: return 2 * c->hidden_dim;
+    case D_HEAD: return c->head_dim;
     case D_Q: return q;
     case D_KV: return kv;
     case D_QKV: return q + 2 * kv;
     case D_VOCAB: return c->vocab_size;
-    case D_CTX: return c->seq_len;
+    case D_CTX: return c->ctx_train;
+    case D_ROPE_HALF: return c->rope_dim / 2;
     }
     return 0;
 }
@@ -367,7 +493,13 @@ static int applies(const TensorSpec *s, const Config *c) {
     case WHEN_ALWAYS: return 1;
     case WHEN_SPLIT_QKV: return !c->fused_qkv;
     case WHEN_FUSED_QKV: return c->fused_qkv;
-    case WHEN_GATED: return c->ffn == FFN_SWIGLU;
+    case WHEN_GATED: return ffn_gated(c->ffn) && !c->fused_gate_up;
+    case WHEN_SPLIT_UP: return !c->fused_gate_up;
+    case WHEN_FUSED_UP: return c->fused_gate_up;
+    case WHEN_LONGROPE: return c->longrope;
+    case WHEN_QK_NORM: return c->qk_norm;
+    case WHEN_POST_NORMS: return c->post_norms;
+    case WHEN_ROPE_FREQS: return c->rope_freqs;
     case WHEN_LEARNED_POS: return c->pos == POS_LEARNED;
     case WHEN_NOT_TIED: return !c->tied;
     }
@@ -416,9 +548,24 @@ static int bind_weights(const GGUF *g, Config *c, Weights *w, Error *err) {
                     MAX_DIM * 4);
     c->vocab_size = (int)emb->ne[1];
     c->tied = gguf_find_tensor(g, "output.weight") == NULL;
+    c->rope_freqs = gguf_find_tensor(g, "rope_freqs.weight") != NULL;
+    c->longrope = gguf_find_tensor(g, "rope_factors_long.weight") != NULL;
+    if ((c->rope_freqs || c->longrope) && c->pos != POS_ROPE)
+        return fail(err, "RoPE frequency factors in a model without RoPE");
+    if (c->rope_freqs && c->longrope)
+        return fail(err, "both rope_freqs.weight and rope_factors_long.weight: which applies?");
+    if (c->longrope && c->rope_ctx_orig == 0)
+        return fail(err, "rope_factors_long.weight needs %s.rope.scaling.original_context_length",
+                    c->arch);
     if (bind_table(g, c, MODEL_TENSORS, sizeof MODEL_TENSORS / sizeof MODEL_TENSORS[0], "", w, err))
         return -1;
     if (c->tied) w->output = w->token_embd;
+    const float *factors[3] = {w->rope_freqs, w->rope_long, w->rope_short};
+    for (int f = 0; f < 3; f++)
+        for (int i = 0; factors[f] && i < c->rope_dim / 2; i++)
+            if (!(factors[f][i] > 0.0f) || !isfinite(factors[f][i]))
+                return fail(err, "RoPE frequency factor %d = %g: factors must be positive", i,
+                            factors[f][i]);
     w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
     if (!w->layers) return fail(err, "out of memory");
     const int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
@@ -429,6 +576,10 @@ static int bind_weights(const GGUF *g, Config *c, Weights *w, Error *err) {
         if (bind_table(g, c, LAYER_TENSORS, sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0], prefix,
                        lw, err))
             return -1;
+        if (c->fused_gate_up) { /* rows gate | up */
+            lw->w_gate = tensor_rows(&lw->w_gate_up, 0, c->hidden_dim);
+            lw->w_up = tensor_rows(&lw->w_gate_up, c->hidden_dim, c->hidden_dim);
+        }
         if (c->fused_qkv) { /* rows q | k | v of the one projection */
             lw->wq = tensor_rows(&lw->wqkv, 0, q_dim);
             lw->wk = tensor_rows(&lw->wqkv, q_dim, kv_dim);
@@ -623,7 +774,27 @@ static float *state_alloc(size_t n) {
     return p;
 }
 
-static int alloc_state(RunState *s, const Config *c, int cap, Error *err) {
+/* RoPE's cosines and sines for every position p and frequency i < rope_dim / 2: the angle is
+ * p * scale * theta^(-2i / rope_dim) / freqs[i] (freqs NULL: 1), computed in double, since at
+ * long contexts float angles drift; both are multiplied by mscale. */
+static int rope_table(float **cos_out, float **sin_out, const Config *c, float theta, float scale,
+                      const float *freqs, float mscale, Error *err) {
+    const int half = c->rope_dim / 2;
+    float *cs = *cos_out = malloc((size_t)c->seq_len * half * sizeof(float));
+    float *sn = *sin_out = malloc((size_t)c->seq_len * half * sizeof(float));
+    if (!cs || !sn) return fail(err, "out of memory for the RoPE table");
+    for (int i = 0; i < half; i++) {
+        const double freq =
+            scale * pow((double)theta, -2.0 * i / c->rope_dim) / (freqs ? freqs[i] : 1.0);
+        for (int p = 0; p < c->seq_len; p++) {
+            cs[(size_t)p * half + i] = (float)(mscale * cos(p * freq));
+            sn[(size_t)p * half + i] = (float)(mscale * sin(p * freq));
+        }
+    }
+    return 0;
+}
+
+static int alloc_state(RunState *s, const Config *c, const Weights *w, int cap, Error *err) {
     memset(s, 0, sizeof *s);
     s->cap = cap;
     const size_t q_dim = (size_t)c->n_heads * c->head_dim,
@@ -653,17 +824,17 @@ static int alloc_state(RunState *s, const Config *c, int cap, Error *err) {
                         c->seq_len);
     }
     if (c->pos == POS_ROPE) {
-        const int half = c->rope_dim / 2;
-        s->rope_cos = malloc((size_t)c->seq_len * half * sizeof(float));
-        s->rope_sin = malloc((size_t)c->seq_len * half * sizeof(float));
-        if (!s->rope_cos || !s->rope_sin) return fail(err, "out of memory for the RoPE table");
-        for (int p = 0; p < c->seq_len; p++)
-            for (int i = 0; i < half; i++) {
-                /* angle = p * theta^(-2i/d), in double: at long contexts float angles drift */
-                double angle = p * pow((double)c->rope_theta, -2.0 * i / c->rope_dim);
-                s->rope_cos[(size_t)p * half + i] = (float)cos(angle);
-                s->rope_sin[(size_t)p * half + i] = (float)sin(angle);
-            }
+        /* longrope: the long factors when the context allocated exceeds the original one, as
+           llama.cpp decides (Hugging Face decides by the sequence's length so far) */
+        const float *freqs = !c->longrope                    ? w->rope_freqs
+                             : c->seq_len > c->rope_ctx_orig ? w->rope_long
+                                                             : w->rope_short;
+        if (rope_table(&s->rope_cos, &s->rope_sin, c, c->rope_theta, c->rope_freq_scale, freqs,
+                       c->rope_attn_factor, err))
+            return -1;
+        if (c->swa_pattern && rope_table(&s->rope_cos_swa, &s->rope_sin_swa, c, c->rope_theta_swa,
+                                         1.0f, NULL, 1.0f, err))
+            return -1;
     }
     if (c->pos == POS_SINUSOIDAL) {
         s->pos_table = malloc((size_t)c->seq_len * c->dim * sizeof(float));
@@ -679,9 +850,24 @@ static int alloc_state(RunState *s, const Config *c, int cap, Error *err) {
 }
 
 static void free_state(RunState *s) {
-    float *bufs[] = {s->x,           s->xb,       s->xb2,      s->q,        s->k,      s->v,
-                     s->att_out,     s->hb,       s->hb2,      s->probs,    s->logits, s->key_cache,
-                     s->value_cache, s->rope_cos, s->rope_sin, s->pos_table};
+    float *bufs[] = {s->x,
+                     s->xb,
+                     s->xb2,
+                     s->q,
+                     s->k,
+                     s->v,
+                     s->att_out,
+                     s->hb,
+                     s->hb2,
+                     s->probs,
+                     s->logits,
+                     s->key_cache,
+                     s->value_cache,
+                     s->rope_cos,
+                     s->rope_sin,
+                     s->rope_cos_swa,
+                     s->rope_sin_swa,
+                     s->pos_table};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     memset(s, 0, sizeof *s);
 }
@@ -710,7 +896,16 @@ static void prefault(const GGUF *g) {
     }
 }
 
-int model_init(Model *m, int batch, Error *err) {
+/* The context this run allocates: asked for, or the model's capped at DEFAULT_CTX. */
+static int choose_context(Config *c, int ctx, Error *err) {
+    if (ctx < 0 || ctx > c->ctx_train)
+        return fail(err, "a context of %d positions was asked for; the model's is %d", ctx,
+                    c->ctx_train);
+    c->seq_len = ctx ? ctx : c->ctx_train < DEFAULT_CTX ? c->ctx_train : DEFAULT_CTX;
+    return 0;
+}
+
+int model_init(Model *m, int batch, int ctx, Error *err) {
     if (m->file.n_tensors == 0) { /* a vocabulary-only file (llama.cpp's ggml-vocab-*.gguf) */
         memset(&m->config, 0, sizeof m->config);
         m->config.vocab_only = 1;
@@ -722,8 +917,9 @@ int model_init(Model *m, int batch, Error *err) {
     }
     if (read_config(&m->file, &m->config, err) ||
         bind_weights(&m->file, &m->config, &m->weights, err) ||
+        choose_context(&m->config, ctx, err) ||
         load_tokenizer(&m->file, &m->config, &m->tokenizer, err) ||
-        (batch > 0 && alloc_state(&m->state, &m->config, batch, err))) {
+        (batch > 0 && alloc_state(&m->state, &m->config, &m->weights, batch, err))) {
         model_free(m);
         return -1;
     }
@@ -760,11 +956,12 @@ static int load_llama2c(Model *m, const char *path, const char *tokenizer, Error
     return rc;
 }
 
-int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, Error *err) {
+int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, int ctx,
+                    Error *err) {
     memset(m, 0, sizeof *m);
     if (lacks_gguf_magic(path)) {
-        if (load_llama2c(m, path, tokenizer, err) ||
-            (batch > 0 && alloc_state(&m->state, &m->config, batch, err))) {
+        if (load_llama2c(m, path, tokenizer, err) || choose_context(&m->config, ctx, err) ||
+            (batch > 0 && alloc_state(&m->state, &m->config, &m->weights, batch, err))) {
             model_free(m);
             return -1;
         }
@@ -776,13 +973,13 @@ int model_load_with(Model *m, const char *path, const char *tokenizer, int batch
                     "a tokenizer (-z) is for llama2.c checkpoints; '%s' is a GGUF file with "
                     "its own",
                     path);
-    if (gguf_open(&m->file, path, err) || model_init(m, batch, err)) return -1;
+    if (gguf_open(&m->file, path, err) || model_init(m, batch, ctx, err)) return -1;
     prefault(&m->file);
     return 0;
 }
 
-int model_load(Model *m, const char *path, int batch, Error *err) {
-    return model_load_with(m, path, NULL, batch, err);
+int model_load(Model *m, const char *path, int batch, int ctx, Error *err) {
+    return model_load_with(m, path, NULL, batch, ctx, err);
 }
 
 int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, Error *err) {
@@ -816,19 +1013,37 @@ void model_free(Model *m) {
 void print_config(const Config *c, FILE *f) {
     static const char *norms[] = {"RMSNorm", "LayerNorm"};
     static const char *pos[] = {"RoPE", "learned", "sinusoidal"};
-    static const char *ffn[] = {"SwiGLU", "GELU (tanh)", "GELU (erf)"};
+    static const char *ffn[] = {"SwiGLU", "GELU (tanh)", "GELU (erf)", "GeGLU (tanh)"};
     fprintf(f,
             "model: %s, dim %d, %d layers, %d heads (%d kv, head dim %d), ffn %d %s, vocab %d, "
-            "context %d, %s eps %g, positions %s",
+            "context %d (of %d), %s eps %g, positions %s",
             c->arch, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->hidden_dim,
-            ffn[c->ffn], c->vocab_size, c->seq_len, norms[c->norm], c->norm_eps, pos[c->pos]);
-    if (c->pos == POS_ROPE)
-        fprintf(f, " (%s, theta %g, %d dims)",
+            ffn[c->ffn], c->vocab_size, c->seq_len, c->ctx_train, norms[c->norm], c->norm_eps,
+            pos[c->pos]);
+    if (c->pos == POS_ROPE) {
+        fprintf(f, " (%s, theta %g, %d dims",
                 c->rope_style == ROPE_NEOX ? "rotate-half" : "interleaved", c->rope_theta,
                 c->rope_dim);
+        if (c->rope_freq_scale != 1.0f)
+            fprintf(f, ", linear scaling x%g", 1.0 / c->rope_freq_scale);
+        if (c->rope_freqs) fprintf(f, ", frequency factors");
+        if (c->longrope)
+            fprintf(f, ", longrope (%s factors, original context %d, attention factor %g)",
+                    c->seq_len > c->rope_ctx_orig ? "long" : "short", c->rope_ctx_orig,
+                    c->rope_attn_factor);
+        fprintf(f, ")");
+    }
     if (c->sliding_window) fprintf(f, ", sliding window %d", c->sliding_window);
+    if (c->swa_pattern)
+        fprintf(f, " on %d of every %d layers (theta %g)", c->swa_pattern - 1, c->swa_pattern,
+                c->rope_theta_swa);
+    if (c->qk_norm) fprintf(f, ", q/k norms");
+    if (c->post_norms) fprintf(f, ", post-sublayer norms");
+    if (c->embd_scale != 1.0f) fprintf(f, ", embeddings x%g", c->embd_scale);
+    if (c->q_scale != 1.0f) fprintf(f, ", attention scale %g", c->attn_scale);
     static const char *bias[N_BIAS] = {"qkv", "out", "ffn", "norm"};
-    fprintf(f, ", %s q|k|v, biases:", c->fused_qkv ? "fused" : "separate");
+    fprintf(f, ", %s q|k|v%s, biases:", c->fused_qkv ? "fused" : "separate",
+            c->fused_gate_up ? ", fused gate|up" : "");
     int any = 0;
     for (int b = 0; b < N_BIAS; b++)
         if (c->bias[b]) fprintf(f, " %s", bias[b]), any = 1;

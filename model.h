@@ -25,7 +25,9 @@
 typedef enum { NORM_RMS, NORM_LAYER } NormKind; /* RMSNorm, or LayerNorm */
 typedef enum { POS_ROPE, POS_LEARNED, POS_SINUSOIDAL } PosKind;
 typedef enum { ROPE_INTERLEAVED, ROPE_NEOX } RopeStyle; /* pairs (2i, 2i+1) or (i, i + d/2) */
-typedef enum { FFN_SWIGLU, FFN_GELU_TANH, FFN_GELU_ERF } FfnKind;
+/* SwiGLU: silu(gate) * up; GELU: gelu(up) (no gate); GeGLU: gelu_tanh(gate) * up (Gemma) */
+typedef enum { FFN_SWIGLU, FFN_GELU_TANH, FFN_GELU_ERF, FFN_GEGLU } FfnKind;
+static inline int ffn_gated(FfnKind k) { return k == FFN_SWIGLU || k == FFN_GEGLU; }
 /* Groups of biases a file has or lacks together. */
 typedef enum {
     BIAS_QKV,  /* the q, k and v projections (fused or not) */
@@ -38,7 +40,7 @@ typedef enum {
 /* Every choice the forward pass makes is a field here, read from the file or from the
    architecture's table entry in model.c (never inferred from another field). */
 typedef struct {
-    char arch[16];  /* general.architecture: "llama", "qwen2" or "gpt2" */
+    char arch[16];  /* general.architecture: "llama", "qwen2", "qwen3", "gemma3", "phi3", "gpt2" */
     int dim;        /* residual stream width */
     int hidden_dim; /* feed-forward width */
     int n_layers;
@@ -46,17 +48,34 @@ typedef struct {
     int n_kv_heads; /* key/value heads; divides n_heads (GQA; 1 = MQA) */
     int head_dim;   /* q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim */
     int vocab_size;
-    int seq_len; /* context length */
+    int ctx_train; /* the model's context (context_length): learned position rows */
+    int seq_len;   /* the context allocated for this run (KV cache, RoPE tables): <= ctx_train */
     NormKind norm;
     float norm_eps;
     PosKind pos;
     RopeStyle rope_style; /* RoPE only */
     float rope_theta;
-    int rope_dim; /* rotated dims per head (<= head_dim, even) */
+    int rope_dim;          /* rotated dims per head (<= head_dim, even) */
+    float rope_freq_scale; /* linear RoPE scaling: positions times this (1 / factor; 1 = none) */
+    int rope_freqs;        /* 1: the file has rope_freqs.weight, per-frequency divisors (Llama 3) */
+    int longrope;          /* 1: rope_factors_long/short.weight, divisors chosen by the context
+                              allocated against rope_ctx_orig (Phi-3.5's "longrope") */
+    int rope_ctx_orig;     /* rope.scaling.original_context_length (0 = absent) */
+    float rope_attn_factor; /* RoPE's cosines and sines times this (longrope's; 1 = none) */
+    float rope_theta_swa;   /* RoPE base of the local layers (swa_pattern > 0), unscaled */
     FfnKind ffn;
-    int fused_qkv;      /* one (q_dim + 2 kv_dim, dim) projection, rows q | k | v (GPT-2) */
+    int fused_qkv;      /* one (q_dim + 2 kv_dim, dim) projection, rows q | k | v (GPT-2, Phi-3) */
+    int fused_gate_up;  /* one (2 hidden, dim) ffn_up, rows gate | up (Phi-3) */
     int bias[N_BIAS];   /* 1 where the file has that group of biases, in every layer */
     int sliding_window; /* 0 = none; else a query at i sees keys i-W < j <= i */
+    int swa_pattern;    /* 0: the window (if any) and RoPE are the same in every layer; P: layers
+                           l % P < P - 1 are local (window, rope_theta_swa), the rest global */
+    int qk_norm;        /* RMSNorm over each head of q and k before RoPE (Qwen3, Gemma 3) */
+    int post_norms;     /* a norm on the attention's and the FFN's outputs too (Gemma 3) */
+    float embd_scale;   /* token embeddings multiplied by this (Gemma 3: sqrt(dim); else 1) */
+    float attn_scale;   /* scores q.k times this (default 1 / sqrt(head_dim)) */
+    float q_scale;      /* attn_scale * sqrt(head_dim), folded into q: the attention kernels
+                           divide by sqrt(head_dim) (1 when the file does not say otherwise) */
     int tied;           /* output head shares token_embd */
     int vocab_only;     /* the file has a vocabulary and no tensors: only tokenizing works */
 } Config;
@@ -68,12 +87,16 @@ typedef struct {
                                               views of its rows */
     Tensor wo;                            /* (dim, q_dim) */
     const float *bq, *bk, *bv, *bo;       /* (q_dim), (kv_dim), (kv_dim), (dim); NULL if absent */
-    const float *bqkv; /* (q_dim + 2 kv_dim) when fused: bq, bk, bv point into it */
+    const float *bqkv;            /* (q_dim + 2 kv_dim) when fused: bq, bk, bv point into it */
+    const float *q_norm, *k_norm; /* (head_dim) each; qk_norm only */
+    const float *post_attn_norm;  /* (dim); post_norms only */
     const float *ffn_norm, *ffn_norm_b;  /* (dim) */
     Tensor w_gate;                       /* (hidden, dim); SwiGLU only */
     Tensor w_up;                         /* (hidden, dim) */
+    Tensor w_gate_up;                    /* (2 hidden, dim) when fused: w_gate, w_up are views */
     Tensor w_down;                       /* (dim, hidden) */
     const float *b_gate, *b_up, *b_down; /* (hidden), (hidden), (dim); NULL if absent */
+    const float *post_ffn_norm;          /* (dim); post_norms only */
 } LayerWeights;
 
 typedef struct {
@@ -82,6 +105,8 @@ typedef struct {
     LayerWeights *layers;               /* (n_layers), owned */
     const float *out_norm, *out_norm_b; /* (dim) */
     Tensor output;                      /* (vocab, dim); a copy of token_embd's view if tied */
+    const float *rope_freqs;            /* (rope_dim / 2) divisors of RoPE's frequencies, or NULL */
+    const float *rope_long, *rope_short; /* (rope_dim / 2) longrope's divisors, or NULL */
 } Weights;
 
 /* Called after each layer's attention with the softmax probabilities of the n positions just
@@ -103,9 +128,10 @@ typedef struct {
     float *logits;      /* (cap, vocab) */
     float *key_cache;   /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE), see kv_store() */
     float *value_cache; /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE) */
-    float *rope_cos, *rope_sin; /* (seq_len, rope_dim / 2) */
-    float *pos_table;           /* (seq_len, dim) sinusoidal encodings, else NULL */
-    AttnHook attn_hook;         /* NULL = probabilities are not handed out */
+    float *rope_cos, *rope_sin; /* (seq_len, rope_dim / 2): global layers (all but local ones) */
+    float *rope_cos_swa, *rope_sin_swa; /* the same for local layers; NULL without swa_pattern */
+    float *pos_table;                   /* (seq_len, dim) sinusoidal encodings, else NULL */
+    AttnHook attn_hook;                 /* NULL = probabilities are not handed out */
     void *attn_hook_ctx;
 } RunState;
 
@@ -119,14 +145,31 @@ typedef struct {
     RunState state;
 } Model;
 
-/* Opens, validates and binds a model; allocates the run state for batches of `batch` positions. */
-int model_load(Model *m, const char *path, int batch, Error *err);
+/* The context allocated when none is asked for: the model's, capped here, so that a model trained
+   on 32k positions does not reserve a 32k-position KV cache for a short run. */
+#define DEFAULT_CTX 4096
+
+/* Whether layer l is a local layer (a sliding window and its own RoPE base) of a model that
+   alternates local and global layers. */
+static inline int layer_local(const Config *c, int l) {
+    return c->swa_pattern > 0 && l % c->swa_pattern < c->swa_pattern - 1;
+}
+/* The window of layer l's attention: 0 = none. */
+static inline int layer_window(const Config *c, int l) {
+    return c->swa_pattern == 0 || layer_local(c, l) ? c->sliding_window : 0;
+}
+
+/* Opens, validates and binds a model; allocates the run state for batches of `batch` positions
+   and a context of `ctx` positions (0: the model's context capped at DEFAULT_CTX; more than the
+   model's is an error). */
+int model_load(Model *m, const char *path, int batch, int ctx, Error *err);
 /* The same, with the tokenizer.bin of a llama2.c checkpoint (NULL: found beside the model or in
    the current directory, see llama2c.h); a GGUF file must have none, it carries its own. */
-int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, Error *err);
+int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, int ctx,
+                    Error *err);
 /* The same for a model whose m->file is already parsed (from a buffer: the fuzz target); batch 0
    binds without allocating a run state. On failure m is freed, m->file included. */
-int model_init(Model *m, int batch, Error *err);
+int model_init(Model *m, int batch, int ctx, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
 

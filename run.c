@@ -279,7 +279,7 @@ static int run(const Options *o, Error *err) {
     Model m;
     int *ids = NULL, n_ids = 0, rc = -1;
     double t_load = now_seconds();
-    if (model_load_with(&m, o->model, o->tokenizer, o->batch, err)) {
+    if (model_load_with(&m, o->model, o->tokenizer, o->batch, o->ctx, err)) {
         free(stdin_text);
         return -1;
     }
@@ -319,8 +319,9 @@ static int run(const Options *o, Error *err) {
         n_ids = 1;
     }
     if (n_ids > m.config.seq_len) {
-        fail(err, "the prompt is %d tokens, longer than the model's context of %d", n_ids,
-             m.config.seq_len);
+        fail(err,
+             "the prompt is %d tokens, longer than the context of %d (the model's is %d; see -c)",
+             n_ids, m.config.seq_len, m.config.ctx_train);
         goto done;
     }
     rc = generate(&m, o, ids, n_ids, now_seconds() - t_load, err);

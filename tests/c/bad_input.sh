@@ -82,7 +82,10 @@ expect "no model, none shipped" 2 "shipped model .*missing"    -- "$tmp/run" -i 
 printf '\377\376 bad' > "$tmp/bad_utf8.txt"
 STDIN=$tmp/bad_utf8.txt expect "invalid UTF-8" 1 "not valid UTF-8" -- $RUN "$GOOD" -i -
 perl -e 'print "And the LORD spake unto Moses, saying " x 100' > "$tmp/long.txt"
-STDIN=$tmp/long.txt expect "prompt too long" 1 "longer than the model's context" -- $RUN "$GOOD" -i -
+STDIN=$tmp/long.txt expect "prompt too long" 1 "longer than the context of 128 (the model's is 128" -- $RUN "$GOOD" -i -
+expect "prompt beyond -c"      1 "14 tokens, longer than the context of 8 " -- $RUN "$GOOD" -c 8 -i "In the beginning God created"
+expect "-c above the model's"  1 "context of 129 positions was asked for; the model's is 128" -- $RUN "$GOOD" -c 129 -i hi
+expect "-c negative"           2 "-c expects an integer"        -- $RUN "$GOOD" -c -1
 expect "attn-show format"      2 "expects LAYER.HEAD"           -- $RUN "$GOOD" -i hi --attn-show 1
 expect "attn-show sign"        2 "expects LAYER.HEAD"           -- $RUN "$GOOD" -i hi --attn-show -1.0
 expect "attn-show range"       1 "layers 0..1 and heads 0..7"   -- $RUN "$GOOD" -i hi -n 1 --attn-show 2.0

@@ -179,7 +179,7 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/%s", dir, cases[i].model);
         Model m;
         Error err;
-        if (model_load(&m, path, 0, &err) != 0) { /* batch 0: the tokenizer, no run state */
+        if (model_load(&m, path, 0, 0, &err) != 0) { /* batch 0: the tokenizer, no run state */
             printf("FAIL: %s: %s\n", path, err.msg);
             failed++;
             continue;

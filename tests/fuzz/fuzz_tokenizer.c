@@ -31,7 +31,7 @@ static void load_fixtures(void) {
     if (loaded) return;
     for (int i = 0; i < N_FIXTURES; i++) {
         Error err;
-        if (model_load(&models[i], FIXTURES[i].path, 0, &err) != 0) {
+        if (model_load(&models[i], FIXTURES[i].path, 0, 0, &err) != 0) {
             fprintf(stderr, "fuzz_tokenizer: %s (run from the repository's root)\n", err.msg);
             exit(1);
         }

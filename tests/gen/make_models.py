@@ -187,6 +187,67 @@ LLAMA_VARIANTS = {
                               "num_attention_heads": 8, "num_key_value_heads": 4, "rope_theta": 1000000.0,
                               "tie_word_embeddings": False, "use_sliding_window": True,
                               "sliding_window": 12, "max_window_layers": 0}),
+    # Llama 3.x's frequency-dependent RoPE scaling (Llama 3.2 1B's factors, tied embeddings), with
+    # an original context of 64 so that the test's positions see all three regimes: with head_dim
+    # 16 and theta 5e5 the wavelengths are 6.3 (< 64/4: kept), 32 (between: smoothed) and > 64
+    # (divided by 8).
+    "llama3_scaled": dict(cfg={"num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 500000.0,
+                               "tie_word_embeddings": True, "max_position_embeddings": 1024,
+                               "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                                "high_freq_factor": 4.0,
+                                                "original_max_position_embeddings": 64}}),
+    # Linear RoPE scaling (positions divided by the factor), as in long-context Llama 2 fine-tunes.
+    "llama_linear": dict(cfg={"num_attention_heads": 4, "num_key_value_heads": 4,
+                              "tie_word_embeddings": False,
+                              "rope_scaling": {"type": "linear", "factor": 4.0}}),
+    # Qwen3: q/k RMSNorm per head, head_dim 32 with 4 heads in a 64-wide model (q is 128 wide), tied,
+    # no biases; a 32k context as in Qwen3-0.6B, which -c must not allocate whole.
+    "qwen3": dict(cfg={"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"],
+                       "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32,
+                       "rope_theta": 1000000.0, "tie_word_embeddings": True, "rms_norm_eps": 1e-6,
+                       "attention_bias": False, "max_position_embeddings": 32768,
+                       "use_sliding_window": False, "sliding_window": None, "max_window_layers": 2}),
+    # Gemma 3 (as Gemma-3-270M/1B: gemma3_text, tied, GeGLU, sandwich norms stored as w with 1 + w
+    # applied, q/k norms, head_dim 32 != 64 / 4): 6 layers so that layers 0-4 are local (window 8,
+    # base 10000) and layer 5 global (base 1e6, linear scaling 8 as in Gemma 3 4B+).
+    "gemma3": dict(cfg={"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+                        "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 1,
+                        "head_dim": 32, "query_pre_attn_scalar": 32, "rope_theta": 1000000.0,
+                        "rope_local_base_freq": 10000.0, "sliding_window": 8, "sliding_window_pattern": 6,
+                        "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+                        "hidden_activation": "gelu_pytorch_tanh", "hidden_act": None,
+                        "tie_word_embeddings": True, "rms_norm_eps": 1e-6, "attention_bias": False,
+                        "final_logit_softcapping": None, "attn_logit_softcapping": None,
+                        "max_position_embeddings": 32768},
+                   embed_std=0.1),
+    # Gemma 3 27B's convention: query_pre_attn_scalar = dim / heads, not head_dim (scale 1/sqrt(48)),
+    # an untied output, and a local RoPE base other than llama.cpp's fixed 10000; 3 layers, all
+    # local (the pattern's sixth layer is the first global one).
+    "gemma3_scale": dict(cfg={"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+                              "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
+                              "head_dim": 16, "query_pre_attn_scalar": 48, "rope_theta": 1000000.0,
+                              "rope_local_base_freq": 20000.0, "sliding_window": 12,
+                              "hidden_activation": "gelu_pytorch_tanh", "hidden_act": None,
+                              "tie_word_embeddings": False,
+                              "rms_norm_eps": 1e-6, "max_position_embeddings": 256},
+                         embed_std=0.1),
+    # Phi-3 (mini-4k's conventions): fused q|k|v and gate|up, untied, a sliding window shorter
+    # than the test (2047 in the real model); RoPE on half of each head (as Phi-4-mini's 3/4).
+    "phi3": dict(cfg={"model_type": "phi3", "architectures": ["Phi3ForCausalLM"],
+                      "num_attention_heads": 4, "num_key_value_heads": 4, "sliding_window": 16,
+                      "partial_rotary_factor": 0.5, "max_position_embeddings": 4096,
+                      "original_max_position_embeddings": 4096, "tie_word_embeddings": False,
+                      "bos_token_id": 1, "eos_token_id": 2}),
+    # Phi-3.5's longrope: per-frequency divisors, long ones once the context exceeds the original
+    # 32 (so the default context takes them, and -c 32 the short ones), cosines and sines times
+    # sqrt(1 + ln(4096 / 32) / ln(32)); a window longer than the test, as Phi-3.5's 262144.
+    "phi3_longrope": dict(cfg={"model_type": "phi3", "architectures": ["Phi3ForCausalLM"],
+                               "num_attention_heads": 4, "num_key_value_heads": 2, "sliding_window": 262144,
+                               "max_position_embeddings": 4096, "original_max_position_embeddings": 32,
+                               "tie_word_embeddings": False,
+                               "rope_scaling": {"type": "longrope",
+                                                "short_factor": [1.0, 1.02, 1.1, 1.3, 1.7, 2.4, 3.1, 3.9],
+                                                "long_factor": [1.0, 1.3, 2.2, 4.5, 9.0, 17.0, 28.0, 40.0]}}),
 }
 
 LLAMA_BASE = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
@@ -241,6 +302,10 @@ def make_llama(name, d, small):
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = cfg.get("head_dim") or D // nh
     qwen = cfg["model_type"] == "qwen2"
+    gemma = cfg["model_type"] == "gemma3_text"
+    qk_norm = cfg["model_type"] in ("qwen3", "gemma3_text")
+    # Gemma's norms compute x * (1 + w): their weights are stored around 0
+    norm = (lambda r, n: _norm_weight(r, n) - 1.0) if gemma else _norm_weight
     ab, mb = cfg.get("attention_bias", False), cfg.get("mlp_bias", False)
     # A tied embedding is also the output layer: kept small, or the residual stream stays
     # dominated by the current token's embedding and the model just repeats it.
@@ -248,18 +313,31 @@ def make_llama(name, d, small):
     t = {"model.embed_tokens.weight": _normal(rng, (V, D), spec.get("embed_std", 0.15 if tied else 0.5))}
     for i in range(L):
         p = f"model.layers.{i}."
-        t[p + "input_layernorm.weight"] = _norm_weight(rng, D)
+        t[p + "input_layernorm.weight"] = norm(rng, D)
         for proj, shape in [("q", (nh * hd, D)), ("k", (nkv * hd, D)), ("v", (nkv * hd, D)),
                             ("o", (D, nh * hd))]:
             t[p + f"self_attn.{proj}_proj.weight"] = _normal(rng, shape, 1.0 / np.sqrt(shape[1]))
             if ab or (qwen and proj != "o"):
                 t[p + f"self_attn.{proj}_proj.bias"] = _normal(rng, shape[:1], 0.1)
-        t[p + "post_attention_layernorm.weight"] = _norm_weight(rng, D)
+        if qk_norm:
+            t[p + "self_attn.q_norm.weight"] = norm(rng, hd)
+            t[p + "self_attn.k_norm.weight"] = norm(rng, hd)
+        t[p + "post_attention_layernorm.weight"] = norm(rng, D)
+        if gemma:
+            t[p + "pre_feedforward_layernorm.weight"] = norm(rng, D)
+            t[p + "post_feedforward_layernorm.weight"] = norm(rng, D)
         for proj, shape in [("gate", (H, D)), ("up", (H, D)), ("down", (D, H))]:
             t[p + f"mlp.{proj}_proj.weight"] = _normal(rng, shape, 1.0 / np.sqrt(shape[1]))
             if mb:
                 t[p + f"mlp.{proj}_proj.bias"] = _normal(rng, shape[:1], 0.1)
-    t["model.norm.weight"] = _norm_weight(rng, D)
+    if cfg["model_type"] == "phi3":  # one q|k|v and one gate|up matrix per layer
+        for i in range(L):
+            p = f"model.layers.{i}."
+            t[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [t.pop(p + f"self_attn.{n}_proj.weight") for n in "qkv"])
+            t[p + "mlp.gate_up_proj.weight"] = np.concatenate(
+                [t.pop(p + f"mlp.{n}_proj.weight") for n in ("gate", "up")])
+    t["model.norm.weight"] = norm(rng, D)
     if not cfg["tie_word_embeddings"]:
         t["lm_head.weight"] = _normal(rng, (V, D), 0.3)
     _silence_eos(t["lm_head.weight" if not tied else "model.embed_tokens.weight"], cfg["eos_token_id"])

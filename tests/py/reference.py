@@ -289,56 +289,149 @@ class Reference:
             y = y + self.w[name + ".bias"]
         return y
 
+    def _rope_inv_freq(self, hd, theta, scaling, T=None):
+        """inv_freq[i] = theta^(-2i/hd), then rescaled as Hugging Face's rope init functions do
+        (modeling_rope_utils): "linear" divides every frequency by the factor; "llama3" keeps the
+        high frequencies (wavelength below original_context / high_freq_factor), divides the low
+        ones (wavelength above original_context / low_freq_factor) by the factor, and blends the
+        two in between, linearly in original_context / wavelength."""
+        inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
+        kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+        if kind == "default":
+            return inv
+        factor = scaling.get("factor")
+        if kind == "linear":
+            return inv / factor
+        if kind in ("longrope", "su"):
+            # Phi-3: the frequencies divided by long_factor once the sequence is longer than
+            # original_max_position_embeddings, else by short_factor
+            orig = self.cfg["original_max_position_embeddings"]
+            ext = scaling["long_factor"] if T is not None and T > orig else scaling["short_factor"]
+            return inv / torch.tensor(ext, dtype=torch.float64)
+        if kind == "llama3":
+            lo, hi = scaling["low_freq_factor"], scaling["high_freq_factor"]
+            old = scaling["original_max_position_embeddings"]
+            wavelen = 2 * math.pi / inv
+            scaled = torch.where(wavelen > old / lo, inv / factor, inv)
+            smooth = (old / wavelen - lo) / (hi - lo)
+            blended = (1 - smooth) * scaled / factor + smooth * scaled
+            medium = (wavelen >= old / hi) & (wavelen <= old / lo)
+            return torch.where(medium, blended, scaled)
+        raise ValueError(f"rope_scaling {kind!r} is not in the reference")
+
+    def _cos_sin(self, T, hd, theta, scaling):
+        freqs = torch.arange(T, dtype=torch.float64)[:, None] * self._rope_inv_freq(hd, theta, scaling, T)[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        # longrope scales cos and sin (attention_factor, by default from the context's growth)
+        m = 1.0
+        kind = (scaling or {}).get("rope_type", (scaling or {}).get("type"))
+        if kind in ("longrope", "su"):
+            c = self.cfg
+            growth = c["max_position_embeddings"] / c["original_max_position_embeddings"]
+            m = scaling.get("attention_factor") or (
+                math.sqrt(1 + math.log(growth) / math.log(c["original_max_position_embeddings"]))
+                if growth > 1 else 1.0)
+        return (m * emb.cos()).to(self.dtype)[:, None, :], (m * emb.sin()).to(self.dtype)[:, None, :]
+
+    def _layer_window(self, i):
+        """The sliding window of layer i (None = full causal attention), per family."""
+        c, L = self.cfg, self.cfg["num_hidden_layers"]
+        t = c["model_type"]
+        if t in ("mistral", "phi3"):
+            return c.get("sliding_window")
+        if t in ("qwen2", "qwen3") and c.get("use_sliding_window") and i >= c.get("max_window_layers", L):
+            return c.get("sliding_window")
+        if t == "gemma3_text" and self._gemma_sliding(i):
+            return c["sliding_window"]
+        return None
+
+    def _gemma_sliding(self, i):
+        """Gemma 3's layer types: config.layer_types, else every layer but each
+        sliding_window_pattern-th (default 6) is a sliding one."""
+        c = self.cfg
+        if c.get("layer_types"):
+            return c["layer_types"][i] == "sliding_attention"
+        return bool((i + 1) % c.get("sliding_window_pattern", 6))
+
     def _llama(self, ids):
+        """Llama, Mistral, Qwen2, Qwen3 and Gemma 3 (text): pre-norm decoder layers with RoPE
+        (rotate-half on Hugging Face's own q/k weights), grouped-query attention and a gated MLP.
+        Qwen3 and Gemma 3 RMS-normalize each head of q and k before RoPE; Gemma 3 also scales the
+        embeddings by sqrt(hidden_size), normalizes with x * (1 + w), normalizes each sublayer's
+        output before the residual add, uses GeGLU (tanh), scores scaled by
+        query_pre_attn_scalar^-0.5, and gives sliding layers their own unscaled RoPE base."""
         c, w = self.cfg, self.w
+        t = c["model_type"]
+        gemma = t == "gemma3_text"
         D, L = c["hidden_size"], c["num_hidden_layers"]
         nh = c["num_attention_heads"]
         nkv = c.get("num_key_value_heads") or nh
         hd = c.get("head_dim") or D // nh
+        rot = int(hd * c.get("partial_rotary_factor", 1.0))  # Phi: RoPE on the first rot dims
         eps = c.get("rms_norm_eps", 1e-6)
         theta = c.get("rope_theta", 10000.0)
         T = len(ids)
 
-        def rmsnorm(x, g):
-            return x * torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True) + eps) * g
+        def rope(x, cos, sin):
+            r, rest = x[..., :rot], x[..., rot:]
+            return torch.cat((r * cos + rotate_half(r) * sin, rest), dim=-1)
 
-        inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-        freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = emb.cos().to(self.dtype)[:, None, :], emb.sin().to(self.dtype)[:, None, :]
+        def rmsnorm(x, g):
+            y = x * torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True) + eps)
+            return y * (1.0 + g) if gemma else y * g
+
+        rope_global = self._cos_sin(T, rot, theta, c.get("rope_scaling"))
+        rope_local = self._cos_sin(T, rot, c.get("rope_local_base_freq", 10000.0), None) if gemma else None
+        scale = c["query_pre_attn_scalar"] ** -0.5 if gemma else 1.0 / math.sqrt(hd)
+        if gemma:
+            act = {"gelu_pytorch_tanh": lambda g: F.gelu(g, approximate="tanh")}[c["hidden_activation"]]
+        else:
+            act = F.silu
 
         x = F.embedding(ids, w["embed_tokens.weight"])
+        if gemma:
+            x = x * torch.tensor(D ** 0.5, dtype=self.dtype)
         for i in range(L):
             p = f"layers.{i}."
-            window = None
-            if c["model_type"] == "mistral":
-                window = c.get("sliding_window")
-            elif c["model_type"] == "qwen2" and c.get("use_sliding_window") and \
-                    i >= c.get("max_window_layers", L):
-                window = c.get("sliding_window")
-            mask = attention_mask(T, window, self.dtype)
+            mask = attention_mask(T, self._layer_window(i), self.dtype)
+            cos, sin = rope_local if gemma and self._gemma_sliding(i) else rope_global
 
             h = rmsnorm(x, w[p + "input_layernorm.weight"])
-            q = self._lin(h, p + "self_attn.q_proj").view(T, nh, hd)
-            k = self._lin(h, p + "self_attn.k_proj").view(T, nkv, hd)
-            v = self._lin(h, p + "self_attn.v_proj").view(T, nkv, hd)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
+            if p + "self_attn.qkv_proj.weight" in w:  # Phi-3: one projection, rows q | k | v
+                q, k, v = self._lin(h, p + "self_attn.qkv_proj").split([nh * hd, nkv * hd, nkv * hd], dim=-1)
+            else:
+                q, k, v = (self._lin(h, p + f"self_attn.{n}_proj") for n in "qkv")
+            q, k, v = q.reshape(T, nh, hd), k.reshape(T, nkv, hd), v.reshape(T, nkv, hd)
+            if p + "self_attn.q_norm.weight" in w:
+                q = rmsnorm(q, w[p + "self_attn.q_norm.weight"])
+                k = rmsnorm(k, w[p + "self_attn.k_norm.weight"])
+            q, k = rope(q, cos, sin), rope(k, cos, sin)
             # GQA: KV head j serves query heads j*g .. j*g+g-1 (HF's repeat_kv).
             k = k.repeat_interleave(nh // nkv, dim=1)
             v = v.repeat_interleave(nh // nkv, dim=1)
-            scores = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(hd) + mask
+            scores = torch.einsum("ihd,jhd->hij", q, k) * scale + mask
             att = F.softmax(scores, dim=-1)
             if self._att is not None:
                 self._att.append(att)
             o = torch.einsum("hij,jhd->ihd", att, v).reshape(T, nh * hd)
-            x = x + self._lin(o, p + "self_attn.o_proj")
+            o = self._lin(o, p + "self_attn.o_proj")
+            if gemma:
+                o = rmsnorm(o, w[p + "post_attention_layernorm.weight"])
+            x = x + o
 
-            h = rmsnorm(x, w[p + "post_attention_layernorm.weight"])
-            m = F.silu(self._lin(h, p + "mlp.gate_proj")) * self._lin(h, p + "mlp.up_proj")
-            x = x + self._lin(m, p + "mlp.down_proj")
+            ffn_norm = "pre_feedforward_layernorm" if gemma else "post_attention_layernorm"
+            h = rmsnorm(x, w[p + ffn_norm + ".weight"])
+            if p + "mlp.gate_up_proj.weight" in w:  # Phi-3: one projection, gate then up
+                gate, up = self._lin(h, p + "mlp.gate_up_proj").chunk(2, dim=-1)
+            else:
+                gate, up = self._lin(h, p + "mlp.gate_proj"), self._lin(h, p + "mlp.up_proj")
+            m = act(gate) * up
+            m = self._lin(m, p + "mlp.down_proj")
+            if gemma:
+                m = rmsnorm(m, w[p + "post_feedforward_layernorm.weight"])
+            x = x + m
         x = rmsnorm(x, w["norm.weight"])
-        tied = c.get("tie_word_embeddings", False) or "lm_head.weight" not in w
+        tied = c.get("tie_word_embeddings", gemma) or "lm_head.weight" not in w
         return self._in(x) @ (w["embed_tokens.weight"] if tied else w["lm_head.weight"]).T
 
     def _gpt2(self, ids):

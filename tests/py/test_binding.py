@@ -92,8 +92,36 @@ def test_no_probabilities_buffer_unless_asked(tmp_path, attn):
     positions captured when one is. Run under a 3 GiB address-space limit."""
     need_run()
     m = with_u32(FIX / "llama_gqa.gguf", tmp_path / "long.gguf", "llama.context_length", 32768)
-    args = ["-i", "In the beginning", "-n", "4", "-t", "0", "-b", "4096"]
+    args = ["-i", "In the beginning", "-n", "4", "-t", "0", "-b", "4096", "-c", "32768"]
     if attn:
         args.append("--attn-stats")
     r = run_raw(m, *args, mem_limit=3 << 30)
     assert r.returncode == 0, r.stderr
+
+
+def kv_f32(key, value):
+    k = key.encode()
+    return struct.pack("<Q", len(k)) + k + struct.pack("<If", 6, value)
+
+
+def test_rope_scaling_keys(tmp_path):
+    """llama.cpp's rope.scaling keys: linear with factor 1 computes exactly what the file without
+    them does, factor 4 something else; a scaling type this program does not run is refused."""
+    need_run()
+    args = ["-i", "In the beginning God created", "-n", "12", "-t", "0"]
+    ref = run_raw(FIX / "llama_gqa.gguf", *args)
+    outs = {}
+    for factor in (1.0, 4.0):
+        m = with_metadata(FIX / "llama_gqa.gguf", tmp_path / f"lin{factor}.gguf",
+                          [kv_str("llama.rope.scaling.type", "linear"),
+                           kv_f32("llama.rope.scaling.factor", factor)])
+        r = run_raw(m, *args)
+        assert r.returncode == 0, r.stderr
+        outs[factor] = r.stdout
+    assert outs[1.0] == ref.stdout and outs[4.0] != ref.stdout
+    m = with_metadata(FIX / "llama_gqa.gguf", tmp_path / "yarn.gguf",
+                      [kv_str("llama.rope.scaling.type", "yarn")])
+    r = run_raw(m, *args)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(err) == 1, r.stderr
+    assert "llama.rope.scaling.type 'yarn' is unknown (none, linear)" in err[0], err

@@ -113,7 +113,8 @@ def test_export_roundtrip(build, variant):
     assert m["general.alignment"] == 64 and m["general.file_type"] == 0
     assert (g.data_start % 64 == 0 and
             all(off % 64 == 0 for off in g.tensor_offsets.values())), "tensor data not 64-aligned"
-    arch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "gpt2": "gpt2"}[cfg["model_type"]]
+    arch = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3",
+            "gemma3_text": "gemma3", "phi3": "phi3", "gpt2": "gpt2"}[cfg["model_type"]]
     assert m["general.architecture"] == arch
     V = cfg["vocab_size"]
     assert g.tensors["token_embd.weight"].shape[0] == V
@@ -150,13 +151,30 @@ def test_export_roundtrip(build, variant):
         nkv = cfg.get("num_key_value_heads", nh)
         hd = cfg.get("head_dim") or D // nh
         assert m[f"{arch}.attention.head_count_kv"] == nkv
-        assert m[f"{arch}.rope.dimension_count"] == hd
+        assert m[f"{arch}.rope.dimension_count"] == int(hd * cfg.get("partial_rotary_factor", 1.0))
         assert abs(m[f"{arch}.rope.freq_base"] - cfg["rope_theta"]) <= 1e-6 * cfg["rope_theta"]
         assert abs(m[f"{arch}.attention.layer_norm_rms_epsilon"] - cfg["rms_norm_eps"]) < 1e-12
-        assert (f"{arch}.attention.key_length" in m) == (hd * nh != D)
-        window = cfg.get("sliding_window") if cfg["model_type"] == "mistral" or \
+        # llama.cpp's converter writes key_length for these families whatever its value
+        assert (f"{arch}.attention.key_length" in m) == (hd * nh != D or arch in ("qwen3", "gemma3"))
+        window = cfg.get("sliding_window") if cfg["model_type"] in ("mistral", "gemma3_text", "phi3") or \
             cfg.get("use_sliding_window") and cfg["max_window_layers"] == 0 else None
         assert m.get(f"{arch}.attention.sliding_window") == window
+        rs = cfg.get("rope_scaling") or {}
+        kind = rs.get("rope_type", rs.get("type"))
+        assert m.get(f"{arch}.rope.scaling.type") == ("linear" if kind == "linear" else None)
+        assert m.get(f"{arch}.rope.scaling.factor") == (rs["factor"] if kind == "linear" else None)
+        assert ("rope_freqs.weight" in g.tensors) == (kind == "llama3")
+        if kind == "llama3":  # divisors of the plain frequencies, from the reference's own rule
+            plain = ref._rope_inv_freq(hd, cfg["rope_theta"], None).numpy()
+            scaled = ref._rope_inv_freq(hd, cfg["rope_theta"], rs).numpy()
+            np.testing.assert_allclose(g.tensors["rope_freqs.weight"], plain / scaled, rtol=1e-6)
+            assert len(set(np.round(plain / scaled, 4))) >= 3  # kept, smoothed and divided
+        if arch == "gemma3":
+            qpas = cfg["query_pre_attn_scalar"]
+            assert m.get("gemma3.attention.scale") == (None if qpas == hd else
+                                                       pytest.approx(qpas ** -0.5, rel=1e-6))
+            local = cfg["rope_local_base_freq"]
+            assert m.get("gemma3.rope.freq_base_swa") == (None if local == 10000 else local)
         assert m["tokenizer.ggml.model"] == "llama" and m["tokenizer.ggml.pre"] == "default"
         assert m["tokenizer.ggml.add_space_prefix"] is True
         assert m["tokenizer.ggml.add_bos_token"] == (variant != "llama_bias")
@@ -166,7 +184,22 @@ def test_export_roundtrip(build, variant):
         assert types[:3] == [2, 3, 3] and types[3:259] == [6] * 256
         assert m["tokenizer.ggml.tokens"][3 + 0x41] == "<0x41>"
         assert len(m["tokenizer.ggml.scores"]) == V
-        for i in (0, 1):
+        if arch == "phi3":  # fused q|k|v and gate|up, as in the checkpoint
+            for i in (0, 1):
+                np.testing.assert_array_equal(g.tensors[f"blk.{i}.attn_qkv.weight"],
+                                              w[f"layers.{i}.self_attn.qkv_proj.weight"])
+                np.testing.assert_array_equal(g.tensors[f"blk.{i}.ffn_up.weight"],
+                                              w[f"layers.{i}.mlp.gate_up_proj.weight"])
+            longrope = kind == "longrope"
+            assert ("rope_factors_long.weight" in g.tensors) == longrope
+            if longrope:
+                np.testing.assert_array_equal(g.tensors["rope_factors_long.weight"], np.float32(rs["long_factor"]))
+                np.testing.assert_array_equal(g.tensors["rope_factors_short.weight"], np.float32(rs["short_factor"]))
+                growth = cfg["max_position_embeddings"] / cfg["original_max_position_embeddings"]
+                assert m["phi3.rope.scaling.attn_factor"] == pytest.approx(
+                    np.sqrt(1 + np.log(growth) / np.log(cfg["original_max_position_embeddings"])), rel=1e-6)
+            assert m["phi3.rope.scaling.original_context_length"] == cfg["original_max_position_embeddings"]
+        for i in (0, 1) if arch != "phi3" else ():
             p = f"layers.{i}.self_attn."
             q, k = g.tensors[f"blk.{i}.attn_q.weight"], g.tensors[f"blk.{i}.attn_k.weight"]
             if arch == "llama":  # interleaved RoPE: export permuted q and k (and their biases)
@@ -178,16 +211,32 @@ def test_export_roundtrip(build, variant):
                                                   w[p + "q_proj.bias"])
                     np.testing.assert_array_equal(unpermute(g.tensors[f"blk.{i}.attn_k.bias"], nkv),
                                                   w[p + "k_proj.bias"])
-            else:  # qwen2: NeoX RoPE, HF order kept
+            else:  # qwen2, qwen3, gemma3: NeoX RoPE, HF order kept
                 np.testing.assert_array_equal(q, w[p + "q_proj.weight"])
-                np.testing.assert_array_equal(g.tensors[f"blk.{i}.attn_k.bias"], w[p + "k_proj.bias"])
+                if arch == "qwen2":
+                    np.testing.assert_array_equal(g.tensors[f"blk.{i}.attn_k.bias"], w[p + "k_proj.bias"])
+            # Gemma's norms compute x * (1 + w): llama.cpp's files store 1 + w
+            shift = 1.0 if arch == "gemma3" else 0.0
+            if arch in ("qwen3", "gemma3"):
+                np.testing.assert_array_equal(g.tensors[f"blk.{i}.attn_q_norm.weight"], w[p + "q_norm.weight"] + shift)
+                np.testing.assert_array_equal(g.tensors[f"blk.{i}.attn_k_norm.weight"], w[p + "k_norm.weight"] + shift)
+            ffn_norm = "pre_feedforward_layernorm" if arch == "gemma3" else "post_attention_layernorm"
+            np.testing.assert_array_equal(g.tensors[f"blk.{i}.ffn_norm.weight"],
+                                          w[f"layers.{i}.{ffn_norm}.weight"] + shift)
+            if arch == "gemma3":
+                for hf_name, name in [("post_attention_layernorm", "post_attention_norm"),
+                                      ("post_feedforward_layernorm", "post_ffw_norm")]:
+                    np.testing.assert_array_equal(g.tensors[f"blk.{i}.{name}.weight"],
+                                                  w[f"layers.{i}.{hf_name}.weight"] + shift)
             np.testing.assert_array_equal(g.tensors[f"blk.{i}.attn_v.weight"], w[p + "v_proj.weight"])
             np.testing.assert_array_equal(g.tensors[f"blk.{i}.ffn_gate.weight"],
                                           w[f"layers.{i}.mlp.gate_proj.weight"])
         tied = cfg["tie_word_embeddings"]
         n_bias = (4 if cfg.get("attention_bias") else 3 if arch == "qwen2" else 0) + \
             (3 if cfg.get("mlp_bias") else 0)
-        n_expected = 2 + (not tied) + (9 + n_bias) * cfg["num_hidden_layers"]
+        per_layer = 9 + n_bias + 2 * (arch in ("qwen3", "gemma3")) + 2 * (arch == "gemma3") - 3 * (arch == "phi3")
+        n_expected = 2 + (not tied) + per_layer * cfg["num_hidden_layers"] + (kind == "llama3") + \
+            2 * (kind == "longrope")
     assert ("output.weight" in g.tensors) == (not tied)
     assert len(g.tensors) == n_expected, sorted(g.tensors)
     emb_name = "wte.weight" if arch == "gpt2" else "embed_tokens.weight"
@@ -208,6 +257,10 @@ def test_export_roundtrip(build, variant):
 
 
 LLAMA_FAMILY = [v for v in VARIANTS if v in make_models.LLAMA_VARIANTS]
+# The scores test below states plain RoPE on the projections: the families with RoPE scaling or
+# q/k norms are checked end to end against the reference (test_logits) instead.
+PLAIN_ROPE = [v for v in LLAMA_FAMILY if make_models.LLAMA_VARIANTS[v]["cfg"].get("model_type", "llama")
+              in ("llama", "mistral", "qwen2") and not make_models.LLAMA_VARIANTS[v]["cfg"].get("rope_scaling")]
 
 
 def rope(x, pos, theta, pairs):
@@ -227,7 +280,7 @@ def rope(x, pos, theta, pairs):
     return out
 
 
-@pytest.mark.parametrize("variant", LLAMA_FAMILY)
+@pytest.mark.parametrize("variant", PLAIN_ROPE)
 def test_rope_convention(build, variant):
     """The attention scores q.k of the GGUF's q/k weights under the engine's RoPE convention equal
     those of HF's weights under rotate-half, in every layer and head, at positions far apart. This
@@ -409,8 +462,17 @@ def _shrink_vocab(d):
 REFUSALS = {
     # name: (variant, mutation of the HF dir, substring expected in the message)
     "model_type": ("llama_gqa", lambda d: _edit_config(d, model_type="bert"), "model_type"),
-    "rope_scaling": ("llama_gqa", lambda d: _edit_config(d, rope_scaling={"type": "linear", "factor": 2.0}),
+    "rope_scaling": ("llama_gqa", lambda d: _edit_config(d, rope_scaling={"type": "yarn", "factor": 2.0}),
                      "rope_scaling"),
+    "llama3_scaling_qwen": ("qwen3", lambda d: _edit_config(d, rope_scaling=dict(
+        make_models.LLAMA_VARIANTS["llama3_scaled"]["cfg"]["rope_scaling"])), "llama3 for llama"),
+    "llama3_scaling_factors": ("llama3_scaled", lambda d: _edit_config(d, rope_scaling={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0,
+        "original_max_position_embeddings": 64}), "must exceed low_freq_factor"),
+    "gemma3_pattern": ("gemma3", lambda d: _edit_config(d, sliding_window_pattern=4), "5 sliding layers"),
+    "gemma3_softcap": ("gemma3", lambda d: _edit_config(d, final_logit_softcapping=30.0),
+                       "final_logit_softcapping"),
+    "gemma3_activation": ("gemma3", lambda d: _edit_config(d, hidden_activation="silu"), "hidden_activation"),
     "hidden_act": ("llama_gqa", lambda d: _edit_config(d, hidden_act="gelu"), "hidden_act"),
     "inverse_layer_idx": ("gpt2", lambda d: _edit_config(d, scale_attn_by_inverse_layer_idx=True),
                           "scale_attn_by_inverse_layer_idx"),
@@ -508,3 +570,48 @@ def test_export_bf16_safetensors(build, tmp_path):
     g = read_gguf(out)
     expected = sd["model.embed_tokens.weight"].to(torch.bfloat16).float().numpy()
     np.testing.assert_array_equal(g.tensors["token_embd.weight"], expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# The context allocated (-c)
+
+def test_context_allocated(build):
+    """A 32k-context model (qwen3, as Qwen3-0.6B) allocates 4096 positions unless -c asks for
+    another number (at most the model's), and the logits do not depend on it."""
+    need_run()
+    model = build("qwen3")["f32"]
+    assert read_gguf(model).metadata["qwen3.context_length"] == 32768
+    kv_per_token = 2 * 2 * 2 * 32 * 4  # (k, v) x layers x kv heads x head_dim x 4 bytes
+    for args, ctx in [([], 4096), (["-c", "100"], 100), (["-c", "32768"], 32768)]:
+        r = run(model, "-v", "-n", "1", "-t", "0", "-i", "In", *args)
+        err = r.stderr.decode()
+        assert f"context {ctx} (of 32768)" in err, err
+        assert f"at the context length {ctx}\n" in err and kv_per_token == 1024, err
+    _, full = run_greedy(model)
+    out = Path(str(model) + ".c60.npy")
+    r = run(model, "-i", PROMPT, "-n", str(N_GEN), "-t", "0", "-c", "60", "--dump-logits", str(out))
+    assert b"[context length 60 reached]" in r.stderr
+    small = np.load(out)
+    assert small.shape[0] == 60  # every position of the allocated context was fed
+    np.testing.assert_array_equal(small, full[:60])
+
+
+def test_longrope_short_factors(build, tmp_path):
+    """Phi-3.5's longrope takes the short factors when the context allocated is at most the
+    original one (-c 32 here; the default 4096 takes the long ones, test_logits): the logits of
+    all 32 positions against the reference, whose sequence never outgrows the original context."""
+    need_run()
+    files = build("phi3_longrope")
+    out = tmp_path / "short.npy"
+    r = run(files["f32"], "-i", PROMPT, "-n", str(N_GEN), "-t", "0", "-c", "32", "--dump-logits", str(out), "-v")
+    assert b"longrope (short factors, original context 32" in r.stderr, r.stderr
+    ours = np.load(out)
+    P = len(prompt_ids(files["f32"]))
+    ids = prompt_ids(files["f32"]) + [int(np.argmax(ours[t])) for t in range(P - 1, 31)]
+    ref = Reference(files["hf"]).logits(ids)
+    assert ours.shape == ref.shape == (32, ref.shape[1])
+    err, pos = max_rel_err(ours, ref)
+    record(f"phi3_longrope    -c 32 (short factors): max rel err {err:.2e} at position {pos}")
+    assert err <= TOL
+    _, long_logits = run_greedy(files["f32"])  # long factors: different numbers from position 0 on
+    assert np.abs(long_logits[:32] - ours).max() > 1e-2

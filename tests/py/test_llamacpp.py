@@ -40,6 +40,17 @@ KNOWN = {
     "qwen2_window": WINDOW,
     "llama_long_fixture": "its 64-piece SentencePiece vocabulary: llama.cpp throws "
                           "std::out_of_range on loading",
+    "gemma3_scale": "query_pre_attn_scalar 48 != head_dim 16 (Gemma 3 27B's convention), written as "
+                    "gemma3.attention.scale: llama.cpp's gemma3 ignores the key (1/sqrt(head_dim) "
+                    "unless the layer count is the 27B's) and parts at greedy token 1; the same "
+                    "model with query_pre_attn_scalar = head_dim agrees, local RoPE base 20000 "
+                    "(rope.freq_base_swa) included",
+    "phi3": "llama.cpp's phi3 vocabulary loader needs a '<|endoftext|>' token, which the test "
+            "vocabulary (spm-kjv) lacks (error loading model vocabulary: _Map_base::at); with one "
+            "token renamed so it loads, and then parts at greedy token 0 because it disables "
+            "Phi's sliding window ('Phi SWA is currently disabled'); without the window it agrees",
+    "phi3_longrope": "the same missing '<|endoftext|>'; with one token renamed so, llama.cpp "
+                     "agrees (long factors: its context of 128 exceeds the original 32)",
 }
 
 
