@@ -245,7 +245,7 @@ def test_features(l2c, tmp_path):
             "--attn-html", str(tmp_path / "a.html"))
     err = r.stderr.decode()
     assert "model: llama, dim 64, 2 layers, 4 heads (4 kv, head dim 16), ffn 192 SwiGLU, vocab 512, " \
-           "context 128, RMSNorm eps 1e-05, positions RoPE (interleaved, theta 10000, 16 dims)" in err
+           "context 128 (of 128), RMSNorm eps 1e-05, positions RoPE (interleaved, theta 10000, 16 dims)" in err
     assert "separate output" in err
     assert (tmp_path / "a.html").stat().st_size > 1000
     assert b"layer" in r.stdout.lower()
