@@ -78,23 +78,26 @@ static inline __attribute__((always_inline)) TARGET float FN(dot_from)(const voi
  * load of the weights (read from memory, unlike x) straddles two cache lines: GGUF's default
  * alignment is 32 bytes, half a 512-bit vector, and straddling loads cost a third of the
  * bandwidth here. */
-static TARGET float FN(dot_f32)(const float *w, const float *x, int n) {
+static TARGET float FN(dot_f32)(const void *wv, const void *x, int n) {
+    const float *w = wv;
     const int off = (int)((uintptr_t)w / sizeof(float) % VL);
     int i = 0, head = off ? VL - off : 0;
     float sum_head = 0.0f;
-    for (; i < head && i < n; i++) sum_head += w[i] * x[i];
+    for (; i < head && i < n; i++) sum_head += w[i] * ((const float *)x)[i];
     return FN(dot_from)(w, x, i, n, sum_head, 0);
 }
 
 /* No alignment head for halves: a load of VL halves is at most 32 bytes, which from GGUF's
    32-byte alignment stays within a cache line (rows of a multiple of 16 halves). */
-static TARGET float FN(dot_f16)(const uint16_t *w, const float *x, int n) {
+static TARGET float FN(dot_f16)(const void *w, const void *x, int n) {
     return FN(dot_from)(w, x, 0, n, 0.0f, 1);
 }
 
 /* Q8_0 weights against Q8_0-quantized activations: per block an exact integer dot product,
  * then scaled by both blocks' scales: sum_b d_w[b] * d_x[b] * sum_i w[b][i] * x[b][i]. */
-static TARGET float FN(dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
+static TARGET float FN(dot_q8)(const void *wv, const void *xv, int n) {
+    const BlockQ8 *w = wv, *x = xv;
+    const int nblocks = n / QK8_0;
     Q8_ACC_TYPE acc0 = Q8_ACC_ZERO(), acc1 = Q8_ACC_ZERO();
     int b = 0;
 #ifdef Q8_DOT2 /* two blocks per instruction where the vectors are wide enough */
@@ -241,7 +244,13 @@ static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
 }
 
 const Kernels FN(kernels) = {
-    NAME,           TR,         2 * VL,       FN(dot_f32),
-    FN(dot_f16),    FN(dot_q8), FN(tile_f32), FN(f16_to_f32_row),
-    FN(att_scores), FN(att_pv), TILE_Q8,
+    .name = NAME,
+    .tile_r = TR,
+    .tile_c = 2 * VL,
+    .dot = {[GGML_F32] = FN(dot_f32), [GGML_F16] = FN(dot_f16), [GGML_Q8_0] = FN(dot_q8)},
+    .tile_f32 = FN(tile_f32),
+    .f16_to_f32_row = FN(f16_to_f32_row),
+    .att_scores = FN(att_scores),
+    .att_pv = FN(att_pv),
+    .tile_q8 = TILE_Q8,
 };
