@@ -6,6 +6,8 @@
 
 #include "kernels_sets.h"
 
+#pragma STDC FP_CONTRACT OFF /* a * q - b rounded twice, as ggml and the numpy decoder do */
+
 static float half(uint16_t h) { return f16_table[h]; }
 
 /* Groups of 16 in a block of 32 share the block's scale: a and b for both. */
