@@ -137,13 +137,13 @@ typedef struct {
 } TypeSize;
 
 static const TypeSize TYPE_SIZES[GGML_TYPE_COUNT] = {
-    [GGML_F32] = {"F32", 1, 4},         [GGML_F16] = {"F16", 1, 2},
-    [GGML_Q4_0] = {"Q4_0", 32, 18},     [GGML_Q4_1] = {"Q4_1", 32, 20},
-    [GGML_Q5_0] = {"Q5_0", 32, 22},     [GGML_Q5_1] = {"Q5_1", 32, 24},
-    [GGML_Q8_0] = {"Q8_0", 32, 34},     [GGML_Q2_K] = {"Q2_K", 256, 84},
-    [GGML_Q3_K] = {"Q3_K", 256, 110},   [GGML_Q4_K] = {"Q4_K", 256, 144},
-    [GGML_Q5_K] = {"Q5_K", 256, 176},   [GGML_Q6_K] = {"Q6_K", 256, 210},
-    [GGML_Q8_K] = {"Q8_K", 256, 292},   [GGML_IQ4_NL] = {"IQ4_NL", 32, 18},
+    [GGML_F32] = {"F32", 1, 4},       [GGML_F16] = {"F16", 1, 2},
+    [GGML_Q4_0] = {"Q4_0", 32, 18},   [GGML_Q4_1] = {"Q4_1", 32, 20},
+    [GGML_Q5_0] = {"Q5_0", 32, 22},   [GGML_Q5_1] = {"Q5_1", 32, 24},
+    [GGML_Q8_0] = {"Q8_0", 32, 34},   [GGML_Q2_K] = {"Q2_K", 256, 84},
+    [GGML_Q3_K] = {"Q3_K", 256, 110}, [GGML_Q4_K] = {"Q4_K", 256, 144},
+    [GGML_Q5_K] = {"Q5_K", 256, 176}, [GGML_Q6_K] = {"Q6_K", 256, 210},
+    [GGML_Q8_K] = {"Q8_K", 256, 292}, [GGML_IQ4_NL] = {"IQ4_NL", 32, 18},
 };
 
 static const TypeSize *type_size(uint32_t type) {

@@ -310,7 +310,7 @@ static float *act_transposed(uint32_t act, const float *x, int n, int cols, int 
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < n; t++)
         for (int c = 0; c < cols; c += block) { /* a block at a time, on this thread's stack */
-            BlockQ8K q; /* room for one block of either format */
+            BlockQ8K q;                         /* room for one block of either format */
             quantize_act(act, &q, x + (size_t)t * cols + c, block);
             dequantize(act, xq + (size_t)t * cols + c, &q, block);
         }

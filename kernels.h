@@ -25,7 +25,7 @@ typedef float (*DotFn)(const void *w, const void *x, int n);
 /* A set of leaf kernels for one instruction set (AVX-512, AVX2, NEON or portable C). */
 typedef struct {
     const char *name;
-    int tile_r, tile_c; /* tile_f32 computes tile_r weight rows x tile_c positions */
+    int tile_r, tile_c;         /* tile_f32 computes tile_r weight rows x tile_c positions */
     DotFn dot[GGML_TYPE_COUNT]; /* by weight type; NULL: the set has none, dot_ref() runs */
     /* out[t * ostride + r] = (accumulate ? out[..] : 0) + sum_i w[r * wstride + i] xt[i * tile_c + t]
        for r < nr <= tile_r, t < nt <= tile_c: xt holds tile_c positions transposed */

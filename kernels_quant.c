@@ -27,8 +27,8 @@ static void nibbles(int8_t *q, const uint8_t *qs, int offset) {
 
 /* Bit 4 of weight j is bit j of the little-endian u32 qh. */
 static void fifth_bits(int8_t *q, const uint8_t qh[4]) {
-    const uint32_t h = (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 |
-                       (uint32_t)qh[3] << 24;
+    const uint32_t h =
+        (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
     for (int j = 0; j < QK; j++) q[j] = (int8_t)(q[j] + (int)((h >> j) & 1) * 16);
 }
 
@@ -111,19 +111,6 @@ static void unpack_q3_k(const void *block, Levels *out) {
         const int hi = (b->scales[8 + g % 4] >> (2 * (g / 4))) & 3;
         out->a[g] = d * (float)((lo | hi << 4) - 32);
         out->b[g] = 0.0f;
-    }
-}
-
-/* Q4_K and Q5_K's eight 6-bit scales and mins in 12 bytes: groups 0-3 in the low 6 bits of
-   bytes 0-3 (scales) and 4-7 (mins); groups 4-7 have their low 4 bits in the nibbles of bytes
-   8-11 and their high 2 bits in the top bits of bytes 0-3 (scales) and 4-7 (mins). */
-static void scale_min_k4(const uint8_t s[12], int g, int *sc, int *m) {
-    if (g < 4) {
-        *sc = s[g] & 63;
-        *m = s[g + 4] & 63;
-    } else {
-        *sc = (s[g + 4] & 15) | (s[g - 4] >> 6) << 4;
-        *m = (s[g + 4] >> 4) | (s[g] >> 6) << 4;
     }
 }
 

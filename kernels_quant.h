@@ -15,7 +15,7 @@
 
 #include "gguf.h"
 
-#define QK 32   /* weights per block of the legacy types (Q4_0 .. Q8_0, IQ4_NL) */
+#define QK 32    /* weights per block of the legacy types (Q4_0 .. Q8_0, IQ4_NL) */
 #define QK_K 256 /* weights per super-block of the K-quants */
 
 /* Q8_0: d * qs[i] (8.5 bits per weight) */
@@ -126,6 +126,19 @@ typedef struct {
 } BlockQ8K;
 _Static_assert(sizeof(BlockQ8K) == 292, "Q8_K blocks are 292 bytes");
 
+/* Q4_K and Q5_K's eight 6-bit scales and mins in 12 bytes: groups 0-3 in the low 6 bits of
+   bytes 0-3 (scales) and 4-7 (mins); groups 4-7 have their low 4 bits in the nibbles of bytes
+   8-11 and their high 2 bits in the top bits of bytes 0-3 (scales) and 4-7 (mins). */
+static inline void scale_min_k4(const uint8_t s[12], int g, int *sc, int *m) {
+    if (g < 4) {
+        *sc = s[g] & 63;
+        *m = s[g + 4] & 63;
+    } else {
+        *sc = (s[g + 4] & 15) | (s[g - 4] >> 6) << 4;
+        *m = (s[g + 4] >> 4) | (s[g] >> 6) << 4;
+    }
+}
+
 /* One block in the common form: weight i = a[i / 16] * q[i] - b[i / 16] (n weights). */
 typedef struct {
     int n;
@@ -145,7 +158,7 @@ typedef struct {
 
 const WeightType *weight_type(uint32_t type); /* NULL for a type the engine cannot run */
 
-void quantize_q8_0(BlockQ8 *out, const float *x, int n); /* n a multiple of 32 */
+void quantize_q8_0(BlockQ8 *out, const float *x, int n);  /* n a multiple of 32 */
 void quantize_q8_k(BlockQ8K *out, const float *x, int n); /* n a multiple of 256 */
 /* n weights (a multiple of the type's block) as floats, exactly as stored */
 void dequantize(uint32_t type, float *out, const void *w, int n);

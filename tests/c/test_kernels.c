@@ -432,9 +432,10 @@ static void test_dots(const Kernels *k, uint32_t type, int nblocks) {
         }
     }
     char what[128];
-    snprintf(what, sizeof what, "dot %s %s (%s) %d blocks: vs dot_ref, and dot_ref within the "
-             "activation bound", k->name, ggml_type_name(type), k->dot[type] ? "own" : "reference",
-             nblocks);
+    snprintf(what, sizeof what,
+             "dot %s %s (%s) %d blocks: vs dot_ref, and dot_ref within the "
+             "activation bound",
+             k->name, ggml_type_name(type), k->dot[type] ? "own" : "reference", nblocks);
     check(ok, what);
     free(w);
     free(xq);
@@ -473,8 +474,8 @@ int main(void) {
         /* the other quantized types: odd row counts and batches, rows of 1..17 blocks */
         for (int q = 0; q < N_QTYPES; q++) {
             const int b = (int)ggml_block_size(QTYPES[q].type);
-            const int qshapes[][3] = {{1, b, 1},       {7, 3 * b, 1}, {33, 5 * b, 2},
-                                      {13, 17 * b, 7}, {30, 2 * b, 5}};
+            const int qshapes[][3] = {
+                {1, b, 1}, {7, 3 * b, 1}, {33, 5 * b, 2}, {13, 17 * b, 7}, {30, 2 * b, 5}};
             for (size_t i = 0; i < sizeof qshapes / sizeof qshapes[0]; i++)
                 test_matmul(sets[s], QTYPES[q].type, qshapes[i][0], qshapes[i][1], qshapes[i][2]);
             for (int nb = 1; nb <= 9; nb += 4) test_dots(sets[s], QTYPES[q].type, nb);
