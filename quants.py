@@ -156,9 +156,13 @@ def _legacy(x, ttype):
 
 
 def _q8_0(x):
-    a, _ = fit_group(x, -127, 127, False)
-    d = f16(a)
-    q = _levels(x, d, 0, -127, 127).astype(np.int8)
+    """Q8_0 as ggml's reference quantizer (what tests/py/reference.py's q8_0_round states):
+    d = max|x| / 127, q = x / d rounded half away from zero. At 8 bits the search gains nothing
+    measurable, and files stay what other Q8_0 writers make."""
+    d = np.abs(x).max(axis=1, keepdims=True) / np.float32(127)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+    v = x * inv
+    q = (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int8)
     return np.concatenate([_half_bytes(d), q.view(np.uint8)], axis=1)
 
 
