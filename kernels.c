@@ -1,14 +1,16 @@
 /* kernels.c: the driver of the kernels: the matrix products and the attention every layer runs,
  * their plain references, and the choice of a kernel set.
  *
- * One entry point, matmul(out, x, w, n), for every weight type (F32, F16, Q8_0):
+ * One entry point, matmul(out, x, w, n), for every weight type (F32, F16 and the quantized types
+ * of kernels_quant.h):
  *   - n small (decoding): each output is one dot product of a weight row with x; the work is
  *     reading the weights once, so the kernels are plain streaming dot products.
  *   - n large (a prompt): a tiled matrix-matrix product; each weight row is loaded once per tile
  *     of TC positions and each activation once per TR rows, so it is bound by arithmetic.
- * Q8_0 weights always meet activations quantized to Q8_0 as well (as in llama.cpp): exact integer
- * dot products per block when decoding, and for prompts integer tiles where the set has them
- * (AVX-512 VNNI), else float tiles on the dequantized values (the same sums up to rounding).
+ * Quantized weights always meet activations quantized as well (as in llama.cpp: to Q8_0, or to
+ * Q8_K for the K-quants): exact integer dot products per group when decoding, and for prompts
+ * integer tiles where the set has them (Q8_0 on AVX-512 VNNI), else float tiles on the
+ * dequantized values of both (the same sums up to rounding).
  * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
  * order, so results do not depend on the thread count.
  *
@@ -174,7 +176,7 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
 /* ---- the driver ------------------------------------------------------------------------ */
 
 #define GEMM_MIN_N 4 /* from this many positions on, the tiled product pays off */
-#define KC 1024      /* columns of F16/Q8_0 weights widened at a time (a multiple of 32) */
+#define KC 1024      /* columns of non-F32 weights widened at a time (a multiple of every block) */
 
 /* Several products share one input (q, k and v; gate and up): their rows are numbered as one
  * list, so one parallel loop covers them all and the threads meet once instead of per weight. */
@@ -369,7 +371,7 @@ static void group_q8_int(float *out, const Tensor *w, int r0, int nr, const Gemm
 }
 
 /* A prompt: each task takes TR weight rows and runs tiles against every block of positions. F32
- * rows are read in place; F16 and Q8_0 rows are widened KC columns at a time into the thread's
+ * rows are read in place; other rows are widened KC columns at a time into the thread's
  * buffer first (GemmInput.wbuf), and the tiles accumulate across those column chunks. Q8_0 weights with an
  * integer tile kernel take group_q8_int instead.
  * Threads take runs of 8 row groups, not single groups: a group's TR outputs per position share
