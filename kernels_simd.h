@@ -293,6 +293,55 @@ static TARGET float FN(dot_q6_k)(const void *wv, const void *xv, int n) {
     return sum;
 }
 
+/* Q2_K and Q3_K's 2-bit levels: weight 128 n + 32 j + l is bits 2j of qs[32 n + l]. */
+static inline __attribute__((always_inline)) TARGET void FN(crumbs256)(int8_t *q,
+                                                                       const uint8_t *qs) {
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++)
+                q[128 * n + 32 * j + l] = (int8_t)((qs[32 * n + l] >> (2 * j)) & 3);
+}
+
+/* Q2_K: weight = d (sc_g & 15) q - dmin (sc_g >> 4) over 16 groups of 16. */
+static TARGET float FN(dot_q2_k)(const void *wv, const void *xv, int n) {
+    const BlockQ2K *w = wv;
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        int8_t q[QK_K];
+        FN(crumbs256)(q, w[b].qs);
+        int isum = 0, msum = 0;
+        for (int g = 0; g < 16; g++) {
+            isum += (w[b].scales[g] & 15) * I8DOT16(q + 16 * g, x[b].qs + 16 * g);
+            msum += (w[b].scales[g] >> 4) * x[b].bsums[g];
+        }
+        sum += x[b].d * (f16s(w[b].d) * (float)isum - f16s(w[b].dmin) * (float)msum);
+    }
+    return sum;
+}
+
+/* Q3_K: weight = d (s_g - 32) (q - 4 !high) over 16 groups of 16 (layout: kernels_quant.h). */
+static TARGET float FN(dot_q3_k)(const void *wv, const void *xv, int n) {
+    const BlockQ3K *w = wv;
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        int8_t q[QK_K];
+        FN(crumbs256)(q, w[b].qs);
+        for (int i = 0; i < QK_K; i++) /* the high bit of weight i: bit 4n + j of hmask[i % 32] */
+            q[i] = (int8_t)(q[i] - ((w[b].hmask[i % 32] >> (i / 32)) & 1 ? 0 : 4));
+        const uint8_t *sc = w[b].scales;
+        int isum = 0;
+        for (int g = 0; g < 16; g++) {
+            const int s6 =
+                ((sc[g % 8] >> (4 * (g / 8))) & 15) | ((sc[8 + g % 4] >> (2 * (g / 4))) & 3) << 4;
+            isum += (s6 - 32) * I8DOT16(q + 16 * g, x[b].qs + 16 * g);
+        }
+        sum += f16s(w[b].d) * x[b].d * (float)isum;
+    }
+    return sum;
+}
+
 /* A tile of a matrix-matrix product: TR weight rows x TC = 2 * VL positions, over k columns:
  *   out[t * ostride + r] (+)= sum_i w[r * wstride + i] * xt[i * TC + t]   (r < nr, t < nt)
  * xt holds the tile's positions transposed, TC per column, so one column of activations is two
@@ -437,7 +486,9 @@ const Kernels FN(kernels) = {
             [GGML_IQ4_NL] = FN(dot_iq4_nl),
             [GGML_Q4_K] = FN(dot_q4_k),
             [GGML_Q5_K] = FN(dot_q5_k),
-            [GGML_Q6_K] = FN(dot_q6_k)},
+            [GGML_Q6_K] = FN(dot_q6_k),
+            [GGML_Q2_K] = FN(dot_q2_k),
+            [GGML_Q3_K] = FN(dot_q3_k)},
     .tile_f32 = FN(tile_f32),
     .f16_to_f32_row = FN(f16_to_f32_row),
     .att_scores = FN(att_scores),
