@@ -17,9 +17,10 @@ HOST_CC ?= cc
 
 # The engine (everything but main), then the program.
 LIB_SRC := cli.c model.c llama2c.c forward.c gguf.c tokenizer.c sampler.c kernels.c kernels_portable.c \
-           kernels_avx512.c kernels_avx2.c kernels_neon.c attn_views.c build/gen/attn_page.c
+           kernels_quant.c kernels_avx512.c kernels_avx2.c kernels_neon.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
+C_TOOLS := tests/c/dequant  # built for tests/py
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
 # every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
 FUZZ_TARGETS := gguf tokenizer cli llama2c
@@ -119,7 +120,7 @@ test-c: $(BIN) $(C_TESTS:%=build/native/%) $(call REPLAYS,native) build/npycmp
 	$(call c_tests,native,,./run)
 
 # Live comparisons against PyTorch, when an interpreter with torch is found.
-test-py: $(BIN)
+test-py: $(BIN) $(C_TOOLS:%=build/native/%)
 	@if [ -z "$(PYTHON)" ]; then \
 	  echo "test-py: SKIPPED: no python3 with torch and numpy found (install python3-torch python3-numpy, or set PYTHON=...)"; \
 	else \

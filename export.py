@@ -2,7 +2,7 @@
 """Convert a Hugging Face model directory, or a llama2.c checkpoint, to a GGUF v3 file that ./run
 (and llama.cpp) can load.
 
-    python3 export.py IN_DIR OUT.gguf [--dtype f32|f16|q8_0] [--vocab-only]
+    python3 export.py IN_DIR OUT.gguf [--dtype f32|f16|q8_0|q4_0|q4_k_m|...] [--vocab-only]
     python3 export.py MODEL.bin OUT.gguf [--tokenizer tokenizer.bin] [--dtype f32|f16|q8_0]
 
 A llama2.c checkpoint is any of its three layouts (legacy, version 1, version 2: see llama2c.h);
@@ -34,6 +34,8 @@ import struct
 import sys
 
 import numpy as np
+
+import quants
 
 
 class ExportError(Exception):
@@ -1114,41 +1116,11 @@ def pad_to(n):
     return (ALIGNMENT - n % ALIGNMENT) % ALIGNMENT
 
 
-GGML_Q8_0 = 8
-QK8_0 = 32
-TYPE_NAMES = {GGML_F32: "F32", GGML_F16: "F16", GGML_Q8_0: "Q8_0"}
-FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7}  # llama.cpp's general.file_type values
-
-
-def tensor_type(dtype, shape):
-    """1-D tensors (norms, biases) stay F32: they are tiny and the engine uses them in F32.
-    2-D matrices follow --dtype; Q8_0 blocks run along rows of 32, so a matrix whose rows are
-    not a multiple of 32 long is stored as F16 instead (said on stderr, never silently)."""
-    if len(shape) != 2 or dtype == "f32":
-        return GGML_F32
-    if dtype == "q8_0" and shape[1] % QK8_0 == 0:
-        return GGML_Q8_0
-    return GGML_F16
+FILE_TYPES = {k: v[1] for k, v in quants.DTYPES.items()}  # llama.cpp's general.file_type values
 
 
 def tensor_nbytes(ttype, shape):
-    n = int(np.prod(shape))
-    return {GGML_F32: 4 * n, GGML_F16: 2 * n, GGML_Q8_0: n // QK8_0 * (2 + QK8_0)}[ttype]
-
-
-def quantize_q8_0(w):
-    """GGUF's Q8_0, as ggml's reference quantizer: per block of 32 along a row, d = max|x| / 127
-    stored as F16, q = round(x / d) rounding halves away from zero; an all-zero block gets d = 0.
-    Returns the bytes: per block, d (2 bytes) then 32 int8."""
-    blocks = w.reshape(-1, QK8_0).astype(np.float32)
-    d = np.abs(blocks).max(axis=1) / 127.0
-    inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
-    x = blocks * inv[:, None]
-    q = (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int8)
-    out = np.empty((blocks.shape[0], 2 + QK8_0), dtype=np.uint8)
-    out[:, :2] = d.astype("<f2").view(np.uint8).reshape(-1, 2)
-    out[:, 2:] = q.view(np.uint8)
-    return out.tobytes()
+    return quants.nbytes(ttype, shape)
 
 
 def write_gguf(path, plan, dtype):
@@ -1156,11 +1128,12 @@ def write_gguf(path, plan, dtype):
     data as it is loaded: only one tensor is in memory at a time."""
     infos = []
     offset = 0
+    names = [t[0] for t in plan.tensors]
+    n_layers = len({n.split(".")[1] for n in names if n.startswith("blk.")})
     for name, shape, load in plan.tensors:
-        ttype = tensor_type(dtype, shape)
-        if dtype == "q8_0" and len(shape) == 2 and ttype != GGML_Q8_0:
-            print(f"note: {name}: rows of {shape[1]} are not a multiple of {QK8_0}, stored as F16",
-                  file=sys.stderr)
+        ttype, note = quants.tensor_type(dtype, name, shape, n_layers, "output.weight" in names)
+        if note:
+            print(f"note: {name}: {note}", file=sys.stderr)
         nbytes = tensor_nbytes(ttype, shape)
         infos.append((name, shape, ttype, offset, nbytes, load))
         offset += nbytes + pad_to(nbytes)
@@ -1202,10 +1175,11 @@ def _write_gguf_file(tmp, plan, infos):
                 raise AssertionError(f"internal: {name} has shape {w.shape}, planned {shape}")
             if not np.all(np.isfinite(w)):
                 refuse(f"{name}: weights contain inf or nan")
-            if ttype == GGML_Q8_0:
-                data = quantize_q8_0(w)
-                if np.abs(w).max() / 127.0 > 65504.0:
-                    refuse(f"{name}: Q8_0 scales overflow float16 (use --dtype f32)")
+            if ttype not in (GGML_F32, GGML_F16):
+                if np.abs(w).max() / 4.0 > 65504.0:  # the smallest level range (Q2_K) is 0..3
+                    refuse(f"{name}: {quants.TYPES[ttype][0]} scales overflow float16 "
+                           "(use --dtype f32)")
+                data = quants.quantize(ttype, w)
             else:
                 w = w.astype("<f2" if ttype == GGML_F16 else "<f4")
                 if ttype == GGML_F16 and not np.all(np.isfinite(w)):
@@ -1215,7 +1189,7 @@ def _write_gguf_file(tmp, plan, infos):
             f.write(data)
             f.write(b"\0" * pad_to(nbytes))
             print(f"[{k + 1:3d}/{len(infos)}] {name:28s} {'x'.join(map(str, shape)):>12s} "
-                  f"{TYPE_NAMES[ttype]}", file=sys.stderr)
+                  f"{quants.TYPES[ttype][0]}", file=sys.stderr)
             del w
         return f.tell()
 
@@ -1408,8 +1382,9 @@ def main(argv=None):
     ap.add_argument("--tokenizer", help="llama2.c's tokenizer.bin for a model.bin (default: "
                                         "tokenizer.bin beside it)")
     ap.add_argument("--dtype", choices=sorted(FILE_TYPES), default="f32",
-                    help="type of the 2-D weight matrices (1-D tensors are always f32; q8_0 "
-                         "stores matrices whose rows are not a multiple of 32 as f16)")
+                    help="type of the 2-D weight matrices (1-D tensors are always f32); "
+                         "q4_k_m and q5_k_m mix in q6_k as llama.cpp does; rows a type's block "
+                         "does not divide fall back as llama.cpp does (see README)")
     ap.add_argument("--vocab-only", action="store_true",
                     help="write the tokenizer alone, no tensors (config.json and weights optional)")
     args = ap.parse_args(argv)

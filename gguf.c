@@ -129,23 +129,41 @@ static int read_kv(Reader *r, void *out) {
 
 static int is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
 
+/* What the container needs to know of a tensor type: its name and the bytes of a block of
+   `block` elements (ggml's layouts: kernels_quant.h). Types not listed are refused by name. */
+typedef struct {
+    const char *name;
+    uint32_t block, bytes;
+} TypeSize;
+
+static const TypeSize TYPE_SIZES[GGML_TYPE_COUNT] = {
+    [GGML_F32] = {"F32", 1, 4},       [GGML_F16] = {"F16", 1, 2},
+    [GGML_Q4_0] = {"Q4_0", 32, 18},   [GGML_Q4_1] = {"Q4_1", 32, 20},
+    [GGML_Q5_0] = {"Q5_0", 32, 22},   [GGML_Q5_1] = {"Q5_1", 32, 24},
+    [GGML_Q8_0] = {"Q8_0", 32, 34},   [GGML_Q2_K] = {"Q2_K", 256, 84},
+    [GGML_Q3_K] = {"Q3_K", 256, 110}, [GGML_Q4_K] = {"Q4_K", 256, 144},
+    [GGML_Q5_K] = {"Q5_K", 256, 176}, [GGML_Q6_K] = {"Q6_K", 256, 210},
+    [GGML_Q8_K] = {"Q8_K", 256, 292}, [GGML_IQ4_NL] = {"IQ4_NL", 32, 18},
+};
+
+static const TypeSize *type_size(uint32_t type) {
+    return type < GGML_TYPE_COUNT && TYPE_SIZES[type].name ? &TYPE_SIZES[type] : NULL;
+}
+
+uint32_t ggml_block_size(uint32_t type) {
+    const TypeSize *t = type_size(type);
+    return t ? t->block : 0;
+}
+
 size_t ggml_row_bytes(uint32_t type, uint64_t n) {
-    if (n > ((uint64_t)1 << 40)) return 0;
-    switch (type) {
-    case GGML_F32: return (size_t)n * 4;
-    case GGML_F16: return (size_t)n * 2;
-    case GGML_Q8_0: return n % 32 ? 0 : (size_t)(n / 32) * 34; /* f16 scale + 32 int8 */
-    default: return 0;
-    }
+    const TypeSize *t = type_size(type);
+    if (!t || n > ((uint64_t)1 << 40) || n % t->block) return 0;
+    return (size_t)(n / t->block) * t->bytes;
 }
 
 const char *ggml_type_name(uint32_t type) {
-    switch (type) {
-    case GGML_F32: return "F32";
-    case GGML_F16: return "F16";
-    case GGML_Q8_0: return "Q8_0";
-    default: return "unsupported";
-    }
+    const TypeSize *t = type_size(type);
+    return t ? t->name : "unsupported";
 }
 
 static int read_tensor_info(Reader *r, void *out) {
@@ -171,10 +189,13 @@ static int read_tensor_info(Reader *r, void *out) {
     if (read_u32(r, &t->type, name) || read_u64(r, &t->offset, name)) return -1;
     size_t row = ggml_row_bytes(t->type, t->ne[0]);
     if (row == 0) {
-        if (t->type == GGML_Q8_0)
-            return fail(r->err, "tensor '%s': Q8_0 row length %llu is not a multiple of 32", name,
-                        (unsigned long long)t->ne[0]);
-        return fail(r->err, "tensor '%s': unsupported tensor type %u (supported: F32, F16, Q8_0)",
+        if (ggml_block_size(t->type))
+            return fail(r->err, "tensor '%s': %s row length %llu is not a multiple of %u", name,
+                        ggml_type_name(t->type), (unsigned long long)t->ne[0],
+                        ggml_block_size(t->type));
+        return fail(r->err,
+                    "tensor '%s': unsupported tensor type %u (supported: F32, F16, Q4_0, Q4_1, "
+                    "Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, Q8_K, IQ4_NL)",
                     name, t->type);
     }
     t->nbytes = row * (size_t)(count / t->ne[0]);

@@ -1,14 +1,16 @@
 /* kernels.c: the driver of the kernels: the matrix products and the attention every layer runs,
  * their plain references, and the choice of a kernel set.
  *
- * One entry point, matmul(out, x, w, n), for every weight type (F32, F16, Q8_0):
+ * One entry point, matmul(out, x, w, n), for every weight type (F32, F16 and the quantized types
+ * of kernels_quant.h):
  *   - n small (decoding): each output is one dot product of a weight row with x; the work is
  *     reading the weights once, so the kernels are plain streaming dot products.
  *   - n large (a prompt): a tiled matrix-matrix product; each weight row is loaded once per tile
  *     of TC positions and each activation once per TR rows, so it is bound by arithmetic.
- * Q8_0 weights always meet activations quantized to Q8_0 as well (as in llama.cpp): exact integer
- * dot products per block when decoding, and for prompts integer tiles where the set has them
- * (AVX-512 VNNI), else float tiles on the dequantized values (the same sums up to rounding).
+ * Quantized weights always meet activations quantized as well (as in llama.cpp: to Q8_0, or to
+ * Q8_K for the K-quants): exact integer dot products per group when decoding, and for prompts
+ * integer tiles where the set has them (Q8_0 on AVX-512 VNNI), else float tiles on the
+ * dequantized values of both (the same sums up to rounding).
  * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
  * order, so results do not depend on the thread count.
  *
@@ -78,46 +80,6 @@ uint16_t f32_to_f16(float f) {
 
 float f16_table[1 << 16]; /* filled by kernels_init() (kernels_sets.h) */
 
-/* ---- Q8_0 ------------------------------------------------------------------------------ */
-
-/* GGUF's Q8_0 quantizer: per block of 32, d = max|x| / 127, q = round(x * (1 / d)) (to nearest,
-   ties to even, as lrintf); a block whose d is 0 as a half gets q = 0 (never a division by zero).
-   Decoding quantizes every matrix's input, ~60 times a token, so the loops are written to
-   vectorize: the rounding adds and subtracts 1.5 * 2^23 (exact for |x * id| <= 127) instead of
-   calling lrintf (measured: 3.7 -> 0.5 us for 768 values). */
-void quantize_q8_0(BlockQ8 *out, const float *x, int n) {
-    for (int b = 0; b < n / QK8_0; b++) {
-        const float *xb = x + (size_t)b * QK8_0;
-        float amax = 0.0f;
-        for (int i = 0; i < QK8_0; i++) {
-            const float a = fabsf(xb[i]);
-            amax = a > amax ? a : amax;
-        }
-        const float d = amax / 127.0f;
-        out[b].d = f32_to_f16(d);
-        /* A scale that rounds to a zero half makes every value 0 whatever q is, so q = 0 too (and
-           1 / d, which overflows for the tiniest d, is never taken). */
-        const float id = out[b].d & 0x7fff ? 1.0f / d : 0.0f;
-        int8_t *q = out[b].qs;
-#pragma omp simd
-        for (int i = 0; i < QK8_0; i++) {
-            float v = (xb[i] * id + 12582912.0f) - 12582912.0f;
-            v = v >= -127.0f ? (v <= 127.0f ? v : 127.0f) : -127.0f; /* NaN and inf: no UB */
-            q[i] = (int8_t)(int)v;
-        }
-    }
-}
-
-static void dequant_q8_0(float *out, const BlockQ8 *in, int n) {
-    for (int b = 0; b < n / QK8_0; b++) {
-        const float d = f16_table[in[b].d];
-        const int8_t *q = in[b].qs;
-        float *o = out + (size_t)b * QK8_0;
-#pragma omp simd
-        for (int i = 0; i < QK8_0; i++) o[i] = d * (float)q[i];
-    }
-}
-
 /* ---- choosing a set -------------------------------------------------------------------- */
 
 static const Kernels *active = &kernels_portable;
@@ -150,9 +112,7 @@ void kernels_init(void) {
 void kernels_use(const Kernels *k) { active = k; }
 const Kernels *kernels_active(void) { return active; }
 
-int kernels_supported(uint32_t type) {
-    return type == GGML_F32 || type == GGML_F16 || type == GGML_Q8_0;
-}
+int kernels_supported(uint32_t type) { return weight_type(type) != NULL; }
 
 /* ---- row access ------------------------------------------------------------------------ */
 
@@ -160,14 +120,19 @@ static const uint8_t *row_ptr(const Tensor *w, int row) {
     return (const uint8_t *)w->data + (size_t)row * w->row_bytes;
 }
 
-/* Columns [c0, c0 + n) of row `row` as floats; c0 and n multiples of 32 for Q8_0. */
+/* Columns [c0, c0 + n) of row `row` as floats; c0 and n multiples of the type's block. Halves
+   are widened by the set's kernel, the rest by the type's dequantizer. */
 static void row_span(float *out, const Tensor *w, int row, int c0, int n) {
-    const uint8_t *p = row_ptr(w, row);
-    switch (w->type) {
-    case GGML_F32: memcpy(out, (const float *)p + c0, (size_t)n * sizeof(float)); break;
-    case GGML_F16: active->f16_to_f32_row(out, (const uint16_t *)p + c0, n); break;
-    default: dequant_q8_0(out, (const BlockQ8 *)p + c0 / QK8_0, n); break;
-    }
+    const uint8_t *p = row_ptr(w, row) + ggml_row_bytes(w->type, (uint64_t)c0);
+    if (w->type == GGML_F16)
+        active->f16_to_f32_row(out, (const uint16_t *)p, n);
+    else
+        dequantize(w->type, out, p, n);
+}
+
+/* The activations x (n floats) in the format act (GGML_Q8_0 or GGML_Q8_K), into out. */
+static void quantize_act(uint32_t act, void *out, const float *x, int n) {
+    weight_type(act)->quantize(out, x, n);
 }
 
 void tensor_row(float *out, const Tensor *w, int row) { row_span(out, w, row, 0, w->cols); }
@@ -181,27 +146,23 @@ Tensor tensor_rows(const Tensor *w, int start, int n) {
 
 /* ---- reference ------------------------------------------------------------------------- */
 
-/* The textbook product, one weight at a time, with weights widened exactly. For Q8_0 the
-   activations are quantized first, as the kernels do. */
+/* The textbook product, one weight at a time, with weights widened exactly. For quantized
+   weights the activations are quantized first, as the kernels do (and widened back exactly). */
 void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
+    const uint32_t act = weight_type(w->type)->act;
     float *wrow = malloc((size_t)w->cols * sizeof(float));
     float *xq = malloc((size_t)w->cols * sizeof(float));
-    BlockQ8 *blocks = malloc((size_t)(w->cols / QK8_0 + 1) * sizeof(BlockQ8));
+    void *blocks = malloc(ggml_row_bytes(act, (uint64_t)w->cols) + 1);
     if (!wrow || !xq || !blocks) abort();
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * w->cols;
-        if (w->type == GGML_Q8_0) {
-            quantize_q8_0(blocks, xt, w->cols);
-            dequant_q8_0(xq, blocks, w->cols);
+        if (act != GGML_F32) {
+            quantize_act(act, blocks, xt, w->cols);
+            dequantize(act, xq, blocks, w->cols);
             xt = xq;
         }
         for (int r = 0; r < w->rows; r++) {
-            const uint8_t *p = row_ptr(w, r);
-            for (int c = 0; c < w->cols; c++)
-                wrow[c] = w->type == GGML_F32   ? ((const float *)p)[c]
-                          : w->type == GGML_F16 ? f16_to_f32(((const uint16_t *)p)[c])
-                                                : f16_to_f32(((const BlockQ8 *)p)[c / QK8_0].d) *
-                                                      ((const BlockQ8 *)p)[c / QK8_0].qs[c % QK8_0];
+            dequantize(w->type, wrow, row_ptr(w, r), w->cols);
             float sum = 0.0f;
             for (int c = 0; c < w->cols; c++) sum += wrow[c] * xt[c];
             out[(size_t)t * w->rows + r] = sum;
@@ -215,7 +176,7 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
 /* ---- the driver ------------------------------------------------------------------------ */
 
 #define GEMM_MIN_N 4 /* from this many positions on, the tiled product pays off */
-#define KC 1024      /* columns of F16/Q8_0 weights widened at a time (a multiple of 32) */
+#define KC 1024      /* columns of non-F32 weights widened at a time (a multiple of every block) */
 
 /* Several products share one input (q, k and v; gate and up): their rows are numbered as one
  * list, so one parallel loop covers them all and the threads meet once instead of per weight. */
@@ -232,44 +193,50 @@ static int batch_find(const Batch *b, int i) {
     return j;
 }
 
-/* Decoding: one dot product per (position, row), rows split across threads. For Q8_0 weights
- * the position's activations are quantized once, up front, into xq on the calling thread's
- * stack (no worker's), sized to the call: cols / 32 blocks of 34 bytes, 2.2 KB for 2048 columns
- * (at most Q8_MAX_COLS / 32, 139 KB), so that decoding allocates nothing. */
+/* Decoding: one dot product per (position, row), rows split across threads. For quantized
+ * weights the position's activations are quantized once, up front, into the formats the batch's
+ * types take (Q8_0, Q8_K) on the calling thread's stack (no worker's), sized to the call: 2.2 KB
+ * of Q8_0 for 2048 columns (at most Q8_MAX_COLS: 149 KB of Q8_K), so that decoding allocates
+ * nothing. acts[f] is the activations in format f (the floats themselves for GGML_F32). */
 static void gemv(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, total = b->start[b->count];
-    int any_q8 = 0;
-    for (int j = 0; j < b->count; j++) any_q8 |= b->w[j]->type == GGML_Q8_0;
-    BlockQ8 xq[any_q8 ? cols / QK8_0 + 1 : 1];
+    int need[GGML_TYPE_COUNT] = {0};
+    for (int j = 0; j < b->count; j++) need[weight_type(b->w[j]->type)->act] = 1;
+    /* floats, so that Q8_K's float scales are aligned */
+    float x80[need[GGML_Q8_0] ? ggml_row_bytes(GGML_Q8_0, cols) / 4 + 1 : 1];
+    float x8k[need[GGML_Q8_K] ? ggml_row_bytes(GGML_Q8_K, cols) / 4 + 1 : 1];
+    const void *acts[GGML_TYPE_COUNT] = {[GGML_Q8_0] = x80, [GGML_Q8_K] = x8k};
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * cols;
-        if (any_q8) quantize_q8_0(xq, xt, cols);
+        acts[GGML_F32] = xt;
+        if (need[GGML_Q8_0]) quantize_q8_0((BlockQ8 *)x80, xt, cols);
+        if (need[GGML_Q8_K]) quantize_q8_k((BlockQ8K *)x8k, xt, cols);
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < total; i++) {
             const int j = batch_find(b, i), r = i - b->start[j];
             const Tensor *w = b->w[j];
-            const void *row = row_ptr(w, r);
-            float v = w->type == GGML_F32   ? k->dot_f32(row, xt, cols)
-                      : w->type == GGML_F16 ? k->dot_f16(row, xt, cols)
-                                            : k->dot_q8(row, xq, cols / QK8_0);
-            b->out[j][(size_t)t * w->rows + r] = v;
+            const void *row = row_ptr(w, r), *xa = acts[weight_type(w->type)->act];
+            const DotFn dot = k->dot[w->type];
+            b->out[j][(size_t)t * w->rows + r] =
+                dot ? dot(row, xa, cols) : dot_ref(w->type, row, xa, cols);
         }
     }
 }
 
 /* What a prompt's product builds from x before the tiles run, on the heap (a worker thread may
- * have as little as 128 KiB of stack: musl's default). Q8_0 weights in a prompt meet Q8_0
- * activations, as in decoding and in matmul_ref: each position's activations are quantized once
- * per call. */
+ * have as little as 128 KiB of stack: musl's default). Quantized weights in a prompt meet
+ * activations quantized as in decoding and in matmul_ref: each position's activations are
+ * quantized once per call. */
 typedef struct {
-    float *xt;  /* F32/F16 weights: x transposed in blocks of TC */
-    float *xtq; /* Q8_0 weights without tile_q8: x quantized, dequantized, transposed */
+    /* by activation format (WeightType.act): x transposed in blocks of TC, as floats
+       (xt[GGML_F32]) or through Q8_0 / Q8_K and back (for weights without an integer tile) */
+    float *xt[GGML_TYPE_COUNT];
     int8_t *xp; /* Q8_0 weights with tile_q8: x quantized and packed (kernels_avx512.c) */
     int32_t *xs;
     float *xd;
-    float *wbuf; /* F16 weights, Q8_0 without tile_q8: TR rows of KC columns widened to
-                           floats, for each thread a parallel loop started here may have */
+    float *wbuf; /* weights other than F32 without an integer tile: TR rows of KC columns
+                           widened to floats, for each thread a parallel loop started here may have */
 } GemmInput;
 
 /* xt[blk][i][t] = x[blk * TC + t][i] (zero past n), split by columns so that both threads have
@@ -316,57 +283,71 @@ static void pack_q8_positions(GemmInput *in, const float *x, int n, int cols) {
 }
 
 static void gemm_free(GemmInput *in) {
-    free(in->xt);
-    free(in->xtq);
+    for (int f = 0; f < GGML_TYPE_COUNT; f++) free(in->xt[f]);
     free(in->xp);
     free(in->xs);
     free(in->xd);
     free(in->wbuf);
 }
 
+/* Does weight w run on the set's integer Q8_0 tile? */
+static int int_tile(const Kernels *k, const Tensor *w) {
+    return w->type == GGML_Q8_0 && k->tile_q8;
+}
+
+/* x (n, cols) through format act and back, transposed into xt (NULL: out of memory). */
+static float *act_transposed(uint32_t act, const float *x, int n, int cols, int TCk) {
+    const size_t xt_floats = (size_t)(n + TCk - 1) / TCk * cols * TCk;
+    float *xt = malloc(xt_floats * sizeof(float));
+    if (!xt || act == GGML_F32) {
+        if (xt) transpose_blocks(xt, x, n, cols, TCk);
+        return xt;
+    }
+    float *xq = malloc((size_t)n * cols * sizeof(float));
+    if (!xq) {
+        free(xt);
+        return NULL;
+    }
+    const int block = (int)ggml_block_size(act);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++)
+        for (int c = 0; c < cols; c += block) { /* a block at a time, on this thread's stack */
+            BlockQ8K q;                         /* room for one block of either format */
+            quantize_act(act, &q, x + (size_t)t * cols + c, block);
+            dequantize(act, xq + (size_t)t * cols + c, &q, block);
+        }
+    transpose_blocks(xt, xq, n, cols, TCk);
+    free(xq);
+    return xt;
+}
+
 /* Builds what the batch's weight types need from x; returns -1 when out of memory. */
 static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
     const Kernels *k = active;
-    const int cols = b->w[0]->cols, TCk = k->tile_c, blocks = (n + TCk - 1) / TCk;
-    int any_q8 = 0, any_other = 0, any_f16 = 0;
-    for (int j = 0; j < b->count; j++) {
-        any_q8 |= b->w[j]->type == GGML_Q8_0;
-        any_other |= b->w[j]->type != GGML_Q8_0;
-        any_f16 |= b->w[j]->type == GGML_F16;
-    }
+    const int cols = b->w[0]->cols;
+    int any_int = 0, any_widened = 0;
     memset(in, 0, sizeof *in);
-    if (any_f16 || (any_q8 && !k->tile_q8)) {
+    for (int j = 0; j < b->count; j++) {
+        const Tensor *w = b->w[j];
+        const uint32_t act = weight_type(w->type)->act;
+        any_int |= int_tile(k, w);
+        any_widened |= !int_tile(k, w) && w->type != GGML_F32;
+        if (!int_tile(k, w) && !in->xt[act] &&
+            !(in->xt[act] = act_transposed(act, x, n, cols, k->tile_c)))
+            return -1;
+    }
+    if (any_widened) {
         in->wbuf = malloc((size_t)omp_get_max_threads() * k->tile_r * KC * sizeof(float));
         if (!in->wbuf) return -1;
     }
-    const size_t xt_floats = (size_t)blocks * cols * TCk;
-    if (any_other && !(in->xt = malloc(xt_floats * sizeof(float)))) return -1;
-    if (any_other) transpose_blocks(in->xt, x, n, cols, TCk);
-    if (!any_q8) return 0;
-    if (k->tile_q8) {
+    if (any_int) {
         const size_t nblk = (size_t)(n + Q8T_P - 1) / Q8T_P * (cols / QK8_0);
         in->xp = aligned_alloc(64, nblk * 1024);
         in->xs = aligned_alloc(64, nblk * Q8T_P * sizeof(int32_t));
         in->xd = aligned_alloc(64, nblk * Q8T_P * sizeof(float));
         if (!in->xp || !in->xs || !in->xd) return -1;
         pack_q8_positions(in, x, n, cols);
-        return 0;
     }
-    float *xq = malloc((size_t)n * cols * sizeof(float)); /* x through Q8_0 and back */
-    in->xtq = malloc(xt_floats * sizeof(float));
-    if (!xq || !in->xtq) {
-        free(xq);
-        return -1;
-    }
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < n; t++)
-        for (int c = 0; c < cols; c += QK8_0) { /* a block at a time, as in pack_q8_positions */
-            BlockQ8 q;
-            quantize_q8_0(&q, x + (size_t)t * cols + c, QK8_0);
-            dequant_q8_0(xq + (size_t)t * cols + c, &q, QK8_0);
-        }
-    transpose_blocks(in->xtq, xq, n, cols, TCk);
-    free(xq);
     return 0;
 }
 
@@ -390,7 +371,7 @@ static void group_q8_int(float *out, const Tensor *w, int r0, int nr, const Gemm
 }
 
 /* A prompt: each task takes TR weight rows and runs tiles against every block of positions. F32
- * rows are read in place; F16 and Q8_0 rows are widened KC columns at a time into the thread's
+ * rows are read in place; other rows are widened KC columns at a time into the thread's
  * buffer first (GemmInput.wbuf), and the tiles accumulate across those column chunks. Q8_0 weights with an
  * integer tile kernel take group_q8_int instead.
  * Threads take runs of 8 row groups, not single groups: a group's TR outputs per position share
@@ -414,11 +395,11 @@ static void gemm(const Batch *b, const float *x, int n) {
         const Tensor *w = b->w[j];
         const int rows = w->rows, r0 = (g - b->start[j]) * TRk;
         const int nr = rows - r0 < TRk ? rows - r0 : TRk;
-        if (w->type == GGML_Q8_0 && k->tile_q8) {
+        if (int_tile(k, w)) {
             group_q8_int(b->out[j], w, r0, nr, &in, n);
             continue;
         }
-        const float *xt = w->type == GGML_Q8_0 ? in.xtq : in.xt;
+        const float *xt = in.xt[weight_type(w->type)->act];
         const int kc_max = w->type == GGML_F32 ? cols : KC;
         for (int c0 = 0; c0 < cols; c0 += kc_max) {
             const int kc = cols - c0 < kc_max ? cols - c0 : kc_max;

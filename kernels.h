@@ -6,32 +6,27 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "kernels_quant.h"
 
 /* One matmul interface; the kernel for a weight type is chosen once per call from the tensor's
    type, never per element. */
 
 typedef struct {
-    uint32_t type;  /* GGML_F32, GGML_F16 or GGML_Q8_0 */
+    uint32_t type;  /* GGML_*: any type weight_type() knows (kernels_quant.h) */
     int rows, cols; /* (rows, cols); a row is `cols` contiguous elements */
     size_t row_bytes;
     const void *data; /* borrowed from the mmap; NULL when the tensor is absent */
 } Tensor;
 
-/* Q8_0, GGUF's 8-bit type: blocks of 32 weights sharing one F16 scale, weight = d * qs[i]. */
-#define QK8_0 32
-typedef struct {
-    uint16_t d; /* scale, IEEE half */
-    int8_t qs[QK8_0];
-} BlockQ8;
-_Static_assert(sizeof(BlockQ8) == 34, "Q8_0 blocks are 34 bytes in GGUF files");
+/* One weight row against the activations in the format its type's dot product takes (floats,
+   or quantized to Q8_0 or Q8_K: WeightType.act), n columns. */
+typedef float (*DotFn)(const void *w, const void *x, int n);
 
 /* A set of leaf kernels for one instruction set (AVX-512, AVX2, NEON or portable C). */
 typedef struct {
     const char *name;
-    int tile_r, tile_c; /* tile_f32 computes tile_r weight rows x tile_c positions */
-    float (*dot_f32)(const float *w, const float *x, int n);
-    float (*dot_f16)(const uint16_t *w, const float *x, int n);
-    float (*dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks);
+    int tile_r, tile_c;         /* tile_f32 computes tile_r weight rows x tile_c positions */
+    DotFn dot[GGML_TYPE_COUNT]; /* by weight type; NULL: the set has none, dot_ref() runs */
     /* out[t * ostride + r] = (accumulate ? out[..] : 0) + sum_i w[r * wstride + i] xt[i * tile_c + t]
        for r < nr <= tile_r, t < nt <= tile_c: xt holds tile_c positions transposed */
     void (*tile_f32)(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
@@ -79,22 +74,22 @@ static inline float exp_fast(float x) {
     memcpy(&scale, &bits, sizeof scale); /* 2^n, from its exponent bits */
     return p * scale;
 }
-void quantize_q8_0(BlockQ8 *out, const float *x, int n); /* n a multiple of 32 */
 void kernels_init(void); /* F16 table; picks the best kernel set; call once */
 int kernels_available(const Kernels **sets, int max); /* best first; returns the count */
 void kernels_use(const Kernels *k);                   /* tests: run matmul with a given set */
 const Kernels *kernels_active(void);
 int kernels_supported(uint32_t type);
 
-/* out (n, w->rows) = x (n, w->cols) @ w^T: row t of out holds W x_t. For Q8_0 weights the
-   activations are quantized to Q8_0 too, at every n (integer products per block). */
+/* out (n, w->rows) = x (n, w->cols) @ w^T: row t of out holds W x_t. For quantized weights the
+   activations are quantized too (Q8_0 or Q8_K, by the weight type's act), at every n: integer
+   products per group of 16 weights. */
 void matmul(float *out, const float *x, const Tensor *w, int n);
 /* count (<= MATMUL_MAX) products of the same input x (n, cols) in one pass over the threads:
    outs[j] (n, ws[j]->rows) = x @ ws[j]^T. The weights must share cols. */
 #define MATMUL_MAX 4
-#define Q8_MAX_COLS                                                                                \
-    (4096 * QK8_0) /* decoding quantizes a row of activations on the caller's
-                                       stack: cols / 32 blocks of 34 bytes, 139 KB at most */
+/* decoding quantizes a row of activations on the caller's stack: cols / 32 blocks of 34 bytes
+   (Q8_0) or cols / 256 of 292 (Q8_K), 149 KB at most */
+#define Q8_MAX_COLS (4096 * QK8_0)
 void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, int count, int n);
 /* The plain reference the optimized kernels are tested against. */
 void matmul_ref(float *out, const float *x, const Tensor *w, int n);

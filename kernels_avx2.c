@@ -36,5 +36,21 @@
         __m256i p_ = _mm256_madd_epi16(p16_, _mm256_set1_epi16(1));                                \
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p_), _mm256_set1_ps(scale), acc);                 \
     } while (0)
+/* signed bytes a * b, 16 or 32 of them: |a| times b with a's sign, pairs summed to int16 (at
+   most 2 * 127 * 127: no saturation), then to int32 */
+static TARGET inline int i8dot32_avx2(const int8_t *a, const int8_t *b) {
+    const __m256i va = _mm256_loadu_si256((const __m256i *)a),
+                  vb = _mm256_loadu_si256((const __m256i *)b);
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(va, va), _mm256_sign_epi8(vb, va));
+    return hsum256_epi32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+static TARGET inline int i8dot16_avx2(const int8_t *a, const int8_t *b) {
+    const __m128i va = _mm_loadu_si128((const __m128i *)a),
+                  vb = _mm_loadu_si128((const __m128i *)b);
+    const __m128i p = _mm_maddubs_epi16(_mm_sign_epi8(va, va), _mm_sign_epi8(vb, va));
+    return hsum128_epi32(_mm_madd_epi16(p, _mm_set1_epi16(1)));
+}
+#define I8DOT32(a, b) i8dot32_avx2(a, b)
+#define I8DOT16(a, b) i8dot16_avx2(a, b)
 #include "kernels_simd.h"
 #endif /* KERNELS_X86 */

@@ -117,5 +117,20 @@ static TARGET void tile_q8_avx512(float *out, int ostride, const BlockQ8 *const 
             _mm256_castps_pd(_mm256_set1_ps(f16s((wb)[1].d) * f16s((xb)[1].d))), 1));              \
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p_), s_, acc);                                    \
     } while (0)
+/* signed bytes a * b, 16 or 32 of them, with VNNI: |a| (unsigned) times b with a's sign */
+static TARGET inline int i8dot32_avx512(const int8_t *a, const int8_t *b) {
+    const __m256i va = _mm256_loadu_si256((const __m256i *)a),
+                  vb = _mm256_loadu_si256((const __m256i *)b);
+    return hsum256_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(va, va),
+                                             _mm256_sign_epi8(vb, va)));
+}
+static TARGET inline int i8dot16_avx512(const int8_t *a, const int8_t *b) {
+    const __m128i va = _mm_loadu_si128((const __m128i *)a),
+                  vb = _mm_loadu_si128((const __m128i *)b);
+    return hsum128_epi32(
+        _mm_dpbusd_epi32(_mm_setzero_si128(), _mm_sign_epi8(va, va), _mm_sign_epi8(vb, va)));
+}
+#define I8DOT32(a, b) i8dot32_avx512(a, b)
+#define I8DOT16(a, b) i8dot16_avx512(a, b)
 #include "kernels_simd.h"
 #endif /* KERNELS_X86 */

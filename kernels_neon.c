@@ -35,5 +35,14 @@
         p_ = vpadalq_s16(p_, vmull_high_s8(w1_, x1_));                                             \
         acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p_), scale);                                          \
     } while (0)
+/* signed bytes a * b, 16 or 32 of them: products widened to int16, pairwise into int32 */
+static inline int i8dot16_neon(const int8_t *a, const int8_t *b) {
+    const int8x16_t va = vld1q_s8(a), vb = vld1q_s8(b);
+    int32x4_t p = vpaddlq_s16(vmull_s8(vget_low_s8(va), vget_low_s8(vb)));
+    p = vpadalq_s16(p, vmull_high_s8(va, vb));
+    return vaddvq_s32(p);
+}
+#define I8DOT32(a, b) (i8dot16_neon(a, b) + i8dot16_neon((a) + 16, (b) + 16))
+#define I8DOT16(a, b) i8dot16_neon(a, b)
 #include "kernels_simd.h"
 #endif /* KERNELS_NEON */

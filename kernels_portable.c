@@ -3,23 +3,27 @@
  * whatever the target's baseline has. */
 #include "kernels_sets.h"
 
-static float dot_f32_c(const float *w, const float *x, int n) {
+static float dot_f32_c(const void *wv, const void *xv, int n) {
+    const float *w = wv, *x = xv;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int i = 0; i < n; i++) sum += w[i] * x[i];
     return sum;
 }
 
-static float dot_f16_c(const uint16_t *w, const float *x, int n) {
+static float dot_f16_c(const void *wv, const void *xv, int n) {
+    const uint16_t *w = wv;
+    const float *x = xv;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int i = 0; i < n; i++) sum += f16_table[w[i]] * x[i];
     return sum;
 }
 
-static float dot_q8_c(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
+static float dot_q8_c(const void *wv, const void *xv, int n) {
+    const BlockQ8 *w = wv, *x = xv;
     float sum = 0.0f;
-    for (int b = 0; b < nblocks; b++) {
+    for (int b = 0; b < n / QK8_0; b++) {
         int32_t s = 0;
         for (int i = 0; i < QK8_0; i++) s += w[b].qs[i] * x[b].qs[i];
         sum += f16_table[w[b].d] * f16_table[x[b].d] * (float)s;
@@ -78,6 +82,13 @@ static void att_pv_c(float *o, int ostride, const float *p, int nq, const float 
 }
 
 const Kernels kernels_portable = {
-    "portable C",     TR_C,         TC_C,     dot_f32_c, dot_f16_c, dot_q8_c, tile_f32_c,
-    f16_to_f32_row_c, att_scores_c, att_pv_c, NULL,
+    .name = "portable C",
+    .tile_r = TR_C,
+    .tile_c = TC_C,
+    .dot = {[GGML_F32] = dot_f32_c, [GGML_F16] = dot_f16_c, [GGML_Q8_0] = dot_q8_c},
+    .tile_f32 = tile_f32_c,
+    .f16_to_f32_row = f16_to_f32_row_c,
+    .att_scores = att_scores_c,
+    .att_pv = att_pv_c,
+    .tile_q8 = NULL,
 };

@@ -21,6 +21,9 @@
  *                   and acc += scale * (the exact integer dot product of one pair of 32-byte
  *                   blocks)
  *   TILE_Q8         the set's integer Q8_0 tile for prompts (Kernels.tile_q8), or NULL
+ *   I8DOT16(a, b), I8DOT32(a, b)
+ *                   the exact sum of the 16 or 32 products a[i] * b[i] of signed bytes, as an
+ *                   int (|a[i]|, |b[i]| <= 127: the levels of the quantized types, unpacked)
  * Optional, for sets whose vectors hold two blocks (all four or none):
  *   Q8_ACC2_TYPE, Q8_ACC2_ZERO(), Q8_ACC2_FOLD(a), Q8_DOT2(acc, wblocks, xblocks)
  *                   a wider accumulator, its zero, it folded to a Q8_ACC_TYPE, and acc += the
@@ -36,6 +39,9 @@
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
 #error "kernels_simd.h: define VF, VL, vzero, vload, vloadh, vfma, vsum, vset1, vstore, f16s first"
+#endif
+#if !defined(I8DOT16) || !defined(I8DOT32)
+#error "kernels_simd.h: define I8DOT16 and I8DOT32 first"
 #endif
 #if !defined(TR) || TR < 3
 #error "kernels_simd.h: define TR, at least 3, first"
@@ -78,23 +84,26 @@ static inline __attribute__((always_inline)) TARGET float FN(dot_from)(const voi
  * load of the weights (read from memory, unlike x) straddles two cache lines: GGUF's default
  * alignment is 32 bytes, half a 512-bit vector, and straddling loads cost a third of the
  * bandwidth here. */
-static TARGET float FN(dot_f32)(const float *w, const float *x, int n) {
+static TARGET float FN(dot_f32)(const void *wv, const void *x, int n) {
+    const float *w = wv;
     const int off = (int)((uintptr_t)w / sizeof(float) % VL);
     int i = 0, head = off ? VL - off : 0;
     float sum_head = 0.0f;
-    for (; i < head && i < n; i++) sum_head += w[i] * x[i];
+    for (; i < head && i < n; i++) sum_head += w[i] * ((const float *)x)[i];
     return FN(dot_from)(w, x, i, n, sum_head, 0);
 }
 
 /* No alignment head for halves: a load of VL halves is at most 32 bytes, which from GGUF's
    32-byte alignment stays within a cache line (rows of a multiple of 16 halves). */
-static TARGET float FN(dot_f16)(const uint16_t *w, const float *x, int n) {
+static TARGET float FN(dot_f16)(const void *w, const void *x, int n) {
     return FN(dot_from)(w, x, 0, n, 0.0f, 1);
 }
 
 /* Q8_0 weights against Q8_0-quantized activations: per block an exact integer dot product,
  * then scaled by both blocks' scales: sum_b d_w[b] * d_x[b] * sum_i w[b][i] * x[b][i]. */
-static TARGET float FN(dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks) {
+static TARGET float FN(dot_q8)(const void *wv, const void *xv, int n) {
+    const BlockQ8 *w = wv, *x = xv;
+    const int nblocks = n / QK8_0;
     Q8_ACC_TYPE acc0 = Q8_ACC_ZERO(), acc1 = Q8_ACC_ZERO();
     int b = 0;
 #ifdef Q8_DOT2 /* two blocks per instruction where the vectors are wide enough */
@@ -108,6 +117,229 @@ static TARGET float FN(dot_q8)(const BlockQ8 *w, const BlockQ8 *x, int nblocks) 
     }
     if (b < nblocks) Q8_DOT(acc0, &w[b], &x[b], f16s(w[b].d) * f16s(x[b].d));
     return Q8_ACC_SUM(acc0) + Q8_ACC_SUM(acc1);
+}
+
+/* ---- the other quantized types -----------------------------------------------------------
+ * Each block's levels are unpacked to signed bytes first (plain loops over a block, which the
+ * compiler vectorizes for the set), then multiplied with the activations' bytes in exact integer
+ * sums of 16 or 32 (I8DOT16/32), scaled per group: the same sums as dot_ref (kernels_quant.c),
+ * summed in another order. Legacy types meet Q8_0 activations, K-quants Q8_K. */
+
+/* 16 bytes of nibbles -> 32 levels: low nibbles are weights 0..15, high 16..31; minus off. */
+static inline __attribute__((always_inline)) TARGET void FN(nibbles32)(int8_t *q, const uint8_t *qs,
+                                                                       int off) {
+    for (int j = 0; j < 16; j++) {
+        q[j] = (int8_t)((qs[j] & 15) - off);
+        q[j + 16] = (int8_t)((qs[j] >> 4) - off);
+    }
+}
+
+/* Adds 16 to weight j where bit j of the little-endian u32 qh is set (Q5_0, Q5_1). */
+static inline __attribute__((always_inline)) TARGET void FN(fifth32)(int8_t *q,
+                                                                     const uint8_t qh[4]) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    for (int j = 0; j < 32; j++) q[j] = (int8_t)(q[j] + (int)((h >> j) & 1) * 16);
+}
+
+/* Sum of the 32 activation levels of a Q8_0 block (the offset terms of Q4_1 and Q5_1). */
+static inline int FN(sum32)(const int8_t *x) {
+    int s = 0;
+    for (int j = 0; j < 32; j++) s += x[j];
+    return s;
+}
+
+static TARGET float FN(dot_q4_0)(const void *wv, const void *xv, int n) {
+    const BlockQ4_0 *w = wv;
+    const BlockQ8 *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK; b++) {
+        int8_t q[QK];
+        FN(nibbles32)(q, w[b].qs, 8);
+        sum += f16s(w[b].d) * f16s(x[b].d) * (float)I8DOT32(q, x[b].qs);
+    }
+    return sum;
+}
+
+/* weight = d q + m: sum d_x (d sum q x + m sum x) */
+static TARGET float FN(dot_q4_1)(const void *wv, const void *xv, int n) {
+    const BlockQ4_1 *w = wv;
+    const BlockQ8 *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK; b++) {
+        int8_t q[QK];
+        FN(nibbles32)(q, w[b].qs, 0);
+        sum += f16s(x[b].d) * (f16s(w[b].d) * (float)I8DOT32(q, x[b].qs) +
+                               f16s(w[b].m) * (float)FN(sum32)(x[b].qs));
+    }
+    return sum;
+}
+
+static TARGET float FN(dot_q5_0)(const void *wv, const void *xv, int n) {
+    const BlockQ5_0 *w = wv;
+    const BlockQ8 *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK; b++) {
+        int8_t q[QK];
+        FN(nibbles32)(q, w[b].qs, 0);
+        FN(fifth32)(q, w[b].qh);
+        for (int j = 0; j < QK; j++) q[j] = (int8_t)(q[j] - 16);
+        sum += f16s(w[b].d) * f16s(x[b].d) * (float)I8DOT32(q, x[b].qs);
+    }
+    return sum;
+}
+
+static TARGET float FN(dot_q5_1)(const void *wv, const void *xv, int n) {
+    const BlockQ5_1 *w = wv;
+    const BlockQ8 *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK; b++) {
+        int8_t q[QK];
+        FN(nibbles32)(q, w[b].qs, 0);
+        FN(fifth32)(q, w[b].qh);
+        sum += f16s(x[b].d) * (f16s(w[b].d) * (float)I8DOT32(q, x[b].qs) +
+                               f16s(w[b].m) * (float)FN(sum32)(x[b].qs));
+    }
+    return sum;
+}
+
+static TARGET float FN(dot_iq4_nl)(const void *wv, const void *xv, int n) {
+    static const int8_t values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                      1,    13,   25,  38,  53,  69,  89,  113};
+    const BlockIQ4NL *w = wv;
+    const BlockQ8 *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK; b++) {
+        int8_t q[QK];
+        for (int j = 0; j < 16; j++) {
+            q[j] = values[w[b].qs[j] & 15];
+            q[j + 16] = values[w[b].qs[j] >> 4];
+        }
+        sum += f16s(w[b].d) * f16s(x[b].d) * (float)I8DOT32(q, x[b].qs);
+    }
+    return sum;
+}
+
+/* Q4_K and Q5_K: weight = d sc_g q - dmin m_g over 8 groups of 32, so per block
+   d_x (d sum_g sc_g sum q x - dmin sum_g m_g sum x), sum x from the activations' bsums. */
+static inline __attribute__((always_inline)) TARGET float FN(k4_block)(const int8_t *q,
+                                                                       const uint8_t *scales,
+                                                                       float d, float dmin,
+                                                                       const BlockQ8K *x) {
+    int isum = 0, msum = 0;
+    for (int g = 0; g < 8; g++) {
+        int sc, m;
+        scale_min_k4(scales, g, &sc, &m);
+        isum += sc * I8DOT32(q + 32 * g, x->qs + 32 * g);
+        msum += m * (x->bsums[2 * g] + x->bsums[2 * g + 1]);
+    }
+    return x->d * (d * (float)isum - dmin * (float)msum);
+}
+
+static TARGET float FN(dot_q4_k)(const void *wv, const void *xv, int n) {
+    const BlockQ4K *w = wv;
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        int8_t q[QK_K];
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                q[64 * c + l] = (int8_t)(w[b].qs[32 * c + l] & 15);
+                q[64 * c + 32 + l] = (int8_t)(w[b].qs[32 * c + l] >> 4);
+            }
+        sum += FN(k4_block)(q, w[b].scales, f16s(w[b].d), f16s(w[b].dmin), &x[b]);
+    }
+    return sum;
+}
+
+static TARGET float FN(dot_q5_k)(const void *wv, const void *xv, int n) {
+    const BlockQ5K *w = wv;
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        int8_t q[QK_K];
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                const int h = w[b].qh[l] >> (2 * c);
+                q[64 * c + l] = (int8_t)((w[b].qs[32 * c + l] & 15) | (h & 1) << 4);
+                q[64 * c + 32 + l] = (int8_t)((w[b].qs[32 * c + l] >> 4) | (h & 2) << 3);
+            }
+        sum += FN(k4_block)(q, w[b].scales, f16s(w[b].d), f16s(w[b].dmin), &x[b]);
+    }
+    return sum;
+}
+
+/* Q6_K: weight = d scales[g] (q - 32) over 16 groups of 16. */
+static TARGET float FN(dot_q6_k)(const void *wv, const void *xv, int n) {
+    const BlockQ6K *w = wv;
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        int8_t q[QK_K];
+        for (int h = 0; h < 2; h++) { /* weight 128 h + 32 k + l */
+            const uint8_t *ql = w[b].ql + 64 * h, *qh = w[b].qh + 32 * h;
+            int8_t *qq = q + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                qq[l] = (int8_t)(((ql[l] & 15) | (qh[l] & 3) << 4) - 32);
+                qq[32 + l] = (int8_t)(((ql[32 + l] & 15) | (qh[l] >> 2 & 3) << 4) - 32);
+                qq[64 + l] = (int8_t)(((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) - 32);
+                qq[96 + l] = (int8_t)(((ql[32 + l] >> 4) | (qh[l] >> 6) << 4) - 32);
+            }
+        }
+        int isum = 0;
+        for (int g = 0; g < 16; g++) isum += w[b].scales[g] * I8DOT16(q + 16 * g, x[b].qs + 16 * g);
+        sum += f16s(w[b].d) * x[b].d * (float)isum;
+    }
+    return sum;
+}
+
+/* Q2_K and Q3_K's 2-bit levels: weight 128 n + 32 j + l is bits 2j of qs[32 n + l]. */
+static inline __attribute__((always_inline)) TARGET void FN(crumbs256)(int8_t *q,
+                                                                       const uint8_t *qs) {
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++)
+                q[128 * n + 32 * j + l] = (int8_t)((qs[32 * n + l] >> (2 * j)) & 3);
+}
+
+/* Q2_K: weight = d (sc_g & 15) q - dmin (sc_g >> 4) over 16 groups of 16. */
+static TARGET float FN(dot_q2_k)(const void *wv, const void *xv, int n) {
+    const BlockQ2K *w = wv;
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        int8_t q[QK_K];
+        FN(crumbs256)(q, w[b].qs);
+        int isum = 0, msum = 0;
+        for (int g = 0; g < 16; g++) {
+            isum += (w[b].scales[g] & 15) * I8DOT16(q + 16 * g, x[b].qs + 16 * g);
+            msum += (w[b].scales[g] >> 4) * x[b].bsums[g];
+        }
+        sum += x[b].d * (f16s(w[b].d) * (float)isum - f16s(w[b].dmin) * (float)msum);
+    }
+    return sum;
+}
+
+/* Q3_K: weight = d (s_g - 32) (q - 4 !high) over 16 groups of 16 (layout: kernels_quant.h). */
+static TARGET float FN(dot_q3_k)(const void *wv, const void *xv, int n) {
+    const BlockQ3K *w = wv;
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++) {
+        int8_t q[QK_K];
+        FN(crumbs256)(q, w[b].qs);
+        for (int i = 0; i < QK_K; i++) /* the high bit of weight i: bit 4n + j of hmask[i % 32] */
+            q[i] = (int8_t)(q[i] - ((w[b].hmask[i % 32] >> (i / 32)) & 1 ? 0 : 4));
+        const uint8_t *sc = w[b].scales;
+        int isum = 0;
+        for (int g = 0; g < 16; g++) {
+            const int s6 =
+                ((sc[g % 8] >> (4 * (g / 8))) & 15) | ((sc[8 + g % 4] >> (2 * (g / 4))) & 3) << 4;
+            isum += (s6 - 32) * I8DOT16(q + 16 * g, x[b].qs + 16 * g);
+        }
+        sum += f16s(w[b].d) * x[b].d * (float)isum;
+    }
+    return sum;
 }
 
 /* A tile of a matrix-matrix product: TR weight rows x TC = 2 * VL positions, over k columns:
@@ -241,7 +473,25 @@ static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
 }
 
 const Kernels FN(kernels) = {
-    NAME,           TR,         2 * VL,       FN(dot_f32),
-    FN(dot_f16),    FN(dot_q8), FN(tile_f32), FN(f16_to_f32_row),
-    FN(att_scores), FN(att_pv), TILE_Q8,
+    .name = NAME,
+    .tile_r = TR,
+    .tile_c = 2 * VL,
+    .dot = {[GGML_F32] = FN(dot_f32),
+            [GGML_F16] = FN(dot_f16),
+            [GGML_Q8_0] = FN(dot_q8),
+            [GGML_Q4_0] = FN(dot_q4_0),
+            [GGML_Q4_1] = FN(dot_q4_1),
+            [GGML_Q5_0] = FN(dot_q5_0),
+            [GGML_Q5_1] = FN(dot_q5_1),
+            [GGML_IQ4_NL] = FN(dot_iq4_nl),
+            [GGML_Q4_K] = FN(dot_q4_k),
+            [GGML_Q5_K] = FN(dot_q5_k),
+            [GGML_Q6_K] = FN(dot_q6_k),
+            [GGML_Q2_K] = FN(dot_q2_k),
+            [GGML_Q3_K] = FN(dot_q3_k)},
+    .tile_f32 = FN(tile_f32),
+    .f16_to_f32_row = FN(f16_to_f32_row),
+    .att_scores = FN(att_scores),
+    .att_pv = FN(att_pv),
+    .tile_q8 = TILE_Q8,
 };

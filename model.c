@@ -355,12 +355,12 @@ static int bind_matrix(const GGUF *g, const char *name, int rows, int cols, int 
         return fail(err, "tensor '%s' has shape [%llu, %llu] (ne0, ne1), expected [%d, %d]", name,
                     (unsigned long long)gt->ne[0],
                     (unsigned long long)(gt->n_dims > 1 ? gt->ne[1] : 1), cols, rows);
-    if (gt->type == GGML_Q8_0 && cols > Q8_MAX_COLS)
-        return fail(err, "tensor '%s': Q8_0 rows of %d exceed this build's limit of %d", name, cols,
-                    Q8_MAX_COLS);
     if (!kernels_supported(gt->type))
-        return fail(err, "tensor '%s' has type %s, which this build cannot run (F32, F16, Q8_0)",
-                    name, ggml_type_name(gt->type));
+        return fail(err, "tensor '%s' has type %s, which this build cannot run", name,
+                    ggml_type_name(gt->type));
+    if (weight_type(gt->type)->act != GGML_F32 && cols > Q8_MAX_COLS)
+        return fail(err, "tensor '%s': %s rows of %d exceed this build's limit of %d", name,
+                    ggml_type_name(gt->type), cols, Q8_MAX_COLS);
     t->type = gt->type;
     t->rows = rows;
     t->cols = cols;

@@ -42,7 +42,8 @@ head -c $((size - 1)) "$GOOD" > "$tmp/minus1.gguf"
 corrupt magic 's/^GGUF/GGML/'
 corrupt version 's/^GGUF\x03/GGUF\x02/'
 corrupt arch 's/(general\.architecture\x08\x00{3}\x05\x00{7})llama/${1}mamba/'
-corrupt ttype 's/(token_embd\.weight\x02\x00{3}.{16})\x00\x00\x00\x00/${1}\x02\x00\x00\x00/s'
+corrupt ttype 's/(token_embd\.weight\x02\x00{3}.{16})\x00\x00\x00\x00/${1}\x28\x00\x00\x00/s'
+corrupt qrow 's/(token_embd\.weight\x02\x00{3}.{16})\x00\x00\x00\x00/${1}\x0c\x00\x00\x00/s'
 corrupt kvdiv 's/(attention\.head_count_kv\x04\x00{3})..../${1}\x03\x00\x00\x00/s'
 corrupt absurd 's/(embedding_length\x04\x00{3})..../${1}\xff\xff\xff\x7f/s'
 corrupt zerodim 's/(token_embd\.weight\x02\x00{3}).{8}/${1}\x00\x00\x00\x00\x00\x00\x00\x00/s'
@@ -63,7 +64,8 @@ expect "one byte short"        1 "outside the file"             -- $RUN "$tmp/mi
 expect "wrong magic"           1 "not a GGUF file"              -- $RUN "$tmp/magic.gguf" -i hi
 expect "version 2"             1 "unsupported GGUF version 2"   -- $RUN "$tmp/version.gguf" -i hi
 expect "architecture"          1 "unsupported architecture 'mamba'" -- $RUN "$tmp/arch.gguf" -i hi
-expect "tensor type"           1 "unsupported tensor type 2"    -- $RUN "$tmp/ttype.gguf" -i hi
+expect "tensor type"           1 "'token_embd.weight': unsupported tensor type 40" -- $RUN "$tmp/ttype.gguf" -i hi
+expect "quantized row length"  1 "'token_embd.weight': Q4_K row length 64 is not a multiple of 256" -- $RUN "$tmp/qrow.gguf" -i hi
 expect "kv heads don't divide" 1 "does not divide"              -- $RUN "$tmp/kvdiv.gguf" -i hi
 expect "absurd dimension"      1 "out of range"                 -- $RUN "$tmp/absurd.gguf" -i hi
 expect "zero dimension"        1 "absurd dimension 0"           -- $RUN "$tmp/zerodim.gguf" -i hi

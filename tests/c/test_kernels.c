@@ -2,6 +2,7 @@
  * multiples of any vector width or block size; and the half-precision conversions, exhaustively.
  * Exits non-zero on any failure. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,43 @@ static void test_f16_roundtrip(void) {
 #endif
 }
 
+/* The quantized types, with where their half scales lie in a block: random bytes everywhere
+   else are valid levels and 6-bit scales. Q8_0, last, also has its own quantizer and tests. */
+static const struct {
+    uint32_t type;
+    int scale_at[2]; /* byte offsets of the block's halves (-1: none) */
+} QTYPES[] = {
+    {GGML_Q4_0, {offsetof(BlockQ4_0, d), -1}},
+    {GGML_Q4_1, {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)}},
+    {GGML_Q5_0, {offsetof(BlockQ5_0, d), -1}},
+    {GGML_Q5_1, {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)}},
+    {GGML_IQ4_NL, {offsetof(BlockIQ4NL, d), -1}},
+    {GGML_Q2_K, {offsetof(BlockQ2K, d), offsetof(BlockQ2K, dmin)}},
+    {GGML_Q3_K, {offsetof(BlockQ3K, d), -1}},
+    {GGML_Q4_K, {offsetof(BlockQ4K, d), offsetof(BlockQ4K, dmin)}},
+    {GGML_Q5_K, {offsetof(BlockQ5K, d), offsetof(BlockQ5K, dmin)}},
+    {GGML_Q6_K, {offsetof(BlockQ6K, d), -1}},
+    {GGML_Q8_0, {offsetof(BlockQ8, d), -1}},
+};
+#define N_QTYPES (int)(sizeof QTYPES / sizeof QTYPES[0])
+
+/* Random bytes, with each half scale set to a random value of size ~1 / (the type's largest
+   level), so that weights are O(1); one block in seven gets zero scales (an all-zero block). */
+static void random_blocks(uint32_t type, uint8_t *out, int nblocks) {
+    int q = 0;
+    while (q < N_QTYPES - 1 && QTYPES[q].type != type) q++;
+    const size_t bytes = ggml_row_bytes(type, ggml_block_size(type));
+    const float top = ggml_block_size(type) == 32 ? 8.0f : 500.0f; /* K-quants: scale * level */
+    for (int b = 0; b < nblocks; b++) {
+        uint8_t *blk = out + (size_t)b * bytes;
+        for (size_t i = 0; i < bytes; i++) blk[i] = (uint8_t)(frand() * 128.0f + 128.0f);
+        for (int k = 0; k < 2 && QTYPES[q].scale_at[k] >= 0; k++) {
+            const uint16_t h = b % 7 == 3 ? 0 : f32_to_f16(frand() / top);
+            memcpy(blk + QTYPES[q].scale_at[k], &h, 2);
+        }
+    }
+}
+
 /* Makes a random (rows, cols) tensor of a type and its exact float values. */
 static void *make_weights(uint32_t type, int rows, int cols, float *wf, size_t *row_bytes) {
     *row_bytes = ggml_row_bytes(type, (uint64_t)cols);
@@ -71,8 +109,10 @@ static void *make_weights(uint32_t type, int rows, int cols, float *wf, size_t *
             memcpy(row, tmp, (size_t)cols * sizeof(float));
         else if (type == GGML_F16)
             for (int c = 0; c < cols; c++) ((uint16_t *)row)[c] = f32_to_f16(tmp[c]);
-        else
+        else if (type == GGML_Q8_0)
             quantize_q8_0((BlockQ8 *)row, tmp, cols);
+        else
+            random_blocks(type, row, cols / (int)ggml_block_size(type));
         Tensor one = {type, 1, cols, *row_bytes, row};
         tensor_row(wf + (size_t)r * cols, &one, 0);
     }
@@ -121,9 +161,8 @@ static void test_matmul(const Kernels *k, uint32_t type, int rows, int cols, int
 }
 
 /* matmul_many over weights of different heights and types equals one matmul_ref per weight. */
-static void test_matmul_many(const Kernels *k, int n) {
-    const int cols = 96, rows[3] = {37, 8, 70};
-    const uint32_t types[3] = {GGML_F32, GGML_Q8_0, GGML_F16};
+static void test_matmul_many(const Kernels *k, int n, const uint32_t types[3], int cols) {
+    const int rows[3] = {37, 8, 70};
     float *x = malloc((size_t)n * cols * sizeof(float)), *out[3], *ref[3], *wf[3];
     void *data[3];
     Tensor w[3];
@@ -142,14 +181,22 @@ static void test_matmul_many(const Kernels *k, int n) {
     int ok = 1;
     for (int j = 0; j < 3; j++) {
         matmul_ref(ref[j], x, &w[j], n);
-        for (int i = 0; i < n * rows[j]; i++) ok &= fabsf(out[j][i] - ref[j][i]) <= 1e-4f;
+        for (int t = 0; t < n; t++) /* within float reassociation: 1e-5 sum |w x| */
+            for (int r = 0; r < rows[j]; r++) {
+                double mag = 0.0;
+                for (int c = 0; c < cols; c++)
+                    mag += fabs((double)wf[j][(size_t)r * cols + c] * x[(size_t)t * cols + c]);
+                const size_t i = (size_t)t * rows[j] + r;
+                ok &= fabs((double)out[j][i] - ref[j][i]) <= 1e-5 * mag + 1e-30;
+            }
         free(wf[j]);
         free(data[j]);
         free(out[j]);
         free(ref[j]);
     }
     char what[96];
-    snprintf(what, sizeof what, "matmul_many %s: F32 + Q8_0 + F16 weights, batch %d", k->name, n);
+    snprintf(what, sizeof what, "matmul_many %s: %s + %s + %s weights, batch %d", k->name,
+             ggml_type_name(types[0]), ggml_type_name(types[1]), ggml_type_name(types[2]), n);
     check(ok, what);
     free(x);
 }
@@ -347,6 +394,63 @@ static void test_exp_fast(void) {
           "exp_fast within 1.5e-7 of exp");
 }
 
+/* Every set's dot product for each quantized type (its own, or the reference where it has none)
+ * against dot_ref on the same quantized activations: |diff| <= 1e-5 sum |w x| (float
+ * reassociation of exact integer sums). And the bound the activations' quantization gives:
+ * dot_ref differs from the float product of the weights with the unquantized x by at most
+ *   sum over activation blocks b of (sum_{i in b} |w_i|) * e_b,
+ * e_b the largest error of one quantized activation of the block: Q8_0 rounds to a step of
+ * d = amax_b / 127, then stores d as a half (relative error 2^-11, on levels up to 127), so
+ * e_b = amax_b / 127 * (1/2 + 127 / 2048); Q8_K keeps d in float: e_b = amax_b / 127 * (1/2 +
+ * 1e-6). Plus 1e-5 sum |w x| of float rounding. */
+static void test_dots(const Kernels *k, uint32_t type, int nblocks) {
+    const int block = (int)ggml_block_size(type), n = nblocks * block;
+    const uint32_t act = weight_type(type)->act;
+    uint8_t *w = malloc(ggml_row_bytes(type, n));
+    void *xq = malloc(ggml_row_bytes(act, n));
+    float *x = malloc(n * sizeof(float)), *wf = malloc(n * sizeof(float));
+    int ok = 1;
+    for (int trial = 0; trial < 20 && ok; trial++) {
+        random_blocks(type, w, nblocks);
+        for (int i = 0; i < n; i++) x[i] = frand() * (trial % 3 ? 1.0f : 1e-3f);
+        if (trial == 1) memset(x, 0, block * sizeof(float)); /* an all-zero activation block */
+        weight_type(act)->quantize(xq, x, n);
+        dequantize(type, wf, w, n);
+        const float ref = dot_ref(type, w, xq, n);
+        const float got = k->dot[type] ? k->dot[type](w, xq, n) : ref;
+        double exact = 0.0, mag = 0.0, bound = 0.0;
+        const int ablock = (int)ggml_block_size(act);
+        const double e_rel = act == GGML_Q8_0 ? 0.5 + 127.0 / 2048.0 : 0.5 + 1e-6;
+        for (int b = 0; b < n / ablock; b++) {
+            double wsum = 0.0, amax = 0.0;
+            for (int i = b * ablock; i < (b + 1) * ablock; i++) {
+                exact += (double)wf[i] * x[i];
+                mag += fabs((double)wf[i] * x[i]);
+                wsum += fabs(wf[i]);
+                amax = fmax(amax, fabs(x[i]));
+            }
+            bound += wsum * amax / 127.0 * e_rel;
+        }
+        if (!(fabs(got - ref) <= 1e-5 * mag + 1e-30) ||
+            !(fabs(ref - exact) <= bound + 1e-5 * mag + 1e-30)) {
+            printf("  %s %s %d blocks: kernel %.9g reference %.9g float product %.9g (bound "
+                   "%.3g)\n",
+                   k->name, ggml_type_name(type), nblocks, got, ref, exact, bound);
+            ok = 0;
+        }
+    }
+    char what[128];
+    snprintf(what, sizeof what,
+             "dot %s %s (%s) %d blocks: vs dot_ref, and dot_ref within the "
+             "activation bound",
+             k->name, ggml_type_name(type), k->dot[type] ? "own" : "reference", nblocks);
+    check(ok, what);
+    free(w);
+    free(xq);
+    free(x);
+    free(wf);
+}
+
 int main(void) {
     kernels_init();
     test_f16_roundtrip();
@@ -368,8 +472,23 @@ int main(void) {
                 test_matmul(sets[s], type, shapes[i][0], shapes[i][1], shapes[i][2]);
         for (size_t i = 0; i < sizeof q8_shapes / sizeof q8_shapes[0]; i++)
             test_matmul(sets[s], GGML_Q8_0, q8_shapes[i][0], q8_shapes[i][1], q8_shapes[i][2]);
-        test_matmul_many(sets[s], 1);
-        test_matmul_many(sets[s], 11);
+        /* one batch, weights of several types: activations in every format at once */
+        const uint32_t mix1[3] = {GGML_F32, GGML_Q8_0, GGML_F16},
+                       mix2[3] = {GGML_Q4_K, GGML_IQ4_NL, GGML_Q6_K};
+        for (int n = 1; n <= 11; n += 10) {
+            test_matmul_many(sets[s], n, mix1, 96);
+            test_matmul_many(sets[s], n, mix2, 512);
+        }
+        /* the other quantized types: odd row counts and batches, rows of 1..17 blocks */
+        for (int q = 0; q < N_QTYPES - 1; q++) { /* all but Q8_0 */
+            const int b = (int)ggml_block_size(QTYPES[q].type);
+            const int qshapes[][3] = {
+                {1, b, 1}, {7, 3 * b, 1}, {33, 5 * b, 2}, {13, 17 * b, 7}, {30, 2 * b, 5}};
+            for (size_t i = 0; i < sizeof qshapes / sizeof qshapes[0]; i++)
+                test_matmul(sets[s], QTYPES[q].type, qshapes[i][0], qshapes[i][1], qshapes[i][2]);
+            for (int nb = 1; nb <= 9; nb += 4) test_dots(sets[s], QTYPES[q].type, nb);
+        }
+        test_dots(sets[s], GGML_Q8_0, 5);
     }
     /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
        tiles hold KV_TILE = 64 keys: single queries at and around the tile boundaries, prompts

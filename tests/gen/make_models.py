@@ -282,13 +282,22 @@ FIXTURE_VARIANTS = {
                        small_tokenizer=True, embed_std=0.05),
 }
 
+# For the quantized types (tests/py/test_quant.py): rows of 256 and 512, so that the K-quants
+# apply without fallbacks; 4 layers, so that the q4_k_m mixture has layers of both types. Not in
+# VARIANTS.
+QUANT_VARIANTS = {
+    "llama_256": dict(cfg={"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
+                           "num_attention_heads": 4, "num_key_value_heads": 2,
+                           "tie_word_embeddings": False}),
+}
+
 # make_fixtures.py needs files < 400 KB: a smaller MLP and context, same structure.
 SMALL = {"llama": {"intermediate_size": 24, "max_position_embeddings": 128},
          "gpt2": {"n_inner": 64, "n_positions": 128, "n_ctx": 128}}
 
 
 def make_llama(name, d, small):
-    spec = LLAMA_VARIANTS[name] if name in LLAMA_VARIANTS else FIXTURE_VARIANTS[name]
+    spec = {**LLAMA_VARIANTS, **FIXTURE_VARIANTS, **QUANT_VARIANTS}[name]
     rng = _rng(name)
     cfg = dict(LLAMA_BASE, **spec["cfg"])
     if small:
@@ -399,7 +408,7 @@ def make_model(name, out_dir, small=False):
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
-    llama = name in LLAMA_VARIANTS or name in FIXTURE_VARIANTS
+    llama = name in LLAMA_VARIANTS or name in FIXTURE_VARIANTS or name in QUANT_VARIANTS
     cfg = make_llama(name, d, small) if llama else make_gpt2(name, d, small)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
     return d

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from quant_decode import BLOCKS, decode
+
 VALUE_TYPES = {0: "u8", 1: "i8", 2: "u16", 3: "i16", 4: "u32", 5: "i32", 6: "f32", 7: "bool",
                8: "str", 9: "arr", 10: "u64", 11: "i64", 12: "f64"}
 SCALARS = {"u8": "<B", "i8": "<b", "u16": "<H", "i16": "<h", "u32": "<I", "i32": "<i", "f32": "<f",
@@ -90,15 +92,13 @@ def read_gguf(path):
     for name, ne, ttype, off in infos:
         n = int(np.prod(ne))
         start = data_start + off
-        if ttype == GGML_Q8_0:
-            # blocks of 32 along each row: an F16 scale d, then 32 int8; value = d * q (as float32)
-            assert ne[0] % 32 == 0, f"{name}: Q8_0 rows of {ne[0]}"
-            nb = n // 32
-            assert start + nb * 34 <= len(buf), f"{name}: data past the end of the file"
-            raw = np.frombuffer(buf, dtype=np.uint8, count=nb * 34, offset=start).reshape(nb, 34)
-            d = raw[:, :2].copy().view("<f2").astype(np.float32)
-            q = raw[:, 2:].copy().view(np.int8).astype(np.float32)
-            a = (d * q).reshape(list(reversed(ne)))
+        if ttype in BLOCKS:  # quantized: blocks along each row (quant_decode.py), as float32
+            tname, block, size = BLOCKS[ttype]
+            assert ne[0] % block == 0, f"{name}: {tname} rows of {ne[0]}"
+            nb = n // block
+            assert start + nb * size <= len(buf), f"{name}: data past the end of the file"
+            raw = np.frombuffer(buf, dtype=np.uint8, count=nb * size, offset=start)
+            a = decode(ttype, raw).reshape(list(reversed(ne)))
         else:
             dt = np.dtype(GGML_TYPES[ttype]).newbyteorder("<")
             assert start + n * dt.itemsize <= len(buf), f"{name}: data past the end of the file"

@@ -1,0 +1,317 @@
+"""The quantized types: the engine's dequantizer bit for bit against an independent numpy decoder
+(quant_decode.py) on random blocks with edge values; export.py's quantizers (quants.py) within
+stated errors; models in every type against the PyTorch reference run on the dequantized weights;
+and llama.cpp (the live v0.4.0 of test_llamacpp.py) agreeing on greedy tokens for files of every
+type.
+
+    make && /usr/bin/python3 -m pytest -q tests/py/test_quant.py
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, RUN, export, need_run
+from gguf_read import read_gguf
+from gguf_to_hf import gguf_to_hf
+from quant_decode import BLOCKS, BY_NAME, decode
+from reference import Reference
+import test_llamacpp as T
+
+sys.path.insert(0, str(ROOT))
+import quants  # noqa: E402
+
+DEQUANT = ROOT / "build" / "native" / "tests" / "c" / "dequant"
+PROMPT = "In the beginning God created the heaven and the earth."
+N_GEN = 24
+
+# ----------------------------------------------------------------------------------------------
+# Dequantization: the engine's C against quant_decode.py, bit for bit
+
+# Where each type keeps its half scales (byte offsets in a block), for the edge values.
+HALVES = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "IQ4_NL": [0],
+          "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+EDGE_HALVES = [0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400, 0x3c00, 0xbc00, 0x7bff, 0xfbff]
+
+
+def random_blocks(ttype, n, rng):
+    """n random blocks: random bytes (every level and packed scale value occurs), half scales
+    drawn from finite values with every tenth block an edge value (0, -0, subnormals, 65504, ...),
+    one block of all-0x00 levels and one of all-0xFF."""
+    name, _, size = BLOCKS[ttype]
+    raw = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
+    for col in HALVES.get(name, []):
+        h = rng.integers(0, 0x7c00, size=n, dtype=np.uint16) | \
+            (rng.integers(0, 2, size=n, dtype=np.uint16) << 15)
+        h[::10] = np.resize(EDGE_HALVES, h[::10].shape)
+        raw[:, col:col + 2] = h.astype("<u2").view(np.uint8).reshape(n, 2)
+    if name == "Q8_K":  # a float scale
+        d = rng.standard_normal(n).astype("<f4")
+        d[::10] = 0
+        raw[:, 0:4] = d.view(np.uint8).reshape(n, 4)
+    keep = {c + k for c in HALVES.get(name, []) for k in (0, 1)}
+    levels = [c for c in range(size) if c not in keep and not (name == "Q8_K" and c < 4)]
+    raw[0, levels], raw[1, levels] = 0x00, 0xFF
+    return raw
+
+
+@pytest.mark.parametrize("name", [BLOCKS[t][0] for t in sorted(BLOCKS)])
+def test_dequantize_bit_exact(name, tmp_path):
+    if not DEQUANT.exists():
+        pytest.skip("build/native/tests/c/dequant missing: make test-py builds it")
+    ttype = BY_NAME[name]
+    raw = random_blocks(ttype, 2000, np.random.default_rng(ttype))
+    (tmp_path / "in").write_bytes(raw.tobytes())
+    subprocess.run([str(DEQUANT), str(ttype), str(tmp_path / "in"), str(tmp_path / "out")],
+                   check=True, timeout=60)
+    ours = np.fromfile(tmp_path / "out", dtype="<f4")
+    theirs = decode(ttype, raw.tobytes())
+    assert ours.shape == theirs.shape
+    diff = np.flatnonzero(ours.view(np.uint32) != theirs.view(np.uint32))
+    assert diff.size == 0, f"{name}: {diff.size} weights differ, first at {diff[0]}: " \
+                           f"C {ours[diff[0]]!r}, numpy {theirs[diff[0]]!r}"
+    assert np.isfinite(theirs).all() and np.abs(theirs).max() > 0  # edges, not inf/NaN scales
+
+
+# ----------------------------------------------------------------------------------------------
+# export.py's quantizers: what they write decodes (quant_decode.py) close to the weights
+
+# RMS error / RMS weight on Gaussian weights (512 x 256), measured 2026-11-27, with ~15% margin;
+# levels of a uniform quantizer of the type's bits on a Gaussian would give about these numbers.
+RMSE = {"Q2_K": 0.31, "Q3_K": 0.17, "IQ4_NL": 0.086, "Q4_0": 0.096, "Q4_K": 0.084, "Q4_1": 0.083,
+        "Q5_0": 0.047, "Q5_K": 0.043, "Q5_1": 0.042, "Q6_K": 0.0195, "Q8_0": 0.006}
+
+
+@pytest.mark.parametrize("name", sorted(RMSE))
+def test_quantizer_error(name):
+    ttype = BY_NAME[name]
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((512, 256)).astype(np.float32)
+    w[3] = 0.0                        # an all-zero row: all-zero blocks
+    w[5, :32] = 1e-30                 # scales that are 0 as halves
+    w[7] = np.abs(w[7])               # all positive: K-quants' min is clamped to 0
+    w[9, 10] = 40.0                   # an outlier
+    raw = quants.quantize(ttype, w)
+    assert len(raw) == quants.nbytes(ttype, w.shape)
+    got = decode(ttype, raw).reshape(w.shape)
+    assert np.isfinite(got).all()
+    assert np.all(got[3] == 0)
+    rel = np.sqrt(((got - w) ** 2).mean()) / np.sqrt((w ** 2).mean())
+    print(f"{name}: {len(raw) * 8 / w.size:.4f} bits/weight, relative RMS error {rel:.4f}")
+    assert rel <= RMSE[name]
+    # the error our search reaches is at most that of the plain quantizer ggml's reference code
+    # uses for the legacy symmetric types (the extreme value to the extreme level)
+    if name in ("Q4_0", "Q5_0"):
+        lo = -8 if name == "Q4_0" else -16
+        b = w.reshape(-1, 32)
+        xm = np.take_along_axis(b, np.abs(b).argmax(1)[:, None], 1)
+        d = (xm / lo).astype(np.float16).astype(np.float32)
+        q = np.clip(np.rint(b / np.where(d == 0, 1, d)), lo, -lo - 1)
+        plain = np.sqrt(((d * q - b) ** 2).mean()) / np.sqrt((w ** 2).mean())
+        assert rel <= plain, (rel, plain)
+
+
+# ----------------------------------------------------------------------------------------------
+# Models in each type against the PyTorch reference on the dequantized weights
+
+# The 256-wide model runs every type as asked; the 64-wide llama_gqa runs the K-quants through
+# llama.cpp's fallbacks (Q5_0, Q5_1, Q8_0, IQ4_NL for rows of 64).
+DTYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl",
+          "q4_k_m", "q5_k_m"]
+MODELS = ["llama_256", "llama_gqa"]
+
+_files = {}
+
+
+def quant_file(build_dir, variant, dtype):
+    """The variant exported in dtype (made once a session)."""
+    import make_models
+
+    key = (variant, dtype)
+    if key not in _files:
+        hf = build_dir / variant
+        if not (hf / "config.json").exists():
+            make_models.make_model(variant, hf)
+        out = build_dir / f"{variant}.{dtype}.gguf"
+        r = export(hf, out, "--dtype", dtype)
+        assert r.returncode == 0, r.stderr
+        _files[key] = out
+    return _files[key]
+
+
+@pytest.fixture(scope="module")
+def qdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("quant")
+
+
+def f16(x):
+    return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
+
+
+def q8_0_act(x):
+    """The engine's quantize_q8_0 in float32: d = amax / 127, levels rint(x / d) (ties to even),
+    values f16(d) * q; d 0 as a half gives zeros."""
+    b = x.astype(np.float32).reshape(x.shape[0], -1, 32)
+    d = np.abs(b).max(-1, keepdims=True) / np.float32(127)
+    dh = f16(d)
+    inv = np.where(dh != 0, np.float32(1) / np.where(d == 0, 1, d), 0).astype(np.float32)
+    q = np.clip(np.rint(b * inv), -127, 127)
+    return (dh * q).reshape(x.shape)
+
+
+def q8_k_act(x):
+    """llama.cpp's Q8_K in float32: the value of largest magnitude maps to -127."""
+    b = x.astype(np.float32).reshape(x.shape[0], -1, 256)
+    mx = np.take_along_axis(b, np.abs(b).argmax(-1)[..., None], -1)
+    iscale = np.where(mx != 0, np.float32(-127) / np.where(mx == 0, 1, mx), 0).astype(np.float32)
+    q = np.minimum(np.rint(b * iscale), 127)
+    d = np.where(mx != 0, np.float32(1) / np.where(iscale == 0, 1, iscale), 0).astype(np.float32)
+    return (d * q).reshape(x.shape)
+
+
+ACT = {8: q8_0_act, 2: q8_0_act, 3: q8_0_act, 6: q8_0_act, 7: q8_0_act, 20: q8_0_act,
+       10: q8_k_act, 11: q8_k_act, 12: q8_k_act, 13: q8_k_act, 14: q8_k_act}
+HF_NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+            "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+            "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+
+
+class QuantReference(Reference):
+    """The reference on a GGUF's dequantized weights, whose matrix products quantize their input
+    as the engine does for each weight's type (Q8_0 or Q8_K, in float32); the rest in float64."""
+
+    def __init__(self, gguf, hf_dir):
+        super().__init__(hf_dir)
+        g = read_gguf(gguf)
+        self.acts = {}
+        for name, t in g.tensor_types.items():
+            parts = name.split(".")
+            if parts[0] == "blk" and parts[2] in HF_NAMES:
+                self.acts[f"layers.{parts[1]}.{HF_NAMES[parts[2]]}"] = ACT.get(t)
+        out = g.tensor_types.get("output.weight", g.tensor_types["token_embd.weight"])
+        self.acts["output"] = ACT.get(out)
+        self._act = None
+
+    def _lin(self, x, name, bias=True):
+        self._act = self.acts[name]
+        y = super()._lin(x, name, bias)
+        self._act = self.acts["output"]  # the last product, the output's, calls _in directly
+        return y
+
+    def _in(self, x):
+        if self._act is None:
+            return x
+        return torch_from(self._act(x.numpy()), x)
+
+
+def torch_from(a, like):
+    import torch
+    return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(like.dtype)
+
+
+def ours_logits(model):
+    dump = str(model) + ".logits.npy"
+    r = subprocess.run([str(RUN), str(model), "-i", PROMPT, "-n", str(N_GEN), "-t", "0",
+                        "--dump-logits", dump], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ids = subprocess.run([str(RUN), str(model), "--tokenize", "-i", PROMPT], capture_output=True,
+                         text=True, timeout=60).stdout.split()
+    return np.load(dump), [int(t) for t in ids]
+
+
+# Logits of the engine vs the reference, relative to max(1, max|logit|) per position. Until the
+# first activation that lies within float rounding of a rounding boundary of its 8-bit grid, they
+# agree to float rounding (4e-7 measured); such an activation lands one step apart in the engine
+# (float32 sums) and the reference (float64 sums), later activations then cross boundaries of
+# their own, and the logits settle at the noise level of the activations' quantization (as for
+# Q8_0 in test_engine.py). Measured 2026-11-27: llama_gqa median 2e-7, max 8.4e-3; llama_256,
+# where the first crossing comes within a few positions, median up to 2.0e-2, max 3.3e-2. So:
+#   every position within MAX_TOL; the first position (a single token, BOS, whose products see
+#   few activations) within FIRST_TOL; and on the 64-wide model the median within MEDIAN_TOL.
+MAX_TOL = 5e-2
+FIRST_TOL = 1e-5
+MEDIAN_TOL = 1e-5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", MODELS)
+def test_logits_vs_reference(qdir, variant, dtype):
+    need_run()
+    model = quant_file(qdir, variant, dtype)
+    ours, ids = ours_logits(model)
+    P = len(ids)
+    gen = [int(np.argmax(ours[P - 1 + k])) for k in range(ours.shape[0] - P + 1)]
+    ref = QuantReference(model, gguf_to_hf(model, qdir / f"{variant}.{dtype}.hf")).logits(
+        ids + gen[:-1])
+    err = np.abs(ours - ref).max(1) / np.maximum(1.0, np.abs(ref).max(1))
+    print(f"{variant} {dtype}: first {err[0]:.2e}, median {np.median(err):.2e}, "
+          f"max {err.max():.2e}")
+    assert err.max() <= MAX_TOL and err[0] <= FIRST_TOL, (err[0], err.max())
+    if variant == "llama_gqa":
+        assert np.median(err) <= MEDIAN_TOL, np.median(err)
+
+
+# ----------------------------------------------------------------------------------------------
+# llama.cpp on the same files: greedy tokens, and whole next-token distributions
+
+PROBS_ORACLE = ROOT / "tests" / "oracles" / "llamacpp_probs.mjs"
+# With 8-bit activations, an activation that rounds one step apart in llama.cpp and here (their
+# float sums differ in the fourth digit: see test_llamacpp.py) moves later activations across
+# their own rounding boundaries, and the logits settle at the noise level of the activations'
+# quantization: 2e-2 to 3.3e-2 of the logit scale against our mirrored reference above. So:
+#   greedy: our top two logits closer than TIE_Q of the scale are a tie (the sequences may part);
+#   distributions, teacher-forced along our greedy tokens: total variation <= TV_MAX, and the log
+#   odds of every token with p > 1e-3 against the top one within LOGODDS_MAX. Measured on
+#   llama_256 (2026-11-27): TV 0.07-0.10, log odds 0.50-0.66 (F32: 0.0035 and 0.023), while a
+#   layout read wrongly makes a different model (TV near 1).
+TIE_Q = 3e-2
+TV_MAX = 0.2
+LOGODDS_MAX = 1.2
+# llama_gqa (rows of 64) in the K-quants tests the fallbacks: IQ4_NL, Q5_0, Q5_1, Q8_0.
+LLAMACPP = [("llama_256", d) for d in DTYPES] + [("llama_gqa", d) for d in
+                                                 ("q2_k", "q4_k", "q5_k", "q6_k")]
+
+
+def llamacpp_probs(model, ids):
+    r = subprocess.run(["node", str(PROBS_ORACLE), str(model)], input=json.dumps(ids),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "error" not in out, f"llama.cpp refuses {model}: {out['error']}"
+    return out["probs"]
+
+
+@pytest.mark.parametrize("variant,dtype", LLAMACPP)
+def test_llamacpp(qdir, variant, dtype):
+    need_run()
+    T.need_oracle()
+    model = quant_file(qdir, variant, dtype)
+    types = set(read_gguf(model).tensor_types.values())
+    # greedy, ties within the activations' noise aside
+    T.TIE, saved = TIE_Q, T.TIE
+    try:
+        diff = T.compare(model, qdir)
+    finally:
+        T.TIE = saved
+    assert diff is None, f"{variant} {dtype} ({sorted(types)}): {diff}"
+    # distributions along our greedy sequence
+    ours, ids = ours_logits(model)
+    P = len(ids)
+    seq = ids + [int(np.argmax(ours[P - 1 + k])) for k in range(ours.shape[0] - P)]
+    theirs = llamacpp_probs(model, seq)
+    assert len(theirs) == ours.shape[0]
+    lp = ours - ours.max(1, keepdims=True)
+    lp -= np.log(np.exp(lp).sum(1, keepdims=True))
+    tv = odds = 0.0
+    for i, row in enumerate(theirs):
+        p = np.zeros(ours.shape[1])
+        for tok, q in row:
+            p[tok] = q
+        tv = max(tv, 0.5 * np.abs(p - np.exp(lp[i])).sum())
+        top, m = int(np.argmax(p)), p > 1e-3
+        odds = max(odds, np.abs(np.log(p[m] / p[top]) - (lp[i][m] - lp[i][top])).max())
+    print(f"{variant} {dtype}: total variation {tv:.3f}, log odds {odds:.3f}")
+    assert tv <= TV_MAX and odds <= LOGODDS_MAX, (tv, odds)
