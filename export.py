@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Convert a Hugging Face model directory to a GGUF v3 file that ./run can load.
 
-    python3 export.py IN_DIR OUT.gguf [--dtype f32|f16|q8_0]
+    python3 export.py IN_DIR OUT.gguf [--dtype f32|f16|q8_0] [--vocab-only]
 
 Supported: config.json model_type gpt2, llama, mistral, qwen2; weights as model.safetensors,
 sharded safetensors with model.safetensors.index.json, pytorch_model.bin or its sharded index
@@ -583,33 +583,6 @@ def load_spm(path):
             "pad": sp.pad_id() if sp.pad_id() >= 0 else None, "default_add_bos": True}
 
 
-def gpt2_tokenizer(vocab, merges, added, source):
-    """Common part of the two GPT-2 byte-level BPE inputs. vocab: {token: id}; added: list of
-    (id, content, special)."""
-    n = max(list(vocab.values()) + [a[0] for a in added]) + 1
-    tokens = [None] * n
-    types = [1] * n
-    for t, i in vocab.items():
-        tokens[i] = t
-    for i, content, special in added:
-        if tokens[i] is not None and tokens[i] != content:
-            refuse(f"{source}: added token {content!r} collides with {tokens[i]!r} at id {i}")
-        tokens[i] = content
-        if special:
-            types[i] = 3
-    missing = [i for i, t in enumerate(tokens) if t is None]
-    if missing:
-        refuse(f"{source}: token ids are not contiguous (no token for id {missing[0]})")
-    eot = vocab.get("<|endoftext|>")
-    if eot is None:
-        eot = next((i for i, c, _ in added if c == "<|endoftext|>"), None)
-    if eot is not None:
-        types[eot] = 3  # GPT-2's only special token: document separator, used as BOS and EOS
-    return {"model": "gpt2", "pre": "gpt-2", "tokens": tokens, "scores": None, "types": types,
-            "merges": merges, "add_space_prefix": None, "bos": eot, "eos": eot, "unk": None,
-            "pad": None, "default_add_bos": False}
-
-
 def added_from_tokenizer_config(tcfg):
     out = []
     for i, d in (tcfg.get("added_tokens_decoder") or {}).items():
@@ -639,7 +612,11 @@ def load_vocab_merges(in_dir, tcfg):
     return gpt2_tokenizer(vocab, merges, added, "vocab.json")
 
 
-GPT2_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# The pre-tokenizer regexes of tokenizer.json files, by the name llama.cpp gives the rules
+# (tokenizer.ggml.pre). Llama 3 and Qwen2 differ only in \p{N}{1,3} against \p{N}.
+LLAMA3_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_REGEX = LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
 
 
 def describe_pretokenizer(pt):
@@ -653,27 +630,192 @@ def describe_pretokenizer(pt):
     return str(pt.get("type"))
 
 
+def describe_normalizer(nm):
+    if nm is None:
+        return "none"
+    if nm.get("type") == "Sequence":
+        return "Sequence[" + ", ".join(describe_normalizer(n) for n in nm.get("normalizers", [])) + "]"
+    return str(nm.get("type"))
+
+
+def byte_level_pre(tj):
+    """The llama.cpp pre-tokenizer name of a byte-level BPE tokenizer.json, read from the structure
+    of its normalizer and pre-tokenizer (llama.cpp's converter recognises a tokenizer by hashing
+    its output on a test text, which needs the tokenizers library; the structure says the same):
+        ByteLevel(use_regex)                              gpt-2
+        Split(Llama 3's regex, Isolated), ByteLevel       llama-bpe
+        NFC; Split(Qwen2's regex, Isolated), ByteLevel    qwen2
+        Digits(individual_digits), ByteLevel(use_regex)   smollm
+    Anything else is refused, naming what was found."""
+    pt, nm = tj.get("pre_tokenizer"), tj.get("normalizer")
+    steps = pt.get("pretokenizers", []) if pt and pt.get("type") == "Sequence" else [pt] if pt else []
+    kinds = [s.get("type") for s in steps]
+    pre = None
+    if kinds and kinds[-1] == "ByteLevel" and not steps[-1].get("add_prefix_space", False):
+        use_regex = steps[-1].get("use_regex", True)
+        if kinds == ["ByteLevel"] and use_regex and nm is None:
+            pre = "gpt-2"
+        elif kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits") and use_regex \
+                and nm is None:
+            pre = "smollm"
+        elif kinds == ["Split", "ByteLevel"] and not use_regex and steps[0].get("behavior") == "Isolated" \
+                and not steps[0].get("invert", False):
+            regex = steps[0].get("pattern", {}).get("Regex")
+            if regex == LLAMA3_REGEX and nm is None:
+                pre = "llama-bpe"
+            elif regex == QWEN2_REGEX and nm == {"type": "NFC"}:
+                pre = "qwen2"
+    if pre is None:
+        refuse(f"tokenizer.json: normalizer {describe_normalizer(nm)} with pre-tokenizer "
+               f"{describe_pretokenizer(pt)} is not supported (byte-level BPE: GPT-2's, Llama 3's, "
+               "Qwen2's or SmolLM's pre-tokenizer)")
+    # llama.cpp ignores merges for exactly the Llama 3 family (a word that is a token stays whole).
+    if bool(tj["model"].get("ignore_merges", False)) and pre != "llama-bpe":
+        refuse(f"tokenizer.json: ignore_merges with the {pre} pre-tokenizer is not supported")
+    return pre
+
+
+def looks_special(text):
+    """Added tokens that llama.cpp's converter types CONTROL although tokenizer.json does not mark
+    them special (does_token_look_special)."""
+    return (text in ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
+            or (text.startswith("<|") and text.endswith("|>"))
+            or (text.startswith("<\uff5c") and text.endswith("\uff5c>"))
+            or (text.startswith("<unused") and text.endswith(">")))
+
+
+def gpt2_tokenizer(vocab, merges, added, source, pre="gpt-2"):
+    """Common part of the byte-level BPE inputs. vocab: {token: id}; added: list of (id, content,
+    special). Added tokens are CONTROL when special (or looking special, as llama.cpp's converter
+    decides), else USER_DEFINED, stored as the plain text they match."""
+    n = max(list(vocab.values()) + [a[0] for a in added]) + 1
+    tokens = [None] * n
+    types = [1] * n
+    for t, i in vocab.items():
+        tokens[i] = t
+    for i, content, special in added:
+        if tokens[i] is not None and tokens[i] != content:
+            refuse(f"{source}: added token {content!r} collides with {tokens[i]!r} at id {i}")
+        tokens[i] = content
+        types[i] = 3 if special or looks_special(content) else 4
+    missing = [i for i, t in enumerate(tokens) if t is None]
+    if missing:
+        refuse(f"{source}: token ids are not contiguous (no token for id {missing[0]})")
+    eot = vocab.get("<|endoftext|>")
+    if eot is None:
+        eot = next((i for i, c, _ in added if c == "<|endoftext|>"), None)
+    if eot is not None:
+        types[eot] = 3  # GPT-2's only special token: document separator, used as BOS and EOS
+    gpt2 = pre == "gpt-2"
+    return {"model": "gpt2", "pre": pre, "tokens": tokens, "scores": None, "types": types,
+            "merges": merges, "add_space_prefix": None, "bos": eot if gpt2 else None,
+            "eos": eot if gpt2 else None, "unk": None, "pad": None, "default_add_bos": False}
+
+
+def a_special(a):
+    return bool(a.get("special", False))
+
+
+def spm_bpe_tokenizer(tj):
+    """A SentencePiece BPE model as tokenizer.json holds it (Gemma 3, TinyLlama, Mistral): BPE with
+    byte_fallback, spaces replaced by U+2581 in the normalizer, with a Prepend of U+2581 when the
+    model adds a dummy prefix. Written as llama.cpp writes a SentencePiece vocabulary (model
+    "llama", scores, token types). tokenizer.json has merge ranks where SentencePiece has scores:
+    a piece's score is minus the rank of the first merge that forms it, so merging by best score
+    merges in rank order. That is exact only if every split of a piece into two pieces is a merge
+    (SentencePiece tries them all); this is checked, and refused otherwise."""
+    model, nm, pt = tj["model"], tj.get("normalizer"), tj.get("pre_tokenizer")
+    steps = nm.get("normalizers", []) if nm and nm.get("type") == "Sequence" else [nm] if nm else []
+    replace = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
+    prepend = {"type": "Prepend", "prepend": "\u2581"}
+    if steps == [replace]:
+        add_space_prefix = False
+    elif steps == [prepend, replace]:
+        add_space_prefix = True
+    else:
+        refuse(f"tokenizer.json: normalizer {describe_normalizer(nm)} of a byte-fallback BPE is not "
+               "supported (only Replace(' ', '\u2581'), optionally after Prepend('\u2581'))")
+    # Splitting on " " after the normalizer replaced every space finds nothing: no effect.
+    if pt is not None and pt != {"type": "Split", "pattern": {"String": " "},
+                                 "behavior": "MergedWithPrevious", "invert": False}:
+        refuse(f"tokenizer.json: pre-tokenizer {describe_pretokenizer(pt)} of a byte-fallback BPE is "
+               "not supported")
+    vocab = model["vocab"]
+    n = max(vocab.values()) + 1
+    tokens = [None] * n
+    for t, i in vocab.items():
+        tokens[i] = t
+    if any(t is None for t in tokens):
+        refuse("tokenizer.json: token ids are not contiguous")
+    merges = [m.split(" ", 1) if isinstance(m, str) else m for m in model.get("merges", [])]
+    first_rank = {}
+    for r, (a, b) in enumerate(merges):
+        if a + b not in vocab:
+            refuse(f"tokenizer.json: merge {r} ({a!r}, {b!r}) forms no token")
+        first_rank.setdefault(vocab[a + b], r)
+    merge_set = {(a, b) for a, b in merges}
+    added = {a["id"]: a for a in tj.get("added_tokens", []) if a["id"] < n}
+    unk = vocab.get(model.get("unk_token")) if model.get("unk_token") else None
+    types, scores = [], []
+    for i, t in enumerate(tokens):
+        if i in added:
+            # Kept as tokenizer.json spells them. llama.cpp's converter writes the U+2581 of
+            # user-defined tokens as spaces (Gemma's "▁▁" becomes "  ", matched in the text
+            # before the normalizer) and scores them -1000; Hugging Face instead matches the
+            # literal "▁▁" and also forms it from spaces by its merge, early. Keeping the
+            # spelling and the merge rank gives Hugging Face's ids on every text.
+            types.append(3 if a_special(added[i]) or looks_special(t) else 4)
+            scores.append(-float(first_rank[i]) if i in first_rank else -1000.0)
+        elif i == unk:
+            types.append(2)
+            scores.append(0.0)
+        elif re.fullmatch(r"<0x[0-9A-F]{2}>", t):
+            types.append(6)
+            scores.append(0.0)
+        else:
+            types.append(1)
+            scores.append(-float(first_rank.get(i, len(merges) + i)))
+            for j in range(1, len(t)):
+                if t[:j] in vocab and t[j:] in vocab and (t[:j], t[j:]) not in merge_set:
+                    refuse(f"tokenizer.json: {t!r} splits into the tokens {t[:j]!r} + {t[j:]!r} "
+                           "without that merge: not expressible as SentencePiece scores")
+    return {"model": "llama", "pre": "default", "tokens": tokens, "scores": scores, "types": types,
+            "merges": None, "add_space_prefix": add_space_prefix, "bos": None, "eos": None,
+            "unk": unk, "pad": None, "default_add_bos": True}
+
+
 def load_tokenizer_json(in_dir):
-    """HF tokenizers' tokenizer.json. Only the GPT-2 byte-level BPE case is supported: model.type
-    BPE, a ByteLevel pre-tokenizer with GPT-2's own regex (use_regex true), no normalizer."""
+    """HF tokenizers' tokenizer.json: a byte-level BPE (GPT-2, Llama 3, Qwen2/3, SmolLM2) or a
+    SentencePiece-style BPE with byte fallback (Gemma 3, TinyLlama, Mistral)."""
     with open(os.path.join(in_dir, "tokenizer.json"), encoding="utf-8") as f:
         tj = json.load(f)
     model = tj.get("model", {})
     if model.get("type") != "BPE":
         refuse(f"tokenizer.json: model type {model.get('type')!r} is not supported (only BPE)")
-    pt = tj.get("pre_tokenizer")
-    if pt is not None and pt.get("type") == "Sequence" and len(pt.get("pretokenizers", [])) == 1:
-        pt = pt["pretokenizers"][0]
-    if pt is None or pt.get("type") != "ByteLevel" or not pt.get("use_regex", True):
-        refuse(f"tokenizer.json: pre-tokenizer {describe_pretokenizer(tj.get('pre_tokenizer'))} is not "
-               "supported (only ByteLevel with GPT-2's regex)")
-    if tj.get("normalizer") is not None:
-        refuse(f"tokenizer.json: normalizer {tj['normalizer'].get('type')!r} is not supported")
     if model.get("byte_fallback"):
-        refuse("tokenizer.json: BPE byte_fallback is not supported with ByteLevel")
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    added = [(a["id"], a["content"], bool(a.get("special", False))) for a in tj.get("added_tokens", [])]
-    return gpt2_tokenizer(model["vocab"], merges, added, "tokenizer.json")
+        tok = spm_bpe_tokenizer(tj)
+    else:
+        pre = byte_level_pre(tj)
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+        added = [(a["id"], a["content"], bool(a.get("special", False))) for a in tj.get("added_tokens", [])]
+        tok = gpt2_tokenizer(model["vocab"], merges, added, "tokenizer.json", pre)
+    # A template that puts a special token before the text (Llama 3's <|begin_of_text|>, Gemma's
+    # <bos>) is how tokenizer.json says it adds BOS.
+    single = ((tj.get("post_processor") or {}).get("single") or
+              next((p.get("single") for p in (tj.get("post_processor") or {}).get("processors", [])
+                    if p.get("type") == "TemplateProcessing"), None))
+    if single and "SpecialToken" in single[0]:
+        content = single[0]["SpecialToken"]["id"]
+        if content in tok["tokens"]:
+            tok["bos"] = tok["tokens"].index(content)
+            tok["default_add_bos"] = True
+    elif single:
+        tok["default_add_bos"] = False
+    return tok
+
+
+# End-of-turn tokens, in order of preference (llama.cpp recognises these spellings at load).
+EOT_TOKENS = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>")
 
 
 def load_tokenizer(in_dir, cfg):
@@ -684,18 +826,18 @@ def load_tokenizer(in_dir, cfg):
         tok = load_tokenizer_json(in_dir)
     elif os.path.exists(os.path.join(in_dir, "vocab.json")) and \
             os.path.exists(os.path.join(in_dir, "merges.txt")):
-        if cfg["model_type"] != "gpt2":
+        if cfg.get("model_type") != "gpt2":
             # Without tokenizer.json we cannot know the pre-tokenizer; only GPT-2 itself is known
             # to use GPT-2's regex (Qwen2, for example, uses a different one).
             refuse(f"vocab.json + merges.txt without tokenizer.json: pre-tokenizer of a "
-                   f"{cfg['model_type']} model is unknown (only gpt2 is assumed to use GPT-2's regex)")
+                   f"{cfg.get('model_type')} model is unknown (only gpt2 is assumed to use GPT-2's regex)")
         tok = load_vocab_merges(in_dir, tcfg)
     else:
         refuse(f"{in_dir}: no tokenizer found (tokenizer.model, tokenizer.json or vocab.json + merges.txt)")
 
     # Special tokens: config.json first, then tokenizer_config.json's token strings, then the
     # tokenizer's own defaults.
-    for which in ("bos", "eos"):
+    for which in ("bos", "eos", "unk"):
         cid = first_id(cfg.get(f"{which}_token_id"))
         if cid is None:
             content = token_content(tcfg.get(f"{which}_token"))
@@ -704,27 +846,38 @@ def load_tokenizer(in_dir, cfg):
         if cid is not None:
             tok[which] = cid
     pad = first_id(cfg.get("pad_token_id"))
+    if pad is None:
+        content = token_content(tcfg.get("pad_token"))
+        if content is not None and content in tok["tokens"]:
+            pad = tok["tokens"].index(content)
     if pad is not None:
         tok["pad"] = pad
+    tok["eot"] = next((tok["tokens"].index(t) for t in EOT_TOKENS if t in tok["tokens"]), None)
     add_bos = tcfg.get("add_bos_token")
     tok["add_bos"] = bool(tok["default_add_bos"] if add_bos is None else add_bos)
+    if tok["add_bos"] and tok["bos"] is None:
+        refuse("the tokenizer adds a BOS token but names none (bos_token)")
     return tok
 
 
 def tokenizer_metadata(plan, tok, n_vocab):
-    """Pad the vocabulary to the embedding's row count (models often round vocab_size up)."""
-    n_tok = len(tok["tokens"])
-    if n_tok > n_vocab:
-        refuse(f"tokenizer has {n_tok} tokens but the embedding only {n_vocab} rows")
+    """Pad the vocabulary to the embedding's row count (models often round vocab_size up); added
+    tokens beyond it (Gemma 3's <image_soft_token>) are dropped, as llama.cpp's converter does."""
     tokens, types = list(tok["tokens"]), list(tok["types"])
     scores = list(tok["scores"]) if tok["scores"] is not None else None
-    for i in range(n_tok, n_vocab):
+    while len(tokens) > n_vocab and types[-1] in (3, 4):
+        tokens.pop(), types.pop()
+        if scores is not None:
+            scores.pop()
+    if len(tokens) > n_vocab:
+        refuse(f"tokenizer has {len(tokens)} tokens but the embedding only {n_vocab} rows")
+    for i in range(len(tokens), n_vocab):
         tokens.append(f"[PAD{i}]")
         types.append(5)
         if scores is not None:
             scores.append(0.0)
-    for which in ("bos", "eos", "unk", "pad"):
-        if tok[which] is not None and not 0 <= tok[which] < n_vocab:
+    for which in ("bos", "eos", "unk", "pad", "eot"):
+        if tok.get(which) is not None and not 0 <= tok[which] < n_vocab:
             refuse(f"{which} token id {tok[which]} is outside the vocabulary (size {n_vocab})")
     plan.kv("tokenizer.ggml.model", "str", tok["model"])
     plan.kv("tokenizer.ggml.pre", "str", tok["pre"])
@@ -735,13 +888,32 @@ def tokenizer_metadata(plan, tok, n_vocab):
     if tok["merges"] is not None:
         plan.kv("tokenizer.ggml.merges", "arr_str", tok["merges"])
     names = {"bos": "bos_token_id", "eos": "eos_token_id", "unk": "unknown_token_id",
-             "pad": "padding_token_id"}
+             "pad": "padding_token_id", "eot": "eot_token_id"}
     for which, key in names.items():
-        if tok[which] is not None:
+        if tok.get(which) is not None:
             plan.kv(f"tokenizer.ggml.{key}", "u32", tok[which])
     plan.kv("tokenizer.ggml.add_bos_token", "bool", tok["add_bos"])
     if tok["add_space_prefix"] is not None:
         plan.kv("tokenizer.ggml.add_space_prefix", "bool", tok["add_space_prefix"])
+
+
+def build_vocab_plan(in_dir):
+    """--vocab-only: a GGUF with the tokenizer and no tensors, like llama.cpp's ggml-vocab-*.gguf
+    (./run reads it for --tokenize). config.json is optional here; without it the architecture
+    is written as llama."""
+    cfg_path = os.path.join(in_dir, "config.json")
+    cfg = {}
+    if os.path.exists(cfg_path):
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+    tok = load_tokenizer(in_dir, cfg)
+    plan = Plan()
+    plan.kv("general.architecture", "str", ARCHS.get(cfg.get("model_type"), "llama"))
+    plan.kv("general.name", "str", os.path.basename(os.path.normpath(in_dir)))
+    plan.kv("general.alignment", "u32", ALIGNMENT)
+    n_vocab = cfg.get("vocab_size") if isinstance(cfg.get("vocab_size"), int) else len(tok["tokens"])
+    tokenizer_metadata(plan, tok, n_vocab)
+    return plan
 
 
 # ----------------------------------------------------------------------------------------------
@@ -918,9 +1090,11 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=sorted(FILE_TYPES), default="f32",
                     help="type of the 2-D weight matrices (1-D tensors are always f32; q8_0 "
                          "stores matrices whose rows are not a multiple of 32 as f16)")
+    ap.add_argument("--vocab-only", action="store_true",
+                    help="write the tokenizer alone, no tensors (config.json and weights optional)")
     args = ap.parse_args(argv)
     try:
-        plan = build_plan(args.in_dir)
+        plan = build_vocab_plan(args.in_dir) if args.vocab_only else build_plan(args.in_dir)
         plan.metadata = [(k, t, FILE_TYPES[args.dtype] if k == "general.file_type" else v)
                          for k, t, v in plan.metadata]
         n, total, size = write_gguf(args.out, plan, args.dtype)

