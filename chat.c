@@ -12,9 +12,11 @@
 #include "chat.h"
 
 typedef enum {
-    SYS_TURN,   /* a turn of its own, only when there is a system message */
-    SYS_ALWAYS, /* a turn of its own, written even when empty (Llama 3.1's date lines) */
-    SYS_FOLD    /* no system role: sys_prefix + message + sys_suffix opens the first user turn */
+    SYS_TURN,     /* a turn of its own, only when there is a system message */
+    SYS_ALWAYS,   /* a turn of its own, written even when empty (Llama 3.1's date lines) */
+    SYS_FOLD,     /* no system role: sys_prefix + message + sys_suffix opens the first user turn */
+    SYS_FOLD_LAST /* the same in the last user turn (Mistral Nemo's template); a live chat, whose
+                     earlier turns are in the cache, keeps it in the first, as llama.cpp does */
 } SystemMode;
 
 struct ChatFormat {
@@ -27,29 +29,50 @@ struct ChatFormat {
     SystemMode system;
     const char *sys_prefix, *sys_suffix;
     const char *user_prefix, *user_suffix;
-    const char *asst_prefix;     /* before a reply in the history */
-    const char *asst_before_eot; /* after a reply's text, before eot */
-    const char *after_eot;       /* after eot, closing the assistant's turn */
-    const char *gen;             /* the generation prompt */
-    const char *gen_no_think;    /* the same with thinking off (Qwen3), or NULL */
-    const char *default_system;  /* when no -y is given, or NULL */
+    const char *asst_prefix;       /* before a reply in the history */
+    const char *asst_before_eot;   /* after a reply's text, before eot */
+    const char *after_eot;         /* after eot, closing the assistant's turn */
+    const char *gen;               /* the generation prompt */
+    const char *gen_no_think;      /* the same with thinking off (Qwen3), or NULL */
+    const char *default_system;    /* when no -y is given, or NULL */
     int trim_content, trim_system; /* strip surrounding whitespace (Jinja's trim) */
 };
 
-#define CHATML_SPECIALS {"<|im_start|>", "<|im_end|>"}
+#define CHATML_SPECIALS                                                                            \
+    { "<|im_start|>", "<|im_end|>" }
 #define CHATML_TURNS                                                                               \
     "<|im_end|>", "", SYS_TURN, "<|im_start|>system\n", "<|im_end|>\n", "<|im_start|>user\n",      \
         "<|im_end|>\n", "<|im_start|>assistant\n", "", "\n", "<|im_start|>assistant\n"
 
 /* Order matters: the first row whose markers match is the format (Qwen3 before plain ChatML). */
 static const ChatFormat FORMATS[] = {
-    {"qwen3", {"<|im_start|>", "enable_thinking"}, {NULL}, CHATML_SPECIALS, CHATML_TURNS,
-     "<|im_start|>assistant\n<think>\n\n</think>\n\n", NULL, 0, 0},
-    {"qwen2.5", {"<|im_start|>", "You are Qwen, created by Alibaba Cloud"}, {NULL},
-     CHATML_SPECIALS, CHATML_TURNS, NULL,
-     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.", 0, 0},
-    {"smollm2", {"<|im_start|>", "named SmolLM"}, {NULL}, CHATML_SPECIALS, CHATML_TURNS, NULL,
-     "You are a helpful AI assistant named SmolLM, trained by Hugging Face", 0, 0},
+    {"qwen3",
+     {"<|im_start|>", "enable_thinking"},
+     {NULL},
+     CHATML_SPECIALS,
+     CHATML_TURNS,
+     "<|im_start|>assistant\n<think>\n\n</think>\n\n",
+     NULL,
+     0,
+     0},
+    {"qwen2.5",
+     {"<|im_start|>", "You are Qwen, created by Alibaba Cloud"},
+     {NULL},
+     CHATML_SPECIALS,
+     CHATML_TURNS,
+     NULL,
+     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+     0,
+     0},
+    {"smollm2",
+     {"<|im_start|>", "named SmolLM"},
+     {NULL},
+     CHATML_SPECIALS,
+     CHATML_TURNS,
+     NULL,
+     "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+     0,
+     0},
     {"chatml", {"<|im_start|>"}, {NULL}, CHATML_SPECIALS, CHATML_TURNS, NULL, NULL, 0, 0},
     {"llama3.1",
      {"<|start_header_id|>", "Cutting Knowledge Date"},
@@ -90,22 +113,120 @@ static const ChatFormat FORMATS[] = {
      NULL,
      1,
      1},
-    {"gemma", {"<start_of_turn>"}, {NULL}, {"<bos>", "<start_of_turn>", "<end_of_turn>"},
-     "<end_of_turn>", "<bos>", SYS_FOLD, "", "\n\n", "<start_of_turn>user\n", "<end_of_turn>\n",
-     "<start_of_turn>model\n", "", "\n", "<start_of_turn>model\n", NULL, NULL, 1, 0},
-    {"phi3", {"<|user|>", "<|end|>"}, {NULL},
-     {"<s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"}, "<|end|>", "<s>", SYS_TURN,
-     "<|system|>\n", "<|end|>\n", "<|user|>\n", "<|end|>\n", "<|assistant|>\n", "", "\n",
-     "<|assistant|>\n", NULL, NULL, 0, 0},
-    {"zephyr", {"<|user|>"}, {NULL}, {"</s>", "<|system|>", "<|user|>", "<|assistant|>"}, "</s>",
-     "", SYS_TURN, "<|system|>\n", "</s>\n", "<|user|>\n", "</s>\n", "<|assistant|>\n", "", "\n",
-     "<|assistant|>\n", NULL, NULL, 0, 0},
-    {"llama2", {"[INST]", "<<SYS>>"}, {NULL}, {"<s>", "</s>"}, "</s>", "", SYS_FOLD,
-     "<<SYS>>\n", "\n<</SYS>>\n\n", "<s>[INST] ", " [/INST]", " ", " ", "", "", NULL, NULL, 1, 1},
-    {"mistral", {"[INST] "}, {NULL}, {"<s>", "</s>", "[INST]", "[/INST]"}, "</s>", "<s>",
-     SYS_FOLD, "", "\n\n", "[INST] ", " [/INST]", "", "", "", "", NULL, NULL, 0, 0},
-    {"mistral-nemo", {"[INST]"}, {NULL}, {"<s>", "</s>", "[INST]", "[/INST]"}, "</s>", "<s>",
-     SYS_FOLD, "", "\n\n", "[INST]", "[/INST]", "", "", "", "", NULL, NULL, 0, 0},
+    {"gemma",
+     {"<start_of_turn>"},
+     {NULL},
+     {"<bos>", "<start_of_turn>", "<end_of_turn>"},
+     "<end_of_turn>",
+     "<bos>",
+     SYS_FOLD,
+     "",
+     "\n\n",
+     "<start_of_turn>user\n",
+     "<end_of_turn>\n",
+     "<start_of_turn>model\n",
+     "",
+     "\n",
+     "<start_of_turn>model\n",
+     NULL,
+     NULL,
+     1,
+     0},
+    {"phi3",
+     {"<|user|>", "<|end|>"},
+     {NULL},
+     {"<s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"},
+     "<|end|>",
+     "<s>",
+     SYS_TURN,
+     "<|system|>\n",
+     "<|end|>\n",
+     "<|user|>\n",
+     "<|end|>\n",
+     "<|assistant|>\n",
+     "",
+     "\n",
+     "<|assistant|>\n",
+     NULL,
+     NULL,
+     0,
+     0},
+    {"zephyr",
+     {"<|user|>"},
+     {NULL},
+     {"</s>", "<|system|>", "<|user|>", "<|assistant|>"},
+     "</s>",
+     "",
+     SYS_TURN,
+     "<|system|>\n",
+     "</s>\n",
+     "<|user|>\n",
+     "</s>\n",
+     "<|assistant|>\n",
+     "",
+     "\n",
+     "<|assistant|>\n",
+     NULL,
+     NULL,
+     0,
+     0},
+    {"llama2",
+     {"[INST]", "<<SYS>>"},
+     {NULL},
+     {"<s>", "</s>"},
+     "</s>",
+     "",
+     SYS_FOLD,
+     "<<SYS>>\n",
+     "\n<</SYS>>\n\n",
+     "<s>[INST] ",
+     " [/INST]",
+     " ",
+     " ",
+     "",
+     "",
+     NULL,
+     NULL,
+     1,
+     1},
+    {"mistral",
+     {"[INST] "},
+     {NULL},
+     {"<s>", "</s>", "[INST]", "[/INST]"},
+     "</s>",
+     "<s>",
+     SYS_FOLD,
+     "",
+     "\n\n",
+     "[INST] ",
+     " [/INST]",
+     "",
+     "",
+     "",
+     "",
+     NULL,
+     NULL,
+     0,
+     0},
+    {"mistral-nemo",
+     {"[INST]"},
+     {NULL},
+     {"<s>", "</s>", "[INST]", "[/INST]"},
+     "</s>",
+     "<s>",
+     SYS_FOLD_LAST,
+     "",
+     "\n\n",
+     "[INST]",
+     "[/INST]",
+     "",
+     "",
+     "",
+     "",
+     NULL,
+     NULL,
+     0,
+     0},
 };
 #define N_FORMATS (sizeof FORMATS / sizeof FORMATS[0])
 #define N_SPECIALS (sizeof FORMATS[0].specials / sizeof FORMATS[0].specials[0])
@@ -273,11 +394,12 @@ static int add_content(Builder *b, const char *s, int trim, Error *err) {
 /* The ids flushed so far: where a turn starts (its first special token comes after them). */
 static int mark(const Builder *b) { return b->out->n; }
 
-static int add_user(Builder *b, const char *user, int first, Error *err) {
+/* A user turn; fold: the system message goes in it (SYS_FOLD, SYS_FOLD_LAST). */
+static int add_user(Builder *b, const char *user, int fold, Error *err) {
     const Chat *c = b->chat;
     const ChatFormat *f = c->format;
     if (add_format(b, f->user_prefix, err)) return -1;
-    if (first && f->system == SYS_FOLD && c->system &&
+    if (fold && c->system &&
         (add_format(b, f->sys_prefix, err) || add_content(b, c->system, f->trim_system, err) ||
          add_format(b, f->sys_suffix, err)))
         return -1;
@@ -306,8 +428,9 @@ static int add_gen(Builder *b, Error *err) {
 int chat_render(const Chat *c, const ChatMessage *msgs, int n, IdVec *out, Error *err) {
     const ChatFormat *f = c->format;
     if (n < 1 || n % 2 == 0)
-        return fail(err, "a conversation alternates user and assistant turns and ends with the "
-                         "user's (got %d turns)",
+        return fail(err,
+                    "a conversation alternates user and assistant turns and ends with the "
+                    "user's (got %d turns)",
                     n);
     Builder b = {c, out, NULL, 0, 0};
     int rc = -1;
@@ -317,12 +440,14 @@ int chat_render(const Chat *c, const ChatMessage *msgs, int n, IdVec *out, Error
             fail(err, "turn %d should be the %s's", i + 1, i % 2 ? "assistant" : "user");
             goto done;
         }
-        if (msgs[i].role == ROLE_USER ? add_user(&b, msgs[i].text, i == 0, err)
-                                      : add_format(&b, f->asst_prefix, err) ||
-                                            add_content(&b, msgs[i].text, f->trim_content, err) ||
-                                            add_format(&b, f->asst_before_eot, err) ||
-                                            add_format(&b, f->eot, err) ||
-                                            add_format(&b, f->after_eot, err))
+        const int fold =
+            (f->system == SYS_FOLD && i == 0) || (f->system == SYS_FOLD_LAST && i == n - 1);
+        if (msgs[i].role == ROLE_USER
+                ? add_user(&b, msgs[i].text, fold, err)
+                : add_format(&b, f->asst_prefix, err) ||
+                      add_content(&b, msgs[i].text, f->trim_content, err) ||
+                      add_format(&b, f->asst_before_eot, err) || add_format(&b, f->eot, err) ||
+                      add_format(&b, f->after_eot, err))
             goto done;
     }
     if (add_gen(&b, err) || flush(&b, err)) goto done;
@@ -332,8 +457,7 @@ done:
     return rc;
 }
 
-int chat_turn(const Chat *c, int first, const char *user, IdVec *out, int *turn_start,
-              Error *err) {
+int chat_turn(const Chat *c, int first, const char *user, IdVec *out, int *turn_start, Error *err) {
     const ChatFormat *f = c->format;
     Builder b = {c, out, NULL, 0, 0};
     int rc = -1;
@@ -341,7 +465,8 @@ int chat_turn(const Chat *c, int first, const char *user, IdVec *out, int *turn_
               : idvec_push(out, &c->eot, 1, err) || add_format(&b, f->after_eot, err))
         goto done;
     *turn_start = mark(&b);
-    if (add_user(&b, user, first, err) || add_gen(&b, err) || flush(&b, err)) goto done;
+    const int fold = first && (f->system == SYS_FOLD || f->system == SYS_FOLD_LAST);
+    if (add_user(&b, user, fold, err) || add_gen(&b, err) || flush(&b, err)) goto done;
     rc = 0;
 done:
     free(b.text);

@@ -65,11 +65,12 @@ int chat_render(const Chat *c, const ChatMessage *msgs, int n, IdVec *out, Error
 
 /* What a live conversation feeds for a new user turn, appended to out: for the first turn, the
    start, the system message, the turn and the generation prompt (= chat_render of that one
-   message); for a later one, the end of the assistant's reply (the end-of-turn token and what the
+   message); for a later one (the earlier turns being in the KV cache as they were fed, where a
+   template would rewrite the history, as Qwen3 drops old thinking and Mistral Nemo moves the
+   system message to the newest turn, the cache keeps what was fed), the end of the assistant's reply (the end-of-turn token and what the
    format writes after it), the turn and the generation prompt. *turn_start receives the index in
    out where the turn itself begins (after the system message or the previous reply's end): the
    oldest turns are dropped from there when the context is full. */
-int chat_turn(const Chat *c, int first, const char *user, IdVec *out, int *turn_start,
-              Error *err);
+int chat_turn(const Chat *c, int first, const char *user, IdVec *out, int *turn_start, Error *err);
 
 #endif /* CHAT_H */

@@ -25,8 +25,8 @@ typedef struct {
     float temperature, top_p;
     int top_k;
     uint64_t seed;
-    int batch;    /* prompt positions per forward call */
-    int threads;  /* 0 = OpenMP's default */
+    int batch;         /* prompt positions per forward call */
+    int threads;       /* 0 = OpenMP's default */
     int tokenize;      /* print the prompt's ids and exit */
     int parse_special; /* control-token spellings in the prompt become those tokens */
     const char *dump_logits;

@@ -594,8 +594,8 @@ static int spm_emit(SpmState *st, int start, int len, IdList *out, Error *err) {
 /* Encodes one piece of text between special tokens. add_prefix: the dummy prefix, which llama.cpp
    and Hugging Face's "legacy" Llama tokenizers give the text at the start and after each special
    token (so "<s>Hi" is <s> "▁Hi"). */
-static int spm_encode(const Tokenizer *t, const char *text, size_t len, int add_prefix,
-                      IdList *out, Error *err) {
+static int spm_encode(const Tokenizer *t, const char *text, size_t len, int add_prefix, IdList *out,
+                      Error *err) {
     if (len == 0) return 0; /* sentencepiece adds no dummy prefix to an empty input */
     /* Normalize: dummy prefix, then every ' ' becomes "▁" (3 bytes). */
     if (len > (size_t)INT32_MAX / 8) return fail(err, "prompt too long (%zu bytes)", len);
@@ -1017,7 +1017,8 @@ static int bpe_encode(const Tokenizer *t, const char *text, size_t len, IdList *
                 }
                 id = lookup(t, mapped, m);
             }
-            if (id >= 0 ? push_id(out, id, err) : gpt2_bpe(t, text + i, end - i, sym, &heap, out, err))
+            if (id >= 0 ? push_id(out, id, err)
+                        : gpt2_bpe(t, text + i, end - i, sym, &heap, out, err))
                 goto done;
             i = end;
         }
@@ -1072,9 +1073,10 @@ static int encode(const Tokenizer *t, const char *text, size_t len, int parse_sp
             continue;
         }
         if (i > start) {
-            int rc = t->kind == TOK_SPM ? spm_encode(t, text + start, i - start,
-                                                     t->add_space_prefix && after_special, &out, err)
-                                        : bpe_encode(t, text + start, i - start, &out, err);
+            int rc = t->kind == TOK_SPM
+                         ? spm_encode(t, text + start, i - start,
+                                      t->add_space_prefix && after_special, &out, err)
+                         : bpe_encode(t, text + start, i - start, &out, err);
             if (rc != 0) {
                 free(out.ids);
                 return -1;

@@ -215,10 +215,10 @@ static void test_stop_strings(void) {
             n_out += np;
         }
         stopped_count += stopped;
-        if (stopped != (cut < len) || n_out != (size_t)cut ||
-            memcmp(out, text, n_out) != 0) {
-            if (bad++ < 3) printf("  stop: text %s stops %d: printed %.*s, want %.*s\n", text,
-                                  nstops, (int)n_out, out, cut, text);
+        if (stopped != (cut < len) || n_out != (size_t)cut || memcmp(out, text, n_out) != 0) {
+            if (bad++ < 3)
+                printf("  stop: text %s stops %d: printed %.*s, want %.*s\n", text, nstops,
+                       (int)n_out, out, cut, text);
         }
         stop_free(&st);
     }
