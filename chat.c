@@ -14,23 +14,26 @@
 typedef enum {
     SYS_TURN,     /* a turn of its own, only when there is a system message */
     SYS_ALWAYS,   /* a turn of its own, written even when empty (Llama 3.1's date lines) */
-    SYS_FOLD,     /* no system role: sys_prefix + message + sys_suffix opens the first user turn */
+    SYS_FOLD,     /* no system role: sys.prefix + message + sys.suffix opens the first user turn */
     SYS_FOLD_LAST /* the same in the last user turn (Mistral Nemo's template); a live chat, whose
                      earlier turns are in the cache, keeps it in the first, as llama.cpp does */
 } SystemMode;
 
+/* Text around a message: prefix + content + suffix. */
+typedef struct {
+    const char *prefix, *suffix;
+} Wrap;
+
 struct ChatFormat {
     const char *name;
-    const char *needs[3];    /* detection: the template holds all of these... */
-    const char *lacks[2];    /* ...and none of these */
+    const char *needs[3];    /* detection: the template holds all of these */
     const char *specials[8]; /* spellings that are tokens when the vocabulary has them */
     const char *eot;         /* ends a turn; the reply stops there (must be a token) */
     const char *start;       /* once, before everything */
     SystemMode system;
-    const char *sys_prefix, *sys_suffix;
-    const char *user_prefix, *user_suffix;
-    const char *asst_prefix;       /* before a reply in the history */
-    const char *asst_before_eot;   /* after a reply's text, before eot */
+    Wrap sys; /* the system message: its turn, or what folds it into a user turn */
+    Wrap user;
+    Wrap asst;                     /* a reply in the history: prefix, then text before eot */
     const char *after_eot;         /* after eot, closing the assistant's turn */
     const char *gen;               /* the generation prompt */
     const char *gen_no_think;      /* the same with thinking off (Qwen3), or NULL */
@@ -38,196 +41,64 @@ struct ChatFormat {
     int trim_content, trim_system; /* strip surrounding whitespace (Jinja's trim) */
 };
 
-#define CHATML_SPECIALS                                                                            \
-    { "<|im_start|>", "<|im_end|>" }
-#define CHATML_TURNS                                                                               \
-    "<|im_end|>", "", SYS_TURN, "<|im_start|>system\n", "<|im_end|>\n", "<|im_start|>user\n",      \
-        "<|im_end|>\n", "<|im_start|>assistant\n", "", "\n", "<|im_start|>assistant\n"
+/* ChatML: <|im_start|>role\ncontent<|im_end|>\n */
+#define CHATML                                                                                     \
+    .specials = {"<|im_start|>", "<|im_end|>"}, .eot = "<|im_end|>", .start = "",                  \
+    .system = SYS_TURN, .sys = {"<|im_start|>system\n", "<|im_end|>\n"},                           \
+    .user = {"<|im_start|>user\n", "<|im_end|>\n"}, .asst = {"<|im_start|>assistant\n", ""},       \
+    .after_eot = "\n", .gen = "<|im_start|>assistant\n"
+/* Llama 3: <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>, contents trimmed */
+#define LLAMA3                                                                                     \
+    .specials = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},   \
+    .eot = "<|eot_id|>", .start = "<|begin_of_text|>",                                             \
+    .user = {"<|start_header_id|>user<|end_header_id|>\n\n", "<|eot_id|>"},                        \
+    .asst = {"<|start_header_id|>assistant<|end_header_id|>\n\n", ""}, .after_eot = "",            \
+    .gen = "<|start_header_id|>assistant<|end_header_id|>\n\n", .trim_content = 1,                 \
+    .trim_system = 1
 
-/* Order matters: the first row whose markers match is the format (Qwen3 before plain ChatML). */
+/* Order matters: the first row whose markers are all in the template is its format (Qwen3 before
+   plain ChatML, Phi-3 before Zephyr, Llama 2 before Mistral). */
+/* clang-format off */
 static const ChatFormat FORMATS[] = {
-    {"qwen3",
-     {"<|im_start|>", "enable_thinking"},
-     {NULL},
-     CHATML_SPECIALS,
-     CHATML_TURNS,
-     "<|im_start|>assistant\n<think>\n\n</think>\n\n",
-     NULL,
-     0,
-     0},
-    {"qwen2.5",
-     {"<|im_start|>", "You are Qwen, created by Alibaba Cloud"},
-     {NULL},
-     CHATML_SPECIALS,
-     CHATML_TURNS,
-     NULL,
-     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
-     0,
-     0},
-    {"smollm2",
-     {"<|im_start|>", "named SmolLM"},
-     {NULL},
-     CHATML_SPECIALS,
-     CHATML_TURNS,
-     NULL,
-     "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
-     0,
-     0},
-    {"chatml", {"<|im_start|>"}, {NULL}, CHATML_SPECIALS, CHATML_TURNS, NULL, NULL, 0, 0},
-    {"llama3.1",
-     {"<|start_header_id|>", "Cutting Knowledge Date"},
-     {NULL},
-     {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
-     "<|eot_id|>",
-     "<|begin_of_text|>",
-     SYS_ALWAYS,
-     "<|start_header_id|>system<|end_header_id|>\n\n"
-     "Cutting Knowledge Date: December 2023\nToday Date: {date}\n\n",
-     "<|eot_id|>",
-     "<|start_header_id|>user<|end_header_id|>\n\n",
-     "<|eot_id|>",
-     "<|start_header_id|>assistant<|end_header_id|>\n\n",
-     "",
-     "",
-     "<|start_header_id|>assistant<|end_header_id|>\n\n",
-     NULL,
-     NULL,
-     1,
-     1},
-    {"llama3",
-     {"<|start_header_id|>"},
-     {NULL},
-     {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
-     "<|eot_id|>",
-     "<|begin_of_text|>",
-     SYS_TURN,
-     "<|start_header_id|>system<|end_header_id|>\n\n",
-     "<|eot_id|>",
-     "<|start_header_id|>user<|end_header_id|>\n\n",
-     "<|eot_id|>",
-     "<|start_header_id|>assistant<|end_header_id|>\n\n",
-     "",
-     "",
-     "<|start_header_id|>assistant<|end_header_id|>\n\n",
-     NULL,
-     NULL,
-     1,
-     1},
-    {"gemma",
-     {"<start_of_turn>"},
-     {NULL},
-     {"<bos>", "<start_of_turn>", "<end_of_turn>"},
-     "<end_of_turn>",
-     "<bos>",
-     SYS_FOLD,
-     "",
-     "\n\n",
-     "<start_of_turn>user\n",
-     "<end_of_turn>\n",
-     "<start_of_turn>model\n",
-     "",
-     "\n",
-     "<start_of_turn>model\n",
-     NULL,
-     NULL,
-     1,
-     0},
-    {"phi3",
-     {"<|user|>", "<|end|>"},
-     {NULL},
-     {"<s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"},
-     "<|end|>",
-     "<s>",
-     SYS_TURN,
-     "<|system|>\n",
-     "<|end|>\n",
-     "<|user|>\n",
-     "<|end|>\n",
-     "<|assistant|>\n",
-     "",
-     "\n",
-     "<|assistant|>\n",
-     NULL,
-     NULL,
-     0,
-     0},
-    {"zephyr",
-     {"<|user|>"},
-     {NULL},
-     {"</s>", "<|system|>", "<|user|>", "<|assistant|>"},
-     "</s>",
-     "",
-     SYS_TURN,
-     "<|system|>\n",
-     "</s>\n",
-     "<|user|>\n",
-     "</s>\n",
-     "<|assistant|>\n",
-     "",
-     "\n",
-     "<|assistant|>\n",
-     NULL,
-     NULL,
-     0,
-     0},
-    {"llama2",
-     {"[INST]", "<<SYS>>"},
-     {NULL},
-     {"<s>", "</s>"},
-     "</s>",
-     "",
-     SYS_FOLD,
-     "<<SYS>>\n",
-     "\n<</SYS>>\n\n",
-     "<s>[INST] ",
-     " [/INST]",
-     " ",
-     " ",
-     "",
-     "",
-     NULL,
-     NULL,
-     1,
-     1},
-    {"mistral",
-     {"[INST] "},
-     {NULL},
-     {"<s>", "</s>", "[INST]", "[/INST]"},
-     "</s>",
-     "<s>",
-     SYS_FOLD,
-     "",
-     "\n\n",
-     "[INST] ",
-     " [/INST]",
-     "",
-     "",
-     "",
-     "",
-     NULL,
-     NULL,
-     0,
-     0},
-    {"mistral-nemo",
-     {"[INST]"},
-     {NULL},
-     {"<s>", "</s>", "[INST]", "[/INST]"},
-     "</s>",
-     "<s>",
-     SYS_FOLD_LAST,
-     "",
-     "\n\n",
-     "[INST]",
-     "[/INST]",
-     "",
-     "",
-     "",
-     "",
-     NULL,
-     NULL,
-     0,
-     0},
+    {.name = "qwen3", .needs = {"<|im_start|>", "enable_thinking"}, CHATML,
+     .gen_no_think = "<|im_start|>assistant\n<think>\n\n</think>\n\n"},
+    {.name = "qwen2.5", .needs = {"<|im_start|>", "You are Qwen, created by Alibaba Cloud"}, CHATML,
+     .default_system = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."},
+    {.name = "smollm2", .needs = {"<|im_start|>", "named SmolLM"}, CHATML,
+     .default_system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"},
+    {.name = "chatml", .needs = {"<|im_start|>"}, CHATML},
+    {.name = "llama3.1", .needs = {"<|start_header_id|>", "Cutting Knowledge Date"}, LLAMA3,
+     .system = SYS_ALWAYS,
+     .sys = {"<|start_header_id|>system<|end_header_id|>\n\n"
+             "Cutting Knowledge Date: December 2023\nToday Date: {date}\n\n", "<|eot_id|>"}},
+    {.name = "llama3", .needs = {"<|start_header_id|>"}, LLAMA3,
+     .system = SYS_TURN, .sys = {"<|start_header_id|>system<|end_header_id|>\n\n", "<|eot_id|>"}},
+    {.name = "gemma", .needs = {"<start_of_turn>"},
+     .specials = {"<bos>", "<start_of_turn>", "<end_of_turn>"}, .eot = "<end_of_turn>",
+     .start = "<bos>", .system = SYS_FOLD, .sys = {"", "\n\n"},
+     .user = {"<start_of_turn>user\n", "<end_of_turn>\n"}, .asst = {"<start_of_turn>model\n", ""},
+     .after_eot = "\n", .gen = "<start_of_turn>model\n", .trim_content = 1},
+    {.name = "phi3", .needs = {"<|user|>", "<|end|>"},
+     .specials = {"<s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"}, .eot = "<|end|>",
+     .start = "<s>", .system = SYS_TURN, .sys = {"<|system|>\n", "<|end|>\n"},
+     .user = {"<|user|>\n", "<|end|>\n"}, .asst = {"<|assistant|>\n", ""}, .after_eot = "\n",
+     .gen = "<|assistant|>\n"},
+    {.name = "zephyr", .needs = {"<|user|>"},
+     .specials = {"</s>", "<|system|>", "<|user|>", "<|assistant|>"}, .eot = "</s>", .start = "",
+     .system = SYS_TURN, .sys = {"<|system|>\n", "</s>\n"}, .user = {"<|user|>\n", "</s>\n"},
+     .asst = {"<|assistant|>\n", ""}, .after_eot = "\n", .gen = "<|assistant|>\n"},
+    {.name = "llama2", .needs = {"[INST]", "<<SYS>>"}, .specials = {"<s>", "</s>"}, .eot = "</s>",
+     .start = "", .system = SYS_FOLD, .sys = {"<<SYS>>\n", "\n<</SYS>>\n\n"},
+     .user = {"<s>[INST] ", " [/INST]"}, .asst = {" ", " "}, .after_eot = "", .gen = "",
+     .trim_content = 1, .trim_system = 1},
+    {.name = "mistral", .needs = {"[INST] "}, .specials = {"<s>", "</s>", "[INST]", "[/INST]"},
+     .eot = "</s>", .start = "<s>", .system = SYS_FOLD, .sys = {"", "\n\n"},
+     .user = {"[INST] ", " [/INST]"}, .asst = {"", ""}, .after_eot = "", .gen = ""},
+    {.name = "mistral-nemo", .needs = {"[INST]"}, .specials = {"<s>", "</s>", "[INST]", "[/INST]"},
+     .eot = "</s>", .start = "<s>", .system = SYS_FOLD_LAST, .sys = {"", "\n\n"},
+     .user = {"[INST]", "[/INST]"}, .asst = {"", ""}, .after_eot = "", .gen = ""},
 };
+/* clang-format on */
 #define N_FORMATS (sizeof FORMATS / sizeof FORMATS[0])
 #define N_SPECIALS (sizeof FORMATS[0].specials / sizeof FORMATS[0].specials[0])
 
@@ -254,7 +125,6 @@ const ChatFormat *chat_detect(const char *tmpl, size_t len) {
         const ChatFormat *f = &FORMATS[i];
         int ok = 1;
         for (int k = 0; k < 3 && f->needs[k] && ok; k++) ok = contains(tmpl, len, f->needs[k]);
-        for (int k = 0; k < 2 && f->lacks[k] && ok; k++) ok = !contains(tmpl, len, f->lacks[k]);
         if (ok) return f;
     }
     return NULL;
@@ -353,7 +223,7 @@ static int flush(Builder *b, Error *err) {
 /* The format's own text: its special spellings become their ids, "{date}" the date. */
 static int add_format(Builder *b, const char *s, Error *err) {
     const ChatFormat *f = b->chat->format;
-    while (*s) {
+    while (s && *s) { /* NULL: a field the table leaves out, nothing */
         size_t best = 0;
         int id = -1;
         for (size_t k = 0; k < N_SPECIALS; k++) {
@@ -398,12 +268,12 @@ static int mark(const Builder *b) { return b->out->n; }
 static int add_user(Builder *b, const char *user, int fold, Error *err) {
     const Chat *c = b->chat;
     const ChatFormat *f = c->format;
-    if (add_format(b, f->user_prefix, err)) return -1;
+    if (add_format(b, f->user.prefix, err)) return -1;
     if (fold && c->system &&
-        (add_format(b, f->sys_prefix, err) || add_content(b, c->system, f->trim_system, err) ||
-         add_format(b, f->sys_suffix, err)))
+        (add_format(b, f->sys.prefix, err) || add_content(b, c->system, f->trim_system, err) ||
+         add_format(b, f->sys.suffix, err)))
         return -1;
-    if (add_content(b, user, f->trim_content, err) || add_format(b, f->user_suffix, err)) return -1;
+    if (add_content(b, user, f->trim_content, err) || add_format(b, f->user.suffix, err)) return -1;
     return 0;
 }
 
@@ -412,9 +282,9 @@ static int add_start(Builder *b, Error *err) {
     const ChatFormat *f = c->format;
     if (add_format(b, f->start, err)) return -1;
     if (f->system == SYS_ALWAYS || (f->system == SYS_TURN && c->system))
-        return add_format(b, f->sys_prefix, err) ||
+        return add_format(b, f->sys.prefix, err) ||
                        add_content(b, c->system ? c->system : "", f->trim_system, err) ||
-                       add_format(b, f->sys_suffix, err)
+                       add_format(b, f->sys.suffix, err)
                    ? -1
                    : 0;
     return 0;
@@ -444,9 +314,9 @@ int chat_render(const Chat *c, const ChatMessage *msgs, int n, IdVec *out, Error
             (f->system == SYS_FOLD && i == 0) || (f->system == SYS_FOLD_LAST && i == n - 1);
         if (msgs[i].role == ROLE_USER
                 ? add_user(&b, msgs[i].text, fold, err)
-                : add_format(&b, f->asst_prefix, err) ||
+                : add_format(&b, f->asst.prefix, err) ||
                       add_content(&b, msgs[i].text, f->trim_content, err) ||
-                      add_format(&b, f->asst_before_eot, err) || add_format(&b, f->eot, err) ||
+                      add_format(&b, f->asst.suffix, err) || add_format(&b, f->eot, err) ||
                       add_format(&b, f->after_eot, err))
             goto done;
     }
