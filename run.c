@@ -449,9 +449,10 @@ static int make_room(Conversation *cv, int need, int current, Error *err) {
     }
     if (n_after + need > L)
         return fail(err,
-                    "context full: the kept start (%d tokens) and the current turn leave no "
-                    "room for %d more in %d positions",
-                    cv->protect, need, L);
+                    "context full: the kept start (%d tokens) and the current turn (%d) leave no "
+                    "room for %d more of the %d positions",
+                    cv->protect, current < cv->starts.n ? cv->hist.n - cv->starts.ids[current] : 0,
+                    need, L);
     const int cut = cv->starts.ids[first];
     const int end = last < cv->starts.n ? cv->starts.ids[last] : cv->hist.n;
     const int dropped = end - cut, moved = cv->hist.n - end;
@@ -466,8 +467,8 @@ static int make_room(Conversation *cv, int need, int current, Error *err) {
     const int ok = moved == 0 || feed(cv, tail, moved, 0, err) != NULL;
     free(tail);
     if (!ok) return -1;
-    fprintf(stderr, "[context shift: dropped %d tokens (%d turns), recomputed %d]\n", dropped,
-            last - first, moved);
+    fprintf(stderr, "[context shift: dropped tokens %d..%d (%d turns), recomputed %d, cache %d]\n",
+            cut, end - 1, last - first, moved, cv->hist.n);
     return moved == 0; /* the cut reached the end: the last reply's closing goes with it */
 }
 
@@ -508,7 +509,7 @@ static void print_ids(const char *what, const int *ids, int n) {
 static int reply(Conversation *cv, const float *logits, Error *err) {
     Model *m = cv->m;
     const Options *o = cv->o;
-    const int eos = tokenizer_eos(m->tokenizer), start = cv->hist.n;
+    const int eos = tokenizer_eos(m->tokenizer);
     size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
     char *text = malloc(cap);
     if (!text) return fail(err, "out of memory");
@@ -517,7 +518,7 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
     Decoder dec;
     decoder_init(&dec);
     dec.prev_token = cv->hist.ids[cv->hist.n - 1];
-    int rc = -1, stopped = 0;
+    int rc = -1, stopped = 0, fed = 0; /* the reply's tokens fed: the last `fed` in the cache */
     for (int generated = 0; generated < o->steps && !interrupted; generated++) {
         int next = sampler_sample(&cv->sp, logits);
         if (next == cv->chat.eot || next == eos) break;
@@ -526,6 +527,7 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
         if (generated + 1 == o->steps) break;
         if (make_room(cv, 1, cv->starts.n - 1, err) < 0) goto done;
         if (!(logits = feed(cv, &next, 1, 1, err))) goto done;
+        fed++;
     }
     if (stopped >= 0 && !stopped && emit(&stop, text, decoder_flush(&dec, text, cap), 1, err) < 0)
         goto done;
@@ -533,7 +535,7 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
     fflush(stdout);
     if (interrupted) fprintf(stderr, "[interrupted]\n");
     interrupted = 0;
-    if (o->verbose) print_ids("reply", cv->hist.ids + start, cv->hist.n - start);
+    if (o->verbose) print_ids("reply", cv->hist.ids + cv->hist.n - fed, fed);
     rc = stopped < 0 ? -1 : 0;
 done:
     stop_free(&stop);
@@ -600,6 +602,10 @@ static int chat_loop(Model *m, const Options *o, Error *err) {
         }
         if (reply(&cv, logits, err)) goto done;
         if (o->verbose) fprintf(stderr, "\n");
+    }
+    if (o->verbose) {
+        print_ids("[cache:", cv.hist.ids, cv.hist.n);
+        fprintf(stderr, "]\n");
     }
     if (o->dump_logits) {
         size_t shape[2] = {cv.dump.rows, cv.dump.cols};
