@@ -239,9 +239,11 @@ static int could_start(const StopText *st, size_t from) {
 
 int stop_push(StopText *st, const char *piece, size_t n, const char **print, size_t *n_print) {
     /* drop what the last call released */
-    memmove(st->held, st->held + st->out, st->len - st->out);
-    st->len -= st->out;
-    st->out = 0;
+    if (st->out) {
+        memmove(st->held, st->held + st->out, st->len - st->out);
+        st->len -= st->out;
+        st->out = 0;
+    }
     if (st->len + n > st->cap) {
         size_t cap = st->cap ? st->cap : 64;
         while (cap < st->len + n) cap *= 2;
@@ -250,9 +252,9 @@ int stop_push(StopText *st, const char *piece, size_t n, const char **print, siz
         st->held = p;
         st->cap = cap;
     }
-    memcpy(st->held + st->len, piece, n);
+    if (n) memcpy(st->held + st->len, piece, n);
     st->len += n;
-    *print = st->held;
+    *print = st->held ? st->held : "";
     /* Earlier calls found no stop string, so one that is complete now ends in the new piece:
        the one ending first wins, and the longest of those. */
     size_t best_end = SIZE_MAX, best_start = 0;
