@@ -462,13 +462,13 @@ static const struct {
     const char *name;
     TokenizerPre pre;
 } PRE_NAMES[] = {
-    {"gpt-2", PRE_GPT2},       {"gpt2", PRE_GPT2},          {"phi-2", PRE_GPT2},
-    {"jina-es", PRE_GPT2},     {"jina-de", PRE_GPT2},       {"jina-v2-es", PRE_GPT2},
-    {"jina-v2-de", PRE_GPT2},  {"gigachat", PRE_GPT2},      {"a.x-4.0", PRE_GPT2},
-    {"mellum", PRE_GPT2},      {"exaone4", PRE_GPT2},       {"llama-bpe", PRE_LLAMA3},
-    {"llama3", PRE_LLAMA3},    {"llama-v3", PRE_LLAMA3},    {"falcon3", PRE_LLAMA3},
-    {"falcon-h1", PRE_LLAMA3}, {"pixtral", PRE_LLAMA3},     {"midm-2.0", PRE_LLAMA3},
-    {"lfm2", PRE_LLAMA3},      {"qwen2", PRE_QWEN2},        {"deepseek-r1-qwen", PRE_QWEN2},
+    {"gpt-2", PRE_GPT2},       {"gpt2", PRE_GPT2},       {"phi-2", PRE_GPT2},
+    {"jina-es", PRE_GPT2},     {"jina-de", PRE_GPT2},    {"jina-v2-es", PRE_GPT2},
+    {"jina-v2-de", PRE_GPT2},  {"gigachat", PRE_GPT2},   {"a.x-4.0", PRE_GPT2},
+    {"mellum", PRE_GPT2},      {"exaone4", PRE_GPT2},    {"llama-bpe", PRE_LLAMA3},
+    {"llama3", PRE_LLAMA3},    {"llama-v3", PRE_LLAMA3}, {"falcon3", PRE_LLAMA3},
+    {"falcon-h1", PRE_LLAMA3}, {"pixtral", PRE_LLAMA3},  {"midm-2.0", PRE_LLAMA3},
+    {"lfm2", PRE_LLAMA3},      {"qwen2", PRE_QWEN2},     {"deepseek-r1-qwen", PRE_QWEN2},
     {"megrez", PRE_QWEN2},     {"smollm", PRE_SMOLLM},
 };
 

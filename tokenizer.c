@@ -931,12 +931,7 @@ static int nfc(const char *text, size_t len, char **out, size_t *out_len, Error 
     }
     if (all_low) return 0;
     uint32_t *cps = malloc(4 * len * sizeof *cps); /* a code point decomposes into at most 4 */
-    char *buf = malloc(len * 4 + 1);
-    if (!cps || !buf) {
-        free(cps);
-        free(buf);
-        return fail(err, "out of memory (NFC of %zu bytes)", len);
-    }
+    if (!cps) return fail(err, "out of memory (NFC of %zu bytes)", len);
     size_t n = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
@@ -972,6 +967,11 @@ static int nfc(const char *text, size_t len, char **out, size_t *out_len, Error 
         if (cc == 0) starter = w;
         last_class = cc;
         cps[w++] = c;
+    }
+    char *buf = malloc(4 * w + 1);
+    if (!buf) {
+        free(cps);
+        return fail(err, "out of memory (NFC of %zu bytes)", len);
     }
     size_t k = 0;
     for (size_t i = 0; i < w; i++) k += utf8_encode(cps[i], buf + k);

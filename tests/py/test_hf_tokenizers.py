@@ -11,15 +11,19 @@ temporary directory (they are megabytes: never committed), and `./run X.gguf --t
 --parse-special` must give exactly transformers.js's ids, BOS included where the tokenizer adds
 one, for every text: the fixture texts (tests/fixtures/tokenizer_texts.json), the texts below
 (whitespace, digits, code, accents in both normal forms, CJK, emoji, chat templates and other
-special-token spellings, leading and trailing whitespace) and seeded random strings.
+special-token spellings, leading and trailing whitespace), seeded random strings and one random
+text of 20,000 characters.
 
 Known difference, left out of the texts: JavaScript's \\s includes U+FEFF and excludes U+0085 and
 U+001C-U+001F; the Python `regex` module's tables (unicode_tables.h) say the reverse, as Hugging
 Face's Rust regex does for U+0085.
 """
 
+import functools
 import json
+import random
 import shutil
+import unicodedata
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
@@ -54,6 +58,19 @@ TEXTS = json.loads((FIXTURES / "tokenizer_texts.json").read_text(encoding="utf-8
 ]
 
 
+def long_text(n_chars=20_000, seed=5):
+    """One long seeded random text from pieces that stress every rule at once: marks in both
+    normal forms and with singleton decompositions, Hangul jamo, digits of several scripts, runs of
+    spaces, tabs and newlines, special-token spellings."""
+    rng = random.Random(seed)
+    pool = list(" \t\n\r\x0b\x0c\xa0\u3000'sStTrReEvVmMlLdD0123456789٣²½abcXYZ.,;:!?()<>[]{}\"/\\@#_-") + \
+        list("\u0300\u0301\u0308\u0327\u0323\u0307\u05bc\u05c1\u093c\u1100\u1161\u11a8\uac00\u212b"
+             "\u2000\ufb2c\U0001d160éÅ中文한국어😀👍🏽") + \
+        ["<|im_start|>", "<|im_end|>", "<|eot_id|>", "<start_of_turn>", "<end_of_turn>", "<think>",
+         "\n\n", "\t\t", "▁▁", "<table>", "</s>", "<unk>", "<bos>", "<|begin_of_text|>", "  ", "   "]
+    return "".join(rng.choice(pool) for _ in range(n_chars))
+
+
 def clean(texts):
     """Leaves out the characters whose \\s class differs between JavaScript and our tables."""
     odd = "\x85\ufeff\x1c\x1d\x1e\x1f"
@@ -86,17 +103,18 @@ def hf_ids(pkg, texts):
     return json.loads(p.stdout)
 
 
+@functools.lru_cache(maxsize=None)
 def our_ids(gguf, text, *flags):
     p = subprocess.run([str(RUN), str(gguf), "-i", "-", "--tokenize", *flags], input=text.encode(),
                        capture_output=True, timeout=60)
     assert p.returncode == 0, p.stderr.decode()
-    return [int(x) for x in p.stdout.split()]
+    return tuple(int(x) for x in p.stdout.split())
 
 
 def compare(gguf, texts, want, *flags):
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda t: our_ids(gguf, t, *flags), texts))
-    bad = [(t, g, w) for t, g, w in zip(texts, got, want) if g != w]
+    bad = [(t, g, w) for t, g, w in zip(texts, got, want) if list(g) != list(w)]
     for t, g, w in bad[:5]:
         print(f"{t!r}\n  ours {g}\n  hf   {w}")
     return len(texts) - len(bad), bad
@@ -104,7 +122,7 @@ def compare(gguf, texts, want, *flags):
 
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_matches_transformers_js(vocabs, name):
-    texts = clean(TEXTS + random_texts(40, seed=11))
+    texts = clean(TEXTS + random_texts(40, seed=11) + [long_text()])
     matched, bad = compare(vocabs[name], texts, hf_ids(FAMILIES[name], texts), "--parse-special")
     print(f"{name}: {matched} of {len(texts)} texts equal to transformers.js")
     assert not bad, f"{len(bad)} of {len(texts)} texts differ, first: {bad[0][0]!r}"
@@ -124,7 +142,8 @@ def test_control_spellings_are_text_by_default(vocabs, name):
     tokens, types = json.loads(m.stdout)
     text = {"llama3_1": "<|begin_of_text|>a<|eot_id|>", "qwen3": "<|im_start|>a<|im_end|><think>",
             "gemma3": "<start_of_turn>a<end_of_turn>\n\n"}[name]
-    plain, special = our_ids(vocabs[name], text), our_ids(vocabs[name], text, "--parse-special")
+    plain = list(our_ids(vocabs[name], text))
+    special = list(our_ids(vocabs[name], text, "--parse-special"))
     bos = [i for i, t in enumerate(tokens) if types[i] == 3 and plain and i == plain[0]]
     assert all(types[i] != 3 for i in plain[len(bos):]), plain
     assert sum(types[i] == 3 for i in special) >= 2 + len(bos), special
@@ -132,3 +151,40 @@ def test_control_spellings_are_text_by_default(vocabs, name):
         assert plain[-1] == tokens.index("<think>") and types[plain[-1]] == 4
     if name == "gemma3":
         assert plain[-1] == tokens.index("\n\n") and types[plain[-1]] == 4
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_live_llamacpp(vocabs, name):
+    """llama.cpp itself (v0.4.0 in npm node-llama-cpp 3.21.1, tests/oracles/llamacpp_tokenize.mjs)
+    loads each converted vocabulary and tokenizes every text as we do, without and with special
+    tokens parsed, but for two differences of llama.cpp, which the test states and checks still
+    hold: it does not apply Qwen2's NFC (so for qwen2 it gets the NFC of each text), and at load it
+    makes a token spelled "</s>" a control token (an end-of-generation spelling), where Hugging
+    Face keeps Gemma's "</s>" (an HTML tag) user-defined and Qwen's a plain token: texts holding
+    "</s>" are left out of the comparison and must still differ."""
+    if not (ORACLES / "node_modules" / "node-llama-cpp").exists():
+        pytest.skip(f"node-llama-cpp is not installed: run `npm ci --omit=optional` in {ORACLES}")
+    texts = clean(TEXTS + random_texts(40, seed=11))
+    nfc = name == "qwen3"
+    given = [unicodedata.normalize("NFC", t) if nfc else t for t in texts]
+    n_bos = len(our_ids(vocabs[name], ""))
+    eos_differs = 0
+    for flags in ((), ("--parse-special",)):
+        p = subprocess.run(["node", str(ORACLES / "llamacpp_tokenize.mjs"), str(vocabs[name])],
+                           input=json.dumps({"texts": given, "special": bool(flags)}).encode(),
+                           capture_output=True, cwd=ORACLES, timeout=600)
+        assert p.returncode == 0, p.stderr.decode()
+        r = json.loads(p.stdout.decode().strip().splitlines()[-1])
+        assert "error" not in r, r["error"]
+        with ThreadPoolExecutor(4) as pool:
+            ours = list(pool.map(lambda t: list(our_ids(vocabs[name], t, *flags))[n_bos:], texts))
+        same = [o == w for o, w in zip(ours, r["ids"])]
+        eos_spelled = ["</s>" in t for t in texts]
+        bad = [t for t, ok, e in zip(texts, same, eos_spelled) if not ok and not e]
+        print(f"{name} {' '.join(flags) or 'plain'}: llama.cpp agrees on {sum(same)} of {len(texts)} "
+              f"texts, {sum(eos_spelled)} spell </s>")
+        assert not bad, f"llama.cpp differs on {len(bad)} texts, first: {bad[0]!r}"
+        eos_differs += sum(not ok for ok, e in zip(same, eos_spelled) if e)
+    # Gemma's "</s>" differs in plain text (llama.cpp: control, not matched), Qwen's with special
+    # tokens parsed (llama.cpp: matched); Llama 3 has no "</s>" token.
+    assert (eos_differs > 0) == (name != "llama3_1"), f"{eos_differs} texts with </s> differ"
