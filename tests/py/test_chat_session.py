@@ -275,3 +275,29 @@ def test_terminal_session(models, tmp_path):
         wait_for(name, r"EXIT=0")
     finally:
         tmux("kill-session", "-t", name)
+
+
+def test_reply_ends_at_end_of_turn(tmp_path):
+    """An untied model whose output row for <|im_end|> is 1.2 times that of its second greedy reply
+    token (the hidden states are unchanged, so <|im_end|> now wins where that token led): the
+    reply stops there, without printing it, and the next turn begins by feeding it."""
+    need_run()
+    hf, gguf = chat_model("llama_gqa", tmp_path)
+    out, err = session(gguf, ["Hello there!"], "-n", "8")
+    (fed, reply), = parse(err)[0]
+    sd = {k: v.numpy() for k, v in load_state_dict(hf).items()}
+    sd["lm_head.weight"][IM_END] = 1.2 * sd["lm_head.weight"][reply[1]]
+    for f in hf.glob("*.safetensors*"):
+        f.unlink()
+    make_models.write_weights(hf, sd, "safetensors")
+    gguf2 = tmp_path / "eot.gguf"
+    r = subprocess.run([PYTHON, str(EXPORT), str(hf), str(gguf2)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    want = Reference(hf).greedy(fed, 8)  # PyTorch's greedy rollout with the new head
+    assert IM_END in want, want
+    stop = want.index(IM_END)
+    print(f"reply {reply}; with the new head PyTorch stops after {stop} tokens: {want}")
+    out, err = session(gguf2, ["Hello there!", "Again"], "-n", "8")
+    turns, _, _ = parse(err)
+    assert turns[0][0] == fed and turns[0][1] == want[:stop]  # the tokens before it, fed
+    assert turns[1][0][0] == IM_END  # the second turn closes the reply with it
