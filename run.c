@@ -509,7 +509,7 @@ static void print_ids(const char *what, const int *ids, int n) {
 static int reply(Conversation *cv, const float *logits, Error *err) {
     Model *m = cv->m;
     const Options *o = cv->o;
-    const int eos = tokenizer_eos(m->tokenizer);
+    const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
     size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
     char *text = malloc(cap);
     if (!text) return fail(err, "out of memory");
@@ -521,7 +521,7 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
     int rc = -1, stopped = 0, fed = 0; /* the reply's tokens fed: the last `fed` in the cache */
     for (int generated = 0; generated < o->steps && !interrupted; generated++) {
         int next = sampler_sample(&cv->sp, logits);
-        if (next == cv->chat.eot || next == eos) break;
+        if (next == cv->chat.eot || next == eos || next == eot) break; /* the file's too */
         size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
         if ((stopped = emit(&stop, text, len, 0, err)) != 0) break;
         if (generated + 1 == o->steps) break;
