@@ -18,7 +18,8 @@ typedef enum {
     OPT_INT,    /* an int in [lo, hi] */
     OPT_FLOAT,  /* a float in [lo, hi] */
     OPT_SEED,   /* a uint64_t in [lo, hi] */
-    OPT_HEAD    /* "L.H" into attn.show_layer, attn.show_head */
+    OPT_HEAD,   /* "L.H" into attn.show_layer, attn.show_head */
+    OPT_LIST    /* a repeatable string, appended to a StrList */
 } OptKind;
 
 typedef struct {
@@ -51,6 +52,44 @@ static const OptionSpec OPTIONS[] = {
      "context capped at 4096 (default 0)"},
     {"-b", "--batch-size", "N", OPT_INT, AT(batch), 1, 4096,
      "prompt positions per forward pass; 1 = token by token (default 64)"},
+    {NULL, "--min-p", "P", OPT_FLOAT, AT(min_p), 0.0, 1.0,
+     "keep tokens at least P times as likely as the best (before\n"
+     "the temperature); 0 = off (default 0)"},
+    {NULL, "--repeat-penalty", "R", OPT_FLOAT, AT(repeat_penalty), 0.0, 100.0,
+     "divide a positive logit by R (multiply a negative one) for\n"
+     "tokens among the last --repeat-last-n; 1 = off (default 1)"},
+    {NULL, "--repeat-last-n", "N", OPT_INT, AT(repeat_last_n), 0, 1 << 20,
+     "tokens the penalties look back over; 0 = off (default 64)"},
+    {NULL, "--presence-penalty", "A", OPT_FLOAT, AT(presence_penalty), -100.0, 100.0,
+     "subtract A from the logit of each token seen (default 0)"},
+    {NULL, "--frequency-penalty", "A", OPT_FLOAT, AT(frequency_penalty), -100.0, 100.0,
+     "subtract A times its count from each token's logit (default 0)"},
+    {NULL, "--stop", "TEXT", OPT_LIST, AT(stop), 0, 0,
+     "end the reply before TEXT, not printed; repeatable (up to 8)"},
+    {NULL, "--chat", NULL, OPT_FLAG, AT(chat), 0, 0,
+     "chat: user turns from the terminal or stdin (one per line),\n"
+     "replies streamed; /exit or Ctrl-D ends, Ctrl-C stops a reply.\n"
+     "With --tokenize: stdin's lines alternate user and assistant\n"
+     "(last: user); prints the ids fed up to the first reply"},
+    {"-m", "--mode", "MODE", OPT_STRING, AT(mode), 0, 0,
+     "generate (default) or chat (= --chat), as llama2.c"},
+    {"-y", "--system-prompt", "TEXT", OPT_STRING, AT(system), 0, 0,
+     "the chat's system message (default: the format's, if any)"},
+    {NULL, "--chat-template", "NAME", OPT_STRING, AT(chat_template), 0, 0,
+     "chat format instead of the one recognized in the file: chatml,\n"
+     "qwen2.5, qwen3, smollm2, llama3, llama3.1, llama2, zephyr,\n"
+     "gemma, phi3, mistral, mistral-nemo"},
+    {NULL, "--chat-date", "TEXT", OPT_STRING, AT(chat_date), 0, 0,
+     "the date Llama 3.1's template writes (default: today,\n"
+     "as \"27 Nov 2026\")"},
+    {NULL, "--no-think", NULL, OPT_FLAG, AT(no_think), 0, 0,
+     "Qwen3: replies start with an empty <think></think> block"},
+    {NULL, "--context-shift", NULL, OPT_FLAG, AT(context_shift), 0, 0,
+     "when the chat fills the context, drop the oldest turns (the\n"
+     "system message and --keep tokens stay) and recompute the rest;\n"
+     "default: stop with a message"},
+    {NULL, "--keep", "N", OPT_INT, AT(keep), 0, 1 << 30,
+     "tokens after the system message a context shift keeps (def. 0)"},
     {NULL, "--threads", "N", OPT_INT, AT(threads), 1, 1024,
      "threads for the matrix products (default: all cores)"},
     {"-z", "--tokenizer", "PATH", OPT_STRING, AT(tokenizer), 0, 0,
@@ -134,6 +173,13 @@ static int store(Options *o, const OptionSpec *s, const char *flag, const char *
     case OPT_FLOAT: *(float *)field = (float)v; break;
     case OPT_SEED: *(uint64_t *)field = (uint64_t)v; break;
     case OPT_HEAD: return attn_parse_head(val, &o->attn.show_layer, &o->attn.show_head, err);
+    case OPT_LIST: {
+        StrList *list = field;
+        if (list->n == MAX_STOP) return fail(err, "%s is allowed at most %d times", flag, MAX_STOP);
+        if (!*val) return fail(err, "%s expects a non-empty text", flag);
+        list->items[list->n++] = val;
+        break;
+    }
     }
     return 0;
 }
@@ -154,6 +200,8 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
     o->seed = (uint64_t)time(NULL);
     o->batch = 64;
     o->attn.show_layer = o->attn.show_head = -1;
+    o->repeat_penalty = 1.0f;
+    o->repeat_last_n = 64;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || strcmp(a, "-") == 0) {
@@ -170,6 +218,18 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
         if (store(o, s, a, val, err)) return -1;
         if (o->help) return 0;
     }
+    if (o->mode) {
+        if (strcmp(o->mode, "chat") == 0)
+            o->chat = 1;
+        else if (strcmp(o->mode, "generate") != 0)
+            return fail(err, "-m expects generate or chat, got '%s'", o->mode);
+    }
+    if (o->chat && (o->ppl || attn_wanted(&o->attn)))
+        return fail(err, "--chat does not work with --ppl or the attention outputs");
+    if (!o->chat && (o->system || o->chat_template || o->chat_date || o->no_think ||
+                     o->context_shift || o->keep))
+        return fail(err, "-y, --chat-template, --chat-date, --no-think, --context-shift and "
+                         "--keep need --chat");
     if (o->ppl && attn_wanted(&o->attn))
         return fail(err, "the attention outputs (--dump-attn, --attn-*) do not work with --ppl");
     if (!o->model) { /* the shipped model, found next to the program */

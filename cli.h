@@ -10,6 +10,14 @@
 
 #define DEFAULT_MODEL "models/kjv.gguf" /* beside the program, when no model is given */
 
+#define MAX_STOP 8 /* --stop strings */
+
+/* A repeatable string option's values, borrowed from argv. */
+typedef struct {
+    const char *items[MAX_STOP];
+    int n;
+} StrList;
+
 typedef struct {
     const char *model;
     const char *tokenizer; /* -z: a llama2.c checkpoint's tokenizer.bin, or NULL */
@@ -26,6 +34,19 @@ typedef struct {
     const char *dump_logits;
     const char *ppl;  /* text file to measure perplexity on */
     AttnOptions attn; /* --dump-attn, --attn-html, --attn-show, --attn-stats */
+    /* chat (chat.h) */
+    int chat;                  /* --chat, or -m chat (llama2.c's spelling) */
+    const char *mode;          /* -m: "generate" or "chat" */
+    const char *system;        /* -y: the system message; NULL = the format's default */
+    const char *chat_template; /* a format's name; NULL = recognized from the file */
+    const char *chat_date;     /* Llama 3.1's date line; NULL = today */
+    int no_think;              /* Qwen3: replies open with an empty <think></think> */
+    int context_shift;         /* a full context drops the oldest turns; 0 = stop */
+    int keep;                  /* tokens after the system message kept by a shift */
+    /* sampling, llama.cpp's names (sampler.h) */
+    float min_p, repeat_penalty, presence_penalty, frequency_penalty;
+    int repeat_last_n;
+    StrList stop; /* --stop: generation ends before any of these, which are not printed */
     int verbose;
     int help; /* -h: print the usage and exit */
     char default_model[4096];

@@ -1017,6 +1017,9 @@ def load_tokenizer(in_dir, cfg):
     tok["add_bos"] = bool(tok["default_add_bos"] if add_bos is None else add_bos)
     if tok["add_bos"] and tok["bos"] is None:
         refuse("the tokenizer adds a BOS token but names none (bos_token)")
+    # The Jinja chat template, stored as llama.cpp stores it (./run --chat recognizes its format).
+    template = tcfg.get("chat_template")
+    tok["chat_template"] = template if isinstance(template, str) else None
     return tok
 
 
@@ -1053,6 +1056,8 @@ def tokenizer_metadata(plan, tok, n_vocab):
         if tok.get(which) is not None:
             plan.kv(f"tokenizer.ggml.{key}", "u32", tok[which])
     plan.kv("tokenizer.ggml.add_bos_token", "bool", tok["add_bos"])
+    if tok.get("chat_template"):
+        plan.kv("tokenizer.chat_template", "str", tok["chat_template"])
     if tok["add_space_prefix"] is not None:
         plan.kv("tokenizer.ggml.add_space_prefix", "bool", tok["add_space_prefix"])
 

@@ -1,19 +1,23 @@
 /* run.c: the program. Reads the command line (cli.c), loads the model (model.c), then generates
- * text, measures perplexity or prints token ids.
+ * text, chats, measures perplexity or prints token ids.
  *
  *   ./run MODEL.gguf -i "prompt"      generate text (stdout), timings (stderr)
+ *   ./run MODEL.gguf --chat           a conversation (chat.h), replies on stdout
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "attn_views.h"
+#include "chat.h"
 #include "cli.h"
 #include "model.h"
 #include "sampler.h"
@@ -106,6 +110,35 @@ static double now_seconds(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The sampler the options describe: temperature, top-k, top-p, min-p and the penalties. */
+static int sampler_from_options(Sampler *sp, const Config *c, const Options *o, Error *err) {
+    if (sampler_init(sp, c->vocab_size, o->temperature, o->top_p, o->top_k, o->seed, err))
+        return -1;
+    sp->min_p = o->min_p;
+    if (sampler_set_penalties(sp, o->repeat_last_n, o->repeat_penalty, o->frequency_penalty,
+                              o->presence_penalty, err)) {
+        sampler_free(sp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Prints text through the stop strings; returns 1 once one of them has come (-1: out of memory).
+   final: the end of the stream, the held tail is printed too. */
+static int emit(StopText *st, const char *text, size_t len, int final, Error *err) {
+    const char *out;
+    size_t n;
+    int stopped = stop_push(st, text, len, &out, &n);
+    if (stopped < 0) return fail(err, "out of memory (stop strings)");
+    fwrite(out, 1, n, stdout);
+    if (final && !stopped) {
+        stop_flush(st, &out, &n);
+        fwrite(out, 1, n, stdout);
+    }
+    fflush(stdout);
+    return stopped;
+}
+
 /* Runs the prompt and the generation loop; text to stdout, timings to stderr. */
 static int generate(Model *m, const Options *o, const int *prompt, int n_prompt, double load_s,
                     Error *err) {
@@ -116,13 +149,15 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
     char *text = malloc(cap);
     AttnMaps maps = {0};
+    StopText stop;
+    stop_init(&stop, o->stop.items, o->stop.n);
     int rc = -1;
     if (!text) {
         fail(err, "out of memory");
         goto done;
     }
-    if (sampler_init(&sp, c->vocab_size, o->temperature, o->top_p, o->top_k, o->seed, err))
-        goto done;
+    if (sampler_from_options(&sp, c, o, err)) goto done;
+    for (int i = 0; i < n_prompt; i++) sampler_accept(&sp, prompt[i]);
     if (attn_wanted(&o->attn)) { /* room for every position fed: prompt + steps - 1, at most */
         int T = n_prompt + (o->steps > 1 ? o->steps - 1 : 0);
         if (attn_maps_init(&maps, &o->attn, c, n_prompt, T < c->seq_len ? T : c->seq_len, err))
@@ -154,9 +189,14 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
             stop_reason = 1;
             break;
         }
+        sampler_accept(&sp, next);
         size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
+        int stopped = emit(&stop, text, len, 0, err);
+        if (stopped < 0) goto done;
+        if (stopped) {
+            stop_reason = 3;
+            break;
+        }
         if (generated == o->steps) break;
         if (pos == c->seq_len) {
             stop_reason = 2;
@@ -167,14 +207,15 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
         pos++;
         if (o->dump_logits && matrix_append(&dump, logits, 1, err)) goto done;
     }
-    size_t len = decoder_flush(&dec, text, cap);
-    fwrite(text, 1, len, stdout);
+    if (stop_reason != 3 && emit(&stop, text, decoder_flush(&dec, text, cap), 1, err) < 0)
+        goto done;
     if (generated) fputc('\n', stdout);
     fflush(stdout);
     double t2 = now_seconds();
 
     if (stop_reason == 1) fprintf(stderr, "[end of text]\n");
     if (stop_reason == 2) fprintf(stderr, "[context length %d reached]\n", c->seq_len);
+    if (stop_reason == 3) fprintf(stderr, "[stop string]\n");
     fprintf(stderr, "load: %.1f MB mapped and touched in %.0f ms\n", m->file.size / 1e6,
             load_s * 1e3);
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s\n", n_prompt,
@@ -196,6 +237,7 @@ done:
     model_set_attn_hook(m, NULL, NULL, 0, NULL);
     attn_maps_free(&maps);
     free(dump.data);
+    stop_free(&stop);
     sampler_free(&sp);
     free(text);
     return rc;
@@ -260,7 +302,344 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Chat */
+
+/* Ctrl-C during a reply stops the reply, not the program. */
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+/* The chat format: --chat-template, else the one recognized in the file's template. */
+static int chat_setup(Chat *chat, Model *m, const Options *o, Error *err) {
+    const ChatFormat *f;
+    if (o->chat_template) {
+        if (!(f = chat_format_by_name(o->chat_template)))
+            return fail(err, "--chat-template: unknown format '%s' (known: %s)", o->chat_template,
+                        chat_format_names());
+    } else {
+        Str t;
+        int found = gguf_get_str(&m->file, "tokenizer.chat_template", &t, err);
+        if (found < 0) return -1;
+        if (!found)
+            return fail(err,
+                        "'%s' has no chat template (tokenizer.chat_template): name a format with "
+                        "--chat-template (%s)",
+                        o->model, chat_format_names());
+        if (!(f = chat_detect(t.ptr, t.len)))
+            return fail(err,
+                        "the chat template of '%s' (%zu bytes, \"%.*s...\") is none of the formats "
+                        "known here (%s): name one with --chat-template",
+                        o->model, t.len, (int)(t.len < 48 ? t.len : 48), t.ptr,
+                        chat_format_names());
+    }
+    if (o->verbose)
+        fprintf(stderr, "chat format: %s (%s)\n", chat_format_name(f),
+                o->chat_template ? "--chat-template" : "recognized in the file");
+    return chat_init(chat, f, m->tokenizer, o->system, o->chat_date, o->no_think, err);
+}
+
+/* --chat --tokenize: the lines of stdin (or -i) alternate user and assistant turns, the last the
+   user's; prints the ids of the conversation up to the assistant's next reply. */
+static int chat_tokenize(Model *m, const Options *o, Error *err) {
+    Chat chat;
+    if (chat_setup(&chat, m, o, err)) return -1;
+    size_t len = 0;
+    char *text = NULL;
+    if (o->prompt && strcmp(o->prompt, "-") != 0) {
+        len = strlen(o->prompt);
+        text = malloc(len + 1);
+        if (text) memcpy(text, o->prompt, len + 1);
+    } else {
+        text = read_all(stdin, "the turns on stdin", &len, err);
+        if (!text) return -1;
+        char *p = realloc(text, len + 1);
+        if (p) p[len] = 0;
+        text = p;
+    }
+    if (!text) return fail(err, "out of memory");
+    size_t bad;
+    ChatMessage *msgs = malloc((len + 1) * sizeof *msgs);
+    IdVec ids = {0};
+    int n = 0, rc = -1;
+    if (!msgs) {
+        fail(err, "out of memory");
+        goto done;
+    }
+    if (!utf8_valid(text, len, &bad)) {
+        fail(err, "the turns are not valid UTF-8 (byte %zu)", bad);
+        goto done;
+    }
+    if (len && text[len - 1] == '\n') text[--len] = 0; /* the last line's end, not an empty turn */
+    for (char *line = text;;) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        if (nl && nl > line && nl[-1] == '\r') nl[-1] = 0;
+        msgs[n] = (ChatMessage){n % 2 ? ROLE_ASSISTANT : ROLE_USER, line};
+        n++;
+        if (!nl) break;
+        line = nl + 1;
+    }
+    if (chat_render(&chat, msgs, n, &ids, err)) goto done;
+    for (int i = 0; i < ids.n; i++) printf("%s%d", i ? " " : "", ids.ids[i]);
+    printf("\n");
+    rc = 0;
+done:
+    idvec_free(&ids);
+    free(msgs);
+    free(text);
+    return rc;
+}
+
+/* A conversation: every token in the KV cache, by position, and where each turn starts. */
+typedef struct {
+    Model *m;
+    const Options *o;
+    Chat chat;
+    Sampler sp;
+    IdVec hist;      /* hist.ids[p] is the token at position p of the cache */
+    IdVec starts;    /* index in hist of each turn's start (after the system message) */
+    int protect;     /* hist[0..protect) is never dropped: start, system, --keep */
+    Matrix dump;     /* --dump-logits: the logits of every position fed */
+    long fed_tokens; /* forward passes' positions, recomputation included */
+} Conversation;
+
+/* Runs ids[0..n) at the next positions; returns the logits of the last. record: new tokens (for
+   the penalties and --dump-logits), not a recomputation after a context shift. */
+static const float *feed(Conversation *cv, const int *ids, int n, int record, Error *err) {
+    Model *m = cv->m;
+    const float *logits = NULL;
+    const int want_all = record && cv->o->dump_logits != NULL;
+    for (int i = 0; i < n; i += m->state.cap) {
+        int k = n - i < m->state.cap ? n - i : m->state.cap;
+        logits = forward(m, ids + i, k, cv->hist.n, want_all);
+        if (want_all && matrix_append(&cv->dump, logits, (size_t)k, err)) return NULL;
+        if (want_all) logits += (size_t)(k - 1) * m->config.vocab_size;
+        if (idvec_push(&cv->hist, ids + i, k, err)) return NULL;
+        for (int t = 0; t < k && record; t++) sampler_accept(&cv->sp, ids[i + t]);
+        cv->fed_tokens += k;
+    }
+    return logits;
+}
+
+/* Room for `need` more positions. The policy: stop (an error naming the fix), or drop the oldest
+ * whole turns after the protected start, before turn `current` (which stays), down to half the
+ * unprotected context if that many can go, and recompute the keys and values of every token after
+ * the cut at its new position. Recomputing, rather than re-rotating the cached keys, is exact for
+ * any position encoding (RoPE, learned, sinusoidal) and costs one prompt pass over what follows
+ * the cut. Returns 1 when the whole previous turn went too (with its end, still to be fed). */
+static int make_room(Conversation *cv, int need, int current, Error *err) {
+    const int L = cv->m->config.seq_len;
+    if (cv->hist.n + need <= L) return 0;
+    if (!cv->o->context_shift)
+        return fail(err,
+                    "context full: the conversation holds %d of the model's %d positions and "
+                    "needs %d more (--context-shift drops the oldest turns)",
+                    cv->hist.n, L, need);
+    int first = 0; /* the oldest turn that may go */
+    while (first < current && cv->starts.ids[first] < cv->protect) first++;
+    const int target = cv->protect + (L - cv->protect) / 2;
+    int last = first, n_after = cv->hist.n; /* drop turns first .. last - 1 */
+    while (last < current && (n_after + need > L || n_after > target)) {
+        last++;
+        int end = last < cv->starts.n ? cv->starts.ids[last] : cv->hist.n;
+        n_after = cv->hist.n - (end - cv->starts.ids[first]);
+    }
+    if (n_after + need > L)
+        return fail(err,
+                    "context full: the kept start (%d tokens) and the current turn (%d) leave no "
+                    "room for %d more of the %d positions",
+                    cv->protect, current < cv->starts.n ? cv->hist.n - cv->starts.ids[current] : 0,
+                    need, L);
+    const int cut = cv->starts.ids[first];
+    const int end = last < cv->starts.n ? cv->starts.ids[last] : cv->hist.n;
+    const int dropped = end - cut, moved = cv->hist.n - end;
+    memmove(cv->hist.ids + cut, cv->hist.ids + end, (size_t)moved * sizeof(int));
+    for (int i = last; i < cv->starts.n; i++)
+        cv->starts.ids[first + i - last] = cv->starts.ids[i] - dropped;
+    cv->starts.n -= last - first;
+    cv->hist.n = cut;
+    int *tail = malloc((size_t)(moved ? moved : 1) * sizeof *tail);
+    if (!tail) return fail(err, "out of memory (context shift)");
+    memcpy(tail, cv->hist.ids + cut, (size_t)moved * sizeof *tail);
+    const int ok = moved == 0 || feed(cv, tail, moved, 0, err) != NULL;
+    free(tail);
+    if (!ok) return -1;
+    fprintf(stderr, "[context shift: dropped tokens %d..%d (%d turns), recomputed %d, cache %d]\n",
+            cut, end - 1, last - first, moved, cv->hist.n);
+    return moved == 0; /* the cut reached the end: the last reply's closing goes with it */
+}
+
+/* Reads one line of the user's (without its newline); 0 at the end of input or /exit. */
+static int read_turn(char **line, size_t *cap, int tty, Error *err) {
+    for (;;) {
+        if (tty) fputs("> ", stderr);
+        errno = 0;
+        ssize_t n = getline(line, cap, stdin);
+        if (n < 0 && errno == EINTR) { /* Ctrl-C at the prompt: a new prompt */
+            clearerr(stdin);
+            interrupted = 0;
+            if (tty) fputc('\n', stderr);
+            continue;
+        }
+        if (n < 0) {
+            if (ferror(stdin))
+                return fail(err, "error reading the user's turn: %s", strerror(errno));
+            if (tty) fputc('\n', stderr);
+            return 0;
+        }
+        while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r')) (*line)[--n] = 0;
+        size_t bad;
+        if (!utf8_valid(*line, (size_t)n, &bad))
+            return fail(err, "the user's turn is not valid UTF-8 (byte %zu)", bad);
+        if (strcmp(*line, "/exit") == 0) return 0;
+        if (n > 0) return 1;
+    }
+}
+
+static void print_ids(const char *what, const int *ids, int n) {
+    fprintf(stderr, " %s", what);
+    for (int i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+}
+
+/* One reply: samples until the end of the turn, a stop string, -n tokens, Ctrl-C or a full
+   context; streams it to stdout. */
+static int reply(Conversation *cv, const float *logits, Error *err) {
+    Model *m = cv->m;
+    const Options *o = cv->o;
+    const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
+    size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
+    char *text = malloc(cap);
+    if (!text) return fail(err, "out of memory");
+    StopText stop;
+    stop_init(&stop, o->stop.items, o->stop.n);
+    Decoder dec;
+    decoder_init(&dec);
+    dec.prev_token = cv->hist.ids[cv->hist.n - 1];
+    int rc = -1, stopped = 0, fed = 0; /* the reply's tokens fed: the last `fed` in the cache */
+    for (int generated = 0; generated < o->steps && !interrupted; generated++) {
+        int next = sampler_sample(&cv->sp, logits);
+        if (next == cv->chat.eot || next == eos || next == eot) break; /* the file's too */
+        size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
+        if ((stopped = emit(&stop, text, len, 0, err)) != 0) break;
+        if (generated + 1 == o->steps) break;
+        if (make_room(cv, 1, cv->starts.n - 1, err) < 0) goto done;
+        if (!(logits = feed(cv, &next, 1, 1, err))) goto done;
+        fed++;
+    }
+    if (stopped >= 0 && !stopped && emit(&stop, text, decoder_flush(&dec, text, cap), 1, err) < 0)
+        goto done;
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (interrupted) fprintf(stderr, "[interrupted]\n");
+    interrupted = 0;
+    if (o->verbose) print_ids("reply", cv->hist.ids + cv->hist.n - fed, fed);
+    rc = stopped < 0 ? -1 : 0;
+done:
+    stop_free(&stop);
+    free(text);
+    return rc;
+}
+
+/* The conversation: a turn from the user, its tokens fed after everything already in the cache
+   (a turn costs its own tokens, whatever the history), a reply; until /exit or the end of input.
+   stdin need not be a terminal: then each line is a turn. */
+static int chat_loop(Model *m, const Options *o, Error *err) {
+    Conversation cv = {.m = m, .o = o};
+    cv.dump = (Matrix){NULL, 0, (size_t)m->config.vocab_size, 0};
+    if (chat_setup(&cv.chat, m, o, err) || sampler_from_options(&cv.sp, &m->config, o, err))
+        return -1;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigint; /* no SA_RESTART: Ctrl-C interrupts the read of a turn */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    const int tty = isatty(STDIN_FILENO);
+    if (tty)
+        fprintf(stderr, "chat (%s format): /exit or Ctrl-D ends, Ctrl-C stops a reply\n",
+                chat_format_name(cv.chat.format));
+    char *line = NULL;
+    size_t line_cap = 0;
+    IdVec turn = {0};
+    int rc = -1, more;
+    const char *first = o->prompt && strcmp(o->prompt, "-") != 0 ? o->prompt : NULL;
+    for (int k = 0;; k++) {
+        if (first && k == 0) {
+            more = 1;
+        } else if ((more = read_turn(&line, &line_cap, tty, err)) < 0) {
+            goto done;
+        }
+        if (!more) break;
+        int turn_start;
+        turn.n = 0;
+        if (chat_turn(&cv.chat, k == 0, first && k == 0 ? first : line, &turn, &turn_start, err))
+            goto done;
+        int skip = 0;
+        if (k > 0) { /* room: the previous reply's end goes if its turn does */
+            int r = make_room(&cv, turn.n + 1, cv.starts.n, err);
+            if (r < 0) goto done;
+            if (r == 1) {
+                skip = turn_start;
+                if (make_room(&cv, turn.n - skip + 1, cv.starts.n, err) < 0) goto done;
+            }
+        } else if (turn.n + 1 > m->config.seq_len) {
+            fail(err, "the first turn is %d tokens; the model's context is %d", turn.n,
+                 m->config.seq_len);
+            goto done;
+        }
+        const int before = cv.hist.n;
+        if (idvec_push(&cv.starts, (int[]){before + turn_start - skip}, 1, err)) goto done;
+        if (k == 0) cv.protect = turn_start + o->keep;
+        const long fed_before = cv.fed_tokens;
+        const float *logits = feed(&cv, turn.ids + skip, turn.n - skip, 1, err);
+        if (!logits) goto done;
+        if (o->verbose) {
+            fprintf(stderr, "[turn %d: fed %ld tokens (the turn's own), cache %d of %d]", k + 1,
+                    cv.fed_tokens - fed_before, cv.hist.n, m->config.seq_len);
+            print_ids("fed", turn.ids + skip, turn.n - skip);
+            fputc('\n', stderr);
+        }
+        if (reply(&cv, logits, err)) goto done;
+        if (o->verbose) fprintf(stderr, "\n");
+    }
+    if (o->verbose) {
+        print_ids("[cache:", cv.hist.ids, cv.hist.n);
+        fprintf(stderr, "]\n");
+    }
+    if (o->dump_logits) {
+        size_t shape[2] = {cv.dump.rows, cv.dump.cols};
+        if (write_npy(o->dump_logits, cv.dump.data, shape, 2, err)) goto done;
+    }
+    rc = 0;
+done:
+    if (rc && strncmp(err->msg, "context full", 12) == 0) { /* the default policy: a message */
+        fprintf(stderr, "[%s]\n", err->msg);
+        rc = 0;
+    }
+    free(line);
+    idvec_free(&turn);
+    idvec_free(&cv.hist);
+    idvec_free(&cv.starts);
+    free(cv.dump.data);
+    sampler_free(&cv.sp);
+    return rc;
+}
+
+static int run_chat(const Options *o, Error *err) {
+    Model m;
+    if (model_load_with(&m, o->model, o->tokenizer, o->batch, o->ctx, err)) return -1;
+    int rc = -1;
+    if (m.config.vocab_only && !o->tokenize)
+        fail(err, "'%s' holds a vocabulary and no weights: only --tokenize works on it", o->model);
+    else
+        rc = o->tokenize ? chat_tokenize(&m, o, err) : chat_loop(&m, o, err);
+    model_free(&m);
+    return rc;
+}
+
 static int run(const Options *o, Error *err) {
+    if (o->chat) return run_chat(o, err);
     size_t len = 0;
     char *stdin_text = NULL;
     const char *text = o->prompt ? o->prompt : "";

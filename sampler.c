@@ -1,5 +1,8 @@
-/* sampler.c: temperature, top-k, top-p and the draw, each a step over candidates (sampler.h). */
+/* sampler.c: penalties, temperature, top-k, top-p, min-p and the draw, each a step over
+ * candidates, and stop strings over the streamed text (sampler.h). */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "heap.h"
 #include "kernels.h" /* exp_fast */
@@ -18,7 +21,12 @@ static float random_f32(uint64_t *state) { return (random_u32(state) >> 8) / 167
 
 int sampler_init(Sampler *s, int vocab_size, float temperature, float top_p, int top_k,
                  uint64_t seed, Error *err) {
-    *s = (Sampler){vocab_size, temperature, top_p, top_k, seed * 2654435761u + 1, NULL, NULL};
+    *s = (Sampler){.vocab_size = vocab_size,
+                   .temperature = temperature,
+                   .top_p = top_p,
+                   .top_k = top_k,
+                   .rng = seed * 2654435761u + 1,
+                   .repeat = 1.0f};
     s->cand = malloc((size_t)vocab_size * sizeof *s->cand);
     s->probs = malloc((size_t)vocab_size * sizeof *s->probs);
     if (!s->cand || !s->probs) {
@@ -31,8 +39,49 @@ int sampler_init(Sampler *s, int vocab_size, float temperature, float top_p, int
 void sampler_free(Sampler *s) {
     free(s->cand);
     free(s->probs);
+    free(s->recent);
+    free(s->penalized);
+    free(s->counts);
     s->cand = NULL;
     s->probs = NULL;
+    s->recent = s->counts = NULL;
+    s->penalized = NULL;
+}
+
+int sampler_set_penalties(Sampler *s, int last_n, float repeat, float frequency, float presence,
+                          Error *err) {
+    if (last_n <= 0 || (repeat == 1.0f && frequency == 0.0f && presence == 0.0f)) return 0;
+    s->recent = malloc((size_t)last_n * sizeof *s->recent);
+    s->penalized = malloc((size_t)s->vocab_size * sizeof *s->penalized);
+    s->counts = calloc((size_t)s->vocab_size, sizeof *s->counts);
+    if (!s->recent || !s->penalized || !s->counts)
+        return fail(err, "out of memory for the penalties (%d tokens)", last_n);
+    s->last_n = last_n;
+    s->repeat = repeat;
+    s->frequency = frequency;
+    s->presence = presence;
+    return 0;
+}
+
+void sampler_accept(Sampler *s, int token) {
+    if (!s->last_n) return;
+    s->recent[s->next_recent] = token;
+    s->next_recent = (s->next_recent + 1) % s->last_n;
+    if (s->n_recent < s->last_n) s->n_recent++;
+}
+
+void sampler_penalties(float *logits, int n, const int *recent, int n_recent, float repeat,
+                       float frequency, float presence, int *counts) {
+    for (int i = 0; i < n_recent; i++)
+        if (recent[i] >= 0 && recent[i] < n) counts[recent[i]]++;
+    for (int i = 0; i < n_recent; i++) {
+        const int t = recent[i];
+        if (t < 0 || t >= n || counts[t] == 0) continue; /* done at its first occurrence */
+        float *l = &logits[t];
+        *l = *l > 0.0f ? *l / repeat : *l * repeat;
+        *l -= (float)counts[t] * frequency + presence;
+        counts[t] = 0;
+    }
 }
 
 int sampler_argmax(const float *v, int n) {
@@ -111,6 +160,23 @@ int sampler_top_p(const Candidate *cand, int kept, float p) {
     return kept; /* rounding kept the sum below p: everything */
 }
 
+int sampler_min_p_candidates(Candidate *cand, const float *probs, const float *logits, int n,
+                             float min_p) {
+    const float cut = logits[sampler_argmax(logits, n)] + logf(min_p);
+    int kept = 0;
+    for (int i = 0; i < n; i++)
+        if (logits[i] >= cut) cand[kept++] = (Candidate){probs[i], i};
+    qsort(cand, (size_t)kept, sizeof *cand, compare_desc);
+    return kept;
+}
+
+int sampler_min_p(const Candidate *cand, int kept, const float *logits, float min_p) {
+    const float cut = logits[cand[0].index] + logf(min_p);
+    int i = 1;
+    while (i < kept && logits[cand[i].index] >= cut) i++;
+    return i;
+}
+
 int sampler_draw(const Candidate *cand, int kept, float u) {
     float total = 0.0f;
     for (int i = 0; i < kept; i++) total += cand[i].prob;
@@ -125,6 +191,12 @@ int sampler_draw(const Candidate *cand, int kept, float u) {
 
 int sampler_sample(Sampler *s, const float *logits) {
     const int n = s->vocab_size;
+    if (s->last_n) {
+        memcpy(s->penalized, logits, (size_t)n * sizeof *logits);
+        sampler_penalties(s->penalized, n, s->recent, s->n_recent, s->repeat, s->frequency,
+                          s->presence, s->counts);
+        logits = s->penalized;
+    }
     if (s->temperature == 0.0f) return sampler_argmax(logits, n);
     sampler_softmax(s->probs, logits, n, s->temperature);
     int kept;
@@ -132,10 +204,84 @@ int sampler_sample(Sampler *s, const float *logits) {
         kept = sampler_top_k(s->cand, s->probs, n, s->top_k);
     } else if (s->top_p < 1.0f) {
         kept = sampler_top_p_candidates(s->cand, s->probs, n, s->top_p);
+    } else if (s->min_p > 0.0f) {
+        kept = sampler_min_p_candidates(s->cand, s->probs, logits, n, s->min_p);
     } else {
         for (int i = 0; i < n; i++) s->cand[i] = (Candidate){s->probs[i], i};
         kept = n;
     }
     if (s->top_p < 1.0f) kept = sampler_top_p(s->cand, kept, s->top_p);
+    if (s->min_p > 0.0f) kept = sampler_min_p(s->cand, kept, logits, s->min_p);
     return sampler_draw(s->cand, kept, random_f32(&s->rng));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Stop strings */
+
+void stop_init(StopText *st, const char *const *stops, int n_stops) {
+    *st = (StopText){stops, n_stops, NULL, 0, 0, 0};
+}
+
+void stop_free(StopText *st) {
+    free(st->held);
+    st->held = NULL;
+}
+
+/* 1 when held[from..len) is the start of some stop string. */
+static int could_start(const StopText *st, size_t from) {
+    for (int k = 0; k < st->n_stops; k++) {
+        size_t n = strlen(st->stops[k]);
+        if (st->len - from < n && memcmp(st->held + from, st->stops[k], st->len - from) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int stop_push(StopText *st, const char *piece, size_t n, const char **print, size_t *n_print) {
+    /* drop what the last call released */
+    if (st->out) {
+        memmove(st->held, st->held + st->out, st->len - st->out);
+        st->len -= st->out;
+        st->out = 0;
+    }
+    if (st->len + n > st->cap) {
+        size_t cap = st->cap ? st->cap : 64;
+        while (cap < st->len + n) cap *= 2;
+        char *p = realloc(st->held, cap);
+        if (!p) return -1;
+        st->held = p;
+        st->cap = cap;
+    }
+    if (n) memcpy(st->held + st->len, piece, n);
+    st->len += n;
+    *print = st->held ? st->held : "";
+    /* Earlier calls found no stop string, so one that is complete now ends in the new piece:
+       the one ending first wins, and the longest of those. */
+    size_t best_end = SIZE_MAX, best_start = 0;
+    for (int k = 0; k < st->n_stops; k++) {
+        size_t m = strlen(st->stops[k]);
+        for (size_t end = m; end <= st->len; end++) {
+            if (memcmp(st->held + end - m, st->stops[k], m) != 0) continue;
+            if (end < best_end || (end == best_end && end - m < best_start)) {
+                best_end = end;
+                best_start = end - m;
+            }
+            break; /* its first occurrence */
+        }
+    }
+    if (best_end != SIZE_MAX) {
+        *n_print = best_start;
+        st->len = st->out = 0;
+        return 1;
+    }
+    size_t keep_from = 0;
+    while (keep_from < st->len && !could_start(st, keep_from)) keep_from++;
+    *n_print = st->out = keep_from;
+    return 0;
+}
+
+void stop_flush(StopText *st, const char **print, size_t *n_print) {
+    *print = st->held ? st->held + st->out : "";
+    *n_print = st->len - st->out;
+    st->len = st->out = 0;
 }

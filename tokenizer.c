@@ -1056,14 +1056,14 @@ static int special_at(const Tokenizer *t, const char *s, size_t n, size_t i, int
     return -1;
 }
 
-int tokenizer_encode_special(const Tokenizer *t, const char *text, size_t len, int parse_special,
-                             int **ids, int *n_ids, Error *err) {
+static int encode(const Tokenizer *t, const char *text, size_t len, int parse_special, int add_bos,
+                  int **ids, int *n_ids, Error *err) {
     *ids = NULL;
     *n_ids = 0;
     size_t bad;
     if (!utf8_valid(text, len, &bad)) return fail(err, "prompt is not valid UTF-8 (byte %zu)", bad);
     IdList out = {NULL, 0, 0};
-    if (tokenizer_adds_bos(t) && push_id(&out, t->bos_id, err) != 0) return -1;
+    if (add_bos && tokenizer_adds_bos(t) && push_id(&out, t->bos_id, err) != 0) return -1;
     /* Leftmost-longest matches of special tokens, as Hugging Face finds added tokens; the text
        between two is encoded alone. */
     int after_special = 1; /* at the start or after a special token (SentencePiece's prefix) */
@@ -1102,6 +1102,21 @@ int tokenizer_encode_special(const Tokenizer *t, const char *text, size_t len, i
     *ids = out.ids;
     *n_ids = out.n;
     return 0;
+}
+
+int tokenizer_encode_special(const Tokenizer *t, const char *text, size_t len, int parse_special,
+                             int **ids, int *n_ids, Error *err) {
+    return encode(t, text, len, parse_special, 1, ids, n_ids, err);
+}
+
+int tokenizer_encode_segment(const Tokenizer *t, const char *text, size_t len, int **ids,
+                             int *n_ids, Error *err) {
+    return encode(t, text, len, 0, 0, ids, n_ids, err);
+}
+
+int tokenizer_find_special(const Tokenizer *t, const char *s, size_t n) {
+    int id = lookup(t, s, n);
+    return id >= 0 && special_class(t->types[id]) ? id : -1;
 }
 
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,

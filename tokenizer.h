@@ -71,6 +71,12 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int **ids
                      Error *err);
 int tokenizer_encode_special(const Tokenizer *t, const char *text, size_t len, int parse_special,
                              int **ids, int *n_ids, Error *err);
+/* Encodes text that follows a special token in a rendered chat template: no BOS, control-token
+   spellings stay text, SentencePiece's dummy prefix as after a special token. */
+int tokenizer_encode_segment(const Tokenizer *t, const char *text, size_t len, int **ids,
+                             int *n_ids, Error *err);
+/* Id of the control, user-defined or unknown token spelled exactly s[0..n), or -1. */
+int tokenizer_find_special(const Tokenizer *t, const char *s, size_t n);
 
 /* Streaming decoder: feed token ids one at a time, get back bytes that form only complete UTF-8
    characters. Bytes of a character split across tokens are held until it is complete; a byte

@@ -1,12 +1,14 @@
-/* The sampler (sampler.c) against a brute-force statement of what it should do:
- * temperature, then the top-k tokens, then the smallest prefix of them (most probable first, the
- * lower index first among equals) whose full-vocabulary probability reaches top-p, then a draw
- * from that set renormalized. For each case: no draw ever falls outside the set, and over 100,000
+/* The sampler (sampler.c) against a brute-force statement of what it should do: llama.cpp's
+ * penalties on the logits of the tokens seen (counted by scanning the history), temperature, then
+ * the top-k tokens, then the smallest prefix of them (most probable first, the lower index first
+ * among equals) whose full-vocabulary probability reaches top-p, then those whose penalized logit
+ * is at least the largest + log(min-p), then a draw from that set renormalized. For each case: no draw ever falls outside the set, and over 100,000
  * draws every token's frequency is within 5 standard deviations of its probability.
  * The steps are also checked one by one on cases whose answer is exact. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels.h"
 #include "sampler.h"
@@ -18,10 +20,37 @@ static void check(int ok, const char *what) {
     ok ? passed++ : failed++;
 }
 
+/* Penalties and min-p of a case; zero = off. */
+typedef struct {
+    float min_p, repeat, frequency, presence;
+    int last_n;
+    const int *history; /* (n_history) tokens fed, oldest first */
+    int n_history;
+} Extra;
+
+/* llama.cpp's penalties, stated per token: count its occurrences among the last last_n. */
+static void penalize(float *out, const float *logits, int n, const Extra *x) {
+    for (int i = 0; i < n; i++) {
+        out[i] = logits[i];
+        if (!x || x->last_n == 0) continue;
+        int count = 0;
+        for (int h = x->n_history - x->last_n; h < x->n_history; h++)
+            count += h >= 0 && x->history[h] == i;
+        if (count == 0) continue;
+        float r = x->repeat ? x->repeat : 1.0f;
+        out[i] = out[i] > 0 ? out[i] / r : out[i] * r;
+        out[i] -= count * x->frequency + x->presence;
+    }
+}
+
 /* The expected distribution: probs[i] for the kept tokens, 0 elsewhere. */
-static void expected(float *want, const float *logits, int n, float temp, int k, float p) {
-    double *pr = malloc(n * sizeof *pr), max = logits[0], sum = 0.0;
+static void expected(float *want, const float *raw, int n, float temp, int k, float p,
+                     const Extra *x) {
+    double *pr = malloc(n * sizeof *pr), max, sum = 0.0;
     int *order = malloc(n * sizeof *order);
+    float *logits = malloc(n * sizeof *logits);
+    penalize(logits, raw, n, x);
+    max = logits[0];
     for (int i = 0; i < n; i++) max = logits[i] > max ? logits[i] : max;
     for (int i = 0; i < n; i++) sum += pr[i] = exp((logits[i] - max) / temp);
     for (int i = 0; i < n; i++) pr[i] /= sum, order[i] = i;
@@ -40,15 +69,22 @@ static void expected(float *want, const float *logits, int n, float temp, int k,
             kept = i + 1;
             break;
         }
+    if (x && x->min_p > 0.0f) { /* kept stays a prefix: logits fall along the order */
+        int m = 0;
+        while (m < kept && logits[order[m]] >= (float)max + logf(x->min_p)) m++;
+        kept = m;
+    }
     double total = 0.0;
     for (int i = 0; i < kept; i++) total += pr[order[i]];
     for (int i = 0; i < n; i++) want[i] = 0.0f;
     for (int i = 0; i < kept; i++) want[order[i]] = (float)(pr[order[i]] / total);
     free(pr);
     free(order);
+    free(logits);
 }
 
-static void test_case(const char *name, const float *logits, int n, float temp, int k, float p) {
+static void test_case(const char *name, const float *logits, int n, float temp, int k, float p,
+                      const Extra *x) {
     enum { DRAWS = 100000 };
     Sampler sp;
     Error err;
@@ -56,9 +92,18 @@ static void test_case(const char *name, const float *logits, int n, float temp, 
         check(0, err.msg);
         return;
     }
+    if (x) {
+        sp.min_p = x->min_p;
+        if (sampler_set_penalties(&sp, x->last_n, x->repeat ? x->repeat : 1.0f, x->frequency,
+                                  x->presence, &err)) {
+            check(0, err.msg);
+            return;
+        }
+        for (int h = 0; h < x->n_history; h++) sampler_accept(&sp, x->history[h]);
+    }
     float *want = malloc(n * sizeof *want);
     int *count = calloc(n, sizeof *count);
-    expected(want, logits, n, temp, k, p);
+    expected(want, logits, n, temp, k, p, x);
     for (int d = 0; d < DRAWS; d++) count[sampler_sample(&sp, logits)]++;
     int ok = 1;
     double worst = 0.0;
@@ -103,6 +148,105 @@ static void test_steps(void) {
     check(sampler_argmax(quarter, 4) == 0, "argmax: the lowest index wins a tie");
 }
 
+/* Greedy decoding sees the penalties too: the argmax of the penalized logits. */
+static void test_greedy_penalties(const float *logits, int n, const Extra *x) {
+    Sampler sp;
+    Error err;
+    float *pen = malloc(n * sizeof *pen);
+    penalize(pen, logits, n, x);
+    int want = 0;
+    for (int i = 1; i < n; i++) want = pen[i] > pen[want] ? i : want;
+    int ok = !sampler_init(&sp, n, 0.0f, 1.0f, 0, 1, &err) &&
+             !sampler_set_penalties(&sp, x->last_n, x->repeat, x->frequency, x->presence, &err);
+    for (int h = 0; ok && h < x->n_history; h++) sampler_accept(&sp, x->history[h]);
+    int got = ok ? sampler_sample(&sp, logits) : -1;
+    char what[160];
+    snprintf(what, sizeof what, "greedy after penalties picks %d (the unpenalized best is %d)", got,
+             sampler_argmax(logits, n));
+    check(ok && got == want && got != sampler_argmax(logits, n), what);
+    sampler_free(&sp);
+    free(pen);
+}
+
+/* Stop strings: texts over a small alphabet cut into random pieces. Stated by brute force: the
+   stop string whose first occurrence ends first (the longest among those ending there) cuts the
+   text at its start; the printed bytes are exactly the text before it, or all of it. */
+static void test_stop_strings(void) {
+    static const char *const stops[3] = {"aba", "ba", "cabc"};
+    uint64_t rng = 99;
+    int bad = 0, stopped_count = 0, held_back = 0;
+    for (int trial = 0; trial < 3000; trial++) {
+        char text[41];
+        int len = 1 + trial % 40;
+        for (int i = 0; i < len; i++) {
+            rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+            text[i] = "abcd"[(rng * 0x2545F4914F6CDD1Dull) >> 62];
+        }
+        text[len] = 0;
+        int nstops = 1 + trial % 3; /* "aba"; "aba" and "ba"; all three */
+        int cut = len;
+        for (int end = 1; end <= len && cut == len; end++)
+            for (int k = 0; k < nstops; k++) {
+                int m = (int)strlen(stops[k]);
+                if (m <= end && memcmp(text + end - m, stops[k], m) == 0 && end - m < cut)
+                    cut = end - m;
+            }
+        StopText st;
+        stop_init(&st, stops, nstops);
+        char out[64];
+        size_t n_out = 0;
+        int stopped = 0;
+        for (int i = 0; i < len && !stopped;) {
+            int piece = 1 + (int)(((rng ^= rng << 13) >> 7) % 4);
+            if (piece > len - i) piece = len - i;
+            const char *pr;
+            size_t np;
+            stopped = stop_push(&st, text + i, (size_t)piece, &pr, &np);
+            held_back += !stopped && np < st.len;
+            memcpy(out + n_out, pr, np);
+            n_out += np;
+            i += piece;
+        }
+        if (!stopped) {
+            const char *pr;
+            size_t np;
+            stop_flush(&st, &pr, &np);
+            memcpy(out + n_out, pr, np);
+            n_out += np;
+        }
+        stopped_count += stopped;
+        if (stopped != (cut < len) || n_out != (size_t)cut || memcmp(out, text, n_out) != 0) {
+            if (bad++ < 3)
+                printf("  stop: text %s stops %d: printed %.*s, want %.*s\n", text, nstops,
+                       (int)n_out, out, cut, text);
+        }
+        stop_free(&st);
+    }
+    char what[160];
+    snprintf(what, sizeof what,
+             "stop strings over 3000 texts cut into pieces: %d wrong (%d stopped, %d held back)",
+             bad, stopped_count, held_back);
+    check(bad == 0 && stopped_count > 100 && held_back > 100, what);
+}
+
+/* The new steps on exact cases. */
+static void test_new_steps(void) {
+    float logits[5] = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f};
+    int counts[5] = {0}, recent[4] = {0, 1, 1, 3};
+    sampler_penalties(logits, 5, recent, 4, 2.0f, 0.5f, 0.25f, counts);
+    /* 0 once: 2/2 - 0.5 - 0.25; 1 twice: -1*2 - 1 - 0.25; 3 once: 3/2 - 0.75 */
+    check(logits[0] == 0.25f && logits[1] == -3.25f && logits[2] == 0.5f && logits[3] == 0.75f &&
+              logits[4] == -2.0f && counts[0] == 0 && counts[1] == 0 && counts[3] == 0,
+          "penalties on exact values; counts left zero");
+    const float l2[4] = {0.0f, -logf(2.0f), -logf(4.0f), -logf(8.0f)};
+    Candidate cand[4];
+    float probs[4] = {0.5f, 0.25f, 0.125f, 0.125f};
+    int kept = sampler_min_p_candidates(cand, probs, l2, 4, 0.3f);
+    check(kept == 2 && cand[0].index == 0 && cand[1].index == 1, "min-p 0.3 keeps 1 and 1/2");
+    check(sampler_min_p(cand, kept, l2, 0.5f) == 2, "min-p 0.5 keeps a token at exactly half");
+    check(sampler_min_p(cand, 2, l2, 0.6f) == 1, "min-p 0.6 keeps only the best");
+}
+
 int main(void) {
     kernels_init();
     enum { N = 500 };
@@ -115,17 +259,35 @@ int main(void) {
     }
     test_steps();
     for (int i = 0; i < N; i++) flat[i] = 1.0f;
-    test_case("top-k", logits, N, 1.0f, 40, 1.0f);
-    test_case("top-k then top-p", logits, N, 0.3f, 40, 0.5f);
-    test_case("top-k then top-p, few tokens", few, 8, 1.0f, 5, 0.6f);
-    test_case("top-p alone", logits, N, 0.7f, 0, 0.6f);
-    test_case("no truncation", few, 8, 1.3f, 0, 1.0f);
-    test_case("ties at the cut (lower index kept)", few, 8, 1.0f, 3, 1.0f);
-    test_case("all equal, top-k", flat, N, 1.0f, 5, 1.0f);
-    test_case("top-k 1 is greedy", logits, N, 1.0f, 1, 1.0f);
-    test_case("top-k larger than the vocabulary", few, 8, 1.0f, 50, 0.9f);
-    test_case("top-p exactly on a cumulative sum", four, 4, 1.0f, 0, 0.5f);
-    test_case("top-p below every probability, flat logits", flat, N, 1.0f, 0, 0.001f);
+    test_case("top-k", logits, N, 1.0f, 40, 1.0f, NULL);
+    test_case("top-k then top-p", logits, N, 0.3f, 40, 0.5f, NULL);
+    test_case("top-k then top-p, few tokens", few, 8, 1.0f, 5, 0.6f, NULL);
+    test_case("top-p alone", logits, N, 0.7f, 0, 0.6f, NULL);
+    test_case("no truncation", few, 8, 1.3f, 0, 1.0f, NULL);
+    test_case("ties at the cut (lower index kept)", few, 8, 1.0f, 3, 1.0f, NULL);
+    test_case("all equal, top-k", flat, N, 1.0f, 5, 1.0f, NULL);
+    test_case("top-k 1 is greedy", logits, N, 1.0f, 1, 1.0f, NULL);
+    test_case("top-k larger than the vocabulary", few, 8, 1.0f, 50, 0.9f, NULL);
+    test_case("top-p exactly on a cumulative sum", four, 4, 1.0f, 0, 0.5f, NULL);
+    test_case("top-p below every probability, flat logits", flat, N, 1.0f, 0, 0.001f, NULL);
+    test_new_steps();
+    test_stop_strings();
+    static int history[100];
+    for (int h = 0; h < 100; h++) history[h] = (h * 37) % 60; /* tokens 0..59, some repeated */
+    Extra pen = {0.0f, 1.3f, 0.2f, 0.4f, 64, history, 100};
+    test_case("penalties over the last 64 of 100 tokens", logits, N, 0.8f, 0, 1.0f, &pen);
+    Extra neg = {0.0f, 0.7f, -0.3f, -0.5f, 100, history, 100}; /* rewards, even */
+    test_case("negative penalties, repeat < 1", logits, N, 1.0f, 50, 0.9f, &neg);
+    Extra minp = {0.05f, 1.0f, 0.0f, 0.0f, 0, NULL, 0};
+    test_case("min-p alone", logits, N, 1.0f, 0, 1.0f, &minp);
+    Extra minp_t = {0.2f, 1.0f, 0.0f, 0.0f, 0, NULL, 0};
+    test_case("min-p after top-k and top-p, temperature 2", logits, N, 2.0f, 100, 0.95f, &minp_t);
+    Extra all = {0.1f, 1.5f, 0.1f, 0.3f, 32, history, 100};
+    test_case("penalties then min-p", logits, N, 0.9f, 0, 1.0f, &all);
+    static int top[3];
+    top[0] = top[1] = top[2] = sampler_argmax(logits, N);
+    Extra big = {0.0f, 4.0f, 1.0f, 1.0f, 3, top, 3};
+    test_greedy_penalties(logits, N, &big);
     printf("test_sampler: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
