@@ -26,24 +26,63 @@
 /* Capture */
 
 int attn_wanted(const AttnOptions *o) {
-    return o->dump || o->html || o->show_layer >= 0 || o->stats;
+    return o->dump || o->dump_norms || o->html || o->show_layer >= 0 || o->stats ||
+           o->explain[0] >= 0 || o->probe;
 }
 
-int attn_parse_head(const char *s, int *layer, int *head, Error *err) {
-    /* exactly digits '.' digits: no signs, spaces or trailing text */
-    const char *dot = strchr(s, '.');
-    size_t n1 = dot ? (size_t)(dot - s) : 0, n2 = dot ? strlen(dot + 1) : 0;
-    if (!dot || n1 == 0 || n2 == 0 || n1 > 6 || n2 > 6 || strspn(s, "0123456789") != n1 ||
-        strspn(dot + 1, "0123456789") != n2)
-        return fail(err, "--attn-show expects LAYER.HEAD, e.g. 0.3 (counting from 0), got '%s'", s);
-    *layer = atoi(s);
-    *head = atoi(dot + 1);
+/* Room for the explained query's numbers (attn_circuits.c fills them in the hook). */
+static int explain_init(AttnExplain *e, const AttnOptions *o, const Config *c, int cap,
+                        Error *err) {
+    e->layer = o->explain[0];
+    e->head = o->explain[1];
+    e->pos = o->explain[2];
+    if (e->layer >= c->n_layers || e->head >= c->n_heads)
+        return fail(err, "--attn-explain %d.%d.%d: the model has layers 0..%d and heads 0..%d",
+                    e->layer, e->head, e->pos, c->n_layers - 1, c->n_heads - 1);
+    if (e->pos >= cap)
+        return fail(err,
+                    "--attn-explain %d.%d.%d: this run feeds at most %d positions (0..%d: prompt "
+                    "tokens + generated - 1)",
+                    e->layer, e->head, e->pos, cap, cap - 1);
+    e->group = c->n_heads / c->n_kv_heads;
+    e->kv_head = e->head / e->group;
+    e->lo = attn_first_visible(e->pos, c->sliding_window);
+    e->head_dim = c->head_dim;
+    const size_t hd = (size_t)c->head_dim, keys = (size_t)e->pos + 1;
+    e->q = malloc(hd * sizeof(float));
+    e->out = malloc(hd * sizeof(float));
+    e->probs = malloc(keys * sizeof(float));
+    e->k = malloc(keys * hd * sizeof(float));
+    e->v = malloc(keys * hd * sizeof(float));
+    if (!e->q || !e->out || !e->probs || !e->k || !e->v)
+        return fail(err, "out of memory for --attn-explain");
     return 0;
 }
 
-int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Config *c, int n_prompt, int cap,
+int attn_parse_ints(const char *s, int *out, int n, const char *flag, Error *err) {
+    /* exactly n runs of 1 to 6 digits separated by '.': no signs, spaces or trailing text */
+    const char *p = s;
+    for (int k = 0; k < n; k++) {
+        size_t len = strspn(p, "0123456789");
+        if (len == 0 || len > 6 || (k + 1 < n ? p[len] != '.' : p[len] != '\0')) {
+            if (n == 2)
+                return fail(err, "%s expects LAYER.HEAD, e.g. 0.3 (counting from 0), got '%s'",
+                            flag, s);
+            return fail(err,
+                        "%s expects LAYER.HEAD.POSITION, e.g. 1.0.7 (counting from 0), got '%s'",
+                        flag, s);
+        }
+        out[k] = atoi(p);
+        p += len + 1;
+    }
+    return 0;
+}
+
+int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Model *m, int n_prompt, int cap,
                    Error *err) {
+    const Config *c = &m->config;
     memset(a, 0, sizeof *a);
+    a->model = m;
     if (o->show_layer >= c->n_layers || o->show_head >= c->n_heads)
         return fail(err, "--attn-show %d.%d: the model has layers 0..%d and heads 0..%d",
                     o->show_layer, o->show_head, c->n_layers - 1, c->n_heads - 1);
@@ -69,14 +108,27 @@ int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Config *c, int n_pro
         attn_maps_free(a);
         return fail(err, "out of memory for the attention maps (%.0f MB)", bytes / 1e6);
     }
+    if (o->explain[0] >= 0 && explain_init(&a->explain, o, c, cap, err)) {
+        attn_maps_free(a);
+        return -1;
+    }
     return 0;
 }
 
 void attn_maps_free(AttnMaps *a) {
+    AttnExplain *e = &a->explain;
     free(a->probs);
     free(a->tokens);
+    free(a->vnorms);
+    free(e->q);
+    free(e->out);
+    free(e->probs);
+    free(e->k);
+    free(e->v);
     a->probs = NULL;
     a->tokens = NULL;
+    a->vnorms = NULL;
+    memset(e, 0, sizeof *e);
 }
 
 /* Row i of head (l, h): cap floats, keys 0 .. cap-1. */
@@ -94,6 +146,7 @@ void attn_hook(void *ctx, int layer, int pos0, int n, const float *probs, int st
                    (size_t)(i + 1) * sizeof(float));
         if (i + 1 > a->n) a->n = i + 1;
     }
+    attn_explain_capture(a, layer, pos0, n, probs, stride);
 }
 
 void attn_maps_tokens(AttnMaps *a, int pos0, const int *tokens, int n) {
@@ -111,6 +164,72 @@ void attn_maps_pack(AttnMaps *a) {
             memmove(a->probs + (map * T + i) * T, a->probs + r * a->cap, (size_t)T * sizeof(float));
     }
     a->cap = T;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The induction probe. Random tokens have no bigram statistics to lean on, so on their second
+   occurrence the only way to predict (or attend to) what comes next is to find the previous
+   occurrence of the current token and look one step after it: what an induction head does. */
+
+static uint64_t probe_next(uint64_t *state) { /* xorshift64*: seeded, the same on every machine */
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 0x2545F4914F6CDD1DULL;
+}
+
+int attn_probe_tokens(const Model *m, const char *name, int **ids, int *n_ids, int *start,
+                      Error *err) {
+    const Tokenizer *tok = m->tokenizer;
+    const int V = m->config.vocab_size, bos = tokenizer_bos(tok);
+    *start = bos >= 0 ? 1 : 0;
+    *n_ids = *start + 2 * PROBE_LEN;
+    if (strcmp(name, "induction") != 0) return fail(err, "unknown probe '%s'", name);
+    if (*n_ids > m->config.seq_len)
+        return fail(err, "the induction probe is %d tokens, longer than the model's context of %d",
+                    *n_ids, m->config.seq_len);
+    /* the candidates: ids that decode to text on their own */
+    const size_t cap = 2 * ((size_t)tokenizer_max_token_len(tok) + 8);
+    int *cand = malloc((size_t)V * sizeof(int)), n_cand = 0;
+    char *buf = malloc(cap);
+    *ids = malloc((size_t)*n_ids * sizeof(int));
+    if (!cand || !buf || !*ids) {
+        free(cand);
+        free(buf);
+        free(*ids);
+        *ids = NULL;
+        return fail(err, "out of memory for the probe");
+    }
+    for (int id = 0; id < V; id++) {
+        Decoder d;
+        decoder_init(&d);
+        d.prev_token = id;
+        if (id != bos && id != tokenizer_eos(tok) && decoder_push(tok, &d, id, buf, cap) > 0 &&
+            d.n_pending == 0)
+            cand[n_cand++] = id;
+    }
+    free(buf);
+    if (n_cand < PROBE_LEN) {
+        free(cand);
+        free(*ids);
+        *ids = NULL;
+        return fail(err,
+                    "the vocabulary has %d tokens that decode on their own, the probe needs %d",
+                    n_cand, PROBE_LEN);
+    }
+    /* PROBE_LEN distinct candidates: the first steps of a seeded Fisher-Yates shuffle */
+    uint64_t state = PROBE_SEED;
+    for (int k = 0; k < PROBE_LEN; k++) {
+        int r = k + (int)(probe_next(&state) % (uint64_t)(n_cand - k));
+        int t = cand[k];
+        cand[k] = cand[r];
+        cand[r] = t;
+    }
+    if (bos >= 0) (*ids)[0] = bos;
+    for (int k = 0; k < PROBE_LEN; k++)
+        (*ids)[*start + k] = (*ids)[*start + PROBE_LEN + k] = cand[k];
+    free(cand);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -166,7 +285,7 @@ static int utf8_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 
    whitespace shown as visible marks (space ·, newline ↵, tab →), other control characters in
    caret notation, so no token can move the cursor or start an escape sequence. Returns the
    characters written (one column each, except wide CJK/emoji, which we do not measure). */
-static int visible(const char *s, char *out, int cols) {
+int attn_visible(const char *s, char *out, int cols) {
     int n = 0;
     size_t w = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p && n < cols;) {
@@ -211,10 +330,23 @@ static int visible(const char *s, char *out, int cols) {
 
 typedef struct {
     double distance, entropy, prev, self, sink;
+    double induction; /* on the probe: mean weight on the token after the previous occurrence */
+    double copying;   /* on the probe: the OV circuit's copying score (attn_circuits.c) */
 } HeadStats;
 
+#define INDUCTION_ROLE 0.4 /* prefix-matching score that names a head `induction` */
+
+/* Prefix matching: each query i of the probe's second copy (token t at i, first seen at i - R)
+   and its weight on key i - R + 1, the token that followed t the first time. */
+static double induction_score(const AttnMaps *a, int l, int h) {
+    const int R = a->probe_len, first = a->probe_start + R;
+    double sum = 0.0;
+    for (int i = first; i < first + R; i++) sum += map_row(a, l, h, i)[i - R + 1];
+    return sum / R;
+}
+
 static HeadStats head_stats(const AttnMaps *a, int l, int h) {
-    HeadStats s = {0, 0, 0, 0, 0};
+    HeadStats s = {0, 0, 0, 0, 0, 0, 0};
     for (int i = 1; i < a->n; i++) {
         const float *p = map_row(a, l, h, i);
         for (int j = 0; j <= i; j++) {
@@ -231,11 +363,14 @@ static HeadStats head_stats(const AttnMaps *a, int l, int h) {
     s.prev /= q;
     s.self /= q;
     s.sink /= q;
+    if (a->probe_len && a->probe_start + 2 * a->probe_len <= a->n)
+        s.induction = induction_score(a, l, h);
     return s;
 }
 
 /* The first rule that holds names the head (thresholds in the README). */
 static const char *head_role(const HeadStats *s) {
+    if (s->induction >= INDUCTION_ROLE) return "induction";
     if (s->prev >= 0.5) return "previous-token";
     if (s->sink >= 0.5) return "first-token/sink";
     if (s->self >= 0.5) return "self";
@@ -243,17 +378,51 @@ static const char *head_role(const HeadStats *s) {
     return "broad";
 }
 
-static int print_stats(const AttnMaps *a, FILE *f, Error *err) {
+/* Every head's statistics, (n_layers * n_heads) in (layer, head) order; NULL if out of memory. */
+static HeadStats *all_stats(const AttnMaps *a, Error *err) {
+    HeadStats *st = malloc((size_t)a->n_layers * a->n_heads * sizeof *st);
+    double *copy = a->probe_len ? malloc((size_t)a->n_layers * a->n_heads * sizeof *copy) : NULL;
+    if (!st || (a->probe_len && !copy)) {
+        free(st);
+        free(copy);
+        fail(err, "out of memory for the atlas");
+        return NULL;
+    }
+    if (copy && attn_copying_scores(a, copy, err)) {
+        free(st);
+        free(copy);
+        return NULL;
+    }
+    for (int l = 0; l < a->n_layers; l++)
+        for (int h = 0; h < a->n_heads; h++) {
+            HeadStats *s = &st[l * a->n_heads + h];
+            *s = head_stats(a, l, h);
+            if (copy) s->copying = copy[l * a->n_heads + h];
+        }
+    free(copy);
+    return st;
+}
+
+static int print_stats(const AttnMaps *a, const HeadStats *st, FILE *f, Error *err) {
     if (a->n < 2) return fail(err, "--attn-stats needs at least 2 positions, got %d", a->n);
     fprintf(f,
             "attention atlas: %d layers x %d heads, %d positions (averages over queries 1..%d)\n",
             a->n_layers, a->n_heads, a->n, a->n - 1);
-    fprintf(f, "layer head distance entropy   prev   self   sink  role\n");
+    if (a->probe_len)
+        fprintf(f,
+                "induction probe: positions %d..%d repeated at %d..%d; induct = prefix matching, "
+                "copy = OV copying score (role induction from induct >= %.1f)\n",
+                a->probe_start, a->probe_start + a->probe_len - 1, a->probe_start + a->probe_len,
+                a->probe_start + 2 * a->probe_len - 1, INDUCTION_ROLE);
+    fprintf(f, "layer head distance entropy   prev   self   sink%s  role\n",
+            a->probe_len ? " induct   copy" : "");
     for (int l = 0; l < a->n_layers; l++)
         for (int h = 0; h < a->n_heads; h++) {
-            HeadStats s = head_stats(a, l, h);
-            fprintf(f, "%5d %4d %8.3f %7.3f %6.3f %6.3f %6.3f  %s\n", l, h, s.distance, s.entropy,
-                    s.prev, s.self, s.sink, head_role(&s));
+            const HeadStats *s = &st[l * a->n_heads + h];
+            fprintf(f, "%5d %4d %8.3f %7.3f %6.3f %6.3f %6.3f", l, h, s->distance, s->entropy,
+                    s->prev, s->self, s->sink);
+            if (a->probe_len) fprintf(f, " %6.3f %6.3f", s->induction, s->copying);
+            fprintf(f, "  %s\n", head_role(s));
         }
     return 0;
 }
@@ -295,7 +464,7 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
         fprintf(f, "%*s", iw + 1 + LABEL_COLS + 1, "");
         for (int j = 0; j < T; j++) {
             char col[4 * HEADER_ROWS + 1];
-            visible(labels[j], col, HEADER_ROWS);
+            attn_visible(labels[j], col, HEADER_ROWS);
             const char *p = col;
             for (int k = 0; k < r && *p; k++) p += utf8_len((unsigned char)*p);
             if (*p)
@@ -308,7 +477,7 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
     for (int i = 0; i < T; i++) {
         const float *p = map_row(a, l, h, i);
         const int lo = attn_first_visible(i, a->window);
-        int n = visible(labels[i], vis, LABEL_COLS);
+        int n = attn_visible(labels[i], vis, LABEL_COLS);
         fprintf(f, "%*d %s%*s ", iw, i, vis, LABEL_COLS - n, "");
         for (int j = 0; j < lo; j++) fputc(' ', f);
         for (int j = lo; j <= i; j++) {
@@ -336,10 +505,10 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
                 best[k] = j;
             }
         }
-        int n = visible(labels[i], vis, LABEL_COLS);
+        int n = attn_visible(labels[i], vis, LABEL_COLS);
         fprintf(f, "%*d %s%*s <-", iw, i, vis, LABEL_COLS - n, "");
         for (int k = 0; k < 3 && best[k] >= 0; k++) {
-            visible(labels[best[k]], vis, LABEL_COLS);
+            attn_visible(labels[best[k]], vis, LABEL_COLS);
             fprintf(f, "  %d %s %.3f", best[k], vis, p[best[k]]);
         }
         fputc('\n', f);
@@ -434,7 +603,7 @@ static void write_page_data(FILE *f, const AttnMaps *a, char **labels, const uns
 }
 
 static int write_html(const AttnMaps *a, char **labels, const unsigned char *special,
-                      const char *model_name, const char *path, Error *err) {
+                      const HeadStats *st, const char *model_name, const char *path, Error *err) {
     const char *marker = strstr(attn_page_html, PAGE_MARKER);
     if (!marker) return fail(err, "page/attention.html (built into ./run) lacks its marker line");
     const size_t before = (size_t)(marker - attn_page_html), after = before + strlen(PAGE_MARKER);
@@ -461,29 +630,37 @@ static int write_html(const AttnMaps *a, char **labels, const unsigned char *spe
 
 int attn_report(const AttnMaps *a, const AttnOptions *o, const Tokenizer *tok,
                 const char *model_name, int printed, Error *err) {
-    if (!o->html && !o->stats && o->show_layer < 0) return 0;
+    if (!o->html && !o->stats && o->show_layer < 0 && o->explain[0] < 0) return 0;
     unsigned char *special = calloc(a->n > 0 ? (size_t)a->n : 1, 1);
     char **labels = special ? token_labels(a, tok, special, err) : NULL;
+    HeadStats *st = NULL;
     int rc = -1;
     if (!labels) {
         if (!special) fail(err, "out of memory for token labels");
         goto done;
     }
-    if (o->html && write_html(a, labels, special, model_name, o->html, err)) goto done;
+    if ((o->html || o->stats) && !(st = all_stats(a, err))) goto done;
+    if (o->html && write_html(a, labels, special, st, model_name, o->html, err)) goto done;
     if (o->stats) {
         if (printed) fputc('\n', stdout);
-        if (print_stats(a, stdout, err)) goto done;
+        if (print_stats(a, st, stdout, err)) goto done;
         printed = 1;
     }
     if (o->show_layer >= 0) {
         if (printed) fputc('\n', stdout);
         print_head(a, labels, o->show_layer, o->show_head, stdout);
+        printed = 1;
+    }
+    if (o->explain[0] >= 0) {
+        if (printed) fputc('\n', stdout);
+        if (attn_explain_print(a, labels, stdout, err)) goto done;
     }
     fflush(stdout);
     rc = 0;
 done:
     if (labels) free_labels(labels, a->n);
     free(special);
+    free(st);
     return rc;
 }
 
@@ -532,7 +709,40 @@ static double attention_share(const Config *c, int pos) {
     return 100.0 * att / (att + matmul_flops(c));
 }
 
-void attn_print_cost(const Config *c, int n_prompt, int generated, FILE *f) {
+/* FLOPs of the forward pass at one position: the matrix products plus attention over its keys. */
+static double position_flops(const Config *c, int pos) {
+    return matmul_flops(c) + 4.0 * c->n_layers * c->n_heads * c->head_dim * visible_keys(c, pos);
+}
+
+#define COST_ROWS 12 /* rows of the measured table: the generated positions in equal groups */
+
+/* The measured time per generated token, in up to COST_ROWS groups of positions, beside the KV
+   cache's bytes at that length and the FLOP model's prediction scaled to the first group. */
+static void print_cost_table(const Config *c, int first, int last, const double *step_ms,
+                             int capturing, FILE *f) {
+    const int n = last - first + 1, per = (n + COST_ROWS - 1) / COST_ROWS;
+    const double kv_token = 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float);
+    fprintf(f,
+            "time per generated token against its position (measured on this machine%s; the FLOP "
+            "model scaled to the first row):\n",
+            capturing ? ", with the attention capture on" : "");
+    fprintf(f, "   positions   keys   ms/token   FLOP model   kv cache\n");
+    double base_ms = 0.0, base_flops = 0.0;
+    for (int g = first; g <= last; g += per) {
+        const int end = g + per - 1 < last ? g + per - 1 : last, mid = (g + end) / 2;
+        double ms = 0.0;
+        for (int p = g; p <= end; p++) ms += step_ms[p];
+        ms /= end - g + 1;
+        if (g == first) base_ms = ms, base_flops = position_flops(c, mid);
+        fprintf(f, "  %4d..%-4d %6d %10.3f %12.3f   ", g, end, visible_keys(c, mid), ms,
+                base_ms * position_flops(c, mid) / base_flops);
+        print_bytes(f, kv_token * (end + 1));
+        fputc('\n', f);
+    }
+}
+
+void attn_print_cost(const Config *c, int n_prompt, int generated, const double *step_ms,
+                     int capturing, FILE *f) {
     /* generated token 1 comes from the prompt's last position, token k from position P + k - 2 */
     const int first = n_prompt - 1, last = generated > 0 ? n_prompt + generated - 2 : n_prompt - 1;
     fprintf(f,
@@ -549,4 +759,6 @@ void attn_print_cost(const Config *c, int n_prompt, int generated, FILE *f) {
                 visible_keys(c, first));
     fprintf(f, "; %.2f%% at the full context (%d keys)\n", attention_share(c, c->seq_len - 1),
             visible_keys(c, c->seq_len - 1));
+    /* positions fed one at a time: the generated tokens after the first, n_prompt .. last */
+    if (step_ms && last >= n_prompt) print_cost_table(c, n_prompt, last, step_ms, capturing, f);
 }

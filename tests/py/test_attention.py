@@ -55,13 +55,13 @@ def run_attention(model, *extra):
     key = (str(model), extra)
     if key not in _runs:
         base = str(model) + ".attn" + "".join(extra).replace(" ", "_")
-        paths = {k: Path(f"{base}.{k}") for k in ("logits.npy", "npy", "html")}
+        paths = {k: Path(f"{base}.{k}") for k in ("logits.npy", "npy", "norms.npy", "html")}
         r = run(model, "-i", PROMPT, "-n", str(N_GEN), "-t", "0", "--dump-logits", paths["logits.npy"],
-                "--dump-attn", paths["npy"], "--attn-html", paths["html"], "--attn-stats",
-                "--attn-show", "%d.%d" % SHOW, *extra)
+                "--dump-attn", paths["npy"], "--dump-attn-norms", paths["norms.npy"],
+                "--attn-html", paths["html"], "--attn-stats", "--attn-show", "%d.%d" % SHOW, *extra)
         _runs[key] = dict(stdout=r.stdout.decode(), stderr=r.stderr.decode(),
                           logits=np.load(paths["logits.npy"]), att=np.load(paths["npy"]),
-                          html=paths["html"])
+                          norms=np.load(paths["norms.npy"]), html=paths["html"])
     return _runs[key]
 
 
