@@ -69,6 +69,17 @@ static double norm(const float *x, int n) {
     return sqrt(s);
 }
 
+/* score (pos + 1) = q.k_j for every key, in float, summed in the order of the engine's textbook
+   kernel: the one number per key the tiled kernel never keeps. */
+static void explain_dots(const AttnExplain *e, float *score) {
+    const int hd = e->head_dim;
+    for (int j = 0; j <= e->pos; j++) {
+        float dot = 0.0f;
+        for (int i = 0; i < hd; i++) dot += e->q[i] * e->k[(size_t)j * hd + i];
+        score[j] = dot;
+    }
+}
+
 #define EXPLAIN_COMPONENTS 8 /* components of q and o printed */
 
 static void print_components(FILE *f, const char *name, const float *x, int n) {
@@ -124,12 +135,9 @@ int attn_explain_print(const AttnMaps *a, char **labels, FILE *f, Error *err) {
         free(o);
         return fail(err, "out of memory explaining a query");
     }
-    for (int j = 0; j <= P; j++) {
-        float dot = 0.0f;
-        for (int i = 0; i < hd; i++) dot += e->q[i] * e->k[(size_t)j * hd + i];
-        score[j] = dot;
-        if (j >= e->lo && dot * scale > max) max = dot * scale;
-    }
+    explain_dots(e, score);
+    for (int j = e->lo; j <= P; j++)
+        if (score[j] * scale > max) max = score[j] * scale;
     for (int j = e->lo; j <= P; j++) sum += exp((double)score[j] * scale - max);
     for (int j = 0; j <= P; j++) {
         const float p = e->probs[j];
@@ -166,6 +174,52 @@ int attn_explain_print(const AttnMaps *a, char **labels, FILE *f, Error *err) {
     free(of);
     free(o);
     return 0;
+}
+
+static void json_floats(FILE *f, const char *name, const float *x, int n) {
+    fprintf(f, ", \"%s\": [", name);
+    for (int i = 0; i < n; i++) fprintf(f, "%s%.8g", i ? ", " : "", x[i]);
+    fputc(']', f);
+}
+
+void attn_explain_json(const AttnMaps *a, FILE *f) {
+    const AttnExplain *e = &a->explain;
+    const Config *c = &a->model->config;
+    const int hd = e->head_dim, keys = e->pos + 1;
+    float *score = malloc((size_t)keys * sizeof(float)), *pv = malloc((size_t)keys * sizeof(float));
+    float *o = calloc((size_t)hd, sizeof(float));
+    if (!score || !pv || !o) {
+        fputs("null", f);
+        free(score);
+        free(pv);
+        free(o);
+        return;
+    }
+    explain_dots(e, score);
+    for (int j = 0; j < keys; j++) {
+        double s = 0.0;
+        for (int i = 0; i < hd; i++) {
+            const float x = e->probs[j] * e->v[(size_t)j * hd + i];
+            s += (double)x * x;
+            o[i] += x;
+        }
+        pv[j] = (float)sqrt(s);
+    }
+    fprintf(f,
+            "{\"layer\": %d, \"head\": %d, \"pos\": %d, \"kv_head\": %d, \"group\": %d, "
+            "\"lo\": %d, \"head_dim\": %d, \"scale\": %.8g, \"rope\": %s",
+            e->layer, e->head, e->pos, e->kv_head, e->group, e->lo, hd, attn_scale(c),
+            c->pos != POS_ROPE ? "null" : c->rope_style == ROPE_NEOX ? "\"neox\"" : "\"interleaved\"");
+    json_floats(f, "q", e->q, hd);
+    json_floats(f, "dots", score, keys);
+    json_floats(f, "probs", e->probs, keys);
+    json_floats(f, "pv", pv, keys);
+    json_floats(f, "o", o, hd);
+    json_floats(f, "engine_o", e->out, hd);
+    fputc('}', f);
+    free(score);
+    free(pv);
+    free(o);
 }
 
 /* ------------------------------------------------------------------------------------------ */

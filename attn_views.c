@@ -188,7 +188,7 @@ int attn_probe_tokens(const Model *m, const char *name, int **ids, int *n_ids, i
     if (*n_ids > m->config.seq_len)
         return fail(err, "the induction probe is %d tokens, longer than the model's context of %d",
                     *n_ids, m->config.seq_len);
-    /* the candidates: ids that decode to text on their own */
+    /* the candidates: ids that decode to printable text on their own */
     const size_t cap = 2 * ((size_t)tokenizer_max_token_len(tok) + 8);
     int *cand = malloc((size_t)V * sizeof(int)), n_cand = 0;
     char *buf = malloc(cap);
@@ -204,9 +204,11 @@ int attn_probe_tokens(const Model *m, const char *name, int **ids, int *n_ids, i
         Decoder d;
         decoder_init(&d);
         d.prev_token = id;
-        if (id != bos && id != tokenizer_eos(tok) && decoder_push(tok, &d, id, buf, cap) > 0 &&
-            d.n_pending == 0)
-            cand[n_cand++] = id;
+        size_t len = decoder_push(tok, &d, id, buf, cap);
+        int plain = len > 0 && d.n_pending == 0 && !strstr(buf, "\xEF\xBF\xBD"); /* no U+FFFD */
+        for (size_t k = 0; k < len && plain; k++)
+            plain = (unsigned char)buf[k] >= 0x20 && buf[k] != 0x7F; /* no control characters */
+        if (plain && id != bos && id != tokenizer_eos(tok)) cand[n_cand++] = id;
     }
     free(buf);
     if (n_cand < PROBE_LEN) {
@@ -527,6 +529,8 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
    both into ./run (tools/embed.c writes them as arrays into build/gen/attn_page.c). The page is
    the HTML with its marker line replaced by the data blocks and the script. */
 
+static double position_flops(const Config *c, int pos); /* the cost section, below */
+
 extern const char attn_page_html[], attn_page_js[];
 extern const size_t attn_page_html_len, attn_page_js_len;
 
@@ -547,6 +551,7 @@ static void json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+/* base64 of n bytes, on one line. */
 static void base64_bytes(FILE *f, const unsigned char *b, size_t n) {
     static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for (size_t i = 0; i < n; i += 3) {
@@ -555,33 +560,86 @@ static void base64_bytes(FILE *f, const unsigned char *b, size_t n) {
         char out[4] = {A[v >> 18], A[(v >> 12) & 63], i + 1 < n ? A[(v >> 6) & 63] : '=',
                        i + 2 < n ? A[v & 63] : '='};
         fwrite(out, 1, 4, f);
-        if ((i / 3) % 19 == 18) fputc('\n', f); /* lines of 76 characters */
     }
 }
 
-/* Every map's lower triangle as bytes round(255 p), in the page's order; NULL if out of memory. */
-static unsigned char *quantize_maps(const AttnMaps *a, size_t *total) {
-    const int T = a->n;
-    *total = (size_t)T * (T + 1) / 2 * a->n_layers * a->n_heads;
-    unsigned char *q = malloc(*total ? *total : 1);
-    if (!q) return NULL;
-    size_t k = 0;
-    for (int l = 0; l < a->n_layers; l++)
-        for (int h = 0; h < a->n_heads; h++)
-            for (int i = 0; i < T; i++) {
-                const float *p = map_row(a, l, h, i);
-                for (int j = 0; j <= i; j++) {
-                    float v = p[j] * 255.0f + 0.5f;
-                    q[k++] = (unsigned char)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
-                }
-            }
-    return q;
+static unsigned char byte_of(float x) { /* round(255 x) for x in [0, 1] */
+    float v = x * 255.0f + 0.5f;
+    return (unsigned char)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
 }
 
-/* The three data blocks: meta, toks, weights (q, total bytes). */
-static void write_page_data(FILE *f, const AttnMaps *a, char **labels, const unsigned char *special,
-                            const char *model_name, const unsigned char *q, size_t total) {
-    const int T = a->n;
+/* One map's lower triangle as bytes round(255 p), rows i = 0 .. T-1 of i + 1 keys, with runs of
+   zeros coded as 0 then the run's length (1 .. 255): most weights of a trained model's long rows
+   round to 0. rle needs room for T (T + 1) bytes (the worst case: isolated zeros). Returns the
+   bytes written. */
+static size_t rle_map(const AttnMaps *a, int l, int h, unsigned char *rle) {
+    size_t w = 0;
+    int zeros = 0;
+    for (int i = 0; i < a->n; i++) {
+        const float *p = map_row(a, l, h, i);
+        for (int j = 0; j <= i; j++) {
+            unsigned char b = byte_of(p[j]);
+            if (b == 0 && zeros < 255) {
+                zeros++;
+                continue;
+            }
+            if (zeros) rle[w++] = 0, rle[w++] = (unsigned char)zeros;
+            zeros = 0;
+            if (b == 0)
+                zeros = 1;
+            else
+                rle[w++] = b;
+        }
+    }
+    if (zeros) rle[w++] = 0, rle[w++] = (unsigned char)zeros;
+    return w;
+}
+
+static void json_numbers(FILE *f, const char *name, const double *x, int n) {
+    fprintf(f, ", \"%s\": [", name);
+    for (int i = 0; i < n; i++) fprintf(f, "%s%.6g", i ? ", " : "", x[i]);
+    fputc(']', f);
+}
+
+/* meta's statistics of every head and the measured cost */
+static void write_meta_extra(FILE *f, const AttnMaps *a, const HeadStats *st) {
+    const Config *c = &a->model->config;
+    const int heads = a->n_layers * a->n_heads;
+    if (a->probe_len)
+        fprintf(f, ", \"probe\": [%d, %d], \"induction_role\": %.2f", a->probe_start, a->probe_len,
+                INDUCTION_ROLE);
+    fputs(", \"stats\": [", f);
+    for (int k = 0; k < heads; k++)
+        fprintf(f, "%s[%.4f, %.4f, %.4f, %.4f, %.4f, %.4f, %.4f, \"%s\"]", k ? ", " : "",
+                st[k].distance, st[k].entropy, st[k].prev, st[k].self, st[k].sink, st[k].induction,
+                st[k].copying, head_role(&st[k]));
+    fprintf(f, "], \"kv_token_bytes\": %.0f",
+            2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float));
+    if (a->step_ms && a->n > a->n_prompt) { /* positions n_prompt .. n-1 were fed one at a time */
+        const int n = a->n - a->n_prompt;
+        double *x = malloc((size_t)n * 3 * sizeof(double));
+        if (x) {
+            for (int k = 0; k < n; k++) {
+                x[k] = a->n_prompt + k;
+                x[n + k] = a->step_ms[a->n_prompt + k];
+                x[2 * n + k] = position_flops(c, a->n_prompt + k);
+            }
+            fputs(", \"cost\": {\"capturing\": true", f);
+            json_numbers(f, "pos", x, n);
+            json_numbers(f, "ms", x + n, n);
+            json_numbers(f, "flops", x + 2 * n, n);
+            fputc('}', f);
+            free(x);
+        }
+    }
+}
+
+/* The data blocks: meta, toks, explain, weights (one line of base64 per map, see rle_map), vnorms
+   (one line: per map, T bytes round(255 n_j / max_j n_j) of ||W_O,h v_j||, the maxima in
+   meta.vscale). */
+static int write_page_data(FILE *f, const AttnMaps *a, char **labels, const unsigned char *special,
+                           const HeadStats *st, const char *model_name) {
+    const int T = a->n, heads = a->n_layers * a->n_heads;
     fprintf(f,
             "<script id=\"meta\" type=\"application/json\">{\"layers\": %d, \"heads\": %d, "
             "\"positions\": %d, \"prompt\": %d, \"window\": %d, \"first_visible\": [",
@@ -590,6 +648,16 @@ static void write_page_data(FILE *f, const AttnMaps *a, char **labels, const uns
     fputs("], \"model\": ", f);
     const char *slash = strrchr(model_name, '/');
     json_string(f, slash ? slash + 1 : model_name);
+    write_meta_extra(f, a, st);
+    if (a->vnorms) {
+        fputs(", \"vscale\": [", f);
+        for (int k = 0; k < heads; k++) {
+            float mx = 0.0f;
+            for (int j = 0; j < T; j++) mx = fmaxf(mx, a->vnorms[(size_t)k * T + j]);
+            fprintf(f, "%s%.6g", k ? ", " : "", mx);
+        }
+        fputc(']', f);
+    }
     fputs("}</script>\n<script id=\"toks\" type=\"application/json\">[", f);
     for (int i = 0; i < T; i++) {
         fprintf(f, "%s\n{\"id\": %d, \"special\": %s, \"text\": ", i ? "," : "", a->tokens[i],
@@ -597,9 +665,32 @@ static void write_page_data(FILE *f, const AttnMaps *a, char **labels, const uns
         json_string(f, labels[i]);
         fputc('}', f);
     }
-    fputs("]</script>\n<script id=\"weights\" type=\"text/plain\">\n", f);
-    base64_bytes(f, q, total);
+    fputs("]</script>\n<script id=\"explain\" type=\"application/json\">", f);
+    if (a->explain.captured)
+        attn_explain_json(a, f);
+    else
+        fputs("null", f);
+    fputs("</script>\n<script id=\"weights\" type=\"text/plain\">\n", f);
+    unsigned char *buf = malloc((size_t)T * (T + 1) + (size_t)heads * T + 1);
+    if (!buf) return -1;
+    for (int l = 0; l < a->n_layers; l++)
+        for (int h = 0; h < a->n_heads; h++) {
+            base64_bytes(f, buf, rle_map(a, l, h, buf));
+            fputc('\n', f);
+        }
+    fputs("</script>\n<script id=\"vnorms\" type=\"text/plain\">\n", f);
+    if (a->vnorms) {
+        for (int k = 0; k < heads; k++) {
+            float mx = 0.0f;
+            for (int j = 0; j < T; j++) mx = fmaxf(mx, a->vnorms[(size_t)k * T + j]);
+            for (int j = 0; j < T; j++)
+                buf[(size_t)k * T + j] = byte_of(mx > 0.0f ? a->vnorms[(size_t)k * T + j] / mx : 0.0f);
+        }
+        base64_bytes(f, buf, (size_t)heads * T);
+    }
     fputs("\n</script>\n", f);
+    free(buf);
+    return 0;
 }
 
 static int write_html(const AttnMaps *a, char **labels, const unsigned char *special,
@@ -607,21 +698,17 @@ static int write_html(const AttnMaps *a, char **labels, const unsigned char *spe
     const char *marker = strstr(attn_page_html, PAGE_MARKER);
     if (!marker) return fail(err, "page/attention.html (built into ./run) lacks its marker line");
     const size_t before = (size_t)(marker - attn_page_html), after = before + strlen(PAGE_MARKER);
-    size_t total;
-    unsigned char *q = quantize_maps(a, &total);
-    if (!q) return fail(err, "out of memory writing '%s'", path);
     FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(q);
-        return fail(err, "cannot write '%s': %s", path, strerror(errno));
-    }
+    if (!f) return fail(err, "cannot write '%s': %s", path, strerror(errno));
     fwrite(attn_page_html, 1, before, f);
-    write_page_data(f, a, labels, special, model_name, q, total);
+    if (write_page_data(f, a, labels, special, st, model_name)) {
+        fclose(f);
+        return fail(err, "out of memory writing '%s'", path);
+    }
     fputs("<script>\n", f);
     fwrite(attn_page_js, 1, attn_page_js_len, f);
     fputs("</script>\n", f);
     fwrite(attn_page_html + after, 1, attn_page_html_len - after, f);
-    free(q);
     if (ferror(f) | fclose(f)) return fail(err, "error writing '%s'", path);
     return 0;
 }
@@ -722,20 +809,35 @@ static void print_cost_table(const Config *c, int first, int last, const double 
                              int capturing, FILE *f) {
     const int n = last - first + 1, per = (n + COST_ROWS - 1) / COST_ROWS;
     const double kv_token = 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float);
+    double ms[COST_ROWS], fl[COST_ROWS], ratio[COST_ROWS];
+    int rows = 0;
+    for (int g = first; g <= last; g += per, rows++) {
+        const int end = g + per - 1 < last ? g + per - 1 : last;
+        ms[rows] = 0.0;
+        for (int p = g; p <= end; p++) ms[rows] += step_ms[p];
+        ms[rows] /= end - g + 1;
+        fl[rows] = position_flops(c, (g + end) / 2);
+        ratio[rows] = ms[rows] / fl[rows];
+    }
+    /* the FLOP model in milliseconds: scaled by the median of measured / predicted over the rows,
+       so that one disturbed row (another process on the machine) does not set the scale */
+    for (int i = 1; i < rows; i++)
+        for (int j = i; j > 0 && ratio[j] < ratio[j - 1]; j--) {
+            double t = ratio[j];
+            ratio[j] = ratio[j - 1];
+            ratio[j - 1] = t;
+        }
+    const double k = ratio[rows / 2];
     fprintf(f,
             "time per generated token against its position (measured on this machine%s; the FLOP "
-            "model scaled to the first row):\n",
+            "model in ms at the median ratio of the rows):\n",
             capturing ? ", with the attention capture on" : "");
     fprintf(f, "   positions   keys   ms/token   FLOP model   kv cache\n");
-    double base_ms = 0.0, base_flops = 0.0;
-    for (int g = first; g <= last; g += per) {
-        const int end = g + per - 1 < last ? g + per - 1 : last, mid = (g + end) / 2;
-        double ms = 0.0;
-        for (int p = g; p <= end; p++) ms += step_ms[p];
-        ms /= end - g + 1;
-        if (g == first) base_ms = ms, base_flops = position_flops(c, mid);
-        fprintf(f, "  %4d..%-4d %6d %10.3f %12.3f   ", g, end, visible_keys(c, mid), ms,
-                base_ms * position_flops(c, mid) / base_flops);
+    int r = 0;
+    for (int g = first; g <= last; g += per, r++) {
+        const int end = g + per - 1 < last ? g + per - 1 : last;
+        fprintf(f, "  %4d..%-4d %6d %10.3f %12.3f   ", g, end, visible_keys(c, (g + end) / 2), ms[r],
+                k * fl[r]);
         print_bytes(f, kv_token * (end + 1));
         fputc('\n', f);
     }

@@ -95,6 +95,8 @@ void attn_explain_capture(AttnMaps *a, int layer, int pos0, int n, const float *
 int attn_visible(const char *s, char *out, int cols);
 /* Prints the explained query step by step (fails when the run never reached its position). */
 int attn_explain_print(const AttnMaps *a, char **labels, FILE *f, Error *err);
+/* The same numbers as a JSON object, for the page (the query must have been captured). */
+void attn_explain_json(const AttnMaps *a, FILE *f);
 /* a->vnorms (n_layers, n_heads, T): ||W_O,h v_j|| for every key j, from the engine's value cache
    after the run; the contribution of key j to query i through head h is p_ij times it. */
 int attn_value_norms(AttnMaps *a, Error *err);

@@ -341,7 +341,7 @@ def check_page(html, L, H, T):
     assert "Content-Security-Policy" in text and "default-src 'none'" in text
     # no address anywhere outside the data blocks (base64 may contain "//" by chance, tokens
     # anything; both are inert)
-    outside = re.sub(r'(<script id="(weights|toks)" type="[a-z/]+">)[^<]*', r"\1", text)
+    outside = re.sub(r'(<script id="(weights|toks|vnorms)" type="[a-z/]+">)[^<]*', r"\1", text)
     for needle in ("http:", "https:", "//", "src=", "url(", "@import", "fetch(", "XMLHttpRequest",
                    "WebSocket", "<link", "<img", "<iframe"):
         assert needle not in outside, f"the page contains {needle!r}"
