@@ -209,7 +209,9 @@ void attn_explain_json(const AttnMaps *a, FILE *f) {
             "{\"layer\": %d, \"head\": %d, \"pos\": %d, \"kv_head\": %d, \"group\": %d, "
             "\"lo\": %d, \"head_dim\": %d, \"scale\": %.8g, \"rope\": %s",
             e->layer, e->head, e->pos, e->kv_head, e->group, e->lo, hd, attn_scale(c),
-            c->pos != POS_ROPE ? "null" : c->rope_style == ROPE_NEOX ? "\"neox\"" : "\"interleaved\"");
+            c->pos != POS_ROPE           ? "null"
+            : c->rope_style == ROPE_NEOX ? "\"neox\""
+                                         : "\"interleaved\"");
     json_floats(f, "q", e->q, hd);
     json_floats(f, "dots", score, keys);
     json_floats(f, "probs", e->probs, keys);

@@ -684,7 +684,8 @@ static int write_page_data(FILE *f, const AttnMaps *a, char **labels, const unsi
             float mx = 0.0f;
             for (int j = 0; j < T; j++) mx = fmaxf(mx, a->vnorms[(size_t)k * T + j]);
             for (int j = 0; j < T; j++)
-                buf[(size_t)k * T + j] = byte_of(mx > 0.0f ? a->vnorms[(size_t)k * T + j] / mx : 0.0f);
+                buf[(size_t)k * T + j] =
+                    byte_of(mx > 0.0f ? a->vnorms[(size_t)k * T + j] / mx : 0.0f);
         }
         base64_bytes(f, buf, (size_t)heads * T);
     }
@@ -836,8 +837,8 @@ static void print_cost_table(const Config *c, int first, int last, const double 
     int r = 0;
     for (int g = first; g <= last; g += per, r++) {
         const int end = g + per - 1 < last ? g + per - 1 : last;
-        fprintf(f, "  %4d..%-4d %6d %10.3f %12.3f   ", g, end, visible_keys(c, (g + end) / 2), ms[r],
-                k * fl[r]);
+        fprintf(f, "  %4d..%-4d %6d %10.3f %12.3f   ", g, end, visible_keys(c, (g + end) / 2),
+                ms[r], k * fl[r]);
         print_bytes(f, kv_token * (end + 1));
         fputc('\n', f);
     }

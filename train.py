@@ -358,7 +358,7 @@ def main():
     ship = not a.smoke and not a.measure and not a.induction
     if a.induction:
         a.dim, a.layers, a.heads, a.kv_heads, a.hidden, a.vocab, a.ctx = 64, 2, 4, 2, 128, 512, 128
-        a.batch, a.steps, a.warmup, a.eval_every, a.lr, a.min_lr = 32, 1000, 50, 250, 3e-3, 3e-4
+        a.batch, a.steps, a.warmup, a.eval_every, a.lr, a.min_lr = 16, 600, 30, 200, 3e-3, 3e-4
         a.out_dir, a.gguf = os.path.join(ROOT, "build", "induction-hf"), os.path.join(ROOT, "models", "induction.gguf")
     if a.smoke:
         a.dim, a.layers, a.heads, a.kv_heads, a.hidden, a.vocab = 64, 2, 4, 2, 128, 512

@@ -352,4 +352,4 @@ select(state.l, state.h);
 drawExplain();
 drawCost();
 report("ok: " + L + " layers x " + H + " heads, " + T + " tokens, " + thumbs.length + " maps, rendered in " +
-       Math.round(performance.now() - t0) + " ms");
+       Math.round(performance.now() - t0) + " ms, " + Math.round(performance.now()) + " ms after the page began loading");

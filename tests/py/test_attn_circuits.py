@@ -273,3 +273,75 @@ def test_shipped_and_induction_models(tmp_path):
               np.unravel_index(scores[m.name].argmax(), scores[m.name].shape)))
     assert scores["kjv.gguf"].max() < 0.4
     assert scores["induction.gguf"].max() >= 0.4
+
+
+# ----------------------------------------------------------------------------------------------
+# The page's new panels, in headless Chromium
+
+def test_page_panels(build, tmp_path):
+    """A page with every new panel filled (the probe, an explained query, -v's cost, the value
+    norms) renders with no script error; the atlas lists the heads with the probe's columns, the
+    explain panel shows the query's keys, the cost plot is drawn, and the value-weighted view
+    draws too."""
+    need_run()
+    from test_attention import browse, check_page, page_meta
+    model = build("llama_gqa")["f32"]
+    page = tmp_path / "panels.html"
+    run(model, "--attn-probe", "induction", "-n", "12", "-t", "0", "--attn-explain", "1.5.60",
+        "--attn-html", page, "-v")
+    meta = page_meta(page)
+    L, H, T = meta["layers"], meta["heads"], meta["positions"]
+    assert meta["probe"] == [1, 50] and len(meta["stats"]) == L * H and len(meta["vscale"]) == L * H
+    assert len(meta["cost"]["ms"]) == T - 101 and meta["cost"]["pos"][0] == 101
+    check_page(page, L, H, T)
+    r = browse(page, "--dump-dom")
+    atlas = r.stdout[r.stdout.index('<table id="atlas">'):]
+    atlas = atlas[:atlas.index("</table>")]
+    assert atlas.count("<tr") == 1 + L * H and "induct" in atlas
+    box = re.search(r'<div id="explainbox">([^<]*)</div>', r.stdout).group(1)
+    assert "layer 1 head 5, query 60" in box and "shared by query heads 4..7" in box
+    assert len([l for l in box.splitlines() if re.match(r"^\s+\d+\s+-?\d", l)]) == 61
+    assert re.search(r'<canvas id="cost" width="520" height="220">', r.stdout)
+    assert "Measured on the machine" in r.stdout
+    # the value-weighted view: the same page with the mode switched before drawing
+    vpage = tmp_path / "panels_v.html"
+    vpage.write_text(page.read_text(encoding="utf-8").replace('let mode = "p";', 'let mode = "v";'),
+                     encoding="utf-8")
+    check_page(vpage, L, H, T)
+    r = browse(vpage, "--dump-dom")
+    assert "value-weighted |p W_O v|, scaled" in r.stdout
+
+
+PAGE_T = int(__import__("os").environ.get("TINYGPT_PAGE_T", "256"))
+
+
+def test_page_at_scale(workdir, tmp_path):
+    """32 layers x 32 heads x PAGE_T tokens (256 by default; TINYGPT_PAGE_T=513 for the size the
+    README states) of the synthetic tests/gen model llama_page: the page is written, renders in
+    headless Chromium with no script error, and its size is printed."""
+    need_run()
+    import subprocess
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "gen"))
+    import make_models
+    from conftest import export
+    from test_attention import browse
+    hf = make_models.make_model("llama_page", workdir / "llama_page")
+    gguf = workdir / "llama_page.f32.gguf"
+    assert export(hf, gguf, "--dtype", "f32").returncode == 0
+    text = (ROOT / "models" / "kjv-valid.txt").read_text()
+    # a prompt of exactly PAGE_T tokens: the first words of the held-out chapters
+    n = 2 * PAGE_T
+    while len(run(gguf, "--tokenize", "-i", text[:n]).stdout.split()) < PAGE_T:
+        n += PAGE_T
+    words = text[:n]
+    while len(run(gguf, "--tokenize", "-i", words).stdout.split()) > PAGE_T:
+        words = words[:-1]
+    page = tmp_path / "scale.html"
+    run(gguf, "-i", words, "-n", "0", "--attn-html", page)
+    r = browse(page, "--dump-dom")
+    status = re.search(r'<pre id="status">([^<]*)</pre>', r.stdout)
+    assert status and status.group(1).startswith("ok: 32 layers x 32 heads, "), (status, r.stderr[-2000:])
+    console = [l for l in r.stderr.splitlines() if "CONSOLE" in l]
+    assert not console, "\n".join(console)
+    print(f"page at 32 x 32 x {status.group(1).split(', ')[1]}: {page.stat().st_size / 1e6:.1f} MB; {status.group(1)}")

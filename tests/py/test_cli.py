@@ -22,7 +22,7 @@ def test_every_option_in_the_help_is_accepted():
     out = subprocess.run([str(RUN), "--help"], capture_output=True, text=True, timeout=30).stdout
     seen = set()
     values = {"TEXT": "hi", "N": "1", "T": "0", "P": "0.5", "K": "1", "S": "1", "PATH": "/dev/null",
-              "FILE": "/dev/null", "L.H": "0.0"}
+              "FILE": "/dev/null", "L.H": "0.0", "L.H.POS": "0.0.0", "NAME": "induction"}
     for line in out.splitlines():
         if not line.startswith("  ") or line.startswith("   " * 8):
             continue
