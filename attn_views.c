@@ -5,8 +5,13 @@
  *   --attn-html PATH.html  drawn in a self-contained page (weights quantized to 8 bits)
  *   --attn-show L.H        printed as a heatmap of one head, with each query's top three keys
  *   --attn-stats           summarised as one line per head: distance, entropy, previous token,
- *                          self, first token, and a role label
- *   -v                     the KV cache's size and the FLOP share of attention (no maps needed)
+ *                          self, first token, and a role label; on the probe (--attn-probe
+ *                          induction, built here) also prefix matching and copying
+ *   -v                     the KV cache's size and the FLOP share of attention (no maps needed),
+ *                          and the measured time per generated token by position
+ *
+ * attn_circuits.c adds what needs the model's weights or run state: --attn-explain, the value
+ * norms (--dump-attn-norms, the page's value-weighted maps) and the copying score.
  *
  * A map is (T, T): row i = the query at position i, column j = the key at position j; entries
  * above the diagonal (the future) and outside a sliding window are exactly zero.
@@ -837,7 +842,7 @@ static void print_cost_table(const Config *c, int first, int last, const double 
     int r = 0;
     for (int g = first; g <= last; g += per, r++) {
         const int end = g + per - 1 < last ? g + per - 1 : last;
-        fprintf(f, "  %4d..%-4d %6d %10.3f %12.3f   ", g, end, visible_keys(c, (g + end) / 2),
+        fprintf(f, "  %4d..%-4d %6d %10.4f %12.4f   ", g, end, visible_keys(c, (g + end) / 2),
                 ms[r], k * fl[r]);
         print_bytes(f, kv_token * (end + 1));
         fputc('\n', f);

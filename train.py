@@ -251,20 +251,20 @@ def get_batch(stream, a, gen, bos):
 
 
 def get_induction_batch(stream, a, gen, bos, n_vocab):
-    """Rows that reward an induction head: BOS, a passage of R tokens (8 <= R < ctx/2), the same
-    passage again, then ordinary text to fill the window. The passage is KJV text in even rows and
-    tokens drawn uniformly from the vocabulary (ids 3.. : no <unk>, BOS, EOS) in odd rows, so the
-    second copy can be predicted only by finding the token after the previous occurrence of the
-    current one, whatever the tokens are."""
+    """Rows that reward an induction head: BOS, a passage of R random tokens (8 <= R < ctx/2,
+    drawn uniformly from ids 3.. : no <unk>, BOS, EOS), the same passage again, then KJV text to
+    fill the window. The second copy can be predicted only by finding the previous occurrence of
+    the current token and taking the token after it, whatever the tokens are. (Passages of KJV
+    text in half the rows delayed the head past 2,000 steps: they can be guessed without it.)"""
     x = torch.empty(a.batch, a.ctx + 1, dtype=torch.long)
     for b in range(a.batch):
         R = int(torch.randint(8, a.ctx // 2, (1,), generator=gen))
         o = int(torch.randint(0, len(stream) - a.ctx - 1, (1,), generator=gen))
-        passage = stream[o:o + R] if b % 2 == 0 else torch.randint(3, n_vocab, (R,), generator=gen)
+        passage = torch.randint(3, n_vocab, (R,), generator=gen)
         x[b, 0] = bos
         x[b, 1:R + 1] = passage
         x[b, R + 1:2 * R + 1] = passage
-        x[b, 2 * R + 1:] = stream[o + R:o + R + a.ctx - 2 * R]
+        x[b, 2 * R + 1:] = stream[o:o + a.ctx - 2 * R]
     return x[:, :-1], x[:, 1:]
 
 
@@ -358,7 +358,7 @@ def main():
     ship = not a.smoke and not a.measure and not a.induction
     if a.induction:
         a.dim, a.layers, a.heads, a.kv_heads, a.hidden, a.vocab, a.ctx = 64, 2, 4, 2, 128, 512, 128
-        a.batch, a.steps, a.warmup, a.eval_every, a.lr, a.min_lr = 16, 600, 30, 200, 3e-3, 3e-4
+        a.batch, a.steps, a.warmup, a.eval_every, a.lr, a.min_lr = 32, 600, 30, 200, 1e-3, 1e-4
         a.out_dir, a.gguf = os.path.join(ROOT, "build", "induction-hf"), os.path.join(ROOT, "models", "induction.gguf")
     if a.smoke:
         a.dim, a.layers, a.heads, a.kv_heads, a.hidden, a.vocab = 64, 2, 4, 2, 128, 512
