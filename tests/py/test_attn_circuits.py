@@ -258,21 +258,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_shipped_and_induction_models(tmp_path):
     """The README's finding: the KJV model has no head with a prefix-matching score of 0.4 on the
-    probe, and models/induction.gguf (train.py --induction) has one."""
+    probe (its best is 0.022); a models/induction.gguf made by train.py --induction, when present,
+    must have one (none is shipped: see the README)."""
     need_run()
     kjv, ind = ROOT / "models" / "kjv.gguf", ROOT / "models" / "induction.gguf"
-    if not ind.exists():
-        pytest.skip("models/induction.gguf not present")
     scores = {}
-    for m in (kjv, ind):
+    for m in (kjv, ind) if ind.exists() else (kjv,):
         stdout, att, ids = probe_run(m, tmp_path)
-        start = len(ids) - 100
-        scores[m.name] = prefix_matching(att, start, 50)
+        scores[m.name] = prefix_matching(att, len(ids) - 100, 50)
         _, rows = atlas_rows(stdout)
+        assert all(f[9] != "induction" for f in rows) == (scores[m.name].max() < 0.4)
         print(m.name, "best prefix matching %.3f at %s" % (scores[m.name].max(),
               np.unravel_index(scores[m.name].argmax(), scores[m.name].shape)))
-    assert scores["kjv.gguf"].max() < 0.4
-    assert scores["induction.gguf"].max() >= 0.4
+    assert 0.01 < scores["kjv.gguf"].max() < 0.03
+    if ind.exists():
+        assert scores["induction.gguf"].max() >= 0.4
 
 
 # ----------------------------------------------------------------------------------------------
