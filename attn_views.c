@@ -5,8 +5,13 @@
  *   --attn-html PATH.html  drawn in a self-contained page (weights quantized to 8 bits)
  *   --attn-show L.H        printed as a heatmap of one head, with each query's top three keys
  *   --attn-stats           summarised as one line per head: distance, entropy, previous token,
- *                          self, first token, and a role label
- *   -v                     the KV cache's size and the FLOP share of attention (no maps needed)
+ *                          self, first token, and a role label; on the probe (--attn-probe
+ *                          induction, built here) also prefix matching and copying
+ *   -v                     the KV cache's size and the FLOP share of attention (no maps needed),
+ *                          and the measured time per generated token by position
+ *
+ * attn_circuits.c adds what needs the model's weights or run state: --attn-explain, the value
+ * norms (--dump-attn-norms, the page's value-weighted maps) and the copying score.
  *
  * A map is (T, T): row i = the query at position i, column j = the key at position j; entries
  * above the diagonal (the future) and outside a sliding window are exactly zero.
@@ -26,24 +31,63 @@
 /* Capture */
 
 int attn_wanted(const AttnOptions *o) {
-    return o->dump || o->html || o->show_layer >= 0 || o->stats;
+    return o->dump || o->dump_norms || o->html || o->show_layer >= 0 || o->stats ||
+           o->explain[0] >= 0 || o->probe;
 }
 
-int attn_parse_head(const char *s, int *layer, int *head, Error *err) {
-    /* exactly digits '.' digits: no signs, spaces or trailing text */
-    const char *dot = strchr(s, '.');
-    size_t n1 = dot ? (size_t)(dot - s) : 0, n2 = dot ? strlen(dot + 1) : 0;
-    if (!dot || n1 == 0 || n2 == 0 || n1 > 6 || n2 > 6 || strspn(s, "0123456789") != n1 ||
-        strspn(dot + 1, "0123456789") != n2)
-        return fail(err, "--attn-show expects LAYER.HEAD, e.g. 0.3 (counting from 0), got '%s'", s);
-    *layer = atoi(s);
-    *head = atoi(dot + 1);
+/* Room for the explained query's numbers (attn_circuits.c fills them in the hook). */
+static int explain_init(AttnExplain *e, const AttnOptions *o, const Config *c, int cap,
+                        Error *err) {
+    e->layer = o->explain[0];
+    e->head = o->explain[1];
+    e->pos = o->explain[2];
+    if (e->layer >= c->n_layers || e->head >= c->n_heads)
+        return fail(err, "--attn-explain %d.%d.%d: the model has layers 0..%d and heads 0..%d",
+                    e->layer, e->head, e->pos, c->n_layers - 1, c->n_heads - 1);
+    if (e->pos >= cap)
+        return fail(err,
+                    "--attn-explain %d.%d.%d: this run feeds at most %d positions (0..%d: prompt "
+                    "tokens + generated - 1)",
+                    e->layer, e->head, e->pos, cap, cap - 1);
+    e->group = c->n_heads / c->n_kv_heads;
+    e->kv_head = e->head / e->group;
+    e->lo = attn_first_visible(e->pos, layer_window(c, e->layer));
+    e->head_dim = c->head_dim;
+    const size_t hd = (size_t)c->head_dim, keys = (size_t)e->pos + 1;
+    e->q = malloc(hd * sizeof(float));
+    e->out = malloc(hd * sizeof(float));
+    e->probs = malloc(keys * sizeof(float));
+    e->k = malloc(keys * hd * sizeof(float));
+    e->v = malloc(keys * hd * sizeof(float));
+    if (!e->q || !e->out || !e->probs || !e->k || !e->v)
+        return fail(err, "out of memory for --attn-explain");
     return 0;
 }
 
-int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Config *c, int n_prompt, int cap,
+int attn_parse_ints(const char *s, int *out, int n, const char *flag, Error *err) {
+    /* exactly n runs of 1 to 6 digits separated by '.': no signs, spaces or trailing text */
+    const char *p = s;
+    for (int k = 0; k < n; k++) {
+        size_t len = strspn(p, "0123456789");
+        if (len == 0 || len > 6 || (k + 1 < n ? p[len] != '.' : p[len] != '\0')) {
+            if (n == 2)
+                return fail(err, "%s expects LAYER.HEAD, e.g. 0.3 (counting from 0), got '%s'",
+                            flag, s);
+            return fail(err,
+                        "%s expects LAYER.HEAD.POSITION, e.g. 1.0.7 (counting from 0), got '%s'",
+                        flag, s);
+        }
+        out[k] = atoi(p);
+        p += len + 1;
+    }
+    return 0;
+}
+
+int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Model *m, int n_prompt, int cap,
                    Error *err) {
+    const Config *c = &m->config;
     memset(a, 0, sizeof *a);
+    a->model = m;
     if (o->show_layer >= c->n_layers || o->show_head >= c->n_heads)
         return fail(err, "--attn-show %d.%d: the model has layers 0..%d and heads 0..%d",
                     o->show_layer, o->show_head, c->n_layers - 1, c->n_heads - 1);
@@ -69,14 +113,27 @@ int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Config *c, int n_pro
         attn_maps_free(a);
         return fail(err, "out of memory for the attention maps (%.0f MB)", bytes / 1e6);
     }
+    if (o->explain[0] >= 0 && explain_init(&a->explain, o, c, cap, err)) {
+        attn_maps_free(a);
+        return -1;
+    }
     return 0;
 }
 
 void attn_maps_free(AttnMaps *a) {
+    AttnExplain *e = &a->explain;
     free(a->probs);
     free(a->tokens);
+    free(a->vnorms);
+    free(e->q);
+    free(e->out);
+    free(e->probs);
+    free(e->k);
+    free(e->v);
     a->probs = NULL;
     a->tokens = NULL;
+    a->vnorms = NULL;
+    memset(e, 0, sizeof *e);
 }
 
 /* Row i of head (l, h): cap floats, keys 0 .. cap-1. */
@@ -94,6 +151,7 @@ void attn_hook(void *ctx, int layer, int pos0, int n, const float *probs, int st
                    (size_t)(i + 1) * sizeof(float));
         if (i + 1 > a->n) a->n = i + 1;
     }
+    attn_explain_capture(a, layer, pos0, n, probs, stride);
 }
 
 void attn_maps_tokens(AttnMaps *a, int pos0, const int *tokens, int n) {
@@ -111,6 +169,74 @@ void attn_maps_pack(AttnMaps *a) {
             memmove(a->probs + (map * T + i) * T, a->probs + r * a->cap, (size_t)T * sizeof(float));
     }
     a->cap = T;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* The induction probe. Random tokens have no bigram statistics to lean on, so on their second
+   occurrence the only way to predict (or attend to) what comes next is to find the previous
+   occurrence of the current token and look one step after it: what an induction head does. */
+
+static uint64_t probe_next(uint64_t *state) { /* xorshift64*: seeded, the same on every machine */
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return *state * 0x2545F4914F6CDD1DULL;
+}
+
+int attn_probe_tokens(const Model *m, const char *name, int **ids, int *n_ids, int *start,
+                      Error *err) {
+    const Tokenizer *tok = m->tokenizer;
+    const int V = m->config.vocab_size, bos = tokenizer_bos(tok);
+    *start = bos >= 0 ? 1 : 0;
+    *n_ids = *start + 2 * PROBE_LEN;
+    if (strcmp(name, "induction") != 0) return fail(err, "unknown probe '%s'", name);
+    if (*n_ids > m->config.seq_len)
+        return fail(err, "the induction probe is %d tokens, longer than the model's context of %d",
+                    *n_ids, m->config.seq_len);
+    /* the candidates: ids that decode to printable text on their own */
+    const size_t cap = 2 * ((size_t)tokenizer_max_token_len(tok) + 8);
+    int *cand = malloc((size_t)V * sizeof(int)), n_cand = 0;
+    char *buf = malloc(cap);
+    *ids = malloc((size_t)*n_ids * sizeof(int));
+    if (!cand || !buf || !*ids) {
+        free(cand);
+        free(buf);
+        free(*ids);
+        *ids = NULL;
+        return fail(err, "out of memory for the probe");
+    }
+    for (int id = 0; id < V; id++) {
+        Decoder d;
+        decoder_init(&d);
+        d.prev_token = id;
+        size_t len = decoder_push(tok, &d, id, buf, cap);
+        int plain = len > 0 && d.n_pending == 0 && !strstr(buf, "\xEF\xBF\xBD"); /* no U+FFFD */
+        for (size_t k = 0; k < len && plain; k++)
+            plain = (unsigned char)buf[k] >= 0x20 && buf[k] != 0x7F; /* no control characters */
+        if (plain && id != bos && id != tokenizer_eos(tok)) cand[n_cand++] = id;
+    }
+    free(buf);
+    if (n_cand < PROBE_LEN) {
+        free(cand);
+        free(*ids);
+        *ids = NULL;
+        return fail(err,
+                    "the vocabulary has %d tokens that decode on their own, the probe needs %d",
+                    n_cand, PROBE_LEN);
+    }
+    /* PROBE_LEN distinct candidates: the first steps of a seeded Fisher-Yates shuffle */
+    uint64_t state = PROBE_SEED;
+    for (int k = 0; k < PROBE_LEN; k++) {
+        int r = k + (int)(probe_next(&state) % (uint64_t)(n_cand - k));
+        int t = cand[k];
+        cand[k] = cand[r];
+        cand[r] = t;
+    }
+    if (bos >= 0) (*ids)[0] = bos;
+    for (int k = 0; k < PROBE_LEN; k++)
+        (*ids)[*start + k] = (*ids)[*start + PROBE_LEN + k] = cand[k];
+    free(cand);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -166,7 +292,7 @@ static int utf8_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 
    whitespace shown as visible marks (space ·, newline ↵, tab →), other control characters in
    caret notation, so no token can move the cursor or start an escape sequence. Returns the
    characters written (one column each, except wide CJK/emoji, which we do not measure). */
-static int visible(const char *s, char *out, int cols) {
+int attn_visible(const char *s, char *out, int cols) {
     int n = 0;
     size_t w = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p && n < cols;) {
@@ -211,10 +337,23 @@ static int visible(const char *s, char *out, int cols) {
 
 typedef struct {
     double distance, entropy, prev, self, sink;
+    double induction; /* on the probe: mean weight on the token after the previous occurrence */
+    double copying;   /* on the probe: the OV circuit's copying score (attn_circuits.c) */
 } HeadStats;
 
+#define INDUCTION_ROLE 0.4 /* prefix-matching score that names a head `induction` */
+
+/* Prefix matching: each query i of the probe's second copy (token t at i, first seen at i - R)
+   and its weight on key i - R + 1, the token that followed t the first time. */
+static double induction_score(const AttnMaps *a, int l, int h) {
+    const int R = a->probe_len, first = a->probe_start + R;
+    double sum = 0.0;
+    for (int i = first; i < first + R; i++) sum += map_row(a, l, h, i)[i - R + 1];
+    return sum / R;
+}
+
 static HeadStats head_stats(const AttnMaps *a, int l, int h) {
-    HeadStats s = {0, 0, 0, 0, 0};
+    HeadStats s = {0, 0, 0, 0, 0, 0, 0};
     for (int i = 1; i < a->n; i++) {
         const float *p = map_row(a, l, h, i);
         for (int j = 0; j <= i; j++) {
@@ -231,11 +370,14 @@ static HeadStats head_stats(const AttnMaps *a, int l, int h) {
     s.prev /= q;
     s.self /= q;
     s.sink /= q;
+    if (a->probe_len && a->probe_start + 2 * a->probe_len <= a->n)
+        s.induction = induction_score(a, l, h);
     return s;
 }
 
 /* The first rule that holds names the head (thresholds in the README). */
 static const char *head_role(const HeadStats *s) {
+    if (s->induction >= INDUCTION_ROLE) return "induction";
     if (s->prev >= 0.5) return "previous-token";
     if (s->sink >= 0.5) return "first-token/sink";
     if (s->self >= 0.5) return "self";
@@ -243,17 +385,51 @@ static const char *head_role(const HeadStats *s) {
     return "broad";
 }
 
-static int print_stats(const AttnMaps *a, FILE *f, Error *err) {
+/* Every head's statistics, (n_layers * n_heads) in (layer, head) order; NULL if out of memory. */
+static HeadStats *all_stats(const AttnMaps *a, Error *err) {
+    HeadStats *st = malloc((size_t)a->n_layers * a->n_heads * sizeof *st);
+    double *copy = a->probe_len ? malloc((size_t)a->n_layers * a->n_heads * sizeof *copy) : NULL;
+    if (!st || (a->probe_len && !copy)) {
+        free(st);
+        free(copy);
+        fail(err, "out of memory for the atlas");
+        return NULL;
+    }
+    if (copy && attn_copying_scores(a, copy, err)) {
+        free(st);
+        free(copy);
+        return NULL;
+    }
+    for (int l = 0; l < a->n_layers; l++)
+        for (int h = 0; h < a->n_heads; h++) {
+            HeadStats *s = &st[l * a->n_heads + h];
+            *s = head_stats(a, l, h);
+            if (copy) s->copying = copy[l * a->n_heads + h];
+        }
+    free(copy);
+    return st;
+}
+
+static int print_stats(const AttnMaps *a, const HeadStats *st, FILE *f, Error *err) {
     if (a->n < 2) return fail(err, "--attn-stats needs at least 2 positions, got %d", a->n);
     fprintf(f,
             "attention atlas: %d layers x %d heads, %d positions (averages over queries 1..%d)\n",
             a->n_layers, a->n_heads, a->n, a->n - 1);
-    fprintf(f, "layer head distance entropy   prev   self   sink  role\n");
+    if (a->probe_len)
+        fprintf(f,
+                "induction probe: positions %d..%d repeated at %d..%d; induct = prefix matching, "
+                "copy = OV copying score (role induction from induct >= %.1f)\n",
+                a->probe_start, a->probe_start + a->probe_len - 1, a->probe_start + a->probe_len,
+                a->probe_start + 2 * a->probe_len - 1, INDUCTION_ROLE);
+    fprintf(f, "layer head distance entropy   prev   self   sink%s  role\n",
+            a->probe_len ? " induct   copy" : "");
     for (int l = 0; l < a->n_layers; l++)
         for (int h = 0; h < a->n_heads; h++) {
-            HeadStats s = head_stats(a, l, h);
-            fprintf(f, "%5d %4d %8.3f %7.3f %6.3f %6.3f %6.3f  %s\n", l, h, s.distance, s.entropy,
-                    s.prev, s.self, s.sink, head_role(&s));
+            const HeadStats *s = &st[l * a->n_heads + h];
+            fprintf(f, "%5d %4d %8.3f %7.3f %6.3f %6.3f %6.3f", l, h, s->distance, s->entropy,
+                    s->prev, s->self, s->sink);
+            if (a->probe_len) fprintf(f, " %6.3f %6.3f", s->induction, s->copying);
+            fprintf(f, "  %s\n", head_role(s));
         }
     return 0;
 }
@@ -295,7 +471,7 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
         fprintf(f, "%*s", iw + 1 + LABEL_COLS + 1, "");
         for (int j = 0; j < T; j++) {
             char col[4 * HEADER_ROWS + 1];
-            visible(labels[j], col, HEADER_ROWS);
+            attn_visible(labels[j], col, HEADER_ROWS);
             const char *p = col;
             for (int k = 0; k < r && *p; k++) p += utf8_len((unsigned char)*p);
             if (*p)
@@ -307,8 +483,8 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
     }
     for (int i = 0; i < T; i++) {
         const float *p = map_row(a, l, h, i);
-        const int lo = attn_first_visible(i, a->window);
-        int n = visible(labels[i], vis, LABEL_COLS);
+        const int lo = attn_first_visible(i, layer_window(&a->model->config, l));
+        int n = attn_visible(labels[i], vis, LABEL_COLS);
         fprintf(f, "%*d %s%*s ", iw, i, vis, LABEL_COLS - n, "");
         for (int j = 0; j < lo; j++) fputc(' ', f);
         for (int j = lo; j <= i; j++) {
@@ -336,10 +512,10 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
                 best[k] = j;
             }
         }
-        int n = visible(labels[i], vis, LABEL_COLS);
+        int n = attn_visible(labels[i], vis, LABEL_COLS);
         fprintf(f, "%*d %s%*s <-", iw, i, vis, LABEL_COLS - n, "");
         for (int k = 0; k < 3 && best[k] >= 0; k++) {
-            visible(labels[best[k]], vis, LABEL_COLS);
+            attn_visible(labels[best[k]], vis, LABEL_COLS);
             fprintf(f, "  %d %s %.3f", best[k], vis, p[best[k]]);
         }
         fputc('\n', f);
@@ -357,6 +533,8 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
    The markup and style are page/attention.html, the script page/attention.js; the build compiles
    both into ./run (tools/embed.c writes them as arrays into build/gen/attn_page.c). The page is
    the HTML with its marker line replaced by the data blocks and the script. */
+
+static double position_flops(const Config *c, int pos); /* the cost section, below */
 
 extern const char attn_page_html[], attn_page_js[];
 extern const size_t attn_page_html_len, attn_page_js_len;
@@ -378,6 +556,7 @@ static void json_string(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+/* base64 of n bytes, on one line. */
 static void base64_bytes(FILE *f, const unsigned char *b, size_t n) {
     static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for (size_t i = 0; i < n; i += 3) {
@@ -386,41 +565,109 @@ static void base64_bytes(FILE *f, const unsigned char *b, size_t n) {
         char out[4] = {A[v >> 18], A[(v >> 12) & 63], i + 1 < n ? A[(v >> 6) & 63] : '=',
                        i + 2 < n ? A[v & 63] : '='};
         fwrite(out, 1, 4, f);
-        if ((i / 3) % 19 == 18) fputc('\n', f); /* lines of 76 characters */
     }
 }
 
-/* Every map's lower triangle as bytes round(255 p), in the page's order; NULL if out of memory. */
-static unsigned char *quantize_maps(const AttnMaps *a, size_t *total) {
-    const int T = a->n;
-    *total = (size_t)T * (T + 1) / 2 * a->n_layers * a->n_heads;
-    unsigned char *q = malloc(*total ? *total : 1);
-    if (!q) return NULL;
-    size_t k = 0;
-    for (int l = 0; l < a->n_layers; l++)
-        for (int h = 0; h < a->n_heads; h++)
-            for (int i = 0; i < T; i++) {
-                const float *p = map_row(a, l, h, i);
-                for (int j = 0; j <= i; j++) {
-                    float v = p[j] * 255.0f + 0.5f;
-                    q[k++] = (unsigned char)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
-                }
-            }
-    return q;
+static unsigned char byte_of(float x) { /* round(255 x) for x in [0, 1] */
+    float v = x * 255.0f + 0.5f;
+    return (unsigned char)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
 }
 
-/* The three data blocks: meta, toks, weights (q, total bytes). */
-static void write_page_data(FILE *f, const AttnMaps *a, char **labels, const unsigned char *special,
-                            const char *model_name, const unsigned char *q, size_t total) {
-    const int T = a->n;
+/* One map's lower triangle as bytes round(255 p), rows i = 0 .. T-1 of i + 1 keys, with runs of
+   zeros coded as 0 then the run's length (1 .. 255): most weights of a trained model's long rows
+   round to 0. rle needs room for T (T + 1) bytes (the worst case: isolated zeros). Returns the
+   bytes written. */
+static size_t rle_map(const AttnMaps *a, int l, int h, unsigned char *rle) {
+    size_t w = 0;
+    int zeros = 0;
+    for (int i = 0; i < a->n; i++) {
+        const float *p = map_row(a, l, h, i);
+        for (int j = 0; j <= i; j++) {
+            unsigned char b = byte_of(p[j]);
+            if (b == 0 && zeros < 255) {
+                zeros++;
+                continue;
+            }
+            if (zeros) rle[w++] = 0, rle[w++] = (unsigned char)zeros;
+            zeros = 0;
+            if (b == 0)
+                zeros = 1;
+            else
+                rle[w++] = b;
+        }
+    }
+    if (zeros) rle[w++] = 0, rle[w++] = (unsigned char)zeros;
+    return w;
+}
+
+static void json_numbers(FILE *f, const char *name, const double *x, int n) {
+    fprintf(f, ", \"%s\": [", name);
+    for (int i = 0; i < n; i++) fprintf(f, "%s%.6g", i ? ", " : "", x[i]);
+    fputc(']', f);
+}
+
+/* meta's statistics of every head and the measured cost */
+static void write_meta_extra(FILE *f, const AttnMaps *a, const HeadStats *st) {
+    const Config *c = &a->model->config;
+    const int heads = a->n_layers * a->n_heads;
+    if (a->probe_len)
+        fprintf(f, ", \"probe\": [%d, %d], \"induction_role\": %.2f", a->probe_start, a->probe_len,
+                INDUCTION_ROLE);
+    fputs(", \"stats\": [", f);
+    for (int k = 0; k < heads; k++)
+        fprintf(f, "%s[%.4f, %.4f, %.4f, %.4f, %.4f, %.4f, %.4f, \"%s\"]", k ? ", " : "",
+                st[k].distance, st[k].entropy, st[k].prev, st[k].self, st[k].sink, st[k].induction,
+                st[k].copying, head_role(&st[k]));
+    fprintf(f, "], \"kv_token_bytes\": %.0f",
+            2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float));
+    if (a->step_ms && a->n > a->n_prompt) { /* positions n_prompt .. n-1 were fed one at a time */
+        const int n = a->n - a->n_prompt;
+        double *x = malloc((size_t)n * 3 * sizeof(double));
+        if (x) {
+            for (int k = 0; k < n; k++) {
+                x[k] = a->n_prompt + k;
+                x[n + k] = a->step_ms[a->n_prompt + k];
+                x[2 * n + k] = position_flops(c, a->n_prompt + k);
+            }
+            fputs(", \"cost\": {\"capturing\": true", f);
+            json_numbers(f, "pos", x, n);
+            json_numbers(f, "ms", x + n, n);
+            json_numbers(f, "flops", x + 2 * n, n);
+            fputc('}', f);
+            free(x);
+        }
+    }
+}
+
+/* The data blocks: meta, toks, explain, weights (one line of base64 per map, see rle_map), vnorms
+   (one line: per map, T bytes round(255 n_j / max_j n_j) of ||W_O,h v_j||, the maxima in
+   meta.vscale). */
+static int write_page_data(FILE *f, const AttnMaps *a, char **labels, const unsigned char *special,
+                           const HeadStats *st, const char *model_name) {
+    const int T = a->n, heads = a->n_layers * a->n_heads;
     fprintf(f,
             "<script id=\"meta\" type=\"application/json\">{\"layers\": %d, \"heads\": %d, "
             "\"positions\": %d, \"prompt\": %d, \"window\": %d, \"first_visible\": [",
             a->n_layers, a->n_heads, T, a->n_prompt, a->window);
-    for (int i = 0; i < T; i++) fprintf(f, "%s%d", i ? ", " : "", attn_first_visible(i, a->window));
+    for (int l = 0; l < a->n_layers; l++) { /* per layer: local and global layers differ */
+        const int w = layer_window(&a->model->config, l);
+        fprintf(f, "%s[", l ? ", " : "");
+        for (int i = 0; i < T; i++) fprintf(f, "%s%d", i ? ", " : "", attn_first_visible(i, w));
+        fputc(']', f);
+    }
     fputs("], \"model\": ", f);
     const char *slash = strrchr(model_name, '/');
     json_string(f, slash ? slash + 1 : model_name);
+    write_meta_extra(f, a, st);
+    if (a->vnorms) {
+        fputs(", \"vscale\": [", f);
+        for (int k = 0; k < heads; k++) {
+            float mx = 0.0f;
+            for (int j = 0; j < T; j++) mx = fmaxf(mx, a->vnorms[(size_t)k * T + j]);
+            fprintf(f, "%s%.6g", k ? ", " : "", mx);
+        }
+        fputc(']', f);
+    }
     fputs("}</script>\n<script id=\"toks\" type=\"application/json\">[", f);
     for (int i = 0; i < T; i++) {
         fprintf(f, "%s\n{\"id\": %d, \"special\": %s, \"text\": ", i ? "," : "", a->tokens[i],
@@ -428,31 +675,51 @@ static void write_page_data(FILE *f, const AttnMaps *a, char **labels, const uns
         json_string(f, labels[i]);
         fputc('}', f);
     }
-    fputs("]</script>\n<script id=\"weights\" type=\"text/plain\">\n", f);
-    base64_bytes(f, q, total);
+    fputs("]</script>\n<script id=\"explain\" type=\"application/json\">", f);
+    if (a->explain.captured)
+        attn_explain_json(a, f);
+    else
+        fputs("null", f);
+    fputs("</script>\n<script id=\"weights\" type=\"text/plain\">\n", f);
+    unsigned char *buf = malloc((size_t)T * (T + 1) + (size_t)heads * T + 1);
+    if (!buf) return -1;
+    for (int l = 0; l < a->n_layers; l++)
+        for (int h = 0; h < a->n_heads; h++) {
+            base64_bytes(f, buf, rle_map(a, l, h, buf));
+            fputc('\n', f);
+        }
+    fputs("</script>\n<script id=\"vnorms\" type=\"text/plain\">\n", f);
+    if (a->vnorms) {
+        for (int k = 0; k < heads; k++) {
+            float mx = 0.0f;
+            for (int j = 0; j < T; j++) mx = fmaxf(mx, a->vnorms[(size_t)k * T + j]);
+            for (int j = 0; j < T; j++)
+                buf[(size_t)k * T + j] =
+                    byte_of(mx > 0.0f ? a->vnorms[(size_t)k * T + j] / mx : 0.0f);
+        }
+        base64_bytes(f, buf, (size_t)heads * T);
+    }
     fputs("\n</script>\n", f);
+    free(buf);
+    return 0;
 }
 
 static int write_html(const AttnMaps *a, char **labels, const unsigned char *special,
-                      const char *model_name, const char *path, Error *err) {
+                      const HeadStats *st, const char *model_name, const char *path, Error *err) {
     const char *marker = strstr(attn_page_html, PAGE_MARKER);
     if (!marker) return fail(err, "page/attention.html (built into ./run) lacks its marker line");
     const size_t before = (size_t)(marker - attn_page_html), after = before + strlen(PAGE_MARKER);
-    size_t total;
-    unsigned char *q = quantize_maps(a, &total);
-    if (!q) return fail(err, "out of memory writing '%s'", path);
     FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(q);
-        return fail(err, "cannot write '%s': %s", path, strerror(errno));
-    }
+    if (!f) return fail(err, "cannot write '%s': %s", path, strerror(errno));
     fwrite(attn_page_html, 1, before, f);
-    write_page_data(f, a, labels, special, model_name, q, total);
+    if (write_page_data(f, a, labels, special, st, model_name)) {
+        fclose(f);
+        return fail(err, "out of memory writing '%s'", path);
+    }
     fputs("<script>\n", f);
     fwrite(attn_page_js, 1, attn_page_js_len, f);
     fputs("</script>\n", f);
     fwrite(attn_page_html + after, 1, attn_page_html_len - after, f);
-    free(q);
     if (ferror(f) | fclose(f)) return fail(err, "error writing '%s'", path);
     return 0;
 }
@@ -461,29 +728,37 @@ static int write_html(const AttnMaps *a, char **labels, const unsigned char *spe
 
 int attn_report(const AttnMaps *a, const AttnOptions *o, const Tokenizer *tok,
                 const char *model_name, int printed, Error *err) {
-    if (!o->html && !o->stats && o->show_layer < 0) return 0;
+    if (!o->html && !o->stats && o->show_layer < 0 && o->explain[0] < 0) return 0;
     unsigned char *special = calloc(a->n > 0 ? (size_t)a->n : 1, 1);
     char **labels = special ? token_labels(a, tok, special, err) : NULL;
+    HeadStats *st = NULL;
     int rc = -1;
     if (!labels) {
         if (!special) fail(err, "out of memory for token labels");
         goto done;
     }
-    if (o->html && write_html(a, labels, special, model_name, o->html, err)) goto done;
+    if ((o->html || o->stats) && !(st = all_stats(a, err))) goto done;
+    if (o->html && write_html(a, labels, special, st, model_name, o->html, err)) goto done;
     if (o->stats) {
         if (printed) fputc('\n', stdout);
-        if (print_stats(a, stdout, err)) goto done;
+        if (print_stats(a, st, stdout, err)) goto done;
         printed = 1;
     }
     if (o->show_layer >= 0) {
         if (printed) fputc('\n', stdout);
         print_head(a, labels, o->show_layer, o->show_head, stdout);
+        printed = 1;
+    }
+    if (o->explain[0] >= 0) {
+        if (printed) fputc('\n', stdout);
+        if (attn_explain_print(a, labels, stdout, err)) goto done;
     }
     fflush(stdout);
     rc = 0;
 done:
     if (labels) free_labels(labels, a->n);
     free(special);
+    free(st);
     return rc;
 }
 
@@ -532,7 +807,55 @@ static double attention_share(const Config *c, int pos) {
     return 100.0 * att / (att + matmul_flops(c));
 }
 
-void attn_print_cost(const Config *c, int n_prompt, int generated, FILE *f) {
+/* FLOPs of the forward pass at one position: the matrix products plus attention over its keys. */
+static double position_flops(const Config *c, int pos) {
+    return matmul_flops(c) + 4.0 * c->n_layers * c->n_heads * c->head_dim * visible_keys(c, pos);
+}
+
+#define COST_ROWS 12 /* rows of the measured table: the generated positions in equal groups */
+
+/* The measured time per generated token, in up to COST_ROWS groups of positions, beside the KV
+   cache's bytes at that length and the FLOP model's prediction scaled to the first group. */
+static void print_cost_table(const Config *c, int first, int last, const double *step_ms,
+                             int capturing, FILE *f) {
+    const int n = last - first + 1, per = (n + COST_ROWS - 1) / COST_ROWS;
+    const double kv_token = 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float);
+    double ms[COST_ROWS], fl[COST_ROWS], ratio[COST_ROWS];
+    int rows = 0;
+    for (int g = first; g <= last; g += per, rows++) {
+        const int end = g + per - 1 < last ? g + per - 1 : last;
+        ms[rows] = 0.0;
+        for (int p = g; p <= end; p++) ms[rows] += step_ms[p];
+        ms[rows] /= end - g + 1;
+        fl[rows] = position_flops(c, (g + end) / 2);
+        ratio[rows] = ms[rows] / fl[rows];
+    }
+    /* the FLOP model in milliseconds: scaled by the median of measured / predicted over the rows,
+       so that one disturbed row (another process on the machine) does not set the scale */
+    for (int i = 1; i < rows; i++)
+        for (int j = i; j > 0 && ratio[j] < ratio[j - 1]; j--) {
+            double t = ratio[j];
+            ratio[j] = ratio[j - 1];
+            ratio[j - 1] = t;
+        }
+    const double k = ratio[rows / 2];
+    fprintf(f,
+            "time per generated token against its position (measured on this machine%s; the FLOP "
+            "model in ms at the median ratio of the rows):\n",
+            capturing ? ", with the attention capture on" : "");
+    fprintf(f, "   positions   keys   ms/token   FLOP model   kv cache\n");
+    int r = 0;
+    for (int g = first; g <= last; g += per, r++) {
+        const int end = g + per - 1 < last ? g + per - 1 : last;
+        fprintf(f, "  %4d..%-4d %6d %10.4f %12.4f   ", g, end, visible_keys(c, (g + end) / 2),
+                ms[r], k * fl[r]);
+        print_bytes(f, kv_token * (end + 1));
+        fputc('\n', f);
+    }
+}
+
+void attn_print_cost(const Config *c, int n_prompt, int generated, const double *step_ms,
+                     int capturing, FILE *f) {
     /* generated token 1 comes from the prompt's last position, token k from position P + k - 2 */
     const int first = n_prompt - 1, last = generated > 0 ? n_prompt + generated - 2 : n_prompt - 1;
     fprintf(f,
@@ -549,4 +872,6 @@ void attn_print_cost(const Config *c, int n_prompt, int generated, FILE *f) {
                 visible_keys(c, first));
     fprintf(f, "; %.2f%% at the full context (%d keys)\n", attention_share(c, c->seq_len - 1),
             visible_keys(c, c->seq_len - 1));
+    /* positions fed one at a time: the generated tokens after the first, n_prompt .. last */
+    if (step_ms && last >= n_prompt) print_cost_table(c, n_prompt, last, step_ms, capturing, f);
 }

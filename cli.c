@@ -19,7 +19,8 @@ typedef enum {
     OPT_FLOAT,  /* a float in [lo, hi] */
     OPT_SEED,   /* a uint64_t in [lo, hi] */
     OPT_HEAD,   /* "L.H" into attn.show_layer, attn.show_head */
-    OPT_LIST    /* a repeatable string, appended to a StrList */
+    OPT_LIST,   /* a repeatable string, appended to a StrList */
+    OPT_EXPLAIN /* "L.H.POS" into attn.explain */
 } OptKind;
 
 typedef struct {
@@ -117,6 +118,16 @@ static const OptionSpec OPTIONS[] = {
      "after the text, print one line of statistics per layer and head\n"
      "(attention maps take layers x heads x T^2 x 4 bytes, e.g.\n"
      "12 x 12 x 200^2 x 4 = 23 MB; refused above 2 GiB)"},
+    {NULL, "--attn-explain", "L.H.POS", OPT_EXPLAIN, 0, 0, 0,
+     "after the text, follow the query at position POS of layer L\n"
+     "head H through the formula, with the engine's numbers"},
+    {NULL, "--attn-probe", "KIND", OPT_STRING, AT(attn.probe), 0, 0,
+     "replace the prompt by a probe: 'induction' = 50 random tokens\n"
+     "of the vocabulary, then the same 50 again (the atlas then\n"
+     "scores induction and copying)"},
+    {NULL, "--dump-attn-norms", "PATH", OPT_STRING, AT(attn.dump_norms), 0, 0,
+     "write ||p_ij W_O,h v_j||, key j's contribution to query i's\n"
+     "output, as .npy float32 [layers, heads, T, T]"},
     {"-v", "--verbose", NULL, OPT_FLAG, AT(verbose), 0, 0,
      "print the model's configuration and KV-cache size, and the\n"
      "attention share of the FLOPs, on stderr"},
@@ -172,7 +183,14 @@ static int store(Options *o, const OptionSpec *s, const char *flag, const char *
     case OPT_INT: *(int *)field = (int)v; break;
     case OPT_FLOAT: *(float *)field = (float)v; break;
     case OPT_SEED: *(uint64_t *)field = (uint64_t)v; break;
-    case OPT_HEAD: return attn_parse_head(val, &o->attn.show_layer, &o->attn.show_head, err);
+    case OPT_HEAD: {
+        int lh[2];
+        if (attn_parse_ints(val, lh, 2, flag, err)) return -1;
+        o->attn.show_layer = lh[0];
+        o->attn.show_head = lh[1];
+        return 0;
+    }
+    case OPT_EXPLAIN: return attn_parse_ints(val, o->attn.explain, 3, flag, err);
     case OPT_LIST: {
         StrList *list = field;
         if (list->n == MAX_STOP) return fail(err, "%s is allowed at most %d times", flag, MAX_STOP);
@@ -202,6 +220,7 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
     o->attn.show_layer = o->attn.show_head = -1;
     o->repeat_penalty = 1.0f;
     o->repeat_last_n = 64;
+    o->attn.explain[0] = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || strcmp(a, "-") == 0) {
@@ -232,6 +251,10 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
                          "--keep need --chat");
     if (o->ppl && attn_wanted(&o->attn))
         return fail(err, "the attention outputs (--dump-attn, --attn-*) do not work with --ppl");
+    if (o->attn.probe && strcmp(o->attn.probe, "induction") != 0)
+        return fail(err, "--attn-probe: the probe is 'induction', got '%s'", o->attn.probe);
+    if (o->attn.probe && o->prompt)
+        return fail(err, "--attn-probe replaces the prompt: give one or the other");
     if (!o->model) { /* the shipped model, found next to the program */
         const char *prog = argc > 0 && argv[0] ? argv[0] : "./run";
         const char *slash = strrchr(prog, '/');

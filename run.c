@@ -139,9 +139,25 @@ static int emit(StopText *st, const char *text, size_t len, int final, Error *er
     return stopped;
 }
 
-/* Runs the prompt and the generation loop; text to stdout, timings to stderr. */
-static int generate(Model *m, const Options *o, const int *prompt, int n_prompt, double load_s,
-                    Error *err) {
+/* --dump-attn-norms: the value-weighted maps p_ij ||W_O,h v_j|| (n_layers, n_heads, T, T). */
+static int write_attn_norms(const AttnMaps *a, const char *path, Error *err) {
+    const size_t T = (size_t)a->n, maps = (size_t)a->n_layers * a->n_heads;
+    float *out = malloc(maps * T * T * sizeof(float) + 1);
+    if (!out) return fail(err, "out of memory for --dump-attn-norms");
+    for (size_t k = 0; k < maps; k++)
+        for (size_t i = 0; i < T; i++)
+            for (size_t j = 0; j < T; j++)
+                out[(k * T + i) * T + j] = a->probs[(k * T + i) * T + j] * a->vnorms[k * T + j];
+    size_t shape[4] = {(size_t)a->n_layers, (size_t)a->n_heads, T, T};
+    int rc = write_npy(path, out, shape, 4, err);
+    free(out);
+    return rc;
+}
+
+/* Runs the prompt and the generation loop; text to stdout, timings to stderr. probe_start >= 0:
+   the prompt is the induction probe, its passage starting there. */
+static int generate(Model *m, const Options *o, const int *prompt, int n_prompt, int probe_start,
+                    double load_s, Error *err) {
     const Config *c = &m->config;
     const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
     Matrix dump = {NULL, 0, (size_t)c->vocab_size, 0};
@@ -151,8 +167,10 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     AttnMaps maps = {0};
     StopText stop;
     stop_init(&stop, o->stop.items, o->stop.n);
+    /* -v: the time of each generated token's forward pass, by position (its KV length) */
+    double *step_ms = o->verbose ? calloc((size_t)c->seq_len, sizeof(double)) : NULL;
     int rc = -1;
-    if (!text) {
+    if (!text || (o->verbose && !step_ms)) {
         fail(err, "out of memory");
         goto done;
     }
@@ -160,8 +178,13 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     for (int i = 0; i < n_prompt; i++) sampler_accept(&sp, prompt[i]);
     if (attn_wanted(&o->attn)) { /* room for every position fed: prompt + steps - 1, at most */
         int T = n_prompt + (o->steps > 1 ? o->steps - 1 : 0);
-        if (attn_maps_init(&maps, &o->attn, c, n_prompt, T < c->seq_len ? T : c->seq_len, err))
+        if (attn_maps_init(&maps, &o->attn, m, n_prompt, T < c->seq_len ? T : c->seq_len, err))
             goto done;
+        if (probe_start >= 0) {
+            maps.probe_start = probe_start;
+            maps.probe_len = PROBE_LEN;
+        }
+        maps.step_ms = step_ms;
         if (model_set_attn_hook(m, attn_hook, &maps, maps.cap, err)) goto done;
     }
 
@@ -202,7 +225,9 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
             stop_reason = 2;
             break;
         }
+        double ts = step_ms ? now_seconds() : 0.0;
         logits = forward(m, &next, 1, pos, 0);
+        if (step_ms) step_ms[pos] = (now_seconds() - ts) * 1e3;
         if (maps.probs) attn_maps_tokens(&maps, pos, &next, 1);
         pos++;
         if (o->dump_logits && matrix_append(&dump, logits, 1, err)) goto done;
@@ -225,17 +250,20 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
         size_t shape[2] = {dump.rows, dump.cols};
         if (write_npy(o->dump_logits, dump.data, shape, 2, err)) goto done;
     }
-    if (o->verbose) attn_print_cost(c, n_prompt, generated, stderr);
+    if (o->verbose) attn_print_cost(c, n_prompt, generated, step_ms, maps.probs != NULL, stderr);
     if (maps.probs) {
         attn_maps_pack(&maps);
         size_t shape[4] = {(size_t)c->n_layers, (size_t)c->n_heads, (size_t)maps.n, (size_t)maps.n};
         if (o->attn.dump && write_npy(o->attn.dump, maps.probs, shape, 4, err)) goto done;
+        if ((o->attn.dump_norms || o->attn.html) && attn_value_norms(&maps, err)) goto done;
+        if (o->attn.dump_norms && write_attn_norms(&maps, o->attn.dump_norms, err)) goto done;
         if (attn_report(&maps, &o->attn, m->tokenizer, o->model, generated > 0, err)) goto done;
     }
     rc = 0;
 done:
     model_set_attn_hook(m, NULL, NULL, 0, NULL);
     attn_maps_free(&maps);
+    free(step_ms);
     free(dump.data);
     stop_free(&stop);
     sampler_free(&sp);
@@ -674,8 +702,13 @@ static int run(const Options *o, Error *err) {
         rc = perplexity(&m, o->ppl, err);
         goto done;
     }
-    if (tokenizer_encode_special(m.tokenizer, text, len, o->parse_special, &ids, &n_ids, err))
+    int probe_start = -1;
+    if (o->attn.probe) {
+        if (attn_probe_tokens(&m, o->attn.probe, &ids, &n_ids, &probe_start, err)) goto done;
+    } else if (tokenizer_encode_special(m.tokenizer, text, len, o->parse_special, &ids, &n_ids,
+                                        err)) {
         goto done;
+    }
     if (o->tokenize) {
         for (int i = 0; i < n_ids; i++) printf("%s%d", i ? " " : "", ids[i]);
         printf("\n");
@@ -703,7 +736,7 @@ static int run(const Options *o, Error *err) {
              n_ids, m.config.seq_len, m.config.ctx_train);
         goto done;
     }
-    rc = generate(&m, o, ids, n_ids, now_seconds() - t_load, err);
+    rc = generate(&m, o, ids, n_ids, probe_start, now_seconds() - t_load, err);
 done:
     free(ids);
     free(stdin_text);

@@ -4,6 +4,9 @@
     /usr/bin/python3 train.py            # the shipped model (~45-50 min on 2 CPU cores)
     /usr/bin/python3 train.py --smoke    # tiny model, a few steps, written under build/ only
     /usr/bin/python3 train.py --measure 30 --dim 320 ...   # tokens/s of a shape, then exit
+    /usr/bin/python3 train.py --induction # a 2-layer model trained for an induction head on
+                                          # repeated random passages: models/induction.gguf
+                                          # (README, "Seeing attention": none formed yet)
 
 Corpus: the King James Bible (public domain) from Debian's bible-kjv-text (`bible` program),
 rendered as plain text: per chapter a heading line ("Genesis 1"), then one verse per line
@@ -248,6 +251,25 @@ def get_batch(stream, a, gen, bos):
     return x[:, :-1], x[:, 1:]
 
 
+def get_induction_batch(stream, a, gen, bos, n_vocab):
+    """Rows that reward an induction head: BOS, a passage of R random tokens (8 <= R < ctx/2,
+    drawn uniformly from ids 3.. : no <unk>, BOS, EOS), the same passage again, then random
+    tokens to fill the window. The second copy can be predicted only by finding the previous
+    occurrence of the current token and taking the token after it, whatever the tokens are; R
+    varies so that no fixed offset does the same. (With KJV passages in half the rows, or KJV text
+    as the filler, no induction head had formed after 2,000 and 600 steps: the text can be guessed
+    without one and takes the model's capacity.)"""
+    x = torch.empty(a.batch, a.ctx + 1, dtype=torch.long)
+    for b in range(a.batch):
+        R = int(torch.randint(8, a.ctx // 2, (1,), generator=gen))
+        passage = torch.randint(3, n_vocab, (R,), generator=gen)
+        x[b, 0] = bos
+        x[b, 1:R + 1] = passage
+        x[b, R + 1:2 * R + 1] = passage
+        x[b, 2 * R + 1:] = torch.randint(3, n_vocab, (a.ctx - 2 * R,), generator=gen)
+    return x[:, :-1], x[:, 1:]
+
+
 @torch.no_grad()
 def ppl_nll(model, ids, L):
     """Mean NLL with ./run --ppl's windows: length L, stride L/2, each window from position 0,
@@ -330,9 +352,17 @@ def main():
     ap.add_argument("--gguf", default=os.path.join(ROOT, "models", "kjv.gguf"))
     ap.add_argument("--measure", type=int, default=0, metavar="N", help="time N steps and exit")
     ap.add_argument("--smoke", action="store_true", help="tiny model, few steps, output under build/")
+    ap.add_argument("--induction", action="store_true",
+                    help="a 2-layer model trained on text with repeated passages, which grows an induction "
+                         "head: models/induction.gguf")
     a = ap.parse_args()
     a.eps, a.rope_theta = 1e-5, 10000.0
-    ship = not a.smoke and not a.measure
+    ship = not a.smoke and not a.measure and not a.induction
+    if a.induction:
+        a.dim, a.layers, a.heads, a.kv_heads, a.hidden, a.vocab, a.ctx = 64, 2, 4, 2, 128, 512, 128
+        a.batch, a.steps, a.warmup, a.eval_every, a.lr, a.min_lr = 32, 700, 30, 350, 1e-3, 1e-3
+        a.weight_decay = 0.0
+        a.out_dir, a.gguf = os.path.join(ROOT, "build", "induction-hf"), os.path.join(ROOT, "models", "induction.gguf")
     if a.smoke:
         a.dim, a.layers, a.heads, a.kv_heads, a.hidden, a.vocab = 64, 2, 4, 2, 128, 512
         a.batch, a.steps, a.warmup, a.eval_every = 8, 30, 5, 15
@@ -371,7 +401,10 @@ def main():
             a.min_lr + 0.5 * (a.lr - a.min_lr) * (1 + math.cos(math.pi * (step - a.warmup) / max(1, a.steps - a.warmup)))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = get_batch(stream, a, gen, sp.bos_id())
+        if a.induction:
+            x, y = get_induction_batch(stream, a, gen, sp.bos_id(), a.vocab)
+        else:
+            x, y = get_batch(stream, a, gen, sp.bos_id())
         loss = F.cross_entropy(model(x).view(-1, a.vocab), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -406,6 +439,8 @@ def main():
     subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), a.out_dir, a.gguf, "--dtype", dtype], check=True)
     wall = time.time() - t_start
     print(f"wrote {a.gguf} ({os.path.getsize(a.gguf)} bytes, {dtype}); total wall time {hms(wall)}", flush=True)
+    if a.induction:
+        return 0
     # Next to the GGUF, for tests/py/test_shipped.py: a few held-out chapters (~20 KB) for the
     # perplexity check, and every word of the KJV for the word-validity check.
     models = os.path.dirname(os.path.abspath(a.gguf))

@@ -92,6 +92,13 @@ expect "attn-show format"      2 "expects LAYER.HEAD"           -- $RUN "$GOOD" 
 expect "attn-show sign"        2 "expects LAYER.HEAD"           -- $RUN "$GOOD" -i hi --attn-show -1.0
 expect "attn-show range"       1 "layers 0..1 and heads 0..7"   -- $RUN "$GOOD" -i hi -n 1 --attn-show 2.0
 expect "attention with --ppl"  2 "do not work with --ppl"       -- $RUN "$GOOD" --ppl x --attn-stats
+expect "attn-explain format"   2 "expects LAYER.HEAD.POSITION"  -- $RUN "$GOOD" -i hi --attn-explain 1.0
+expect "attn-explain trailing" 2 "expects LAYER.HEAD.POSITION"  -- $RUN "$GOOD" -i hi --attn-explain 1.0.2x
+expect "attn-explain range"    1 "layers 0..1 and heads 0..7"   -- $RUN "$GOOD" -i hi --attn-explain 0.8.0
+expect "attn-explain position" 1 "feeds at most"                -- $RUN "$GOOD" -i hi -n 2 --attn-explain 0.0.99
+expect "attn-probe name"       2 "the probe is 'induction'"     -- $RUN "$GOOD" --attn-probe bigram
+expect "attn-probe and prompt" 2 "replaces the prompt"          -- $RUN "$GOOD" -i hi --attn-probe induction
+expect "attn-norms with --ppl" 2 "do not work with --ppl"       -- $RUN "$GOOD" --ppl x --dump-attn-norms x.npy
 
 # llama2.c checkpoints (llama2c.c): the committed tiny legacy file (dim 16, hidden 32, 1 layer,
 # 2 heads, 2 kv heads, vocab 512, context 32; 44252 bytes) and its tokenizer.bin, edited.

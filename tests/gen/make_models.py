@@ -280,6 +280,11 @@ FIXTURE_VARIANTS = {
                             "num_key_value_heads": 2, "max_position_embeddings": 128,
                             "rms_norm_eps": 1e-3, "tie_word_embeddings": False},
                        small_tokenizer=True, embed_std=0.05),
+    # The attention page at scale (tests/py/test_attn_circuits.py): 32 layers x 32 heads and a
+    # context of 640, narrow (head dim 4) so that it stays small (2.6M parameters).
+    "llama_page": dict(cfg={"hidden_size": 128, "intermediate_size": 32, "num_hidden_layers": 32,
+                            "num_attention_heads": 32, "num_key_value_heads": 8,
+                            "max_position_embeddings": 640, "tie_word_embeddings": True}),
 }
 
 # For the quantized types (tests/py/test_quant.py): rows of 256 and 512, so that the K-quants

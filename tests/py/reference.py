@@ -6,6 +6,10 @@
     ref.logits(ids) -> np.ndarray [T, vocab]  (full recomputation, no KV cache)
     ref.attention(ids) -> np.ndarray [layers, heads, T, T]  the softmax probabilities of every
                                               layer and query head, masked entries exactly 0
+    ref.attention_parts(ids) -> per layer a dict of np.ndarrays: q, k, v [T, heads, head_dim]
+                                              (after RoPE; k, v repeated per query head), raw q.k
+                                              [heads, T, T] (unscaled, unmasked), probs, and wo
+                                              [dim, heads * head_dim] (out = wo @ o)
     ref.greedy(prompt_ids, n) -> list of n generated ids (argmax, lowest index wins ties)
     ref.encode(text), ref.decode(ids)         (the tokenizer, independently of export.py / ./run)
 
@@ -250,6 +254,7 @@ class Reference:
         self._tok = None
         self.q8_decode_from = None  # see _in
         self._att = None  # a list collecting each layer's probabilities [heads, T, T] when set
+        self._parts = None  # a list collecting each layer's attention inputs when set
 
     # -- model -----------------------------------------------------------------------------------
 
@@ -266,6 +271,20 @@ class Reference:
             return torch.stack(self._att).to(torch.float64).numpy()
         finally:
             self._att = None
+
+    def attention_parts(self, ids):
+        self._parts = []
+        try:
+            self.logits(ids)
+            return [{k: v.to(torch.float64).numpy() for k, v in p.items()} for p in self._parts]
+        finally:
+            self._parts = None
+
+    def _record(self, q, k, v, raw, att, wo):
+        if self._att is not None:
+            self._att.append(att)
+        if self._parts is not None:
+            self._parts.append(dict(q=q, k=k, v=v, raw=raw, probs=att, wo=wo))
 
     def greedy(self, prompt_ids, n):
         ids = list(prompt_ids)
@@ -409,10 +428,9 @@ class Reference:
             # GQA: KV head j serves query heads j*g .. j*g+g-1 (HF's repeat_kv).
             k = k.repeat_interleave(nh // nkv, dim=1)
             v = v.repeat_interleave(nh // nkv, dim=1)
-            scores = torch.einsum("ihd,jhd->hij", q, k) * scale + mask
-            att = F.softmax(scores, dim=-1)
-            if self._att is not None:
-                self._att.append(att)
+            raw = torch.einsum("ihd,jhd->hij", q, k)
+            att = F.softmax(raw * scale + mask, dim=-1)
+            self._record(q, k, v, raw, att, w[p + "self_attn.o_proj.weight"])
             o = torch.einsum("hij,jhd->ihd", att, v).reshape(T, nh * hd)
             o = self._lin(o, p + "self_attn.o_proj")
             if gemma:
@@ -459,10 +477,9 @@ class Reference:
             p = f"h.{i}."
             qkv = conv1d(ln(x, p + "ln_1"), p + "attn.c_attn")
             q, k, v = (t.reshape(T, nh, hd) for t in qkv.split(D, dim=-1))
-            scores = torch.einsum("ihd,jhd->hij", q, k) / math.sqrt(hd) + mask
-            att = F.softmax(scores, dim=-1)
-            if self._att is not None:
-                self._att.append(att)
+            raw = torch.einsum("ihd,jhd->hij", q, k)
+            att = F.softmax(raw / math.sqrt(hd) + mask, dim=-1)
+            self._record(q, k, v, raw, att, w[p + "attn.c_proj.weight"].T)
             o = torch.einsum("hij,jhd->ihd", att, v).reshape(T, D)
             x = x + conv1d(o, p + "attn.c_proj")
             m = F.gelu(conv1d(ln(x, p + "ln_2"), p + "mlp.c_fc"), approximate=approximate)

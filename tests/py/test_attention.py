@@ -55,13 +55,13 @@ def run_attention(model, *extra):
     key = (str(model), extra)
     if key not in _runs:
         base = str(model) + ".attn" + "".join(extra).replace(" ", "_")
-        paths = {k: Path(f"{base}.{k}") for k in ("logits.npy", "npy", "html")}
+        paths = {k: Path(f"{base}.{k}") for k in ("logits.npy", "npy", "norms.npy", "html")}
         r = run(model, "-i", PROMPT, "-n", str(N_GEN), "-t", "0", "--dump-logits", paths["logits.npy"],
-                "--dump-attn", paths["npy"], "--attn-html", paths["html"], "--attn-stats",
-                "--attn-show", "%d.%d" % SHOW, *extra)
+                "--dump-attn", paths["npy"], "--dump-attn-norms", paths["norms.npy"],
+                "--attn-html", paths["html"], "--attn-stats", "--attn-show", "%d.%d" % SHOW, *extra)
         _runs[key] = dict(stdout=r.stdout.decode(), stderr=r.stderr.decode(),
                           logits=np.load(paths["logits.npy"]), att=np.load(paths["npy"]),
-                          html=paths["html"])
+                          norms=np.load(paths["norms.npy"]), html=paths["html"])
     return _runs[key]
 
 
@@ -341,7 +341,7 @@ def check_page(html, L, H, T):
     assert "Content-Security-Policy" in text and "default-src 'none'" in text
     # no address anywhere outside the data blocks (base64 may contain "//" by chance, tokens
     # anything; both are inert)
-    outside = re.sub(r'(<script id="(weights|toks)" type="[a-z/]+">)[^<]*', r"\1", text)
+    outside = re.sub(r'(<script id="(weights|toks|vnorms)" type="[a-z/]+">)[^<]*', r"\1", text)
     for needle in ("http:", "https:", "//", "src=", "url(", "@import", "fetch(", "XMLHttpRequest",
                    "WebSocket", "<link", "<img", "<iframe"):
         assert needle not in outside, f"the page contains {needle!r}"
@@ -383,7 +383,7 @@ def test_html_renders(build, variant):
     L, H, T, _ = out["att"].shape
     # the script masks by the first key each query sees, which the C side writes into the page
     first = page_meta(out["html"])["first_visible"]
-    assert first == [int(np.argmax(row)) for row in visible_mask(T, window_of(files["hf"]))]
+    assert first == [[int(np.argmax(row)) for row in visible_mask(T, window_of(files["hf"]))]] * L
     ms, status = check_page(out["html"], L, H, T)
     print(f"{variant}: page {out['html'].stat().st_size} bytes, {status}")
 

@@ -23,7 +23,7 @@ def test_every_option_in_the_help_is_accepted():
     seen = set()
     values = {"TEXT": "hi", "N": "1", "T": "0", "P": "0.5", "K": "1", "S": "1", "PATH": "/dev/null",
               "FILE": "/dev/null", "L.H": "0.0", "R": "1.1", "A": "0.5", "MODE": "generate",
-              "NAME": "chatml"}
+              "NAME": "chatml", "L.H.POS": "0.0.0", "KIND": "induction"}
     for line in out.splitlines():
         if not line.startswith("  ") or line.startswith("   " * 8):
             continue
