@@ -138,9 +138,9 @@ static const OptionSpec OPTIONS[] = {
 void cli_usage(FILE *f) {
     fprintf(f,
             "usage: ./run [MODEL.gguf | MODEL.bin] [options]\n"
-            "Generates text from a GGUF model (llama, qwen2 or gpt2 architecture) or a llama2.c\n"
-            "checkpoint; without MODEL, from the model shipped in " DEFAULT_MODEL " next to\n"
-            "the program.\n\n");
+            "Generates text from a GGUF model (architectures llama, qwen2, qwen3, gemma3, phi3,\n"
+            "gpt2) or a llama2.c checkpoint; without MODEL, from the model shipped in\n"
+            "" DEFAULT_MODEL " next to the program.\n\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const OptionSpec *s = &OPTIONS[i];
         char names[64];
