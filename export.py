@@ -1092,7 +1092,8 @@ ALIGNMENT = 64
 GGUF_TYPES = {"u8": 0, "i8": 1, "u16": 2, "i16": 3, "u32": 4, "i32": 5, "f32": 6, "bool": 7,
               "str": 8, "arr": 9, "u64": 10, "i64": 11, "f64": 12}
 SCALAR_FMT = {"u32": "<I", "i32": "<i", "f32": "<f", "bool": "<?", "u64": "<Q"}
-GGML_F32, GGML_F16 = 0, 1
+GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, quants.GGML_Q8_0
+QK8_0 = 32  # values per Q8_0 block
 
 
 def gguf_string(s):

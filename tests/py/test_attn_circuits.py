@@ -69,10 +69,17 @@ def test_explain_matches_reference(build, variant):
                f"{head // group * group + group - 1}" in lines[1], lines[1]
     rope = cfg["model_type"] != "gpt2"
     assert ("rotated by RoPE" in "\n".join(lines)) == rope
-    assert f"1/sqrt({hd}) = {1 / math.sqrt(hd):.6f}" in "\n".join(lines)
+    # the model's scale: 1/sqrt(head_dim) unless the config says otherwise (Gemma 3's
+    # query_pre_attn_scalar, written as attention.scale)
+    scale = 1 / math.sqrt(hd)
+    if cfg["model_type"].startswith("gemma3") and cfg.get("query_pre_attn_scalar", hd) != hd:
+        scale = cfg["query_pre_attn_scalar"] ** -0.5
+        assert f"scale = {scale:.6f} (the file's attention.scale, not 1/sqrt({hd}))" in "\n".join(lines)
+    else:
+        assert f"1/sqrt({hd}) = {scale:.6f}" in "\n".join(lines)
 
     assert len(rows) == pos + 1
-    W = window_of(files["hf"])
+    W = window_of(files["hf"], layer)
     lo = pos - W + 1 if W and pos >= W else 0
     for j, f in enumerate(rows):
         assert int(f[0]) == j
@@ -81,7 +88,7 @@ def test_explain_matches_reference(build, variant):
             assert f[2:4] == ["-inf", "window"] and float(f[4]) == 0.0, f
             continue
         assert f[3] == "visible"
-        assert abs(float(f[2]) - raw[j] / math.sqrt(hd)) <= TOL * max(1.0, abs(raw[j])), f
+        assert abs(float(f[2]) - raw[j] * scale) <= TOL * max(1.0, abs(raw[j])), f
         assert abs(float(f[4]) - probs[j]) <= TOL, (f, probs[j])
         assert abs(float(f[5]) - probs[j] * np.linalg.norm(v[j])) <= TOL * max(1.0, np.linalg.norm(v[j])), f
     if W and pos >= W:

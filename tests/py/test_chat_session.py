@@ -233,8 +233,9 @@ def tmux(*args):
 def wait_for(session_name, pattern, timeout=30):
     end = time.time() + timeout
     while time.time() < end:
-        # trailing spaces and empty lines are not kept: the prompt "> " ends the pane as ">"
-        pane = tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", session_name).stdout.rstrip()
+        # the whole history (-S -): a long reply scrolls the first turn away; trailing spaces and
+        # empty lines are not kept: the prompt "> " ends the pane as ">"
+        pane = tmux("capture-pane", "-p", "-J", "-S", "-", "-t", session_name).stdout.rstrip()
         if re.search(pattern, pane, re.S):
             return pane
         time.sleep(0.2)
@@ -246,7 +247,7 @@ def test_terminal_session(models, tmp_path):
         pytest.skip("tmux is not installed (apt package tmux)")
     _, gguf = models["long"]
     name = f"tinygpt-chat-{tmp_path.name}"
-    cmd = f"{RUN} {gguf} --chat -t 0 -n 60000 -v; echo EXIT=$?; sleep 60"
+    cmd = f"{RUN} {gguf} --chat -c 65536 -t 0 -n 60000 -v; echo EXIT=$?; sleep 60"
     assert tmux("new-session", "-d", "-s", name, "-x", "200", "-y", "50", cmd).returncode == 0
     try:
         wait_for(name, r"chat \(chatml format\).*\n>$")
