@@ -17,10 +17,11 @@
 
 static const struct {
     const char *path;
-    int spm; /* SentencePiece: decoding gives "\xE2\x96\x81" back as a space */
-} FIXTURES[] = {{"tests/fixtures/llama_gqa.gguf", 1},
-                {"tests/fixtures/gpt2.gguf", 0},
-                {"tests/fuzz/corpus/gguf/llama_spm.gguf", 1}};
+    int spm;          /* SentencePiece: decoding gives "\xE2\x96\x81" back as a space */
+    const char *user; /* its user-defined piece, or NULL */
+} FIXTURES[] = {{"tests/fixtures/llama_gqa.gguf", 1, NULL},
+                {"tests/fixtures/gpt2.gguf", 0, NULL},
+                {"tests/fuzz/corpus/gguf/llama_spm.gguf", 1, "<|u|>"}};
 #define N_FIXTURES (int)(sizeof FIXTURES / sizeof FIXTURES[0])
 
 /* Kept for the whole run; never freed (still reachable, so not a leak). */
@@ -60,22 +61,30 @@ static char *decode_all(const Tokenizer *t, const int *ids, size_t n, int prev, 
     return out;
 }
 
-/* SentencePiece reads U+2581 in the text as a space, so that is what decoding gives back. */
-static char *spm_expected(const char *text, size_t len, size_t *out_len) {
-    char *e = malloc(len + 1);
+/* SentencePiece reads U+2581 in the text as a space, so that is what decoding gives back. A
+   user-defined piece is cut out of the text first and the text after it gets the dummy prefix as
+   the text at the start does (llama.cpp's and Hugging Face's "legacy" behaviour), which decodes
+   as one more space there, unless nothing follows before the next such piece or the end. */
+static char *spm_expected(const char *text, size_t len, const char *user, size_t *out_len) {
+    const size_t ulen = user ? strlen(user) : 0;
+    char *e = malloc(2 * len + 1);
     CHECK(e != NULL);
     size_t n = 0;
     for (size_t i = 0; i < len;) {
-        if (len - i >= 3 && memcmp(text + i, "\xE2\x96\x81", 3) == 0)
+        if (ulen && len - i >= ulen && memcmp(text + i, user, ulen) == 0) {
+            memcpy(e + n, user, ulen), n += ulen, i += ulen;
+            if (i < len && !(len - i >= ulen && memcmp(text + i, user, ulen) == 0)) e[n++] = ' ';
+        } else if (len - i >= 3 && memcmp(text + i, "\xE2\x96\x81", 3) == 0) {
             e[n++] = ' ', i += 3;
-        else
+        } else {
             e[n++] = text[i++];
+        }
     }
     *out_len = n;
     return e;
 }
 
-static void encode_text(const Model *m, int spm, const char *text, size_t len) {
+static void encode_text(const Model *m, int spm, const char *user, const char *text, size_t len) {
     int *ids, n;
     Error err;
     if (!utf8_valid(text, len, NULL)) {
@@ -88,7 +97,7 @@ static void encode_text(const Model *m, int spm, const char *text, size_t len) {
     for (int i = 0; i < n; i++) CHECK(ids[i] >= 0 && ids[i] < m->config.vocab_size);
     size_t got_len, want_len = len;
     char *got = decode_all(m->tokenizer, ids, (size_t)n, -1, &got_len);
-    char *want = spm ? spm_expected(text, len, &want_len) : NULL;
+    char *want = spm ? spm_expected(text, len, user, &want_len) : NULL;
     CHECK(got_len == want_len && memcmp(got, want ? want : text, got_len) == 0);
     free(want);
     free(got);
@@ -114,7 +123,7 @@ static void decode_bytes(const Model *m, const uint8_t *data, size_t size) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     load_fixtures();
     for (int i = 0; i < N_FIXTURES; i++) {
-        encode_text(&models[i], FIXTURES[i].spm, (const char *)data, size);
+        encode_text(&models[i], FIXTURES[i].spm, FIXTURES[i].user, (const char *)data, size);
         decode_bytes(&models[i], data, size);
     }
     return 0;
