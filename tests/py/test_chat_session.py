@@ -247,6 +247,7 @@ def test_terminal_session(models, tmp_path):
         pytest.skip("tmux is not installed (apt package tmux)")
     _, gguf = models["long"]
     name = f"tinygpt-chat-{tmp_path.name}"
+    name2 = name + "-ctrl-d"
     cmd = f"{RUN} {gguf} --chat -c 65536 -t 0 -n 60000 -v; echo EXIT=$?; sleep 60"
     assert tmux("new-session", "-d", "-s", name, "-x", "200", "-y", "50", cmd).returncode == 0
     try:
@@ -265,17 +266,21 @@ def test_terminal_session(models, tmp_path):
         tmux("send-keys", "-t", name, "/exit", "Enter")
         pane = wait_for(name, r"EXIT=0")
         assert pane.count("[interrupted]") == 2
-        # Ctrl-D at the prompt ends a session too
-        tmux("kill-session", "-t", name)
+        # Ctrl-D at the prompt ends a session too. The second session is started before the
+        # first is killed: killing a server's last session stops the server, and a session
+        # started at that moment can be lost with it.
         cmd = f"{RUN} {gguf} --chat -t 0 -n 5; echo EXIT=$?; sleep 60"
-        tmux("new-session", "-d", "-s", name, "-x", "200", "-y", "50", cmd)
-        wait_for(name, r"\n>$")
-        tmux("send-keys", "-t", name, "Hi", "Enter")
-        wait_for(name, r"Hi\n.+\n>$")
-        tmux("send-keys", "-t", name, "C-d")
-        wait_for(name, r"EXIT=0")
+        r = tmux("new-session", "-d", "-s", name2, "-x", "200", "-y", "50", cmd)
+        assert r.returncode == 0, r.stderr
+        tmux("kill-session", "-t", name)
+        wait_for(name2, r"\n>$")
+        tmux("send-keys", "-t", name2, "Hi", "Enter")
+        wait_for(name2, r"Hi\n.+\n>$")
+        tmux("send-keys", "-t", name2, "C-d")
+        wait_for(name2, r"EXIT=0")
     finally:
         tmux("kill-session", "-t", name)
+        tmux("kill-session", "-t", name2)
 
 
 def test_reply_ends_at_end_of_turn(tmp_path):
