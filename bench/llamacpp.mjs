@@ -14,8 +14,8 @@
 //   report, without the JavaScript binding's cost, and the ones the bench compares with ours.
 // - wall clock seen from JavaScript around the same work: the prompt until the first token, then
 //   the rest. The difference is what the binding adds per token (the bench reports it).
-import {getLlama} from "../tests/oracles/node_modules/node-llama-cpp/dist/index.js";
 import {readFileSync} from "node:fs";
+import {createContext, startLlama} from "../tests/oracles/llamacpp_common.mjs";
 
 const [modelPath, threadsArg, nPredictArg] = process.argv.slice(2);
 const threads = Number(threadsArg), nPredict = Number(nPredictArg);
@@ -26,13 +26,11 @@ if (!modelPath || !(threads >= 1) || !(nPredict >= 2)) {
 const prompt = JSON.parse(readFileSync(0, "utf8"));
 
 const logs = [];
-const llama = await getLlama({gpu: false, build: "never", logLevel: "info",
-                              logger: (level, message) => logs.push(message)});
-const model = await llama.loadModel({modelPath});
-const context = await model.createContext({
+const llama = await startLlama((level, message) => logs.push(message));
+const model = await llama.loadModel({modelPath});  // a refusal throws: the bench reports the exit
+const context = await createContext(model, {
     contextSize: prompt.length + nPredict + 8, threads, batchSize: prompt.length,
-    performanceTracking: true,
-    experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"});
+    performanceTracking: true});
 const sequence = context.getSequence();
 
 const t0 = performance.now();

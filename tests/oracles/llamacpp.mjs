@@ -7,25 +7,16 @@
 // BOS (when the vocabulary adds one) + its ids, on one thread, through the library API (the
 // `complete` CLI adds a repeat penalty, so it is not used). A model llama.cpp refuses gives
 // {"error": "..."} and exit code 0, so that the test can say why.
-import {getLlama} from "node-llama-cpp";
 import {readFileSync} from "node:fs";
+import {createContext, loadModelOrReport, startLlama} from "./llamacpp_common.mjs";
 
 const [modelPath, nGen] = process.argv.slice(2);
 const texts = JSON.parse(readFileSync(0, "utf8"));
-const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
-let model;
-try {
-    model = await llama.loadModel({modelPath});
-} catch (e) {
-    console.log(JSON.stringify({error: String(e.message || e).split("\n")[0]}));
-    process.exit(0);
-}
+const model = await loadModelOrReport(await startLlama(), modelPath);
 const ids = texts.map((t) => Array.from(model.tokenize(t, false)));
 const bos = model.tokens.bos;
 const prompt = (model.tokens.shouldPrependBosToken && bos != null ? [bos] : []).concat(ids[0]);
-// an F32 KV cache, as ours (llama.cpp's default is F16, which moves logits by ~1e-3)
-const context = await model.createContext({contextSize: 128, threads: 1, batchSize: 64,
-    experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"});
+const context = await createContext(model);
 const gen = [];
 for await (const token of context.getSequence().evaluate(prompt, {temperature: 0})) {
     gen.push(token);

@@ -7,21 +7,13 @@
 // {"probs": [[[token, p], ...] per position]}, the probabilities at temperature 1 with no top-k,
 // top-p or min-p cut (only tokens with p >= 1e-6 are listed), on one thread with an F32 KV cache.
 // A model llama.cpp refuses gives {"error": "..."}.
-import {getLlama} from "node-llama-cpp";
 import {readFileSync} from "node:fs";
+import {createContext, loadModelOrReport, startLlama} from "./llamacpp_common.mjs";
 
 const [modelPath] = process.argv.slice(2);
 const ids = JSON.parse(readFileSync(0, "utf8"));
-const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
-let model;
-try {
-    model = await llama.loadModel({modelPath});
-} catch (e) {
-    console.log(JSON.stringify({error: String(e.message || e).split("\n")[0]}));
-    process.exit(0);
-}
-const context = await model.createContext({contextSize: 128, threads: 1, batchSize: 64,
-    experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"});
+const model = await loadModelOrReport(await startLlama(), modelPath);
+const context = await createContext(model);
 const next = {probabilities: true, options: {temperature: 1, topK: 0, topP: 1, minP: 0}};
 const out = await context.getSequence().controlledEvaluate(ids.map((t) => [t, {generateNext: next}]));
 const probs = out.map((o) => Array.from(o.next.probabilities.entries()).filter(([, p]) => p >= 1e-6));

@@ -6,18 +6,11 @@
 // For each text its ids without BOS; "special": special-token spellings parsed (llama.cpp's
 // parse_special, ./run --parse-special) or plain text. A file llama.cpp refuses gives
 // {"error": "..."} and exit code 0, so that the test can say why.
-import {getLlama} from "node-llama-cpp";
 import {readFileSync} from "node:fs";
+import {loadModelOrReport, startLlama} from "./llamacpp_common.mjs";
 
 const [modelPath] = process.argv.slice(2);
 const {texts, special} = JSON.parse(readFileSync(0, "utf8"));
-const llama = await getLlama({gpu: false, build: "never", logLevel: "error"});
-let model;
-try {
-    model = await llama.loadModel({modelPath, vocabOnly: true});
-} catch (e) {
-    console.log(JSON.stringify({error: String(e.message || e).split("\n")[0]}));
-    process.exit(0);
-}
+const model = await loadModelOrReport(await startLlama(), modelPath, {vocabOnly: true});
 console.log(JSON.stringify({ids: texts.map((t) => Array.from(model.tokenize(t, special)))}));
 process.exit(0);
