@@ -2,6 +2,9 @@
 
     build(variant) -> dict(hf=dir, f32=gguf, f16=gguf)   session fixture: each variant of
                       tests/gen/make_models.py is made and exported once per session
+    vocab_gguf(src_dir)                                  session fixture: the vocabulary-only GGUF
+                                                         export.py --vocab-only makes from src_dir's
+                                                         tokenizer.json (+ tokenizer_config.json)
     run(model, *args)                                    ./run, asserting exit 0
     need_run()                                           skip when ./run is not built
 """
@@ -59,6 +62,25 @@ def build(workdir):
                 files[dtype] = out
             _built[variant] = files
         return _built[variant]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def vocab_gguf(tmp_path_factory):
+    """vocab_gguf(src_dir) -> path of the vocabulary-only GGUF that `export.py --vocab-only` makes
+    from the tokenizer.json (and tokenizer_config.json) in src_dir, once a session per directory;
+    an export error fails the test with export.py's message."""
+    made = {}
+
+    def get(src):
+        src = Path(src).resolve()
+        if src not in made:
+            out = tmp_path_factory.mktemp("vocab") / f"{src.parent.name}-{src.name}.gguf"
+            r = export(src, out, "--vocab-only")
+            assert r.returncode == 0, f"export.py --vocab-only {src} failed: {r.stderr}"
+            made[src] = out
+        return made[src]
 
     return get
 

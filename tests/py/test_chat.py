@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXPORT, PYTHON, RUN, TESTS
+from conftest import RUN, TESTS
 
 jinja2 = pytest.importorskip("jinja2")
 
@@ -140,7 +140,7 @@ def chat_ids(gguf, turns, *flags, check=True):
 
 
 @pytest.fixture(scope="module")
-def vocabs(tmp_path_factory):
+def vocabs(tmp_path_factory, vocab_gguf):
     """name -> (tokenizer dir with tokenizer_config.json, GGUF, template text)."""
     if not shutil.which("node"):
         pytest.skip("node is not installed (transformers.js is the reference)")
@@ -168,11 +168,7 @@ def vocabs(tmp_path_factory):
             other = NPM / f"tokenizer-{tmpl}" / "models" / "tokenizer_config.json"
             cfg["chat_template"] = json.loads(other.read_text(encoding="utf-8"))["chat_template"]
         (d / "tokenizer_config.json").write_text(json.dumps(cfg, ensure_ascii=False), encoding="utf-8")
-        gguf = root / f"{name}.gguf"
-        p = subprocess.run([PYTHON, str(EXPORT), str(d), str(gguf), "--vocab-only"],
-                           capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, p.stderr
-        out[name] = (d, gguf, cfg["chat_template"], cfg)
+        out[name] = (d, vocab_gguf(d), cfg["chat_template"], cfg)
     return out
 
 
@@ -226,7 +222,7 @@ def test_user_text_never_becomes_special(vocabs):
     assert len(typed) > len(plain) + 5
 
 
-def test_errors(vocabs, tmp_path):
+def test_errors(vocabs, vocab_gguf, tmp_path):
     _, gguf, _, _ = vocabs["qwen2.5"]
     p = chat_ids(gguf, ["Hi"], "--chat-template", "nope", check=False)
     err = p.stderr.decode()
@@ -247,9 +243,7 @@ def test_errors(vocabs, tmp_path):
     shutil.copytree(d, odd)
     cfg = dict(cfg, chat_template="{% for m in messages %}### {{ m['content'] }}{% endfor %}")
     (odd / "tokenizer_config.json").write_text(json.dumps(cfg))
-    subprocess.run([PYTHON, str(EXPORT), str(odd), str(tmp_path / "odd.gguf"), "--vocab-only"],
-                   check=True, capture_output=True)
-    p = chat_ids(tmp_path / "odd.gguf", ["Hi"], check=False)
+    p = chat_ids(vocab_gguf(odd), ["Hi"], check=False)
     err = p.stderr.decode()
     assert p.returncode == 1 and err.count("\n") == 1 and "is none of the formats" in err
     assert "{% for m in messages %}### {{ m['content'] }}" in err

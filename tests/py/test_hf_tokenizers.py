@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import EXPORT, FIXTURES, PYTHON, ROOT, RUN, TESTS
+from conftest import FIXTURES, PYTHON, ROOT, RUN, TESTS, export
 from test_tokenizer import random_texts
 
 ORACLES = TESTS / "oracles"
@@ -82,21 +82,17 @@ def clean(texts):
 
 
 @pytest.fixture(scope="module")
-def vocabs(tmp_path_factory):
+def vocabs(vocab_gguf):
     if not shutil.which("node"):
         pytest.skip("node is not installed (transformers.js is the reference)")
     if not RUN.exists():
         pytest.skip(f"{RUN} is missing: build it with make")
-    d = tmp_path_factory.mktemp("vocabs")
     out = {}
     for name, pkg in FAMILIES.items():
         src = NPM / pkg.split("/")[1] / "models"
         if not (src / "tokenizer.json").exists():
             pytest.skip(f"{pkg} is not installed: run `npm ci --omit=optional` in {ORACLES}")
-        p = subprocess.run([PYTHON, str(EXPORT), str(src), str(d / f"{name}.gguf"), "--vocab-only"],
-                           capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, p.stderr
-        out[name] = d / f"{name}.gguf"
+        out[name] = vocab_gguf(src)
     return out
 
 
@@ -197,8 +193,7 @@ def test_live_llamacpp(vocabs, name):
 def export_refusal(tmp_path, tj):
     """export.py --vocab-only on a tokenizer.json: (exit code, stderr)."""
     (tmp_path / "tokenizer.json").write_text(json.dumps(tj), encoding="utf-8")
-    p = subprocess.run([PYTHON, str(EXPORT), str(tmp_path), str(tmp_path / "v.gguf"), "--vocab-only"],
-                       capture_output=True, text=True, timeout=120)
+    p = export(tmp_path, tmp_path / "v.gguf", "--vocab-only")
     return p.returncode, p.stderr.strip()
 
 
