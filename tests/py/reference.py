@@ -535,8 +535,23 @@ class SpmTokenizer:
         return self.sp.decode([i for i in ids if i < self.sp.vocab_size()])
 
 
+def byte_chars():
+    """GPT-2's byte -> character map: printable Latin-1 bytes stand for themselves, the others for
+    the characters from U+0100 on, in byte order, so that every byte sequence is visible text."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
 class Gpt2Tokenizer:
-    """GPT-2 byte-level BPE from vocab.json + merges.txt or tokenizer.json."""
+    """GPT-2 byte-level BPE from vocab.json + merges.txt or tokenizer.json (Gpt2Tokenizer(dir)),
+    or with another family's pre-tokenizer (Gpt2Tokenizer.from_rules)."""
 
     PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
@@ -544,32 +559,44 @@ class Gpt2Tokenizer:
         if (d / "tokenizer.json").exists():
             tj = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
             vocab = dict(tj["model"]["vocab"])
-            merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]]
+            merges = tj["model"]["merges"]
             for a in tj.get("added_tokens", []):
                 vocab[a["content"]] = a["id"]
         else:
             vocab = json.loads((d / "vocab.json").read_text(encoding="utf-8"))
             merges = [l for l in (d / "merges.txt").read_text(encoding="utf-8").split("\n")
                       if l and not l.startswith("#version")]
-        self.vocab = vocab
-        self.id_to_tok = {i: t for t, i in vocab.items()}
-        self.ranks = {tuple(m.split(" ")): r for r, m in enumerate(merges)}
-        bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-            list(range(ord("®"), ord("ÿ") + 1))
-        cs, n = bs[:], 0
-        for b in range(256):
-            if b not in bs:
-                bs.append(b)
-                cs.append(256 + n)
-                n += 1
-        self.b2u = {b: chr(c) for b, c in zip(bs, cs)}
-        self.u2b = {v: k for k, v in self.b2u.items()}
         tc = d / "tokenizer_config.json"
         cfg = json.loads(tc.read_text()) if tc.exists() else {}
-        self.add_bos = cfg.get("add_bos_token", False)
+        self._setup(vocab, merges, self._gpt2_words, add_bos=cfg.get("add_bos_token", False))
+
+    @classmethod
+    def from_rules(cls, vocab, merges, words, nfc=False, ignore_merges=False):
+        """The same BPE under other pre-tokenizer rules: words(text) -> the pieces BPE runs on
+        (a tokenizer.json's own regex, applied with the `regex` module), NFC first when nfc, and
+        with ignore_merges (Llama 3) a piece that is in the vocabulary whole stays whole."""
+        tok = cls.__new__(cls)
+        tok._setup(vocab, merges, words, nfc=nfc, ignore_merges=ignore_merges)
+        return tok
+
+    def _setup(self, vocab, merges, words, add_bos=False, nfc=False, ignore_merges=False):
+        self.vocab, self.words, self.nfc, self.ignore_merges = vocab, words, nfc, ignore_merges
+        self.id_to_tok = {i: t for t, i in vocab.items()}
+        # merges: "a b" strings (merges.txt, older tokenizer.json) or [a, b] pairs (newer ones)
+        self.ranks = {tuple(m.split(" ") if isinstance(m, str) else m): r for r, m in enumerate(merges)}
+        self.b2u = byte_chars()
+        self.u2b = {v: k for k, v in self.b2u.items()}
+        self.add_bos = add_bos
         self.eot = vocab.get("<|endoftext|>")
 
+    def _gpt2_words(self, text):
+        import regex
+
+        return regex.findall(self.PATTERN, text)
+
     def _bpe(self, word):
+        if self.ignore_merges and word in self.vocab:
+            return [word]
         parts = list(word)
         while len(parts) > 1:
             pairs = [(self.ranks.get((a, b), math.inf), k) for k, (a, b) in enumerate(zip(parts, parts[1:]))]
@@ -580,10 +607,12 @@ class Gpt2Tokenizer:
         return parts
 
     def encode(self, text):
-        import regex
+        if self.nfc:
+            import unicodedata
 
+            text = unicodedata.normalize("NFC", text)
         ids = [self.eot] if self.add_bos else []
-        for word in regex.findall(self.PATTERN, text):
+        for word in self.words(text):
             ids += [self.vocab[p] for p in self._bpe("".join(self.b2u[b] for b in word.encode()))]
         return ids
 

