@@ -39,6 +39,9 @@ typedef struct {
     int scale_embd;    /* embeddings times sqrt(dim) */
     int swa_pattern;   /* see Config; llama.cpp's files leave it, and the local base, unsaid */
     float rope_theta_swa;
+    int scale_by_dim_layers; /* with this many layers and no attention.scale in the file, scores
+                                are scaled by 1 / sqrt(dim / n_heads) rather than 1 / sqrt(head_dim),
+                                as llama.cpp decides it (0: never) */
 } ArchSpec;
 
 /* clang-format off: one family per row, its fields in the same order */
@@ -97,7 +100,10 @@ static const ArchSpec ARCHS[] = {
      .post_norms = 1,
      .scale_embd = 1,
      .swa_pattern = 6,
-     .rope_theta_swa = 10000.0f},
+     .rope_theta_swa = 10000.0f,
+     /* Gemma 3 27B: query_pre_attn_scalar 168 = 5376 / 32, head_dim 128; llama.cpp's files for it
+        leave the scale unsaid and llama.cpp tells the 27B by its 62 layers */
+     .scale_by_dim_layers = 62},
     /* Phi-3: Llama's layers with rotate-half RoPE, one q|k|v projection and one gate|up. */
     {.name = "phi3",
      .norm = NORM_RMS,
@@ -242,12 +248,16 @@ static int read_rope(const GGUF *g, Config *c, double theta_swa, Error *err) {
                    &c->rope_ctx_orig, err);
 }
 
-/* The attention's score scale: "<arch>.attention.scale", else 1 / sqrt(head_dim). */
-static int read_attn_scale(const GGUF *g, Config *c, Error *err) {
+/* The attention's score scale: "<arch>.attention.scale", else the family's default: 1 / sqrt(dim /
+   n_heads) (whole division, as llama.cpp) at the layer count the family names, 1 / sqrt(head_dim)
+   otherwise. */
+static int read_attn_scale(const GGUF *g, const ArchSpec *arch, Config *c, Error *err) {
     char key[128];
     double scale;
+    int by_dim = arch->scale_by_dim_layers && c->n_layers == arch->scale_by_dim_layers;
+    double def = 1.0 / sqrt((double)(by_dim ? c->dim / c->n_heads : c->head_dim));
     snprintf(key, sizeof key, "%s.attention.scale", c->arch);
-    if (get_real(g, key, 1.0 / sqrt((double)c->head_dim), &scale, err)) return -1;
+    if (get_real(g, key, def, &scale, err)) return -1;
     if (!(scale > 0.0 && scale <= 1e3))
         return fail(err, "%s = %g is out of range (0, 1000]", key, scale);
     c->attn_scale = (float)scale;
@@ -313,7 +323,7 @@ static int read_config(const GGUF *g, Config *c, Error *err) {
     c->post_norms = arch->post_norms;
     c->swa_pattern = arch->swa_pattern;
     if (read_dims(g, c, err) || refuse_unsupported_keys(g, c->arch, err) ||
-        read_attn_scale(g, c, err))
+        read_attn_scale(g, arch, c, err))
         return -1;
     c->embd_scale = arch->scale_embd ? (float)sqrt((double)c->dim) : 1.0f;
 

@@ -296,13 +296,28 @@ QUANT_VARIANTS = {
                            "tie_word_embeddings": False}),
 }
 
+# Gemma 3 27B's attention scale as llama.cpp's files leave it (tests/py/test_engine.py strips the
+# key export.py writes): 62 layers, the 27B's count, by which the reader tells it;
+# query_pre_attn_scalar = dim / heads = 16, not head_dim 32. Narrow, so that it stays small. Not in
+# VARIANTS.
+DEPTH_VARIANTS = {
+    "gemma3_27b": dict(cfg={"model_type": "gemma3_text", "architectures": ["Gemma3ForCausalLM"],
+                            "num_hidden_layers": 62, "num_attention_heads": 4, "num_key_value_heads": 2,
+                            "head_dim": 32, "query_pre_attn_scalar": 16, "intermediate_size": 32,
+                            "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0, "sliding_window": 12,
+                            "hidden_activation": "gelu_pytorch_tanh", "hidden_act": None,
+                            "tie_word_embeddings": True, "rms_norm_eps": 1e-6,
+                            "max_position_embeddings": 256},
+                       embed_std=0.1),
+}
+
 # make_fixtures.py needs files < 400 KB: a smaller MLP and context, same structure.
 SMALL = {"llama": {"intermediate_size": 24, "max_position_embeddings": 128},
          "gpt2": {"n_inner": 64, "n_positions": 128, "n_ctx": 128}}
 
 
 def make_llama(name, d, small):
-    spec = {**LLAMA_VARIANTS, **FIXTURE_VARIANTS, **QUANT_VARIANTS}[name]
+    spec = {**LLAMA_VARIANTS, **FIXTURE_VARIANTS, **QUANT_VARIANTS, **DEPTH_VARIANTS}[name]
     rng = _rng(name)
     cfg = dict(LLAMA_BASE, **spec["cfg"])
     if small:
@@ -413,7 +428,7 @@ def make_model(name, out_dir, small=False):
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
-    llama = name in LLAMA_VARIANTS or name in FIXTURE_VARIANTS or name in QUANT_VARIANTS
+    llama = any(name in v for v in (LLAMA_VARIANTS, FIXTURE_VARIANTS, QUANT_VARIANTS, DEPTH_VARIANTS))
     cfg = make_llama(name, d, small) if llama else make_gpt2(name, d, small)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
     return d

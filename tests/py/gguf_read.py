@@ -108,3 +108,35 @@ def read_gguf(path):
         g.tensor_offsets[name] = off
         g.tensor_order.append(name)
     return g
+
+
+def without_key(path, key, out):
+    """Copies the GGUF file at path to out with the metadata key left out (a file as another
+    converter writes it, for a reader's defaults); the tensor data is moved to the new alignment
+    boundary, its offsets being relative to the data section."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    c = _Cursor(buf)
+    c.pos = 4
+    version, n_tensors, n_kv = c.take("<I"), c.take("<Q"), c.take("<Q")
+    kept, found, align = [], False, 32
+    for _ in range(n_kv):
+        start = c.pos
+        name = c.string()
+        value, _ = c.value(c.take("<I"))
+        if name == key:
+            found = True
+        else:
+            kept.append(buf[start:c.pos])
+        if name == "general.alignment":
+            align = value
+    assert found, f"{path}: no metadata key {key}"
+    infos_start = c.pos
+    for _ in range(n_tensors):
+        c.string()
+        c.pos += 4 + 8 * c.take("<I") + 4 + 8  # n_dims, ne, type, offset
+    data = buf[c.pos + (align - c.pos % align) % align:]
+    head = b"GGUF" + struct.pack("<IQQ", version, n_tensors, n_kv - 1) + b"".join(kept) + \
+        buf[infos_start:c.pos]
+    with open(out, "wb") as f:
+        f.write(head + bytes((align - len(head) % align) % align) + data)

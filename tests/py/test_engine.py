@@ -32,7 +32,7 @@ ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS / "gen"))
 
 import make_models  # noqa: E402
-from gguf_read import read_gguf  # noqa: E402
+from gguf_read import read_gguf, without_key  # noqa: E402
 from reference import Reference, read_safetensors  # noqa: E402
 
 from conftest import ERRORS, export, need_run, run  # noqa: E402  (shared with test_attention.py)
@@ -615,3 +615,33 @@ def test_longrope_short_factors(build, tmp_path):
     assert err <= TOL
     _, long_logits = run_greedy(files["f32"])  # long factors: different numbers from position 0 on
     assert np.abs(long_logits[:32] - ours).max() > 1e-2
+
+
+# ----------------------------------------------------------------------------------------------
+# Gemma 3 27B's attention scale in llama.cpp's files
+
+def gemma3_27b_without_scale(build, tmp_path):
+    """make_models' gemma3_27b (62 layers, query_pre_attn_scalar = dim / heads = 16, head_dim 32)
+    as llama.cpp's converter writes the 27B: without gemma3.attention.scale."""
+    files = build("gemma3_27b")
+    assert read_gguf(files["f32"]).metadata["gemma3.attention.scale"] == pytest.approx(16 ** -0.5)
+    model = tmp_path / "gemma3_27b.no_scale.gguf"
+    without_key(files["f32"], "gemma3.attention.scale", model)
+    assert "gemma3.attention.scale" not in read_gguf(model).metadata
+    return files, model
+
+
+def test_gemma3_27b_scale_from_layer_count(build, tmp_path):
+    """Without the key, the 27B's 62 layers give 1/sqrt(dim / heads) = 1/4, not 1/sqrt(head_dim):
+    -v says so, and the logits equal the reference's, which reads query_pre_attn_scalar from
+    config.json."""
+    need_run()
+    files, model = gemma3_27b_without_scale(build, tmp_path)
+    err = run(model, "-v", "-n", "1", "-i", "x").stderr.decode()
+    assert "attention scale 0.25," in err, err
+    P = len(prompt_ids(model))
+    _, ours = run_greedy(model)
+    ids = prompt_ids(model) + generated_ids(ours, P)[:-1]
+    err, pos = max_rel_err(ours, Reference(files["hf"]).logits(ids))
+    record(f"gemma3_27b without attention.scale: max rel err {err:.2e} (position {pos})")
+    assert err <= TOL

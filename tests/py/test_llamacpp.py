@@ -148,3 +148,14 @@ def test_exported(build, variant, dtype, tmp_path):
     need_oracle()
     check(variant, compare(build(variant)[dtype], tmp_path, Q8_TIE if dtype == "q8_0" else TIE),
           dtype)
+
+
+def test_gemma3_27b_scale_without_key(build, tmp_path):
+    """Gemma 3 27B's files from llama.cpp's converter have no gemma3.attention.scale; llama.cpp
+    takes 1/sqrt(dim / heads) for 62 layers, and so must we (test_engine.py checks the same file
+    against PyTorch)."""
+    need_run()
+    need_oracle()
+    from test_engine import gemma3_27b_without_scale
+    _, model = gemma3_27b_without_scale(build, tmp_path)
+    assert compare(model, tmp_path) is None
