@@ -257,6 +257,39 @@ def test_cost_table(build):
     assert flops == sorted(flops), "the FLOP model grows with the keys"
 
 
+def test_cost_counts_each_layers_window(build):
+    """The FLOP model counts, in each layer, the keys that layer's window lets a query see: in
+    Gemma 3 (layers 0-4 local with a window of 8, layer 5 global) the global layer sees every key,
+    so the printed keys are the mean over the layers, not the window."""
+    need_run()
+    files = build("gemma3")
+    model, L = files["f32"], 6
+    P = len(prompt_ids(model))
+    r = run(model, "-i", "In the beginning God created the heaven and the earth.", "-n", "30", "-t", "0",
+            "-c", "64", "-v")
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode()
+    windows = [window_of(files["hf"], l) for l in range(L)]
+    assert windows == [8, 8, 8, 8, 8, None]
+
+    def keys(pos):
+        return sum(pos + 1 - (max(0, pos - w + 1) if w else 0) for w in windows) / L
+
+    first, last = P - 1, P + 30 - 2
+    m = re.search(r"first generated token \((\S+) keys\) -> .* for the last \((\S+) keys\); "
+                  r".* at the full context \((\S+) keys\)", err)
+    assert m, err
+    assert [float(x) for x in m.groups()] == pytest.approx([keys(first), keys(last), keys(63)], abs=1e-4)
+    assert keys(last) > 8  # the global layer's keys are counted, not the window's
+    lines = err.splitlines()
+    k = next(i for i, l in enumerate(lines) if l.startswith("time per generated token"))
+    rows = [l.split() for l in lines[k + 2:] if re.match(r"^\s+\d+\.\.", l)]
+    assert rows
+    for f in rows:
+        a, b = (int(x) for x in f[0].split(".."))
+        assert float(f[1]) == pytest.approx(keys((a + b) // 2), abs=1e-4), f
+
+
 # ----------------------------------------------------------------------------------------------
 # The shipped model and the induction model (README's walkthrough)
 
