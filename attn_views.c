@@ -798,18 +798,29 @@ static double matmul_flops(const Config *c) {
     return 2.0 * (c->n_layers * layer + (double)c->vocab_size * c->dim);
 }
 
-static int visible_keys(const Config *c, int pos) {
-    return pos - attn_first_visible(pos, c->sliding_window) + 1;
+/* The keys a query at pos sees, averaged over the layers: each layer has its own window (Gemma 3's
+   global layers see every key, its local ones the last W). */
+static double visible_keys(const Config *c, int pos) {
+    double n = 0.0;
+    for (int l = 0; l < c->n_layers; l++)
+        n += pos - attn_first_visible(pos, layer_window(c, l)) + 1;
+    return n / c->n_layers;
+}
+
+/* FLOPs of attention at one position: scores q.k and the weighted sum of values, per visible key,
+   head and layer. */
+static double attention_flops(const Config *c, int pos) {
+    return 4.0 * c->n_layers * c->n_heads * c->head_dim * visible_keys(c, pos);
 }
 
 static double attention_share(const Config *c, int pos) {
-    const double att = 4.0 * c->n_layers * c->n_heads * c->head_dim * visible_keys(c, pos);
+    const double att = attention_flops(c, pos);
     return 100.0 * att / (att + matmul_flops(c));
 }
 
 /* FLOPs of the forward pass at one position: the matrix products plus attention over its keys. */
 static double position_flops(const Config *c, int pos) {
-    return matmul_flops(c) + 4.0 * c->n_layers * c->n_heads * c->head_dim * visible_keys(c, pos);
+    return matmul_flops(c) + attention_flops(c, pos);
 }
 
 #define COST_ROWS 12 /* rows of the measured table: the generated positions in equal groups */
@@ -847,7 +858,7 @@ static void print_cost_table(const Config *c, int first, int last, const double 
     int r = 0;
     for (int g = first; g <= last; g += per, r++) {
         const int end = g + per - 1 < last ? g + per - 1 : last;
-        fprintf(f, "  %4d..%-4d %6d %10.4f %12.4f   ", g, end, visible_keys(c, (g + end) / 2),
+        fprintf(f, "  %4d..%-4d %6g %10.4f %12.4f   ", g, end, visible_keys(c, (g + end) / 2),
                 ms[r], k * fl[r]);
         print_bytes(f, kv_token * (end + 1));
         fputc('\n', f);
@@ -864,13 +875,13 @@ void attn_print_cost(const Config *c, int n_prompt, int generated, const double 
             matmul_flops(c) / 1e6);
     if (generated > 0)
         fprintf(f,
-                "%.2f%% for the first generated token (%d keys) -> %.2f%% for the last (%d keys)",
+                "%.2f%% for the first generated token (%g keys) -> %.2f%% for the last (%g keys)",
                 attention_share(c, first), visible_keys(c, first), attention_share(c, last),
                 visible_keys(c, last));
     else
-        fprintf(f, "%.2f%% at the last prompt position (%d keys)", attention_share(c, first),
+        fprintf(f, "%.2f%% at the last prompt position (%g keys)", attention_share(c, first),
                 visible_keys(c, first));
-    fprintf(f, "; %.2f%% at the full context (%d keys)\n", attention_share(c, c->seq_len - 1),
+    fprintf(f, "; %.2f%% at the full context (%g keys)\n", attention_share(c, c->seq_len - 1),
             visible_keys(c, c->seq_len - 1));
     /* positions fed one at a time: the generated tokens after the first, n_prompt .. last */
     if (step_ms && last >= n_prompt) print_cost_table(c, n_prompt, last, step_ms, capturing, f);

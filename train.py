@@ -4,9 +4,9 @@
     /usr/bin/python3 train.py            # the shipped model (~45-50 min on 2 CPU cores)
     /usr/bin/python3 train.py --smoke    # tiny model, a few steps, written under build/ only
     /usr/bin/python3 train.py --measure 30 --dim 320 ...   # tokens/s of a shape, then exit
-    /usr/bin/python3 train.py --induction # a 2-layer model trained for an induction head on
-                                          # repeated random passages: models/induction.gguf
-                                          # (README, "Seeing attention": none formed yet)
+    /usr/bin/python3 train.py --induction # a 2-layer model trained on repeated random passages,
+                                          # which grows an induction head: models/induction.gguf
+                                          # (README, "Seeing attention")
 
 Corpus: the King James Bible (public domain) from Debian's bible-kjv-text (`bible` program),
 rendered as plain text: per chapter a heading line ("Genesis 1"), then one verse per line
@@ -228,6 +228,8 @@ class Llama(nn.Module):
         for name, p in self.named_parameters():  # GPT-2 style init, scaled residual outputs
             if p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * a.layers) if name.endswith(("o_proj.weight", "down_proj.weight")) else 0.02
+                if getattr(a, "fan_in_init", False) and name != "embed_tokens.weight":
+                    std = 1 / math.sqrt(p.shape[1])  # larger: q.k starts far from 0, a shorter plateau
                 nn.init.normal_(p, 0.0, std)
 
     def forward(self, ids):
@@ -251,23 +253,60 @@ def get_batch(stream, a, gen, bos):
     return x[:, :-1], x[:, 1:]
 
 
-def get_induction_batch(stream, a, gen, bos, n_vocab):
-    """Rows that reward an induction head: BOS, a passage of R random tokens (8 <= R < ctx/2,
-    drawn uniformly from ids 3.. : no <unk>, BOS, EOS), the same passage again, then random
-    tokens to fill the window. The second copy can be predicted only by finding the previous
-    occurrence of the current token and taking the token after it, whatever the tokens are; R
-    varies so that no fixed offset does the same. (With KJV passages in half the rows, or KJV text
-    as the filler, no induction head had formed after 2,000 and 600 steps: the text can be guessed
-    without one and takes the model's capacity.)"""
-    x = torch.empty(a.batch, a.ctx + 1, dtype=torch.long)
-    for b in range(a.batch):
-        R = int(torch.randint(8, a.ctx // 2, (1,), generator=gen))
-        passage = torch.randint(3, n_vocab, (R,), generator=gen)
-        x[b, 0] = bos
-        x[b, 1:R + 1] = passage
-        x[b, R + 1:2 * R + 1] = passage
-        x[b, 2 * R + 1:] = torch.randint(3, n_vocab, (a.ctx - 2 * R,), generator=gen)
-    return x[:, :-1], x[:, 1:]
+def probe_candidates(sp):
+    """The ids ./run --attn-probe induction draws its tokens from (attn_views.c): the tokens that
+    decode to printable text on their own, i.e. pieces without control characters and the byte
+    tokens of printable ASCII; never <unk>, BOS or EOS. Training on these ids is training on what
+    the probe measures."""
+    out = []
+    for i in range(sp.get_piece_size()):
+        if sp.is_control(i) or sp.is_unknown(i):
+            continue
+        if sp.is_byte(i):
+            keep = 0x20 <= int(sp.id_to_piece(i)[3:5], 16) < 0x7F  # a byte >= 0x80 is half a character
+        else:
+            keep = all(ord(ch) >= 0x20 and ord(ch) != 0x7F for ch in sp.id_to_piece(i).replace("\u2581", " "))
+        if keep:
+            out.append(i)
+    return torch.tensor(out, dtype=torch.long)
+
+
+def get_induction_batch(a, gen, bos, cand, R=None):
+    """A batch of rows shaped like the induction probe: BOS, R distinct tokens drawn from the probe's
+    candidates, the same R tokens again (2R + 1 tokens, no filler). The second copy can be predicted
+    only by finding the previous occurrence of the current token and taking the token after it. R is
+    drawn per batch in 8 <= R <= (ctx - 1) / 2 so that no fixed offset does the same; the probe's
+    R = 50 is among them. Returns inputs, targets and R: target i is token i + 1, so targets 0..R-1
+    are the first copy (unpredictable), R + 1..2R - 1 the predictable part of the second.
+    Training takes the loss on the second copy only: the first copy's targets are distinct tokens
+    never seen before in the row, so they teach the model not to predict tokens of its context,
+    the opposite of what the second copy teaches (and the random filler after the copies of this
+    option's first version did the same, on most of the row)."""
+    if R is None:
+        R = int(torch.randint(8, (a.ctx - 1) // 2 + 1, (1,), generator=gen))
+    pick = torch.rand(a.batch, len(cand), generator=gen).argsort(dim=1)[:, :R]
+    x = torch.cat([torch.full((a.batch, 1), bos, dtype=torch.long), cand[pick], cand[pick]], dim=1)
+    return x[:, :-1], x[:, 1:], R
+
+
+def copy_losses(logits, y, R):
+    """Mean loss (nats) on the first copy's targets and on the second copy's predictable ones."""
+    l = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none").view(y.shape)
+    return l[:, :R].mean().item(), l[:, R + 1:].mean().item()
+
+
+def best_induction_head(gguf):
+    """./run GGUF --attn-probe induction --attn-stats: the atlas line of the head with the highest
+    prefix-matching score, as printed."""
+    exe = os.path.join(ROOT, "run")
+    if not os.path.exists(exe):
+        return "(./run not built: make, then ./run %s --attn-probe induction -n 0 --attn-stats)" % gguf
+    out = subprocess.run([exe, gguf, "--attn-probe", "induction", "-n", "0", "--attn-stats"], check=True,
+                         capture_output=True).stdout.decode()
+    lines = out[out.index("layer head"):].split("\n")
+    header, rows = lines[0], [l for l in lines[1:] if re.match(r"^\s+\d+\s+\d+\s", l)]
+    col = header.split().index("induct")
+    return header + "\n" + max(rows, key=lambda l: float(l.split()[col]))
 
 
 @torch.no_grad()
@@ -348,25 +387,29 @@ def main():
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out-dir", default=os.path.join(ROOT, "build", "kjv-hf"))
-    ap.add_argument("--gguf", default=os.path.join(ROOT, "models", "kjv.gguf"))
+    ap.add_argument("--out-dir", help="the HF directory (default build/kjv-hf, build/induction-hf, ...)")
+    ap.add_argument("--gguf", help="the GGUF (default models/kjv.gguf, models/induction.gguf, ...)")
     ap.add_argument("--measure", type=int, default=0, metavar="N", help="time N steps and exit")
     ap.add_argument("--smoke", action="store_true", help="tiny model, few steps, output under build/")
     ap.add_argument("--induction", action="store_true",
-                    help="a 2-layer model trained on text with repeated passages, which grows an induction "
-                         "head: models/induction.gguf")
+                    help="a 2-layer model trained on repeated random passages (the probe's tokens), which "
+                         "grows an induction head: models/induction.gguf")
     a = ap.parse_args()
     a.eps, a.rope_theta = 1e-5, 10000.0
     ship = not a.smoke and not a.measure and not a.induction
     if a.induction:
         a.dim, a.layers, a.heads, a.kv_heads, a.hidden, a.vocab, a.ctx = 64, 2, 4, 2, 128, 512, 128
-        a.batch, a.steps, a.warmup, a.eval_every, a.lr, a.min_lr = 32, 700, 30, 350, 1e-3, 1e-3
-        a.weight_decay = 0.0
-        a.out_dir, a.gguf = os.path.join(ROOT, "build", "induction-hf"), os.path.join(ROOT, "models", "induction.gguf")
+        a.batch, a.steps, a.warmup, a.eval_every, a.lr, a.min_lr = 16, 3000, 30, 250, 3e-3, 3e-3
+        a.weight_decay, a.fan_in_init = 0.0, True
+        a.out_dir = a.out_dir or os.path.join(ROOT, "build", "induction-hf")
+        a.gguf = a.gguf or os.path.join(ROOT, "models", "induction.gguf")
     if a.smoke:
         a.dim, a.layers, a.heads, a.kv_heads, a.hidden, a.vocab = 64, 2, 4, 2, 128, 512
         a.batch, a.steps, a.warmup, a.eval_every = 8, 30, 5, 15
-        a.out_dir, a.gguf = os.path.join(ROOT, "build", "kjv-smoke-hf"), os.path.join(ROOT, "build", "kjv-smoke.gguf")
+        a.out_dir = a.out_dir or os.path.join(ROOT, "build", "kjv-smoke-hf")
+        a.gguf = a.gguf or os.path.join(ROOT, "build", "kjv-smoke.gguf")
+    a.out_dir = a.out_dir or os.path.join(ROOT, "build", "kjv-hf")
+    a.gguf = a.gguf or os.path.join(ROOT, "models", "kjv.gguf")
     t_start = time.time()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -393,19 +436,29 @@ def main():
     vgen = torch.Generator().manual_seed(a.seed + 1)
     voffs = torch.randint(0, len(valid) - a.ctx - 1, (32,), generator=vgen)
     vwindows = [valid[o:o + a.ctx + 1] for o in voffs]
+    if a.induction:
+        cand = probe_candidates(sp)
+        print(f"induction rows: tokens drawn from the probe's {len(cand)} candidates", flush=True)
+        ex, ey, _ = get_induction_batch(a, torch.Generator().manual_seed(a.seed + 2), sp.bos_id(), cand, R=50)
+
+        @torch.no_grad()
+        def eval_copies():  # a.batch fixed rows shaped like the probe
+            return copy_losses(model(ex), ey, 50)
 
     steps = a.measure or a.steps
-    t_train, loss_ema, val = time.time(), None, None
+    t_train, loss_ema, val, n_tok = time.time(), None, None, 0
     for step in range(1, steps + 1):
         lr = a.lr * step / a.warmup if step <= a.warmup else \
             a.min_lr + 0.5 * (a.lr - a.min_lr) * (1 + math.cos(math.pi * (step - a.warmup) / max(1, a.steps - a.warmup)))
         for g in opt.param_groups:
             g["lr"] = lr
-        if a.induction:
-            x, y = get_induction_batch(stream, a, gen, sp.bos_id(), a.vocab)
+        if a.induction:  # the loss on the second copy's predictable targets only (see get_induction_batch)
+            x, y, R = get_induction_batch(a, gen, sp.bos_id(), cand)
+            loss = F.cross_entropy(model(x)[:, R + 1:].reshape(-1, a.vocab), y[:, R + 1:].reshape(-1))
         else:
             x, y = get_batch(stream, a, gen, sp.bos_id())
-        loss = F.cross_entropy(model(x).view(-1, a.vocab), y.reshape(-1))
+            loss = F.cross_entropy(model(x).view(-1, a.vocab), y.reshape(-1))
+        n_tok += x.numel()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -413,15 +466,21 @@ def main():
         loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
         el = time.time() - t_train
         if step % 10 == 0 or step == steps:
-            tps = step * a.batch * a.ctx / el
+            tps = n_tok / el
             print(f"step {step:5d}/{steps} | loss {loss.item():.4f} (avg {loss_ema:.4f}) | lr {lr:.2e} | "
                   f"{tps:,.0f} tok/s | elapsed {hms(time.time() - t_start)} | left {hms(el / step * (steps - step))}",
                   flush=True)
         if not a.measure and (step % a.eval_every == 0 or step == steps):
             model.eval()
-            val = quick_val(model, vwindows)
+            if a.induction:
+                first, second = eval_copies()
+                print(f"step {step:5d} | probe-shaped rows (R = 50): loss on the first copy {first:.4f}, "
+                      f"on the second {second:.4f} (uniform over the {len(cand)} candidates: "
+                      f"{math.log(len(cand)):.4f})", flush=True)
+            else:
+                val = quick_val(model, vwindows)
+                print(f"step {step:5d} | validation loss {val:.4f} (32 fixed windows)", flush=True)
             model.train()
-            print(f"step {step:5d} | validation loss {val:.4f} (32 fixed windows)", flush=True)
     if a.measure:
         print(f"measure: {a.measure} steps, {a.measure * a.batch * a.ctx / (time.time() - t_train):,.0f} tok/s, "
               f"{(time.time() - t_train) / a.measure:.3f} s/step", flush=True)
@@ -429,9 +488,10 @@ def main():
     train_time = time.time() - t_train
 
     model.eval()
-    val_nll = ppl_nll(model, valid, a.ctx)
-    print(f"validation split: loss {val_nll:.4f}, perplexity {math.exp(val_nll):.2f} ({len(valid)} tokens, "
-          f"--ppl windows)", flush=True)
+    if not a.induction:
+        val_nll = ppl_nll(model, valid, a.ctx)
+        print(f"validation split: loss {val_nll:.4f}, perplexity {math.exp(val_nll):.2f} ({len(valid)} tokens, "
+              f"--ppl windows)", flush=True)
     save_hf(model, a, tok_model, a.out_dir)
     f32_bytes = 4 * n_params
     dtype = "f16" if f32_bytes > 16_000_000 else "f32"
@@ -440,6 +500,14 @@ def main():
     wall = time.time() - t_start
     print(f"wrote {a.gguf} ({os.path.getsize(a.gguf)} bytes, {dtype}); total wall time {hms(wall)}", flush=True)
     if a.induction:
+        if os.path.exists(os.path.join(ROOT, "run")):
+            probe = subprocess.run([os.path.join(ROOT, "run"), a.gguf, "--attn-probe", "induction", "--tokenize"],
+                                   check=True, capture_output=True).stdout.split()
+            trained = set(cand.tolist())
+            print(f"the probe's {len(probe) - 1} tokens after BOS: "
+                  f"{sum(int(t) in trained for t in probe[1:])} among the trained candidates", flush=True)
+        print("the head with the best prefix-matching score (./run %s --attn-probe induction -n 0 --attn-stats):\n%s"
+              % (os.path.relpath(a.gguf), best_induction_head(a.gguf)), flush=True)
         return 0
     # Next to the GGUF, for tests/py/test_shipped.py: a few held-out chapters (~20 KB) for the
     # perplexity check, and every word of the KJV for the word-validity check.
