@@ -60,7 +60,6 @@ static_assert(sizeof(KvOverride) == 264, "llama_model_kv_override of v0.4.0 is 2
 typedef QuantizeParams (*DefaultParamsFn)(void);
 typedef uint32_t (*QuantizeFn)(const char *in, const char *out, const QuantizeParams *params);
 typedef void (*BackendInitFn)(void);
-typedef const char *(*VersionFn)(void);
 
 /* The ftypes asked for by name: llama.cpp's numbers (enum llama_ftype in its llama.h). */
 static const struct {

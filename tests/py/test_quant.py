@@ -2,7 +2,7 @@
 (quant_decode.py) on random blocks with edge values; export.py's quantizers (quants.py) within
 stated errors; models in every type against the PyTorch reference run on the dequantized weights;
 and llama.cpp (the live v0.4.0 of test_llamacpp.py) agreeing on greedy tokens for files of every
-type.
+type; the same two checks on files quantized by llama.cpp itself (tests/oracles/llama_quantize.c).
 
     make && /usr/bin/python3 -m pytest -q tests/py/test_quant.py
 """
