@@ -450,3 +450,16 @@ def test_llamacpp_quantizer_keeps_our_alignment_key(qdir):
     assert r.returncode != 0 and "lie outside the file's" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert "error" in T.llamacpp(out, [PROMPT]), "llama.cpp reads the file: drop the override"
+
+
+def test_llama_quantize_tool_errors(tmp_path):
+    """The tool says in one line what is missing: the library, or an ftype it does not know."""
+    if not T.QUANTIZE.exists():
+        pytest.skip(f"{T.QUANTIZE} missing: make build/tools/llama_quantize")
+    src, out = ROOT / "models" / "kjv.gguf", tmp_path / "out.gguf"
+    for args, code, msg in [([tmp_path, src, out, "q4_0"], 1, "cannot load llama.cpp"),
+                            ([T.LIBDIR, src, out, "q4_k"], 2, "unknown ftype 'q4_k'"),
+                            ([T.LIBDIR, src, out, "q4_0", "0"], 2, "THREADS must be 1 to 256")]:
+        r = subprocess.run([str(T.QUANTIZE), *map(str, args)], capture_output=True, text=True)
+        assert r.returncode == code and msg in r.stderr, (args, r.returncode, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
