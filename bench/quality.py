@@ -140,7 +140,7 @@ def cells(row):
         return ["—"] * 5
     top, n = row["top1"]
     return [f"{row['size'] / 1e6:.2f} MB", f"{row['bpw']:.2f}",
-            f"{row['ppl']:.4f} ({100 * row['dppl']:+.2f}%)", f"{100 * top / n:.1f}%",
+            f"{row['ppl']:.6g} ({100 * row['dppl']:+.2f}%)", f"{100 * top / n:.1f}%",
             f"{row['kl']:.4f}"]
 
 
