@@ -120,8 +120,14 @@ REPLAYS = $(FUZZ_TARGETS:%=build/$(1)/tests/fuzz/replay_%)
 test-c: $(BIN) $(C_TESTS:%=build/native/%) $(call REPLAYS,native) build/npycmp
 	$(call c_tests,native,,./run)
 
+# llama.cpp's own quantizer, for tests/py/test_quant.py and bench/quality.py: calls
+# llama_model_quantize in the npm oracle's libllama (dlopen; -ldl for glibc before 2.34).
+build/tools/llama_quantize: tests/oracles/llama_quantize.c
+	@mkdir -p $(@D)
+	$(HOST_CC) $(WARN) -O2 -o $@ $< -ldl
+
 # Live comparisons against PyTorch, when an interpreter with torch is found.
-test-py: $(BIN) $(C_TOOLS:%=build/native/%)
+test-py: $(BIN) $(C_TOOLS:%=build/native/%) build/tools/llama_quantize
 	@if [ -z "$(PYTHON)" ]; then \
 	  echo "test-py: SKIPPED: no python3 with torch and numpy found (install python3-torch python3-numpy, or set PYTHON=...)"; \
 	else \
@@ -165,7 +171,7 @@ bench: $(BIN) build/bench/limits
 
 # The C style (.clang-format, clang-format 14). unicode_tables.h is generated, so left as written.
 FORMAT_SRC := $(filter-out unicode_tables.h,$(wildcard *.c *.h)) $(wildcard tests/c/*.c \
-              tests/fuzz/*.c tests/fuzz/*.h tools/*.c bench/*.c)
+              tests/fuzz/*.c tests/fuzz/*.h tests/oracles/*.c tools/*.c bench/*.c)
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:

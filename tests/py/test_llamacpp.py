@@ -67,6 +67,29 @@ def need_oracle():
         pytest.skip("node-llama-cpp not installed: cd tests/oracles && npm ci --omit=optional")
 
 
+# llama.cpp's own quantizer: tests/oracles/llama_quantize.c (built by make into build/tools/)
+# calls llama_model_quantize in the oracle's libllama (the npm package has no quantize program).
+QUANTIZE = ROOT / "build" / "tools" / "llama_quantize"
+LIBDIR = TESTS / "oracles" / "node_modules" / "@node-llama-cpp" / "linux-x64" / "bins" / "linux-x64"
+
+
+def need_quantizer():
+    if not (LIBDIR / "libllama.v0.4.0.so").exists():
+        pytest.skip(f"llama.cpp's library not found in {LIBDIR}: cd tests/oracles && npm ci "
+                    "--omit=optional (prebuilt for linux-x64 only)")
+    if not QUANTIZE.exists():
+        pytest.skip(f"{QUANTIZE} missing: make build/tools/llama_quantize (make test-py builds it)")
+
+
+def llama_quantize(src, out, ftype, *flags):
+    """src (an F32 GGUF) quantized by llama.cpp to ftype (q4_0, q4_k_m, ...), written to out;
+    flags: --keep-alignment (see llama_quantize.c)."""
+    r = subprocess.run([str(QUANTIZE), *flags, str(LIBDIR), str(src), str(out), ftype],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr.strip().splitlines()[-1:]
+    return out
+
+
 def llamacpp(model, texts):
     r = subprocess.run(["node", str(ORACLE), str(model), str(N_GEN)], input=json.dumps(texts),
                        capture_output=True, text=True, timeout=300)
