@@ -350,59 +350,73 @@ static TARGET float FN(dot_q3_k)(const void *wv, const void *xv, int n) {
  * and serves every position, so it must cost far less than the products (the type's generic
  * unpack, one weight at a time, took twice the time of the tile itself at 110M Q4_0). */
 
-/* q (n signed levels) + 128 into u: one loop the compiler vectorizes. */
-static inline __attribute__((always_inline)) TARGET void FN(lv_bias)(uint8_t *u, const int8_t *q,
-                                                                     int n) {
-    for (int i = 0; i < n; i++) u[i] = (uint8_t)(q[i] + 128);
+/* Each loop below writes u directly, in the widths it computes: staging levels in a small
+   array and reading them back in wider loads stalled on store forwarding (measured: the unpack
+   then cost half as much as the tile). */
+
+/* 16 bytes of nibbles -> 32 levels plus `add`: low nibbles are weights 0..15, high 16..31. */
+static inline __attribute__((always_inline)) TARGET void FN(lv_nibbles)(uint8_t *restrict u,
+                                                                        const uint8_t *restrict qs,
+                                                                        int add) {
+    for (int j = 0; j < 16; j++) u[j] = (uint8_t)((qs[j] & 15) + add);
+    for (int j = 0; j < 16; j++) u[j + 16] = (uint8_t)((qs[j] >> 4) + add);
 }
 
-static TARGET void FN(lv_q4_0)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+/* Q5_0, Q5_1: 16 more where bit j of the little-endian u32 qh is set (weight j). */
+static inline __attribute__((always_inline)) TARGET void FN(lv_nibbles5)(uint8_t *restrict u,
+                                                                         const uint8_t *restrict qs,
+                                                                         const uint8_t qh[4],
+                                                                         int add) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    for (int j = 0; j < 16; j++)
+        u[j] = (uint8_t)(((qs[j] & 15) | ((h >> j) & 1) << 4) + add);
+    for (int j = 0; j < 16; j++)
+        u[j + 16] = (uint8_t)(((qs[j] >> 4) | ((h >> (j + 16)) & 1) << 4) + add);
+}
+
+static TARGET void FN(lv_q4_0)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
     const BlockQ4_0 *w = row;
     for (int k = 0; k < cols / QK; k++) {
-        int8_t q[QK];
-        FN(nibbles32)(q, w[k].qs, 8);
-        FN(lv_bias)(u + k * QK, q, QK);
+        FN(lv_nibbles)(u + k * QK, w[k].qs, 128 - 8);
         a[k] = f16s(w[k].d);
         b[k] = 0.0f;
     }
 }
 
-static TARGET void FN(lv_q4_1)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+static TARGET void FN(lv_q4_1)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
     const BlockQ4_1 *w = row;
     for (int k = 0; k < cols / QK; k++) {
-        int8_t q[QK];
-        FN(nibbles32)(q, w[k].qs, 0);
-        FN(lv_bias)(u + k * QK, q, QK);
+        FN(lv_nibbles)(u + k * QK, w[k].qs, 128);
         a[k] = f16s(w[k].d);
         b[k] = -f16s(w[k].m);
     }
 }
 
-static TARGET void FN(lv_q5_0)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+static TARGET void FN(lv_q5_0)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
     const BlockQ5_0 *w = row;
     for (int k = 0; k < cols / QK; k++) {
-        int8_t q[QK];
-        FN(nibbles32)(q, w[k].qs, 16); /* minus 16 first: the fifth bit adds 16 back */
-        FN(fifth32)(q, w[k].qh);
-        FN(lv_bias)(u + k * QK, q, QK);
+        FN(lv_nibbles5)(u + k * QK, w[k].qs, w[k].qh, 128 - 16);
         a[k] = f16s(w[k].d);
         b[k] = 0.0f;
     }
 }
 
-static TARGET void FN(lv_q5_1)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+static TARGET void FN(lv_q5_1)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
     const BlockQ5_1 *w = row;
     for (int k = 0; k < cols / QK; k++) {
-        int8_t q[QK];
-        FN(nibbles32)(q, w[k].qs, 0);
-        FN(fifth32)(q, w[k].qh);
-        FN(lv_bias)(u + k * QK, q, QK);
+        FN(lv_nibbles5)(u + k * QK, w[k].qs, w[k].qh, 128);
         a[k] = f16s(w[k].d);
         b[k] = -f16s(w[k].m);
     }
 }
 
-static TARGET void FN(lv_iq4_nl)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+static TARGET void FN(lv_iq4_nl)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                                 const void *restrict row, int cols) {
     static const uint8_t biased[16] = {1,   24,  45,  63,  79,  93,  106, 118, /* values + 128 */
                                        129, 141, 153, 166, 181, 197, 217, 241};
     const BlockIQ4NL *w = row;
@@ -428,7 +442,8 @@ static inline __attribute__((always_inline)) TARGET void FN(lv_k4_scales)(float 
     }
 }
 
-static TARGET void FN(lv_q4_k)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+static TARGET void FN(lv_q4_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
     const BlockQ4K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
         uint8_t *uk = u + k * QK_K;
@@ -441,7 +456,8 @@ static TARGET void FN(lv_q4_k)(uint8_t *u, float *a, float *b, const void *row, 
     }
 }
 
-static TARGET void FN(lv_q5_k)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+static TARGET void FN(lv_q5_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
     const BlockQ5K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
         uint8_t *uk = u + k * QK_K;
@@ -455,7 +471,8 @@ static TARGET void FN(lv_q5_k)(uint8_t *u, float *a, float *b, const void *row, 
     }
 }
 
-static TARGET void FN(lv_q6_k)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+static TARGET void FN(lv_q6_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
     const BlockQ6K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
         for (int h = 0; h < 2; h++) { /* weight 128 h + 32 j + l; q - 32 + 128 = q + 96 */
@@ -476,12 +493,21 @@ static TARGET void FN(lv_q6_k)(uint8_t *u, float *a, float *b, const void *row, 
     }
 }
 
-static TARGET void FN(lv_q2_k)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+/* Q2_K and Q3_K's 2-bit levels plus `add` (weight 128 n + 32 j + l is bits 2j of qs[32 n + l]) */
+static inline __attribute__((always_inline)) TARGET void FN(lv_crumbs)(uint8_t *restrict u,
+                                                                       const uint8_t *restrict qs,
+                                                                       int add) {
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++)
+                u[128 * n + 32 * j + l] = (uint8_t)(((qs[32 * n + l] >> (2 * j)) & 3) + add);
+}
+
+static TARGET void FN(lv_q2_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
     const BlockQ2K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
-        int8_t q[QK_K];
-        FN(crumbs256)(q, w[k].qs);
-        FN(lv_bias)(u + k * QK_K, q, QK_K);
+        FN(lv_crumbs)(u + k * QK_K, w[k].qs, 128);
         const float d = f16s(w[k].d), dmin = f16s(w[k].dmin);
         for (int g = 0; g < 16; g++) {
             a[16 * k + g] = d * (float)(w[k].scales[g] & 15);
@@ -490,14 +516,18 @@ static TARGET void FN(lv_q2_k)(uint8_t *u, float *a, float *b, const void *row, 
     }
 }
 
-static TARGET void FN(lv_q3_k)(uint8_t *u, float *a, float *b, const void *row, int cols) {
+/* Q3_K: q - 4 where the high bit (bit 4n + j of hmask[l], weight 128 n + 32 j + l) is clear */
+static TARGET void FN(lv_q3_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
     const BlockQ3K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
-        int8_t q[QK_K];
-        FN(crumbs256)(q, w[k].qs);
-        for (int i = 0; i < QK_K; i++) /* the high bit of weight i: bit 4n + j of hmask[i % 32] */
-            q[i] = (int8_t)(q[i] - ((w[k].hmask[i % 32] >> (i / 32)) & 1 ? 0 : 4));
-        FN(lv_bias)(u + k * QK_K, q, QK_K);
+        uint8_t *uk = u + k * QK_K;
+        for (int n = 0; n < 2; n++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l++)
+                    uk[128 * n + 32 * j + l] =
+                        (uint8_t)(((w[k].qs[32 * n + l] >> (2 * j)) & 3) + 124 +
+                                  ((w[k].hmask[l] >> (4 * n + j)) & 1) * 4);
         const uint8_t *sc = w[k].scales;
         const float d = f16s(w[k].d);
         for (int g = 0; g < 16; g++) {
