@@ -71,10 +71,9 @@ static TARGET void tile_q8_avx512(float *out, int ostride, const BlockQ8 *const 
    Q8T_R rows: integer sums of u * x, started at -128 sum(x) so that they are exactly sum q x,
    then scaled by the row's a and the positions' activation scales, minus b times the scaled
    activation sums. */
-static inline __attribute__((always_inline)) TARGET void
-lv_group_avx512(__m512 acc[Q8T_R][2], const uint8_t *const *wu, const float *const *wa,
-                const float *const *wb, const int8_t *xp, const int32_t *xn, const float *xa,
-                const float *xm, int g, const int G) {
+static inline __attribute__((always_inline)) TARGET void lv_group_avx512(
+    __m512 acc[Q8T_R][2], const uint8_t *const *wu, const float *const *wa, const float *const *wb,
+    const int8_t *xp, const int32_t *xn, const float *xa, const float *xm, int g, const int G) {
     const int c0 = g * G, h = c0 / 16; /* first column; first group of 16 */
     __m512i s0 = _mm512_loadu_si512(xn + (size_t)h * 32),
             s1 = _mm512_loadu_si512(xn + (size_t)h * 32 + 16);
@@ -98,7 +97,8 @@ lv_group_avx512(__m512 acc[Q8T_R][2], const uint8_t *const *wu, const float *con
             ia[r][1] = _mm512_dpbusd_epi32(ia[r][1], wv, x1);
         }
     }
-    const __m512 a0 = _mm512_loadu_ps(xa + (size_t)h * 32), a1 = _mm512_loadu_ps(xa + (size_t)h * 32 + 16);
+    const __m512 a0 = _mm512_loadu_ps(xa + (size_t)h * 32),
+                 a1 = _mm512_loadu_ps(xa + (size_t)h * 32 + 16);
 #pragma GCC unroll 4
     for (int r = 0; r < Q8T_R; r++) {
         const __m512 sw = _mm512_set1_ps(wa[r][g]);
@@ -106,7 +106,8 @@ lv_group_avx512(__m512 acc[Q8T_R][2], const uint8_t *const *wu, const float *con
         acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][1]), _mm512_mul_ps(sw, a1), acc[r][1]);
     }
     if (!wb) return;
-    __m512 m0 = _mm512_loadu_ps(xm + (size_t)h * 32), m1 = _mm512_loadu_ps(xm + (size_t)h * 32 + 16);
+    __m512 m0 = _mm512_loadu_ps(xm + (size_t)h * 32),
+           m1 = _mm512_loadu_ps(xm + (size_t)h * 32 + 16);
     if (G == 32) {
         m0 = _mm512_add_ps(m0, _mm512_loadu_ps(xm + (size_t)h * 32 + 32));
         m1 = _mm512_add_ps(m1, _mm512_loadu_ps(xm + (size_t)h * 32 + 48));

@@ -369,8 +369,7 @@ static inline __attribute__((always_inline)) TARGET void FN(lv_nibbles5)(uint8_t
                                                                          int add) {
     uint32_t h;
     memcpy(&h, qh, 4);
-    for (int j = 0; j < 16; j++)
-        u[j] = (uint8_t)(((qs[j] & 15) | ((h >> j) & 1) << 4) + add);
+    for (int j = 0; j < 16; j++) u[j] = (uint8_t)(((qs[j] & 15) | ((h >> j) & 1) << 4) + add);
     for (int j = 0; j < 16; j++)
         u[j + 16] = (uint8_t)(((qs[j] >> 4) | ((h >> (j + 16)) & 1) << 4) + add);
 }
