@@ -161,7 +161,7 @@ fuzz-run: fuzz
 	for t in $(FUZZ_TARGETS); do sh tests/fuzz/run.sh $$t $(FUZZ_SECONDS) || exit 1; done
 
 # Speed vs the machine's limits (read bandwidth, FMA peak, measured in the same run): random models
-# at llama2.c's 15M/42M/110M shapes in F32/F16/Q8_0, 1 and 2 threads; writes bench/results.md.
+# at llama2.c's 15M/42M/110M shapes in F32/F16/Q8_0/Q4_0/Q4_K/Q4_K_M, 1 and 2 threads; writes bench/results.md.
 build/bench/limits: bench/limits.c
 	@mkdir -p build/bench
 	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ bench/limits.c $(LDLIBS)

@@ -177,6 +177,10 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
 
 #define GEMM_MIN_N 4 /* from this many positions on, the tiled product pays off */
 #define KC 1024      /* columns of non-F32 weights widened at a time (a multiple of every block) */
+/* Floats from one widened row to the next: KC and one cache line more, so that the tile's TR rows
+   do not all fall in one set of the 8-way L1 cache (rows 4 KiB apart do; a few % faster at 110M
+   F16 in a microbenchmark of one matmul, within the noise of a busy machine). */
+#define KC_STRIDE (KC + 16)
 
 /* Several products share one input (q, k and v; gate and up): their rows are numbered as one
  * list, so one parallel loop covers them all and the threads meet once instead of per weight. */
@@ -224,6 +228,15 @@ static void gemv(const Batch *b, const float *x, int n) {
     }
 }
 
+/* Activations quantized (Q8_0 or Q8_K) and packed for tile_lv, in blocks of Q8T_P positions
+   (layout at tile_lv_avx512, kernels_avx512.c). */
+typedef struct {
+    int8_t *xp;  /* (position blocks, cols / 4, Q8T_P, 4) levels */
+    int32_t *xn; /* (position blocks, cols / 16, Q8T_P) -128 * the sum of a group's 16 levels */
+    float *xa;   /* (position blocks, cols / 16, Q8T_P) the activation scale of the group */
+    float *xm;   /* (position blocks, cols / 16, Q8T_P) xa * the sum of the group's levels */
+} LvInput;
+
 /* What a prompt's product builds from x before the tiles run, on the heap (a worker thread may
  * have as little as 128 KiB of stack: musl's default). Quantized weights in a prompt meet
  * activations quantized as in decoding and in matmul_ref: each position's activations are
@@ -237,6 +250,8 @@ typedef struct {
     float *xd;
     float *wbuf; /* weights other than F32 without an integer tile: TR rows of KC columns
                            widened to floats, for each thread a parallel loop started here may have */
+    LvInput lv[GGML_TYPE_COUNT]; /* by activation format: for weights with tile_lv */
+    uint8_t *lvbuf; /* for each thread: Q8T_R weight rows unpacked to levels (group_lv) */
 } GemmInput;
 
 /* xt[blk][i][t] = x[blk * TC + t][i] (zero past n), split by columns so that both threads have
@@ -282,8 +297,54 @@ static void pack_q8_positions(GemmInput *in, const float *x, int n, int cols) {
     }
 }
 
+/* Quantizes each position of x (n, cols) to format act and packs it for tile_lv (LvInput), zero
+   past n; a block at a time, through the format's own unpack (so that its levels and scales are
+   exactly the ones dot_ref reads). */
+static int pack_lv_positions(LvInput *in, uint32_t act, const float *x, int n, int cols) {
+    const int pblocks = (n + Q8T_P - 1) / Q8T_P, block = (int)ggml_block_size(act);
+    const size_t groups = (size_t)pblocks * (cols / 16) * Q8T_P;
+    in->xp = aligned_alloc(64, (size_t)pblocks * cols * Q8T_P);
+    in->xn = aligned_alloc(64, groups * sizeof(int32_t));
+    in->xa = aligned_alloc(64, groups * sizeof(float));
+    in->xm = aligned_alloc(64, groups * sizeof(float));
+    if (!in->xp || !in->xn || !in->xa || !in->xm) return -1;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < pblocks * Q8T_P; t++) {
+        const int pb = t / Q8T_P, tt = t % Q8T_P;
+        int8_t *xp = in->xp + (size_t)pb * cols * Q8T_P + tt * 4;
+        const size_t gi = (size_t)pb * (cols / 16) * Q8T_P + tt;
+        for (int c0 = 0; c0 < cols; c0 += block) {
+            BlockQ8K q; /* room for one block of either format */
+            Levels lv;
+            if (t < n) {
+                quantize_act(act, &q, x + (size_t)t * cols + c0, block);
+                weight_type(act)->unpack(&q, &lv);
+            } else {
+                memset(&lv, 0, sizeof lv);
+            }
+            for (int i = 0; i < block; i++) xp[(size_t)(c0 + i) / 4 * 128 + (c0 + i) % 4] = lv.q[i];
+            for (int g = 0; g < block / 16; g++) {
+                int32_t sum = 0;
+                for (int i = 0; i < 16; i++) sum += lv.q[16 * g + i];
+                const size_t at = gi + (size_t)(c0 / 16 + g) * Q8T_P;
+                in->xn[at] = -128 * sum;
+                in->xa[at] = lv.a[g];
+                in->xm[at] = lv.a[g] * (float)sum;
+            }
+        }
+    }
+    return 0;
+}
+
 static void gemm_free(GemmInput *in) {
-    for (int f = 0; f < GGML_TYPE_COUNT; f++) free(in->xt[f]);
+    for (int f = 0; f < GGML_TYPE_COUNT; f++) {
+        free(in->xt[f]);
+        free(in->lv[f].xp);
+        free(in->lv[f].xn);
+        free(in->lv[f].xa);
+        free(in->lv[f].xm);
+    }
+    free(in->lvbuf);
     free(in->xp);
     free(in->xs);
     free(in->xd);
@@ -293,6 +354,22 @@ static void gemm_free(GemmInput *in) {
 /* Does weight w run on the set's integer Q8_0 tile? */
 static int int_tile(const Kernels *k, const Tensor *w) {
     return w->type == GGML_Q8_0 && k->tile_q8;
+}
+
+/* The group of columns that share a weight's a and b (Levels) when tile_lv runs it, by type;
+   0 for the types it does not run (F32, F16; Q8_0 has tile_q8). Types whose b is nonzero. */
+static const uint8_t LV_GROUP[GGML_TYPE_COUNT] = {
+    [GGML_Q4_0] = 32, [GGML_Q4_1] = 32, [GGML_Q5_0] = 32, [GGML_Q5_1] = 32, [GGML_IQ4_NL] = 32,
+    [GGML_Q4_K] = 32, [GGML_Q5_K] = 32, [GGML_Q2_K] = 16, [GGML_Q3_K] = 16, [GGML_Q6_K] = 16};
+static const uint8_t LV_MIN[GGML_TYPE_COUNT] = {
+    [GGML_Q4_1] = 1, [GGML_Q5_1] = 1, [GGML_Q4_K] = 1, [GGML_Q5_K] = 1, [GGML_Q2_K] = 1};
+
+/* Does weight w run on the set's integer tile for levels? */
+static int lv_tile(const Kernels *k, const Tensor *w) { return k->tile_lv && LV_GROUP[w->type]; }
+
+/* Bytes of one thread's room for Q8T_R rows of levels (u, then a and b per group of 16 at most). */
+static size_t lv_room(int cols) {
+    return (size_t)Q8T_R * cols + 2 * (size_t)Q8T_R * (cols / 16) * sizeof(float);
 }
 
 /* x (n, cols) through format act and back, transposed into xt (NULL: out of memory). */
@@ -325,19 +402,29 @@ static float *act_transposed(uint32_t act, const float *x, int n, int cols, int 
 static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols;
-    int any_int = 0, any_widened = 0;
+    int any_int = 0, any_widened = 0, any_lv = 0;
     memset(in, 0, sizeof *in);
     for (int j = 0; j < b->count; j++) {
         const Tensor *w = b->w[j];
         const uint32_t act = weight_type(w->type)->act;
+        if (lv_tile(k, w)) {
+            any_lv = 1;
+            if (!in->lv[act].xp && pack_lv_positions(&in->lv[act], act, x, n, cols)) return -1;
+            continue;
+        }
         any_int |= int_tile(k, w);
         any_widened |= !int_tile(k, w) && w->type != GGML_F32;
         if (!int_tile(k, w) && !in->xt[act] &&
             !(in->xt[act] = act_transposed(act, x, n, cols, k->tile_c)))
             return -1;
     }
+    if (any_lv) {
+        const size_t room = (lv_room(cols) + 63) / 64 * 64;
+        in->lvbuf = aligned_alloc(64, (size_t)omp_get_max_threads() * room);
+        if (!in->lvbuf) return -1;
+    }
     if (any_widened) {
-        in->wbuf = malloc((size_t)omp_get_max_threads() * k->tile_r * KC * sizeof(float));
+        in->wbuf = malloc((size_t)omp_get_max_threads() * k->tile_r * KC_STRIDE * sizeof(float));
         if (!in->wbuf) return -1;
     }
     if (any_int) {
@@ -366,6 +453,59 @@ static void group_q8_int(float *out, const Tensor *w, int r0, int nr, const Gemm
             active->tile_q8(out + (size_t)pb * Q8T_P * rows + r0 + s, rows, wr, sr,
                             in->xp + blk * 1024, in->xs + blk * Q8T_P, in->xd + blk * Q8T_P, nb,
                             nt);
+        }
+    }
+}
+
+/* Row `row` of w as levels for tile_lv: u[i] = q_i + 128, and per group of G columns a and b
+   (Levels: weight = a q - b), by the set's unpacking for the type, else the type's own unpack. */
+static void unpack_lv_row(uint8_t *u, float *a, float *b, const Tensor *w, int row, int G) {
+    if (active->lv_row[w->type]) {
+        active->lv_row[w->type](u, a, b, row_ptr(w, row), w->cols);
+        return;
+    }
+    const WeightType *t = weight_type(w->type);
+    const int block = (int)ggml_block_size(w->type);
+    const size_t bytes = ggml_row_bytes(w->type, (uint64_t)block);
+    const uint8_t *p = row_ptr(w, row);
+    Levels lv;
+    for (int c0 = 0; c0 < w->cols; c0 += block, p += bytes) {
+        t->unpack(p, &lv);
+        for (int i = 0; i < block; i++) u[c0 + i] = (uint8_t)(lv.q[i] + 128);
+        for (int g = 0; g < block / G; g++) {
+            a[c0 / G + g] = lv.a[g * G / 16];
+            b[c0 / G + g] = lv.b[g * G / 16];
+        }
+    }
+}
+
+/* One row group of a weight with tile_lv: Q8T_R rows at a time, unpacked once into this thread's
+   room and run against every block of Q8T_P positions. */
+static void group_lv(float *out, const Tensor *w, int r0, int nr, const GemmInput *in, int n) {
+    const int cols = w->cols, rows = w->rows, pblocks = (n + Q8T_P - 1) / Q8T_P;
+    const int G = LV_GROUP[w->type], ng = cols / G;
+    const LvInput *x = &in->lv[weight_type(w->type)->act];
+    uint8_t *room = in->lvbuf + (size_t)omp_get_thread_num() * ((lv_room(cols) + 63) / 64 * 64);
+    float *ab = (float *)(room + (size_t)Q8T_R * cols); /* a of each row, then b of each row */
+    const uint8_t *wu[Q8T_R];
+    const float *wa[Q8T_R], *wb[Q8T_R];
+    for (int s = 0; s < nr; s += Q8T_R) {
+        const int sr = nr - s < Q8T_R ? nr - s : Q8T_R;
+        for (int rr = 0; rr < Q8T_R; rr++) { /* rows past sr repeat the last */
+            const int i = rr < sr ? rr : sr - 1;
+            wu[rr] = room + (size_t)i * cols;
+            wa[rr] = ab + (size_t)i * ng;
+            wb[rr] = ab + (size_t)(Q8T_R + i) * ng;
+            if (rr < sr)
+                unpack_lv_row(room + (size_t)rr * cols, ab + (size_t)rr * ng,
+                              ab + (size_t)(Q8T_R + rr) * ng, w, r0 + s + rr, G);
+        }
+        for (int pb = 0; pb < pblocks; pb++) {
+            const int nt = n - pb * Q8T_P < Q8T_P ? n - pb * Q8T_P : Q8T_P;
+            const size_t gi = (size_t)pb * (cols / 16) * Q8T_P;
+            active->tile_lv(out + (size_t)pb * Q8T_P * rows + r0 + s, rows, wu, wa,
+                            LV_MIN[w->type] ? wb : NULL, sr, x->xp + (size_t)pb * cols * Q8T_P,
+                            x->xn + gi, x->xa + gi, x->xm + gi, cols, G, nt);
         }
     }
 }
@@ -399,20 +539,25 @@ static void gemm(const Batch *b, const float *x, int n) {
             group_q8_int(b->out[j], w, r0, nr, &in, n);
             continue;
         }
+        if (lv_tile(k, w)) {
+            group_lv(b->out[j], w, r0, nr, &in, n);
+            continue;
+        }
         const float *xt = in.xt[weight_type(w->type)->act];
-        const int kc_max = w->type == GGML_F32 ? cols : KC;
+        const int in_place = w->type == GGML_F32, kc_max = in_place ? cols : KC;
         for (int c0 = 0; c0 < cols; c0 += kc_max) {
             const int kc = cols - c0 < kc_max ? cols - c0 : kc_max;
             const float *wt;
             int wstride;
-            if (w->type == GGML_F32) {
+            if (in_place) {
                 wt = (const float *)row_ptr(w, r0) + c0;
                 wstride = cols;
             } else { /* widened into this thread's buffer */
-                float *buf = in.wbuf + (size_t)omp_get_thread_num() * TRk * KC;
-                for (int r = 0; r < nr; r++) row_span(buf + (size_t)r * KC, w, r0 + r, c0, kc);
+                float *buf = in.wbuf + (size_t)omp_get_thread_num() * TRk * KC_STRIDE;
+                for (int r = 0; r < nr; r++)
+                    row_span(buf + (size_t)r * KC_STRIDE, w, r0 + r, c0, kc);
                 wt = buf;
-                wstride = KC;
+                wstride = KC_STRIDE;
             }
             for (int blk = 0; blk < blocks; blk++) {
                 const int nt = n - blk * TCk < TCk ? n - blk * TCk : TCk;

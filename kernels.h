@@ -42,6 +42,17 @@ typedef struct {
        (NULL in sets without one; the packed layout is at tile_q8_avx512, kernels_avx512.c) */
     void (*tile_q8)(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
                     const int32_t *xs, const float *xd, int nb, int nt);
+    /* The other quantized types for prompts, in integer arithmetic (NULL in sets without it):
+       nr <= Q8T_R weight rows unpacked once to levels u = q + 128 (unsigned bytes, wu[r][i]) and
+       per group of G = 16 or 32 columns the row's a and b (weight = a q - b; wb NULL when every
+       b is 0), against Q8T_P positions of activations quantized (Q8_0 or Q8_K) and packed in
+       groups of 16 columns (layout at tile_lv_avx512, kernels_avx512.c); cols columns. */
+    void (*tile_lv)(float *out, int ostride, const uint8_t *const *wu, const float *const *wa,
+                    const float *const *wb, int nr, const int8_t *xp, const int32_t *xn,
+                    const float *xa, const float *xm, int cols, int G, int nt);
+    /* one weight row as tile_lv's levels u (cols), a and b (cols / G), by weight type (NULL:
+       the type's generic unpack, kernels_quant.c, runs) */
+    void (*lv_row[GGML_TYPE_COUNT])(uint8_t *u, float *a, float *b, const void *row, int cols);
 } Kernels;
 #define Q8T_R 4  /* weight rows of a tile_q8 */
 #define Q8T_P 32 /* positions of a tile_q8 */

@@ -67,8 +67,91 @@ static TARGET void tile_q8_avx512(float *out, int ostride, const BlockQ8 *const 
         for (int r = 0; r < nr; r++) out[(size_t)t * ostride + r] = tile[r][t];
 }
 
+/* One group of G (16 or 32: a constant where this is inlined) columns of tile_lv_avx512 for its
+   Q8T_R rows: integer sums of u * x, started at -128 sum(x) so that they are exactly sum q x,
+   then scaled by the row's a and the positions' activation scales, minus b times the scaled
+   activation sums. */
+static inline __attribute__((always_inline)) TARGET void lv_group_avx512(
+    __m512 acc[Q8T_R][2], const uint8_t *const *wu, const float *const *wa, const float *const *wb,
+    const int8_t *xp, const int32_t *xn, const float *xa, const float *xm, int g, const int G) {
+    const int c0 = g * G, h = c0 / 16; /* first column; first group of 16 */
+    __m512i s0 = _mm512_loadu_si512(xn + (size_t)h * 32),
+            s1 = _mm512_loadu_si512(xn + (size_t)h * 32 + 16);
+    if (G == 32) {
+        s0 = _mm512_add_epi32(s0, _mm512_loadu_si512(xn + (size_t)h * 32 + 32));
+        s1 = _mm512_add_epi32(s1, _mm512_loadu_si512(xn + (size_t)h * 32 + 48));
+    }
+    __m512i ia[Q8T_R][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < Q8T_R; r++) ia[r][0] = s0, ia[r][1] = s1;
+#pragma GCC unroll 8
+    for (int k = 0; k < G / 4; k++) {
+        const int8_t *xk = xp + (size_t)(c0 / 4 + k) * 128;
+        const __m512i x0 = _mm512_loadu_si512(xk), x1 = _mm512_loadu_si512(xk + 64);
+#pragma GCC unroll 4
+        for (int r = 0; r < Q8T_R; r++) {
+            int32_t w4;
+            memcpy(&w4, wu[r] + c0 + 4 * k, 4);
+            const __m512i wv = _mm512_set1_epi32(w4);
+            ia[r][0] = _mm512_dpbusd_epi32(ia[r][0], wv, x0);
+            ia[r][1] = _mm512_dpbusd_epi32(ia[r][1], wv, x1);
+        }
+    }
+    const __m512 a0 = _mm512_loadu_ps(xa + (size_t)h * 32),
+                 a1 = _mm512_loadu_ps(xa + (size_t)h * 32 + 16);
+#pragma GCC unroll 4
+    for (int r = 0; r < Q8T_R; r++) {
+        const __m512 sw = _mm512_set1_ps(wa[r][g]);
+        acc[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][0]), _mm512_mul_ps(sw, a0), acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][1]), _mm512_mul_ps(sw, a1), acc[r][1]);
+    }
+    if (!wb) return;
+    __m512 m0 = _mm512_loadu_ps(xm + (size_t)h * 32),
+           m1 = _mm512_loadu_ps(xm + (size_t)h * 32 + 16);
+    if (G == 32) {
+        m0 = _mm512_add_ps(m0, _mm512_loadu_ps(xm + (size_t)h * 32 + 32));
+        m1 = _mm512_add_ps(m1, _mm512_loadu_ps(xm + (size_t)h * 32 + 48));
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < Q8T_R; r++) {
+        const __m512 bw = _mm512_set1_ps(wb[r][g]);
+        acc[r][0] = _mm512_fnmadd_ps(bw, m0, acc[r][0]);
+        acc[r][1] = _mm512_fnmadd_ps(bw, m1, acc[r][1]);
+    }
+}
+
+/* The quantized types other than Q8_0 for a prompt, Q8T_R = 4 rows x Q8T_P = 32 positions with
+ * vpdpbusd, on weight rows unpacked once to levels (kernels.c, group_lv) and activations packed by
+ * pack_lv_positions() (kernels.c), for a column c and a position t < 32:
+ *   xp[(c / 4) * 128 + t * 4 + c % 4]  the activation level (signed byte; as tile_q8's layout);
+ *   per group of 16 columns, at [(c / 16) * 32 + t]: xn = -128 * (the sum of its 16 levels),
+ *   xa = the activations' scale there, xm = xa * (the sum of its levels).
+ * For weight = a q - b and activation = xa p per group: sum a xa sum(q p) - b xm, the same
+ * terms as dot_ref (kernels_quant.c) in another order. out[t * ostride + r] = the result. */
+static TARGET void tile_lv_avx512(float *out, int ostride, const uint8_t *const *wu,
+                                  const float *const *wa, const float *const *wb, int nr,
+                                  const int8_t *xp, const int32_t *xn, const float *xa,
+                                  const float *xm, int cols, int G, int nt) {
+    __m512 acc[Q8T_R][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < Q8T_R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    if (G == 32)
+        for (int g = 0; g < cols / 32; g++) lv_group_avx512(acc, wu, wa, wb, xp, xn, xa, xm, g, 32);
+    else
+        for (int g = 0; g < cols / 16; g++) lv_group_avx512(acc, wu, wa, wb, xp, xn, xa, xm, g, 16);
+    float tile[Q8T_R][Q8T_P];
+#pragma GCC unroll 4
+    for (int r = 0; r < Q8T_R; r++) {
+        _mm512_storeu_ps(tile[r], acc[r][0]);
+        _mm512_storeu_ps(tile[r] + 16, acc[r][1]);
+    }
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++) out[(size_t)t * ostride + r] = tile[r][t];
+}
+
 /* The template's mapping: 32 registers of 16 floats, so tiles of 12 rows x 32 positions. */
 #define TILE_Q8 tile_q8_avx512
+#define TILE_LV tile_lv_avx512
 #define FN(name) name##_avx512
 #define NAME "AVX-512"
 #define VF __m512

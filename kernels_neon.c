@@ -7,6 +7,7 @@
 
 /* 32 registers of 4 floats, so tiles of 12 rows x 8 positions. */
 #define TILE_Q8 NULL
+#define TILE_LV NULL
 #define FN(name) name##_neon
 #define NAME "NEON"
 #define TARGET

@@ -21,6 +21,7 @@
  *                   and acc += scale * (the exact integer dot product of one pair of 32-byte
  *                   blocks)
  *   TILE_Q8         the set's integer Q8_0 tile for prompts (Kernels.tile_q8), or NULL
+ *   TILE_LV         its integer tile for the other quantized types (Kernels.tile_lv), or NULL
  *   I8DOT16(a, b), I8DOT32(a, b)
  *                   the exact sum of the 16 or 32 products a[i] * b[i] of signed bytes, as an
  *                   int (|a[i]|, |b[i]| <= 127: the levels of the quantized types, unpacked)
@@ -33,8 +34,8 @@
  */
 #include "kernels_sets.h"
 
-#if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8)
-#error "kernels_simd.h: define NAME, FN, TARGET and TILE_Q8 first"
+#if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8) || !defined(TILE_LV)
+#error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8 and TILE_LV first"
 #endif
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
@@ -342,6 +343,201 @@ static TARGET float FN(dot_q3_k)(const void *wv, const void *xv, int n) {
     return sum;
 }
 
+/* ---- a weight row as levels, for the integer prompt tile (Kernels.tile_lv) ----------------
+ * u[i] = q_i + 128 (as an unsigned byte) for every column, and per group of the type's G columns
+ * (16 or 32) a and b: weight = a q - b, the values of the type's unpack in kernels_quant.c. The
+ * same unpacking as the dot products above, a block at a time; a row is unpacked once per prompt
+ * and serves every position, so it must cost far less than the products (the type's generic
+ * unpack, one weight at a time, took twice the time of the tile itself at 110M Q4_0). */
+
+/* Each loop below writes u directly, in the widths it computes: staging levels in a small
+   array and reading them back in wider loads stalled on store forwarding (measured: the unpack
+   then cost half as much as the tile). */
+
+/* 16 bytes of nibbles -> 32 levels plus `add`: low nibbles are weights 0..15, high 16..31. */
+static inline __attribute__((always_inline)) TARGET void FN(lv_nibbles)(uint8_t *restrict u,
+                                                                        const uint8_t *restrict qs,
+                                                                        int add) {
+    for (int j = 0; j < 16; j++) u[j] = (uint8_t)((qs[j] & 15) + add);
+    for (int j = 0; j < 16; j++) u[j + 16] = (uint8_t)((qs[j] >> 4) + add);
+}
+
+/* Q5_0, Q5_1: 16 more where bit j of the little-endian u32 qh is set (weight j). */
+static inline __attribute__((always_inline)) TARGET void FN(lv_nibbles5)(uint8_t *restrict u,
+                                                                         const uint8_t *restrict qs,
+                                                                         const uint8_t qh[4],
+                                                                         int add) {
+    uint32_t h;
+    memcpy(&h, qh, 4);
+    for (int j = 0; j < 16; j++) u[j] = (uint8_t)(((qs[j] & 15) | ((h >> j) & 1) << 4) + add);
+    for (int j = 0; j < 16; j++)
+        u[j + 16] = (uint8_t)(((qs[j] >> 4) | ((h >> (j + 16)) & 1) << 4) + add);
+}
+
+static TARGET void FN(lv_q4_0)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
+    const BlockQ4_0 *w = row;
+    for (int k = 0; k < cols / QK; k++) {
+        FN(lv_nibbles)(u + k * QK, w[k].qs, 128 - 8);
+        a[k] = f16s(w[k].d);
+        b[k] = 0.0f;
+    }
+}
+
+static TARGET void FN(lv_q4_1)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
+    const BlockQ4_1 *w = row;
+    for (int k = 0; k < cols / QK; k++) {
+        FN(lv_nibbles)(u + k * QK, w[k].qs, 128);
+        a[k] = f16s(w[k].d);
+        b[k] = -f16s(w[k].m);
+    }
+}
+
+static TARGET void FN(lv_q5_0)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
+    const BlockQ5_0 *w = row;
+    for (int k = 0; k < cols / QK; k++) {
+        FN(lv_nibbles5)(u + k * QK, w[k].qs, w[k].qh, 128 - 16);
+        a[k] = f16s(w[k].d);
+        b[k] = 0.0f;
+    }
+}
+
+static TARGET void FN(lv_q5_1)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
+    const BlockQ5_1 *w = row;
+    for (int k = 0; k < cols / QK; k++) {
+        FN(lv_nibbles5)(u + k * QK, w[k].qs, w[k].qh, 128);
+        a[k] = f16s(w[k].d);
+        b[k] = -f16s(w[k].m);
+    }
+}
+
+static TARGET void FN(lv_iq4_nl)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                                 const void *restrict row, int cols) {
+    static const uint8_t biased[16] = {1,   24,  45,  63,  79,  93,  106, 118, /* values + 128 */
+                                       129, 141, 153, 166, 181, 197, 217, 241};
+    const BlockIQ4NL *w = row;
+    for (int k = 0; k < cols / QK; k++) {
+        for (int j = 0; j < 16; j++) {
+            u[k * QK + j] = biased[w[k].qs[j] & 15];
+            u[k * QK + j + 16] = biased[w[k].qs[j] >> 4];
+        }
+        a[k] = f16s(w[k].d);
+        b[k] = 0.0f;
+    }
+}
+
+/* Q4_K and Q5_K's groups of 32: a = d sc_g, b = dmin m_g */
+static inline __attribute__((always_inline)) TARGET void FN(lv_k4_scales)(float *a, float *b,
+                                                                          const uint8_t *scales,
+                                                                          float d, float dmin) {
+    for (int g = 0; g < 8; g++) {
+        int sc, m;
+        scale_min_k4(scales, g, &sc, &m);
+        a[g] = d * (float)sc;
+        b[g] = dmin * (float)m;
+    }
+}
+
+static TARGET void FN(lv_q4_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
+    const BlockQ4K *w = row;
+    for (int k = 0; k < cols / QK_K; k++) {
+        uint8_t *uk = u + k * QK_K;
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                uk[64 * c + l] = (uint8_t)((w[k].qs[32 * c + l] & 15) + 128);
+                uk[64 * c + 32 + l] = (uint8_t)((w[k].qs[32 * c + l] >> 4) + 128);
+            }
+        FN(lv_k4_scales)(a + 8 * k, b + 8 * k, w[k].scales, f16s(w[k].d), f16s(w[k].dmin));
+    }
+}
+
+static TARGET void FN(lv_q5_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
+    const BlockQ5K *w = row;
+    for (int k = 0; k < cols / QK_K; k++) {
+        uint8_t *uk = u + k * QK_K;
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                const int h = w[k].qh[l] >> (2 * c);
+                uk[64 * c + l] = (uint8_t)(((w[k].qs[32 * c + l] & 15) | (h & 1) << 4) + 128);
+                uk[64 * c + 32 + l] = (uint8_t)(((w[k].qs[32 * c + l] >> 4) | (h & 2) << 3) + 128);
+            }
+        FN(lv_k4_scales)(a + 8 * k, b + 8 * k, w[k].scales, f16s(w[k].d), f16s(w[k].dmin));
+    }
+}
+
+static TARGET void FN(lv_q6_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
+    const BlockQ6K *w = row;
+    for (int k = 0; k < cols / QK_K; k++) {
+        for (int h = 0; h < 2; h++) { /* weight 128 h + 32 j + l; q - 32 + 128 = q + 96 */
+            const uint8_t *ql = w[k].ql + 64 * h, *qh = w[k].qh + 32 * h;
+            uint8_t *uu = u + k * QK_K + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                uu[l] = (uint8_t)(((ql[l] & 15) | (qh[l] & 3) << 4) + 96);
+                uu[32 + l] = (uint8_t)(((ql[32 + l] & 15) | (qh[l] >> 2 & 3) << 4) + 96);
+                uu[64 + l] = (uint8_t)(((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) + 96);
+                uu[96 + l] = (uint8_t)(((ql[32 + l] >> 4) | (qh[l] >> 6) << 4) + 96);
+            }
+        }
+        const float d = f16s(w[k].d);
+        for (int g = 0; g < 16; g++) {
+            a[16 * k + g] = d * (float)w[k].scales[g];
+            b[16 * k + g] = 0.0f;
+        }
+    }
+}
+
+/* Q2_K and Q3_K's 2-bit levels plus `add` (weight 128 n + 32 j + l is bits 2j of qs[32 n + l]) */
+static inline __attribute__((always_inline)) TARGET void FN(lv_crumbs)(uint8_t *restrict u,
+                                                                       const uint8_t *restrict qs,
+                                                                       int add) {
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++)
+                u[128 * n + 32 * j + l] = (uint8_t)(((qs[32 * n + l] >> (2 * j)) & 3) + add);
+}
+
+static TARGET void FN(lv_q2_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
+    const BlockQ2K *w = row;
+    for (int k = 0; k < cols / QK_K; k++) {
+        FN(lv_crumbs)(u + k * QK_K, w[k].qs, 128);
+        const float d = f16s(w[k].d), dmin = f16s(w[k].dmin);
+        for (int g = 0; g < 16; g++) {
+            a[16 * k + g] = d * (float)(w[k].scales[g] & 15);
+            b[16 * k + g] = dmin * (float)(w[k].scales[g] >> 4);
+        }
+    }
+}
+
+/* Q3_K: q - 4 where the high bit (bit 4n + j of hmask[l], weight 128 n + 32 j + l) is clear */
+static TARGET void FN(lv_q3_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
+                               const void *restrict row, int cols) {
+    const BlockQ3K *w = row;
+    for (int k = 0; k < cols / QK_K; k++) {
+        uint8_t *uk = u + k * QK_K;
+        for (int n = 0; n < 2; n++)
+            for (int j = 0; j < 4; j++)
+                for (int l = 0; l < 32; l++)
+                    uk[128 * n + 32 * j + l] =
+                        (uint8_t)(((w[k].qs[32 * n + l] >> (2 * j)) & 3) + 124 +
+                                  ((w[k].hmask[l] >> (4 * n + j)) & 1) * 4);
+        const uint8_t *sc = w[k].scales;
+        const float d = f16s(w[k].d);
+        for (int g = 0; g < 16; g++) {
+            const int s6 =
+                ((sc[g % 8] >> (4 * (g / 8))) & 15) | ((sc[8 + g % 4] >> (2 * (g / 4))) & 3) << 4;
+            a[16 * k + g] = d * (float)(s6 - 32);
+            b[16 * k + g] = 0.0f;
+        }
+    }
+}
+
 /* A tile of a matrix-matrix product: TR weight rows x TC = 2 * VL positions, over k columns:
  *   out[t * ostride + r] (+)= sum_i w[r * wstride + i] * xt[i * TC + t]   (r < nr, t < nt)
  * xt holds the tile's positions transposed, TC per column, so one column of activations is two
@@ -494,4 +690,15 @@ const Kernels FN(kernels) = {
     .att_scores = FN(att_scores),
     .att_pv = FN(att_pv),
     .tile_q8 = TILE_Q8,
+    .tile_lv = TILE_LV,
+    .lv_row = {[GGML_Q4_0] = FN(lv_q4_0),
+               [GGML_Q4_1] = FN(lv_q4_1),
+               [GGML_Q5_0] = FN(lv_q5_0),
+               [GGML_Q5_1] = FN(lv_q5_1),
+               [GGML_IQ4_NL] = FN(lv_iq4_nl),
+               [GGML_Q4_K] = FN(lv_q4_k),
+               [GGML_Q5_K] = FN(lv_q5_k),
+               [GGML_Q6_K] = FN(lv_q6_k),
+               [GGML_Q2_K] = FN(lv_q2_k),
+               [GGML_Q3_K] = FN(lv_q3_k)},
 };

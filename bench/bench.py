@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """make bench: tinygpt's speed against the machine's limits, measured in the same run.
 
-    python3 bench/bench.py [--quick] [--shapes 15M,42M,110M] [--types f32,f16,q8_0] [--threads 1,2]
+    python3 bench/bench.py [--quick] [--shapes 15M,42M,110M] [--types f32,f16,q8_0,q4_0,q4_k,q4_k_m]
+                           [--threads 1,2]
                            [--prompt-tokens 128[,512,1024]] [--reps 3] [--llamacpp auto|on|off]
                            [--out bench/results.md]
 
@@ -9,7 +10,8 @@
    before the runs and again after them; the higher of the two is used (the memory bus is shared
    with other machines, and a limit measured while they were busy would flatter every row).
 2. Builds random-weight llama models at llama2.c's three shapes as Hugging Face directories
-   (build/bench/<shape>-hf, reused when present) and exports each in F32, F16 and Q8_0 with export.py
+   (build/bench/<shape>-hf, reused when present) and exports each in F32, F16, Q8_0, Q4_0, Q4_K and
+   the Q4_K_M mixture with export.py
    (build/bench/<shape>-<type>.gguf, re-exported when export.py or the directory is newer).
 3. For each prompt length x shape x type x threads: `./run MODEL -i PROMPT -n 128 -t 0 --threads N`
    with a prompt of exactly P tokens (128 unless --prompt-tokens says more; BOS included, checked
@@ -59,6 +61,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "gen"))
 import make_models  # noqa: E402  (write_safetensors, write_spm_tokenizer, the test models' scales)
+sys.path.insert(0, str(ROOT))
+import quants  # noqa: E402  (every GGUF type's block: elements and bytes, as export.py writes them)
 
 BUILD = ROOT / "build" / "bench"
 RUN = ROOT / "run"
@@ -71,7 +75,7 @@ BUSY_LIMIT = 0.1  # cores other processes may use during a row before it is mark
 VOCAB, CONTEXT = 32000, 2048  # room for a 1024-token prompt and the generated tokens
 # llama2.c's stories15M / 42M / 110M: dim, layers, heads (= kv heads), FFN hidden
 SHAPES = {"15M": (288, 6, 6, 768), "42M": (512, 8, 8, 1376), "110M": (768, 12, 12, 2048)}
-TYPES = ["f32", "f16", "q8_0"]
+TYPES = ["f32", "f16", "q8_0", "q4_0", "q4_k", "q4_k_m"]
 PROMPT_TOKENS, N_PREDICT = 128, 128  # the default prompt length
 LOAD_LIMIT = 0.5
 
@@ -172,7 +176,6 @@ def export(shape, dtype, hf):
 
 
 # GGUF header: what the bench needs (tensor shapes, types, sizes; a few metadata values).
-GGML_NBYTES = {0: lambda n: 4 * n, 1: lambda n: 2 * n, 8: lambda n: n // 32 * 34}
 SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
           11: "<q", 12: "<d"}
 
@@ -209,41 +212,46 @@ def gguf_header(path):
             name = string()
             ne = [take("<Q") for _ in range(take("<I"))]
             ttype, _ = take("<I"), take("<Q")
-            if ttype not in GGML_NBYTES:
+            if ttype not in quants.TYPES:
                 raise BenchError(f"{path}: {name} has ggml type {ttype}, unknown to the bench")
-            tensors[name] = (list(reversed(ne)), ttype, GGML_NBYTES[ttype](int(np.prod(ne))))
+            # the stored size, from the type's real block (a mixture's tensors each their own)
+            tensors[name] = (list(reversed(ne)), ttype, quants.nbytes(ttype, ne))
     return meta, tensors
 
 
 def model_costs(path, P):
     """Bytes of weights read per decoded token, FLOPs per prompt token (for a P-token prompt), the
-    KV cache bytes, and the type of each weight (to report F16 fallbacks of a Q8_0 export)."""
+    KV cache bytes, and the parameters of each type among the 2-D weights (a mixture such as Q4_K_M
+    holds several; rows a type's block does not divide fall back to another type)."""
     meta, tensors = gguf_header(path)
     arch = meta["general.architecture"]
     layers, ctx = meta[f"{arch}.block_count"], meta[f"{arch}.context_length"]
     dim, heads = meta[f"{arch}.embedding_length"], meta[f"{arch}.attention.head_count"]
     kv_heads = meta.get(f"{arch}.attention.head_count_kv", heads)
     head_dim = meta.get(f"{arch}.attention.key_length", dim // heads)
-    read_bytes, layer_params, types = 0, 0, set()
+    read_bytes, read_params, layer_params, types = 0, 0, 0, {}
     vocab = tensors["token_embd.weight"][0][0]
     for name, (shape, ttype, nbytes) in tensors.items():
         if len(shape) != 2:
             continue
-        types.add(ttype)
+        types[ttype] = types.get(ttype, 0) + shape[0] * shape[1]  # parameters of each type
         if name == "token_embd.weight":
             read_bytes += nbytes // shape[0]  # one row
+            read_params += shape[1]
         else:
             read_bytes += nbytes
+            read_params += shape[0] * shape[1]
             if name != "output.weight":
                 layer_params += shape[0] * shape[1]
     if "output.weight" not in tensors:  # tied: the whole embedding is the output head
         read_bytes += tensors["token_embd.weight"][2] - tensors["token_embd.weight"][2] // vocab
+        read_params += (vocab - 1) * dim
     flops = 2 * layer_params + 2 * vocab * dim / P
     kv_cache = 2 * layers * ctx * kv_heads * head_dim * 4
     # Keys and values a decoded token reads, averaged over the generation (positions P .. P+N-2).
     kv_read = 2 * layers * kv_heads * head_dim * 4 * (P + N_PREDICT / 2)
     return {"read_bytes": read_bytes, "flops": flops, "kv_cache": kv_cache, "kv_read": kv_read,
-            "types": types,
+            "types": types, "read_params": read_params,
             "file_bytes": path.stat().st_size, "layers": layers, "dim": dim, "context": ctx}
 
 
@@ -539,8 +547,8 @@ def main(argv=None):
             for t in types:
                 model = models[s, t]
                 c = costs[s, t, PL] = model_costs(model, PL)
-                if t == "q8_0" and 1 in c["types"]:
-                    problems.append(f"{s} q8_0: some matrices were stored as F16 (rows not a multiple of 32)")
+                if t not in ("f32", "f16") and 1 in c["types"]:
+                    problems.append(f"{s} {t}: some matrices were stored as F16 (rows no block divides)")
                 prompt_ids = [int(x) for x in tokenize(model, prompt)]
                 if len(prompt_ids) != PL:
                     raise BenchError(f"{model.name}: prompt is {len(prompt_ids)} tokens, not {PL}")
@@ -574,10 +582,17 @@ def main(argv=None):
         f"{pct(r['prompt'] / r['prompt_lim'])} of {r['prompt_lim']:.0f} | {r['decode']:.1f} | "
         f"{pct(r['decode'] / r['decode_lim'])} of {r['decode_lim']:.0f} | "
         f"{r['rss'] / 1e6:.0f} / {r['allow'] / 1e6:.0f} |\n" for r in rows)
-    per_model = ("| shape | type | file MB | weights read per token (MB) | MFLOP per prompt token | "
-                 "KV cache MB | KV read per decoded token (MB, mean) |\n|---|---|---|---|---|---|---|\n"
+    def mix(c):  # the 2-D weights' types, by share of parameters
+        total = sum(c["types"].values())
+        return ", ".join(f"{quants.TYPES[k][0]} {100 * v / total:.0f}%"
+                         for k, v in sorted(c["types"].items(), key=lambda kv: -kv[1]))
+
+    per_model = ("| shape | type | file MB | weights read per token (MB) | bits per weight read | "
+                 "2-D weights by type | MFLOP per prompt token | KV cache MB | "
+                 "KV read per decoded token (MB, mean) |\n|---|---|---|---|---|---|---|---|---|\n"
                  + "".join(
                      f"| {s} | {t.upper()} | {c['file_bytes'] / 1e6:.1f} | {c['read_bytes'] / 1e6:.1f} | "
+                     f"{8 * c['read_bytes'] / c['read_params']:.2f} | {mix(c)} | "
                      f"{c['flops'] / 1e6:.1f} | {c['kv_cache'] / 1e6:.1f} | {c['kv_read'] / 1e6:.1f} |\n"
                      for (s, t, P), c in costs.items() if P == lengths[0]))
     loaded = load0 > LOAD_LIMIT or others > 0.1
@@ -622,8 +637,11 @@ def main(argv=None):
         "weight, output included, plus one row of the token embedding; not the KV cache); prompt "
         "limit = FMA peak / (2 x layer matrix parameters + 2 x vocab x dim / P), i.e. one FMA per "
         "weight per prompt position with the output head computed once per prompt (attention "
-        "scores not counted). Q8_0 prompt speed is compared with the FP32 FMA peak although its "
-        "products are integer. Decode tok/s is ./run's: generated tokens / generation time, where "
+        "scores not counted). The quantized types' prompt speed is compared with the FP32 FMA peak "
+        "although their products are integer (AVX-512 VNNI). Bytes per weight are the stored "
+        "sizes of each tensor's own type (its real block: Q4_0 18 B per 32, Q4_K 144 B per 256, "
+        "Q6_K 210 B per 256, ...), so mixtures such as Q4_K_M, and rows a type's block does not "
+        "divide (stored in a fallback type), are counted as stored. Decode tok/s is ./run's: generated tokens / generation time, where "
         f"the first of the {N_PREDICT} tokens comes from the prompt's logits. "
         "Peak RSS allowance = (file + KV cache) x 1.1, KV cache = 2 x layers x context x kv_dim x 4 B. "
         f"The bandwidth is DRAM's (a {lim['array_mib']} MiB array): weights that fit in the "

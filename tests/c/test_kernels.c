@@ -475,15 +475,17 @@ int main(void) {
         /* one batch, weights of several types: activations in every format at once */
         const uint32_t mix1[3] = {GGML_F32, GGML_Q8_0, GGML_F16},
                        mix2[3] = {GGML_Q4_K, GGML_IQ4_NL, GGML_Q6_K};
-        for (int n = 1; n <= 11; n += 10) {
+        for (int n = 1; n <= 41; n += n < 11 ? 10 : 30) {
             test_matmul_many(sets[s], n, mix1, 96);
             test_matmul_many(sets[s], n, mix2, 512);
         }
         /* the other quantized types: odd row counts and batches, rows of 1..17 blocks */
         for (int q = 0; q < N_QTYPES - 1; q++) { /* all but Q8_0 */
             const int b = (int)ggml_block_size(QTYPES[q].type);
-            const int qshapes[][3] = {
-                {1, b, 1}, {7, 3 * b, 1}, {33, 5 * b, 2}, {13, 17 * b, 7}, {30, 2 * b, 5}};
+            /* and prompts of more than one block of tile_lv's 32 positions, odd row counts */
+            const int qshapes[][3] = {{1, b, 1},       {7, 3 * b, 1},   {33, 5 * b, 2},
+                                      {13, 17 * b, 7}, {30, 2 * b, 5},  {37, 7 * b, 45},
+                                      {5, b, 33},      {18, 3 * b, 64}, {3, 9 * b, 4}};
             for (size_t i = 0; i < sizeof qshapes / sizeof qshapes[0]; i++)
                 test_matmul(sets[s], QTYPES[q].type, qshapes[i][0], qshapes[i][1], qshapes[i][2]);
             for (int nb = 1; nb <= 9; nb += 4) test_dots(sets[s], QTYPES[q].type, nb);
