@@ -9,6 +9,7 @@
 /* 16 registers of 8 floats, so tiles of 6 rows x 16 positions. No integer
    tile: AVX2's byte products (vpmaddubsw) saturate at 16 bits for these operands. */
 #define TILE_Q8 NULL
+#define GEMV_Q8P NULL
 #define FN(name) name##_avx2
 #define NAME "AVX2"
 #define TARGET __attribute__((target("avx2,fma,f16c")))
