@@ -162,19 +162,20 @@ void q8p_pack(uint8_t *dst, const Tensor *w) {
     for (int g = 0; g < groups; g++) {
         uint8_t *dg = dst + (size_t)g * gbytes;
         memset(dg, 0, gbytes);
-        for (int r = 0; r < Q8P_R && g * Q8P_R + r < w->rows; r++) {
-            const BlockQ8 *src = (const BlockQ8 *)row_ptr(w, g * Q8P_R + r);
+        for (int r = 0; r < Q8P_R; r++) {
+            const int row = g * Q8P_R + r;
+            const BlockQ8 *src = row < w->rows ? (const BlockQ8 *)row_ptr(w, row) : NULL;
             for (int b = 0; b < nb; b++) {
-                uint8_t *qs = dg + Q8P_QS(b);
-                for (int i = 0; i < QK8_0; i++) /* byte i = 4k + j goes to qs[k][r][j] */
-                    qs[(i / 4) * Q8P_R * 4 + r * 4 + i % 4] = (uint8_t)(src[b].qs[i] + 128);
-                memcpy(dg + Q8P_SCALES(b) + 2 * r, &src[b].d, 2);
+                uint8_t *qs = dg + Q8P_QS(b) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
+                for (int k = 0; k < QK8_0 / 4; k++) { /* 4 bytes 4k.., each plus 128 */
+                    uint32_t v = 0;
+                    if (src) memcpy(&v, src[b].qs + 4 * k, 4);
+                    v ^= 0x80808080u;
+                    memcpy(qs + (size_t)k * Q8P_R * 4, &v, 4);
+                }
+                if (src) memcpy(dg + Q8P_SCALES(b) + 2 * r, &src[b].d, 2);
             }
         }
-        for (int r = w->rows - g * Q8P_R; r < Q8P_R; r++) /* rows past the last: levels 0 */
-            for (int b = 0; b < nb; b++)
-                for (int i = 0; i < QK8_0; i++)
-                    dg[Q8P_QS(b) + (i / 4) * Q8P_R * 4 + r * 4 + i % 4] = 128;
     }
 }
 
