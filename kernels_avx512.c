@@ -98,6 +98,151 @@ static TARGET void gemv_q8p_avx512(float *out, int nr, const uint8_t *w, const B
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
 }
 
+/* ---- the 4-, 5- and 6-bit types' dot products, their levels unpacked in registers ----------
+ * The template's generic versions unpack a block's levels into a byte array and read it back,
+ * which here stalls on every block (32-byte loads of data just stored as 16-byte halves cannot
+ * be forwarded); these unpack in registers with shifts and masks and multiply with VNNI, levels
+ * as unsigned bytes: the offsets (Q4_0's 8, Q6_K's 32, the K-quants' mins) are applied once per
+ * group through the activations' sums. Same integer sums as dot_ref; floats summed in another
+ * order. */
+
+/* The 8 int32 lanes of a ymm, or of a float ymm, summed. */
+#define HSUM_I32(v) hsum256_epi32(v)
+
+/* Q4_0: sum_b d_w d_x (sum q x - 8 sum x), q the unsigned nibbles. */
+static TARGET float dot_q4_0_vnni(const void *wv, const void *xv, int n) {
+    const BlockQ4_0 *w = wv;
+    const BlockQ8 *x = xv;
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const int nb = n / QK;
+    int b = 0;
+    for (; b < nb; b++) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)w[b].qs);
+        const __m256i q = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1), m4);
+        const __m256i xb = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        const __m256i p = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xb),
+                                           _mm256_dpbusd_epi32(_mm256_setzero_si256(), eight, xb));
+        const __m256 sc = _mm256_set1_ps(_cvtsh_ss(w[b].d) * _cvtsh_ss(x[b].d));
+        if (b % 2)
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc1);
+        else
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_K and Q5_K (hm: Q5_K's qh, else NULL): per block d_x (d sum_g sc_g sum q x - dmin
+   sum_g m_g sum x), group g = 2c + h the nibbles h of qs[32c ..], plus 16 where bit 2c + h of
+   qh[l] is set. */
+static inline __attribute__((always_inline)) TARGET float k4_block_vnni(const uint8_t *qs,
+                                                                        const uint8_t *qh,
+                                                                        const uint8_t *scales,
+                                                                        float d, float dmin,
+                                                                        const BlockQ8K *x) {
+    const __m256i m4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16);
+    const __m256i hv = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    __m256i isum = _mm256_setzero_si256();
+    int msum = 0;
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        int sc0, m0, sc1, m1;
+        scale_min_k4(scales, 2 * c, &sc0, &m0);
+        scale_min_k4(scales, 2 * c + 1, &sc1, &m1);
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if (qh) { /* bit 2c (2c + 1) of each byte to bit 4 */
+            lo = _mm256_or_si256(
+                lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c), 4), bit4));
+            hi = _mm256_or_si256(
+                hi,
+                _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c + 1), 4), bit4));
+        }
+        const __m256i p0 = _mm256_dpbusd_epi32(
+            _mm256_setzero_si256(), lo, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c)));
+        const __m256i p1 = _mm256_dpbusd_epi32(
+            _mm256_setzero_si256(), hi,
+            _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c + 32)));
+        isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p0, _mm256_set1_epi32(sc0)));
+        isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p1, _mm256_set1_epi32(sc1)));
+        msum += m0 * (x->bsums[4 * c] + x->bsums[4 * c + 1]) +
+                m1 * (x->bsums[4 * c + 2] + x->bsums[4 * c + 3]);
+    }
+    return x->d * (d * (float)HSUM_I32(isum) - dmin * (float)msum);
+}
+
+static TARGET float dot_q4_k_vnni(const void *wv, const void *xv, int n) {
+    const BlockQ4K *w = wv;
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++)
+        sum += k4_block_vnni(w[b].qs, NULL, w[b].scales, _cvtsh_ss(w[b].d), _cvtsh_ss(w[b].dmin),
+                             &x[b]);
+    return sum;
+}
+
+static TARGET float dot_q5_k_vnni(const void *wv, const void *xv, int n) {
+    const BlockQ5K *w = wv;
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    for (int b = 0; b < n / QK_K; b++)
+        sum += k4_block_vnni(w[b].qs, w[b].qh, w[b].scales, _cvtsh_ss(w[b].d),
+                             _cvtsh_ss(w[b].dmin), &x[b]);
+    return sum;
+}
+
+/* Q6_K: per block d d_x sum_g s_g (sum q x - 32 sum x), q = the 6-bit unsigned levels; the 32
+   weights (n, k) (weight 128 n + 32 k + l) are groups 8n + 2k and 8n + 2k + 1, lanes 0-3 and
+   4-7 of their products, scaled by a vector of both groups' scales. */
+static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
+    const BlockQ6K *w = wv;
+    const BlockQ8K *x = xv;
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++) {
+        const __m128i sc = _mm_loadu_si128((const __m128i *)w[b].scales);
+        /* the offsets: 32 sum_g s_g sum x_g, the sums from Q8_K's bsums */
+        const __m256i corr = _mm256_madd_epi16(
+            _mm256_cvtepi8_epi16(sc), _mm256_loadu_si256((const __m256i *)x[b].bsums));
+        __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_and_si256(hb, m2));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const int j = 4 * h + k; /* groups 2j, 2j + 1 */
+                const __m256i s = _mm256_cvtepi8_epi32(_mm_shuffle_epi8(
+                    sc, _mm_set1_epi64x((long long)(0x0101010100000000ull +
+                                                    (uint64_t)(2 * j) * 0x0101010101010101ull))));
+                const __m256i p = _mm256_dpbusd_epi32(
+                    _mm256_setzero_si256(), q[k],
+                    _mm256_loadu_si256((const __m256i *)(x[b].qs + 128 * h + 32 * k)));
+                isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p, s));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(_cvtsh_ss(w[b].d) * x[b].d),
+                              acc);
+    }
+    return hsum256(acc);
+}
+#undef HSUM_I32
+#define DOT_Q4_0 dot_q4_0_vnni
+#define DOT_Q4_K dot_q4_k_vnni
+#define DOT_Q5_K dot_q5_k_vnni
+#define DOT_Q6_K dot_q6_k_vnni
+
 /* The template's mapping: 32 registers of 16 floats, so tiles of 12 rows x 32 positions. */
 #define TILE_Q8 tile_q8_avx512
 #define GEMV_Q8P gemv_q8p_avx512
