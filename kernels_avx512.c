@@ -133,63 +133,80 @@ static TARGET float dot_q4_0_vnni(const void *wv, const void *xv, int n) {
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
-/* Q4_K and Q5_K (hm: Q5_K's qh, else NULL): per block d_x (d sum_g sc_g sum q x - dmin
-   sum_g m_g sum x), group g = 2c + h the nibbles h of qs[32c ..], plus 16 where bit 2c + h of
-   qh[l] is set. */
-static inline __attribute__((always_inline)) TARGET float k4_block_vnni(const uint8_t *qs,
-                                                                        const uint8_t *qh,
-                                                                        const uint8_t *scales,
-                                                                        float d, float dmin,
-                                                                        const BlockQ8K *x) {
+/* Q4_K and Q5_K's eight 6-bit scales and mins (scale_min_k4's layout) in a few word
+   operations: bytes 0-7 of *sc and *m are groups 0-7. */
+static inline void k4_scales(const uint8_t s[12], uint64_t *sc, uint64_t *m) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+    const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+    *sc = (uint64_t)(u0 & 0x3f3f3f3fu) | (uint64_t)sc_hi << 32;
+    *m = (uint64_t)(u1 & 0x3f3f3f3fu) | (uint64_t)m_hi << 32;
+}
+
+/* Q4_K and Q5_K (qh: Q5_K's, else NULL): acc (8 float lanes) += d_x (d sum_g sc_g sum q x -
+   dmin sum_g m_g sum x), group g = 2c + h the nibbles h of qs[32c ..], plus 16 where bit 2c + h
+   of qh[l] is set. Levels times activations in 16-bit pairs (maddubs: at most 2 * 31 * 127, no
+   saturation), then times the group's scale into 32 bits (madd); the mins meet Q8_K's bsums. */
+static inline __attribute__((always_inline)) TARGET __m256
+k4_block_vnni(__m256 acc, const uint8_t *qs, const uint8_t *qh, const uint8_t *scales, float d,
+              float dmin, const BlockQ8K *x) {
     const __m256i m4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16);
     const __m256i hv = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    uint64_t sc, m;
+    k4_scales(scales, &sc, &m);
+    const __m128i m8 = _mm_cvtsi64_si128((long long)m);
+    const __m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)),
+                                           _mm256_loadu_si256((const __m256i *)x->bsums));
+    /* the 8 scales as 16-bit words in both halves; group g's broadcast by a byte shuffle */
+    const __m256i sc16 =
+        _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
     __m256i isum = _mm256_setzero_si256();
-    int msum = 0;
 #pragma GCC unroll 4
     for (int c = 0; c < 4; c++) {
-        int sc0, m0, sc1, m1;
-        scale_min_k4(scales, 2 * c, &sc0, &m0);
-        scale_min_k4(scales, 2 * c + 1, &sc1, &m1);
         const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
         __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         if (qh) { /* bit 2c (2c + 1) of each byte to bit 4 */
             lo = _mm256_or_si256(
                 lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c), 4), bit4));
             hi = _mm256_or_si256(
-                hi,
-                _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c + 1), 4), bit4));
+                hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c + 1), 4), bit4));
         }
-        const __m256i p0 = _mm256_dpbusd_epi32(
-            _mm256_setzero_si256(), lo, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c)));
-        const __m256i p1 = _mm256_dpbusd_epi32(
-            _mm256_setzero_si256(), hi,
-            _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c + 32)));
-        isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p0, _mm256_set1_epi32(sc0)));
-        isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p1, _mm256_set1_epi32(sc1)));
-        msum += m0 * (x->bsums[4 * c] + x->bsums[4 * c + 1]) +
-                m1 * (x->bsums[4 * c + 2] + x->bsums[4 * c + 3]);
+        const __m256i s0 =
+            _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * 2 * c)));
+        const __m256i s1 =
+            _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1))));
+        const __m256i p0 =
+            _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c)));
+        const __m256i p1 =
+            _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c + 32)));
+        isum = _mm256_add_epi32(
+            isum, _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
     }
-    return x->d * (d * (float)HSUM_I32(isum) - dmin * (float)msum);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(x->d * d), acc);
+    return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(x->d * dmin), acc);
 }
 
 static TARGET float dot_q4_k_vnni(const void *wv, const void *xv, int n) {
     const BlockQ4K *w = wv;
     const BlockQ8K *x = xv;
-    float sum = 0.0f;
+    __m256 acc = _mm256_setzero_ps();
     for (int b = 0; b < n / QK_K; b++)
-        sum += k4_block_vnni(w[b].qs, NULL, w[b].scales, _cvtsh_ss(w[b].d), _cvtsh_ss(w[b].dmin),
-                             &x[b]);
-    return sum;
+        acc = k4_block_vnni(acc, w[b].qs, NULL, w[b].scales, _cvtsh_ss(w[b].d),
+                            _cvtsh_ss(w[b].dmin), &x[b]);
+    return hsum256(acc);
 }
 
 static TARGET float dot_q5_k_vnni(const void *wv, const void *xv, int n) {
     const BlockQ5K *w = wv;
     const BlockQ8K *x = xv;
-    float sum = 0.0f;
+    __m256 acc = _mm256_setzero_ps();
     for (int b = 0; b < n / QK_K; b++)
-        sum += k4_block_vnni(w[b].qs, w[b].qh, w[b].scales, _cvtsh_ss(w[b].d),
-                             _cvtsh_ss(w[b].dmin), &x[b]);
-    return sum;
+        acc = k4_block_vnni(acc, w[b].qs, w[b].qh, w[b].scales, _cvtsh_ss(w[b].d),
+                            _cvtsh_ss(w[b].dmin), &x[b]);
+    return hsum256(acc);
 }
 
 /* Q6_K: per block d d_x sum_g s_g (sum q x - 32 sum x), q = the 6-bit unsigned levels; the 32
@@ -203,8 +220,8 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
     for (int b = 0; b < n / QK_K; b++) {
         const __m128i sc = _mm_loadu_si128((const __m128i *)w[b].scales);
         /* the offsets: 32 sum_g s_g sum x_g, the sums from Q8_K's bsums */
-        const __m256i corr = _mm256_madd_epi16(
-            _mm256_cvtepi8_epi16(sc), _mm256_loadu_si256((const __m256i *)x[b].bsums));
+        const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc),
+                                               _mm256_loadu_si256((const __m256i *)x[b].bsums));
         __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
