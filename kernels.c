@@ -167,7 +167,7 @@ void q8p_pack(uint8_t *dst, const Tensor *w) {
             const BlockQ8 *src = row < w->rows ? (const BlockQ8 *)row_ptr(w, row) : NULL;
             for (int b = 0; b < nb; b++) {
                 uint8_t *qs = dg + Q8P_QS(b) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
-                for (int k = 0; k < QK8_0 / 4; k++) { /* 4 bytes 4k.., each plus 128 */
+                for (int k = 0; k < QK8_0 / 4; k++) {         /* 4 bytes 4k.., each plus 128 */
                     uint32_t v = 0;
                     if (src) memcpy(&v, src[b].qs + 4 * k, 4);
                     v ^= 0x80808080u;
