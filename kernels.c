@@ -143,37 +143,41 @@ Tensor tensor_rows(const Tensor *w, int start, int n) {
     v.data = row_ptr(w, start);
     /* a view starting on a group boundary keeps the packed rows (its last group may hold rows
        past the view: they are computed and not stored); any other view is read in place */
-    v.packed = w->packed && start % Q8P_R == 0
-                   ? w->packed + (size_t)(start / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK8_0)
-                   : NULL;
+    v.packed =
+        w->packed && start % Q8P_R == 0
+            ? w->packed + (size_t)(start / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK, Q8P_QB(w->type))
+            : NULL;
     return v;
 }
 
-/* ---- Q8_0 repacked for decoding (the Q8P layout, kernels.h) ---------------------------- */
+/* ---- Q8_0 and Q4_0 repacked for decoding (the Q8P layout, kernels.h) ------------------ */
 
 size_t q8p_bytes(const Tensor *w) {
-    return (size_t)((w->rows + Q8P_R - 1) / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK8_0);
+    return (size_t)((w->rows + Q8P_R - 1) / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK, Q8P_QB(w->type));
 }
 
+/* Both block types start with their half scale; the levels follow: 32 bytes, or 16 of nibbles. */
 void q8p_pack(uint8_t *dst, const Tensor *w) {
-    const int nb = w->cols / QK8_0, groups = (w->rows + Q8P_R - 1) / Q8P_R;
-    const size_t gbytes = Q8P_GROUP_BYTES(nb);
+    const int nb = w->cols / QK, groups = (w->rows + Q8P_R - 1) / Q8P_R, q8 = w->type == GGML_Q8_0;
+    const int qb = Q8P_QB(w->type), words = qb / (Q8P_R * 4); /* 4-byte words per row block */
+    const size_t gbytes = Q8P_GROUP_BYTES(nb, qb), block = w->row_bytes / nb;
+    const uint32_t offset = q8 ? 0x80808080u : 0; /* Q8_0: levels plus 128 */
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < groups; g++) {
         uint8_t *dg = dst + (size_t)g * gbytes;
         memset(dg, 0, gbytes);
-        for (int r = 0; r < Q8P_R; r++) {
-            const int row = g * Q8P_R + r;
-            const BlockQ8 *src = row < w->rows ? (const BlockQ8 *)row_ptr(w, row) : NULL;
+        for (int r = 0; r < Q8P_R && g * Q8P_R + r < w->rows; r++) {
+            const uint8_t *src = row_ptr(w, g * Q8P_R + r);
             for (int b = 0; b < nb; b++) {
-                uint8_t *qs = dg + Q8P_QS(b) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
-                for (int k = 0; k < QK8_0 / 4; k++) {         /* 4 bytes 4k.., each plus 128 */
-                    uint32_t v = 0;
-                    if (src) memcpy(&v, src[b].qs + 4 * k, 4);
-                    v ^= 0x80808080u;
+                const uint8_t *blk = src + (size_t)b * block;
+                uint8_t *qs = dg + Q8P_QS(b, qb) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
+                for (int k = 0; k < words; k++) {
+                    uint32_t v;
+                    memcpy(&v, blk + 2 + 4 * k, 4);
+                    v ^= offset;
                     memcpy(qs + (size_t)k * Q8P_R * 4, &v, 4);
                 }
-                if (src) memcpy(dg + Q8P_SCALES(b) + 2 * r, &src[b].d, 2);
+                memcpy(dg + Q8P_SCALES(b, qb) + 2 * r, blk, 2);
             }
         }
     }
@@ -188,19 +192,25 @@ void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb) {
     }
 }
 
-/* Row r: sum_b (xs[b] + sum_i qs_r[b][i] x[b][i]) * (d_r[b] * xd[b]), the int sum exact, the
-   float terms added in block order with one rounding each (fmaf), as the vector lanes do. */
-void gemv_q8p_ref(float *out, int nr, const uint8_t *w, const BlockQ8 *x, const int32_t *xs,
-                  const float *xd, int nb) {
+/* Row r: sum_b (offset_b + sum_i q_r[b][i] x[b][i]) * (d_r[b] * xd[b]), the int sum exact
+   (q unsigned: Q8_0's level + 128 with offset_b = xs[b] = -128 sum x; Q4_0's nibble with
+   offset_b = xs[b] / 16 = -8 sum x), the float terms added in block order with one rounding
+   each (fmaf), as the vector lanes do. */
+void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const BlockQ8 *x,
+                     const int32_t *xs, const float *xd, int nb) {
+    const int qb = Q8P_QB(type);
     for (int r = 0; r < nr; r++) {
         float acc = 0.0f;
         for (int b = 0; b < nb; b++) {
-            const uint8_t *qs = w + Q8P_QS(b);
+            const uint8_t *qs = w + Q8P_QS(b, qb);
             uint16_t d;
-            memcpy(&d, w + Q8P_SCALES(b) + 2 * r, 2);
-            int32_t isum = xs[b];
-            for (int i = 0; i < QK8_0; i++)
-                isum += qs[(i / 4) * Q8P_R * 4 + r * 4 + i % 4] * x[b].qs[i];
+            memcpy(&d, w + Q8P_SCALES(b, qb) + 2 * r, 2);
+            int32_t isum = type == GGML_Q8_0 ? xs[b] : xs[b] / 16;
+            for (int i = 0; i < QK; i++) {
+                const int byte = type == GGML_Q8_0 ? i : i % 16; /* Q4_0: nibble i / 16 */
+                const int v = qs[(byte / 4) * Q8P_R * 4 + r * 4 + byte % 4];
+                isum += (type == GGML_Q8_0 ? v : (v >> (4 * (i / 16))) & 15) * x[b].qs[i];
+            }
             acc = fmaf((float)isum, f16_table[d] * xd[b], acc);
         }
         out[r] = acc;
@@ -256,7 +266,9 @@ static void batch_number(Batch *b, int gemm_path) {
     b->start[0] = 0;
     for (int j = 0; j < b->count; j++) {
         const Tensor *w = b->w[j];
-        const int unit = gemm_path ? active->tile_r : w->packed && active->gemv_q8p ? Q8P_R : 1;
+        const int unit = gemm_path                                   ? active->tile_r
+                         : w->packed && active->gemv_packed[w->type] ? Q8P_R
+                                                                     : 1;
         b->start[j + 1] = b->start[j] + (w->rows + unit - 1) / unit;
     }
 }
@@ -268,7 +280,9 @@ static int batch_find(const Batch *b, int i) {
 }
 
 /* Does decoding read w repacked (Q8P) with the set's kernel? */
-static int packed(const Kernels *k, const Tensor *w) { return w->packed && k->gemv_q8p; }
+static int packed(const Kernels *k, const Tensor *w) {
+    return w->packed && k->gemv_packed[w->type];
+}
 
 /* Decoding: one dot product per (position, row), or one packed kernel call per group of Q8P_R
  * rows, split across threads. For quantized weights the position's activations are quantized
@@ -303,8 +317,9 @@ static void gemv(const Batch *b, const float *x, int n) {
             float *out = b->out[j] + (size_t)t * w->rows;
             if (packed(k, w)) {
                 const int r0 = r * Q8P_R, nr = w->rows - r0 < Q8P_R ? w->rows - r0 : Q8P_R;
-                k->gemv_q8p(out + r0, nr, w->packed + (size_t)r * Q8P_GROUP_BYTES(nb),
-                            (const BlockQ8 *)x80, xs, xd, nb);
+                k->gemv_packed[w->type](
+                    out + r0, nr, w->packed + (size_t)r * Q8P_GROUP_BYTES(nb, Q8P_QB(w->type)),
+                    (const BlockQ8 *)x80, xs, xd, nb);
                 continue;
             }
             const void *row = row_ptr(w, r), *xa = acts[weight_type(w->type)->act];

@@ -73,12 +73,12 @@ static TARGET void tile_q8_avx512(float *out, int ostride, const BlockQ8 *const 
  * -128 * sum(x[b]) leaves each lane exactly row r's sum w * x. Then one conversion of the 16
  * rows' scales, times x's, and one FMA: about 20 instructions per 544 bytes of weights, where
  * a dot product per row spends about 12 per 68. Two int accumulators halve the dependency
- * chain; the float lanes add blocks in order, as gemv_q8p_ref. */
+ * chain; the float lanes add blocks in order, as gemv_packed_ref. */
 static TARGET void gemv_q8p_avx512(float *out, int nr, const uint8_t *w, const BlockQ8 *x,
                                    const int32_t *xs, const float *xd, int nb) {
     __m512 acc = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const uint8_t *wb = w + Q8P_QS(b);
+        const uint8_t *wb = w + Q8P_QS(b, 512);
         const int8_t *xb = x[b].qs;
         __m512i i0 = _mm512_set1_epi32(xs[b]), i1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
@@ -90,9 +90,38 @@ static TARGET void gemv_q8p_avx512(float *out, int nr, const uint8_t *w, const B
             i1 =
                 _mm512_dpbusd_epi32(i1, _mm512_load_si512(wb + 64 * k + 64), _mm512_set1_epi32(x1));
         }
-        const __m512 s =
-            _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + Q8P_SCALES(b)))),
-                          _mm512_set1_ps(xd[b]));
+        const __m512 s = _mm512_mul_ps(
+            _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + Q8P_SCALES(b, 512)))),
+            _mm512_set1_ps(xd[b]));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), s, acc);
+    }
+    _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
+}
+
+/* Q4_0 repacked (the Q8P layout with 256 bytes of nibbles per block): as gemv_q8p_avx512, each
+ * 64-byte vector giving two products, its low nibbles (weights 4k + j) and its high ones
+ * (16 + 4k + j); the lanes start at xs[b] / 16 = -8 sum(x[b]), which leaves sum (q - 8) x. */
+static TARGET void gemv_q4p_avx512(float *out, int nr, const uint8_t *w, const BlockQ8 *x,
+                                   const int32_t *xs, const float *xd, int nb) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *wb = w + Q8P_QS(b, 256);
+        const int8_t *xb = x[b].qs;
+        __m512i i0 = _mm512_set1_epi32(xs[b] / 16), i1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            int32_t x0, x1;
+            memcpy(&x0, xb + 4 * k, 4);
+            memcpy(&x1, xb + 16 + 4 * k, 4);
+            const __m512i v = _mm512_load_si512(wb + 64 * k);
+            i0 = _mm512_dpbusd_epi32(i0, _mm512_and_si512(v, m4), _mm512_set1_epi32(x0));
+            i1 = _mm512_dpbusd_epi32(i1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                     _mm512_set1_epi32(x1));
+        }
+        const __m512 s = _mm512_mul_ps(
+            _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + Q8P_SCALES(b, 256)))),
+            _mm512_set1_ps(xd[b]));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), s, acc);
     }
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
@@ -263,6 +292,7 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
 /* The template's mapping: 32 registers of 16 floats, so tiles of 12 rows x 32 positions. */
 #define TILE_Q8 tile_q8_avx512
 #define GEMV_Q8P gemv_q8p_avx512
+#define GEMV_Q4P gemv_q4p_avx512
 #define FN(name) name##_avx512
 #define NAME "AVX-512"
 #define VF __m512

@@ -21,7 +21,8 @@
  *                   and acc += scale * (the exact integer dot product of one pair of 32-byte
  *                   blocks)
  *   TILE_Q8         the set's integer Q8_0 tile for prompts (Kernels.tile_q8), or NULL
- *   GEMV_Q8P        the set's decoding kernel for repacked Q8_0 (Kernels.gemv_q8p), or NULL
+ *   GEMV_Q8P, GEMV_Q4P   the set's decoding kernels for repacked Q8_0 and Q4_0
+ *                   (Kernels.gemv_packed), or NULL
  *   I8DOT16(a, b), I8DOT32(a, b)
  *                   the exact sum of the 16 or 32 products a[i] * b[i] of signed bytes, as an
  *                   int (|a[i]|, |b[i]| <= 127: the levels of the quantized types, unpacked)
@@ -36,8 +37,9 @@
  */
 #include "kernels_sets.h"
 
-#if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8) || !defined(GEMV_Q8P)
-#error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8 and GEMV_Q8P first"
+#if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8) ||                     \
+    !defined(GEMV_Q8P) || !defined(GEMV_Q4P)
+#error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8, GEMV_Q8P and GEMV_Q4P first"
 #endif
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
@@ -509,5 +511,5 @@ const Kernels FN(kernels) = {
     .att_scores = FN(att_scores),
     .att_pv = FN(att_pv),
     .tile_q8 = TILE_Q8,
-    .gemv_q8p = GEMV_Q8P,
+    .gemv_packed = {[GGML_Q8_0] = GEMV_Q8P, [GGML_Q4_0] = GEMV_Q4P},
 };

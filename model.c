@@ -1015,13 +1015,14 @@ static int matmul_tensors(Model *m, Tensor **out) {
 }
 
 int model_repack(Model *m, Error *err) {
-    if (!kernels_active()->gemv_q8p || m->config.vocab_only || !m->weights.layers) return 0;
+    const Kernels *k = kernels_active();
+    if (m->config.vocab_only || !m->weights.layers) return 0;
     Tensor **ts = malloc(((size_t)m->config.n_layers * 7 + 1) * sizeof *ts);
     if (!ts) return fail(err, "out of memory");
     const int n = matmul_tensors(m, ts);
     size_t total = 0;
     for (int i = 0; i < n; i++)
-        if (ts[i]->data && ts[i]->type == GGML_Q8_0) total += q8p_bytes(ts[i]);
+        if (ts[i]->data && k->gemv_packed[ts[i]->type]) total += q8p_bytes(ts[i]);
     if (total == 0) {
         free(ts);
         return 0;
@@ -1033,13 +1034,12 @@ int model_repack(Model *m, Error *err) {
 #endif
     } else {
         free(ts);
-        return fail(err, "out of memory: %.1f MB to repack the Q8_0 weights (--no-repack)",
-                    total / 1e6);
+        return fail(err, "out of memory: %.1f MB to repack the weights (--no-repack)", total / 1e6);
     }
     m->packed_bytes = total;
     size_t off = 0;
     for (int i = 0; i < n; i++)
-        if (ts[i]->data && ts[i]->type == GGML_Q8_0) {
+        if (ts[i]->data && k->gemv_packed[ts[i]->type]) {
             q8p_pack(m->packed + off, ts[i]);
             ts[i]->packed = m->packed + off;
             off += q8p_bytes(ts[i]);

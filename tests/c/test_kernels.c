@@ -205,17 +205,20 @@ static void test_matmul_many(const Kernels *k, int n, const uint32_t types[3], i
     free(x);
 }
 
-/* Q8_0 repacked for decoding (the Q8P layout, kernels.h), on odd row counts (partial groups)
- * and odd block counts: the plain gemv_q8p_ref against matmul_ref within float reassociation;
- * the set's gemv_q8p, where it has one, bit for bit against gemv_q8p_ref; matmul through the
- * packed tensor and through views of it (tensor_rows: on a group boundary they keep the packed
- * rows, elsewhere they read the file's) equal to gemv_q8p_ref's rows, at batches 1 and 3. */
-static void test_q8p(const Kernels *k, int rows, int cols) {
-    const int nb = cols / QK8_0, groups = (rows + Q8P_R - 1) / Q8P_R, n = 3;
+/* Q8_0 and Q4_0 repacked for decoding (the Q8P layout, kernels.h), on odd row counts (partial
+ * groups) and odd block counts: the plain gemv_packed_ref against matmul_ref within float
+ * reassociation; the set's gemv_packed, where it has one, bit for bit against gemv_packed_ref;
+ * matmul through the packed tensor and through views of it (tensor_rows: on a group boundary
+ * they keep the packed rows, elsewhere they read the file's) equal to gemv_packed_ref's rows,
+ * at batches 1 and 3. */
+static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
+    const int nb = cols / QK8_0, qb = Q8P_QB(type), groups = (rows + Q8P_R - 1) / Q8P_R, n = 3;
     float *wf = malloc((size_t)rows * cols * sizeof(float));
     size_t rb;
-    void *wdata = make_weights(GGML_Q8_0, rows, cols, wf, &rb);
-    Tensor w = {GGML_Q8_0, rows, cols, rb, wdata, NULL};
+    void *wdata = make_weights(type, rows, cols, wf, &rb);
+    Tensor w = {type, rows, cols, rb, wdata, NULL};
+    void (*const kern)(float *, int, const uint8_t *, const BlockQ8 *, const int32_t *,
+                       const float *, int) = k->gemv_packed[type];
     uint8_t *packed = aligned_alloc(64, q8p_bytes(&w));
     q8p_pack(packed, &w);
     float *x = malloc((size_t)n * cols * sizeof(float));
@@ -232,11 +235,11 @@ static void test_q8p(const Kernels *k, int rows, int cols) {
         q8p_act(xs, xd, xq, nb);
         for (int g = 0; g < groups; g++) {
             const int nr = rows - g * Q8P_R < Q8P_R ? rows - g * Q8P_R : Q8P_R;
-            const uint8_t *wg = packed + (size_t)g * Q8P_GROUP_BYTES(nb);
+            const uint8_t *wg = packed + (size_t)g * Q8P_GROUP_BYTES(nb, qb);
             float *rg = ref + (size_t)t * rows + g * Q8P_R;
-            gemv_q8p_ref(rg, nr, wg, xq, xs, xd, nb);
-            if (k->gemv_q8p) {
-                k->gemv_q8p(got, nr, wg, xq, xs, xd, nb);
+            gemv_packed_ref(type, rg, nr, wg, xq, xs, xd, nb);
+            if (kern) {
+                kern(got, nr, wg, xq, xs, xd, nb);
                 ok_set &= memcmp(got, rg, (size_t)nr * sizeof(float)) == 0;
             }
             for (int r = 0; r < nr; r++) {
@@ -254,7 +257,7 @@ static void test_q8p(const Kernels *k, int rows, int cols) {
         matmul(out, x, &w, batch);
         for (int t = 0; t < batch; t++)
             for (int r = 0; r < rows; r++) {
-                const float e = k->gemv_q8p ? ref[(size_t)t * rows + r] : out[t * rows + r];
+                const float e = kern ? ref[(size_t)t * rows + r] : out[t * rows + r];
                 ok_mm &= out[(size_t)t * rows + r] == e;
             }
     }
@@ -262,13 +265,13 @@ static void test_q8p(const Kernels *k, int rows, int cols) {
         const Tensor v = tensor_rows(&w, start, rows - start);
         ok_mm &= (v.packed != NULL) == (start % Q8P_R == 0);
         matmul(out, x, &v, 1);
-        if (v.packed && k->gemv_q8p)
+        if (v.packed && kern)
             ok_mm &= memcmp(out, ref + start, (size_t)(rows - start) * sizeof(float)) == 0;
     }
     char what[160];
     snprintf(what, sizeof what,
-             "Q8_0 repacked %dx%d: reference vs matmul_ref, %s kernel (%s) and matmul equal to it",
-             rows, cols, k->name, k->gemv_q8p ? "own" : "none: file layout");
+             "%s repacked %dx%d: reference vs matmul_ref, %s kernel (%s) and matmul equal to it",
+             ggml_type_name(type), rows, cols, k->name, kern ? "own" : "none: file layout");
     check(ok_ref && ok_set && ok_mm, what);
     free(wf);
     free(wdata);
@@ -295,7 +298,7 @@ static void test_threads(const Kernels *k) {
     const int saved = omp_get_max_threads();
     kernels_use(k);
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        for (int pack = 0; pack <= (types[i] == GGML_Q8_0); pack++) {
+        for (int pack = 0; pack <= (types[i] == GGML_Q8_0 || types[i] == GGML_Q4_0); pack++) {
             size_t rb;
             void *data = make_weights(types[i], rows, cols, wf, &rb);
             Tensor w = {types[i], rows, cols, rb, data, NULL};
@@ -617,7 +620,8 @@ int main(void) {
         const int q8p_shapes[][2] = {{1, 32},    {7, 96},     {16, 64},  {33, 160},
                                      {129, 768}, {300, 1056}, {48, 2048}};
         for (size_t i = 0; i < sizeof q8p_shapes / sizeof q8p_shapes[0]; i++)
-            test_q8p(sets[s], q8p_shapes[i][0], q8p_shapes[i][1]);
+            for (int t = 0; t < 2; t++)
+                test_q8p(sets[s], t ? GGML_Q4_0 : GGML_Q8_0, q8p_shapes[i][0], q8p_shapes[i][1]);
         test_threads(sets[s]);
     }
     /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
