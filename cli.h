@@ -29,6 +29,7 @@ typedef struct {
     int batch;         /* prompt positions per forward call */
     int ctx;           /* positions to allocate (KV cache, RoPE tables); 0 = model_load's default */
     int threads;       /* 0 = OpenMP's default */
+    int no_repack;     /* keep Q8_0 weights in the file's layout (model_repack) */
     int tokenize;      /* print the prompt's ids and exit */
     int parse_special; /* control-token spellings in the prompt become those tokens */
     const char *dump_logits;

@@ -141,7 +141,80 @@ Tensor tensor_rows(const Tensor *w, int start, int n) {
     Tensor v = *w;
     v.rows = n;
     v.data = row_ptr(w, start);
+    /* a view starting on a group boundary keeps the packed rows (its last group may hold rows
+       past the view: they are computed and not stored); any other view is read in place */
+    v.packed =
+        w->packed && start % Q8P_R == 0
+            ? w->packed + (size_t)(start / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK, Q8P_QB(w->type))
+            : NULL;
     return v;
+}
+
+/* ---- Q8_0 and Q4_0 repacked for decoding (the Q8P layout, kernels.h) ------------------ */
+
+size_t q8p_bytes(const Tensor *w) {
+    return (size_t)((w->rows + Q8P_R - 1) / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK, Q8P_QB(w->type));
+}
+
+/* Both block types start with their half scale; the levels follow: 32 bytes, or 16 of nibbles. */
+void q8p_pack(uint8_t *dst, const Tensor *w) {
+    const int nb = w->cols / QK, groups = (w->rows + Q8P_R - 1) / Q8P_R, q8 = w->type == GGML_Q8_0;
+    const int qb = Q8P_QB(w->type), words = qb / (Q8P_R * 4); /* 4-byte words per row block */
+    const size_t gbytes = Q8P_GROUP_BYTES(nb, qb), block = w->row_bytes / nb;
+    const uint32_t offset = q8 ? 0x80808080u : 0; /* Q8_0: levels plus 128 */
+#pragma omp parallel for schedule(static)
+    for (int g = 0; g < groups; g++) {
+        uint8_t *dg = dst + (size_t)g * gbytes;
+        memset(dg, 0, gbytes);
+        for (int r = 0; r < Q8P_R && g * Q8P_R + r < w->rows; r++) {
+            const uint8_t *src = row_ptr(w, g * Q8P_R + r);
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *blk = src + (size_t)b * block;
+                uint8_t *qs = dg + Q8P_QS(b, qb) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
+                for (int k = 0; k < words; k++) {
+                    uint32_t v;
+                    memcpy(&v, blk + 2 + 4 * k, 4);
+                    v ^= offset;
+                    memcpy(qs + (size_t)k * Q8P_R * 4, &v, 4);
+                }
+                memcpy(dg + Q8P_SCALES(b, qb) + 2 * r, blk, 2);
+            }
+        }
+    }
+}
+
+void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb) {
+    for (int b = 0; b < nb; b++) {
+        int32_t sum = 0;
+        for (int i = 0; i < QK8_0; i++) sum += x[b].qs[i];
+        xs[b] = -128 * sum;
+        xd[b] = f16_table[x[b].d];
+    }
+}
+
+/* Row r: sum_b (offset_b + sum_i q_r[b][i] x[b][i]) * (d_r[b] * xd[b]), the int sum exact
+   (q unsigned: Q8_0's level + 128 with offset_b = xs[b] = -128 sum x; Q4_0's nibble with
+   offset_b = xs[b] / 16 = -8 sum x), the float terms added in block order with one rounding
+   each (fmaf), as the vector lanes do. */
+void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const BlockQ8 *x,
+                     const int32_t *xs, const float *xd, int nb) {
+    const int qb = Q8P_QB(type);
+    for (int r = 0; r < nr; r++) {
+        float acc = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *qs = w + Q8P_QS(b, qb);
+            uint16_t d;
+            memcpy(&d, w + Q8P_SCALES(b, qb) + 2 * r, 2);
+            int32_t isum = type == GGML_Q8_0 ? xs[b] : xs[b] / 16;
+            for (int i = 0; i < QK; i++) {
+                const int byte = type == GGML_Q8_0 ? i : i % 16; /* Q4_0: nibble i / 16 */
+                const int v = qs[(byte / 4) * Q8P_R * 4 + r * 4 + byte % 4];
+                isum += (type == GGML_Q8_0 ? v : (v >> (4 * (i / 16))) & 15) * x[b].qs[i];
+            }
+            acc = fmaf((float)isum, f16_table[d] * xd[b], acc);
+        }
+        out[r] = acc;
+    }
 }
 
 /* ---- reference ------------------------------------------------------------------------- */
@@ -191,39 +264,71 @@ typedef struct {
     int count;
 } Batch;
 
+/* Numbers the batch's work items: for a prompt, groups of the set's tile_r rows; when decoding,
+   rows, or groups of Q8P_R rows for packed weights. */
+static void batch_number(Batch *b, int gemm_path) {
+    b->start[0] = 0;
+    for (int j = 0; j < b->count; j++) {
+        const Tensor *w = b->w[j];
+        const int unit = gemm_path                                   ? active->tile_r
+                         : w->packed && active->gemv_packed[w->type] ? Q8P_R
+                                                                     : 1;
+        b->start[j + 1] = b->start[j] + (w->rows + unit - 1) / unit;
+    }
+}
+
 static int batch_find(const Batch *b, int i) {
     int j = 0;
     while (i >= b->start[j + 1]) j++;
     return j;
 }
 
-/* Decoding: one dot product per (position, row), rows split across threads. For quantized
- * weights the position's activations are quantized once, up front, into the formats the batch's
- * types take (Q8_0, Q8_K) on the calling thread's stack (no worker's), sized to the call: 2.2 KB
- * of Q8_0 for 2048 columns (at most Q8_MAX_COLS: 149 KB of Q8_K), so that decoding allocates
- * nothing. acts[f] is the activations in format f (the floats themselves for GGML_F32). */
+/* Does decoding read w repacked (Q8P) with the set's kernel? */
+static int packed(const Kernels *k, const Tensor *w) {
+    return w->packed && k->gemv_packed[w->type];
+}
+
+/* Decoding: one dot product per (position, row), or one packed kernel call per group of Q8P_R
+ * rows, split across threads. For quantized weights the position's activations are quantized
+ * once, up front, into the formats the batch's types take (Q8_0, Q8_K) on the calling thread's
+ * stack (no worker's), sized to the call: 2.2 KB of Q8_0 for 2048 columns (at most Q8_MAX_COLS:
+ * 149 KB of Q8_K), so that decoding allocates nothing. acts[f] is the activations in format f
+ * (the floats themselves for GGML_F32). */
 static void gemv(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
-    const int cols = b->w[0]->cols, total = b->start[b->count];
-    int need[GGML_TYPE_COUNT] = {0};
-    for (int j = 0; j < b->count; j++) need[weight_type(b->w[j]->type)->act] = 1;
+    const int cols = b->w[0]->cols, total = b->start[b->count], nb = cols / QK8_0;
+    int need[GGML_TYPE_COUNT] = {0}, any_packed = 0;
+    for (int j = 0; j < b->count; j++) {
+        need[weight_type(b->w[j]->type)->act] = 1;
+        any_packed |= packed(k, b->w[j]);
+    }
     /* floats, so that Q8_K's float scales are aligned */
     float x80[need[GGML_Q8_0] ? ggml_row_bytes(GGML_Q8_0, cols) / 4 + 1 : 1];
     float x8k[need[GGML_Q8_K] ? ggml_row_bytes(GGML_Q8_K, cols) / 4 + 1 : 1];
+    int32_t xs[any_packed ? nb : 1];
+    float xd[any_packed ? nb : 1];
     const void *acts[GGML_TYPE_COUNT] = {[GGML_Q8_0] = x80, [GGML_Q8_K] = x8k};
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * cols;
         acts[GGML_F32] = xt;
         if (need[GGML_Q8_0]) quantize_q8_0((BlockQ8 *)x80, xt, cols);
         if (need[GGML_Q8_K]) quantize_q8_k((BlockQ8K *)x8k, xt, cols);
+        if (any_packed) q8p_act(xs, xd, (const BlockQ8 *)x80, nb);
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < total; i++) {
-            const int j = batch_find(b, i), r = i - b->start[j];
+            const int j = batch_find(b, i), r = i - b->start[j]; /* a row, or a group of rows */
             const Tensor *w = b->w[j];
+            float *out = b->out[j] + (size_t)t * w->rows;
+            if (packed(k, w)) {
+                const int r0 = r * Q8P_R, nr = w->rows - r0 < Q8P_R ? w->rows - r0 : Q8P_R;
+                k->gemv_packed[w->type](
+                    out + r0, nr, w->packed + (size_t)r * Q8P_GROUP_BYTES(nb, Q8P_QB(w->type)),
+                    (const BlockQ8 *)x80, xs, xd, nb);
+                continue;
+            }
             const void *row = row_ptr(w, r), *xa = acts[weight_type(w->type)->act];
             const DotFn dot = k->dot[w->type];
-            b->out[j][(size_t)t * w->rows + r] =
-                dot ? dot(row, xa, cols) : dot_ref(w->type, row, xa, cols);
+            out[r] = dot ? dot(row, xa, cols) : dot_ref(w->type, row, xa, cols);
         }
     }
 }
@@ -526,7 +631,9 @@ static void gemm(const Batch *b, const float *x, int n) {
     GemmInput in;
     if (gemm_input(&in, b, x, n)) { /* no room for the copies: the decoding path needs none */
         gemm_free(&in);
-        gemv(b, x, n);
+        Batch rows = *b;
+        batch_number(&rows, 0);
+        gemv(&rows, x, n);
         return;
     }
 #pragma omp parallel for schedule(dynamic, 8)
@@ -571,14 +678,13 @@ static void gemm(const Batch *b, const float *x, int n) {
 
 void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, int count, int n) {
     Batch b = {0};
-    const int gemm_path = n >= GEMM_MIN_N, unit = gemm_path ? active->tile_r : 1;
+    const int gemm_path = n >= GEMM_MIN_N;
     b.count = count;
-    b.start[0] = 0;
     for (int j = 0; j < count; j++) {
         b.out[j] = outs[j];
         b.w[j] = ws[j];
-        b.start[j + 1] = b.start[j] + (ws[j]->rows + unit - 1) / unit; /* rows, or row groups */
     }
+    batch_number(&b, gemm_path);
     if (gemm_path)
         gemm(&b, x, n);
     else

@@ -15,7 +15,9 @@ typedef struct {
     uint32_t type;  /* GGML_*: any type weight_type() knows (kernels_quant.h) */
     int rows, cols; /* (rows, cols); a row is `cols` contiguous elements */
     size_t row_bytes;
-    const void *data; /* borrowed from the mmap; NULL when the tensor is absent */
+    const void *data;      /* borrowed from the mmap; NULL when the tensor is absent */
+    const uint8_t *packed; /* Q8_0, Q4_0: the same weights repacked for decoding (Q8P layout
+                              below), borrowed from the model; NULL when not repacked */
 } Tensor;
 
 /* One weight row against the activations in the format its type's dot product takes (floats,
@@ -53,9 +55,50 @@ typedef struct {
     /* one weight row as tile_lv's levels u (cols), a and b (cols / G), by weight type (NULL:
        the type's generic unpack, kernels_quant.c, runs) */
     void (*lv_row[GGML_TYPE_COUNT])(uint8_t *u, float *a, float *b, const void *row, int cols);
+    /* Decoding with Q8_0 or Q4_0 weights repacked (the Q8P layout below), by weight type:
+       out[r] for the nr <= Q8P_R rows of one group w (nb blocks) against one position's Q8_0
+       activations x, with xs[b] = -128 * (the sum of x[b]'s 32 levels) and xd[b] = x[b]'s
+       scale as a float (q8p_act). NULL for types the set has none for: then Tensor.packed is
+       not built (model_repack) */
+    void (*gemv_packed[GGML_TYPE_COUNT])(float *out, int nr, const uint8_t *w, const BlockQ8 *x,
+                                         const int32_t *xs, const float *xd, int nb);
 } Kernels;
 #define Q8T_R 4  /* weight rows of a tile_q8 */
 #define Q8T_P 32 /* positions of a tile_q8 */
+
+/* Q8P: Q8_0 and Q4_0 weights repacked at load so that decoding streams them with few
+ * instructions (model_repack; --no-repack keeps the file's layout). In the file a row is
+ * nb = cols / 32 blocks of 34 (18) bytes, so one row's blocks feed one dot product and every
+ * block needs its own scale broadcast and a horizontal sum. Here Q8P_R = 16 rows form a group,
+ * one row per 32-bit lane of a 512-bit vector, Q8P_GROUP_BYTES(nb, qb) bytes per group, groups
+ * one after another, qb = Q8P_QB(type) bytes of levels per block of 16 rows: 512 for Q8_0, 256
+ * for Q4_0. A group is ceil(nb / 2) units of 64 + 2 qb bytes, for blocks b = 2u, 2u + 1:
+ *   d[i][r]         (64 bytes) row r's scale of block 2u + i, a half (zero-padded when odd);
+ *   qs[i][k][r][j]  (qb bytes per block) byte 4k + j of row r's block 2u + i: for Q8_0 the
+ *                   level plus 128 (as unsigned: VNNI multiplies unsigned by signed bytes),
+ *                   k < 8; for Q4_0 the file's byte (nibbles: weights 4k + j and 16 + 4k + j),
+ *                   k < 4.
+ * Rows past the tensor's last (in the last group) have scale 0. One vector of 4 activation
+ * bytes broadcast then meets 16 rows at once, and the int32 lane sums are already per row: no
+ * horizontal sums. Every vector is 64-byte aligned, and the weights are read as one forward
+ * stream (measured: the scales in a stream of their own after the qs read slower from memory).
+ * Same bytes as the file, plus 32 per group when nb is odd. */
+#define Q8P_R 16
+#define Q8P_QB(type) ((type) == GGML_Q8_0 ? 512 : 256)
+#define Q8P_UNIT(qb) (64 + 2 * (size_t)(qb))
+#define Q8P_GROUP_BYTES(nb, qb) ((size_t)((nb) + 1) / 2 * 64 + (size_t)(nb) * (qb))
+/* where block b of a group starts: its scales (16 halves), and its levels */
+#define Q8P_SCALES(b, qb) ((size_t)(b) / 2 * Q8P_UNIT(qb) + (size_t)(b) % 2 * 32)
+#define Q8P_QS(b, qb) ((size_t)(b) / 2 * Q8P_UNIT(qb) + 64 + (size_t)(b) % 2 * (qb))
+size_t q8p_bytes(const Tensor *w); /* the packed size of Q8_0 or Q4_0 tensor w */
+/* Repacks Q8_0 or Q4_0 tensor w into dst (q8p_bytes(w) bytes, 64-byte aligned); threads split
+   groups. */
+void q8p_pack(uint8_t *dst, const Tensor *w);
+/* The plain reference of Kernels.gemv_packed[type] (same arguments), summing in the same order. */
+void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const BlockQ8 *x,
+                     const int32_t *xs, const float *xd, int nb);
+/* One position's Q8_0 activations x (nb blocks) as gemv_packed takes them: xs, xd (nb each). */
+void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb);
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f); /* round to nearest even */

@@ -10,6 +10,8 @@
    tile: AVX2's byte products (vpmaddubsw) saturate at 16 bits for these operands. */
 #define TILE_Q8 NULL
 #define TILE_LV NULL
+#define GEMV_Q8P NULL
+#define GEMV_Q4P NULL
 #define FN(name) name##_avx2
 #define NAME "AVX2"
 #define TARGET __attribute__((target("avx2,fma,f16c")))

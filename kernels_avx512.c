@@ -149,9 +149,233 @@ static TARGET void tile_lv_avx512(float *out, int ostride, const uint8_t *const 
         for (int r = 0; r < nr; r++) out[(size_t)t * ostride + r] = tile[r][t];
 }
 
+/* Decoding with repacked Q8_0 weights (the Q8P layout, kernels.h): one group of 16 rows, a row
+ * per lane. Per block, 8 vpdpbusd each multiply 4 weight bytes of every row (unsigned: w + 128)
+ * by the same 4 activation bytes, broadcast from memory; starting the lanes at xs[b] =
+ * -128 * sum(x[b]) leaves each lane exactly row r's sum w * x. Then one conversion of the 16
+ * rows' scales, times x's, and one FMA: about 20 instructions per 544 bytes of weights, where
+ * a dot product per row spends about 12 per 68. Two int accumulators halve the dependency
+ * chain; the float lanes add blocks in order, as gemv_packed_ref. */
+static TARGET void gemv_q8p_avx512(float *out, int nr, const uint8_t *w, const BlockQ8 *x,
+                                   const int32_t *xs, const float *xd, int nb) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *wb = w + Q8P_QS(b, 512);
+        const int8_t *xb = x[b].qs;
+        __m512i i0 = _mm512_set1_epi32(xs[b]), i1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 8; k += 2) {
+            int32_t x0, x1;
+            memcpy(&x0, xb + 4 * k, 4);
+            memcpy(&x1, xb + 4 * k + 4, 4);
+            i0 = _mm512_dpbusd_epi32(i0, _mm512_load_si512(wb + 64 * k), _mm512_set1_epi32(x0));
+            i1 =
+                _mm512_dpbusd_epi32(i1, _mm512_load_si512(wb + 64 * k + 64), _mm512_set1_epi32(x1));
+        }
+        const __m512 s = _mm512_mul_ps(
+            _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + Q8P_SCALES(b, 512)))),
+            _mm512_set1_ps(xd[b]));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), s, acc);
+    }
+    _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
+}
+
+/* Q4_0 repacked (the Q8P layout with 256 bytes of nibbles per block): as gemv_q8p_avx512, each
+ * 64-byte vector giving two products, its low nibbles (weights 4k + j) and its high ones
+ * (16 + 4k + j); the lanes start at xs[b] / 16 = -8 sum(x[b]), which leaves sum (q - 8) x. */
+static TARGET void gemv_q4p_avx512(float *out, int nr, const uint8_t *w, const BlockQ8 *x,
+                                   const int32_t *xs, const float *xd, int nb) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *wb = w + Q8P_QS(b, 256);
+        const int8_t *xb = x[b].qs;
+        __m512i i0 = _mm512_set1_epi32(xs[b] / 16), i1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            int32_t x0, x1;
+            memcpy(&x0, xb + 4 * k, 4);
+            memcpy(&x1, xb + 16 + 4 * k, 4);
+            const __m512i v = _mm512_load_si512(wb + 64 * k);
+            i0 = _mm512_dpbusd_epi32(i0, _mm512_and_si512(v, m4), _mm512_set1_epi32(x0));
+            i1 = _mm512_dpbusd_epi32(i1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                     _mm512_set1_epi32(x1));
+        }
+        const __m512 s = _mm512_mul_ps(
+            _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + Q8P_SCALES(b, 256)))),
+            _mm512_set1_ps(xd[b]));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), s, acc);
+    }
+    _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
+}
+
+/* ---- the 4-, 5- and 6-bit types' dot products, their levels unpacked in registers ----------
+ * The template's generic versions unpack a block's levels into a byte array and read it back,
+ * which here stalls on every block (32-byte loads of data just stored as 16-byte halves cannot
+ * be forwarded); these unpack in registers with shifts and masks and multiply with VNNI, levels
+ * as unsigned bytes: the offsets (Q4_0's 8, Q6_K's 32, the K-quants' mins) are applied once per
+ * group through the activations' sums. Same integer sums as dot_ref; floats summed in another
+ * order. */
+
+/* The 8 int32 lanes of a ymm, or of a float ymm, summed. */
+#define HSUM_I32(v) hsum256_epi32(v)
+
+/* Q4_0: sum_b d_w d_x (sum q x - 8 sum x), q the unsigned nibbles. */
+static TARGET float dot_q4_0_vnni(const void *wv, const void *xv, int n) {
+    const BlockQ4_0 *w = wv;
+    const BlockQ8 *x = xv;
+    const __m256i m4 = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const int nb = n / QK;
+    int b = 0;
+    for (; b < nb; b++) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)w[b].qs);
+        const __m256i q = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1), m4);
+        const __m256i xb = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        const __m256i p = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), q, xb),
+                                           _mm256_dpbusd_epi32(_mm256_setzero_si256(), eight, xb));
+        const __m256 sc = _mm256_set1_ps(_cvtsh_ss(w[b].d) * _cvtsh_ss(x[b].d));
+        if (b % 2)
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc1);
+        else
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+/* Q4_K and Q5_K's eight 6-bit scales and mins (scale_min_k4's layout) in a few word
+   operations: bytes 0-7 of *sc and *m are groups 0-7. */
+static inline void k4_scales(const uint8_t s[12], uint64_t *sc, uint64_t *m) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+    const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+    *sc = (uint64_t)(u0 & 0x3f3f3f3fu) | (uint64_t)sc_hi << 32;
+    *m = (uint64_t)(u1 & 0x3f3f3f3fu) | (uint64_t)m_hi << 32;
+}
+
+/* Q4_K and Q5_K (qh: Q5_K's, else NULL): acc (8 float lanes) += d_x (d sum_g sc_g sum q x -
+   dmin sum_g m_g sum x), group g = 2c + h the nibbles h of qs[32c ..], plus 16 where bit 2c + h
+   of qh[l] is set. Levels times activations in 16-bit pairs (maddubs: at most 2 * 31 * 127, no
+   saturation), then times the group's scale into 32 bits (madd); the mins meet Q8_K's bsums. */
+static inline __attribute__((always_inline)) TARGET __m256
+k4_block_vnni(__m256 acc, const uint8_t *qs, const uint8_t *qh, const uint8_t *scales, float d,
+              float dmin, const BlockQ8K *x) {
+    const __m256i m4 = _mm256_set1_epi8(15), bit4 = _mm256_set1_epi8(16);
+    const __m256i hv = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    uint64_t sc, m;
+    k4_scales(scales, &sc, &m);
+    const __m128i m8 = _mm_cvtsi64_si128((long long)m);
+    const __m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)),
+                                           _mm256_loadu_si256((const __m256i *)x->bsums));
+    /* the 8 scales as 16-bit words in both halves; group g's broadcast by a byte shuffle */
+    const __m256i sc16 =
+        _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+    __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if (qh) { /* bit 2c (2c + 1) of each byte to bit 4 */
+            lo = _mm256_or_si256(
+                lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c), 4), bit4));
+            hi = _mm256_or_si256(
+                hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c + 1), 4), bit4));
+        }
+        const __m256i s0 =
+            _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * 2 * c)));
+        const __m256i s1 =
+            _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (2 * c + 1))));
+        const __m256i p0 =
+            _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c)));
+        const __m256i p1 =
+            _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c + 32)));
+        isum = _mm256_add_epi32(
+            isum, _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
+    }
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(x->d * d), acc);
+    return _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(x->d * dmin), acc);
+}
+
+static TARGET float dot_q4_k_vnni(const void *wv, const void *xv, int n) {
+    const BlockQ4K *w = wv;
+    const BlockQ8K *x = xv;
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++)
+        acc = k4_block_vnni(acc, w[b].qs, NULL, w[b].scales, _cvtsh_ss(w[b].d),
+                            _cvtsh_ss(w[b].dmin), &x[b]);
+    return hsum256(acc);
+}
+
+static TARGET float dot_q5_k_vnni(const void *wv, const void *xv, int n) {
+    const BlockQ5K *w = wv;
+    const BlockQ8K *x = xv;
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++)
+        acc = k4_block_vnni(acc, w[b].qs, w[b].qh, w[b].scales, _cvtsh_ss(w[b].d),
+                            _cvtsh_ss(w[b].dmin), &x[b]);
+    return hsum256(acc);
+}
+
+/* Q6_K: per block d d_x sum_g s_g (sum q x - 32 sum x), q = the 6-bit unsigned levels; the 32
+   weights (n, k) (weight 128 n + 32 k + l) are groups 8n + 2k and 8n + 2k + 1, lanes 0-3 and
+   4-7 of their products, scaled by a vector of both groups' scales. */
+static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
+    const BlockQ6K *w = wv;
+    const BlockQ8K *x = xv;
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < n / QK_K; b++) {
+        const __m128i sc = _mm_loadu_si128((const __m128i *)w[b].scales);
+        /* the offsets: 32 sum_g s_g sum x_g, the sums from Q8_K's bsums */
+        const __m256i corr = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc),
+                                               _mm256_loadu_si256((const __m256i *)x[b].bsums));
+        __m256i isum = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_and_si256(hb, m2));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const int j = 4 * h + k; /* groups 2j, 2j + 1 */
+                const __m256i s = _mm256_cvtepi8_epi32(_mm_shuffle_epi8(
+                    sc, _mm_set1_epi64x((long long)(0x0101010100000000ull +
+                                                    (uint64_t)(2 * j) * 0x0101010101010101ull))));
+                const __m256i p = _mm256_dpbusd_epi32(
+                    _mm256_setzero_si256(), q[k],
+                    _mm256_loadu_si256((const __m256i *)(x[b].qs + 128 * h + 32 * k)));
+                isum = _mm256_add_epi32(isum, _mm256_mullo_epi32(p, s));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(_cvtsh_ss(w[b].d) * x[b].d),
+                              acc);
+    }
+    return hsum256(acc);
+}
+#undef HSUM_I32
+#define DOT_Q4_0 dot_q4_0_vnni
+#define DOT_Q4_K dot_q4_k_vnni
+#define DOT_Q5_K dot_q5_k_vnni
+#define DOT_Q6_K dot_q6_k_vnni
+
 /* The template's mapping: 32 registers of 16 floats, so tiles of 12 rows x 32 positions. */
 #define TILE_Q8 tile_q8_avx512
 #define TILE_LV tile_lv_avx512
+#define GEMV_Q8P gemv_q8p_avx512
+#define GEMV_Q4P gemv_q4p_avx512
 #define FN(name) name##_avx512
 #define NAME "AVX-512"
 #define VF __m512

@@ -22,9 +22,13 @@
  *                   blocks)
  *   TILE_Q8         the set's integer Q8_0 tile for prompts (Kernels.tile_q8), or NULL
  *   TILE_LV         its integer tile for the other quantized types (Kernels.tile_lv), or NULL
+ *   GEMV_Q8P, GEMV_Q4P   the set's decoding kernels for repacked Q8_0 and Q4_0
+ *                   (Kernels.gemv_packed), or NULL
  *   I8DOT16(a, b), I8DOT32(a, b)
  *                   the exact sum of the 16 or 32 products a[i] * b[i] of signed bytes, as an
  *                   int (|a[i]|, |b[i]| <= 127: the levels of the quantized types, unpacked)
+ * Optional: DOT_Q4_0, DOT_Q4_K, DOT_Q5_K, DOT_Q6_K, a set's own dot product for that type
+ * (a DotFn defined before this file is included), in place of the generic one here.
  * Optional, for sets whose vectors hold two blocks (all four or none):
  *   Q8_ACC2_TYPE, Q8_ACC2_ZERO(), Q8_ACC2_FOLD(a), Q8_DOT2(acc, wblocks, xblocks)
  *                   a wider accumulator, its zero, it folded to a Q8_ACC_TYPE, and acc += the
@@ -34,8 +38,9 @@
  */
 #include "kernels_sets.h"
 
-#if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8) || !defined(TILE_LV)
-#error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8 and TILE_LV first"
+#if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8) ||                     \
+    !defined(TILE_LV) || !defined(GEMV_Q8P) || !defined(GEMV_Q4P)
+#error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8, TILE_LV, GEMV_Q8P and GEMV_Q4P first"
 #endif
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
@@ -150,6 +155,7 @@ static inline int FN(sum32)(const int8_t *x) {
     return s;
 }
 
+#ifndef DOT_Q4_0 /* else the set's own */
 static TARGET float FN(dot_q4_0)(const void *wv, const void *xv, int n) {
     const BlockQ4_0 *w = wv;
     const BlockQ8 *x = xv;
@@ -161,6 +167,8 @@ static TARGET float FN(dot_q4_0)(const void *wv, const void *xv, int n) {
     }
     return sum;
 }
+#define DOT_Q4_0 FN(dot_q4_0)
+#endif
 
 /* weight = d q + m: sum d_x (d sum q x + m sum x) */
 static TARGET float FN(dot_q4_1)(const void *wv, const void *xv, int n) {
@@ -237,6 +245,7 @@ static inline __attribute__((always_inline)) TARGET float FN(k4_block)(const int
     return x->d * (d * (float)isum - dmin * (float)msum);
 }
 
+#ifndef DOT_Q4_K /* else the set's own */
 static TARGET float FN(dot_q4_k)(const void *wv, const void *xv, int n) {
     const BlockQ4K *w = wv;
     const BlockQ8K *x = xv;
@@ -252,7 +261,10 @@ static TARGET float FN(dot_q4_k)(const void *wv, const void *xv, int n) {
     }
     return sum;
 }
+#define DOT_Q4_K FN(dot_q4_k)
+#endif
 
+#ifndef DOT_Q5_K /* else the set's own */
 static TARGET float FN(dot_q5_k)(const void *wv, const void *xv, int n) {
     const BlockQ5K *w = wv;
     const BlockQ8K *x = xv;
@@ -269,8 +281,11 @@ static TARGET float FN(dot_q5_k)(const void *wv, const void *xv, int n) {
     }
     return sum;
 }
+#define DOT_Q5_K FN(dot_q5_k)
+#endif
 
 /* Q6_K: weight = d scales[g] (q - 32) over 16 groups of 16. */
+#ifndef DOT_Q6_K /* else the set's own */
 static TARGET float FN(dot_q6_k)(const void *wv, const void *xv, int n) {
     const BlockQ6K *w = wv;
     const BlockQ8K *x = xv;
@@ -293,6 +308,8 @@ static TARGET float FN(dot_q6_k)(const void *wv, const void *xv, int n) {
     }
     return sum;
 }
+#define DOT_Q6_K FN(dot_q6_k)
+#endif
 
 /* Q2_K and Q3_K's 2-bit levels: weight 128 n + 32 j + l is bits 2j of qs[32 n + l]. */
 static inline __attribute__((always_inline)) TARGET void FN(crumbs256)(int8_t *q,
@@ -675,14 +692,14 @@ const Kernels FN(kernels) = {
     .dot = {[GGML_F32] = FN(dot_f32),
             [GGML_F16] = FN(dot_f16),
             [GGML_Q8_0] = FN(dot_q8),
-            [GGML_Q4_0] = FN(dot_q4_0),
+            [GGML_Q4_0] = DOT_Q4_0,
             [GGML_Q4_1] = FN(dot_q4_1),
             [GGML_Q5_0] = FN(dot_q5_0),
             [GGML_Q5_1] = FN(dot_q5_1),
             [GGML_IQ4_NL] = FN(dot_iq4_nl),
-            [GGML_Q4_K] = FN(dot_q4_k),
-            [GGML_Q5_K] = FN(dot_q5_k),
-            [GGML_Q6_K] = FN(dot_q6_k),
+            [GGML_Q4_K] = DOT_Q4_K,
+            [GGML_Q5_K] = DOT_Q5_K,
+            [GGML_Q6_K] = DOT_Q6_K,
             [GGML_Q2_K] = FN(dot_q2_k),
             [GGML_Q3_K] = FN(dot_q3_k)},
     .tile_f32 = FN(tile_f32),
@@ -701,4 +718,5 @@ const Kernels FN(kernels) = {
                [GGML_Q6_K] = FN(lv_q6_k),
                [GGML_Q2_K] = FN(lv_q2_k),
                [GGML_Q3_K] = FN(lv_q3_k)},
+    .gemv_packed = {[GGML_Q8_0] = GEMV_Q8P, [GGML_Q4_0] = GEMV_Q4P},
 };

@@ -1011,11 +1011,59 @@ int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, E
     return 0;
 }
 
+/* The matrices forward() multiplies by: every layer's (the views of fused ones, not the fused
+   tensors, which it never multiplies by whole) and the output head. Returns the count. */
+static int matmul_tensors(Model *m, Tensor **out) {
+    int n = 0;
+    for (int l = 0; l < m->config.n_layers; l++) {
+        LayerWeights *lw = &m->weights.layers[l];
+        Tensor *ts[] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up, &lw->w_down};
+        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) out[n++] = ts[i];
+    }
+    out[n++] = &m->weights.output;
+    return n;
+}
+
+int model_repack(Model *m, Error *err) {
+    const Kernels *k = kernels_active();
+    if (m->config.vocab_only || !m->weights.layers) return 0;
+    Tensor **ts = malloc(((size_t)m->config.n_layers * 7 + 1) * sizeof *ts);
+    if (!ts) return fail(err, "out of memory");
+    const int n = matmul_tensors(m, ts);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (ts[i]->data && k->gemv_packed[ts[i]->type]) total += q8p_bytes(ts[i]);
+    if (total == 0) {
+        free(ts);
+        return 0;
+    }
+    const size_t huge = (size_t)2 << 20, rounded = (total + huge - 1) / huge * huge;
+    if ((m->packed = aligned_alloc(huge, rounded))) {
+#ifdef MADV_HUGEPAGE
+        madvise(m->packed, rounded, MADV_HUGEPAGE); /* advice only, as state_alloc's */
+#endif
+    } else {
+        free(ts);
+        return fail(err, "out of memory: %.1f MB to repack the weights (--no-repack)", total / 1e6);
+    }
+    m->packed_bytes = total;
+    size_t off = 0;
+    for (int i = 0; i < n; i++)
+        if (ts[i]->data && k->gemv_packed[ts[i]->type]) {
+            q8p_pack(m->packed + off, ts[i]);
+            ts[i]->packed = m->packed + off;
+            off += q8p_bytes(ts[i]);
+        }
+    free(ts);
+    return 0;
+}
+
 void model_free(Model *m) {
     free_state(&m->state);
     if (m->tokenizer) tokenizer_free(m->tokenizer);
     free(m->weights.layers);
     free(m->converted);
+    free(m->packed);
     gguf_close(&m->file);
     memset(m, 0, sizeof *m);
 }

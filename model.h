@@ -139,6 +139,8 @@ typedef struct {
     GGUF file; /* owns the mmap every Tensor points into; for a llama2.c checkpoint (llama2c.h)
                   only the mapping (buf, size, mapped): no metadata, no tensors */
     void *converted; /* weights converted at load (llama2.c's int8 groups), owned; else NULL */
+    uint8_t *packed; /* weights repacked for decoding (model_repack), owned; else NULL */
+    size_t packed_bytes;
     Config config;
     Weights weights;
     Tokenizer *tokenizer;
@@ -172,6 +174,12 @@ int model_load_with(Model *m, const char *path, const char *tokenizer, int batch
 int model_init(Model *m, int batch, int ctx, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
+
+/* Repacks the Q8_0 and Q4_0 matrices the forward pass multiplies by (every layer's and the
+   output head) into the decoding layout of kernels.h (Q8P), where the active kernel set has a
+   kernel for their type (else does nothing): as many bytes again as those matrices, in
+   m->packed. Prompts still read the file's layout. Returns -1 when out of memory. */
+int model_repack(Model *m, Error *err);
 
 /* From now on hands each layer's attention probabilities to hook(ctx, ...), for positions below
    max_positions (<= seq_len); allocates their buffer (cap, n_heads, max_positions) now. A NULL

@@ -241,8 +241,9 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     if (stop_reason == 1) fprintf(stderr, "[end of text]\n");
     if (stop_reason == 2) fprintf(stderr, "[context length %d reached]\n", c->seq_len);
     if (stop_reason == 3) fprintf(stderr, "[stop string]\n");
-    fprintf(stderr, "load: %.1f MB mapped and touched in %.0f ms\n", m->file.size / 1e6,
-            load_s * 1e3);
+    fprintf(stderr, "load: %.1f MB mapped and touched", m->file.size / 1e6);
+    if (m->packed_bytes) fprintf(stderr, ", %.1f MB repacked", m->packed_bytes / 1e6);
+    fprintf(stderr, " in %.0f ms\n", load_s * 1e3);
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s\n", n_prompt,
             n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), generated,
             generated / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
@@ -657,6 +658,10 @@ done:
 static int run_chat(const Options *o, Error *err) {
     Model m;
     if (model_load_with(&m, o->model, o->tokenizer, o->batch, o->ctx, err)) return -1;
+    if (!o->no_repack && model_repack(&m, err)) {
+        model_free(&m);
+        return -1;
+    }
     int rc = -1;
     if (m.config.vocab_only && !o->tokenize)
         fail(err, "'%s' holds a vocabulary and no weights: only --tokenize works on it", o->model);
@@ -690,6 +695,7 @@ static int run(const Options *o, Error *err) {
         free(stdin_text);
         return -1;
     }
+    if (!o->no_repack && model_repack(&m, err)) goto done;
     if (m.config.vocab_only && !o->tokenize) {
         fail(err, "'%s' holds a vocabulary and no weights: only --tokenize works on it", o->model);
         goto done;

@@ -9,6 +9,10 @@
 
 #include "kernels.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 static int passed, failed;
 
 static void check(int ok, const char *what) {
@@ -113,7 +117,7 @@ static void *make_weights(uint32_t type, int rows, int cols, float *wf, size_t *
             quantize_q8_0((BlockQ8 *)row, tmp, cols);
         else
             random_blocks(type, row, cols / (int)ggml_block_size(type));
-        Tensor one = {type, 1, cols, *row_bytes, row};
+        Tensor one = {type, 1, cols, *row_bytes, row, NULL};
         tensor_row(wf + (size_t)r * cols, &one, 0);
     }
     free(tmp);
@@ -131,7 +135,7 @@ static void test_matmul(const Kernels *k, uint32_t type, int rows, int cols, int
     float *out = malloc((size_t)n * rows * sizeof(float)),
           *ref = malloc((size_t)n * rows * sizeof(float));
     for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frand();
-    Tensor w = {type, rows, cols, rb, wdata};
+    Tensor w = {type, rows, cols, rb, wdata, NULL};
     kernels_use(k);
     matmul(out, x, &w, n);
     matmul_ref(ref, x, &w, n);
@@ -172,7 +176,7 @@ static void test_matmul_many(const Kernels *k, int n, const uint32_t types[3], i
         size_t rb;
         wf[j] = malloc((size_t)rows[j] * cols * sizeof(float));
         data[j] = make_weights(types[j], rows[j], cols, wf[j], &rb);
-        w[j] = (Tensor){types[j], rows[j], cols, rb, data[j]};
+        w[j] = (Tensor){types[j], rows[j], cols, rb, data[j], NULL};
         out[j] = malloc((size_t)n * rows[j] * sizeof(float));
         ref[j] = malloc((size_t)n * rows[j] * sizeof(float));
     }
@@ -201,6 +205,130 @@ static void test_matmul_many(const Kernels *k, int n, const uint32_t types[3], i
     free(x);
 }
 
+/* Q8_0 and Q4_0 repacked for decoding (the Q8P layout, kernels.h), on odd row counts (partial
+ * groups) and odd block counts: the plain gemv_packed_ref against matmul_ref within float
+ * reassociation; the set's gemv_packed, where it has one, bit for bit against gemv_packed_ref;
+ * matmul through the packed tensor and through views of it (tensor_rows: on a group boundary
+ * they keep the packed rows, elsewhere they read the file's) equal to gemv_packed_ref's rows,
+ * at batches 1 and 3. */
+static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
+    const int nb = cols / QK8_0, qb = Q8P_QB(type), groups = (rows + Q8P_R - 1) / Q8P_R, n = 3;
+    float *wf = malloc((size_t)rows * cols * sizeof(float));
+    size_t rb;
+    void *wdata = make_weights(type, rows, cols, wf, &rb);
+    Tensor w = {type, rows, cols, rb, wdata, NULL};
+    void (*const kern)(float *, int, const uint8_t *, const BlockQ8 *, const int32_t *,
+                       const float *, int) = k->gemv_packed[type];
+    uint8_t *packed = aligned_alloc(64, q8p_bytes(&w));
+    q8p_pack(packed, &w);
+    float *x = malloc((size_t)n * cols * sizeof(float));
+    float *ref = malloc((size_t)n * rows * sizeof(float)), *mref = malloc((size_t)n * rows * 4);
+    float *out = malloc((size_t)n * rows * sizeof(float)), got[Q8P_R];
+    BlockQ8 *xq = malloc((size_t)nb * sizeof(BlockQ8));
+    int32_t *xs = malloc((size_t)nb * sizeof(int32_t));
+    float *xd = malloc((size_t)nb * sizeof(float));
+    for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frand();
+    int ok_ref = 1, ok_set = 1, ok_mm = 1;
+    matmul_ref(mref, x, &w, n);
+    for (int t = 0; t < n; t++) {
+        quantize_q8_0(xq, x + (size_t)t * cols, cols);
+        q8p_act(xs, xd, xq, nb);
+        for (int g = 0; g < groups; g++) {
+            const int nr = rows - g * Q8P_R < Q8P_R ? rows - g * Q8P_R : Q8P_R;
+            const uint8_t *wg = packed + (size_t)g * Q8P_GROUP_BYTES(nb, qb);
+            float *rg = ref + (size_t)t * rows + g * Q8P_R;
+            gemv_packed_ref(type, rg, nr, wg, xq, xs, xd, nb);
+            if (kern) {
+                kern(got, nr, wg, xq, xs, xd, nb);
+                ok_set &= memcmp(got, rg, (size_t)nr * sizeof(float)) == 0;
+            }
+            for (int r = 0; r < nr; r++) {
+                double mag = 0.0;
+                const int row = g * Q8P_R + r;
+                for (int c = 0; c < cols; c++)
+                    mag += fabs((double)wf[(size_t)row * cols + c] * x[(size_t)t * cols + c]);
+                ok_ref &= fabs((double)rg[r] - mref[(size_t)t * rows + row]) <= 1e-5 * mag + 1e-30;
+            }
+        }
+    }
+    kernels_use(k);
+    w.packed = packed;
+    for (int batch = 1; batch <= n; batch += n - 1) { /* decoding, one position at a time */
+        matmul(out, x, &w, batch);
+        for (int t = 0; t < batch; t++)
+            for (int r = 0; r < rows; r++) {
+                const float e = kern ? ref[(size_t)t * rows + r] : out[t * rows + r];
+                ok_mm &= out[(size_t)t * rows + r] == e;
+            }
+    }
+    for (int start = 0; start<rows; start += rows> 20 ? 13 : 16) { /* views, some aligned */
+        const Tensor v = tensor_rows(&w, start, rows - start);
+        ok_mm &= (v.packed != NULL) == (start % Q8P_R == 0);
+        matmul(out, x, &v, 1);
+        if (v.packed && kern)
+            ok_mm &= memcmp(out, ref + start, (size_t)(rows - start) * sizeof(float)) == 0;
+    }
+    char what[160];
+    snprintf(what, sizeof what,
+             "%s repacked %dx%d: reference vs matmul_ref, %s kernel (%s) and matmul equal to it",
+             ggml_type_name(type), rows, cols, k->name, kern ? "own" : "none: file layout");
+    check(ok_ref && ok_set && ok_mm, what);
+    free(wf);
+    free(wdata);
+    free(packed);
+    free(x);
+    free(ref);
+    free(mref);
+    free(out);
+    free(xq);
+    free(xs);
+    free(xd);
+}
+
+/* Every type, decoding (batch 1) and a prompt (batch 9), with Q8_0 packed and not: 2 threads
+   give the same bits as 1 (each output is computed by one thread in a fixed order). */
+static void test_threads(const Kernels *k) {
+#ifdef _OPENMP
+    const uint32_t types[] = {GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_K, GGML_Q6_K};
+    const int rows = 83, cols = 512, n = 9;
+    float *x = malloc((size_t)n * cols * sizeof(float)), *o1 = malloc((size_t)n * rows * 4),
+          *o2 = malloc((size_t)n * rows * 4), *wf = malloc((size_t)rows * cols * 4);
+    for (int i = 0; i < n * cols; i++) x[i] = frand();
+    int ok = 1;
+    const int saved = omp_get_max_threads();
+    kernels_use(k);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        for (int pack = 0; pack <= (types[i] == GGML_Q8_0 || types[i] == GGML_Q4_0); pack++) {
+            size_t rb;
+            void *data = make_weights(types[i], rows, cols, wf, &rb);
+            Tensor w = {types[i], rows, cols, rb, data, NULL};
+            uint8_t *packed = pack ? aligned_alloc(64, q8p_bytes(&w)) : NULL;
+            if (pack) q8p_pack(packed, &w);
+            w.packed = packed;
+            for (int batch = 1; batch <= n; batch += n - 1) {
+                omp_set_num_threads(1);
+                matmul(o1, x, &w, batch);
+                omp_set_num_threads(2);
+                matmul(o2, x, &w, batch);
+                ok &= memcmp(o1, o2, (size_t)batch * rows * sizeof(float)) == 0;
+            }
+            free(packed);
+            free(data);
+        }
+    omp_set_num_threads(saved);
+    char what[96];
+    snprintf(what, sizeof what, "matmul %s: 1 and 2 threads give the same bits", k->name);
+    check(ok, what);
+    free(x);
+    free(o1);
+    free(o2);
+    free(wf);
+#else
+    (void)k;
+    printf("  (no OpenMP: the thread-count test is skipped)\n");
+#endif
+}
+
 /* The reference itself against double-precision sums, so a wrong reference cannot pass. */
 static void test_reference(void) {
     int rows = 37, cols = 301, n = 3, ok = 1;
@@ -209,7 +337,7 @@ static void test_reference(void) {
     float *ref = malloc((size_t)n * rows * sizeof(float));
     for (int i = 0; i < rows * cols; i++) wf[i] = frand();
     for (int i = 0; i < n * cols; i++) x[i] = frand();
-    Tensor w = {GGML_F32, rows, cols, (size_t)cols * 4, wf};
+    Tensor w = {GGML_F32, rows, cols, (size_t)cols * 4, wf, NULL};
     matmul_ref(ref, x, &w, n);
     for (int t = 0; t < n; t++)
         for (int r = 0; r < rows; r++) {
@@ -491,6 +619,12 @@ int main(void) {
             for (int nb = 1; nb <= 9; nb += 4) test_dots(sets[s], QTYPES[q].type, nb);
         }
         test_dots(sets[s], GGML_Q8_0, 5);
+        const int q8p_shapes[][2] = {{1, 32},    {7, 96},     {16, 64},  {33, 160},
+                                     {129, 768}, {300, 1056}, {48, 2048}};
+        for (size_t i = 0; i < sizeof q8p_shapes / sizeof q8p_shapes[0]; i++)
+            for (int t = 0; t < 2; t++)
+                test_q8p(sets[s], t ? GGML_Q4_0 : GGML_Q8_0, q8p_shapes[i][0], q8p_shapes[i][1]);
+        test_threads(sets[s]);
     }
     /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
        tiles hold KV_TILE = 64 keys: single queries at and around the tile boundaries, prompts
