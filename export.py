@@ -750,6 +750,43 @@ def added_from_tokenizer_config(tcfg):
     return out
 
 
+def added_tokens(in_dir, tcfg):
+    """(id, text, special) of the tokens a Hugging Face directory adds beside its vocabulary:
+    tokenizer_config.json's added_tokens_decoder, then added_tokens.json (special unless the
+    first says otherwise)."""
+    added = added_from_tokenizer_config(tcfg)
+    p = os.path.join(in_dir, "added_tokens.json")
+    if os.path.exists(p):
+        with open(p) as f:
+            for content, i in json.load(f).items():
+                if all(a[0] != i for a in added):
+                    added.append((i, content, True))
+    return added
+
+
+# SentencePiece piece types, as GGUF's tokenizer.ggml.token_type stores them.
+SPM_CONTROL, SPM_USER_DEFINED = 3, 4
+
+
+def add_spm_added_tokens(tok, in_dir, tcfg):
+    """Phi-3 and others keep their chat tokens outside tokenizer.model (<|endoftext|> = 32000,
+    <|user|>, <|end|>, ... listed only in tokenizer_config.json / added_tokens.json): append them
+    after the pieces, control tokens if special, user-defined otherwise, as llama.cpp's converter
+    does. One already among the pieces must have the same text; ids must continue the pieces
+    without a gap."""
+    for i, text, special in sorted(added_tokens(in_dir, tcfg)):
+        n = len(tok["tokens"])
+        if i < n:
+            if tok["tokens"][i] != text:
+                refuse(f"added token {i} is {text!r} but tokenizer.model's piece {i} is {tok['tokens'][i]!r}")
+            continue
+        if i != n:
+            refuse(f"added token {text!r} has id {i}, but the vocabulary so far ends at {n - 1}")
+        tok["tokens"].append(text)
+        tok["scores"].append(0.0)
+        tok["types"].append(SPM_CONTROL if special else SPM_USER_DEFINED)
+
+
 def load_vocab_merges(in_dir, tcfg):
     with open(os.path.join(in_dir, "vocab.json"), encoding="utf-8") as f:
         vocab = json.load(f)
@@ -762,14 +799,7 @@ def load_vocab_merges(in_dir, tcfg):
             if len(line.split(" ")) != 2:
                 refuse(f"merges.txt: malformed line {line!r}")
             merges.append(line)
-    added = added_from_tokenizer_config(tcfg)
-    p = os.path.join(in_dir, "added_tokens.json")
-    if os.path.exists(p):
-        with open(p) as f:
-            for content, i in json.load(f).items():
-                if all(a[0] != i for a in added):
-                    added.append((i, content, True))
-    return gpt2_tokenizer(vocab, merges, added, "vocab.json")
+    return gpt2_tokenizer(vocab, merges, added_tokens(in_dir, tcfg), "vocab.json")
 
 
 # The pre-tokenizer regexes of tokenizer.json files, by the name llama.cpp gives the rules
@@ -982,6 +1012,7 @@ def load_tokenizer(in_dir, cfg):
     tcfg = tokenizer_config(in_dir)
     if os.path.exists(os.path.join(in_dir, "tokenizer.model")):
         tok = load_spm(os.path.join(in_dir, "tokenizer.model"))
+        add_spm_added_tokens(tok, in_dir, tcfg)
     elif os.path.exists(os.path.join(in_dir, "tokenizer.json")):
         tok = load_tokenizer_json(in_dir)
     elif os.path.exists(os.path.join(in_dir, "vocab.json")) and \

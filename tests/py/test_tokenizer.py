@@ -268,3 +268,53 @@ def test_gpt2_real_node_reference(gpt2_real_gguf):
     assert p.returncode == 0, p.stderr.decode()
     want = dict(zip(texts, json.loads(p.stdout)))
     compare("gpt2-real vs gpt-3-encoder (node)", gpt2_real_gguf, texts, lambda t: want[t])
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokens added beside tokenizer.model (Phi-3 keeps <|endoftext|> = 32000, <|user|>, <|end|>, ...
+# only in tokenizer_config.json's added_tokens_decoder and added_tokens.json)
+
+def phi3_style_dir(d, added_decoder, added_json=None):
+    d.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIX / "spm-kjv.model", d / "tokenizer.model")
+    (d / "config.json").write_text(json.dumps({"model_type": "llama", "vocab_size": 576,
+                                               "bos_token_id": 1, "eos_token_id": 512}))
+    (d / "tokenizer_config.json").write_text(json.dumps({"add_bos_token": True,
+                                                         "added_tokens_decoder": added_decoder}))
+    if added_json is not None:
+        (d / "added_tokens.json").write_text(json.dumps(added_json))
+    return d
+
+
+def test_tokens_added_beside_tokenizer_model(tmp_path):
+    from gguf_read import read_gguf
+    decoder = {"0": {"content": "<unk>", "special": True}, "2": {"content": "</s>", "special": True},
+               "512": {"content": "<|endoftext|>", "special": True},
+               "513": {"content": "<|user|>", "special": True},
+               "514": {"content": "<|note|>", "special": False}}
+    d = phi3_style_dir(tmp_path / "phi3ish", decoder, {"<|end|>": 515})
+    out = tmp_path / "v.gguf"
+    r = subprocess.run([PYTHON, str(EXPORT), str(d), str(out), "--vocab-only"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = read_gguf(out).metadata
+    tokens, types = m["tokenizer.ggml.tokens"], m["tokenizer.ggml.token_type"]
+    assert tokens[512:516] == ["<|endoftext|>", "<|user|>", "<|note|>", "<|end|>"]
+    assert types[512:516] == [3, 3, 4, 3]  # control if special, user-defined otherwise
+    assert tokens[:3] == ["<unk>", "<s>", "</s>"] and len(tokens) == 576  # padded to vocab_size
+    assert m["tokenizer.ggml.eos_token_id"] == 512  # config's eos now names a real token
+    ids = [int(x) for x in subprocess.run([str(RUN), str(out), "-i", "<|user|>In the<|end|>", "--tokenize",
+                                           "--parse-special"], capture_output=True, timeout=60,
+                                          check=True).stdout.split()]
+    assert ids[0] == 1 and ids[1] == 513 and ids[-1] == 515 and 512 not in ids
+
+
+@pytest.mark.parametrize("decoder, why", [
+    ({"512": {"content": "<|endoftext|>"}, "600": {"content": "<|user|>"}}, "has id 600, but the vocabulary so far ends at 512"),
+    ({"2": {"content": "<|endoftext|>"}}, "added token 2 is '<|endoftext|>' but tokenizer.model's piece 2 is '</s>'"),
+])
+def test_added_tokens_that_do_not_fit_are_refused(tmp_path, decoder, why):
+    d = phi3_style_dir(tmp_path / "bad", decoder)
+    r = subprocess.run([PYTHON, str(EXPORT), str(d), str(tmp_path / "v.gguf"), "--vocab-only"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and why in r.stderr, r.stderr
