@@ -9,6 +9,22 @@
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
 
+/* The end of tile_q8_avx512 and tile_lv_avx512: their Q8T_R x Q8T_P accumulators (row r, positions
+   0..15 in acc[r][0], 16..31 in acc[r][1]) stored transposed, out[t * ostride + r] for the nr
+   rows and nt positions that exist. */
+static inline __attribute__((always_inline)) TARGET void tile_store_avx512(float *out, int ostride,
+                                                                           __m512 acc[Q8T_R][2],
+                                                                           int nr, int nt) {
+    float tile[Q8T_R][Q8T_P];
+#pragma GCC unroll 4
+    for (int r = 0; r < Q8T_R; r++) {
+        _mm512_storeu_ps(tile[r], acc[r][0]);
+        _mm512_storeu_ps(tile[r] + 16, acc[r][1]);
+    }
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++) out[(size_t)t * ostride + r] = tile[r][t];
+}
+
 /* Q8_0 weights times Q8_0 activations for a prompt, Q8T_R = 4 rows x Q8T_P = 32 positions, with
  * VNNI's vpdpbusd: 16 lanes, each adding four products of an unsigned byte and a signed byte to
  * an int32. w[r] is row r's first block (rows past nr repeat the last); the activations come
@@ -57,14 +73,7 @@ static TARGET void tile_q8_avx512(float *out, int ostride, const BlockQ8 *const 
                 _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[r][1]), _mm512_mul_ps(dw, d1), acc[r][1]);
         }
     }
-    float tile[Q8T_R][Q8T_P];
-#pragma GCC unroll 4
-    for (int r = 0; r < Q8T_R; r++) {
-        _mm512_storeu_ps(tile[r], acc[r][0]);
-        _mm512_storeu_ps(tile[r] + 16, acc[r][1]);
-    }
-    for (int t = 0; t < nt; t++)
-        for (int r = 0; r < nr; r++) out[(size_t)t * ostride + r] = tile[r][t];
+    tile_store_avx512(out, ostride, acc, nr, nt);
 }
 
 /* One group of G (16 or 32: a constant where this is inlined) columns of tile_lv_avx512 for its
@@ -139,14 +148,7 @@ static TARGET void tile_lv_avx512(float *out, int ostride, const uint8_t *const 
         for (int g = 0; g < cols / 32; g++) lv_group_avx512(acc, wu, wa, wb, xp, xn, xa, xm, g, 32);
     else
         for (int g = 0; g < cols / 16; g++) lv_group_avx512(acc, wu, wa, wb, xp, xn, xa, xm, g, 16);
-    float tile[Q8T_R][Q8T_P];
-#pragma GCC unroll 4
-    for (int r = 0; r < Q8T_R; r++) {
-        _mm512_storeu_ps(tile[r], acc[r][0]);
-        _mm512_storeu_ps(tile[r] + 16, acc[r][1]);
-    }
-    for (int t = 0; t < nt; t++)
-        for (int r = 0; r < nr; r++) out[(size_t)t * ostride + r] = tile[r][t];
+    tile_store_avx512(out, ostride, acc, nr, nt);
 }
 
 /* Decoding with repacked Q8_0 weights (the Q8P layout, kernels.h): one group of 16 rows, a row
