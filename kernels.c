@@ -749,6 +749,57 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
 
 #define ATT_QB 16 /* queries per task */
 
+/* The online softmax of one query on one key tile: si holds the tile's KV_TILE raw scores q.k, of
+ * which [ja, jb] are visible; m is the query's running maximum (of raw scores), l its running sum
+ * kept in ATT_LANES partial sums (added up once, at the end), o (hd) its output so far. si becomes
+ * the probabilities times e^(-m) (0 where masked), o and l are rescaled when the maximum grows.
+ * scale (> 0) is applied inside the exponent, so that the scores need no pass of their own. The
+ * loops run over the whole tile in rows of ATT_LANES with the mask as a select, so that they
+ * vectorize without a horizontal sum (keys not written yet, past the last query, only meet the
+ * select); the maximum's last 16 lanes are folded in independent pairs. */
+#define ATT_LANES 16
+static void softmax_tile(float *restrict si, int ja, int jb, float scale, float *m,
+                         float *restrict l, float *restrict o, int hd) {
+    float mx[ATT_LANES], sum[ATT_LANES];
+#pragma omp simd
+    for (int u = 0; u < ATT_LANES; u++) mx[u] = -INFINITY;
+    for (int j = 0; j < KV_TILE; j += ATT_LANES)
+#pragma omp simd
+        for (int u = 0; u < ATT_LANES; u++) {
+            const float v = j + u >= ja && j + u <= jb ? si[j + u] : -INFINITY;
+            mx[u] = v > mx[u] ? v : mx[u]; /* (fmaxf is a libm call) */
+        }
+    float m4[4];
+    for (int c = 0; c < 4; c++) {
+        const float a = mx[c] > mx[c + 4] ? mx[c] : mx[c + 4];
+        const float b = mx[c + 8] > mx[c + 12] ? mx[c + 8] : mx[c + 12];
+        m4[c] = a > b ? a : b;
+    }
+    const float m01 = m4[0] > m4[1] ? m4[0] : m4[1], m23 = m4[2] > m4[3] ? m4[2] : m4[3];
+    const float tile_max = m01 > m23 ? m01 : m23;
+    const float m_new = tile_max > *m ? tile_max : *m;
+#pragma omp simd
+    for (int u = 0; u < ATT_LANES; u++) sum[u] = 0.0f;
+    for (int j = 0; j < KV_TILE; j += ATT_LANES)
+#pragma omp simd
+        for (int u = 0; u < ATT_LANES; u++) {
+            const float e =
+                j + u >= ja && j + u <= jb ? exp_fast((si[j + u] - m_new) * scale) : 0.0f;
+            si[j + u] = e;
+            sum[u] += e;
+        }
+    if (m_new > *m) { /* else the correction is exactly 1 */
+        const float correction = exp_fast((*m - m_new) * scale);
+#pragma omp simd
+        for (int d = 0; d < hd; d++) o[d] *= correction;
+#pragma omp simd
+        for (int u = 0; u < ATT_LANES; u++) l[u] *= correction;
+    }
+#pragma omp simd
+    for (int u = 0; u < ATT_LANES; u++) l[u] += sum[u];
+    *m = m_new;
+}
+
 /* One task of attention(): queries t0 .. t0+nq-1 of head h against the cache, one key tile at a
  * time: the tile's scores (the set's att_scores), the online softmax on them, then their weighted
  * values (att_pv). Keys a query may not see get probability 0. att_scores scores whole tiles, so
@@ -756,54 +807,40 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
  * holds there); their scores are masked like the future, and att_pv reads only the nk keys
  * written. */
 static void attention_task(float *out, const float *q, const float *kc, const float *vc, int n,
-                           int pos0, const AttnShape *a, int task) {
+                           int pos0, const AttnShape *a, int h, int t0) {
     const Kernels *k = active;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, stride = a->n_heads * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    const int h = task % a->n_heads, t0 = task / a->n_heads * ATT_QB, kvh = h / group;
-    const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
+    const int kvh = h / group, nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
     const float *qb = q + (size_t)t0 * stride + (size_t)h * hd; /* query i: qb + i * stride */
     float *ob = out + (size_t)t0 * stride + (size_t)h * hd;
-    float s[ATT_QB][KV_TILE], m[ATT_QB], l[ATT_QB];
+    float s[ATT_QB][KV_TILE], m[ATT_QB], l[ATT_QB][ATT_LANES];
     for (int i = 0; i < nq; i++) {
         m[i] = -INFINITY;
-        l[i] = 0.0f;
+        for (int u = 0; u < ATT_LANES; u++) l[i][u] = 0.0f;
         for (int d = 0; d < hd; d++) ob[(size_t)i * stride + d] = 0.0f;
     }
     /* the tiles holding keys any query of the block can see */
     const int j_lo = attn_first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
     for (int j0 = j_lo / KV_TILE * KV_TILE; j0 <= j_hi; j0 += KV_TILE) {
         const int nk = j_hi - j0 + 1 < KV_TILE ? j_hi - j0 + 1 : KV_TILE; /* keys written */
-        k->att_scores(s[0], qb, stride, nq, kc + key_index(a, kvh, j0, 0), hd, scale);
+        k->att_scores(s[0], qb, stride, nq, kc + key_index(a, kvh, j0, 0), hd);
         for (int i = 0; i < nq; i++) {
             const int p = pos0 + t0 + i, lo = attn_first_visible(p, a->window);
             /* this query's visible keys in the tile: [ja, jb], relative to j0 */
             const int ja = (lo > j0 ? lo : j0) - j0, jb = (p < j0 + nk - 1 ? p : j0 + nk - 1) - j0;
-            float *si = s[i];
             if (ja > jb) { /* none: probabilities 0, the running softmax unchanged */
-                for (int jj = 0; jj < nk; jj++) si[jj] = 0.0f;
+                memset(s[i], 0, sizeof s[i]);
                 continue;
             }
-            float tile_max = -INFINITY;
-            for (int jj = ja; jj <= jb; jj++) tile_max = si[jj] > tile_max ? si[jj] : tile_max;
-            const float m_new = tile_max > m[i] ? tile_max : m[i]; /* (fmaxf is a libm call) */
-            const float correction = exp_fast(m[i] - m_new);
-            float *o = ob + (size_t)i * stride, tile_sum = 0.0f;
-#pragma omp simd
-            for (int d = 0; d < hd; d++) o[d] *= correction;
-#pragma omp simd reduction(+ : tile_sum)
-            for (int jj = 0; jj < nk; jj++) {
-                si[jj] = jj >= ja && jj <= jb ? exp_fast(si[jj] - m_new) : 0.0f;
-                tile_sum += si[jj];
-            }
-            l[i] = l[i] * correction + tile_sum;
-            m[i] = m_new;
+            softmax_tile(s[i], ja, jb, scale, &m[i], l[i], ob + (size_t)i * stride, hd);
         }
         k->att_pv(ob, stride, s[0], nq, vc + value_index(a, kvh, j0), nk, hd);
     }
     for (int i = 0; i < nq; i++) {
-        float *o = ob + (size_t)i * stride;
-        const float inv = 1.0f / l[i];
+        float *o = ob + (size_t)i * stride, sum = 0.0f;
+        for (int u = 0; u < ATT_LANES; u++) sum += l[i][u];
+        const float inv = 1.0f / sum;
         for (int d = 0; d < hd; d++) o[d] *= inv;
     }
 }
@@ -819,7 +856,12 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
 void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
                const AttnShape *a) {
     const int n_blocks = (n + ATT_QB - 1) / ATT_QB;
+    /* a thread's next task is most often the same head's (its keys and values still in the
+       cache), and each head's last query blocks, which see the most keys, go first, so that
+       the cheapest tasks are the ones left to even out the threads at the end */
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int task = 0; task < n_blocks * a->n_heads; task++)
-        attention_task(out, q, kc, vc, n, pos0, a, task);
+    for (int task = 0; task < n_blocks * a->n_heads; task++) {
+        const int block = n_blocks - 1 - task % n_blocks;
+        attention_task(out, q, kc, vc, n, pos0, a, task / n_blocks, block * ATT_QB);
+    }
 }

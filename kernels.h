@@ -35,10 +35,9 @@ typedef struct {
                      int k, int nt, int accumulate);
     void (*f16_to_f32_row)(float *out, const uint16_t *in, int n);
     /* attention on one key tile (see kernels_simd.h): scores s (nq, KV_TILE) of queries q against
-       all KV_TILE transposed keys kt (hd, KV_TILE); o (nq, hd) += p (nq, nk) times values
-       v (nk, hd), p's rows KV_TILE apart */
-    void (*att_scores)(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
-                       float scale);
+       all KV_TILE transposed keys kt (hd, KV_TILE), unscaled (the softmax scales them); o (nq, hd)
+       += p (nq, nk) times values v (nk, hd), p's rows KV_TILE apart */
+    void (*att_scores)(float *s, const float *q, int qstride, int nq, const float *kt, int hd);
     void (*att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd);
     /* Q8_0 weights against Q8_0 activations in integer arithmetic, Q8T_R rows x Q8T_P positions
        (NULL in sets without one; the packed layout is at tile_q8_avx512, kernels_avx512.c) */

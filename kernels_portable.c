@@ -54,31 +54,30 @@ static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
 }
 
 /* Attention's two products are one small matrix product (see kernels_simd.h):
- * c[r * cs + j] (+)= sum_i alpha * a[r * as + i] * b[i * bs + j], r < nrows, j < ncols. */
-static void small_mm_c(float *c, int cs, const float *a, int as, float alpha, const float *b,
-                       int bs, int nrows, int k, int ncols, int accumulate) {
+ * c[r * cs + j] (+)= sum_i a[r * as + i] * b[i * bs + j], r < nrows, j < ncols. */
+static void small_mm_c(float *c, int cs, const float *a, int as, const float *b, int bs, int nrows,
+                       int k, int ncols, int accumulate) {
     for (int r = 0; r < nrows; r++) {
         float *cr = c + (size_t)r * cs;
         if (!accumulate)
             for (int j = 0; j < ncols; j++) cr[j] = 0.0f;
         for (int i = 0; i < k; i++) {
-            const float ai = alpha * a[(size_t)r * as + i];
+            const float ai = a[(size_t)r * as + i];
 #pragma omp simd
             for (int j = 0; j < ncols; j++) cr[j] += ai * b[(size_t)i * bs + j];
         }
     }
 }
 
-/* s (nq, KV_TILE) = (scale q) (nq, hd) kt (hd, KV_TILE): every key of the tile, written or not */
-static void att_scores_c(float *s, const float *q, int qstride, int nq, const float *kt, int hd,
-                         float scale) {
-    small_mm_c(s, KV_TILE, q, qstride, scale, kt, KV_TILE, nq, hd, KV_TILE, 0);
+/* s (nq, KV_TILE) = q (nq, hd) kt (hd, KV_TILE): every key of the tile, written or not */
+static void att_scores_c(float *s, const float *q, int qstride, int nq, const float *kt, int hd) {
+    small_mm_c(s, KV_TILE, q, qstride, kt, KV_TILE, nq, hd, KV_TILE, 0);
 }
 
 /* o (nq, hd) += p (nq, nk) v (nk, hd) */
 static void att_pv_c(float *o, int ostride, const float *p, int nq, const float *v, int nk,
                      int hd) {
-    small_mm_c(o, ostride, p, KV_TILE, 1.0f, v, hd, nq, nk, hd, 1);
+    small_mm_c(o, ostride, p, KV_TILE, v, hd, nq, nk, hd, 1);
 }
 
 const Kernels kernels_portable = {

@@ -592,21 +592,21 @@ static TARGET void FN(tile_f32)(float *out, int ostride, const float *w, int wst
 }
 
 /* Attention's two products on one tile of KV_TILE keys, for nq <= ATT_QB queries of one head, are
- * one small matrix product, c (nrows, ncols) (+)= (alpha a) (nrows, k) b (k, ncols):
- *   att_scores: s (nq, KV_TILE) = (scale q) (nq, hd) kt (hd, KV_TILE), kt the tile's keys
- *               transposed as the cache stores them; all KV_TILE columns, including keys not
- *               written yet (past the last query): the caller masks what a query may not see;
+ * one small matrix product, c (nrows, ncols) (+)= a (nrows, k) b (k, ncols):
+ *   att_scores: s (nq, KV_TILE) = q (nq, hd) kt (hd, KV_TILE), kt the tile's keys transposed as
+ *               the cache stores them; all KV_TILE columns, including keys not written yet (past
+ *               the last query): the caller masks what a query may not see, and scales;
  *   att_pv:     o (nq, hd) += p (nq, nk) v (nk, hd), the tile's first nk keys.
  * It runs in blocks of AR rows of a by 4 vectors of columns, so that the 4 * AR accumulators stay
  * in registers and each vector of b loaded serves AR rows; the rows left over (all of them when
- * decoding) go one at a time. Each element of a is scaled by alpha and broadcast. */
+ * decoding) go one at a time. Each element of a is broadcast straight from memory. */
 #define AR (TR / 3)
 
 /* R rows (AR or 1, a constant wherever this is inlined, so that the 4 * R accumulators are
- * registers): c[r * cs + j] (+)= sum_i alpha * a[r * as + i] * b[i * bs + j] for j < ncols.
+ * registers): c[r * cs + j] (+)= sum_i a[r * as + i] * b[i * bs + j] for j < ncols.
  * accumulate, a constant too, says whether c's values are added to or replaced. */
 static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
-    float *c, int cs, const float *a, int as, float alpha, const float *b, int bs, int k, int ncols,
+    float *c, int cs, const float *a, int as, const float *b, int bs, int k, int ncols,
     int accumulate, const int R) {
     int j0 = 0;
     for (; j0 + 4 * VL <= ncols; j0 += 4 * VL) {
@@ -621,7 +621,7 @@ static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
                      b3 = vload(bi + 3 * VL);
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
-                const VF ar = vset1(alpha * a[(size_t)r * as + i]);
+                const VF ar = vset1(a[(size_t)r * as + i]);
                 acc[r][0] = vfma(ar, b0, acc[r][0]);
                 acc[r][1] = vfma(ar, b1, acc[r][1]);
                 acc[r][2] = vfma(ar, b2, acc[r][2]);
@@ -636,16 +636,14 @@ static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
         for (int r = 0; r < R; r++) acc[r] = accumulate ? vload(c + (size_t)r * cs + j0) : vzero();
         for (int i = 0; i < k; i++) {
             const VF bi = vload(b + (size_t)i * bs + j0);
-            for (int r = 0; r < R; r++)
-                acc[r] = vfma(vset1(alpha * a[(size_t)r * as + i]), bi, acc[r]);
+            for (int r = 0; r < R; r++) acc[r] = vfma(vset1(a[(size_t)r * as + i]), bi, acc[r]);
         }
         for (int r = 0; r < R; r++) vstore(c + (size_t)r * cs + j0, acc[r]);
     }
     for (; j0 < ncols; j0++)
         for (int r = 0; r < R; r++) {
             float sum = accumulate ? c[(size_t)r * cs + j0] : 0.0f;
-            for (int i = 0; i < k; i++)
-                sum += alpha * a[(size_t)r * as + i] * b[(size_t)i * bs + j0];
+            for (int i = 0; i < k; i++) sum += a[(size_t)r * as + i] * b[(size_t)i * bs + j0];
             c[(size_t)r * cs + j0] = sum;
         }
 }
@@ -653,29 +651,29 @@ static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
 /* All nrows rows: blocks of AR, then one at a time. */
 static inline __attribute__((always_inline)) TARGET void FN(small_mm)(float *c, int cs,
                                                                       const float *a, int as,
-                                                                      float alpha, const float *b,
-                                                                      int bs, int nrows, int k,
-                                                                      int ncols, int accumulate) {
+                                                                      const float *b, int bs,
+                                                                      int nrows, int k, int ncols,
+                                                                      int accumulate) {
     int r = 0;
     for (; r + AR <= nrows; r += AR) {
         float *cr = c + (size_t)r * cs;
-        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, alpha, b, bs, k, ncols, accumulate, AR);
+        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, AR);
     }
     for (; r < nrows; r++) {
         float *cr = c + (size_t)r * cs;
-        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, alpha, b, bs, k, ncols, accumulate, 1);
+        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, 1);
     }
 }
 #undef AR
 
 static TARGET void FN(att_scores)(float *s, const float *q, int qstride, int nq, const float *kt,
-                                  int hd, float scale) {
-    FN(small_mm)(s, KV_TILE, q, qstride, scale, kt, KV_TILE, nq, hd, KV_TILE, 0);
+                                  int hd) {
+    FN(small_mm)(s, KV_TILE, q, qstride, kt, KV_TILE, nq, hd, KV_TILE, 0);
 }
 
 static TARGET void FN(att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk,
                               int hd) {
-    FN(small_mm)(o, ostride, p, KV_TILE, 1.0f, v, hd, nq, nk, hd, 1);
+    FN(small_mm)(o, ostride, p, KV_TILE, v, hd, nq, nk, hd, 1);
 }
 
 /* Widens n halves to floats (a weight tile, before tile_f32). */
