@@ -391,6 +391,7 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
 #define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define vsum(v) _mm512_reduce_add_ps(v)
 #define TR 12
+#define AR 6 /* attention: queries per block of its tile products (24 accumulators) */
 /* |w| as unsigned bytes times x with w's sign, summed in fours into 8 int32 lanes (VNNI) */
 #define Q8_ACC_TYPE __m256
 #define Q8_ACC_ZERO() _mm256_setzero_ps()

@@ -15,7 +15,9 @@
  *   f16s(h)         one half to float in hardware (a table lookup would miss the cache)
  *   TR              weight rows of a matrix-matrix tile; its 2 * TR accumulators of 2 * VL
  *                   positions, two activation vectors and a broadcast fill the register file.
- *                   At least 3: attention's products take TR / 3 queries at a time
+ *                   At least 3: attention's products take TR / 3 queries at a time, or
+ *                   AR (optional) at a time, then TR / 3, where the registers hold 4 * AR
+ *                   accumulators, 4 vectors and a broadcast
  *   Q8_ACC_TYPE, Q8_ACC_ZERO(), Q8_ACC_SUM(a), Q8_DOT(acc, wblock, xblock, scale)
  *                   a float accumulator for Q8_0 dot products, its zero, its sum as one float,
  *                   and acc += scale * (the exact integer dot product of one pair of 32-byte
@@ -598,9 +600,13 @@ static TARGET void FN(tile_f32)(float *out, int ostride, const float *w, int wst
  *               the last query): the caller masks what a query may not see, and scales;
  *   att_pv:     o (nq, hd) += p (nq, nk) v (nk, hd), the tile's first nk keys.
  * It runs in blocks of AR rows of a by 4 vectors of columns, so that the 4 * AR accumulators stay
- * in registers and each vector of b loaded serves AR rows; the rows left over (all of them when
- * decoding) go one at a time. Each element of a is broadcast straight from memory. */
+ * in registers and each vector of b loaded serves AR rows (AVX-512: 6 rows, 24 accumulators,
+ * measured 11% faster than 4), then in blocks of TR / 3 rows; the rows left over (all of them
+ * when decoding) go one at a time. Each element of a is broadcast straight from memory. */
+#ifndef AR
 #define AR (TR / 3)
+#endif
+#define AR_SMALL (TR / 3)
 
 /* R rows (AR or 1, a constant wherever this is inlined, so that the 4 * R accumulators are
  * registers): c[r * cs + j] (+)= sum_i a[r * as + i] * b[i * bs + j] for j < ncols.
@@ -611,7 +617,7 @@ static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
     int j0 = 0;
     for (; j0 + 4 * VL <= ncols; j0 += 4 * VL) {
         VF acc[AR][4];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             for (int v = 0; v < 4; v++)
                 acc[r][v] = accumulate ? vload(c + (size_t)r * cs + j0 + v * VL) : vzero();
@@ -619,7 +625,7 @@ static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
             const float *bi = b + (size_t)i * bs + j0;
             const VF b0 = vload(bi), b1 = vload(bi + VL), b2 = vload(bi + 2 * VL),
                      b3 = vload(bi + 3 * VL);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const VF ar = vset1(a[(size_t)r * as + i]);
                 acc[r][0] = vfma(ar, b0, acc[r][0]);
@@ -659,12 +665,17 @@ static inline __attribute__((always_inline)) TARGET void FN(small_mm)(float *c, 
         float *cr = c + (size_t)r * cs;
         FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, AR);
     }
+    for (; AR_SMALL < AR && r + AR_SMALL <= nrows; r += AR_SMALL) {
+        float *cr = c + (size_t)r * cs;
+        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, AR_SMALL);
+    }
     for (; r < nrows; r++) {
         float *cr = c + (size_t)r * cs;
         FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, 1);
     }
 }
 #undef AR
+#undef AR_SMALL
 
 static TARGET void FN(att_scores)(float *s, const float *q, int qstride, int nq, const float *kt,
                                   int hd) {
