@@ -192,7 +192,7 @@ static void residual_add(RunState *s, const Config *c, const float *post, int n)
         for (size_t i = t * d; i < (t + 1) * d; i++) s->x[i] += s->xb2[i];
 }
 
-float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
+float *forward(Model *m, const int *tokens, int n, int pos0, Logits want) {
     const Config *c = &m->config;
     const Weights *w = &m->weights;
     RunState *s = &m->state;
@@ -230,8 +230,9 @@ float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {
         residual_add(s, c, lw->post_ffn_norm, n);
     }
 
-    /* logits only where they are needed: every position, or just the last */
-    const int first = all_logits ? 0 : n - 1, count = n - first;
+    /* logits only where they are needed: every position, just the last, or none */
+    if (want == LOGITS_NONE) return NULL;
+    const int first = want == LOGITS_ALL ? 0 : n - 1, count = n - first;
     norm_forward(s->xb, s->x + (size_t)first * dim, w->out_norm, w->out_norm_b, c->norm,
                  c->norm_eps, count, dim);
     matmul(s->logits, s->xb, &w->output, count);

@@ -186,8 +186,14 @@ int model_repack(Model *m, Error *err);
    hook stops it and frees the buffer. */
 int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, Error *err);
 
+/* The logits a forward pass computes: the last position's (decoding, a prompt's last batch), every
+   position's (--dump-logits, --ppl), or none (a prompt's earlier batches: the output head is the
+   largest matrix, and each call reads it whole for one row). */
+typedef enum { LOGITS_LAST, LOGITS_ALL, LOGITS_NONE } Logits;
+
 /* Runs tokens[0..n) at positions pos0 .. pos0+n-1 (n <= state.cap), appending their keys and values
-   to the cache. Returns logits (n, vocab) when all_logits, else only the last position's (1, vocab). */
-float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits);
+   to the cache. Returns logits (n, vocab) for LOGITS_ALL, (1, vocab) for LOGITS_LAST, NULL for
+   LOGITS_NONE. */
+float *forward(Model *m, const int *tokens, int n, int pos0, Logits want);
 
 #endif /* MODEL_H */

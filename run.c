@@ -193,7 +193,11 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     const float *logits = NULL;
     for (int i = 0; i < n_prompt; i += m->state.cap) {
         int n = n_prompt - i < m->state.cap ? n_prompt - i : m->state.cap;
-        logits = forward(m, prompt + i, n, i, o->dump_logits != NULL);
+        const int last = i + n == n_prompt;
+        logits = forward(m, prompt + i, n, i,
+                         o->dump_logits ? LOGITS_ALL
+                         : last         ? LOGITS_LAST
+                                        : LOGITS_NONE);
         if (maps.probs) attn_maps_tokens(&maps, i, prompt + i, n);
         if (o->dump_logits && matrix_append(&dump, logits, (size_t)n, err)) goto done;
         if (o->dump_logits) logits += (size_t)(n - 1) * c->vocab_size;
@@ -226,7 +230,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
             break;
         }
         double ts = step_ms ? now_seconds() : 0.0;
-        logits = forward(m, &next, 1, pos, 0);
+        logits = forward(m, &next, 1, pos, LOGITS_LAST);
         if (step_ms) step_ms[pos] = (now_seconds() - ts) * 1e3;
         if (maps.probs) attn_maps_tokens(&maps, pos, &next, 1);
         pos++;
@@ -304,7 +308,7 @@ static int perplexity(Model *m, const char *path, Error *err) {
         int first = prev_end > b + 1 ? prev_end : b + 1; /* first target scored */
         for (int i = b; i < end - 1; i += m->state.cap) {
             int n = end - 1 - i < m->state.cap ? end - 1 - i : m->state.cap;
-            const float *logits = forward(m, ids + i, n, i - b, 1);
+            const float *logits = forward(m, ids + i, n, i - b, LOGITS_ALL);
             for (int t = 0; t < n; t++) {
                 int target = i + t + 1;
                 if (target < first) continue;
@@ -443,7 +447,10 @@ static const float *feed(Conversation *cv, const int *ids, int n, int record, Er
     const int want_all = record && cv->o->dump_logits != NULL;
     for (int i = 0; i < n; i += m->state.cap) {
         int k = n - i < m->state.cap ? n - i : m->state.cap;
-        logits = forward(m, ids + i, k, cv->hist.n, want_all);
+        logits = forward(m, ids + i, k, cv->hist.n,
+                         want_all     ? LOGITS_ALL
+                         : i + k == n ? LOGITS_LAST
+                                      : LOGITS_NONE);
         if (want_all && matrix_append(&cv->dump, logits, (size_t)k, err)) return NULL;
         if (want_all) logits += (size_t)(k - 1) * m->config.vocab_size;
         if (idvec_push(&cv->hist, ids + i, k, err)) return NULL;
