@@ -790,8 +790,13 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
  * vectorize without a horizontal sum (keys not written yet, past the last query, only meet the
  * select); the maximum's last 16 lanes are folded in independent pairs. */
 #define ATT_LANES 16
-static void softmax_tile(float *restrict si, int ja, int jb, float scale, float *m,
-                         float *restrict l, float *restrict o, int hd) {
+#ifdef __GNUC__ /* inlined at both calls, so that the whole-tile one drops the mask */
+#define SOFTMAX_INLINE inline __attribute__((always_inline))
+#else
+#define SOFTMAX_INLINE inline
+#endif
+static SOFTMAX_INLINE void softmax_tile(float *restrict si, int ja, int jb, float scale, float *m,
+                                        float *restrict l, float *restrict o, int hd) {
     float mx[ATT_LANES], sum[ATT_LANES];
 #pragma omp simd
     for (int u = 0; u < ATT_LANES; u++) mx[u] = -INFINITY;
@@ -865,7 +870,10 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
                 memset(s[i], 0, sizeof s[i]);
                 continue;
             }
-            softmax_tile(s[i], ja, jb, scale, &m[i], l[i], ob + (size_t)i * stride, hd);
+            if (ja == 0 && jb == KV_TILE - 1) /* the whole tile visible: no mask to apply */
+                softmax_tile(s[i], 0, KV_TILE - 1, scale, &m[i], l[i], ob + (size_t)i * stride, hd);
+            else
+                softmax_tile(s[i], ja, jb, scale, &m[i], l[i], ob + (size_t)i * stride, hd);
         }
         k->att_pv(ob, stride, s[0], nq, vc + value_index(a, kvh, j0), nk, hd);
     }
