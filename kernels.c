@@ -249,7 +249,10 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n) {
 /* ---- the driver ------------------------------------------------------------------------ */
 
 #define GEMM_MIN_N 4 /* from this many positions on, the tiled product pays off */
-#define KC 1024      /* columns of non-F32 weights widened at a time (a multiple of every block) */
+/* Columns of non-F32 weights widened at a time (a multiple of every block): 2048 holds a whole
+   row of 110M's feed-forward down projection, whose second chunk of 1024 re-read and re-wrote
+   the tile's outputs (one 768 x 2048 F16 product on one core: 85-99 -> 100 GFLOP/s, 1024 -> 2048). */
+#define KC 2048
 /* Floats from one widened row to the next: KC and one cache line more, so that the tile's TR rows
    do not all fall in one set of the 8-way L1 cache (rows 4 KiB apart do; a few % faster at 110M
    F16 in a microbenchmark of one matmul, within the noise of a busy machine). */
