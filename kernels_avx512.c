@@ -211,6 +211,10 @@ static TARGET void gemv_q4p_avx512(float *out, int nr, const uint8_t *w, const B
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
 }
 
+/* 4 bytes at p broadcast to every 32-bit lane, from memory (a load each, not a wider load split
+   in general registers) */
+#define BCAST4(p) _mm512_broadcastd_epi32(_mm_loadu_si32(p))
+
 /* Q4_K repacked (the KP layout, kernels.h): one group of 16 rows, a row per lane. Each 64-byte
  * vector of levels gives two products, its low nibbles (group 2c) and its high ones (2c + 1),
  * each into its group's int32 sum; a group's sum times the 16 rows' scales (bytes widened,
@@ -277,17 +281,16 @@ static TARGET void gemv_q6kp_avx512(float *out, int nr, const uint8_t *w, const 
             const uint8_t *u = qs + (size_t)g * 192;
             const __m512i v0 = _mm512_load_si512(u), v1 = _mm512_load_si512(u + 64),
                           v2 = _mm512_load_si512(u + 128);
-            /* (v & 0xc0) | t for t with zero top bits: ternary logic 0xEC = (a & c) | b */
+            /* t | (v & 0xc0) for t with zero top bits: ternary logic 0xF8 = a | (b & c) */
             __m512i t = _mm512_srli_epi16(_mm512_and_si512(v0, top), 2);
-            t = _mm512_srli_epi16(_mm512_ternarylogic_epi32(v1, t, top, 0xEC), 2);
-            t = _mm512_srli_epi16(_mm512_ternarylogic_epi32(v2, t, top, 0xEC), 2);
-            int32_t xw[4];
-            memcpy(xw, xq + 16 * g, 16);
+            t = _mm512_srli_epi16(_mm512_ternarylogic_epi32(t, v1, top, 0xF8), 2);
+            t = _mm512_srli_epi16(_mm512_ternarylogic_epi32(t, v2, top, 0xF8), 2);
+            const int8_t *xg = xq + 16 * g; /* 4 activation bytes broadcast from memory */
             __m512i s = _mm512_set1_epi32(xk[(size_t)b * KP_XK + g]);
-            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v0, m6), _mm512_set1_epi32(xw[0]));
-            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v1, m6), _mm512_set1_epi32(xw[1]));
-            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v2, m6), _mm512_set1_epi32(xw[2]));
-            s = _mm512_dpbusd_epi32(s, t, _mm512_set1_epi32(xw[3]));
+            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v0, m6), BCAST4(xg));
+            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v1, m6), BCAST4(xg + 4));
+            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v2, m6), BCAST4(xg + 8));
+            s = _mm512_dpbusd_epi32(s, t, BCAST4(xg + 12));
             const __m512i sc =
                 _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(w + 64 + 16 * g)));
             isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s, sc));
