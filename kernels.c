@@ -232,17 +232,31 @@ static void kp_row_q4_k(uint8_t *sb, int r, const BlockQ4K *b) {
         memcpy(sb + KP_HEAD + (size_t)v * 64 + 4 * r, b->qs + 4 * v, 4);
 }
 
+/* Q6_K's 256 levels (0..63) in order (kernels_quant.h: weight 128 n + 32 k + l, its low 4 bits
+   in nibble k / 2 of ql[64 n + 32 (k % 2) + l], its high 2 at bit 2k of qh[32 n + l]); the
+   type's own unpack says the same through floats and takes 5x longer, the most of a load. */
+static void q6_k_levels(uint8_t *q, const BlockQ6K *b) {
+    for (int n = 0; n < 2; n++)
+        for (int l = 0; l < 32; l++) {
+            const int lo0 = b->ql[64 * n + l], lo1 = b->ql[64 * n + 32 + l], h = b->qh[32 * n + l];
+            q[128 * n + l] = (uint8_t)((lo0 & 15) | (h & 3) << 4);
+            q[128 * n + 32 + l] = (uint8_t)((lo1 & 15) | (h >> 2 & 3) << 4);
+            q[128 * n + 64 + l] = (uint8_t)((lo0 >> 4) | (h >> 4 & 3) << 4);
+            q[128 * n + 96 + l] = (uint8_t)((lo1 >> 4) | (h >> 6) << 4);
+        }
+}
+
 static void kp_row_q6_k(uint8_t *sb, int r, const BlockQ6K *b) {
     const float d = f16_table[b->d];
     memcpy(sb + 4 * r, &d, 4);
-    Levels lv; /* q - 32, by the type's own unpack */
-    weight_type(GGML_Q6_K)->unpack(b, &lv);
+    uint8_t lv[QK_K];
+    q6_k_levels(lv, b);
     for (int g = 0; g < 16; g++) {
         sb[64 + 16 * g + r] = (uint8_t)b->scales[g];
-        const int8_t *q = lv.q + 16 * g;
+        const uint8_t *q = lv + 16 * g;
         for (int p = 0; p < 3; p++)
             for (int j = 0; j < 4; j++) {
-                const int own = q[4 * p + j] + 32, last = q[12 + j] + 32;
+                const int own = q[4 * p + j], last = q[12 + j];
                 sb[KP_HEAD + (size_t)(3 * g + p) * 64 + 4 * r + j] =
                     (uint8_t)(own | ((last >> (2 * p)) & 3) << 6);
             }

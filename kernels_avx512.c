@@ -234,13 +234,10 @@ static TARGET void gemv_q4kp_avx512(float *out, int nr, const uint8_t *w, const 
             __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
-                int32_t x0, x1;
-                memcpy(&x0, xq + 64 * c + 4 * k, 4);
-                memcpy(&x1, xq + 64 * c + 32 + 4 * k, 4);
                 const __m512i v = _mm512_load_si512(qs + (size_t)(8 * c + k) * 64);
-                s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v, m4), _mm512_set1_epi32(x0));
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v, m4), BCAST4(xq + 64 * c + 4 * k));
                 s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
-                                         _mm512_set1_epi32(x1));
+                                         BCAST4(xq + 64 * c + 32 + 4 * k));
             }
             const __m512i sc0 =
                 _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(w + 64 + 32 * c)));
