@@ -143,10 +143,9 @@ Tensor tensor_rows(const Tensor *w, int start, int n) {
     v.data = row_ptr(w, start);
     /* a view starting on a group boundary keeps the packed rows (its last group may hold rows
        past the view: they are computed and not stored); any other view is read in place */
-    v.packed =
-        w->packed && start % Q8P_R == 0
-            ? w->packed + (size_t)(start / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK, Q8P_QB(w->type))
-            : NULL;
+    v.packed = w->packed && start % Q8P_R == 0
+                   ? w->packed + (size_t)(start / Q8P_R) * packed_group_bytes(w->type, w->cols)
+                   : NULL;
     return v;
 }
 
@@ -217,6 +216,165 @@ void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const 
     }
 }
 
+/* ---- Q4_K and Q6_K repacked for decoding (the KP layout, kernels.h) -------------------- */
+
+/* Row r's super-block b (the file's block) into super-block sb of its group. */
+static void kp_row_q4_k(uint8_t *sb, int r, const BlockQ4K *b) {
+    memcpy(sb + 2 * r, &b->d, 2);
+    memcpy(sb + 32 + 2 * r, &b->dmin, 2);
+    for (int g = 0; g < 8; g++) {
+        int sc, m;
+        scale_min_k4(b->scales, g, &sc, &m);
+        sb[64 + 16 * g + r] = (uint8_t)sc;
+        sb[192 + 32 * (g / 2) + 2 * r + g % 2] = (uint8_t)m;
+    }
+    for (int v = 0; v < 32; v++) /* vector v = 8 c + k holds bytes 32 c + 4 k .. of each row */
+        memcpy(sb + KP_HEAD + (size_t)v * 64 + 4 * r, b->qs + 4 * v, 4);
+}
+
+/* Q6_K's 256 levels (0..63) in order (kernels_quant.h: weight 128 n + 32 k + l, its low 4 bits
+   in nibble k / 2 of ql[64 n + 32 (k % 2) + l], its high 2 at bit 2k of qh[32 n + l]); the
+   type's own unpack says the same through floats and takes 5x longer, the most of a load. */
+static void q6_k_levels(uint8_t *q, const BlockQ6K *b) {
+    for (int n = 0; n < 2; n++)
+        for (int l = 0; l < 32; l++) {
+            const int lo0 = b->ql[64 * n + l], lo1 = b->ql[64 * n + 32 + l], h = b->qh[32 * n + l];
+            q[128 * n + l] = (uint8_t)((lo0 & 15) | (h & 3) << 4);
+            q[128 * n + 32 + l] = (uint8_t)((lo1 & 15) | (h >> 2 & 3) << 4);
+            q[128 * n + 64 + l] = (uint8_t)((lo0 >> 4) | (h >> 4 & 3) << 4);
+            q[128 * n + 96 + l] = (uint8_t)((lo1 >> 4) | (h >> 6) << 4);
+        }
+}
+
+static void kp_row_q6_k(uint8_t *sb, int r, const BlockQ6K *b) {
+    const float d = f16_table[b->d];
+    memcpy(sb + 4 * r, &d, 4);
+    uint8_t lv[QK_K];
+    q6_k_levels(lv, b);
+    for (int g = 0; g < 16; g++) {
+        sb[64 + 16 * g + r] = (uint8_t)b->scales[g];
+        const uint8_t *q = lv + 16 * g;
+        for (int p = 0; p < 3; p++)
+            for (int j = 0; j < 4; j++) {
+                const int own = q[4 * p + j], last = q[12 + j];
+                sb[KP_HEAD + (size_t)(3 * g + p) * 64 + 4 * r + j] =
+                    (uint8_t)(own | ((last >> (2 * p)) & 3) << 6);
+            }
+    }
+}
+
+static void kp_pack(uint8_t *dst, const Tensor *w) {
+    const int nb = w->cols / QK_K, groups = (w->rows + Q8P_R - 1) / Q8P_R;
+    const size_t sb = KP_SB(w->type), gbytes = (size_t)nb * sb;
+    const size_t block = ggml_row_bytes(w->type, QK_K);
+#pragma omp parallel for schedule(static)
+    for (int g = 0; g < groups; g++) {
+        uint8_t *dg = dst + (size_t)g * gbytes;
+        memset(dg, 0, gbytes);
+        for (int r = 0; r < Q8P_R && g * Q8P_R + r < w->rows; r++) {
+            const uint8_t *src = row_ptr(w, g * Q8P_R + r);
+            for (int b = 0; b < nb; b++) {
+                if (w->type == GGML_Q4_K)
+                    kp_row_q4_k(dg + b * sb, r, (const BlockQ4K *)(src + b * block));
+                else
+                    kp_row_q6_k(dg + b * sb, r, (const BlockQ6K *)(src + b * block));
+            }
+        }
+    }
+}
+
+void kp_act(int32_t *xk, const BlockQ8K *x, int nb) {
+    for (int b = 0; b < nb; b++) {
+        const int16_t *s = x[b].bsums;
+        int32_t *o = xk + (size_t)b * KP_XK;
+        for (int g = 0; g < 16; g++) o[g] = -32 * s[g];
+        for (int i = 0; i < 4; i++) {
+            const int lo = s[4 * i] + s[4 * i + 1], hi = s[4 * i + 2] + s[4 * i + 3];
+            o[16 + i] = (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16);
+        }
+    }
+}
+
+/* Row r: per super-block b the exact integer sums isum = sum_g sc_g sum_i q_i x_i (Q6_K: of
+   q - 32, the offset through x's bsums) and, for Q4_K, msum = sum_g m_g (the sum of x over g),
+   then acc = fma(isum, d_r * x_b.d, acc) and acc = fma(-msum, dmin_r * x_b.d, acc), as the
+   vector lanes do. xk is not read: the sums come from x's bsums, so that the kernel's use of
+   kp_act is checked too. */
+void gemv_packed_k_ref(uint32_t type, float *out, int nr, const uint8_t *w, const BlockQ8K *x,
+                       const int32_t *xk, int nb) {
+    (void)xk;
+    for (int r = 0; r < nr; r++) {
+        float acc = 0.0f;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *sb = w + (size_t)b * KP_SB(type), *qs = sb + KP_HEAD;
+            const int8_t *xq = x[b].qs;
+            const int16_t *bsums = x[b].bsums;
+            int32_t isum = 0, msum = 0;
+            if (type == GGML_Q4_K) {
+                for (int g = 0; g < 8; g++) {
+                    const int c = g / 2, h = g % 2;
+                    int32_t s = 0;
+                    for (int k = 0; k < 8; k++)
+                        for (int j = 0; j < 4; j++) {
+                            const int v = qs[(size_t)(8 * c + k) * 64 + 4 * r + j];
+                            s += ((v >> (4 * h)) & 15) * xq[64 * c + 32 * h + 4 * k + j];
+                        }
+                    isum += s * sb[64 + 16 * g + r];
+                    msum += sb[192 + 32 * c + 2 * r + h] * (bsums[2 * g] + bsums[2 * g + 1]);
+                }
+                uint16_t d, dmin;
+                memcpy(&d, sb + 2 * r, 2);
+                memcpy(&dmin, sb + 32 + 2 * r, 2);
+                acc = fmaf((float)isum, f16_table[d] * x[b].d, acc);
+                acc = fmaf(-(float)msum, f16_table[dmin] * x[b].d, acc);
+            } else {
+                for (int g = 0; g < 16; g++) {
+                    const uint8_t *u = qs + (size_t)g * 3 * 64 + 4 * r; /* u[64 p + j] */
+                    int32_t s = -32 * bsums[g];
+                    for (int j = 0; j < 4; j++) {
+                        for (int p = 0; p < 3; p++)
+                            s += (u[64 * p + j] & 63) * xq[16 * g + 4 * p + j];
+                        const int last = u[j] >> 6 | (u[64 + j] >> 6) << 2 | (u[128 + j] >> 6) << 4;
+                        s += last * xq[16 * g + 12 + j];
+                    }
+                    isum += s * (int8_t)sb[64 + 16 * g + r];
+                }
+                float d;
+                memcpy(&d, sb + 4 * r, 4);
+                acc = fmaf((float)isum, d * x[b].d, acc);
+            }
+        }
+        out[r] = acc;
+    }
+}
+
+/* ---- either layout --------------------------------------------------------------------- */
+
+int kernels_packs(const Kernels *k, uint32_t type) {
+    return type < GGML_TYPE_COUNT && (k->gemv_packed[type] || k->gemv_packed_k[type]);
+}
+
+size_t packed_group_bytes(uint32_t type, int cols) {
+    switch (type) {
+    case GGML_Q8_0:
+    case GGML_Q4_0: return Q8P_GROUP_BYTES(cols / QK, Q8P_QB(type));
+    case GGML_Q4_K:
+    case GGML_Q6_K: return (size_t)(cols / QK_K) * KP_SB(type);
+    default: return 0;
+    }
+}
+
+size_t packed_bytes(const Tensor *w) {
+    return (size_t)((w->rows + Q8P_R - 1) / Q8P_R) * packed_group_bytes(w->type, w->cols);
+}
+
+void tensor_pack(uint8_t *dst, const Tensor *w) {
+    if (w->type == GGML_Q4_K || w->type == GGML_Q6_K)
+        kp_pack(dst, w);
+    else
+        q8p_pack(dst, w);
+}
+
 /* ---- reference ------------------------------------------------------------------------- */
 
 /* The textbook product, one weight at a time, with weights widened exactly. For quantized
@@ -273,9 +431,9 @@ static void batch_number(Batch *b, int gemm_path) {
     b->start[0] = 0;
     for (int j = 0; j < b->count; j++) {
         const Tensor *w = b->w[j];
-        const int unit = gemm_path                                   ? active->tile_r
-                         : w->packed && active->gemv_packed[w->type] ? Q8P_R
-                                                                     : 1;
+        const int unit = gemm_path                                     ? active->tile_r
+                         : w->packed && kernels_packs(active, w->type) ? Q8P_R
+                                                                       : 1;
         b->start[j + 1] = b->start[j] + (w->rows + unit - 1) / unit;
     }
 }
@@ -286,9 +444,9 @@ static int batch_find(const Batch *b, int i) {
     return j;
 }
 
-/* Does decoding read w repacked (Q8P) with the set's kernel? */
+/* Does decoding read w repacked (Q8P or KP) with the set's kernel? */
 static int packed(const Kernels *k, const Tensor *w) {
-    return w->packed && k->gemv_packed[w->type];
+    return w->packed && kernels_packs(k, w->type);
 }
 
 /* Decoding: one dot product per (position, row), or one packed kernel call per group of Q8P_R
@@ -300,16 +458,19 @@ static int packed(const Kernels *k, const Tensor *w) {
 static void gemv(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, total = b->start[b->count], nb = cols / QK8_0;
-    int need[GGML_TYPE_COUNT] = {0}, any_packed = 0;
+    const int nbk = cols / QK_K;
+    int need[GGML_TYPE_COUNT] = {0}, any_packed = 0, any_kp = 0;
     for (int j = 0; j < b->count; j++) {
         need[weight_type(b->w[j]->type)->act] = 1;
-        any_packed |= packed(k, b->w[j]);
+        any_packed |= packed(k, b->w[j]) && k->gemv_packed[b->w[j]->type];
+        any_kp |= packed(k, b->w[j]) && k->gemv_packed_k[b->w[j]->type];
     }
     /* floats, so that Q8_K's float scales are aligned */
     float x80[need[GGML_Q8_0] ? ggml_row_bytes(GGML_Q8_0, cols) / 4 + 1 : 1];
     float x8k[need[GGML_Q8_K] ? ggml_row_bytes(GGML_Q8_K, cols) / 4 + 1 : 1];
     int32_t xs[any_packed ? nb : 1];
     float xd[any_packed ? nb : 1];
+    int32_t xk[any_kp ? nbk * KP_XK : 1];
     const void *acts[GGML_TYPE_COUNT] = {[GGML_Q8_0] = x80, [GGML_Q8_K] = x8k};
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * cols;
@@ -317,6 +478,7 @@ static void gemv(const Batch *b, const float *x, int n) {
         if (need[GGML_Q8_0]) quantize_q8_0((BlockQ8 *)x80, xt, cols);
         if (need[GGML_Q8_K]) quantize_q8_k((BlockQ8K *)x8k, xt, cols);
         if (any_packed) q8p_act(xs, xd, (const BlockQ8 *)x80, nb);
+        if (any_kp) kp_act(xk, (const BlockQ8K *)x8k, nbk);
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < total; i++) {
             const int j = batch_find(b, i), r = i - b->start[j]; /* a row, or a group of rows */
@@ -324,9 +486,11 @@ static void gemv(const Batch *b, const float *x, int n) {
             float *out = b->out[j] + (size_t)t * w->rows;
             if (packed(k, w)) {
                 const int r0 = r * Q8P_R, nr = w->rows - r0 < Q8P_R ? w->rows - r0 : Q8P_R;
-                k->gemv_packed[w->type](
-                    out + r0, nr, w->packed + (size_t)r * Q8P_GROUP_BYTES(nb, Q8P_QB(w->type)),
-                    (const BlockQ8 *)x80, xs, xd, nb);
+                const uint8_t *wg = w->packed + (size_t)r * packed_group_bytes(w->type, cols);
+                if (k->gemv_packed[w->type])
+                    k->gemv_packed[w->type](out + r0, nr, wg, (const BlockQ8 *)x80, xs, xd, nb);
+                else
+                    k->gemv_packed_k[w->type](out + r0, nr, wg, (const BlockQ8K *)x8k, xk, nbk);
                 continue;
             }
             const void *row = row_ptr(w, r), *xa = acts[weight_type(w->type)->act];

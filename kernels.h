@@ -16,8 +16,8 @@ typedef struct {
     int rows, cols; /* (rows, cols); a row is `cols` contiguous elements */
     size_t row_bytes;
     const void *data;      /* borrowed from the mmap; NULL when the tensor is absent */
-    const uint8_t *packed; /* Q8_0, Q4_0: the same weights repacked for decoding (Q8P layout
-                              below), borrowed from the model; NULL when not repacked */
+    const uint8_t *packed; /* Q8_0, Q4_0, Q4_K, Q6_K: the same weights repacked for decoding
+                              (Q8P, KP layouts below), borrowed from the model; else NULL */
 } Tensor;
 
 /* One weight row against the activations in the format its type's dot product takes (floats,
@@ -61,6 +61,10 @@ typedef struct {
        not built (model_repack) */
     void (*gemv_packed[GGML_TYPE_COUNT])(float *out, int nr, const uint8_t *w, const BlockQ8 *x,
                                          const int32_t *xs, const float *xd, int nb);
+    /* The same for Q4_K and Q6_K repacked (the KP layout below): one group w of nb super-blocks
+       against one position's Q8_K activations x and their words xk (kp_act). NULL: not built */
+    void (*gemv_packed_k[GGML_TYPE_COUNT])(float *out, int nr, const uint8_t *w, const BlockQ8K *x,
+                                           const int32_t *xk, int nb);
 } Kernels;
 #define Q8T_R 4  /* weight rows of a tile_q8 */
 #define Q8T_P 32 /* positions of a tile_q8 */
@@ -98,6 +102,46 @@ void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const 
                      const int32_t *xs, const float *xd, int nb);
 /* One position's Q8_0 activations x (nb blocks) as gemv_packed takes them: xs, xd (nb each). */
 void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb);
+
+/* KP: Q4_K and Q6_K repacked for decoding, the Q8P idea for the K-quants' super-blocks of 256
+ * weights (model_repack; --no-repack keeps the file's layout). A group is Q8P_R = 16 rows, one
+ * per 32-bit lane, holding the nb = cols / 256 super-blocks one after another, KP_SB(type) bytes
+ * each. Every scale and min is stored as a byte of its own, so that the kernel unpacks nothing
+ * but levels; for a super-block, with r the row in the group:
+ *   Q4_K, 2368 bytes (the file's 16 rows: 2304, +2.8%):
+ *     d[r], dmin[r]   (32 + 32) halves, as in the file;
+ *     sc[g][r]        (128) the 6-bit scale of group g (weights 32 g .. 32 g + 31);
+ *     m[i][r][h]      (128) the 6-bit min of group 2 i + h (pairs, for vpdpwssd);
+ *     qs[c][k][r][j]  (2048) byte 32 c + 4 k + j of row r's qs (c < 4, k < 8): its low nibble is
+ *                     weight 64 c + 4 k + j (group 2 c), its high one weight 64 c + 32 + 4 k + j.
+ *   Q6_K, 3392 bytes (file: 3360, +1%):
+ *     d[r]            (64) floats (the file's halves, widened: no padding needed);
+ *     sc[g][r]        (256) the signed scale of group g (weights 16 g .. 16 g + 15), as in the file;
+ *     qs[g][p][r][j]  (3072) three vectors per group (p < 3): byte j of row r holds the level
+ *                     (0..63, the file's q + 32) of weight 16 g + 4 p + j in bits 0-5, and bits
+ *                     2 p, 2 p + 1 of the level of weight 16 g + 12 + j in bits 6-7.
+ * A vector of 4 activation bytes broadcast meets 16 rows, as in Q8P; Q6_K's 6-bit levels cost
+ * 9 logic operations per 4 such products (no shuffles). Rows past the tensor's last have zero
+ * scales. The activations stay Q8_K, as for the file-layout dot products: one float scale per
+ * 256 weights, so that a super-block is exact integer sums scaled once, and the sums of 16
+ * (bsums) carry Q6_K's offset 32 and Q4_K's mins. Every vector is 64-byte aligned; one forward
+ * stream. */
+#define KP_SB(type) ((type) == GGML_Q4_K ? (size_t)2368 : (size_t)3392)
+#define KP_HEAD 320 /* bytes before the levels in either type's super-block */
+/* words per super-block of kp_act: Q6_K's group offsets -32 bsums[g] (16), then Q4_K's sums of
+   the groups of 32 in pairs as two int16, s[2 i] | s[2 i + 1] << 16 (4) */
+#define KP_XK 20
+void kp_act(int32_t *xk, const BlockQ8K *x, int nb);
+/* The plain reference of Kernels.gemv_packed_k[type], summing in the same order. */
+void gemv_packed_k_ref(uint32_t type, float *out, int nr, const uint8_t *w, const BlockQ8K *x,
+                       const int32_t *xk, int nb);
+
+/* Either layout by weight type: does set k decode the type repacked; the bytes of one group of
+   Q8P_R rows of `cols` columns; the packed size of w; and the packing (threads split groups). */
+int kernels_packs(const Kernels *k, uint32_t type);
+size_t packed_group_bytes(uint32_t type, int cols);
+size_t packed_bytes(const Tensor *w);
+void tensor_pack(uint8_t *dst, const Tensor *w);
 
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f); /* round to nearest even */
@@ -141,7 +185,8 @@ void matmul(float *out, const float *x, const Tensor *w, int n);
    outs[j] (n, ws[j]->rows) = x @ ws[j]^T. The weights must share cols. */
 #define MATMUL_MAX 4
 /* decoding quantizes a row of activations on the caller's stack: cols / 32 blocks of 34 bytes
-   (Q8_0) or cols / 256 of 292 (Q8_K), 149 KB at most */
+   (Q8_0) or cols / 256 of 292 (Q8_K), 149 KB at most, and for repacked weights their words
+   (8 bytes per 32 columns, 80 per 256: 41 KB at most) */
 #define Q8_MAX_COLS (4096 * QK8_0)
 void matmul_many(float *const *outs, const float *x, const Tensor *const *ws, int count, int n);
 /* The plain reference the optimized kernels are tested against. */

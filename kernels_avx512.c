@@ -211,6 +211,94 @@ static TARGET void gemv_q4p_avx512(float *out, int nr, const uint8_t *w, const B
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
 }
 
+/* 4 bytes at p broadcast to every 32-bit lane, from memory (a load each, not a wider load split
+   in general registers) */
+#define BCAST4(p) _mm512_broadcastd_epi32(_mm_loadu_si32(p))
+
+/* Q4_K repacked (the KP layout, kernels.h): one group of 16 rows, a row per lane. Each 64-byte
+ * vector of levels gives two products, its low nibbles (group 2c) and its high ones (2c + 1),
+ * each into its group's int32 sum; a group's sum times the 16 rows' scales (bytes widened,
+ * vpmulld) joins isum. The mins meet the sums of the activations' groups of 32, two groups per
+ * vpdpwssd (kp_act's pair words). Then per super-block two FMAs, d and dmin times x's scale, in
+ * the order of gemv_packed_k_ref. */
+static TARGET void gemv_q4kp_avx512(float *out, int nr, const uint8_t *w, const BlockQ8K *x,
+                                    const int32_t *xk, int nb) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++, w += KP_SB(GGML_Q4_K)) {
+        const uint8_t *qs = w + KP_HEAD;
+        const int8_t *xq = x[b].qs;
+        __m512i isum = _mm512_setzero_si512(), msum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i v = _mm512_load_si512(qs + (size_t)(8 * c + k) * 64);
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(v, m4), BCAST4(xq + 64 * c + 4 * k));
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                                         BCAST4(xq + 64 * c + 32 + 4 * k));
+            }
+            const __m512i sc0 =
+                _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(w + 64 + 32 * c)));
+            const __m512i sc1 =
+                _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(w + 80 + 32 * c)));
+            isum = _mm512_add_epi32(
+                isum, _mm512_add_epi32(_mm512_mullo_epi32(s0, sc0), _mm512_mullo_epi32(s1, sc1)));
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+            msum = _mm512_dpwssd_epi32(
+                msum, _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(w + 192 + 32 * i))),
+                _mm512_set1_epi32(xk[(size_t)b * KP_XK + 16 + i]));
+        const __m512 xd = _mm512_set1_ps(x[b].d);
+        const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)w));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + 32)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, xd), acc);
+        acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, xd), acc);
+    }
+    _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
+}
+
+/* Q6_K repacked (KP): per group of 16 weights three vectors, whose bits 0-5 are the levels of
+ * three products and whose bits 6-7, gathered by three masked shifts (no byte crosses into its
+ * neighbour: what a 16-bit shift moves in is masked off), the fourth's. A group's int32 sum
+ * starts at -32 times its activations' sum (kp_act), so it ends as sum (q - 32) x, and is then
+ * scaled by the 16 rows' signed scales (vpmulld). One FMA per super-block. */
+static TARGET void gemv_q6kp_avx512(float *out, int nr, const uint8_t *w, const BlockQ8K *x,
+                                    const int32_t *xk, int nb) {
+    const __m512i m6 = _mm512_set1_epi8(63), top = _mm512_set1_epi8((char)0xc0);
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++, w += KP_SB(GGML_Q6_K)) {
+        const uint8_t *qs = w + KP_HEAD;
+        const int8_t *xq = x[b].qs;
+        __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int g = 0; g < 16; g++) {
+            const uint8_t *u = qs + (size_t)g * 192;
+            const __m512i v0 = _mm512_load_si512(u), v1 = _mm512_load_si512(u + 64),
+                          v2 = _mm512_load_si512(u + 128);
+            /* t | (v & 0xc0) for t with zero top bits: ternary logic 0xF8 = a | (b & c) */
+            __m512i t = _mm512_srli_epi16(_mm512_and_si512(v0, top), 2);
+            t = _mm512_srli_epi16(_mm512_ternarylogic_epi32(t, v1, top, 0xF8), 2);
+            t = _mm512_srli_epi16(_mm512_ternarylogic_epi32(t, v2, top, 0xF8), 2);
+            const int8_t *xg = xq + 16 * g; /* 4 activation bytes broadcast from memory */
+            __m512i s = _mm512_set1_epi32(xk[(size_t)b * KP_XK + g]);
+            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v0, m6), BCAST4(xg));
+            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v1, m6), BCAST4(xg + 4));
+            s = _mm512_dpbusd_epi32(s, _mm512_and_si512(v2, m6), BCAST4(xg + 8));
+            s = _mm512_dpbusd_epi32(s, t, BCAST4(xg + 12));
+            const __m512i sc =
+                _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(w + 64 + 16 * g)));
+            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(s, sc));
+        }
+        const __m512 d = _mm512_load_ps((const float *)w);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(x[b].d)),
+                              acc);
+    }
+    _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
+}
+
 /* ---- the 4-, 5- and 6-bit types' dot products, their levels unpacked in registers ----------
  * The template's generic versions unpack a block's levels into a byte array and read it back,
  * which here stalls on every block (32-byte loads of data just stored as 16-byte halves cannot
@@ -378,6 +466,8 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
 #define TILE_LV tile_lv_avx512
 #define GEMV_Q8P gemv_q8p_avx512
 #define GEMV_Q4P gemv_q4p_avx512
+#define GEMV_Q4KP gemv_q4kp_avx512
+#define GEMV_Q6KP gemv_q6kp_avx512
 #define FN(name) name##_avx512
 #define NAME "AVX-512"
 #define VF __m512

@@ -31,6 +31,8 @@
  *                   int (|a[i]|, |b[i]| <= 127: the levels of the quantized types, unpacked)
  * Optional: DOT_Q4_0, DOT_Q4_K, DOT_Q5_K, DOT_Q6_K, a set's own dot product for that type
  * (a DotFn defined before this file is included), in place of the generic one here.
+ * Optional: GEMV_Q4KP, GEMV_Q6KP, the set's decoding kernels for repacked Q4_K and Q6_K
+ * (Kernels.gemv_packed_k); NULL when not defined.
  * Optional, for sets whose vectors hold two blocks (all four or none):
  *   Q8_ACC2_TYPE, Q8_ACC2_ZERO(), Q8_ACC2_FOLD(a), Q8_DOT2(acc, wblocks, xblocks)
  *                   a wider accumulator, its zero, it folded to a Q8_ACC_TYPE, and acc += the
@@ -43,6 +45,12 @@
 #if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8) ||                     \
     !defined(TILE_LV) || !defined(GEMV_Q8P) || !defined(GEMV_Q4P)
 #error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8, TILE_LV, GEMV_Q8P and GEMV_Q4P first"
+#endif
+#ifndef GEMV_Q4KP
+#define GEMV_Q4KP NULL
+#endif
+#ifndef GEMV_Q6KP
+#define GEMV_Q6KP NULL
 #endif
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
@@ -728,4 +736,5 @@ const Kernels FN(kernels) = {
                [GGML_Q2_K] = FN(lv_q2_k),
                [GGML_Q3_K] = FN(lv_q3_k)},
     .gemv_packed = {[GGML_Q8_0] = GEMV_Q8P, [GGML_Q4_0] = GEMV_Q4P},
+    .gemv_packed_k = {[GGML_Q4_K] = GEMV_Q4KP, [GGML_Q6_K] = GEMV_Q6KP},
 };

@@ -1032,7 +1032,7 @@ int model_repack(Model *m, Error *err) {
     const int n = matmul_tensors(m, ts);
     size_t total = 0;
     for (int i = 0; i < n; i++)
-        if (ts[i]->data && k->gemv_packed[ts[i]->type]) total += q8p_bytes(ts[i]);
+        if (ts[i]->data && kernels_packs(k, ts[i]->type)) total += packed_bytes(ts[i]);
     if (total == 0) {
         free(ts);
         return 0;
@@ -1049,10 +1049,10 @@ int model_repack(Model *m, Error *err) {
     m->packed_bytes = total;
     size_t off = 0;
     for (int i = 0; i < n; i++)
-        if (ts[i]->data && k->gemv_packed[ts[i]->type]) {
-            q8p_pack(m->packed + off, ts[i]);
+        if (ts[i]->data && kernels_packs(k, ts[i]->type)) {
+            tensor_pack(m->packed + off, ts[i]);
             ts[i]->packed = m->packed + off;
-            off += q8p_bytes(ts[i]);
+            off += packed_bytes(ts[i]);
         }
     free(ts);
     return 0;

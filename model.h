@@ -175,10 +175,11 @@ int model_init(Model *m, int batch, int ctx, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
 
-/* Repacks the Q8_0 and Q4_0 matrices the forward pass multiplies by (every layer's and the
-   output head) into the decoding layout of kernels.h (Q8P), where the active kernel set has a
-   kernel for their type (else does nothing): as many bytes again as those matrices, in
-   m->packed. Prompts still read the file's layout. Returns -1 when out of memory. */
+/* Repacks the Q8_0, Q4_0, Q4_K and Q6_K matrices the forward pass multiplies by (every layer's
+   and the output head) into the decoding layouts of kernels.h (Q8P, KP), where the active
+   kernel set has a kernel for their type (else does nothing): about as many bytes again as
+   those matrices (KP: 1-3% more), in m->packed. Prompts still read the file's layout. Returns
+   -1 when out of memory. */
 int model_repack(Model *m, Error *err);
 
 /* From now on hands each layer's attention probabilities to hook(ctx, ...), for positions below

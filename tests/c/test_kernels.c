@@ -285,8 +285,101 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
     free(xd);
 }
 
-/* Every type, decoding (batch 1) and a prompt (batch 9), with Q8_0 packed and not: 2 threads
-   give the same bits as 1 (each output is computed by one thread in a fixed order). */
+/* Q4_K and Q6_K repacked for decoding (the KP layout, kernels.h), on row counts that leave a
+ * partial group and on 1 to 11 super-blocks:
+ *   - the set's gemv_packed_k, where it has one, bit for bit against gemv_packed_k_ref;
+ *   - gemv_packed_k_ref against the file layout's dot_ref and the set's dot product (what
+ *     --no-repack decodes with): the same exact integer sums per super-block, summed in another
+ *     order in floats, so within (nb + 4) 2^-22 M, M = sum_i (|a q_i| + |b|) |x_i| over the
+ *     weights' Levels and the quantized activations (every float term is at most M, and each
+ *     side rounds fewer than 2 (nb + 4) times, by at most 2^-24 of such a term): a wrong group would be off by ~M / (8 nb);
+ *   - matmul through the packed tensor, and through views of it (tensor_rows), equal to the
+ *     reference's rows (to the set's dot product when the set has no kernel), batches 1 and 3. */
+static void test_kp(const Kernels *k, uint32_t type, int rows, int cols) {
+    const int nb = cols / QK_K, groups = (rows + Q8P_R - 1) / Q8P_R, n = 3;
+    const size_t gbytes = packed_group_bytes(type, cols);
+    float *wf = malloc((size_t)rows * cols * sizeof(float));
+    size_t rb;
+    uint8_t *wdata = make_weights(type, rows, cols, wf, &rb);
+    Tensor w = {type, rows, cols, rb, wdata, NULL};
+    void (*const kern)(float *, int, const uint8_t *, const BlockQ8K *, const int32_t *, int) =
+        k->gemv_packed_k[type];
+    const DotFn dot = k->dot[type];
+    uint8_t *packed = aligned_alloc(64, packed_bytes(&w));
+    tensor_pack(packed, &w);
+    float *x = malloc((size_t)n * cols * sizeof(float));
+    float *ref = malloc((size_t)n * rows * sizeof(float)), *dots = malloc((size_t)n * rows * 4);
+    float *out = malloc((size_t)n * rows * sizeof(float)), got[Q8P_R];
+    BlockQ8K *xq = malloc((size_t)nb * sizeof(BlockQ8K));
+    int32_t *xk = malloc((size_t)nb * KP_XK * sizeof(int32_t));
+    for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frand() * (i % 5 ? 1.0f : 3.0f);
+    int ok_set = 1, ok_file = 1, ok_mm = 1;
+    double worst = 0.0;
+    for (int t = 0; t < n; t++) {
+        quantize_q8_k(xq, x + (size_t)t * cols, cols);
+        kp_act(xk, xq, nb);
+        for (int g = 0; g < groups; g++) {
+            const int nr = rows - g * Q8P_R < Q8P_R ? rows - g * Q8P_R : Q8P_R;
+            float *rg = ref + (size_t)t * rows + g * Q8P_R;
+            gemv_packed_k_ref(type, rg, nr, packed + (size_t)g * gbytes, xq, xk, nb);
+            if (kern) {
+                kern(got, nr, packed + (size_t)g * gbytes, xq, xk, nb);
+                ok_set &= memcmp(got, rg, (size_t)nr * sizeof(float)) == 0;
+            }
+        }
+        for (int r = 0; r < rows; r++) {
+            const uint8_t *row = wdata + (size_t)r * rb;
+            double mag = 0.0;
+            for (int b = 0; b < nb; b++) {
+                Levels lw, lx;
+                weight_type(type)->unpack(row + b * ggml_row_bytes(type, QK_K), &lw);
+                weight_type(GGML_Q8_K)->unpack(&xq[b], &lx);
+                for (int i = 0; i < QK_K; i++)
+                    mag += (fabs((double)lw.a[i / 16] * lw.q[i]) + fabs((double)lw.b[i / 16])) *
+                           fabs((double)lx.a[i / 16] * lx.q[i]);
+            }
+            const double bound = (nb + 4) * ldexp(mag, -22) + 1e-30, e = ref[(size_t)t * rows + r];
+            const float fd = dot ? dot(row, xq, cols) : dot_ref(type, row, xq, cols);
+            dots[(size_t)t * rows + r] = fd;
+            const double d1 = fabs(e - dot_ref(type, row, xq, cols)), d2 = fabs(e - fd);
+            ok_file &= d1 <= bound && d2 <= bound;
+            if ((d1 > d2 ? d1 : d2) / bound > worst) worst = (d1 > d2 ? d1 : d2) / bound;
+        }
+    }
+    kernels_use(k);
+    w.packed = packed;
+    const float *expect = kern ? ref : dots; /* without a kernel, matmul reads the file */
+    for (int batch = 1; batch <= n; batch += n - 1) {
+        matmul(out, x, &w, batch);
+        ok_mm &= memcmp(out, expect, (size_t)batch * rows * sizeof(float)) == 0;
+    }
+    for (int start = 0; start<rows; start += rows> 20 ? 13 : 16) { /* views, some aligned */
+        const Tensor v = tensor_rows(&w, start, rows - start);
+        ok_mm &= (v.packed != NULL) == (start % Q8P_R == 0);
+        matmul(out, x, &v, 1);
+        if (v.packed || !kern)
+            ok_mm &= memcmp(out, expect + start, (size_t)(rows - start) * sizeof(float)) == 0;
+    }
+    char what[200];
+    snprintf(what, sizeof what,
+             "%s repacked %dx%d: %s kernel (%s) = reference = matmul; reference vs the file "
+             "layout's dots within bound (worst %.2f of it)",
+             ggml_type_name(type), rows, cols, k->name, kern ? "own" : "none: file layout", worst);
+    check(ok_set && ok_file && ok_mm, what);
+    free(wf);
+    free(wdata);
+    free(packed);
+    free(x);
+    free(ref);
+    free(dots);
+    free(out);
+    free(xq);
+    free(xk);
+}
+
+/* Every type, decoding (batch 1) and a prompt (batch 9), with the types that can be repacked
+   (Q8_0, Q4_0, Q4_K, Q6_K) packed and not: 2 threads give the same bits as 1 (each output is
+   computed by one thread in a fixed order). */
 static void test_threads(const Kernels *k) {
 #ifdef _OPENMP
     const uint32_t types[] = {GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_K, GGML_Q6_K};
@@ -298,12 +391,12 @@ static void test_threads(const Kernels *k) {
     const int saved = omp_get_max_threads();
     kernels_use(k);
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        for (int pack = 0; pack <= (types[i] == GGML_Q8_0 || types[i] == GGML_Q4_0); pack++) {
+        for (int pack = 0; pack <= (packed_group_bytes(types[i], cols) > 0); pack++) {
             size_t rb;
             void *data = make_weights(types[i], rows, cols, wf, &rb);
             Tensor w = {types[i], rows, cols, rb, data, NULL};
-            uint8_t *packed = pack ? aligned_alloc(64, q8p_bytes(&w)) : NULL;
-            if (pack) q8p_pack(packed, &w);
+            uint8_t *packed = pack ? aligned_alloc(64, packed_bytes(&w)) : NULL;
+            if (pack) tensor_pack(packed, &w);
             w.packed = packed;
             for (int batch = 1; batch <= n; batch += n - 1) {
                 omp_set_num_threads(1);
@@ -635,6 +728,11 @@ int main(void) {
         for (size_t i = 0; i < sizeof q8p_shapes / sizeof q8p_shapes[0]; i++)
             for (int t = 0; t < 2; t++)
                 test_q8p(sets[s], t ? GGML_Q4_0 : GGML_Q8_0, q8p_shapes[i][0], q8p_shapes[i][1]);
+        const int kp_shapes[][2] = {{1, 256},    {7, 512},   {16, 256}, {33, 768},
+                                    {129, 1024}, {45, 2816}, {300, 768}};
+        for (size_t i = 0; i < sizeof kp_shapes / sizeof kp_shapes[0]; i++)
+            for (int t = 0; t < 2; t++)
+                test_kp(sets[s], t ? GGML_Q6_K : GGML_Q4_K, kp_shapes[i][0], kp_shapes[i][1]);
         test_threads(sets[s]);
     }
     /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
