@@ -13,6 +13,9 @@ values actually stored.
     quantize(ggml_type, w) -> bytes       w: (rows, cols) float32, cols a multiple of the block
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_Q8_0 = 0, 1, 2, 3, 6, 7, 8
@@ -354,14 +357,20 @@ BLOCK_QUANTIZERS = {
 }
 
 
-def quantize(ttype, w):
-    """w (rows, cols) float32, cols a multiple of the type's block -> the tensor's bytes."""
+def quantize(ttype, w, threads=None):
+    """w (rows, cols) float32, cols a multiple of the type's block -> the tensor's bytes. Chunks
+    run on `threads` threads (default: the CPUs this process may use); numpy releases the GIL
+    in its loops, and each chunk's bytes depend on that chunk alone."""
     _, block, size = TYPES[ttype]
     blocks = np.asarray(w, dtype=np.float32).reshape(-1, block)
     out = np.empty((blocks.shape[0], size), dtype=np.uint8)
     step = max(1, CHUNK // block)
-    for s in range(0, blocks.shape[0], step):
+
+    def one(s):
         out[s:s + step] = BLOCK_QUANTIZERS[ttype](blocks[s:s + step])
+
+    with ThreadPoolExecutor(threads or len(os.sched_getaffinity(0))) as pool:
+        list(pool.map(one, range(0, blocks.shape[0], step)))
     return out.tobytes()
 
 

@@ -152,7 +152,7 @@ def main(argv=None):
                     "bytes (0: all of it)")
     ap.add_argument("--top1-bytes", type=int, default=900)
     ap.add_argument("--no-ours", action="store_true", help="llama.cpp's files only (export.py's "
-                    "numpy quantizer takes minutes per type at 110M)")
+                    "numpy quantizer takes longer than llama.cpp's)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     for p, why in ((RUN, "make"), (QUANTIZE, "make build/tools/llama_quantize"),
