@@ -407,7 +407,9 @@ def make_llama(name, d, small):
     t["model.norm.weight"] = norm(rng, D)
     if not cfg["tie_word_embeddings"]:
         t["lm_head.weight"] = _normal(rng, (V, D), 0.3)
-    for eos in [cfg["eos_token_id"]] + list(added):  # the added control tokens end generation too
+    # Phi-3's added tokens end generation too, and its padding rows are no text: silenced as EOS
+    silent = [cfg["eos_token_id"]] + (list(range(min(added), V)) if added else [])
+    for eos in silent:
         _silence_eos(t["lm_head.weight" if not tied else "model.embed_tokens.weight"], eos)
     write_weights(d, t, spec.get("storage", "safetensors"))
     return cfg
