@@ -1,6 +1,7 @@
-"""GGUF's quantized types for export.py: a quantizer of our own per type (numpy, vectorized over
-blocks) that picks each block's scales to minimize the block's squared error, and the packing of
-levels and scales into ggml's block layouts (stated in kernels_quant.h).
+"""GGUF's quantized types for export.py: a quantizer of our own per type (numpy: all the groups
+of a chunk and all their candidate scales at once) that picks each block's scales to minimize
+the block's squared error, and the packing of levels and scales into ggml's block layouts
+(stated in kernels_quant.h).
 
 Every type stores integer levels q and per-group scales, weight = a * q - b. For one group the
 search is the same whatever the type (fit_group): a few candidate scales spread around the one
@@ -11,6 +12,9 @@ values actually stored.
 
     quantize(ggml_type, w) -> bytes       w: (rows, cols) float32, cols a multiple of the block
 """
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -29,7 +33,9 @@ TYPES = {
 IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
                         dtype=np.float32)
 
-CHUNK = 8192  # blocks quantized at a time: bounds the candidates' memory (~50 MB)
+# weights quantized at a time: each candidates' array is about 1.5 MB (C x CHUNK float32);
+# 4x larger or smaller chunks measured slower
+CHUNK = 32768
 
 
 def nbytes(ttype, shape):
@@ -43,29 +49,69 @@ def f16(x):
     return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
-# ---- fitting one group ------------------------------------------------------------------------
+# ---- fitting groups: every candidate scale of every group at once -----------------------------
+#
+# A group's weights run down the first axis, so that every operation runs along long rows of
+# groups: x (n, 1, B) the B groups of n weights, candidates a and b (1, C, B) for each group,
+# levels q (n, C, B). Sums over a group (_group_sum) add in the order numpy adds a contiguous
+# row, so the scales chosen (and the files) are those of the search it replaced, which handled
+# one candidate at a time on (B, n) rows; tests/py/test_quant.py compares the bytes.
+
+def _group_sum(t):
+    """t (n, ...) -> (...): the sum over the first axis for n a multiple of 8 up to 128, in
+    numpy's order for a contiguous row of float32 (eight running sums, then a tree of pairs,
+    added to 0)."""
+    n = t.shape[0]
+    assert n % 8 == 0 and 8 <= n <= 128, n
+    r = t[:8].copy()
+    for i in range(8, n, 8):
+        r += t[i:i + 8]
+    p = r[0::2] + r[1::2]  # r0 + r1, r2 + r3, r4 + r5, r6 + r7
+    return ((p[0] + p[1]) + (p[2] + p[3])) + np.float32(0)
+
 
 def _levels(x, a, b, lo, hi):
     """Nearest levels for weight = a q - b, clipped to [lo, hi] (a = 0: level 0 or lo)."""
-    safe = np.where(a == 0, 1.0, a)
-    q = np.rint((x + b) / safe)
-    q = np.where(a == 0, max(lo, 0), q)
-    return np.clip(q, lo, hi)
+    zero = a == 0
+    any_zero = zero.any()
+    q = np.add(x, b, out=np.empty(np.broadcast_shapes(np.shape(x), np.shape(a), np.shape(b)),
+                                  dtype=np.float32))
+    q /= np.where(zero, 1.0, a) if any_zero else a
+    np.rint(q, out=q)
+    if any_zero:  # a group of zeros: no division by its scale
+        q = np.where(zero, max(lo, 0), q)
+    return _clip(q, lo, hi)
+
+
+def _clip(q, lo, hi):
+    """np.clip(q, lo, hi) in place, faster: numpy's clip returns the bound for a value equal to
+    it, so a level of -0 clipped at 0 becomes +0 (adding 0 does that, and nothing else)."""
+    np.maximum(q, np.float32(lo), out=q)
+    np.minimum(q, np.float32(hi), out=q)
+    if lo == 0:
+        q += np.float32(0)
+    return q
 
 
 def _sse(x, a, b, q):
-    return ((a * q - b - x) ** 2).sum(axis=-1)
+    """Squared error of each group (C, B): a q - b against x."""
+    e = a * q
+    e -= b
+    e -= x
+    np.square(e, out=e)
+    return _group_sum(e)
 
 
-def _refit(x, q, affine, min_le0):
-    """Least-squares (a, b) for fixed levels q: weight = a q - b; b = 0 when not affine; b >= 0
-    (the group's offset below zero, as K-quants store it) when min_le0."""
-    n = x.shape[-1]
-    sq, sx = q.sum(-1, keepdims=True), x.sum(-1, keepdims=True)
-    sqq, sqx = (q * q).sum(-1, keepdims=True), (q * x).sum(-1, keepdims=True)
+def _refit(x, sx, q, affine, min_le0):
+    """Least-squares (a, b) (1, C, B) for fixed levels q: weight = a q - b; b = 0 when not
+    affine; b >= 0 (the group's offset below zero, as K-quants store it) when min_le0.
+    sx: the groups' sums."""
+    n = x.shape[0]
+    sqq, sqx = _group_sum(q * q)[None], _group_sum(q * x)[None]
     a_sym = np.divide(sqx, sqq, out=np.zeros_like(sqx), where=sqq > 0)
     if not affine:
         return a_sym, np.zeros_like(a_sym)
+    sq = _group_sum(q)[None]
     det = n * sqq - sq * sq
     a = np.divide(n * sqx - sq * sx, det, out=a_sym.copy(), where=det > 0)
     b = (a * sq - sx) / n
@@ -75,11 +121,24 @@ def _refit(x, q, affine, min_le0):
     return a, b
 
 
+def _interleave(u, v):
+    """(1, C, B) twice -> (2 C, B) in the order the search tries them: u[0], v[0], u[1], ..."""
+    return np.stack([u[0], v[0]], 1).reshape(-1, u.shape[-1])
+
+
+def _first_least(errors, *values):
+    """errors (K, B) of K tries per group, values (K, B) each: per group the values of the first
+    try of least error (the search keeps the earlier of equal ones), as (B, 1)."""
+    k = errors.argmin(axis=0)[None]
+    return [np.take_along_axis(v, k, 0).T for v in values]
+
+
 def fit_group(x, lo, hi, affine, min_le0=False):
     """x (B, n): per row the (a, b) with levels in [lo, hi] of least squared error found among
-    candidates; returns a, b (B, 1) float32. Symmetric types (affine False) have b = 0."""
+    candidates; returns a, b (B, 1) float32. Symmetric types (affine False) have b = 0.
+    Each candidate scale is tried as it is and refitted by least squares on its levels."""
     x = x.astype(np.float32)
-    xmin, xmax = x.min(-1, keepdims=True), x.max(-1, keepdims=True)
+    xmin, xmax = x.min(-1), x.max(-1)
     if affine:
         base_lo = np.minimum(xmin, 0) if min_le0 else xmin
         span = xmax - base_lo
@@ -93,24 +152,18 @@ def fit_group(x, lo, hi, affine, min_le0=False):
                 cands.append((a, b))
     else:
         amax_idx = np.abs(x).argmax(-1)[:, None]
-        xm = np.take_along_axis(x, amax_idx, -1)  # the value of largest magnitude, signed
+        xm = np.take_along_axis(x, amax_idx, -1)[:, 0]  # the value of largest magnitude, signed
         cands = [(xm / t, np.zeros_like(xm))
                  for t in list(np.linspace(lo, lo * 0.7, 7)) + list(np.linspace(hi, hi * 0.8, 3))
                  if t != 0]
-    best_a = best_b = best_e = None
-    for a, b in cands:
-        q = _levels(x, a, b, lo, hi)
-        a2, b2 = _refit(x, q, affine, min_le0)
-        q2 = _levels(x, a2, b2, lo, hi)
-        for aa, bb, qq in ((a, b, q), (a2, b2, q2)):
-            e = _sse(x, aa, bb, qq)[:, None]
-            if best_e is None:
-                best_a, best_b, best_e = aa, bb, e
-            else:
-                better = e < best_e
-                best_a = np.where(better, aa, best_a)
-                best_b = np.where(better, bb, best_b)
-                best_e = np.where(better, e, best_e)
+    a = np.stack([c[0] for c in cands])[None]  # (1, C, B)
+    b = np.stack([c[1] for c in cands])[None]
+    xt = np.ascontiguousarray(x.T)[:, None]  # (n, 1, B)
+    q = _levels(xt, a, b, lo, hi)
+    a2, b2 = _refit(xt, _group_sum(xt), q, affine, min_le0)
+    q2 = _levels(xt, a2, b2, lo, hi)
+    errors = _interleave(_sse(xt, a, b, q)[None], _sse(xt, a2, b2, q2)[None])  # (2 C, B)
+    best_a, best_b = _first_least(errors, _interleave(a, a2), _interleave(b, b2))
     return best_a.astype(np.float32), best_b.astype(np.float32)
 
 
@@ -169,31 +222,27 @@ def _q8_0(x):
 def _nearest_iq4(v):
     """Index of the IQ4_NL level nearest to each v."""
     mids = (IQ4NL_VALUES[1:] + IQ4NL_VALUES[:-1]) / 2
-    return np.searchsorted(mids, v)
+    idx = np.zeros(v.shape, dtype=np.uint8)  # the midpoints below v: np.searchsorted's index,
+    for m in mids:                           # several times faster over many values
+        idx += v > m
+    return idx
 
 
 def _iq4_nl(x):
+    """IQ4_NL: one scale per 32-block over 16 fixed levels; candidates d = (value of largest
+    magnitude) / t, each as it is and refitted on its levels, all rounded to float16 as stored
+    (the layout of fit_group: weights down the first axis)."""
     amax_idx = np.abs(x).argmax(-1)[:, None]
-    xm = np.take_along_axis(x, amax_idx, -1)
-    best_d = best_e = None
-    for t in list(np.linspace(-127, -95, 9)) + [113.0, 100.0]:
-        d = xm / t
-        safe = np.where(d == 0, 1.0, d)
-        idx = _nearest_iq4(x / safe)
-        v = IQ4NL_VALUES[idx]
-        vv = (v * v).sum(-1, keepdims=True)
-        d2 = np.divide((v * x).sum(-1, keepdims=True), vv, out=np.zeros_like(d), where=vv > 0)
-        for dd in (d, d2):
-            dd = f16(dd)
-            safe = np.where(dd == 0, 1.0, dd)
-            e = ((dd * IQ4NL_VALUES[_nearest_iq4(x / safe)] - x) ** 2).sum(-1, keepdims=True)
-            if best_e is None:
-                best_d, best_e = dd, e
-            else:
-                best_d = np.where(e < best_e, dd, best_d)
-                best_e = np.minimum(e, best_e)
-    safe = np.where(best_d == 0, 1.0, best_d)
-    idx = _nearest_iq4(x / safe)
+    xm = np.take_along_axis(x, amax_idx, -1)[:, 0]
+    d = np.stack([xm / t for t in list(np.linspace(-127, -95, 9)) + [113.0, 100.0]])[None]
+    xt = np.ascontiguousarray(x.T)[:, None]  # (32, 1, B)
+    v = IQ4NL_VALUES[_nearest_iq4(xt / np.where(d == 0, 1.0, d))]  # (32, C, B)
+    vv = _group_sum(v * v)[None]
+    d2 = np.divide(_group_sum(v * xt)[None], vv, out=np.zeros_like(d), where=vv > 0)
+    tries = _interleave(f16(d), f16(d2))[:, None].transpose(1, 0, 2)  # (1, 2 C, B)
+    err = tries * IQ4NL_VALUES[_nearest_iq4(xt / np.where(tries == 0, 1.0, tries))] - xt
+    best_d, = _first_least(_group_sum(err * err), tries[0])
+    idx = _nearest_iq4(x / np.where(best_d == 0, 1.0, best_d))
     return np.concatenate([_half_bytes(best_d), _nibbles(idx)], axis=1)
 
 
@@ -308,13 +357,20 @@ BLOCK_QUANTIZERS = {
 }
 
 
-def quantize(ttype, w):
-    """w (rows, cols) float32, cols a multiple of the type's block -> the tensor's bytes."""
+def quantize(ttype, w, threads=None):
+    """w (rows, cols) float32, cols a multiple of the type's block -> the tensor's bytes. Chunks
+    run on `threads` threads (default: the CPUs this process may use); numpy releases the GIL
+    in its loops, and each chunk's bytes depend on that chunk alone."""
     _, block, size = TYPES[ttype]
     blocks = np.asarray(w, dtype=np.float32).reshape(-1, block)
     out = np.empty((blocks.shape[0], size), dtype=np.uint8)
-    for s in range(0, blocks.shape[0], CHUNK):
-        out[s:s + CHUNK] = BLOCK_QUANTIZERS[ttype](blocks[s:s + CHUNK])
+    step = max(1, CHUNK // block)
+
+    def one(s):
+        out[s:s + step] = BLOCK_QUANTIZERS[ttype](blocks[s:s + step])
+
+    with ThreadPoolExecutor(threads or len(os.sched_getaffinity(0))) as pool:
+        list(pool.map(one, range(0, blocks.shape[0], step)))
     return out.tobytes()
 
 

@@ -23,7 +23,6 @@ Prints the machine and the date, then a Markdown table (also written to --out wh
 
 import argparse
 import datetime
-import os
 import platform
 import subprocess
 import sys
@@ -96,9 +95,7 @@ def matrix_types(path):
 
 
 def header(path):
-    """The tensors' (shape, type) of a GGUF, through bench.py's header reader with every type."""
-    sizes = {t: (lambda n, t=t: n // quants.TYPES[t][1] * quants.TYPES[t][2]) for t in quants.TYPES}
-    bench.GGML_NBYTES.update(sizes)
+    """The tensors' (shape, type) of a GGUF, through bench.py's header reader (every type)."""
     meta, tensors = bench.gguf_header(path)
     return meta, {name: (shape, ttype) for name, (shape, ttype, _) in tensors.items()}
 
@@ -155,7 +152,7 @@ def main(argv=None):
                     "bytes (0: all of it)")
     ap.add_argument("--top1-bytes", type=int, default=900)
     ap.add_argument("--no-ours", action="store_true", help="llama.cpp's files only (export.py's "
-                    "numpy quantizer takes minutes per type at 110M)")
+                    "numpy quantizer takes longer than llama.cpp's)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
     for p, why in ((RUN, "make"), (QUANTIZE, "make build/tools/llama_quantize"),

@@ -43,18 +43,50 @@ def gpt2_vocab_size(bpe_dir):
         return len(json.load(f))
 
 
-def write_spm_tokenizer(d, add_bos=True, small=False):
+# Phi-3's tokens beyond its 32,000 SentencePiece pieces, ids 32000 to 32010 (its
+# tokenizer_config.json's added_tokens_decoder and added_tokens.json); here they follow the 512
+# pieces of spm-kjv, from id 512.
+PHI3_ADDED = ["<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>",
+              "<|placeholder3|>", "<|placeholder4|>", "<|system|>", "<|end|>", "<|placeholder5|>",
+              "<|placeholder6|>", "<|user|>"]
+
+
+def phi3_added_tokens(n_pieces):
+    """{id: text} of Phi-3's added tokens after n_pieces pieces."""
+    return {n_pieces + k: t for k, t in enumerate(PHI3_ADDED)}
+
+
+def write_spm_tokenizer(d, add_bos=True, small=False, phi3=False):
     """tokenizer.model: the 512-piece spm-kjv.model, or with small make_tokenizers.py's 64-piece
-    model of Genesis 1:1-5."""
+    model of Genesis 1:1-5. phi3: Phi-3's added tokens after the pieces, listed as Phi-3 lists
+    them (added_tokens_decoder: special, rstrip but <|endoftext|>; added_tokens.json), with
+    <|endoftext|> as the EOS and padding token; returns the {id: text} added."""
     if small:
         from make_tokenizers import small_spm_model
 
         (d / "tokenizer.model").write_bytes(small_spm_model())
     else:
         shutil.copy(tokenizer_paths()[0], d / "tokenizer.model")
-    (d / "tokenizer_config.json").write_text(json.dumps(
-        {"add_bos_token": add_bos, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
-         "unk_token": "<unk>", "tokenizer_class": "LlamaTokenizer"}, indent=1))
+    tcfg = {"add_bos_token": add_bos, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+            "unk_token": "<unk>", "tokenizer_class": "LlamaTokenizer"}
+    added = {}
+    if phi3:
+        import sentencepiece as spm
+
+        n = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model")).vocab_size()
+        added = phi3_added_tokens(n)
+
+        def entry(text, special, rstrip):
+            return {"content": text, "lstrip": False, "normalized": False, "rstrip": rstrip,
+                    "single_word": False, "special": special}
+
+        dec = {"0": entry("<unk>", True, False), "1": entry("<s>", True, False),
+               "2": entry("</s>", False, True)}
+        dec.update({str(i): entry(t, True, t != "<|endoftext|>") for i, t in added.items()})
+        tcfg.update(added_tokens_decoder=dec, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+        (d / "added_tokens.json").write_text(json.dumps({t: i for i, t in added.items()}, indent=1))
+    (d / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=1))
+    return added
 
 
 def write_gpt2_tokenizer(d, as_tokenizer_json=False):
@@ -232,7 +264,8 @@ LLAMA_VARIANTS = {
                               "rms_norm_eps": 1e-6, "max_position_embeddings": 256},
                          embed_std=0.1),
     # Phi-3 (mini-4k's conventions): fused q|k|v and gate|up, untied, a sliding window shorter
-    # than the test (2047 in the real model); RoPE on half of each head (as Phi-4-mini's 3/4).
+    # than the test (2047 in the real model); RoPE on half of each head (as Phi-4-mini's 3/4);
+    # Phi-3's tokenizer (write_spm_tokenizer: <|endoftext|> ... <|user|> after the pieces).
     "phi3": dict(cfg={"model_type": "phi3", "architectures": ["Phi3ForCausalLM"],
                       "num_attention_heads": 4, "num_key_value_heads": 4, "sliding_window": 16,
                       "partial_rotary_factor": 0.5, "max_position_embeddings": 4096,
@@ -322,11 +355,16 @@ def make_llama(name, d, small):
     cfg = dict(LLAMA_BASE, **spec["cfg"])
     if small:
         cfg.update(SMALL["llama"])
-    write_spm_tokenizer(d, add_bos=spec.get("add_bos", True), small=spec.get("small_tokenizer", False))
+    phi3 = cfg["model_type"] == "phi3"
+    added = write_spm_tokenizer(d, add_bos=spec.get("add_bos", True),
+                                small=spec.get("small_tokenizer", False), phi3=phi3)
     import sentencepiece as spm
 
-    n_tok = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model")).vocab_size()
+    n_tok = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model")).vocab_size() + len(added)
     cfg["vocab_size"] = V = n_tok + spec.get("extra_vocab", 0)
+    if phi3:  # as Phi-3's config: <|endoftext|> ends and pads; rows padded to a multiple of 64
+        cfg["vocab_size"] = V = -(-n_tok // 64) * 64  # (32,064 for its 32,011 tokens)
+        cfg["eos_token_id"] = cfg["pad_token_id"] = min(added)
     D, H, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = cfg.get("head_dim") or D // nh
@@ -359,7 +397,7 @@ def make_llama(name, d, small):
             t[p + f"mlp.{proj}_proj.weight"] = _normal(rng, shape, 1.0 / np.sqrt(shape[1]))
             if mb:
                 t[p + f"mlp.{proj}_proj.bias"] = _normal(rng, shape[:1], 0.1)
-    if cfg["model_type"] == "phi3":  # one q|k|v and one gate|up matrix per layer
+    if phi3:  # one q|k|v and one gate|up matrix per layer
         for i in range(L):
             p = f"model.layers.{i}."
             t[p + "self_attn.qkv_proj.weight"] = np.concatenate(
@@ -369,7 +407,10 @@ def make_llama(name, d, small):
     t["model.norm.weight"] = norm(rng, D)
     if not cfg["tie_word_embeddings"]:
         t["lm_head.weight"] = _normal(rng, (V, D), 0.3)
-    _silence_eos(t["lm_head.weight" if not tied else "model.embed_tokens.weight"], cfg["eos_token_id"])
+    # Phi-3's added tokens end generation too, and its padding rows are no text: silenced as EOS
+    silent = [cfg["eos_token_id"]] + (list(range(min(added), V)) if added else [])
+    for eos in silent:
+        _silence_eos(t["lm_head.weight" if not tied else "model.embed_tokens.weight"], eos)
     write_weights(d, t, spec.get("storage", "safetensors"))
     return cfg
 

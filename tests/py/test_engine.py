@@ -178,7 +178,8 @@ def test_export_roundtrip(build, variant):
         assert m["tokenizer.ggml.model"] == "llama" and m["tokenizer.ggml.pre"] == "default"
         assert m["tokenizer.ggml.add_space_prefix"] is True
         assert m["tokenizer.ggml.add_bos_token"] == (variant != "llama_bias")
-        assert m["tokenizer.ggml.bos_token_id"] == 1 and m["tokenizer.ggml.eos_token_id"] == 2
+        assert m["tokenizer.ggml.bos_token_id"] == 1
+        assert m["tokenizer.ggml.eos_token_id"] == cfg["eos_token_id"]  # phi3: <|endoftext|>, 512
         assert m["tokenizer.ggml.unknown_token_id"] == 0
         types = m["tokenizer.ggml.token_type"]
         assert types[:3] == [2, 3, 3] and types[3:259] == [6] * 256
@@ -242,6 +243,12 @@ def test_export_roundtrip(build, variant):
     emb_name = "wte.weight" if arch == "gpt2" else "embed_tokens.weight"
     np.testing.assert_array_equal(g.tensors["token_embd.weight"], w[emb_name])
     n_tok = len(ref.tokenizer.vocab) if arch == "gpt2" else ref.tokenizer.sp.vocab_size()
+    if arch == "phi3":  # Phi-3's added tokens follow the pieces, as control tokens
+        added = make_models.phi3_added_tokens(n_tok)
+        assert {i: m["tokenizer.ggml.tokens"][i] for i in added} == added
+        assert [m["tokenizer.ggml.token_type"][i] for i in added] == [3] * len(added)
+        assert m["tokenizer.ggml.padding_token_id"] == cfg["pad_token_id"] == n_tok
+        n_tok += len(added)
     for i in range(n_tok, V):  # embedding larger than the tokenizer: padded
         assert m["tokenizer.ggml.tokens"][i] == f"[PAD{i}]" and m["tokenizer.ggml.token_type"][i] == 5
 

@@ -51,12 +51,9 @@ KNOWN = {
                     "unless the layer count is the 27B's) and parts at greedy token 1; the same "
                     "model with query_pre_attn_scalar = head_dim agrees, local RoPE base 20000 "
                     "(rope.freq_base_swa) included",
-    "phi3": "llama.cpp's phi3 vocabulary loader needs a '<|endoftext|>' token, which the test "
-            "vocabulary (spm-kjv) lacks (error loading model vocabulary: _Map_base::at); with one "
-            "token renamed so it loads, and then parts at greedy token 0 because it disables "
-            "Phi's sliding window ('Phi SWA is currently disabled'); without the window it agrees",
-    "phi3_longrope": "the same missing '<|endoftext|>'; with one token renamed so, llama.cpp "
-                     "agrees (long factors: its context of 128 exceeds the original 32)",
+    "phi3": "a window of 16, shorter than the prompt: llama.cpp v0.4.0 disables Phi's sliding "
+            "window ('Phi SWA is currently disabled') and parts at greedy token 0; with Phi-3's "
+            "own window of 2047 it agrees (test_phi3_window_of_phi3)",
 }
 
 
@@ -182,3 +179,23 @@ def test_gemma3_27b_scale_without_key(build, tmp_path):
     from test_engine import gemma3_27b_without_scale
     _, model = gemma3_27b_without_scale(build, tmp_path)
     assert compare(model, tmp_path) is None
+
+
+def test_phi3_window_of_phi3(build, tmp_path):
+    """The phi3 test model with Phi-3-mini-4k's own sliding window, 2047, longer than the test:
+    llama.cpp (which ignores Phi's window) and we agree, on Phi-3's tokenizer (its <|endoftext|>,
+    which llama.cpp's phi3 loader requires, and chat tokens after the pieces) and its fused
+    matrices and partial RoPE; the window of 16 is what parts the two on the phi3 model."""
+    need_run()
+    need_oracle()
+    from conftest import export
+
+    hf = tmp_path / "phi3_2047"
+    shutil.copytree(build("phi3")["hf"], hf)
+    cfg = json.loads((hf / "config.json").read_text())
+    cfg["sliding_window"] = 2047
+    (hf / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "phi3_2047.gguf"
+    r = export(hf, out)
+    assert r.returncode == 0, r.stderr
+    assert compare(out, tmp_path) is None

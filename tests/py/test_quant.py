@@ -115,6 +115,72 @@ def test_quantizer_error(name):
 
 
 # ----------------------------------------------------------------------------------------------
+# The search over all candidates at once writes what the one-candidate-at-a-time search wrote
+# (quants_v1.py, the code it replaced), byte for byte
+
+def edge_matrix(rows=48, cols=2048, seed=5):
+    """Gaussian rows at several magnitudes, with the rows that make levels and sums of 0:
+    zeros, -0.0, values that are 0 as halves, constant, sparse, one-signed, an outlier."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    w *= np.float32(10.0) ** rng.integers(-6, 4, size=(rows, 1)).astype(np.float32)
+    w[0] = 0.0
+    w[1] = -0.0
+    w[2, :300] = 1e-30
+    w[3] = 0.5
+    w[4, ::3] = 0.0
+    w[5, ::2] = -0.0
+    w[6] = np.abs(w[6])
+    w[7] = -np.abs(w[7])
+    w[8, 10] = 4e4
+    w[9] = rng.uniform(-1, 1, cols)
+    w[10] = np.rint(rng.uniform(-8, 8, cols))  # values exactly on levels
+    w[11, :256] = np.resize([0.0, -0.0, 1.0, -1.0], 256)
+    return w
+
+
+@pytest.mark.parametrize("n", [16, 32])
+def test_group_sum_is_numpys(n):
+    """quants._group_sum adds a column in the order numpy's sum adds a contiguous row: the
+    assumption that makes the new search pick the old scales."""
+    rng = np.random.default_rng(n)
+    rows = (rng.standard_normal((20000, n)) *
+            np.exp(rng.uniform(-20, 20, (20000, n)))).astype(np.float32)
+    rows[0], rows[1] = -0.0, 0.0
+    got = quants._group_sum(np.ascontiguousarray(rows.T))
+    assert np.array_equal(got.view(np.uint32), rows.sum(-1).view(np.uint32))
+
+
+@pytest.mark.parametrize("name", sorted(RMSE))
+def test_quantizer_bytes_as_v1(name, monkeypatch):
+    import quants_v1
+
+    ttype = BY_NAME[name]
+    w = edge_matrix()
+    want = quants_v1.quantize(ttype, w)
+    assert quants.quantize(ttype, w) == want
+    monkeypatch.setattr(quants, "CHUNK", 4096)  # other chunks of groups: the same bytes
+    assert quants.quantize(ttype, w) == want
+
+
+@pytest.mark.parametrize("variant", ["llama_256", "llama_gqa"])
+def test_export_bytes_as_v1(variant, tmp_path, monkeypatch):
+    """Every --dtype of export.py: the same file with the old quantizer."""
+    import export
+    import make_models
+    import quants_v1
+
+    hf = make_models.make_model(variant, tmp_path / variant)
+    for dtype in sorted(quants.DTYPES):
+        new, old = tmp_path / f"{dtype}.gguf", tmp_path / f"{dtype}.v1.gguf"
+        assert export.main([str(hf), str(new), "--dtype", dtype]) == 0
+        with monkeypatch.context() as m:
+            m.setattr(quants, "quantize", quants_v1.quantize)
+            assert export.main([str(hf), str(old), "--dtype", dtype]) == 0
+        assert new.read_bytes() == old.read_bytes(), dtype
+
+
+# ----------------------------------------------------------------------------------------------
 # Models in each type against the PyTorch reference on the dequantized weights
 
 # The 256-wide model runs every type as asked; the 64-wide llama_gqa runs the K-quants through
