@@ -441,5 +441,9 @@ static TARGET inline int i8dot16_avx512(const int8_t *a, const int8_t *b) {
 }
 #define I8DOT32(a, b) i8dot32_avx512(a, b)
 #define I8DOT16(a, b) i8dot16_avx512(a, b)
+/* for kernels_x86_dots.h: VNNI, and a mask register's bits as bytes */
+#define X86_DPBUSD(acc, u, x) _mm256_dpbusd_epi32(acc, u, x)
+#define X86_BITMASK32(h) _mm256_movm_epi8((__mmask32)(h))
 #include "kernels_simd.h"
+#include "kernels_x86_dots.h"
 #endif /* KERNELS_X86 */

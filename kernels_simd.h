@@ -27,7 +27,8 @@
  *   I8DOT16(a, b), I8DOT32(a, b)
  *                   the exact sum of the 16 or 32 products a[i] * b[i] of signed bytes, as an
  *                   int (|a[i]|, |b[i]| <= 127: the levels of the quantized types, unpacked)
- * Optional: DOT_Q4_0, DOT_Q4_K, DOT_Q5_K, DOT_Q6_K, a set's own dot product for that type
+ * Optional: DOT_Q4_0, DOT_Q4_1, DOT_Q5_0, DOT_Q5_1, DOT_IQ4_NL, DOT_Q4_K, DOT_Q5_K, DOT_Q6_K,
+ *                   a set's own dot product for that type
  * (a DotFn defined before this file is included), in place of the generic one here.
  * Optional, for sets whose vectors hold two blocks (all four or none):
  *   Q8_ACC2_TYPE, Q8_ACC2_ZERO(), Q8_ACC2_FOLD(a), Q8_DOT2(acc, wblocks, xblocks)
@@ -170,6 +171,7 @@ static TARGET float FN(dot_q4_0)(const void *wv, const void *xv, int n) {
 #define DOT_Q4_0 FN(dot_q4_0)
 #endif
 
+#ifndef DOT_Q4_1 /* else the set's own */
 /* weight = d q + m: sum d_x (d sum q x + m sum x) */
 static TARGET float FN(dot_q4_1)(const void *wv, const void *xv, int n) {
     const BlockQ4_1 *w = wv;
@@ -183,7 +185,10 @@ static TARGET float FN(dot_q4_1)(const void *wv, const void *xv, int n) {
     }
     return sum;
 }
+#define DOT_Q4_1 FN(dot_q4_1)
+#endif
 
+#ifndef DOT_Q5_0 /* else the set's own */
 static TARGET float FN(dot_q5_0)(const void *wv, const void *xv, int n) {
     const BlockQ5_0 *w = wv;
     const BlockQ8 *x = xv;
@@ -197,7 +202,10 @@ static TARGET float FN(dot_q5_0)(const void *wv, const void *xv, int n) {
     }
     return sum;
 }
+#define DOT_Q5_0 FN(dot_q5_0)
+#endif
 
+#ifndef DOT_Q5_1 /* else the set's own */
 static TARGET float FN(dot_q5_1)(const void *wv, const void *xv, int n) {
     const BlockQ5_1 *w = wv;
     const BlockQ8 *x = xv;
@@ -211,7 +219,10 @@ static TARGET float FN(dot_q5_1)(const void *wv, const void *xv, int n) {
     }
     return sum;
 }
+#define DOT_Q5_1 FN(dot_q5_1)
+#endif
 
+#ifndef DOT_IQ4_NL /* else the set's own */
 static TARGET float FN(dot_iq4_nl)(const void *wv, const void *xv, int n) {
     static const int8_t values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                       1,    13,   25,  38,  53,  69,  89,  113};
@@ -228,6 +239,8 @@ static TARGET float FN(dot_iq4_nl)(const void *wv, const void *xv, int n) {
     }
     return sum;
 }
+#define DOT_IQ4_NL FN(dot_iq4_nl)
+#endif
 
 /* Q4_K and Q5_K: weight = d sc_g q - dmin m_g over 8 groups of 32, so per block
    d_x (d sum_g sc_g sum q x - dmin sum_g m_g sum x), sum x from the activations' bsums. */
@@ -693,10 +706,10 @@ const Kernels FN(kernels) = {
             [GGML_F16] = FN(dot_f16),
             [GGML_Q8_0] = FN(dot_q8),
             [GGML_Q4_0] = DOT_Q4_0,
-            [GGML_Q4_1] = FN(dot_q4_1),
-            [GGML_Q5_0] = FN(dot_q5_0),
-            [GGML_Q5_1] = FN(dot_q5_1),
-            [GGML_IQ4_NL] = FN(dot_iq4_nl),
+            [GGML_Q4_1] = DOT_Q4_1,
+            [GGML_Q5_0] = DOT_Q5_0,
+            [GGML_Q5_1] = DOT_Q5_1,
+            [GGML_IQ4_NL] = DOT_IQ4_NL,
             [GGML_Q4_K] = DOT_Q4_K,
             [GGML_Q5_K] = DOT_Q5_K,
             [GGML_Q6_K] = DOT_Q6_K,
