@@ -9,7 +9,6 @@
 /* 16 registers of 8 floats, so tiles of 6 rows x 16 positions. No integer
    tile: AVX2's byte products (vpmaddubsw) saturate at 16 bits for these operands. */
 #define TILE_Q8 NULL
-#define TILE_LV NULL
 #define GEMV_Q8P NULL
 #define GEMV_Q4P NULL
 #define FN(name) name##_avx2
@@ -69,6 +68,8 @@ static TARGET inline __m256i bitmask32_avx2(uint32_t h) {
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
 }
-#include "kernels_simd.h"
 #include "kernels_x86_dots.h"
+
+/* last: the template takes the DOT_* above */
+#include "kernels_simd.h"
 #endif /* KERNELS_X86 */
