@@ -29,9 +29,9 @@
  * Optional: TILE_LV, the set's integer tile for the other quantized types (Kernels.tile_lv):
  *                   with it, the rows of levels it takes (Kernels.lv_row) are compiled too, and
  *                   LV_Q4_1, LV_Q5_0, LV_Q5_1, LV_IQ4_NL may name the set's own for those types
- * Optional: DOT_Q4_0, DOT_Q4_1, DOT_Q5_0, DOT_Q5_1, DOT_IQ4_NL, DOT_Q4_K, DOT_Q5_K, DOT_Q6_K,
- *                   a set's own dot product for that type (a DotFn defined before this file is
- *                   included), in place of the generic one here.
+ * Optional: DOT_Q4_0, DOT_Q4_1, DOT_Q5_0, DOT_Q5_1, DOT_IQ4_NL, DOT_Q2_K, DOT_Q3_K, DOT_Q4_K,
+ *                   DOT_Q5_K, DOT_Q6_K, a set's own dot product for that type (a DotFn defined
+ *                   before this file is included), in place of the generic one here.
  * Optional, for sets whose vectors hold two blocks (all four or none):
  *   Q8_ACC2_TYPE, Q8_ACC2_ZERO(), Q8_ACC2_FOLD(a), Q8_DOT2(acc, wblocks, xblocks)
  *                   a wider accumulator, its zero, it folded to a Q8_ACC_TYPE, and acc += the
@@ -143,21 +143,6 @@ static inline __attribute__((always_inline)) TARGET void FN(nibbles32)(int8_t *q
     }
 }
 
-/* Adds 16 to weight j where bit j of the little-endian u32 qh is set (Q5_0, Q5_1). */
-static inline __attribute__((always_inline)) TARGET void FN(fifth32)(int8_t *q,
-                                                                     const uint8_t qh[4]) {
-    uint32_t h;
-    memcpy(&h, qh, 4);
-    for (int j = 0; j < 32; j++) q[j] = (int8_t)(q[j] + (int)((h >> j) & 1) * 16);
-}
-
-/* Sum of the 32 activation levels of a Q8_0 block (the offset terms of Q4_1 and Q5_1). */
-static inline int FN(sum32)(const int8_t *x) {
-    int s = 0;
-    for (int j = 0; j < 32; j++) s += x[j];
-    return s;
-}
-
 #ifndef DOT_Q4_0 /* else the set's own */
 static TARGET float FN(dot_q4_0)(const void *wv, const void *xv, int n) {
     const BlockQ4_0 *w = wv;
@@ -173,73 +158,68 @@ static TARGET float FN(dot_q4_0)(const void *wv, const void *xv, int n) {
 #define DOT_Q4_0 FN(dot_q4_0)
 #endif
 
-#ifndef DOT_Q4_1 /* else the set's own */
-/* weight = d q + m: sum d_x (d sum q x + m sum x) */
-static TARGET float FN(dot_q4_1)(const void *wv, const void *xv, int n) {
-    const BlockQ4_1 *w = wv;
+/* Q4_1, Q5_0, Q5_1 and IQ4_NL, for sets without their own dots: block b of a row of `type` (a
+   constant wherever this is inlined) as its signed levels q, and d, m: weight = d q + m. */
+static inline __attribute__((always_inline)) TARGET void FN(levels32)(int8_t *restrict q, float *d,
+                                                                      float *m, const void *row,
+                                                                      int b, const uint32_t type) {
+    static const int8_t iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
+    const Block32 w = block32(row, b, type);
+    const int off = type == GGML_Q5_0 ? 16 : 0;
+    uint32_t h = 0; /* bit j: the fifth bit of weight j */
+    if (w.qh) memcpy(&h, w.qh, 4);
+    for (int j = 0; j < 16; j++) {
+        const int lo = (w.qs[j] & 15) | ((h >> j) & 1) << 4;
+        const int hi = (w.qs[j] >> 4) | ((h >> (j + 16)) & 1) << 4;
+        q[j] = (int8_t)(type == GGML_IQ4_NL ? iq4nl[lo] : lo - off);
+        q[j + 16] = (int8_t)(type == GGML_IQ4_NL ? iq4nl[hi] : hi - off);
+    }
+    *d = f16s(w.d);
+    *m = w.m ? f16s(w.m) : 0.0f;
+}
+
+/* sum_b d_x (d sum q x + m sum x), the second term for the types with m (Q4_1, Q5_1). */
+static inline __attribute__((always_inline)) TARGET float FN(dot32)(const void *w, const void *xv,
+                                                                    int n, const uint32_t type) {
     const BlockQ8 *x = xv;
     float sum = 0.0f;
     for (int b = 0; b < n / QK; b++) {
         int8_t q[QK];
-        FN(nibbles32)(q, w[b].qs, 0);
-        sum += f16s(x[b].d) * (f16s(w[b].d) * (float)I8DOT32(q, x[b].qs) +
-                               f16s(w[b].m) * (float)FN(sum32)(x[b].qs));
+        float d, m;
+        FN(levels32)(q, &d, &m, w, b, type);
+        float s = d * (float)I8DOT32(q, x[b].qs);
+        if (type == GGML_Q4_1 || type == GGML_Q5_1) {
+            int xsum = 0;
+            for (int j = 0; j < QK; j++) xsum += x[b].qs[j];
+            s += m * (float)xsum;
+        }
+        sum += f16s(x[b].d) * s;
     }
     return sum;
+}
+
+#ifndef DOT_Q4_1 /* else the set's own (as the three below) */
+static TARGET float FN(dot_q4_1)(const void *w, const void *x, int n) {
+    return FN(dot32)(w, x, n, GGML_Q4_1);
 }
 #define DOT_Q4_1 FN(dot_q4_1)
 #endif
-
-#ifndef DOT_Q5_0 /* else the set's own */
-static TARGET float FN(dot_q5_0)(const void *wv, const void *xv, int n) {
-    const BlockQ5_0 *w = wv;
-    const BlockQ8 *x = xv;
-    float sum = 0.0f;
-    for (int b = 0; b < n / QK; b++) {
-        int8_t q[QK];
-        FN(nibbles32)(q, w[b].qs, 0);
-        FN(fifth32)(q, w[b].qh);
-        for (int j = 0; j < QK; j++) q[j] = (int8_t)(q[j] - 16);
-        sum += f16s(w[b].d) * f16s(x[b].d) * (float)I8DOT32(q, x[b].qs);
-    }
-    return sum;
+#ifndef DOT_Q5_0
+static TARGET float FN(dot_q5_0)(const void *w, const void *x, int n) {
+    return FN(dot32)(w, x, n, GGML_Q5_0);
 }
 #define DOT_Q5_0 FN(dot_q5_0)
 #endif
-
-#ifndef DOT_Q5_1 /* else the set's own */
-static TARGET float FN(dot_q5_1)(const void *wv, const void *xv, int n) {
-    const BlockQ5_1 *w = wv;
-    const BlockQ8 *x = xv;
-    float sum = 0.0f;
-    for (int b = 0; b < n / QK; b++) {
-        int8_t q[QK];
-        FN(nibbles32)(q, w[b].qs, 0);
-        FN(fifth32)(q, w[b].qh);
-        sum += f16s(x[b].d) * (f16s(w[b].d) * (float)I8DOT32(q, x[b].qs) +
-                               f16s(w[b].m) * (float)FN(sum32)(x[b].qs));
-    }
-    return sum;
+#ifndef DOT_Q5_1
+static TARGET float FN(dot_q5_1)(const void *w, const void *x, int n) {
+    return FN(dot32)(w, x, n, GGML_Q5_1);
 }
 #define DOT_Q5_1 FN(dot_q5_1)
 #endif
-
-#ifndef DOT_IQ4_NL /* else the set's own */
-static TARGET float FN(dot_iq4_nl)(const void *wv, const void *xv, int n) {
-    static const int8_t values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                      1,    13,   25,  38,  53,  69,  89,  113};
-    const BlockIQ4NL *w = wv;
-    const BlockQ8 *x = xv;
-    float sum = 0.0f;
-    for (int b = 0; b < n / QK; b++) {
-        int8_t q[QK];
-        for (int j = 0; j < 16; j++) {
-            q[j] = values[w[b].qs[j] & 15];
-            q[j + 16] = values[w[b].qs[j] >> 4];
-        }
-        sum += f16s(w[b].d) * f16s(x[b].d) * (float)I8DOT32(q, x[b].qs);
-    }
-    return sum;
+#ifndef DOT_IQ4_NL
+static TARGET float FN(dot_iq4_nl)(const void *w, const void *x, int n) {
+    return FN(dot32)(w, x, n, GGML_IQ4_NL);
 }
 #define DOT_IQ4_NL FN(dot_iq4_nl)
 #endif
@@ -364,6 +344,7 @@ static TARGET float FN(dot_q6_k)(const void *wv, const void *xv, int n) {
 #define DOT_Q6_K FN(dot_q6_k)
 #endif
 
+#ifndef DOT_Q2_K /* else the set's own (as Q3_K) */
 /* Q2_K: weight = d (sc_g & 15) q - dmin (sc_g >> 4) over 16 groups of 16. */
 static TARGET float FN(dot_q2_k)(const void *wv, const void *xv, int n) {
     const BlockQ2K *w = wv;
@@ -382,6 +363,10 @@ static TARGET float FN(dot_q2_k)(const void *wv, const void *xv, int n) {
     return sum;
 }
 
+#define DOT_Q2_K FN(dot_q2_k)
+#endif
+
+#ifndef DOT_Q3_K
 /* Q3_K: weight = d (s_g - 32) (q - 4 !high) over 16 groups of 16. */
 static TARGET float FN(dot_q3_k)(const void *wv, const void *xv, int n) {
     const BlockQ3K *w = wv;
@@ -397,6 +382,8 @@ static TARGET float FN(dot_q3_k)(const void *wv, const void *xv, int n) {
     }
     return sum;
 }
+#define DOT_Q3_K FN(dot_q3_k)
+#endif
 
 #ifdef TILE_LV
 /* ---- a weight row as levels, for the integer prompt tile (Kernels.tile_lv) ----------------
@@ -653,8 +640,8 @@ const Kernels FN(kernels) = {
             [GGML_Q4_K] = DOT_Q4_K,
             [GGML_Q5_K] = DOT_Q5_K,
             [GGML_Q6_K] = DOT_Q6_K,
-            [GGML_Q2_K] = FN(dot_q2_k),
-            [GGML_Q3_K] = FN(dot_q3_k)},
+            [GGML_Q2_K] = DOT_Q2_K,
+            [GGML_Q3_K] = DOT_Q3_K},
     .tile_f32 = FN(tile_f32),
     .f16_to_f32_row = FN(f16_to_f32_row),
     .att_scores = FN(att_scores),
