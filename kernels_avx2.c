@@ -9,7 +9,6 @@
 /* 16 registers of 8 floats, so tiles of 6 rows x 16 positions. No integer
    tile: AVX2's byte products (vpmaddubsw) saturate at 16 bits for these operands. */
 #define TILE_Q8 NULL
-#define TILE_LV NULL
 #define GEMV_Q8P NULL
 #define GEMV_Q4P NULL
 #define FN(name) name##_avx2
@@ -55,5 +54,22 @@ static TARGET inline int i8dot16_avx2(const int8_t *a, const int8_t *b) {
 }
 #define I8DOT32(a, b) i8dot32_avx2(a, b)
 #define I8DOT16(a, b) i8dot16_avx2(a, b)
+/* for kernels_x86_dots.h: pairs of byte products in 16 bits (u <= 127, |x| <= 127: at most
+   32,258, no saturation), then pairs of those in 32 */
+#define X86_DPBUSD(acc, u, x)                                                                      \
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)))
+#define X86_BITMASK32(h) bitmask32_avx2(h)
+/* byte j = 0xff where bit j of h is set: byte j / 8 of h to byte j (a shuffle within each 128-bit
+   half, h in both), then its bit j % 8 tested */
+static TARGET inline __m256i bitmask32_avx2(uint32_t h) {
+    const __m256i spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32((int)h),
+        _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll, 0x0303030303030303ll));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+}
+#include "kernels_x86_dots.h"
+
+/* last: the template takes the DOT_* above */
 #include "kernels_simd.h"
 #endif /* KERNELS_X86 */

@@ -532,5 +532,44 @@ static TARGET inline int i8dot16_avx512(const int8_t *a, const int8_t *b) {
 }
 #define I8DOT32(a, b) i8dot32_avx512(a, b)
 #define I8DOT16(a, b) i8dot16_avx512(a, b)
+/* for kernels_x86_dots.h: VNNI, and a mask register's bits as bytes */
+#define X86_DPBUSD(acc, u, x) _mm256_dpbusd_epi32(acc, u, x)
+#define X86_BITMASK32(h) _mm256_movm_epi8((__mmask32)(h))
+#include "kernels_x86_dots.h"
+
+/* Rows of levels for tile_lv (Kernels.lv_row) of the same four types, from the same unpacking in
+   registers as their dot products: u = q - off + 128 (IQ4_NL: its signed value + 128), stored 32
+   at a time, a = d and b = -m (weight = d (q - off) + m) per block. */
+static inline __attribute__((always_inline)) TARGET void lv_row32_avx512(
+    uint8_t *restrict u, float *restrict a, float *restrict b, const void *restrict row, int cols,
+    const uint32_t type) {
+    for (int k = 0; k < cols / QK; k++) {
+        float d, m;
+        int off;
+        const __m256i q = x86_levels32_avx512(row, k, type, &d, &m, &off);
+        _mm256_storeu_si256((__m256i *)(u + k * QK),
+                            _mm256_add_epi8(q, _mm256_set1_epi8((char)(128 - off))));
+        a[k] = d;
+        b[k] = -m;
+    }
+}
+static TARGET void lv_q4_1_x86(uint8_t *u, float *a, float *b, const void *row, int cols) {
+    lv_row32_avx512(u, a, b, row, cols, GGML_Q4_1);
+}
+static TARGET void lv_q5_0_x86(uint8_t *u, float *a, float *b, const void *row, int cols) {
+    lv_row32_avx512(u, a, b, row, cols, GGML_Q5_0);
+}
+static TARGET void lv_q5_1_x86(uint8_t *u, float *a, float *b, const void *row, int cols) {
+    lv_row32_avx512(u, a, b, row, cols, GGML_Q5_1);
+}
+static TARGET void lv_iq4_nl_x86(uint8_t *u, float *a, float *b, const void *row, int cols) {
+    lv_row32_avx512(u, a, b, row, cols, GGML_IQ4_NL);
+}
+#define LV_Q4_1 lv_q4_1_x86
+#define LV_Q5_0 lv_q5_0_x86
+#define LV_Q5_1 lv_q5_1_x86
+#define LV_IQ4_NL lv_iq4_nl_x86
+
+/* last: the template takes the DOT_* and LV_* above */
 #include "kernels_simd.h"
 #endif /* KERNELS_X86 */

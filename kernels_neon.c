@@ -7,7 +7,6 @@
 
 /* 32 registers of 4 floats, so tiles of 12 rows x 8 positions. */
 #define TILE_Q8 NULL
-#define TILE_LV NULL
 #define GEMV_Q8P NULL
 #define GEMV_Q4P NULL
 #define FN(name) name##_neon

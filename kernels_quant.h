@@ -65,6 +65,30 @@ typedef struct {
 } BlockIQ4NL;
 _Static_assert(sizeof(BlockIQ4NL) == 18, "IQ4_NL blocks are 18 bytes");
 
+/* The fields of block b of a row of the 32-weight types with nibbles (Q4_1, Q5_0, Q5_1, IQ4_NL;
+   `type` a constant wherever this is inlined, so the choice folds away): qh NULL and m 0 where
+   the type has none. For the kernels that unpack the four alike. */
+typedef struct {
+    const uint8_t *qs, *qh;
+    uint16_t d, m; /* halves */
+} Block32;
+static inline Block32 block32(const void *row, int b, uint32_t type) {
+    if (type == GGML_Q4_1) {
+        const BlockQ4_1 *w = (const BlockQ4_1 *)row + b;
+        return (Block32){w->qs, NULL, w->d, w->m};
+    }
+    if (type == GGML_Q5_0) {
+        const BlockQ5_0 *w = (const BlockQ5_0 *)row + b;
+        return (Block32){w->qs, w->qh, w->d, 0};
+    }
+    if (type == GGML_Q5_1) {
+        const BlockQ5_1 *w = (const BlockQ5_1 *)row + b;
+        return (Block32){w->qs, w->qh, w->d, w->m};
+    }
+    const BlockIQ4NL *w = (const BlockIQ4NL *)row + b;
+    return (Block32){w->qs, NULL, w->d, 0};
+}
+
 /* Q2_K: 16 groups of 16; weight i = d * (scales[g] & 15) * q - dmin * (scales[g] >> 4),
    g = i / 16, q 2 bits. Weight i = 128 n + 32 j + l (l < 32) is bits 2j of qs[32 n + l]
    (2.625 bits per weight) */

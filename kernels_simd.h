@@ -23,14 +23,17 @@
  *                   and acc += scale * (the exact integer dot product of one pair of 32-byte
  *                   blocks)
  *   TILE_Q8         the set's integer Q8_0 tile for prompts (Kernels.tile_q8), or NULL
- *   TILE_LV         its integer tile for the other quantized types (Kernels.tile_lv), or NULL
  *   GEMV_Q8P, GEMV_Q4P   the set's decoding kernels for repacked Q8_0 and Q4_0
  *                   (Kernels.gemv_packed), or NULL
  *   I8DOT16(a, b), I8DOT32(a, b)
  *                   the exact sum of the 16 or 32 products a[i] * b[i] of signed bytes, as an
  *                   int (|a[i]|, |b[i]| <= 127: the levels of the quantized types, unpacked)
- * Optional: DOT_Q4_0, DOT_Q4_K, DOT_Q5_K, DOT_Q6_K, a set's own dot product for that type
- * (a DotFn defined before this file is included), in place of the generic one here.
+ * Optional: TILE_LV, the set's integer tile for the other quantized types (Kernels.tile_lv):
+ *                   with it, the rows of levels it takes (Kernels.lv_row) are compiled too, and
+ *                   LV_Q4_1, LV_Q5_0, LV_Q5_1, LV_IQ4_NL may name the set's own for those types
+ * Optional: DOT_Q4_0, DOT_Q4_1, DOT_Q5_0, DOT_Q5_1, DOT_IQ4_NL, DOT_Q2_K, DOT_Q3_K, DOT_Q4_K,
+ *                   DOT_Q5_K, DOT_Q6_K, a set's own dot product for that type (a DotFn defined
+ *                   before this file is included), in place of the generic one here.
  * Optional: GEMV_Q4KP, GEMV_Q6KP, the set's decoding kernels for repacked Q4_K and Q6_K
  * (Kernels.gemv_packed_k); NULL when not defined.
  * Optional, for sets whose vectors hold two blocks (all four or none):
@@ -43,8 +46,8 @@
 #include "kernels_sets.h"
 
 #if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8) ||                     \
-    !defined(TILE_LV) || !defined(GEMV_Q8P) || !defined(GEMV_Q4P)
-#error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8, TILE_LV, GEMV_Q8P and GEMV_Q4P first"
+    !defined(GEMV_Q8P) || !defined(GEMV_Q4P)
+#error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8, GEMV_Q8P and GEMV_Q4P first"
 #endif
 #ifndef GEMV_Q4KP
 #define GEMV_Q4KP NULL
@@ -150,21 +153,6 @@ static inline __attribute__((always_inline)) TARGET void FN(nibbles32)(int8_t *q
     }
 }
 
-/* Adds 16 to weight j where bit j of the little-endian u32 qh is set (Q5_0, Q5_1). */
-static inline __attribute__((always_inline)) TARGET void FN(fifth32)(int8_t *q,
-                                                                     const uint8_t qh[4]) {
-    uint32_t h;
-    memcpy(&h, qh, 4);
-    for (int j = 0; j < 32; j++) q[j] = (int8_t)(q[j] + (int)((h >> j) & 1) * 16);
-}
-
-/* Sum of the 32 activation levels of a Q8_0 block (the offset terms of Q4_1 and Q5_1). */
-static inline int FN(sum32)(const int8_t *x) {
-    int s = 0;
-    for (int j = 0; j < 32; j++) s += x[j];
-    return s;
-}
-
 #ifndef DOT_Q4_0 /* else the set's own */
 static TARGET float FN(dot_q4_0)(const void *wv, const void *xv, int n) {
     const BlockQ4_0 *w = wv;
@@ -180,63 +168,126 @@ static TARGET float FN(dot_q4_0)(const void *wv, const void *xv, int n) {
 #define DOT_Q4_0 FN(dot_q4_0)
 #endif
 
-/* weight = d q + m: sum d_x (d sum q x + m sum x) */
-static TARGET float FN(dot_q4_1)(const void *wv, const void *xv, int n) {
-    const BlockQ4_1 *w = wv;
-    const BlockQ8 *x = xv;
-    float sum = 0.0f;
-    for (int b = 0; b < n / QK; b++) {
-        int8_t q[QK];
-        FN(nibbles32)(q, w[b].qs, 0);
-        sum += f16s(x[b].d) * (f16s(w[b].d) * (float)I8DOT32(q, x[b].qs) +
-                               f16s(w[b].m) * (float)FN(sum32)(x[b].qs));
+/* Q4_1, Q5_0, Q5_1 and IQ4_NL, for sets without their own dots: block b of a row of `type` (a
+   constant wherever this is inlined) as its signed levels q, and d, m: weight = d q + m. */
+static inline __attribute__((always_inline)) TARGET void FN(levels32)(int8_t *restrict q, float *d,
+                                                                      float *m, const void *row,
+                                                                      int b, const uint32_t type) {
+    static const int8_t iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
+    const Block32 w = block32(row, b, type);
+    const int off = type == GGML_Q5_0 ? 16 : 0;
+    uint32_t h = 0; /* bit j: the fifth bit of weight j */
+    if (w.qh) memcpy(&h, w.qh, 4);
+    for (int j = 0; j < 16; j++) {
+        const int lo = (w.qs[j] & 15) | ((h >> j) & 1) << 4;
+        const int hi = (w.qs[j] >> 4) | ((h >> (j + 16)) & 1) << 4;
+        q[j] = (int8_t)(type == GGML_IQ4_NL ? iq4nl[lo] : lo - off);
+        q[j + 16] = (int8_t)(type == GGML_IQ4_NL ? iq4nl[hi] : hi - off);
     }
-    return sum;
+    *d = f16s(w.d);
+    *m = w.m ? f16s(w.m) : 0.0f;
 }
 
-static TARGET float FN(dot_q5_0)(const void *wv, const void *xv, int n) {
-    const BlockQ5_0 *w = wv;
+/* sum_b d_x (d sum q x + m sum x), the second term for the types with m (Q4_1, Q5_1). */
+static inline __attribute__((always_inline)) TARGET float FN(dot32)(const void *w, const void *xv,
+                                                                    int n, const uint32_t type) {
     const BlockQ8 *x = xv;
     float sum = 0.0f;
     for (int b = 0; b < n / QK; b++) {
         int8_t q[QK];
-        FN(nibbles32)(q, w[b].qs, 0);
-        FN(fifth32)(q, w[b].qh);
-        for (int j = 0; j < QK; j++) q[j] = (int8_t)(q[j] - 16);
-        sum += f16s(w[b].d) * f16s(x[b].d) * (float)I8DOT32(q, x[b].qs);
-    }
-    return sum;
-}
-
-static TARGET float FN(dot_q5_1)(const void *wv, const void *xv, int n) {
-    const BlockQ5_1 *w = wv;
-    const BlockQ8 *x = xv;
-    float sum = 0.0f;
-    for (int b = 0; b < n / QK; b++) {
-        int8_t q[QK];
-        FN(nibbles32)(q, w[b].qs, 0);
-        FN(fifth32)(q, w[b].qh);
-        sum += f16s(x[b].d) * (f16s(w[b].d) * (float)I8DOT32(q, x[b].qs) +
-                               f16s(w[b].m) * (float)FN(sum32)(x[b].qs));
-    }
-    return sum;
-}
-
-static TARGET float FN(dot_iq4_nl)(const void *wv, const void *xv, int n) {
-    static const int8_t values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                      1,    13,   25,  38,  53,  69,  89,  113};
-    const BlockIQ4NL *w = wv;
-    const BlockQ8 *x = xv;
-    float sum = 0.0f;
-    for (int b = 0; b < n / QK; b++) {
-        int8_t q[QK];
-        for (int j = 0; j < 16; j++) {
-            q[j] = values[w[b].qs[j] & 15];
-            q[j + 16] = values[w[b].qs[j] >> 4];
+        float d, m;
+        FN(levels32)(q, &d, &m, w, b, type);
+        float s = d * (float)I8DOT32(q, x[b].qs);
+        if (type == GGML_Q4_1 || type == GGML_Q5_1) {
+            int xsum = 0;
+            for (int j = 0; j < QK; j++) xsum += x[b].qs[j];
+            s += m * (float)xsum;
         }
-        sum += f16s(w[b].d) * f16s(x[b].d) * (float)I8DOT32(q, x[b].qs);
+        sum += f16s(x[b].d) * s;
     }
     return sum;
+}
+
+#ifndef DOT_Q4_1 /* else the set's own (as the three below) */
+static TARGET float FN(dot_q4_1)(const void *w, const void *x, int n) {
+    return FN(dot32)(w, x, n, GGML_Q4_1);
+}
+#define DOT_Q4_1 FN(dot_q4_1)
+#endif
+#ifndef DOT_Q5_0
+static TARGET float FN(dot_q5_0)(const void *w, const void *x, int n) {
+    return FN(dot32)(w, x, n, GGML_Q5_0);
+}
+#define DOT_Q5_0 FN(dot_q5_0)
+#endif
+#ifndef DOT_Q5_1
+static TARGET float FN(dot_q5_1)(const void *w, const void *x, int n) {
+    return FN(dot32)(w, x, n, GGML_Q5_1);
+}
+#define DOT_Q5_1 FN(dot_q5_1)
+#endif
+#ifndef DOT_IQ4_NL
+static TARGET float FN(dot_iq4_nl)(const void *w, const void *x, int n) {
+    return FN(dot32)(w, x, n, GGML_IQ4_NL);
+}
+#define DOT_IQ4_NL FN(dot_iq4_nl)
+#endif
+
+/* The K-quants' levels, each type's unpacked by one function per block that both uses share:
+ * the bytes q + add (mod 256), written straight to their destination, in the widths the loop
+ * computes. The dot products below take add = 0, the signed levels, into a block array; the
+ * prompt's rows of levels (Kernels.lv_row, in sets with TILE_LV) take add = 128, the unsigned u
+ * of tile_lv, into the row itself (staging levels in a small array and reading them back in
+ * wider loads stalled on store forwarding: measured, the row then cost half as much as the
+ * tile). Layouts: kernels_quant.h. */
+
+/* Q4_K and Q5_K: weight 64 c + 32 h + l is nibble h of qs[32 c + l], plus 16 (Q5_K: qh not
+   NULL) where bit 2c + h of qh[l] is set. */
+static inline __attribute__((always_inline)) TARGET void FN(levels_k4)(uint8_t *restrict u,
+                                                                       const uint8_t *restrict qs,
+                                                                       const uint8_t *restrict qh,
+                                                                       int add) {
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++) {
+            const int h = qh ? qh[l] >> (2 * c) : 0;
+            u[64 * c + l] = (uint8_t)(((qs[32 * c + l] & 15) | (h & 1) << 4) + add);
+            u[64 * c + 32 + l] = (uint8_t)(((qs[32 * c + l] >> 4) | (h & 2) << 3) + add);
+        }
+}
+
+/* Q6_K: q - 32, weight 128 h + 32 k + l. */
+static inline __attribute__((always_inline)) TARGET void FN(levels_q6_k)(uint8_t *restrict u,
+                                                                         const BlockQ6K *restrict w,
+                                                                         int add) {
+    const int a = add - 32;
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = w->ql + 64 * h, *qh = w->qh + 32 * h;
+        uint8_t *uu = u + 128 * h;
+        for (int l = 0; l < 32; l++) {
+            uu[l] = (uint8_t)(((ql[l] & 15) | (qh[l] & 3) << 4) + a);
+            uu[32 + l] = (uint8_t)(((ql[32 + l] & 15) | (qh[l] >> 2 & 3) << 4) + a);
+            uu[64 + l] = (uint8_t)(((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) + a);
+            uu[96 + l] = (uint8_t)(((ql[32 + l] >> 4) | (qh[l] >> 6) << 4) + a);
+        }
+    }
+}
+
+/* Q2_K and Q3_K: weight 128 n + 32 j + l is bits 2j of qs[32 n + l]; Q3_K (hmask not NULL)
+   subtracts 4 where its high bit, bit 4n + j of hmask[l], is clear. */
+static inline __attribute__((always_inline)) TARGET void FN(levels_crumbs)(
+    uint8_t *restrict u, const uint8_t *restrict qs, const uint8_t *restrict hmask, int add) {
+    for (int n = 0; n < 2; n++)
+        for (int j = 0; j < 4; j++)
+            for (int l = 0; l < 32; l++)
+                u[128 * n + 32 * j + l] =
+                    (uint8_t)(((qs[32 * n + l] >> (2 * j)) & 3) + add -
+                              (hmask ? (~hmask[l] >> (4 * n + j) & 1) * 4 : 0));
+}
+
+/* Q3_K's 6-bit scale of group g, minus 32. */
+static inline int FN(q3k_scale)(const uint8_t sc[12], int g) {
+    return (((sc[g % 8] >> (4 * (g / 8))) & 15) | ((sc[8 + g % 4] >> (2 * (g / 4))) & 3) << 4) - 32;
 }
 
 /* Q4_K and Q5_K: weight = d sc_g q - dmin m_g over 8 groups of 32, so per block
@@ -262,11 +313,7 @@ static TARGET float FN(dot_q4_k)(const void *wv, const void *xv, int n) {
     float sum = 0.0f;
     for (int b = 0; b < n / QK_K; b++) {
         int8_t q[QK_K];
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                q[64 * c + l] = (int8_t)(w[b].qs[32 * c + l] & 15);
-                q[64 * c + 32 + l] = (int8_t)(w[b].qs[32 * c + l] >> 4);
-            }
+        FN(levels_k4)((uint8_t *)q, w[b].qs, NULL, 0);
         sum += FN(k4_block)(q, w[b].scales, f16s(w[b].d), f16s(w[b].dmin), &x[b]);
     }
     return sum;
@@ -281,12 +328,7 @@ static TARGET float FN(dot_q5_k)(const void *wv, const void *xv, int n) {
     float sum = 0.0f;
     for (int b = 0; b < n / QK_K; b++) {
         int8_t q[QK_K];
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                const int h = w[b].qh[l] >> (2 * c);
-                q[64 * c + l] = (int8_t)((w[b].qs[32 * c + l] & 15) | (h & 1) << 4);
-                q[64 * c + 32 + l] = (int8_t)((w[b].qs[32 * c + l] >> 4) | (h & 2) << 3);
-            }
+        FN(levels_k4)((uint8_t *)q, w[b].qs, w[b].qh, 0);
         sum += FN(k4_block)(q, w[b].scales, f16s(w[b].d), f16s(w[b].dmin), &x[b]);
     }
     return sum;
@@ -302,16 +344,7 @@ static TARGET float FN(dot_q6_k)(const void *wv, const void *xv, int n) {
     float sum = 0.0f;
     for (int b = 0; b < n / QK_K; b++) {
         int8_t q[QK_K];
-        for (int h = 0; h < 2; h++) { /* weight 128 h + 32 k + l */
-            const uint8_t *ql = w[b].ql + 64 * h, *qh = w[b].qh + 32 * h;
-            int8_t *qq = q + 128 * h;
-            for (int l = 0; l < 32; l++) {
-                qq[l] = (int8_t)(((ql[l] & 15) | (qh[l] & 3) << 4) - 32);
-                qq[32 + l] = (int8_t)(((ql[32 + l] & 15) | (qh[l] >> 2 & 3) << 4) - 32);
-                qq[64 + l] = (int8_t)(((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) - 32);
-                qq[96 + l] = (int8_t)(((ql[32 + l] >> 4) | (qh[l] >> 6) << 4) - 32);
-            }
-        }
+        FN(levels_q6_k)((uint8_t *)q, &w[b], 0);
         int isum = 0;
         for (int g = 0; g < 16; g++) isum += w[b].scales[g] * I8DOT16(q + 16 * g, x[b].qs + 16 * g);
         sum += f16s(w[b].d) * x[b].d * (float)isum;
@@ -321,15 +354,7 @@ static TARGET float FN(dot_q6_k)(const void *wv, const void *xv, int n) {
 #define DOT_Q6_K FN(dot_q6_k)
 #endif
 
-/* Q2_K and Q3_K's 2-bit levels: weight 128 n + 32 j + l is bits 2j of qs[32 n + l]. */
-static inline __attribute__((always_inline)) TARGET void FN(crumbs256)(int8_t *q,
-                                                                       const uint8_t *qs) {
-    for (int n = 0; n < 2; n++)
-        for (int j = 0; j < 4; j++)
-            for (int l = 0; l < 32; l++)
-                q[128 * n + 32 * j + l] = (int8_t)((qs[32 * n + l] >> (2 * j)) & 3);
-}
-
+#ifndef DOT_Q2_K /* else the set's own (as Q3_K) */
 /* Q2_K: weight = d (sc_g & 15) q - dmin (sc_g >> 4) over 16 groups of 16. */
 static TARGET float FN(dot_q2_k)(const void *wv, const void *xv, int n) {
     const BlockQ2K *w = wv;
@@ -337,7 +362,7 @@ static TARGET float FN(dot_q2_k)(const void *wv, const void *xv, int n) {
     float sum = 0.0f;
     for (int b = 0; b < n / QK_K; b++) {
         int8_t q[QK_K];
-        FN(crumbs256)(q, w[b].qs);
+        FN(levels_crumbs)((uint8_t *)q, w[b].qs, NULL, 0);
         int isum = 0, msum = 0;
         for (int g = 0; g < 16; g++) {
             isum += (w[b].scales[g] & 15) * I8DOT16(q + 16 * g, x[b].qs + 16 * g);
@@ -348,38 +373,36 @@ static TARGET float FN(dot_q2_k)(const void *wv, const void *xv, int n) {
     return sum;
 }
 
-/* Q3_K: weight = d (s_g - 32) (q - 4 !high) over 16 groups of 16 (layout: kernels_quant.h). */
+#define DOT_Q2_K FN(dot_q2_k)
+#endif
+
+#ifndef DOT_Q3_K
+/* Q3_K: weight = d (s_g - 32) (q - 4 !high) over 16 groups of 16. */
 static TARGET float FN(dot_q3_k)(const void *wv, const void *xv, int n) {
     const BlockQ3K *w = wv;
     const BlockQ8K *x = xv;
     float sum = 0.0f;
     for (int b = 0; b < n / QK_K; b++) {
         int8_t q[QK_K];
-        FN(crumbs256)(q, w[b].qs);
-        for (int i = 0; i < QK_K; i++) /* the high bit of weight i: bit 4n + j of hmask[i % 32] */
-            q[i] = (int8_t)(q[i] - ((w[b].hmask[i % 32] >> (i / 32)) & 1 ? 0 : 4));
-        const uint8_t *sc = w[b].scales;
+        FN(levels_crumbs)((uint8_t *)q, w[b].qs, w[b].hmask, 0);
         int isum = 0;
-        for (int g = 0; g < 16; g++) {
-            const int s6 =
-                ((sc[g % 8] >> (4 * (g / 8))) & 15) | ((sc[8 + g % 4] >> (2 * (g / 4))) & 3) << 4;
-            isum += (s6 - 32) * I8DOT16(q + 16 * g, x[b].qs + 16 * g);
-        }
+        for (int g = 0; g < 16; g++)
+            isum += FN(q3k_scale)(w[b].scales, g) * I8DOT16(q + 16 * g, x[b].qs + 16 * g);
         sum += f16s(w[b].d) * x[b].d * (float)isum;
     }
     return sum;
 }
+#define DOT_Q3_K FN(dot_q3_k)
+#endif
 
+#ifdef TILE_LV
 /* ---- a weight row as levels, for the integer prompt tile (Kernels.tile_lv) ----------------
  * u[i] = q_i + 128 (as an unsigned byte) for every column, and per group of the type's G columns
- * (16 or 32) a and b: weight = a q - b, the values of the type's unpack in kernels_quant.c. The
- * same unpacking as the dot products above, a block at a time; a row is unpacked once per prompt
- * and serves every position, so it must cost far less than the products (the type's generic
- * unpack, one weight at a time, took twice the time of the tile itself at 110M Q4_0). */
-
-/* Each loop below writes u directly, in the widths it computes: staging levels in a small
-   array and reading them back in wider loads stalled on store forwarding (measured: the unpack
-   then cost half as much as the tile). */
+ * (16 or 32) a and b: weight = a q - b, the values of the type's unpack in kernels_quant.c. A row
+ * is unpacked once per prompt and serves every position, so it must cost far less than the
+ * products (the type's generic unpack, one weight at a time, took twice the time of the tile
+ * itself at 110M Q4_0). The 32-weight types other than Q4_0 are the set's own (LV_Q4_1, ...),
+ * or the generic unpack in kernels.c where it has none. */
 
 /* 16 bytes of nibbles -> 32 levels plus `add`: low nibbles are weights 0..15, high 16..31. */
 static inline __attribute__((always_inline)) TARGET void FN(lv_nibbles)(uint8_t *restrict u,
@@ -389,68 +412,11 @@ static inline __attribute__((always_inline)) TARGET void FN(lv_nibbles)(uint8_t 
     for (int j = 0; j < 16; j++) u[j + 16] = (uint8_t)((qs[j] >> 4) + add);
 }
 
-/* Q5_0, Q5_1: 16 more where bit j of the little-endian u32 qh is set (weight j). */
-static inline __attribute__((always_inline)) TARGET void FN(lv_nibbles5)(uint8_t *restrict u,
-                                                                         const uint8_t *restrict qs,
-                                                                         const uint8_t qh[4],
-                                                                         int add) {
-    uint32_t h;
-    memcpy(&h, qh, 4);
-    for (int j = 0; j < 16; j++) u[j] = (uint8_t)(((qs[j] & 15) | ((h >> j) & 1) << 4) + add);
-    for (int j = 0; j < 16; j++)
-        u[j + 16] = (uint8_t)(((qs[j] >> 4) | ((h >> (j + 16)) & 1) << 4) + add);
-}
-
 static TARGET void FN(lv_q4_0)(uint8_t *restrict u, float *restrict a, float *restrict b,
                                const void *restrict row, int cols) {
     const BlockQ4_0 *w = row;
     for (int k = 0; k < cols / QK; k++) {
         FN(lv_nibbles)(u + k * QK, w[k].qs, 128 - 8);
-        a[k] = f16s(w[k].d);
-        b[k] = 0.0f;
-    }
-}
-
-static TARGET void FN(lv_q4_1)(uint8_t *restrict u, float *restrict a, float *restrict b,
-                               const void *restrict row, int cols) {
-    const BlockQ4_1 *w = row;
-    for (int k = 0; k < cols / QK; k++) {
-        FN(lv_nibbles)(u + k * QK, w[k].qs, 128);
-        a[k] = f16s(w[k].d);
-        b[k] = -f16s(w[k].m);
-    }
-}
-
-static TARGET void FN(lv_q5_0)(uint8_t *restrict u, float *restrict a, float *restrict b,
-                               const void *restrict row, int cols) {
-    const BlockQ5_0 *w = row;
-    for (int k = 0; k < cols / QK; k++) {
-        FN(lv_nibbles5)(u + k * QK, w[k].qs, w[k].qh, 128 - 16);
-        a[k] = f16s(w[k].d);
-        b[k] = 0.0f;
-    }
-}
-
-static TARGET void FN(lv_q5_1)(uint8_t *restrict u, float *restrict a, float *restrict b,
-                               const void *restrict row, int cols) {
-    const BlockQ5_1 *w = row;
-    for (int k = 0; k < cols / QK; k++) {
-        FN(lv_nibbles5)(u + k * QK, w[k].qs, w[k].qh, 128);
-        a[k] = f16s(w[k].d);
-        b[k] = -f16s(w[k].m);
-    }
-}
-
-static TARGET void FN(lv_iq4_nl)(uint8_t *restrict u, float *restrict a, float *restrict b,
-                                 const void *restrict row, int cols) {
-    static const uint8_t biased[16] = {1,   24,  45,  63,  79,  93,  106, 118, /* values + 128 */
-                                       129, 141, 153, 166, 181, 197, 217, 241};
-    const BlockIQ4NL *w = row;
-    for (int k = 0; k < cols / QK; k++) {
-        for (int j = 0; j < 16; j++) {
-            u[k * QK + j] = biased[w[k].qs[j] & 15];
-            u[k * QK + j + 16] = biased[w[k].qs[j] >> 4];
-        }
         a[k] = f16s(w[k].d);
         b[k] = 0.0f;
     }
@@ -472,12 +438,7 @@ static TARGET void FN(lv_q4_k)(uint8_t *restrict u, float *restrict a, float *re
                                const void *restrict row, int cols) {
     const BlockQ4K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
-        uint8_t *uk = u + k * QK_K;
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                uk[64 * c + l] = (uint8_t)((w[k].qs[32 * c + l] & 15) + 128);
-                uk[64 * c + 32 + l] = (uint8_t)((w[k].qs[32 * c + l] >> 4) + 128);
-            }
+        FN(levels_k4)(u + k * QK_K, w[k].qs, NULL, 128);
         FN(lv_k4_scales)(a + 8 * k, b + 8 * k, w[k].scales, f16s(w[k].d), f16s(w[k].dmin));
     }
 }
@@ -486,13 +447,7 @@ static TARGET void FN(lv_q5_k)(uint8_t *restrict u, float *restrict a, float *re
                                const void *restrict row, int cols) {
     const BlockQ5K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
-        uint8_t *uk = u + k * QK_K;
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                const int h = w[k].qh[l] >> (2 * c);
-                uk[64 * c + l] = (uint8_t)(((w[k].qs[32 * c + l] & 15) | (h & 1) << 4) + 128);
-                uk[64 * c + 32 + l] = (uint8_t)(((w[k].qs[32 * c + l] >> 4) | (h & 2) << 3) + 128);
-            }
+        FN(levels_k4)(u + k * QK_K, w[k].qs, w[k].qh, 128);
         FN(lv_k4_scales)(a + 8 * k, b + 8 * k, w[k].scales, f16s(w[k].d), f16s(w[k].dmin));
     }
 }
@@ -501,16 +456,7 @@ static TARGET void FN(lv_q6_k)(uint8_t *restrict u, float *restrict a, float *re
                                const void *restrict row, int cols) {
     const BlockQ6K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
-        for (int h = 0; h < 2; h++) { /* weight 128 h + 32 j + l; q - 32 + 128 = q + 96 */
-            const uint8_t *ql = w[k].ql + 64 * h, *qh = w[k].qh + 32 * h;
-            uint8_t *uu = u + k * QK_K + 128 * h;
-            for (int l = 0; l < 32; l++) {
-                uu[l] = (uint8_t)(((ql[l] & 15) | (qh[l] & 3) << 4) + 96);
-                uu[32 + l] = (uint8_t)(((ql[32 + l] & 15) | (qh[l] >> 2 & 3) << 4) + 96);
-                uu[64 + l] = (uint8_t)(((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) + 96);
-                uu[96 + l] = (uint8_t)(((ql[32 + l] >> 4) | (qh[l] >> 6) << 4) + 96);
-            }
-        }
+        FN(levels_q6_k)(u + k * QK_K, &w[k], 128);
         const float d = f16s(w[k].d);
         for (int g = 0; g < 16; g++) {
             a[16 * k + g] = d * (float)w[k].scales[g];
@@ -519,21 +465,11 @@ static TARGET void FN(lv_q6_k)(uint8_t *restrict u, float *restrict a, float *re
     }
 }
 
-/* Q2_K and Q3_K's 2-bit levels plus `add` (weight 128 n + 32 j + l is bits 2j of qs[32 n + l]) */
-static inline __attribute__((always_inline)) TARGET void FN(lv_crumbs)(uint8_t *restrict u,
-                                                                       const uint8_t *restrict qs,
-                                                                       int add) {
-    for (int n = 0; n < 2; n++)
-        for (int j = 0; j < 4; j++)
-            for (int l = 0; l < 32; l++)
-                u[128 * n + 32 * j + l] = (uint8_t)(((qs[32 * n + l] >> (2 * j)) & 3) + add);
-}
-
 static TARGET void FN(lv_q2_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
                                const void *restrict row, int cols) {
     const BlockQ2K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
-        FN(lv_crumbs)(u + k * QK_K, w[k].qs, 128);
+        FN(levels_crumbs)(u + k * QK_K, w[k].qs, NULL, 128);
         const float d = f16s(w[k].d), dmin = f16s(w[k].dmin);
         for (int g = 0; g < 16; g++) {
             a[16 * k + g] = d * (float)(w[k].scales[g] & 15);
@@ -542,28 +478,32 @@ static TARGET void FN(lv_q2_k)(uint8_t *restrict u, float *restrict a, float *re
     }
 }
 
-/* Q3_K: q - 4 where the high bit (bit 4n + j of hmask[l], weight 128 n + 32 j + l) is clear */
 static TARGET void FN(lv_q3_k)(uint8_t *restrict u, float *restrict a, float *restrict b,
                                const void *restrict row, int cols) {
     const BlockQ3K *w = row;
     for (int k = 0; k < cols / QK_K; k++) {
-        uint8_t *uk = u + k * QK_K;
-        for (int n = 0; n < 2; n++)
-            for (int j = 0; j < 4; j++)
-                for (int l = 0; l < 32; l++)
-                    uk[128 * n + 32 * j + l] =
-                        (uint8_t)(((w[k].qs[32 * n + l] >> (2 * j)) & 3) + 124 +
-                                  ((w[k].hmask[l] >> (4 * n + j)) & 1) * 4);
-        const uint8_t *sc = w[k].scales;
+        FN(levels_crumbs)(u + k * QK_K, w[k].qs, w[k].hmask, 128);
         const float d = f16s(w[k].d);
         for (int g = 0; g < 16; g++) {
-            const int s6 =
-                ((sc[g % 8] >> (4 * (g / 8))) & 15) | ((sc[8 + g % 4] >> (2 * (g / 4))) & 3) << 4;
-            a[16 * k + g] = d * (float)(s6 - 32);
+            a[16 * k + g] = d * (float)FN(q3k_scale)(w[k].scales, g);
             b[16 * k + g] = 0.0f;
         }
     }
 }
+
+#ifndef LV_Q4_1 /* the set's own rows for these types, else kernels.c's generic unpack */
+#define LV_Q4_1 NULL
+#endif
+#ifndef LV_Q5_0
+#define LV_Q5_0 NULL
+#endif
+#ifndef LV_Q5_1
+#define LV_Q5_1 NULL
+#endif
+#ifndef LV_IQ4_NL
+#define LV_IQ4_NL NULL
+#endif
+#endif /* TILE_LV */
 
 /* A tile of a matrix-matrix product: TR weight rows x TC = 2 * VL positions, over k columns:
  *   out[t * ostride + r] (+)= sum_i w[r * wstride + i] * xt[i * TC + t]   (r < nr, t < nt)
@@ -710,31 +650,33 @@ const Kernels FN(kernels) = {
             [GGML_F16] = FN(dot_f16),
             [GGML_Q8_0] = FN(dot_q8),
             [GGML_Q4_0] = DOT_Q4_0,
-            [GGML_Q4_1] = FN(dot_q4_1),
-            [GGML_Q5_0] = FN(dot_q5_0),
-            [GGML_Q5_1] = FN(dot_q5_1),
-            [GGML_IQ4_NL] = FN(dot_iq4_nl),
+            [GGML_Q4_1] = DOT_Q4_1,
+            [GGML_Q5_0] = DOT_Q5_0,
+            [GGML_Q5_1] = DOT_Q5_1,
+            [GGML_IQ4_NL] = DOT_IQ4_NL,
             [GGML_Q4_K] = DOT_Q4_K,
             [GGML_Q5_K] = DOT_Q5_K,
             [GGML_Q6_K] = DOT_Q6_K,
-            [GGML_Q2_K] = FN(dot_q2_k),
-            [GGML_Q3_K] = FN(dot_q3_k)},
+            [GGML_Q2_K] = DOT_Q2_K,
+            [GGML_Q3_K] = DOT_Q3_K},
     .tile_f32 = FN(tile_f32),
     .f16_to_f32_row = FN(f16_to_f32_row),
     .att_scores = FN(att_scores),
     .att_pv = FN(att_pv),
     .tile_q8 = TILE_Q8,
+#ifdef TILE_LV
     .tile_lv = TILE_LV,
     .lv_row = {[GGML_Q4_0] = FN(lv_q4_0),
-               [GGML_Q4_1] = FN(lv_q4_1),
-               [GGML_Q5_0] = FN(lv_q5_0),
-               [GGML_Q5_1] = FN(lv_q5_1),
-               [GGML_IQ4_NL] = FN(lv_iq4_nl),
+               [GGML_Q4_1] = LV_Q4_1,
+               [GGML_Q5_0] = LV_Q5_0,
+               [GGML_Q5_1] = LV_Q5_1,
+               [GGML_IQ4_NL] = LV_IQ4_NL,
                [GGML_Q4_K] = FN(lv_q4_k),
                [GGML_Q5_K] = FN(lv_q5_k),
                [GGML_Q6_K] = FN(lv_q6_k),
                [GGML_Q2_K] = FN(lv_q2_k),
                [GGML_Q3_K] = FN(lv_q3_k)},
+#endif
     .gemv_packed = {[GGML_Q8_0] = GEMV_Q8P, [GGML_Q4_0] = GEMV_Q4P},
     .gemv_packed_k = {[GGML_Q4_K] = GEMV_Q4KP, [GGML_Q6_K] = GEMV_Q6KP},
 };
