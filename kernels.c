@@ -192,6 +192,19 @@ void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb) {
     }
 }
 
+void q8p_tile_act(int8_t *xq, int32_t *xs, float *xd, const float *x, int nb, int t) {
+    for (int b = 0; b < nb; b++) {
+        BlockQ8 q;
+        if (x)
+            quantize_q8_0(&q, x + (size_t)b * QK8_0, QK8_0);
+        else
+            memset(&q, 0, sizeof q);
+        const size_t at = (size_t)b * Q8P_T + t;
+        memcpy(xq + at * QK8_0, q.qs, QK8_0);
+        q8p_act(xs + at, xd + at, &q, 1);
+    }
+}
+
 /* Row r: sum_b (offset_b + sum_i q_r[b][i] x[b][i]) * (d_r[b] * xd[b]), the int sum exact
    (q unsigned: Q8_0's level + 128 with offset_b = xs[b] = -128 sum x; Q4_0's nibble with
    offset_b = xs[b] / 16 = -8 sum x), the float terms added in block order with one rounding
@@ -264,15 +277,26 @@ typedef struct {
     int count;
 } Batch;
 
-/* Numbers the batch's work items: for a prompt, groups of the set's tile_r rows; when decoding,
-   rows, or groups of Q8P_R rows for packed weights. */
+/* Does decoding read w repacked (Q8P) with the set's kernel? */
+static int packed(const Kernels *k, const Tensor *w) {
+    return w->packed && k->gemv_packed[w->type];
+}
+
+/* Does a prompt read w repacked, with the set's tile_packed? */
+static int packed_tile(const Kernels *k, const Tensor *w) {
+    return w->packed && k->tile_packed[w->type];
+}
+
+/* Numbers the batch's work items: for a prompt, groups of the set's tile_r rows, or of Q8P_R
+   rows for weights read repacked; when decoding, rows, or groups of Q8P_R rows for packed
+   weights. */
 static void batch_number(Batch *b, int gemm_path) {
     b->start[0] = 0;
     for (int j = 0; j < b->count; j++) {
         const Tensor *w = b->w[j];
-        const int unit = gemm_path                                   ? active->tile_r
-                         : w->packed && active->gemv_packed[w->type] ? Q8P_R
-                                                                     : 1;
+        const int unit = gemm_path           ? (packed_tile(active, w) ? Q8P_R : active->tile_r)
+                         : packed(active, w) ? Q8P_R
+                                             : 1;
         b->start[j + 1] = b->start[j] + (w->rows + unit - 1) / unit;
     }
 }
@@ -281,11 +305,6 @@ static int batch_find(const Batch *b, int i) {
     int j = 0;
     while (i >= b->start[j + 1]) j++;
     return j;
-}
-
-/* Does decoding read w repacked (Q8P) with the set's kernel? */
-static int packed(const Kernels *k, const Tensor *w) {
-    return w->packed && k->gemv_packed[w->type];
 }
 
 /* Decoding: one dot product per (position, row), or one packed kernel call per group of Q8P_R
@@ -357,6 +376,11 @@ typedef struct {
                            widened to floats, for each thread a parallel loop started here may have */
     LvInput lv[GGML_TYPE_COUNT]; /* by activation format: for weights with tile_lv */
     uint8_t *lvbuf; /* for each thread: Q8T_R weight rows unpacked to levels (group_lv) */
+    /* repacked weights with tile_packed: x quantized to Q8_0 in tiles of Q8P_T positions, each
+       tile nb blocks x Q8P_T positions (q8p_tile_act), zero past n */
+    int8_t *pq;  /* (tiles, nb, Q8P_T, 32) levels */
+    int32_t *ps; /* (tiles, nb, Q8P_T) -128 * the sum of a block's levels */
+    float *pd;   /* (tiles, nb, Q8P_T) the block's scale */
 } GemmInput;
 
 /* xt[blk][i][t] = x[blk * TC + t][i] (zero past n), split by columns so that both threads have
@@ -454,6 +478,26 @@ static void gemm_free(GemmInput *in) {
     free(in->xs);
     free(in->xd);
     free(in->wbuf);
+    free(in->pq);
+    free(in->ps);
+    free(in->pd);
+}
+
+/* x (n, cols) quantized for tile_packed into in->pq, ps, pd; -1 when out of memory. */
+static int pack_packed_positions(GemmInput *in, const float *x, int n, int cols) {
+    const int nb = cols / QK8_0, tiles = (n + Q8P_T - 1) / Q8P_T;
+    const size_t blocks = (size_t)tiles * nb * Q8P_T;
+    in->pq = aligned_alloc(64, blocks * QK8_0);
+    in->ps = aligned_alloc(64, (blocks * sizeof(int32_t) + 63) / 64 * 64);
+    in->pd = aligned_alloc(64, (blocks * sizeof(float) + 63) / 64 * 64);
+    if (!in->pq || !in->ps || !in->pd) return -1;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < tiles * Q8P_T; t++) {
+        const size_t at = (size_t)(t / Q8P_T) * nb * Q8P_T; /* the tile's first block */
+        q8p_tile_act(in->pq + at * QK8_0, in->ps + at, in->pd + at,
+                     t < n ? x + (size_t)t * cols : NULL, nb, t % Q8P_T);
+    }
+    return 0;
 }
 
 /* Does weight w run on the set's integer Q8_0 tile? */
@@ -512,6 +556,10 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
     for (int j = 0; j < b->count; j++) {
         const Tensor *w = b->w[j];
         const uint32_t act = weight_type(w->type)->act;
+        if (packed_tile(k, w)) {
+            if (!in->pq && pack_packed_positions(in, x, n, cols)) return -1;
+            continue;
+        }
         if (lv_tile(k, w)) {
             any_lv = 1;
             if (!in->lv[act].xp && pack_lv_positions(&in->lv[act], act, x, n, cols)) return -1;
@@ -615,19 +663,39 @@ static void group_lv(float *out, const Tensor *w, int r0, int nr, const GemmInpu
     }
 }
 
+/* One group of Q8P_R rows of a repacked weight (group g) with tile_packed, against every tile of
+   Q8P_T positions. The group's weights (nb * 544 bytes for Q8_0) stay in the L1 cache while the
+   tiles of activations stream past them. */
+static void group_packed(float *out, const Tensor *w, int g, const GemmInput *in, int n) {
+    const int nb = w->cols / QK8_0, rows = w->rows, r0 = g * Q8P_R;
+    const int nr = rows - r0 < Q8P_R ? rows - r0 : Q8P_R;
+    const uint8_t *wg = w->packed + (size_t)g * Q8P_GROUP_BYTES(nb, Q8P_QB(w->type));
+    for (int t0 = 0; t0 < n; t0 += Q8P_T) {
+        const size_t at = (size_t)t0 * nb; /* the tile's first block */
+        active->tile_packed[w->type](out + (size_t)t0 * rows + r0, rows, nr, wg,
+                                     in->pq + at * QK8_0, in->ps + at, in->pd + at, nb,
+                                     n - t0 < Q8P_T ? n - t0 : Q8P_T);
+    }
+}
+
 /* A prompt: each task takes TR weight rows and runs tiles against every block of positions. F32
  * rows are read in place; other rows are widened KC columns at a time into the thread's
- * buffer first (GemmInput.wbuf), and the tiles accumulate across those column chunks. Q8_0 weights with an
- * integer tile kernel take group_q8_int instead.
- * Threads take runs of 8 row groups, not single groups: a group's TR outputs per position share
- * cache lines with its neighbours', and when neighbouring groups ran on different threads those
- * lines went back and forth between the cores (measured at 110M Q8_0: feed-forward up/gate
- * 29 -> 17 ms for 128 positions with one contiguous run per thread). Runs of 8 keep that gain
- * and still let a thread slowed by another process hand work to the other. */
+ * buffer first (GemmInput.wbuf), and the tiles accumulate across those column chunks. Weights
+ * read repacked take group_packed instead (Q8P_R rows a task), Q8_0 weights with an integer
+ * tile kernel group_q8_int, the other quantized types group_lv.
+ * Threads take runs of up to 8 row groups, not single groups: a group's TR outputs per position
+ * share cache lines with its neighbours', and when neighbouring groups ran on different threads
+ * those lines went back and forth between the cores (measured at 110M Q8_0: feed-forward up/gate
+ * 29 -> 17 ms for 128 positions with one contiguous run per thread). But at least 4 runs per
+ * thread, so that small matrices still split evenly (15M's 288 rows are 24 groups of 12: runs of
+ * 8 gave one thread 16 and the other 8) and a thread slowed by another process hands work to
+ * the others. */
 static void gemm(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, TRk = k->tile_r, TCk = k->tile_c, groups = b->start[b->count];
     const int blocks = (n + TCk - 1) / TCk;
+    const int run = groups / (4 * omp_get_max_threads());
+    const int chunk = run < 1 ? 1 : run > 8 ? 8 : run;
     GemmInput in;
     if (gemm_input(&in, b, x, n)) { /* no room for the copies: the decoding path needs none */
         gemm_free(&in);
@@ -636,12 +704,16 @@ static void gemm(const Batch *b, const float *x, int n) {
         gemv(&rows, x, n);
         return;
     }
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int g = 0; g < groups; g++) { /* runs of 8 groups: see above */
+#pragma omp parallel for schedule(dynamic, chunk)
+    for (int g = 0; g < groups; g++) { /* runs of groups: see above */
         const int j = batch_find(b, g);
         const Tensor *w = b->w[j];
         const int rows = w->rows, r0 = (g - b->start[j]) * TRk;
         const int nr = rows - r0 < TRk ? rows - r0 : TRk;
+        if (packed_tile(k, w)) {
+            group_packed(b->out[j], w, g - b->start[j], &in, n);
+            continue;
+        }
         if (int_tile(k, w)) {
             group_q8_int(b->out[j], w, r0, nr, &in, n);
             continue;

@@ -10,6 +10,8 @@
 #define TILE_LV NULL
 #define GEMV_Q8P NULL
 #define GEMV_Q4P NULL
+#define TILE_Q8P NULL
+#define TILE_Q4P NULL
 #define FN(name) name##_neon
 #define NAME "NEON"
 #define TARGET

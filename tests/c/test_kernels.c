@@ -205,14 +205,15 @@ static void test_matmul_many(const Kernels *k, int n, const uint32_t types[3], i
     free(x);
 }
 
-/* Q8_0 and Q4_0 repacked for decoding (the Q8P layout, kernels.h), on odd row counts (partial
- * groups) and odd block counts: the plain gemv_packed_ref against matmul_ref within float
- * reassociation; the set's gemv_packed, where it has one, bit for bit against gemv_packed_ref;
- * matmul through the packed tensor and through views of it (tensor_rows: on a group boundary
- * they keep the packed rows, elsewhere they read the file's) equal to gemv_packed_ref's rows,
- * at batches 1 and 3. */
+/* Q8_0 and Q4_0 repacked (the Q8P layout, kernels.h), on odd row counts (partial groups) and
+ * odd block counts: the plain gemv_packed_ref against matmul_ref within float reassociation;
+ * the set's gemv_packed, where it has one, bit for bit against gemv_packed_ref; matmul through
+ * the packed tensor and through views of it (tensor_rows: on a group boundary they keep the
+ * packed rows, elsewhere they read the file's) equal to gemv_packed_ref's rows, when decoding
+ * (batches 1 and 3) and in prompts (13 and 29: whole and partial tiles of Q8P_T positions) where
+ * the set has tile_packed; where it has not, matmul_ref's within float reassociation. */
 static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
-    const int nb = cols / QK8_0, qb = Q8P_QB(type), groups = (rows + Q8P_R - 1) / Q8P_R, n = 3;
+    const int nb = cols / QK8_0, qb = Q8P_QB(type), groups = (rows + Q8P_R - 1) / Q8P_R, n = 29;
     float *wf = malloc((size_t)rows * cols * sizeof(float));
     size_t rb;
     void *wdata = make_weights(type, rows, cols, wf, &rb);
@@ -230,6 +231,14 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
     for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frand();
     int ok_ref = 1, ok_set = 1, ok_mm = 1;
     matmul_ref(mref, x, &w, n);
+    double *mag = malloc((size_t)n * rows * sizeof(double)); /* sum |w x|: the error's scale */
+    for (int t = 0; t < n; t++)
+        for (int r = 0; r < rows; r++) {
+            double m = 0.0;
+            for (int c = 0; c < cols; c++)
+                m += fabs((double)wf[(size_t)r * cols + c] * x[(size_t)t * cols + c]);
+            mag[(size_t)t * rows + r] = m;
+        }
     for (int t = 0; t < n; t++) {
         quantize_q8_0(xq, x + (size_t)t * cols, cols);
         q8p_act(xs, xd, xq, nb);
@@ -243,23 +252,21 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
                 ok_set &= memcmp(got, rg, (size_t)nr * sizeof(float)) == 0;
             }
             for (int r = 0; r < nr; r++) {
-                double mag = 0.0;
-                const int row = g * Q8P_R + r;
-                for (int c = 0; c < cols; c++)
-                    mag += fabs((double)wf[(size_t)row * cols + c] * x[(size_t)t * cols + c]);
-                ok_ref &= fabs((double)rg[r] - mref[(size_t)t * rows + row]) <= 1e-5 * mag + 1e-30;
+                const size_t i = (size_t)t * rows + g * Q8P_R + r;
+                ok_ref &= fabs((double)rg[r] - mref[i]) <= 1e-5 * mag[i] + 1e-30;
             }
         }
     }
     kernels_use(k);
     w.packed = packed;
-    for (int batch = 1; batch <= n; batch += n - 1) { /* decoding, one position at a time */
+    const int batches[] = {1, 3, 13, 29};
+    for (int i = 0; i < 4; i++) { /* decoding, one position at a time; prompts, in tiles */
+        const int batch = batches[i];
+        const int exact = batch < 4 ? kern != NULL : k->tile_packed[type] != NULL;
         matmul(out, x, &w, batch);
-        for (int t = 0; t < batch; t++)
-            for (int r = 0; r < rows; r++) {
-                const float e = kern ? ref[(size_t)t * rows + r] : out[t * rows + r];
-                ok_mm &= out[(size_t)t * rows + r] == e;
-            }
+        for (size_t j = 0; j < (size_t)batch * rows; j++)
+            ok_mm &=
+                exact ? out[j] == ref[j] : fabs((double)out[j] - mref[j]) <= 1e-5 * mag[j] + 1e-30;
     }
     for (int start = 0; start<rows; start += rows> 20 ? 13 : 16) { /* views, some aligned */
         const Tensor v = tensor_rows(&w, start, rows - start);
@@ -267,11 +274,18 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
         matmul(out, x, &v, 1);
         if (v.packed && kern)
             ok_mm &= memcmp(out, ref + start, (size_t)(rows - start) * sizeof(float)) == 0;
+        matmul(out, x, &v, 13);
+        if (v.packed && k->tile_packed[type])
+            for (int t = 0; t < 13; t++)
+                ok_mm &= memcmp(out + (size_t)t * (rows - start), ref + (size_t)t * rows + start,
+                                (size_t)(rows - start) * sizeof(float)) == 0;
     }
     char what[160];
-    snprintf(what, sizeof what,
-             "%s repacked %dx%d: reference vs matmul_ref, %s kernel (%s) and matmul equal to it",
-             ggml_type_name(type), rows, cols, k->name, kern ? "own" : "none: file layout");
+    snprintf(
+        what, sizeof what,
+        "%s repacked %dx%d: reference vs matmul_ref, %s kernels (%s, %s) and matmul equal to it",
+        ggml_type_name(type), rows, cols, k->name, kern ? "decode" : "no decode",
+        k->tile_packed[type] ? "prompt" : "no prompt");
     check(ok_ref && ok_set && ok_mm, what);
     free(wf);
     free(wdata);
@@ -279,6 +293,7 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
     free(x);
     free(ref);
     free(mref);
+    free(mag);
     free(out);
     free(xq);
     free(xs);
