@@ -94,9 +94,9 @@ static const OptionSpec OPTIONS[] = {
     {NULL, "--threads", "N", OPT_INT, AT(threads), 1, 1024,
      "threads for the matrix products (default: all cores)"},
     {NULL, "--no-repack", NULL, OPT_FLAG, AT(no_repack), 0, 0,
-     "decode Q8_0 and Q4_0 weights in the file's layout; by default\n"
-     "they are repacked at load for faster decoding (AVX-512 VNNI),\n"
-     "which takes as much memory again as those weights"},
+     "read Q8_0 and Q4_0 weights in the file's layout; by default\n"
+     "they are repacked at load for faster decoding and prompts\n"
+     "(AVX-512 VNNI), and the file's pages under them released"},
     {"-z", "--tokenizer", "PATH", OPT_STRING, AT(tokenizer), 0, 0,
      "tokenizer.bin of a llama2.c checkpoint (default: tokenizer.bin\n"
      "beside the model, else in the current directory)"},

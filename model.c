@@ -9,6 +9,7 @@
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
+#include <unistd.h> /* sysconf */
 #endif
 
 #include "llama2c.h"
@@ -1024,6 +1025,28 @@ static int matmul_tensors(Model *m, Tensor **out) {
     return n;
 }
 
+/* The file's pages under tensor w, once it is repacked and nothing reads them (decoding and
+ * prompts both read the packed copy: the set has tile_packed for its type), handed back to the
+ * system: they stay in the page cache but leave this process's resident set, so the weights are
+ * not resident twice (measured: 110M Q8_0, 1,024-token prompt, peak RSS 360 MB before). A reader
+ * that still comes (the embedding lookups of a tied output head, --attn's circuits) maps them
+ * again from the cache, so this is advice, never a change of what is read. Whole pages inside the
+ * range only, and only in the mapping: a tensor converted at load (llama2.c) lives on the heap,
+ * where MADV_DONTNEED would zero it. */
+static void release_file_pages(const GGUF *f, const Tensor *w) {
+#if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
+    const uintptr_t lo = (uintptr_t)f->buf, hi = lo + f->size,
+                    page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t start = (uintptr_t)w->data, end = start + (size_t)w->rows * w->row_bytes;
+    if (!f->mapped || start < lo || end > hi || page == 0) return;
+    const uintptr_t a = (start + page - 1) / page * page, b = end / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED); /* advice: a refusal changes nothing */
+#else
+    (void)f;
+    (void)w;
+#endif
+}
+
 int model_repack(Model *m, Error *err) {
     const Kernels *k = kernels_active();
     if (m->config.vocab_only || !m->weights.layers) return 0;
@@ -1053,6 +1076,8 @@ int model_repack(Model *m, Error *err) {
             q8p_pack(m->packed + off, ts[i]);
             ts[i]->packed = m->packed + off;
             off += q8p_bytes(ts[i]);
+            /* tensor by tensor, so that the resident set never holds both copies of all */
+            if (k->tile_packed[ts[i]->type]) release_file_pages(&m->file, ts[i]);
         }
     free(ts);
     return 0;

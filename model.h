@@ -176,9 +176,11 @@ void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
 
 /* Repacks the Q8_0 and Q4_0 matrices the forward pass multiplies by (every layer's and the
-   output head) into the decoding layout of kernels.h (Q8P), where the active kernel set has a
+   output head) into the layout of kernels.h (Q8P), where the active kernel set has a decoding
    kernel for their type (else does nothing): as many bytes again as those matrices, in
-   m->packed. Prompts still read the file's layout. Returns -1 when out of memory. */
+   m->packed. Where the set also has a prompt tile for the type, nothing reads the file's copy
+   any more, and its pages are released from the process (they stay in the page cache).
+   Returns -1 when out of memory. */
 int model_repack(Model *m, Error *err);
 
 /* From now on hands each layer's attention probabilities to hook(ctx, ...), for positions below
