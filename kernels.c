@@ -494,8 +494,9 @@ static int pack_packed_positions(GemmInput *in, const float *x, int n, int cols)
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < tiles * Q8P_T; t++) {
         const size_t at = (size_t)(t / Q8P_T) * nb * Q8P_T; /* the tile's first block */
-        q8p_tile_act(in->pq + at * QK8_0, in->ps + at, in->pd + at,
-                     t < n ? x + (size_t)t * cols : NULL, nb, t % Q8P_T);
+        (active->tile_act ? active->tile_act
+                          : q8p_tile_act)(in->pq + at * QK8_0, in->ps + at, in->pd + at,
+                                          t < n ? x + (size_t)t * cols : NULL, nb, t % Q8P_T);
     }
     return 0;
 }

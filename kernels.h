@@ -71,6 +71,8 @@ typedef struct {
     void (*tile_packed[GGML_TYPE_COUNT])(float *out, int ostride, int nr, const uint8_t *w,
                                          const int8_t *xq, const int32_t *xs, const float *xd,
                                          int nb, int nt);
+    /* q8p_tile_act (below) in the set's vectors, bit for bit (NULL: the plain one runs) */
+    void (*tile_act)(int8_t *xq, int32_t *xs, float *xd, const float *x, int nb, int t);
 } Kernels;
 #define Q8T_R 4  /* weight rows of a tile_q8 */
 #define Q8T_P 32 /* positions of a tile_q8 */

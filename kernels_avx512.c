@@ -285,6 +285,41 @@ static TARGET void tile_q4p_avx512(float *out, int ostride, int nr, const uint8_
     tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1);
 }
 
+/* q8p_tile_act (kernels.c) bit for bit: per block of 32, the largest |x| (NaN never wins: each
+ * new vector is max_ps's first operand, which loses to the running maximum when it is NaN, as it
+ * loses quantize_q8_0's comparison), d = that / 127 rounded to a half to nearest even (vcvtps2ph,
+ * as f32_to_f16), the levels x * (1 / d) clamped to +-127 (NaN: -127, again max_ps's second
+ * operand) and rounded to nearest even by the conversion (the clamp's bounds are integers, so
+ * clamping first changes nothing), their sum and the half's value. */
+static TARGET void tile_act_avx512(int8_t *xq, int32_t *xs, float *xd, const float *x, int nb,
+                                   int t) {
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (int b = 0; b < nb; b++) {
+        const size_t at = (size_t)b * Q8P_T + t;
+        if (!x) {
+            memset(xq + at * QK8_0, 0, QK8_0);
+            xs[at] = 0;
+            xd[at] = 0.0f;
+            continue;
+        }
+        const __m512 v0 = _mm512_loadu_ps(x + (size_t)b * QK8_0),
+                     v1 = _mm512_loadu_ps(x + (size_t)b * QK8_0 + 16);
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_abs_ps(v1), m);
+        const float d = _mm512_reduce_max_ps(m) / 127.0f;
+        const uint16_t h = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        const __m512 id = _mm512_set1_ps(h & 0x7fff ? 1.0f / d : 0.0f);
+        const __m512i q0 =
+            _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v0, id), lo), hi));
+        const __m512i q1 =
+            _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v1, id), lo), hi));
+        _mm_storeu_si128((__m128i *)(xq + at * QK8_0), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(xq + at * QK8_0 + 16), _mm512_cvtepi32_epi8(q1));
+        xs[at] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        xd[at] = _cvtsh_ss(h);
+    }
+}
+
 /* ---- the 4-, 5- and 6-bit types' dot products, their levels unpacked in registers ----------
  * The template's generic versions unpack a block's levels into a byte array and read it back,
  * which here stalls on every block (32-byte loads of data just stored as 16-byte halves cannot
@@ -454,6 +489,7 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
 #define GEMV_Q4P gemv_q4p_avx512
 #define TILE_Q8P tile_q8p_avx512
 #define TILE_Q4P tile_q4p_avx512
+#define TILE_ACT tile_act_avx512
 #define FN(name) name##_avx512
 #define NAME "AVX-512"
 #define VF __m512

@@ -12,6 +12,7 @@
 #define GEMV_Q4P NULL
 #define TILE_Q8P NULL
 #define TILE_Q4P NULL
+#define TILE_ACT NULL
 #define FN(name) name##_neon
 #define NAME "NEON"
 #define TARGET

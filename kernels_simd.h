@@ -25,6 +25,7 @@
  *   GEMV_Q8P, GEMV_Q4P   the set's decoding kernels for repacked Q8_0 and Q4_0
  *                   (Kernels.gemv_packed), or NULL
  *   TILE_Q8P, TILE_Q4P   its prompt tiles for them (Kernels.tile_packed), or NULL
+ *   TILE_ACT        their activations quantized (Kernels.tile_act), or NULL
  *   I8DOT16(a, b), I8DOT32(a, b)
  *                   the exact sum of the 16 or 32 products a[i] * b[i] of signed bytes, as an
  *                   int (|a[i]|, |b[i]| <= 127: the levels of the quantized types, unpacked)
@@ -43,8 +44,8 @@
     !defined(TILE_LV) || !defined(GEMV_Q8P) || !defined(GEMV_Q4P)
 #error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8, TILE_LV, GEMV_Q8P and GEMV_Q4P first"
 #endif
-#if !defined(TILE_Q8P) || !defined(TILE_Q4P)
-#error "kernels_simd.h: define TILE_Q8P and TILE_Q4P first"
+#if !defined(TILE_Q8P) || !defined(TILE_Q4P) || !defined(TILE_ACT)
+#error "kernels_simd.h: define TILE_Q8P, TILE_Q4P and TILE_ACT first"
 #endif
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
@@ -724,4 +725,5 @@ const Kernels FN(kernels) = {
                [GGML_Q3_K] = FN(lv_q3_k)},
     .gemv_packed = {[GGML_Q8_0] = GEMV_Q8P, [GGML_Q4_0] = GEMV_Q4P},
     .tile_packed = {[GGML_Q8_0] = TILE_Q8P, [GGML_Q4_0] = TILE_Q4P},
+    .tile_act = TILE_ACT,
 };

@@ -300,6 +300,43 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
     free(xd);
 }
 
+/* The set's tile_act against the plain q8p_tile_act, bit for bit, on blocks of random values and
+ * of the edge cases of quantize_q8_0: all zero, a scale that rounds to a zero or a subnormal
+ * half, ties of the rounding (the largest value 127 makes the scale 1: 2.5 -> 2, -3.5 -> -4), a
+ * NaN, infinities, values past the halves' range; each written at every position of a tile
+ * (x NULL: zeros). */
+static void test_tile_act(const Kernels *k) {
+    if (!k->tile_act) return;
+    enum { NB = 9 };
+    float x[NB * QK8_0];
+    for (int i = 0; i < NB * QK8_0; i++) x[i] = frand() * 3.0f;
+    for (int i = 0; i < 32; i++) {
+        x[32 + i] = 0.0f;                                     /* block 1: zeros */
+        x[64 + i] = (float)ldexp(frand(), -30);               /* 2: the half's scale is 0 */
+        x[96 + i] = (float)ldexp(frand(), -20);               /* 3: a subnormal half */
+        x[128 + i] = i == 5 ? 127.0f : (float)(i % 8) - 3.5f; /* 4: ties */
+        x[224 + i] = frand() * 1e30f;                         /* 7: past the halves' range */
+    }
+    x[160 + 3] = NAN; /* 5: NaNs among ordinary values: one, and the block's last 16 */
+    for (int i = 16; i < 32; i++) x[160 + i] = NAN;
+    x[192 + 7] = INFINITY; /* 6: infinities */
+    x[192 + 9] = -INFINITY;
+    int8_t q1[NB * Q8P_T * QK8_0], q2[NB * Q8P_T * QK8_0];
+    int32_t s1[NB * Q8P_T], s2[NB * Q8P_T];
+    float d1[NB * Q8P_T], d2[NB * Q8P_T];
+    memset(q1, 1, sizeof q1), memset(q2, 2, sizeof q2);
+    for (int t = 0; t < Q8P_T; t++) {
+        q8p_tile_act(q1, s1, d1, t == 3 ? NULL : x, NB, t);
+        k->tile_act(q2, s2, d2, t == 3 ? NULL : x, NB, t);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "tile_act %s equals q8p_tile_act bit for bit", k->name);
+    check(!memcmp(q1, q2, sizeof q1) && !memcmp(s1, s2, sizeof s1) && !memcmp(d1, d2, sizeof d1) &&
+              d1[4 * Q8P_T] == 1.0f && q1[4 * Q8P_T * QK8_0] == -4 &&
+              q1[4 * Q8P_T * QK8_0 + 6] == 2,
+          what);
+}
+
 /* Every type, decoding (batch 1) and a prompt (batch 9), with Q8_0 packed and not: 2 threads
    give the same bits as 1 (each output is computed by one thread in a fixed order). */
 static void test_threads(const Kernels *k) {
@@ -640,6 +677,7 @@ int main(void) {
             for (int t = 0; t < 2; t++)
                 test_q8p(sets[s], t ? GGML_Q4_0 : GGML_Q8_0, q8p_shapes[i][0], q8p_shapes[i][1]);
         test_threads(sets[s]);
+        test_tile_act(sets[s]);
     }
     /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
        tiles hold KV_TILE = 64 keys: single queries at and around the tile boundaries, prompts
