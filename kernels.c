@@ -690,13 +690,17 @@ static void group_packed(float *out, const Tensor *w, int g, const GemmInput *in
  * 29 -> 17 ms for 128 positions with one contiguous run per thread). But at least 4 runs per
  * thread, so that small matrices still split evenly (15M's 288 rows are 24 groups of 12: runs of
  * 8 gave one thread 16 and the other 8) and a thread slowed by another process hands work to
- * the others. */
+ * the others. Groups of repacked rows go one at a time: their 16 outputs per position are a
+ * cache line of their own when the output is 64-byte aligned with rows a multiple of 16 (the run
+ * state's buffers are), and 18 groups (288 rows) split 9 + 9 where runs of 2 split 10 + 8. */
 static void gemm(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, TRk = k->tile_r, TCk = k->tile_c, groups = b->start[b->count];
     const int blocks = (n + TCk - 1) / TCk;
+    int all_packed = 1;
+    for (int j = 0; j < b->count; j++) all_packed &= packed_tile(k, b->w[j]);
     const int run = groups / (4 * omp_get_max_threads());
-    const int chunk = run < 1 ? 1 : run > 8 ? 8 : run;
+    const int chunk = all_packed || run < 1 ? 1 : run > 8 ? 8 : run;
     GemmInput in;
     if (gemm_input(&in, b, x, n)) { /* no room for the copies: the decoding path needs none */
         gemm_free(&in);

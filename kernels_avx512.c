@@ -211,9 +211,9 @@ static TARGET void gemv_q4p_avx512(float *out, int nr, const uint8_t *w, const B
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
 }
 
-/* Prompts with repacked Q8_0 (q4 = 0) or Q4_0 (q4 = 1; a constant where this is inlined)
- * weights: one group of 16 rows, a row per lane as in decoding, against Q8P_T = 12 positions at
- * once. Each vector of weight levels is loaded once (and for Q4_0 split into its low and high
+/* Prompts with repacked Q8_0 (q4 = 0) or Q4_0 (q4 = 1) weights: one group of 16 rows, a row per
+ * lane as in decoding, against np <= Q8P_T = 12 positions at once (q4 and np are constants where
+ * this is inlined). Each vector of weight levels is loaded once (and for Q4_0 split into its low and high
  * nibbles once) and meets the 12 positions' 4 activation bytes, broadcast from memory inside
  * vpdpbusd: 12 int accumulators and 12 float ones fill 24 of the 32 registers. A position's
  * lanes start at its xs (Q4_0: xs / 16) and end as gemv_q8p_avx512's (gemv_q4p_avx512's), and
@@ -221,19 +221,19 @@ static TARGET void gemv_q4p_avx512(float *out, int nr, const uint8_t *w, const B
  * decoding that position alone. The 16 rows' outputs of a position are one store. */
 static inline __attribute__((always_inline)) TARGET void tile_packed_avx512(
     float *out, int ostride, int nr, const uint8_t *w, const int8_t *xq, const int32_t *xs,
-    const float *xd, int nb, int nt, const int q4) {
+    const float *xd, int nb, int nt, const int q4, const int np) {
     const int qb = q4 ? 256 : 512;
     const __m512i m4 = _mm512_set1_epi8(15);
     __m512 acc[Q8P_T];
 #pragma GCC unroll 12
-    for (int t = 0; t < Q8P_T; t++) acc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < np; t++) acc[t] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
         const uint8_t *wb = w + Q8P_QS(b, qb);
         const int8_t *xb = xq + (size_t)b * Q8P_T * QK8_0; /* position t's levels at t * 32 */
         const int32_t *sb = xs + (size_t)b * Q8P_T;
         __m512i ia[Q8P_T];
 #pragma GCC unroll 12
-        for (int t = 0; t < Q8P_T; t++) ia[t] = _mm512_set1_epi32(q4 ? sb[t] / 16 : sb[t]);
+        for (int t = 0; t < np; t++) ia[t] = _mm512_set1_epi32(q4 ? sb[t] / 16 : sb[t]);
         if (q4) {
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
@@ -241,7 +241,7 @@ static inline __attribute__((always_inline)) TARGET void tile_packed_avx512(
                 const __m512i lo = _mm512_and_si512(v, m4);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
 #pragma GCC unroll 12
-                for (int t = 0; t < Q8P_T; t++) {
+                for (int t = 0; t < np; t++) {
                     int32_t x0, x1;
                     memcpy(&x0, xb + t * QK8_0 + 4 * k, 4);
                     memcpy(&x1, xb + t * QK8_0 + 16 + 4 * k, 4);
@@ -254,7 +254,7 @@ static inline __attribute__((always_inline)) TARGET void tile_packed_avx512(
             for (int k = 0; k < 8; k++) {
                 const __m512i v = _mm512_load_si512(wb + 64 * k);
 #pragma GCC unroll 12
-                for (int t = 0; t < Q8P_T; t++) {
+                for (int t = 0; t < np; t++) {
                     int32_t x0;
                     memcpy(&x0, xb + t * QK8_0 + 4 * k, 4);
                     ia[t] = _mm512_dpbusd_epi32(ia[t], v, _mm512_set1_epi32(x0));
@@ -265,7 +265,7 @@ static inline __attribute__((always_inline)) TARGET void tile_packed_avx512(
             _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + Q8P_SCALES(b, qb))));
         const float *db = xd + (size_t)b * Q8P_T;
 #pragma GCC unroll 12
-        for (int t = 0; t < Q8P_T; t++)
+        for (int t = 0; t < np; t++)
             acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[t]),
                                      _mm512_mul_ps(ws, _mm512_set1_ps(db[t])), acc[t]);
     }
@@ -273,16 +273,28 @@ static inline __attribute__((always_inline)) TARGET void tile_packed_avx512(
     for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(out + (size_t)t * ostride, rows, acc[t]);
 }
 
+/* A last tile of nt <= 8 (4) positions takes the kernel for 8 (4), which computes no position
+   it does not store but what the tile's registers allow (64 = 5 x 12 + 4: a default batch). */
 static TARGET void tile_q8p_avx512(float *out, int ostride, int nr, const uint8_t *w,
                                    const int8_t *xq, const int32_t *xs, const float *xd, int nb,
                                    int nt) {
-    tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0);
+    if (nt > 8)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0, 12);
+    else if (nt > 4)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0, 8);
+    else
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0, 4);
 }
 
 static TARGET void tile_q4p_avx512(float *out, int ostride, int nr, const uint8_t *w,
                                    const int8_t *xq, const int32_t *xs, const float *xd, int nb,
                                    int nt) {
-    tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1);
+    if (nt > 8)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1, 12);
+    else if (nt > 4)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1, 8);
+    else
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1, 4);
 }
 
 /* q8p_tile_act (kernels.c) bit for bit: per block of 32, the largest |x| (NaN never wins: each

@@ -764,7 +764,10 @@ done:
 
 /* ---- run state ------------------------------------------------------------------------- */
 
-/* n floats. Buffers under 2 MB are zeroed (calloc). Larger ones (the KV cache, above all) are
+/* n floats. Buffers under 2 MB are zeroed, and so touched now, at load, rather than by the first
+ * prompt (whose timing would count their page faults: see below), and 64-byte aligned, so that
+ * the 16 outputs a repacked prompt tile stores per position (kernels.c, group_packed) are one
+ * cache line, which no other thread writes. Larger ones (the KV cache, above all) are
  * left as they come, since every buffer is written before it is read, so that their pages are
  * touched lazily, when first used; they are aligned to 2 MB and marked for transparent huge
  * pages where Linux offers them, so that a first touch maps 2 MB instead of 4 KB. In a virtual
@@ -774,8 +777,13 @@ done:
  * when out of memory. */
 static float *state_alloc(size_t n) {
     const size_t huge = (size_t)2 << 20, bytes = n * sizeof(float);
-    if (bytes < huge || n > SIZE_MAX / sizeof(float) - huge)
-        return calloc(n ? n : 1, sizeof(float));
+    if (n > SIZE_MAX / sizeof(float) - huge) return NULL;
+    if (bytes < huge) {
+        const size_t padded = (bytes + 64) / 64 * 64; /* at least one line, even for n = 0 */
+        float *p = aligned_alloc(64, padded);
+        if (p) memset(p, 0, padded);
+        return p;
+    }
     const size_t rounded = (bytes + huge - 1) / huge * huge;
     float *p = aligned_alloc(huge, rounded);
     if (!p) return NULL;
