@@ -182,7 +182,14 @@ static void ffn_forward(RunState *s, const Config *c, const LayerWeights *w, int
  * after each sublayer (post, else NULL). */
 static void residual_add(RunState *s, const Config *c, const float *post, int n) {
     if (post) norm_forward(s->xb2, s->xb2, post, NULL, c->norm, c->norm_eps, n, c->dim);
-    for (size_t i = 0; i < (size_t)n * c->dim; i++) s->x[i] += s->xb2[i];
+    const size_t d = (size_t)c->dim;
+    if (n == 1) {
+        for (size_t i = 0; i < d; i++) s->x[i] += s->xb2[i];
+        return;
+    }
+#pragma omp parallel for
+    for (int t = 0; t < n; t++)
+        for (size_t i = 0; i < d; i++) s->x[t * d + i] += s->xb2[t * d + i];
 }
 
 float *forward(Model *m, const int *tokens, int n, int pos0, int all_logits) {

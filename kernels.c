@@ -9,7 +9,8 @@
  *     of TC positions and each activation once per TR rows, so it is bound by arithmetic.
  * Quantized weights always meet activations quantized as well (as in llama.cpp: to Q8_0, or to
  * Q8_K for the K-quants): exact integer dot products per group when decoding, and for prompts
- * integer tiles where the set has them (Q8_0 on AVX-512 VNNI), else float tiles on the
+ * integer tiles where the set has them (AVX-512 VNNI: Q8_0 and Q4_0 on their repacked copy,
+ * tile_packed, else every quantized type on its file layout), else float tiles on the
  * dequantized values of both (the same sums up to rounding).
  * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
  * order, so results do not depend on the thread count.
@@ -782,16 +783,29 @@ static size_t value_index(const AttnShape *a, int h, int j) {
            ((size_t)h * KV_TILE + j % KV_TILE) * a->head_dim;
 }
 
+/* KV head h's keys and values of the n positions. */
+static void kv_store_head(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
+                          const AttnShape *a, int h) {
+    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd;
+    for (int t = 0; t < n; t++) {
+        const float *kt = k + (size_t)t * kv_dim + h * hd;
+        float *kd = kc + key_index(a, h, pos0 + t, 0); /* dimension i at kd[i * KV_TILE] */
+        for (int i = 0; i < hd; i++) kd[(size_t)i * KV_TILE] = kt[i];
+        memcpy(vc + value_index(a, h, pos0 + t), v + (size_t)t * kv_dim + h * hd,
+               (size_t)hd * sizeof(float));
+    }
+}
+
+/* A prompt's positions split by KV head across threads (each head's part of a tile is its own
+   memory); a decoded token's directly, without entering a parallel region. */
 void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
               const AttnShape *a) {
-    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd;
-    for (int t = 0; t < n; t++)
-        for (int h = 0; h < a->n_kv_heads; h++) {
-            const float *kt = k + (size_t)t * kv_dim + h * hd;
-            for (int i = 0; i < hd; i++) kc[key_index(a, h, pos0 + t, i)] = kt[i];
-            memcpy(vc + value_index(a, h, pos0 + t), v + (size_t)t * kv_dim + h * hd,
-                   (size_t)hd * sizeof(float));
-        }
+    if (n == 1) {
+        for (int h = 0; h < a->n_kv_heads; h++) kv_store_head(kc, vc, k, v, n, pos0, a, h);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < a->n_kv_heads; h++) kv_store_head(kc, vc, k, v, n, pos0, a, h);
 }
 
 /* The textbook version: for each query and head, every score, then the softmax, then the
