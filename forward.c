@@ -189,7 +189,7 @@ static void residual_add(RunState *s, const Config *c, const float *post, int n)
     }
 #pragma omp parallel for
     for (int t = 0; t < n; t++)
-        for (size_t i = t * d; i < (t + 1) * d; i++) s->x[i] += s->xb2[i];
+        for (size_t i = 0; i < d; i++) s->x[t * d + i] += s->xb2[t * d + i];
 }
 
 float *forward(Model *m, const int *tokens, int n, int pos0, Logits want) {

@@ -9,7 +9,8 @@
  *     of TC positions and each activation once per TR rows, so it is bound by arithmetic.
  * Quantized weights always meet activations quantized as well (as in llama.cpp: to Q8_0, or to
  * Q8_K for the K-quants): exact integer dot products per group when decoding, and for prompts
- * integer tiles where the set has them (Q8_0 on AVX-512 VNNI), else float tiles on the
+ * integer tiles where the set has them (AVX-512 VNNI: Q8_0 and Q4_0 on their repacked copy,
+ * tile_packed, else every quantized type on its file layout), else float tiles on the
  * dequantized values of both (the same sums up to rounding).
  * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
  * order, so results do not depend on the thread count.
@@ -188,6 +189,19 @@ void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb) {
         for (int i = 0; i < QK8_0; i++) sum += x[b].qs[i];
         xs[b] = -128 * sum;
         xd[b] = f16_table[x[b].d];
+    }
+}
+
+void q8p_tile_act(int8_t *xq, int32_t *xs, float *xd, const float *x, int nb, int t) {
+    for (int b = 0; b < nb; b++) {
+        BlockQ8 q;
+        if (x)
+            quantize_q8_0(&q, x + (size_t)b * QK8_0, QK8_0);
+        else
+            memset(&q, 0, sizeof q);
+        const size_t at = (size_t)b * Q8P_T + t;
+        memcpy(xq + at * QK8_0, q.qs, QK8_0);
+        q8p_act(xs + at, xd + at, &q, 1);
     }
 }
 
@@ -425,15 +439,26 @@ typedef struct {
     int count;
 } Batch;
 
-/* Numbers the batch's work items: for a prompt, groups of the set's tile_r rows; when decoding,
-   rows, or groups of Q8P_R rows for packed weights. */
+/* Does decoding read w repacked (Q8P or KP) with the set's kernel? */
+static int packed(const Kernels *k, const Tensor *w) {
+    return w->packed && kernels_packs(k, w->type);
+}
+
+/* Does a prompt read w repacked, with the set's tile_packed? */
+static int packed_tile(const Kernels *k, const Tensor *w) {
+    return w->packed && k->tile_packed[w->type];
+}
+
+/* Numbers the batch's work items: for a prompt, groups of the set's tile_r rows, or of Q8P_R
+   rows for weights read repacked; when decoding, rows, or groups of Q8P_R rows for packed
+   weights. */
 static void batch_number(Batch *b, int gemm_path) {
     b->start[0] = 0;
     for (int j = 0; j < b->count; j++) {
         const Tensor *w = b->w[j];
-        const int unit = gemm_path                                     ? active->tile_r
-                         : w->packed && kernels_packs(active, w->type) ? Q8P_R
-                                                                       : 1;
+        const int unit = gemm_path           ? (packed_tile(active, w) ? Q8P_R : active->tile_r)
+                         : packed(active, w) ? Q8P_R
+                                             : 1;
         b->start[j + 1] = b->start[j] + (w->rows + unit - 1) / unit;
     }
 }
@@ -442,11 +467,6 @@ static int batch_find(const Batch *b, int i) {
     int j = 0;
     while (i >= b->start[j + 1]) j++;
     return j;
-}
-
-/* Does decoding read w repacked (Q8P or KP) with the set's kernel? */
-static int packed(const Kernels *k, const Tensor *w) {
-    return w->packed && kernels_packs(k, w->type);
 }
 
 /* Decoding: one dot product per (position, row), or one packed kernel call per group of Q8P_R
@@ -524,6 +544,11 @@ typedef struct {
                            widened to floats, for each thread a parallel loop started here may have */
     LvInput lv[GGML_TYPE_COUNT]; /* by activation format: for weights with tile_lv */
     uint8_t *lvbuf; /* for each thread: Q8T_R weight rows unpacked to levels (group_lv) */
+    /* repacked weights with tile_packed: x quantized to Q8_0 in tiles of Q8P_T positions, each
+       tile nb blocks x Q8P_T positions (q8p_tile_act), zero past n */
+    int8_t *pq;  /* (tiles, nb, Q8P_T, 32) levels */
+    int32_t *ps; /* (tiles, nb, Q8P_T) -128 * the sum of a block's levels */
+    float *pd;   /* (tiles, nb, Q8P_T) the block's scale */
 } GemmInput;
 
 /* xt[blk][i][t] = x[blk * TC + t][i] (zero past n). A task is 16 columns of one block: 16
@@ -629,6 +654,27 @@ static void gemm_free(GemmInput *in) {
     free(in->xs);
     free(in->xd);
     free(in->wbuf);
+    free(in->pq);
+    free(in->ps);
+    free(in->pd);
+}
+
+/* x (n, cols) quantized for tile_packed into in->pq, ps, pd; -1 when out of memory. */
+static int pack_packed_positions(GemmInput *in, const float *x, int n, int cols) {
+    const int nb = cols / QK8_0, tiles = (n + Q8P_T - 1) / Q8P_T;
+    const size_t blocks = (size_t)tiles * nb * Q8P_T;
+    in->pq = aligned_alloc(64, blocks * QK8_0);
+    in->ps = aligned_alloc(64, (blocks * sizeof(int32_t) + 63) / 64 * 64);
+    in->pd = aligned_alloc(64, (blocks * sizeof(float) + 63) / 64 * 64);
+    if (!in->pq || !in->ps || !in->pd) return -1;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < tiles * Q8P_T; t++) {
+        const size_t at = (size_t)(t / Q8P_T) * nb * Q8P_T; /* the tile's first block */
+        (active->tile_act ? active->tile_act
+                          : q8p_tile_act)(in->pq + at * QK8_0, in->ps + at, in->pd + at,
+                                          t < n ? x + (size_t)t * cols : NULL, nb, t % Q8P_T);
+    }
+    return 0;
 }
 
 /* Does weight w run on the set's integer Q8_0 tile? */
@@ -687,6 +733,10 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
     for (int j = 0; j < b->count; j++) {
         const Tensor *w = b->w[j];
         const uint32_t act = weight_type(w->type)->act;
+        if (packed_tile(k, w)) {
+            if (!in->pq && pack_packed_positions(in, x, n, cols)) return -1;
+            continue;
+        }
         if (lv_tile(k, w)) {
             any_lv = 1;
             if (!in->lv[act].xp && pack_lv_positions(&in->lv[act], act, x, n, cols)) return -1;
@@ -790,19 +840,43 @@ static void group_lv(float *out, const Tensor *w, int r0, int nr, const GemmInpu
     }
 }
 
+/* One group of Q8P_R rows of a repacked weight (group g) with tile_packed, against every tile of
+   Q8P_T positions. The group's weights (nb * 544 bytes for Q8_0) stay in the L1 cache while the
+   tiles of activations stream past them. */
+static void group_packed(float *out, const Tensor *w, int g, const GemmInput *in, int n) {
+    const int nb = w->cols / QK8_0, rows = w->rows, r0 = g * Q8P_R;
+    const int nr = rows - r0 < Q8P_R ? rows - r0 : Q8P_R;
+    const uint8_t *wg = w->packed + (size_t)g * Q8P_GROUP_BYTES(nb, Q8P_QB(w->type));
+    for (int t0 = 0; t0 < n; t0 += Q8P_T) {
+        const size_t at = (size_t)t0 * nb; /* the tile's first block */
+        active->tile_packed[w->type](out + (size_t)t0 * rows + r0, rows, nr, wg,
+                                     in->pq + at * QK8_0, in->ps + at, in->pd + at, nb,
+                                     n - t0 < Q8P_T ? n - t0 : Q8P_T);
+    }
+}
+
 /* A prompt: each task takes TR weight rows and runs tiles against every block of positions. F32
  * rows are read in place; other rows are widened KC columns at a time into the thread's
- * buffer first (GemmInput.wbuf), and the tiles accumulate across those column chunks. Q8_0 weights with an
- * integer tile kernel take group_q8_int instead.
- * Threads take runs of 8 row groups, not single groups: a group's TR outputs per position share
- * cache lines with its neighbours', and when neighbouring groups ran on different threads those
- * lines went back and forth between the cores (measured at 110M Q8_0: feed-forward up/gate
- * 29 -> 17 ms for 128 positions with one contiguous run per thread). Runs of 8 keep that gain
- * and still let a thread slowed by another process hand work to the other. */
+ * buffer first (GemmInput.wbuf), and the tiles accumulate across those column chunks. Weights
+ * read repacked take group_packed instead (Q8P_R rows a task), Q8_0 weights with an integer
+ * tile kernel group_q8_int, the other quantized types group_lv.
+ * Threads take runs of up to 8 row groups, not single groups: a group's TR outputs per position
+ * share cache lines with its neighbours', and when neighbouring groups ran on different threads
+ * those lines went back and forth between the cores (measured at 110M Q8_0: feed-forward up/gate
+ * 29 -> 17 ms for 128 positions with one contiguous run per thread). But at least 4 runs per
+ * thread, so that small matrices still split evenly (15M's 288 rows are 24 groups of 12: runs of
+ * 8 gave one thread 16 and the other 8) and a thread slowed by another process hands work to
+ * the others. Groups of repacked rows go one at a time: their 16 outputs per position are a
+ * cache line of their own when the output is 64-byte aligned with rows a multiple of 16 (the run
+ * state's buffers are), and 18 groups (288 rows) split 9 + 9 where runs of 2 split 10 + 8. */
 static void gemm(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, TRk = k->tile_r, TCk = k->tile_c, groups = b->start[b->count];
     const int blocks = (n + TCk - 1) / TCk;
+    int all_packed = 1;
+    for (int j = 0; j < b->count; j++) all_packed &= packed_tile(k, b->w[j]);
+    const int run = groups / (4 * omp_get_max_threads());
+    const int chunk = all_packed || run < 1 ? 1 : run > 8 ? 8 : run;
     GemmInput in;
     if (gemm_input(&in, b, x, n)) { /* no room for the copies: the decoding path needs none */
         gemm_free(&in);
@@ -811,12 +885,16 @@ static void gemm(const Batch *b, const float *x, int n) {
         gemv(&rows, x, n);
         return;
     }
-#pragma omp parallel for schedule(dynamic, 8)
-    for (int g = 0; g < groups; g++) { /* runs of 8 groups: see above */
+#pragma omp parallel for schedule(dynamic, chunk)
+    for (int g = 0; g < groups; g++) { /* runs of groups: see above */
         const int j = batch_find(b, g);
         const Tensor *w = b->w[j];
         const int rows = w->rows, r0 = (g - b->start[j]) * TRk;
         const int nr = rows - r0 < TRk ? rows - r0 : TRk;
+        if (packed_tile(k, w)) {
+            group_packed(b->out[j], w, g - b->start[j], &in, n);
+            continue;
+        }
         if (int_tile(k, w)) {
             group_q8_int(b->out[j], w, r0, nr, &in, n);
             continue;
@@ -880,40 +958,29 @@ static size_t value_index(const AttnShape *a, int h, int j) {
            ((size_t)h * KV_TILE + j % KV_TILE) * a->head_dim;
 }
 
-/* Position t's keys and values. */
-static void kv_store_position(float *kc, float *vc, const float *k, const float *v, int t, int pos0,
-                              const AttnShape *a) {
+/* KV head h's keys and values of the n positions. */
+static void kv_store_head(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
+                          const AttnShape *a, int h) {
     const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd;
-    for (int h = 0; h < a->n_kv_heads; h++) {
+    for (int t = 0; t < n; t++) {
         const float *kt = k + (size_t)t * kv_dim + h * hd;
-        for (int i = 0; i < hd; i++) kc[key_index(a, h, pos0 + t, i)] = kt[i];
+        float *kd = kc + key_index(a, h, pos0 + t, 0); /* dimension i at kd[i * KV_TILE] */
+        for (int i = 0; i < hd; i++) kd[(size_t)i * KV_TILE] = kt[i];
         memcpy(vc + value_index(a, h, pos0 + t), v + (size_t)t * kv_dim + h * hd,
                (size_t)hd * sizeof(float));
     }
 }
 
-/* A prompt's keys split across threads by dimension (a thread writes whole rows of transposed
-   keys: split by position, two threads would share their cache lines), its values by position;
-   one position (decoding) directly, without entering a parallel region. */
+/* A prompt's positions split by KV head across threads (each head's part of a tile is its own
+   memory); a decoded token's directly, without entering a parallel region. */
 void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
               const AttnShape *a) {
     if (n == 1) {
-        kv_store_position(kc, vc, k, v, 0, pos0, a);
+        for (int h = 0; h < a->n_kv_heads; h++) kv_store_head(kc, vc, k, v, n, pos0, a, h);
         return;
     }
-    const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd;
-#pragma omp parallel
-    {
-#pragma omp for schedule(static) nowait
-        for (int r = 0; r < kv_dim; r++)
-            for (int t = 0; t < n; t++)
-                kc[key_index(a, r / hd, pos0 + t, r % hd)] = k[(size_t)t * kv_dim + r];
-#pragma omp for schedule(static)
-        for (int t = 0; t < n; t++)
-            for (int h = 0; h < a->n_kv_heads; h++)
-                memcpy(vc + value_index(a, h, pos0 + t), v + (size_t)t * kv_dim + h * hd,
-                       (size_t)hd * sizeof(float));
-    }
+#pragma omp parallel for schedule(static)
+    for (int h = 0; h < a->n_kv_heads; h++) kv_store_head(kc, vc, k, v, n, pos0, a, h);
 }
 
 /* The textbook version: for each query and head, every score, then the softmax, then the

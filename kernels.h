@@ -65,9 +65,21 @@ typedef struct {
        against one position's Q8_K activations x and their words xk (kp_act). NULL: not built */
     void (*gemv_packed_k[GGML_TYPE_COUNT])(float *out, int nr, const uint8_t *w, const BlockQ8K *x,
                                            const int32_t *xk, int nb);
+    /* Prompts with Q8_0 or Q4_0 weights repacked, by weight type: out[t * ostride + r] for the
+       nr <= Q8P_R rows of one group w (nb blocks) and nt <= Q8P_T positions, whose Q8_0
+       activations come interleaved by block (q8p_tile_act): for block b and position t,
+       xq[(b * Q8P_T + t) * 32 ..] its 32 levels, xs[b * Q8P_T + t] and xd[..] as q8p_act gives
+       them; positions nt .. Q8P_T - 1 are read (zeros) and not stored. Each output is summed as
+       gemv_packed_ref sums it, bit for bit. NULL: prompts read the file's layout instead */
+    void (*tile_packed[GGML_TYPE_COUNT])(float *out, int ostride, int nr, const uint8_t *w,
+                                         const int8_t *xq, const int32_t *xs, const float *xd,
+                                         int nb, int nt);
+    /* q8p_tile_act (below) in the set's vectors, bit for bit (NULL: the plain one runs) */
+    void (*tile_act)(int8_t *xq, int32_t *xs, float *xd, const float *x, int nb, int t);
 } Kernels;
 #define Q8T_R 4  /* weight rows of a tile_q8 */
 #define Q8T_P 32 /* positions of a tile_q8 */
+#define Q8P_T 12 /* positions of a tile_packed */
 
 /* Q8P: Q8_0 and Q4_0 weights repacked at load so that decoding streams them with few
  * instructions (model_repack; --no-repack keeps the file's layout). In the file a row is
@@ -102,6 +114,10 @@ void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const 
                      const int32_t *xs, const float *xd, int nb);
 /* One position's Q8_0 activations x (nb blocks) as gemv_packed takes them: xs, xd (nb each). */
 void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb);
+/* Position t (< Q8P_T) of a tile_packed's activations: x (nb * 32 floats) quantized to Q8_0 as
+   decoding does (quantize_q8_0, q8p_act) into xq, xs, xd (layout at Kernels.tile_packed);
+   x NULL: zeros. */
+void q8p_tile_act(int8_t *xq, int32_t *xs, float *xd, const float *x, int nb, int t);
 
 /* KP: Q4_K and Q6_K repacked for decoding, the Q8P idea for the K-quants' super-blocks of 256
  * weights (model_repack; --no-repack keeps the file's layout). A group is Q8P_R = 16 rows, one

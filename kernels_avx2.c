@@ -11,6 +11,9 @@
 #define TILE_Q8 NULL
 #define GEMV_Q8P NULL
 #define GEMV_Q4P NULL
+#define TILE_Q8P NULL
+#define TILE_Q4P NULL
+#define TILE_ACT NULL
 #define FN(name) name##_avx2
 #define NAME "AVX2"
 #define TARGET __attribute__((target("avx2,fma,f16c")))

@@ -299,6 +299,127 @@ static TARGET void gemv_q6kp_avx512(float *out, int nr, const uint8_t *w, const 
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
 }
 
+/* Prompts with repacked Q8_0 (q4 = 0) or Q4_0 (q4 = 1) weights: one group of 16 rows, a row per
+ * lane as in decoding, against np <= Q8P_T = 12 positions at once (q4 and np are constants where
+ * this is inlined). Each vector of weight levels is loaded once (and for Q4_0 split into its low and high
+ * nibbles once) and meets the 12 positions' 4 activation bytes, broadcast from memory inside
+ * vpdpbusd: 12 int accumulators and 12 float ones fill 24 of the 32 registers. A position's
+ * lanes start at its xs (Q4_0: xs / 16) and end as gemv_q8p_avx512's (gemv_q4p_avx512's), and
+ * its float lanes add the blocks in the same order with the same products: the same bits as
+ * decoding that position alone. The 16 rows' outputs of a position are one store. */
+static inline __attribute__((always_inline)) TARGET void tile_packed_avx512(
+    float *out, int ostride, int nr, const uint8_t *w, const int8_t *xq, const int32_t *xs,
+    const float *xd, int nb, int nt, const int q4, const int np) {
+    const int qb = q4 ? 256 : 512;
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __m512 acc[Q8P_T];
+#pragma GCC unroll 12
+    for (int t = 0; t < np; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const uint8_t *wb = w + Q8P_QS(b, qb);
+        const int8_t *xb = xq + (size_t)b * Q8P_T * QK8_0; /* position t's levels at t * 32 */
+        const int32_t *sb = xs + (size_t)b * Q8P_T;
+        __m512i ia[Q8P_T];
+#pragma GCC unroll 12
+        for (int t = 0; t < np; t++) ia[t] = _mm512_set1_epi32(q4 ? sb[t] / 16 : sb[t]);
+        if (q4) {
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m512i v = _mm512_load_si512(wb + 64 * k);
+                const __m512i lo = _mm512_and_si512(v, m4);
+                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 12
+                for (int t = 0; t < np; t++) {
+                    int32_t x0, x1;
+                    memcpy(&x0, xb + t * QK8_0 + 4 * k, 4);
+                    memcpy(&x1, xb + t * QK8_0 + 16 + 4 * k, 4);
+                    ia[t] = _mm512_dpbusd_epi32(ia[t], lo, _mm512_set1_epi32(x0));
+                    ia[t] = _mm512_dpbusd_epi32(ia[t], hi, _mm512_set1_epi32(x1));
+                }
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i v = _mm512_load_si512(wb + 64 * k);
+#pragma GCC unroll 12
+                for (int t = 0; t < np; t++) {
+                    int32_t x0;
+                    memcpy(&x0, xb + t * QK8_0 + 4 * k, 4);
+                    ia[t] = _mm512_dpbusd_epi32(ia[t], v, _mm512_set1_epi32(x0));
+                }
+            }
+        }
+        const __m512 ws =
+            _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + Q8P_SCALES(b, qb))));
+        const float *db = xd + (size_t)b * Q8P_T;
+#pragma GCC unroll 12
+        for (int t = 0; t < np; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia[t]),
+                                     _mm512_mul_ps(ws, _mm512_set1_ps(db[t])), acc[t]);
+    }
+    const __mmask16 rows = (__mmask16)((1u << nr) - 1);
+    for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(out + (size_t)t * ostride, rows, acc[t]);
+}
+
+/* A last tile of nt <= 8 (4) positions takes the kernel for 8 (4), which computes no position
+   it does not store but what the tile's registers allow (64 = 5 x 12 + 4: a default batch). */
+static TARGET void tile_q8p_avx512(float *out, int ostride, int nr, const uint8_t *w,
+                                   const int8_t *xq, const int32_t *xs, const float *xd, int nb,
+                                   int nt) {
+    if (nt > 8)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0, 12);
+    else if (nt > 4)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0, 8);
+    else
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0, 4);
+}
+
+static TARGET void tile_q4p_avx512(float *out, int ostride, int nr, const uint8_t *w,
+                                   const int8_t *xq, const int32_t *xs, const float *xd, int nb,
+                                   int nt) {
+    if (nt > 8)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1, 12);
+    else if (nt > 4)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1, 8);
+    else
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1, 4);
+}
+
+/* q8p_tile_act (kernels.c) bit for bit: per block of 32, the largest |x| (NaN never wins: each
+ * new vector is max_ps's first operand, which loses to the running maximum when it is NaN, as it
+ * loses quantize_q8_0's comparison), d = that / 127 rounded to a half to nearest even (vcvtps2ph,
+ * as f32_to_f16), the levels x * (1 / d) clamped to +-127 (NaN: -127, again max_ps's second
+ * operand) and rounded to nearest even by the conversion (the clamp's bounds are integers, so
+ * clamping first changes nothing), their sum and the half's value. */
+static TARGET void tile_act_avx512(int8_t *xq, int32_t *xs, float *xd, const float *x, int nb,
+                                   int t) {
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (int b = 0; b < nb; b++) {
+        const size_t at = (size_t)b * Q8P_T + t;
+        if (!x) {
+            memset(xq + at * QK8_0, 0, QK8_0);
+            xs[at] = 0;
+            xd[at] = 0.0f;
+            continue;
+        }
+        const __m512 v0 = _mm512_loadu_ps(x + (size_t)b * QK8_0),
+                     v1 = _mm512_loadu_ps(x + (size_t)b * QK8_0 + 16);
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_abs_ps(v1), m);
+        const float d = _mm512_reduce_max_ps(m) / 127.0f;
+        const uint16_t h = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        const __m512 id = _mm512_set1_ps(h & 0x7fff ? 1.0f / d : 0.0f);
+        const __m512i q0 =
+            _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v0, id), lo), hi));
+        const __m512i q1 =
+            _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v1, id), lo), hi));
+        _mm_storeu_si128((__m128i *)(xq + at * QK8_0), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(xq + at * QK8_0 + 16), _mm512_cvtepi32_epi8(q1));
+        xs[at] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        xd[at] = _cvtsh_ss(h);
+    }
+}
+
 /* ---- the 4-, 5- and 6-bit types' dot products, their levels unpacked in registers ----------
  * The template's generic versions unpack a block's levels into a byte array and read it back,
  * which here stalls on every block (32-byte loads of data just stored as 16-byte halves cannot
@@ -468,6 +589,9 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
 #define GEMV_Q4P gemv_q4p_avx512
 #define GEMV_Q4KP gemv_q4kp_avx512
 #define GEMV_Q6KP gemv_q6kp_avx512
+#define TILE_Q8P tile_q8p_avx512
+#define TILE_Q4P tile_q4p_avx512
+#define TILE_ACT tile_act_avx512
 #define FN(name) name##_avx512
 #define NAME "AVX-512"
 #define VF __m512

@@ -25,6 +25,8 @@
  *   TILE_Q8         the set's integer Q8_0 tile for prompts (Kernels.tile_q8), or NULL
  *   GEMV_Q8P, GEMV_Q4P   the set's decoding kernels for repacked Q8_0 and Q4_0
  *                   (Kernels.gemv_packed), or NULL
+ *   TILE_Q8P, TILE_Q4P   its prompt tiles for them (Kernels.tile_packed), or NULL
+ *   TILE_ACT        their activations quantized (Kernels.tile_act), or NULL
  *   I8DOT16(a, b), I8DOT32(a, b)
  *                   the exact sum of the 16 or 32 products a[i] * b[i] of signed bytes, as an
  *                   int (|a[i]|, |b[i]| <= 127: the levels of the quantized types, unpacked)
@@ -54,6 +56,9 @@
 #endif
 #ifndef GEMV_Q6KP
 #define GEMV_Q6KP NULL
+#endif
+#if !defined(TILE_Q8P) || !defined(TILE_Q4P) || !defined(TILE_ACT)
+#error "kernels_simd.h: define TILE_Q8P, TILE_Q4P and TILE_ACT first"
 #endif
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
@@ -679,4 +684,6 @@ const Kernels FN(kernels) = {
 #endif
     .gemv_packed = {[GGML_Q8_0] = GEMV_Q8P, [GGML_Q4_0] = GEMV_Q4P},
     .gemv_packed_k = {[GGML_Q4_K] = GEMV_Q4KP, [GGML_Q6_K] = GEMV_Q6KP},
+    .tile_packed = {[GGML_Q8_0] = TILE_Q8P, [GGML_Q4_0] = TILE_Q4P},
+    .tile_act = TILE_ACT,
 };

@@ -176,10 +176,11 @@ void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
 
 /* Repacks the Q8_0, Q4_0, Q4_K and Q6_K matrices the forward pass multiplies by (every layer's
-   and the output head) into the decoding layouts of kernels.h (Q8P, KP), where the active
-   kernel set has a kernel for their type (else does nothing): about as many bytes again as
-   those matrices (KP: 1-3% more), in m->packed. Prompts still read the file's layout. Returns
-   -1 when out of memory. */
+   and the output head) into the layouts of kernels.h (Q8P, KP), where the active kernel set has
+   a decoding kernel for their type (else does nothing): about as many bytes again as those
+   matrices (KP: 1-3% more), in m->packed. Where the set also has a prompt tile for the type
+   (Q8_0, Q4_0), nothing reads the file's copy any more, and its pages are released from the
+   process (they stay in the page cache). Returns -1 when out of memory. */
 int model_repack(Model *m, Error *err);
 
 /* From now on hands each layer's attention probabilities to hook(ctx, ...), for positions below

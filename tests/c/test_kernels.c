@@ -205,14 +205,15 @@ static void test_matmul_many(const Kernels *k, int n, const uint32_t types[3], i
     free(x);
 }
 
-/* Q8_0 and Q4_0 repacked for decoding (the Q8P layout, kernels.h), on odd row counts (partial
- * groups) and odd block counts: the plain gemv_packed_ref against matmul_ref within float
- * reassociation; the set's gemv_packed, where it has one, bit for bit against gemv_packed_ref;
- * matmul through the packed tensor and through views of it (tensor_rows: on a group boundary
- * they keep the packed rows, elsewhere they read the file's) equal to gemv_packed_ref's rows,
- * at batches 1 and 3. */
+/* Q8_0 and Q4_0 repacked (the Q8P layout, kernels.h), on odd row counts (partial groups) and
+ * odd block counts: the plain gemv_packed_ref against matmul_ref within float reassociation;
+ * the set's gemv_packed, where it has one, bit for bit against gemv_packed_ref; matmul through
+ * the packed tensor and through views of it (tensor_rows: on a group boundary they keep the
+ * packed rows, elsewhere they read the file's) equal to gemv_packed_ref's rows, when decoding
+ * (batches 1 and 3) and in prompts (13 and 29: whole and partial tiles of Q8P_T positions) where
+ * the set has tile_packed; where it has not, matmul_ref's within float reassociation. */
 static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
-    const int nb = cols / QK8_0, qb = Q8P_QB(type), groups = (rows + Q8P_R - 1) / Q8P_R, n = 3;
+    const int nb = cols / QK8_0, qb = Q8P_QB(type), groups = (rows + Q8P_R - 1) / Q8P_R, n = 29;
     float *wf = malloc((size_t)rows * cols * sizeof(float));
     size_t rb;
     void *wdata = make_weights(type, rows, cols, wf, &rb);
@@ -230,6 +231,14 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
     for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frand();
     int ok_ref = 1, ok_set = 1, ok_mm = 1;
     matmul_ref(mref, x, &w, n);
+    double *mag = malloc((size_t)n * rows * sizeof(double)); /* sum |w x|: the error's scale */
+    for (int t = 0; t < n; t++)
+        for (int r = 0; r < rows; r++) {
+            double m = 0.0;
+            for (int c = 0; c < cols; c++)
+                m += fabs((double)wf[(size_t)r * cols + c] * x[(size_t)t * cols + c]);
+            mag[(size_t)t * rows + r] = m;
+        }
     for (int t = 0; t < n; t++) {
         quantize_q8_0(xq, x + (size_t)t * cols, cols);
         q8p_act(xs, xd, xq, nb);
@@ -243,23 +252,21 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
                 ok_set &= memcmp(got, rg, (size_t)nr * sizeof(float)) == 0;
             }
             for (int r = 0; r < nr; r++) {
-                double mag = 0.0;
-                const int row = g * Q8P_R + r;
-                for (int c = 0; c < cols; c++)
-                    mag += fabs((double)wf[(size_t)row * cols + c] * x[(size_t)t * cols + c]);
-                ok_ref &= fabs((double)rg[r] - mref[(size_t)t * rows + row]) <= 1e-5 * mag + 1e-30;
+                const size_t i = (size_t)t * rows + g * Q8P_R + r;
+                ok_ref &= fabs((double)rg[r] - mref[i]) <= 1e-5 * mag[i] + 1e-30;
             }
         }
     }
     kernels_use(k);
     w.packed = packed;
-    for (int batch = 1; batch <= n; batch += n - 1) { /* decoding, one position at a time */
+    const int batches[] = {1, 3, 13, 29};
+    for (int i = 0; i < 4; i++) { /* decoding, one position at a time; prompts, in tiles */
+        const int batch = batches[i];
+        const int exact = batch < 4 ? kern != NULL : k->tile_packed[type] != NULL;
         matmul(out, x, &w, batch);
-        for (int t = 0; t < batch; t++)
-            for (int r = 0; r < rows; r++) {
-                const float e = kern ? ref[(size_t)t * rows + r] : out[t * rows + r];
-                ok_mm &= out[(size_t)t * rows + r] == e;
-            }
+        for (size_t j = 0; j < (size_t)batch * rows; j++)
+            ok_mm &=
+                exact ? out[j] == ref[j] : fabs((double)out[j] - mref[j]) <= 1e-5 * mag[j] + 1e-30;
     }
     for (int start = 0; start<rows; start += rows> 20 ? 13 : 16) { /* views, some aligned */
         const Tensor v = tensor_rows(&w, start, rows - start);
@@ -267,11 +274,18 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
         matmul(out, x, &v, 1);
         if (v.packed && kern)
             ok_mm &= memcmp(out, ref + start, (size_t)(rows - start) * sizeof(float)) == 0;
+        matmul(out, x, &v, 13);
+        if (v.packed && k->tile_packed[type])
+            for (int t = 0; t < 13; t++)
+                ok_mm &= memcmp(out + (size_t)t * (rows - start), ref + (size_t)t * rows + start,
+                                (size_t)(rows - start) * sizeof(float)) == 0;
     }
     char what[160];
-    snprintf(what, sizeof what,
-             "%s repacked %dx%d: reference vs matmul_ref, %s kernel (%s) and matmul equal to it",
-             ggml_type_name(type), rows, cols, k->name, kern ? "own" : "none: file layout");
+    snprintf(
+        what, sizeof what,
+        "%s repacked %dx%d: reference vs matmul_ref, %s kernels (%s, %s) and matmul equal to it",
+        ggml_type_name(type), rows, cols, k->name, kern ? "decode" : "no decode",
+        k->tile_packed[type] ? "prompt" : "no prompt");
     check(ok_ref && ok_set && ok_mm, what);
     free(wf);
     free(wdata);
@@ -279,6 +293,7 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
     free(x);
     free(ref);
     free(mref);
+    free(mag);
     free(out);
     free(xq);
     free(xs);
@@ -376,6 +391,44 @@ static void test_kp(const Kernels *k, uint32_t type, int rows, int cols) {
     free(xq);
     free(xk);
 }
+
+/* The set's tile_act against the plain q8p_tile_act, bit for bit, on blocks of random values and
+ * of the edge cases of quantize_q8_0: all zero, a scale that rounds to a zero or a subnormal
+ * half, ties of the rounding (the largest value 127 makes the scale 1: 2.5 -> 2, -3.5 -> -4), a
+ * NaN, infinities, values past the halves' range; each written at every position of a tile
+ * (x NULL: zeros). */
+static void test_tile_act(const Kernels *k) {
+    if (!k->tile_act) return;
+    enum { NB = 9 };
+    float x[NB * QK8_0];
+    for (int i = 0; i < NB * QK8_0; i++) x[i] = frand() * 3.0f;
+    for (int i = 0; i < 32; i++) {
+        x[32 + i] = 0.0f;                                     /* block 1: zeros */
+        x[64 + i] = (float)ldexp(frand(), -30);               /* 2: the half's scale is 0 */
+        x[96 + i] = (float)ldexp(frand(), -20);               /* 3: a subnormal half */
+        x[128 + i] = i == 5 ? 127.0f : (float)(i % 8) - 3.5f; /* 4: ties */
+        x[224 + i] = frand() * 1e30f;                         /* 7: past the halves' range */
+    }
+    x[160 + 3] = NAN; /* 5: NaNs among ordinary values: one, and the block's last 16 */
+    for (int i = 16; i < 32; i++) x[160 + i] = NAN;
+    x[192 + 7] = INFINITY; /* 6: infinities */
+    x[192 + 9] = -INFINITY;
+    int8_t q1[NB * Q8P_T * QK8_0], q2[NB * Q8P_T * QK8_0];
+    int32_t s1[NB * Q8P_T], s2[NB * Q8P_T];
+    float d1[NB * Q8P_T], d2[NB * Q8P_T];
+    memset(q1, 1, sizeof q1), memset(q2, 2, sizeof q2);
+    for (int t = 0; t < Q8P_T; t++) {
+        q8p_tile_act(q1, s1, d1, t == 3 ? NULL : x, NB, t);
+        k->tile_act(q2, s2, d2, t == 3 ? NULL : x, NB, t);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "tile_act %s equals q8p_tile_act bit for bit", k->name);
+    check(!memcmp(q1, q2, sizeof q1) && !memcmp(s1, s2, sizeof s1) && !memcmp(d1, d2, sizeof d1) &&
+              d1[4 * Q8P_T] == 1.0f && q1[4 * Q8P_T * QK8_0] == -4 &&
+              q1[4 * Q8P_T * QK8_0 + 6] == 2,
+          what);
+}
+
 
 /* Every type, decoding (batch 1) and a prompt (batch 9), with the types that can be repacked
    (Q8_0, Q4_0, Q4_K, Q6_K) packed and not: 2 threads give the same bits as 1 (each output is
@@ -734,6 +787,7 @@ int main(void) {
             for (int t = 0; t < 2; t++)
                 test_kp(sets[s], t ? GGML_Q6_K : GGML_Q4_K, kp_shapes[i][0], kp_shapes[i][1]);
         test_threads(sets[s]);
+        test_tile_act(sets[s]);
     }
     /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
        tiles hold KV_TILE = 64 keys: single queries at and around the tile boundaries, prompts
