@@ -429,7 +429,6 @@ static void test_tile_act(const Kernels *k) {
           what);
 }
 
-
 /* Every type, decoding (batch 1) and a prompt (batch 9), with the types that can be repacked
    (Q8_0, Q4_0, Q4_K, Q6_K) packed and not: 2 threads give the same bits as 1 (each output is
    computed by one thread in a fixed order). */
