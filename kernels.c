@@ -156,31 +156,49 @@ size_t q8p_bytes(const Tensor *w) {
     return (size_t)((w->rows + Q8P_R - 1) / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK, Q8P_QB(w->type));
 }
 
-/* Both block types start with their half scale; the levels follow: 32 bytes, or 16 of nibbles. */
-void q8p_pack(uint8_t *dst, const Tensor *w) {
-    const int nb = w->cols / QK, groups = (w->rows + Q8P_R - 1) / Q8P_R, q8 = w->type == GGML_Q8_0;
-    const int qb = Q8P_QB(w->type), words = qb / (Q8P_R * 4); /* 4-byte words per row block */
-    const size_t gbytes = Q8P_GROUP_BYTES(nb, qb), block = w->row_bytes / nb;
-    const uint32_t offset = q8 ? 0x80808080u : 0; /* Q8_0: levels plus 128 */
+/* Row r's block b (blk, the file's) into the group dg of its layout: one function per type. */
+typedef void (*PackBlock)(uint8_t *dg, int r, int b, const uint8_t *blk);
+
+/* The walk every packing shares: each group of Q8P_R rows cleared (rows past the tensor's last
+   keep zero scales), then its rows' blocks packed one by one; threads split groups. */
+static void pack_groups(uint8_t *dst, const Tensor *w, PackBlock pack) {
+    const int block = (int)ggml_block_size(w->type), nb = w->cols / block;
+    const int groups = (w->rows + Q8P_R - 1) / Q8P_R;
+    const size_t gbytes = packed_group_bytes(w->type, w->cols), bytes = w->row_bytes / nb;
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < groups; g++) {
         uint8_t *dg = dst + (size_t)g * gbytes;
         memset(dg, 0, gbytes);
         for (int r = 0; r < Q8P_R && g * Q8P_R + r < w->rows; r++) {
             const uint8_t *src = row_ptr(w, g * Q8P_R + r);
-            for (int b = 0; b < nb; b++) {
-                const uint8_t *blk = src + (size_t)b * block;
-                uint8_t *qs = dg + Q8P_QS(b, qb) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
-                for (int k = 0; k < words; k++) {
-                    uint32_t v;
-                    memcpy(&v, blk + 2 + 4 * k, 4);
-                    v ^= offset;
-                    memcpy(qs + (size_t)k * Q8P_R * 4, &v, 4);
-                }
-                memcpy(dg + Q8P_SCALES(b, qb) + 2 * r, blk, 2);
-            }
+            for (int b = 0; b < nb; b++) pack(dg, r, b, src + (size_t)b * bytes);
         }
     }
+}
+
+/* Both block types start with their half scale; the levels follow: 32 bytes (Q8_0, stored plus
+   128), or 16 of nibbles (Q4_0, as they are). */
+static inline void q8p_block(uint8_t *dg, int r, int b, const uint8_t *blk, const uint32_t type) {
+    const int qb = Q8P_QB(type), words = qb / (Q8P_R * 4); /* 4-byte words per row block */
+    const uint32_t offset = type == GGML_Q8_0 ? 0x80808080u : 0;
+    uint8_t *qs = dg + Q8P_QS(b, qb) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
+    for (int k = 0; k < words; k++) {
+        uint32_t v;
+        memcpy(&v, blk + 2 + 4 * k, 4);
+        v ^= offset;
+        memcpy(qs + (size_t)k * Q8P_R * 4, &v, 4);
+    }
+    memcpy(dg + Q8P_SCALES(b, qb) + 2 * r, blk, 2);
+}
+static void q8p_block_q8_0(uint8_t *dg, int r, int b, const uint8_t *blk) {
+    q8p_block(dg, r, b, blk, GGML_Q8_0);
+}
+static void q8p_block_q4_0(uint8_t *dg, int r, int b, const uint8_t *blk) {
+    q8p_block(dg, r, b, blk, GGML_Q4_0);
+}
+
+void q8p_pack(uint8_t *dst, const Tensor *w) {
+    pack_groups(dst, w, w->type == GGML_Q8_0 ? q8p_block_q8_0 : q8p_block_q4_0);
 }
 
 void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb) {
@@ -232,18 +250,20 @@ void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const 
 
 /* ---- Q4_K and Q6_K repacked for decoding (the KP layout, kernels.h) -------------------- */
 
-/* Row r's super-block b (the file's block) into super-block sb of its group. */
-static void kp_row_q4_k(uint8_t *sb, int r, const BlockQ4K *b) {
-    memcpy(sb + 2 * r, &b->d, 2);
-    memcpy(sb + 32 + 2 * r, &b->dmin, 2);
+/* Row r's super-block b (blk, the file's block) into super-block b of its group dg. */
+static void kp_block_q4_k(uint8_t *dg, int r, int b, const uint8_t *blk) {
+    const BlockQ4K *q = (const BlockQ4K *)blk;
+    uint8_t *sb = dg + (size_t)b * KP_SB(GGML_Q4_K);
+    memcpy(sb + 2 * r, &q->d, 2);
+    memcpy(sb + 32 + 2 * r, &q->dmin, 2);
     for (int g = 0; g < 8; g++) {
         int sc, m;
-        scale_min_k4(b->scales, g, &sc, &m);
+        scale_min_k4(q->scales, g, &sc, &m);
         sb[64 + 16 * g + r] = (uint8_t)sc;
         sb[192 + 32 * (g / 2) + 2 * r + g % 2] = (uint8_t)m;
     }
     for (int v = 0; v < 32; v++) /* vector v = 8 c + k holds bytes 32 c + 4 k .. of each row */
-        memcpy(sb + KP_HEAD + (size_t)v * 64 + 4 * r, b->qs + 4 * v, 4);
+        memcpy(sb + KP_HEAD + (size_t)v * 64 + 4 * r, q->qs + 4 * v, 4);
 }
 
 /* Q6_K's 256 levels (0..63) in order (kernels_quant.h: weight 128 n + 32 k + l, its low 4 bits
@@ -260,13 +280,15 @@ static void q6_k_levels(uint8_t *q, const BlockQ6K *b) {
         }
 }
 
-static void kp_row_q6_k(uint8_t *sb, int r, const BlockQ6K *b) {
-    const float d = f16_table[b->d];
+static void kp_block_q6_k(uint8_t *dg, int r, int b, const uint8_t *blk) {
+    const BlockQ6K *q6 = (const BlockQ6K *)blk;
+    uint8_t *sb = dg + (size_t)b * KP_SB(GGML_Q6_K);
+    const float d = f16_table[q6->d];
     memcpy(sb + 4 * r, &d, 4);
     uint8_t lv[QK_K];
-    q6_k_levels(lv, b);
+    q6_k_levels(lv, q6);
     for (int g = 0; g < 16; g++) {
-        sb[64 + 16 * g + r] = (uint8_t)b->scales[g];
+        sb[64 + 16 * g + r] = (uint8_t)q6->scales[g];
         const uint8_t *q = lv + 16 * g;
         for (int p = 0; p < 3; p++)
             for (int j = 0; j < 4; j++) {
@@ -274,26 +296,6 @@ static void kp_row_q6_k(uint8_t *sb, int r, const BlockQ6K *b) {
                 sb[KP_HEAD + (size_t)(3 * g + p) * 64 + 4 * r + j] =
                     (uint8_t)(own | ((last >> (2 * p)) & 3) << 6);
             }
-    }
-}
-
-static void kp_pack(uint8_t *dst, const Tensor *w) {
-    const int nb = w->cols / QK_K, groups = (w->rows + Q8P_R - 1) / Q8P_R;
-    const size_t sb = KP_SB(w->type), gbytes = (size_t)nb * sb;
-    const size_t block = ggml_row_bytes(w->type, QK_K);
-#pragma omp parallel for schedule(static)
-    for (int g = 0; g < groups; g++) {
-        uint8_t *dg = dst + (size_t)g * gbytes;
-        memset(dg, 0, gbytes);
-        for (int r = 0; r < Q8P_R && g * Q8P_R + r < w->rows; r++) {
-            const uint8_t *src = row_ptr(w, g * Q8P_R + r);
-            for (int b = 0; b < nb; b++) {
-                if (w->type == GGML_Q4_K)
-                    kp_row_q4_k(dg + b * sb, r, (const BlockQ4K *)(src + b * block));
-                else
-                    kp_row_q6_k(dg + b * sb, r, (const BlockQ6K *)(src + b * block));
-            }
-        }
     }
 }
 
@@ -383,10 +385,11 @@ size_t packed_bytes(const Tensor *w) {
 }
 
 void tensor_pack(uint8_t *dst, const Tensor *w) {
-    if (w->type == GGML_Q4_K || w->type == GGML_Q6_K)
-        kp_pack(dst, w);
-    else
-        q8p_pack(dst, w);
+    switch (w->type) {
+    case GGML_Q4_K: pack_groups(dst, w, kp_block_q4_k); break;
+    case GGML_Q6_K: pack_groups(dst, w, kp_block_q6_k); break;
+    default: q8p_pack(dst, w);
+    }
 }
 
 /* ---- reference ------------------------------------------------------------------------- */
