@@ -311,6 +311,17 @@ void kp_act(int32_t *xk, const BlockQ8K *x, int nb) {
     }
 }
 
+void kp_tile_act(BlockQ8K *xq, int32_t *xk, const float *x, int nb, int t) {
+    for (int b = 0; b < nb; b++) {
+        const size_t at = (size_t)b * Q8P_T + t;
+        if (x)
+            quantize_q8_k(xq + at, x + (size_t)b * QK_K, QK_K);
+        else
+            memset(xq + at, 0, sizeof *xq);
+        kp_act(xk + at * KP_XK, xq + at, 1);
+    }
+}
+
 /* Row r: per super-block b the exact integer sums isum = sum_g sc_g sum_i q_i x_i (Q6_K: of
    q - 32, the offset through x's bsums) and, for Q4_K, msum = sum_g m_g (the sum of x over g),
    then acc = fma(isum, d_r * x_b.d, acc) and acc = fma(-msum, dmin_r * x_b.d, acc), as the
@@ -368,6 +379,10 @@ void gemv_packed_k_ref(uint32_t type, float *out, int nr, const uint8_t *w, cons
 
 int kernels_packs(const Kernels *k, uint32_t type) {
     return type < GGML_TYPE_COUNT && (k->gemv_packed[type] || k->gemv_packed_k[type]);
+}
+
+int kernels_tiles_packed(const Kernels *k, uint32_t type) {
+    return type < GGML_TYPE_COUNT && (k->tile_packed[type] || k->tile_packed_k[type]);
 }
 
 size_t packed_group_bytes(uint32_t type, int cols) {
@@ -447,9 +462,9 @@ static int packed(const Kernels *k, const Tensor *w) {
     return w->packed && kernels_packs(k, w->type);
 }
 
-/* Does a prompt read w repacked, with the set's tile_packed? */
+/* Does a prompt read w repacked, with the set's tile_packed or tile_packed_k? */
 static int packed_tile(const Kernels *k, const Tensor *w) {
-    return w->packed && k->tile_packed[w->type];
+    return w->packed && kernels_tiles_packed(k, w->type);
 }
 
 /* Numbers the batch's work items: for a prompt, groups of the set's tile_r rows, or of Q8P_R
@@ -552,6 +567,10 @@ typedef struct {
     int8_t *pq;  /* (tiles, nb, Q8P_T, 32) levels */
     int32_t *ps; /* (tiles, nb, Q8P_T) -128 * the sum of a block's levels */
     float *pd;   /* (tiles, nb, Q8P_T) the block's scale */
+    /* repacked Q4_K and Q6_K weights with tile_packed_k: x quantized to Q8_K in tiles of Q8P_T
+       positions, each tile cols / 256 super-blocks x Q8P_T positions (kp_tile_act), zero past n */
+    BlockQ8K *kq; /* (tiles, nb, Q8P_T) blocks */
+    int32_t *kk;  /* (tiles, nb, Q8P_T, KP_XK) their words (kp_act) */
 } GemmInput;
 
 /* xt[blk][i][t] = x[blk * TC + t][i] (zero past n). A task is 16 columns of one block: 16
@@ -660,6 +679,8 @@ static void gemm_free(GemmInput *in) {
     free(in->pq);
     free(in->ps);
     free(in->pd);
+    free(in->kq);
+    free(in->kk);
 }
 
 /* x (n, cols) quantized for tile_packed into in->pq, ps, pd; -1 when out of memory. */
@@ -676,6 +697,22 @@ static int pack_packed_positions(GemmInput *in, const float *x, int n, int cols)
         (active->tile_act ? active->tile_act
                           : q8p_tile_act)(in->pq + at * QK8_0, in->ps + at, in->pd + at,
                                           t < n ? x + (size_t)t * cols : NULL, nb, t % Q8P_T);
+    }
+    return 0;
+}
+
+/* x (n, cols) quantized for tile_packed_k into in->kq, kk; -1 when out of memory. */
+static int pack_kp_positions(GemmInput *in, const float *x, int n, int cols) {
+    const int nb = cols / QK_K, tiles = (n + Q8P_T - 1) / Q8P_T;
+    const size_t blocks = (size_t)tiles * nb * Q8P_T;
+    in->kq = aligned_alloc(64, (blocks * sizeof(BlockQ8K) + 63) / 64 * 64);
+    in->kk = aligned_alloc(64, (blocks * KP_XK * sizeof(int32_t) + 63) / 64 * 64);
+    if (!in->kq || !in->kk) return -1;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < tiles * Q8P_T; t++) {
+        const size_t at = (size_t)(t / Q8P_T) * nb * Q8P_T; /* the tile's first block */
+        (active->tile_act_k ? active->tile_act_k : kp_tile_act)(
+            in->kq + at, in->kk + at * KP_XK, t < n ? x + (size_t)t * cols : NULL, nb, t % Q8P_T);
     }
     return 0;
 }
@@ -737,7 +774,9 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
         const Tensor *w = b->w[j];
         const uint32_t act = weight_type(w->type)->act;
         if (packed_tile(k, w)) {
-            if (!in->pq && pack_packed_positions(in, x, n, cols)) return -1;
+            if (k->tile_packed_k[w->type] ? !in->kq && pack_kp_positions(in, x, n, cols)
+                                          : !in->pq && pack_packed_positions(in, x, n, cols))
+                return -1;
             continue;
         }
         if (lv_tile(k, w)) {
@@ -843,18 +882,27 @@ static void group_lv(float *out, const Tensor *w, int r0, int nr, const GemmInpu
     }
 }
 
-/* One group of Q8P_R rows of a repacked weight (group g) with tile_packed, against every tile of
-   Q8P_T positions. The group's weights (nb * 544 bytes for Q8_0) stay in the L1 cache while the
-   tiles of activations stream past them. */
+/* One group of Q8P_R rows of a repacked weight (group g) with tile_packed or tile_packed_k,
+   against every tile of Q8P_T positions. The group's weights (nb * 544 bytes for Q8_0, 2,368
+   per super-block for Q4_K) stay in the L1 or L2 cache while the tiles of activations stream
+   past them. */
 static void group_packed(float *out, const Tensor *w, int g, const GemmInput *in, int n) {
-    const int nb = w->cols / QK8_0, rows = w->rows, r0 = g * Q8P_R;
-    const int nr = rows - r0 < Q8P_R ? rows - r0 : Q8P_R;
-    const uint8_t *wg = w->packed + (size_t)g * Q8P_GROUP_BYTES(nb, Q8P_QB(w->type));
+    const int rows = w->rows, r0 = g * Q8P_R, nr = rows - r0 < Q8P_R ? rows - r0 : Q8P_R;
+    const uint8_t *wg = w->packed + (size_t)g * packed_group_bytes(w->type, w->cols);
     for (int t0 = 0; t0 < n; t0 += Q8P_T) {
-        const size_t at = (size_t)t0 * nb; /* the tile's first block */
-        active->tile_packed[w->type](out + (size_t)t0 * rows + r0, rows, nr, wg,
-                                     in->pq + at * QK8_0, in->ps + at, in->pd + at, nb,
-                                     n - t0 < Q8P_T ? n - t0 : Q8P_T);
+        const int nt = n - t0 < Q8P_T ? n - t0 : Q8P_T;
+        float *o = out + (size_t)t0 * rows + r0;
+        if (active->tile_packed_k[w->type]) {
+            const int nb = w->cols / QK_K;
+            const size_t at = (size_t)t0 * nb; /* the tile's first block */
+            active->tile_packed_k[w->type](o, rows, nr, wg, in->kq + at, in->kk + at * KP_XK, nb,
+                                           nt);
+        } else {
+            const int nb = w->cols / QK8_0;
+            const size_t at = (size_t)t0 * nb;
+            active->tile_packed[w->type](o, rows, nr, wg, in->pq + at * QK8_0, in->ps + at,
+                                         in->pd + at, nb, nt);
+        }
     }
 }
 
