@@ -11,8 +11,7 @@
  * Q8_K for the K-quants): exact integer dot products per group when decoding, and for prompts
  * integer tiles where the set has them (AVX-512 VNNI: Q8_0, Q4_0, Q4_K and Q6_K on their
  * repacked copy, tile_packed and tile_packed_k, else every quantized type on its file layout),
- * else float tiles on the
- * dequantized values of both (the same sums up to rounding).
+ * else float tiles on the dequantized values of both (the same sums up to rounding).
  * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
  * order, so results do not depend on the thread count.
  *
