@@ -554,6 +554,15 @@ static TARGET void tile_q6kp_avx512(float *out, int ostride, int nr, const uint8
         tile_q6kp_np(out, ostride, nr, w, x, xk, nb, nt, 4);
 }
 
+/* 16 values x times iscale as quantize_q8_k rounds and clamps them (see below), as bytes. */
+static inline __attribute__((always_inline)) TARGET __m128i k_levels16(const float *x, __m512 is) {
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);
+    __m512 f = _mm512_mul_ps(_mm512_loadu_ps(x), is);
+    f = _mm512_sub_ps(_mm512_add_ps(f, shifter), shifter);
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+    return _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(f));
+}
+
 /* kp_tile_act (kernels.c) bit for bit: quantize_q8_k's steps in vectors. The largest |x| (NaN
  * never wins, as in tile_act_avx512), the first value that reaches it (the scalar loop keeps the
  * first of equal ones) gives max; the levels x * iscale, rounded by adding and subtracting
@@ -561,8 +570,6 @@ static TARGET void tile_q6kp_avx512(float *out, int ostride, int nr, const uint8
  * (max_ps's second operand); a group's sum of 16 levels from vpsadbw over the levels plus 128
  * (sums of 8, added in pairs), minus 2048. kp_act then takes the block's bsums. */
 static TARGET void tile_act_k_avx512(BlockQ8K *xq, int32_t *xk, const float *x, int nb, int t) {
-    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-    const __m512 shifter = _mm512_set1_ps(12582912.0f);
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14),
                   odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
@@ -598,14 +605,11 @@ static TARGET void tile_act_k_avx512(BlockQ8K *xq, int32_t *xk, const float *x, 
         __m512i sad[4];
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
-            __m512i v = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) {
-                __m512 f = _mm512_mul_ps(_mm512_loadu_ps(xb + 64 * c + 16 * j), is);
-                f = _mm512_sub_ps(_mm512_add_ps(f, shifter), shifter);
-                f = _mm512_min_ps(_mm512_max_ps(f, lo), hi);
-                v = _mm512_inserti32x4(v, _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(f)), j);
-            }
+            const float *xc = xb + 64 * c;
+            __m512i v = _mm512_castsi128_si512(k_levels16(xc, is));
+            v = _mm512_inserti32x4(v, k_levels16(xc + 16, is), 1);
+            v = _mm512_inserti32x4(v, k_levels16(xc + 32, is), 2);
+            v = _mm512_inserti32x4(v, k_levels16(xc + 48, is), 3);
             _mm512_storeu_si512(o->qs + 64 * c, v);
             sad[c] = _mm512_sad_epu8(_mm512_xor_si512(v, bias), _mm512_setzero_si512());
         }
