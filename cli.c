@@ -95,9 +95,9 @@ static const OptionSpec OPTIONS[] = {
      "threads for the matrix products (default: all cores)"},
     {NULL, "--no-repack", NULL, OPT_FLAG, AT(no_repack), 0, 0,
      "read Q8_0, Q4_0, Q4_K and Q6_K weights in the file's layout;\n"
-     "by default they are repacked at load for faster decoding (and\n"
-     "Q8_0/Q4_0 prompts; AVX-512 VNNI), and the file's pages under\n"
-     "the Q8_0/Q4_0 ones released"},
+     "by default they are repacked at load for faster decoding and\n"
+     "prompts (AVX-512 VNNI), and the file's pages under them\n"
+     "released"},
     {"-z", "--tokenizer", "PATH", OPT_STRING, AT(tokenizer), 0, 0,
      "tokenizer.bin of a llama2.c checkpoint (default: tokenizer.bin\n"
      "beside the model, else in the current directory)"},

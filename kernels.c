@@ -9,9 +9,9 @@
  *     of TC positions and each activation once per TR rows, so it is bound by arithmetic.
  * Quantized weights always meet activations quantized as well (as in llama.cpp: to Q8_0, or to
  * Q8_K for the K-quants): exact integer dot products per group when decoding, and for prompts
- * integer tiles where the set has them (AVX-512 VNNI: Q8_0 and Q4_0 on their repacked copy,
- * tile_packed, else every quantized type on its file layout), else float tiles on the
- * dequantized values of both (the same sums up to rounding).
+ * integer tiles where the set has them (AVX-512 VNNI: Q8_0, Q4_0, Q4_K and Q6_K on their
+ * repacked copy, tile_packed and tile_packed_k, else every quantized type on its file layout),
+ * else float tiles on the dequantized values of both (the same sums up to rounding).
  * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
  * order, so results do not depend on the thread count.
  *
@@ -156,31 +156,49 @@ size_t q8p_bytes(const Tensor *w) {
     return (size_t)((w->rows + Q8P_R - 1) / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK, Q8P_QB(w->type));
 }
 
-/* Both block types start with their half scale; the levels follow: 32 bytes, or 16 of nibbles. */
-void q8p_pack(uint8_t *dst, const Tensor *w) {
-    const int nb = w->cols / QK, groups = (w->rows + Q8P_R - 1) / Q8P_R, q8 = w->type == GGML_Q8_0;
-    const int qb = Q8P_QB(w->type), words = qb / (Q8P_R * 4); /* 4-byte words per row block */
-    const size_t gbytes = Q8P_GROUP_BYTES(nb, qb), block = w->row_bytes / nb;
-    const uint32_t offset = q8 ? 0x80808080u : 0; /* Q8_0: levels plus 128 */
+/* Row r's block b (blk, the file's) into the group dg of its layout: one function per type. */
+typedef void (*PackBlock)(uint8_t *dg, int r, int b, const uint8_t *blk);
+
+/* The walk every packing shares: each group of Q8P_R rows cleared (rows past the tensor's last
+   keep zero scales), then its rows' blocks packed one by one; threads split groups. */
+static void pack_groups(uint8_t *dst, const Tensor *w, PackBlock pack) {
+    const int block = (int)ggml_block_size(w->type), nb = w->cols / block;
+    const int groups = (w->rows + Q8P_R - 1) / Q8P_R;
+    const size_t gbytes = packed_group_bytes(w->type, w->cols), bytes = w->row_bytes / nb;
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < groups; g++) {
         uint8_t *dg = dst + (size_t)g * gbytes;
         memset(dg, 0, gbytes);
         for (int r = 0; r < Q8P_R && g * Q8P_R + r < w->rows; r++) {
             const uint8_t *src = row_ptr(w, g * Q8P_R + r);
-            for (int b = 0; b < nb; b++) {
-                const uint8_t *blk = src + (size_t)b * block;
-                uint8_t *qs = dg + Q8P_QS(b, qb) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
-                for (int k = 0; k < words; k++) {
-                    uint32_t v;
-                    memcpy(&v, blk + 2 + 4 * k, 4);
-                    v ^= offset;
-                    memcpy(qs + (size_t)k * Q8P_R * 4, &v, 4);
-                }
-                memcpy(dg + Q8P_SCALES(b, qb) + 2 * r, blk, 2);
-            }
+            for (int b = 0; b < nb; b++) pack(dg, r, b, src + (size_t)b * bytes);
         }
     }
+}
+
+/* Both block types start with their half scale; the levels follow: 32 bytes (Q8_0, stored plus
+   128), or 16 of nibbles (Q4_0, as they are). */
+static inline void q8p_block(uint8_t *dg, int r, int b, const uint8_t *blk, const uint32_t type) {
+    const int qb = Q8P_QB(type), words = qb / (Q8P_R * 4); /* 4-byte words per row block */
+    const uint32_t offset = type == GGML_Q8_0 ? 0x80808080u : 0;
+    uint8_t *qs = dg + Q8P_QS(b, qb) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
+    for (int k = 0; k < words; k++) {
+        uint32_t v;
+        memcpy(&v, blk + 2 + 4 * k, 4);
+        v ^= offset;
+        memcpy(qs + (size_t)k * Q8P_R * 4, &v, 4);
+    }
+    memcpy(dg + Q8P_SCALES(b, qb) + 2 * r, blk, 2);
+}
+static void q8p_block_q8_0(uint8_t *dg, int r, int b, const uint8_t *blk) {
+    q8p_block(dg, r, b, blk, GGML_Q8_0);
+}
+static void q8p_block_q4_0(uint8_t *dg, int r, int b, const uint8_t *blk) {
+    q8p_block(dg, r, b, blk, GGML_Q4_0);
+}
+
+void q8p_pack(uint8_t *dst, const Tensor *w) {
+    pack_groups(dst, w, w->type == GGML_Q8_0 ? q8p_block_q8_0 : q8p_block_q4_0);
 }
 
 void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb) {
@@ -232,18 +250,20 @@ void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const 
 
 /* ---- Q4_K and Q6_K repacked for decoding (the KP layout, kernels.h) -------------------- */
 
-/* Row r's super-block b (the file's block) into super-block sb of its group. */
-static void kp_row_q4_k(uint8_t *sb, int r, const BlockQ4K *b) {
-    memcpy(sb + 2 * r, &b->d, 2);
-    memcpy(sb + 32 + 2 * r, &b->dmin, 2);
+/* Row r's super-block b (blk, the file's block) into super-block b of its group dg. */
+static void kp_block_q4_k(uint8_t *dg, int r, int b, const uint8_t *blk) {
+    const BlockQ4K *q = (const BlockQ4K *)blk;
+    uint8_t *sb = dg + (size_t)b * KP_SB(GGML_Q4_K);
+    memcpy(sb + 2 * r, &q->d, 2);
+    memcpy(sb + 32 + 2 * r, &q->dmin, 2);
     for (int g = 0; g < 8; g++) {
         int sc, m;
-        scale_min_k4(b->scales, g, &sc, &m);
+        scale_min_k4(q->scales, g, &sc, &m);
         sb[64 + 16 * g + r] = (uint8_t)sc;
         sb[192 + 32 * (g / 2) + 2 * r + g % 2] = (uint8_t)m;
     }
     for (int v = 0; v < 32; v++) /* vector v = 8 c + k holds bytes 32 c + 4 k .. of each row */
-        memcpy(sb + KP_HEAD + (size_t)v * 64 + 4 * r, b->qs + 4 * v, 4);
+        memcpy(sb + KP_HEAD + (size_t)v * 64 + 4 * r, q->qs + 4 * v, 4);
 }
 
 /* Q6_K's 256 levels (0..63) in order (kernels_quant.h: weight 128 n + 32 k + l, its low 4 bits
@@ -260,13 +280,15 @@ static void q6_k_levels(uint8_t *q, const BlockQ6K *b) {
         }
 }
 
-static void kp_row_q6_k(uint8_t *sb, int r, const BlockQ6K *b) {
-    const float d = f16_table[b->d];
+static void kp_block_q6_k(uint8_t *dg, int r, int b, const uint8_t *blk) {
+    const BlockQ6K *q6 = (const BlockQ6K *)blk;
+    uint8_t *sb = dg + (size_t)b * KP_SB(GGML_Q6_K);
+    const float d = f16_table[q6->d];
     memcpy(sb + 4 * r, &d, 4);
     uint8_t lv[QK_K];
-    q6_k_levels(lv, b);
+    q6_k_levels(lv, q6);
     for (int g = 0; g < 16; g++) {
-        sb[64 + 16 * g + r] = (uint8_t)b->scales[g];
+        sb[64 + 16 * g + r] = (uint8_t)q6->scales[g];
         const uint8_t *q = lv + 16 * g;
         for (int p = 0; p < 3; p++)
             for (int j = 0; j < 4; j++) {
@@ -274,26 +296,6 @@ static void kp_row_q6_k(uint8_t *sb, int r, const BlockQ6K *b) {
                 sb[KP_HEAD + (size_t)(3 * g + p) * 64 + 4 * r + j] =
                     (uint8_t)(own | ((last >> (2 * p)) & 3) << 6);
             }
-    }
-}
-
-static void kp_pack(uint8_t *dst, const Tensor *w) {
-    const int nb = w->cols / QK_K, groups = (w->rows + Q8P_R - 1) / Q8P_R;
-    const size_t sb = KP_SB(w->type), gbytes = (size_t)nb * sb;
-    const size_t block = ggml_row_bytes(w->type, QK_K);
-#pragma omp parallel for schedule(static)
-    for (int g = 0; g < groups; g++) {
-        uint8_t *dg = dst + (size_t)g * gbytes;
-        memset(dg, 0, gbytes);
-        for (int r = 0; r < Q8P_R && g * Q8P_R + r < w->rows; r++) {
-            const uint8_t *src = row_ptr(w, g * Q8P_R + r);
-            for (int b = 0; b < nb; b++) {
-                if (w->type == GGML_Q4_K)
-                    kp_row_q4_k(dg + b * sb, r, (const BlockQ4K *)(src + b * block));
-                else
-                    kp_row_q6_k(dg + b * sb, r, (const BlockQ6K *)(src + b * block));
-            }
-        }
     }
 }
 
@@ -306,6 +308,17 @@ void kp_act(int32_t *xk, const BlockQ8K *x, int nb) {
             const int lo = s[4 * i] + s[4 * i + 1], hi = s[4 * i + 2] + s[4 * i + 3];
             o[16 + i] = (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16);
         }
+    }
+}
+
+void kp_tile_act(BlockQ8K *xq, int32_t *xk, const float *x, int nb, int t) {
+    for (int b = 0; b < nb; b++) {
+        const size_t at = (size_t)b * Q8P_T + t;
+        if (x)
+            quantize_q8_k(xq + at, x + (size_t)b * QK_K, QK_K);
+        else
+            memset(xq + at, 0, sizeof *xq);
+        kp_act(xk + at * KP_XK, xq + at, 1);
     }
 }
 
@@ -368,6 +381,10 @@ int kernels_packs(const Kernels *k, uint32_t type) {
     return type < GGML_TYPE_COUNT && (k->gemv_packed[type] || k->gemv_packed_k[type]);
 }
 
+int kernels_tiles_packed(const Kernels *k, uint32_t type) {
+    return type < GGML_TYPE_COUNT && (k->tile_packed[type] || k->tile_packed_k[type]);
+}
+
 size_t packed_group_bytes(uint32_t type, int cols) {
     switch (type) {
     case GGML_Q8_0:
@@ -383,10 +400,11 @@ size_t packed_bytes(const Tensor *w) {
 }
 
 void tensor_pack(uint8_t *dst, const Tensor *w) {
-    if (w->type == GGML_Q4_K || w->type == GGML_Q6_K)
-        kp_pack(dst, w);
-    else
-        q8p_pack(dst, w);
+    switch (w->type) {
+    case GGML_Q4_K: pack_groups(dst, w, kp_block_q4_k); break;
+    case GGML_Q6_K: pack_groups(dst, w, kp_block_q6_k); break;
+    default: q8p_pack(dst, w);
+    }
 }
 
 /* ---- reference ------------------------------------------------------------------------- */
@@ -444,9 +462,9 @@ static int packed(const Kernels *k, const Tensor *w) {
     return w->packed && kernels_packs(k, w->type);
 }
 
-/* Does a prompt read w repacked, with the set's tile_packed? */
+/* Does a prompt read w repacked, with the set's tile_packed or tile_packed_k? */
 static int packed_tile(const Kernels *k, const Tensor *w) {
-    return w->packed && k->tile_packed[w->type];
+    return w->packed && kernels_tiles_packed(k, w->type);
 }
 
 /* Numbers the batch's work items: for a prompt, groups of the set's tile_r rows, or of Q8P_R
@@ -549,6 +567,10 @@ typedef struct {
     int8_t *pq;  /* (tiles, nb, Q8P_T, 32) levels */
     int32_t *ps; /* (tiles, nb, Q8P_T) -128 * the sum of a block's levels */
     float *pd;   /* (tiles, nb, Q8P_T) the block's scale */
+    /* repacked Q4_K and Q6_K weights with tile_packed_k: x quantized to Q8_K in tiles of Q8P_T
+       positions, each tile cols / 256 super-blocks x Q8P_T positions (kp_tile_act), zero past n */
+    BlockQ8K *kq; /* (tiles, nb, Q8P_T) blocks */
+    int32_t *kk;  /* (tiles, nb, Q8P_T, KP_XK) their words (kp_act) */
 } GemmInput;
 
 /* xt[blk][i][t] = x[blk * TC + t][i] (zero past n). A task is 16 columns of one block: 16
@@ -657,6 +679,8 @@ static void gemm_free(GemmInput *in) {
     free(in->pq);
     free(in->ps);
     free(in->pd);
+    free(in->kq);
+    free(in->kk);
 }
 
 /* x (n, cols) quantized for tile_packed into in->pq, ps, pd; -1 when out of memory. */
@@ -673,6 +697,22 @@ static int pack_packed_positions(GemmInput *in, const float *x, int n, int cols)
         (active->tile_act ? active->tile_act
                           : q8p_tile_act)(in->pq + at * QK8_0, in->ps + at, in->pd + at,
                                           t < n ? x + (size_t)t * cols : NULL, nb, t % Q8P_T);
+    }
+    return 0;
+}
+
+/* x (n, cols) quantized for tile_packed_k into in->kq, kk; -1 when out of memory. */
+static int pack_kp_positions(GemmInput *in, const float *x, int n, int cols) {
+    const int nb = cols / QK_K, tiles = (n + Q8P_T - 1) / Q8P_T;
+    const size_t blocks = (size_t)tiles * nb * Q8P_T;
+    in->kq = aligned_alloc(64, (blocks * sizeof(BlockQ8K) + 63) / 64 * 64);
+    in->kk = aligned_alloc(64, (blocks * KP_XK * sizeof(int32_t) + 63) / 64 * 64);
+    if (!in->kq || !in->kk) return -1;
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < tiles * Q8P_T; t++) {
+        const size_t at = (size_t)(t / Q8P_T) * nb * Q8P_T; /* the tile's first block */
+        (active->tile_act_k ? active->tile_act_k : kp_tile_act)(
+            in->kq + at, in->kk + at * KP_XK, t < n ? x + (size_t)t * cols : NULL, nb, t % Q8P_T);
     }
     return 0;
 }
@@ -734,7 +774,9 @@ static int gemm_input(GemmInput *in, const Batch *b, const float *x, int n) {
         const Tensor *w = b->w[j];
         const uint32_t act = weight_type(w->type)->act;
         if (packed_tile(k, w)) {
-            if (!in->pq && pack_packed_positions(in, x, n, cols)) return -1;
+            if (k->tile_packed_k[w->type] ? !in->kq && pack_kp_positions(in, x, n, cols)
+                                          : !in->pq && pack_packed_positions(in, x, n, cols))
+                return -1;
             continue;
         }
         if (lv_tile(k, w)) {
@@ -840,18 +882,27 @@ static void group_lv(float *out, const Tensor *w, int r0, int nr, const GemmInpu
     }
 }
 
-/* One group of Q8P_R rows of a repacked weight (group g) with tile_packed, against every tile of
-   Q8P_T positions. The group's weights (nb * 544 bytes for Q8_0) stay in the L1 cache while the
-   tiles of activations stream past them. */
+/* One group of Q8P_R rows of a repacked weight (group g) with tile_packed or tile_packed_k,
+   against every tile of Q8P_T positions. The group's weights (nb * 544 bytes for Q8_0, 2,368
+   per super-block for Q4_K) stay in the L1 or L2 cache while the tiles of activations stream
+   past them. */
 static void group_packed(float *out, const Tensor *w, int g, const GemmInput *in, int n) {
-    const int nb = w->cols / QK8_0, rows = w->rows, r0 = g * Q8P_R;
-    const int nr = rows - r0 < Q8P_R ? rows - r0 : Q8P_R;
-    const uint8_t *wg = w->packed + (size_t)g * Q8P_GROUP_BYTES(nb, Q8P_QB(w->type));
+    const int rows = w->rows, r0 = g * Q8P_R, nr = rows - r0 < Q8P_R ? rows - r0 : Q8P_R;
+    const uint8_t *wg = w->packed + (size_t)g * packed_group_bytes(w->type, w->cols);
     for (int t0 = 0; t0 < n; t0 += Q8P_T) {
-        const size_t at = (size_t)t0 * nb; /* the tile's first block */
-        active->tile_packed[w->type](out + (size_t)t0 * rows + r0, rows, nr, wg,
-                                     in->pq + at * QK8_0, in->ps + at, in->pd + at, nb,
-                                     n - t0 < Q8P_T ? n - t0 : Q8P_T);
+        const int nt = n - t0 < Q8P_T ? n - t0 : Q8P_T;
+        float *o = out + (size_t)t0 * rows + r0;
+        if (active->tile_packed_k[w->type]) {
+            const int nb = w->cols / QK_K;
+            const size_t at = (size_t)t0 * nb; /* the tile's first block */
+            active->tile_packed_k[w->type](o, rows, nr, wg, in->kq + at, in->kk + at * KP_XK, nb,
+                                           nt);
+        } else {
+            const int nb = w->cols / QK8_0;
+            const size_t at = (size_t)t0 * nb;
+            active->tile_packed[w->type](o, rows, nr, wg, in->pq + at * QK8_0, in->ps + at,
+                                         in->pd + at, nb, nt);
+        }
     }
 }
 

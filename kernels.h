@@ -76,6 +76,17 @@ typedef struct {
                                          int nb, int nt);
     /* q8p_tile_act (below) in the set's vectors, bit for bit (NULL: the plain one runs) */
     void (*tile_act)(int8_t *xq, int32_t *xs, float *xd, const float *x, int nb, int t);
+    /* Prompts with Q4_K or Q6_K weights repacked (the KP layout below), by weight type:
+       out[t * ostride + r] for the nr <= Q8P_R rows of one group w (nb super-blocks) and
+       nt <= Q8P_T positions, whose Q8_K activations come interleaved by super-block
+       (kp_tile_act): for super-block b and position t, x[b * Q8P_T + t] and its words
+       xk[(b * Q8P_T + t) * KP_XK ..] as kp_act gives them; positions nt .. Q8P_T - 1 are read
+       (zeros) and not stored. Each output is summed as gemv_packed_k_ref sums it, bit for bit.
+       NULL: prompts read the file's layout instead */
+    void (*tile_packed_k[GGML_TYPE_COUNT])(float *out, int ostride, int nr, const uint8_t *w,
+                                           const BlockQ8K *x, const int32_t *xk, int nb, int nt);
+    /* kp_tile_act (below) in the set's vectors, bit for bit (NULL: the plain one runs) */
+    void (*tile_act_k)(BlockQ8K *xq, int32_t *xk, const float *x, int nb, int t);
 } Kernels;
 #define Q8T_R 4  /* weight rows of a tile_q8 */
 #define Q8T_P 32 /* positions of a tile_q8 */
@@ -151,10 +162,16 @@ void kp_act(int32_t *xk, const BlockQ8K *x, int nb);
 /* The plain reference of Kernels.gemv_packed_k[type], summing in the same order. */
 void gemv_packed_k_ref(uint32_t type, float *out, int nr, const uint8_t *w, const BlockQ8K *x,
                        const int32_t *xk, int nb);
+/* Position t (< Q8P_T) of a tile_packed_k's activations: x (nb * 256 floats) quantized to Q8_K
+   as decoding does (quantize_q8_k, kp_act) into xq, xk (layout at Kernels.tile_packed_k); x NULL:
+   zeros. */
+void kp_tile_act(BlockQ8K *xq, int32_t *xk, const float *x, int nb, int t);
 
-/* Either layout by weight type: does set k decode the type repacked; the bytes of one group of
-   Q8P_R rows of `cols` columns; the packed size of w; and the packing (threads split groups). */
+/* Either layout by weight type: does set k decode the type repacked, and its prompts too (then
+   matmul never reads the file's layout); the bytes of one group of Q8P_R rows of `cols` columns;
+   the packed size of w; and the packing (threads split groups). */
 int kernels_packs(const Kernels *k, uint32_t type);
+int kernels_tiles_packed(const Kernels *k, uint32_t type); /* do its prompts read it repacked */
 size_t packed_group_bytes(uint32_t type, int cols);
 size_t packed_bytes(const Tensor *w);
 void tensor_pack(uint8_t *dst, const Tensor *w);

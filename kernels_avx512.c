@@ -420,6 +420,212 @@ static TARGET void tile_act_avx512(int8_t *xq, int32_t *xs, float *xd, const flo
     }
 }
 
+/* Prompts with repacked Q4_K weights (KP): one group of 16 rows, a row per lane as in
+ * gemv_q4kp_avx512, against np <= Q8P_T = 12 positions (a constant where this is inlined). Per
+ * group of 32 weights its 8 vectors of nibbles are taken out once and meet every position's
+ * activation bytes (broadcast from memory inside vpdpbusd); the position's group sum times the
+ * 16 rows' scales joins its isum, 12 of them in registers. Per super-block each position's mins
+ * meet its pair words (vpdpwssd) and its float lanes take gemv_q4kp_avx512's two FMAs: integer
+ * sums exact in any order, float terms in the same order, so the same bits as decoding. */
+static inline __attribute__((always_inline)) TARGET void tile_q4kp_np(float *out, int ostride,
+                                                                      int nr, const uint8_t *w,
+                                                                      const BlockQ8K *x,
+                                                                      const int32_t *xk, int nb,
+                                                                      int nt, const int np) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    __m512 acc[Q8P_T];
+#pragma GCC unroll 12
+    for (int t = 0; t < np; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++, w += KP_SB(GGML_Q4_K)) {
+        const BlockQ8K *xb = x + (size_t)b * Q8P_T;
+        const int32_t *kb = xk + (size_t)b * Q8P_T * KP_XK;
+        __m512i isum[Q8P_T];
+#pragma GCC unroll 12
+        for (int t = 0; t < np; t++) isum[t] = _mm512_setzero_si512();
+        for (int g = 0; g < 8; g++) { /* weights 32 g ..: nibbles g % 2 of vectors 8 (g / 2) .. */
+            const uint8_t *qs = w + KP_HEAD + (size_t)(g / 2) * 8 * 64;
+            __m512i q[8];
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i v = _mm512_load_si512(qs + (size_t)k * 64);
+                q[k] = _mm512_and_si512(g % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+            }
+            const __m512i sc =
+                _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(w + 64 + 16 * g)));
+#pragma GCC unroll 12
+            for (int t = 0; t < np; t++) {
+                const int8_t *xg = xb[t].qs + 32 * g;
+                __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], BCAST4(xg));
+#pragma GCC unroll 7
+                for (int k = 1; k < 8; k++) s = _mm512_dpbusd_epi32(s, q[k], BCAST4(xg + 4 * k));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
+            }
+        }
+        __m512i mins[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++)
+            mins[i] = _mm512_cvtepu8_epi16(_mm256_load_si256((const __m256i *)(w + 192 + 32 * i)));
+        const __m512 d = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)w));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + 32)));
+#pragma GCC unroll 12
+        for (int t = 0; t < np; t++) {
+            __m512i msum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++)
+                msum = _mm512_dpwssd_epi32(msum, mins[i], BCAST4(kb + t * KP_XK + 16 + i));
+            const __m512 xd = _mm512_set1_ps(xb[t].d);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, xd), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmin, xd), acc[t]);
+        }
+    }
+    const __mmask16 rows = (__mmask16)((1u << nr) - 1);
+    for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(out + (size_t)t * ostride, rows, acc[t]);
+}
+
+/* Prompts with repacked Q6_K weights (KP): as tile_q4kp_np, per group of 16 weights its three
+ * vectors split once into four of levels (gemv_q6kp_avx512's masked shifts), which meet every
+ * position; a position's group sum starts at its -32 bsums word and ends times the rows' signed
+ * scales in its isum; one FMA per super-block and position, as in decoding. */
+static inline __attribute__((always_inline)) TARGET void tile_q6kp_np(float *out, int ostride,
+                                                                      int nr, const uint8_t *w,
+                                                                      const BlockQ8K *x,
+                                                                      const int32_t *xk, int nb,
+                                                                      int nt, const int np) {
+    const __m512i m6 = _mm512_set1_epi8(63), top = _mm512_set1_epi8((char)0xc0);
+    __m512 acc[Q8P_T];
+#pragma GCC unroll 12
+    for (int t = 0; t < np; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++, w += KP_SB(GGML_Q6_K)) {
+        const BlockQ8K *xb = x + (size_t)b * Q8P_T;
+        const int32_t *kb = xk + (size_t)b * Q8P_T * KP_XK;
+        __m512i isum[Q8P_T];
+#pragma GCC unroll 12
+        for (int t = 0; t < np; t++) isum[t] = _mm512_setzero_si512();
+        for (int g = 0; g < 16; g++) {
+            const uint8_t *u = w + KP_HEAD + (size_t)g * 192;
+            const __m512i v0 = _mm512_load_si512(u), v1 = _mm512_load_si512(u + 64),
+                          v2 = _mm512_load_si512(u + 128);
+            __m512i q3 = _mm512_srli_epi16(_mm512_and_si512(v0, top), 2);
+            q3 = _mm512_srli_epi16(_mm512_ternarylogic_epi32(q3, v1, top, 0xF8), 2);
+            q3 = _mm512_srli_epi16(_mm512_ternarylogic_epi32(q3, v2, top, 0xF8), 2);
+            const __m512i q0 = _mm512_and_si512(v0, m6), q1 = _mm512_and_si512(v1, m6),
+                          q2 = _mm512_and_si512(v2, m6);
+            const __m512i sc =
+                _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(w + 64 + 16 * g)));
+#pragma GCC unroll 12
+            for (int t = 0; t < np; t++) {
+                const int8_t *xg = xb[t].qs + 16 * g;
+                __m512i s = BCAST4(kb + t * KP_XK + g);
+                s = _mm512_dpbusd_epi32(s, q0, BCAST4(xg));
+                s = _mm512_dpbusd_epi32(s, q1, BCAST4(xg + 4));
+                s = _mm512_dpbusd_epi32(s, q2, BCAST4(xg + 8));
+                s = _mm512_dpbusd_epi32(s, q3, BCAST4(xg + 12));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(s, sc));
+            }
+        }
+        const __m512 d = _mm512_load_ps((const float *)w);
+#pragma GCC unroll 12
+        for (int t = 0; t < np; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]),
+                                     _mm512_mul_ps(d, _mm512_set1_ps(xb[t].d)), acc[t]);
+    }
+    const __mmask16 rows = (__mmask16)((1u << nr) - 1);
+    for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(out + (size_t)t * ostride, rows, acc[t]);
+}
+
+/* A last tile of nt <= 8 (4) positions takes the kernel for 8 (4), as tile_q8p_avx512. */
+static TARGET void tile_q4kp_avx512(float *out, int ostride, int nr, const uint8_t *w,
+                                    const BlockQ8K *x, const int32_t *xk, int nb, int nt) {
+    if (nt > 8)
+        tile_q4kp_np(out, ostride, nr, w, x, xk, nb, nt, 12);
+    else if (nt > 4)
+        tile_q4kp_np(out, ostride, nr, w, x, xk, nb, nt, 8);
+    else
+        tile_q4kp_np(out, ostride, nr, w, x, xk, nb, nt, 4);
+}
+
+static TARGET void tile_q6kp_avx512(float *out, int ostride, int nr, const uint8_t *w,
+                                    const BlockQ8K *x, const int32_t *xk, int nb, int nt) {
+    if (nt > 8)
+        tile_q6kp_np(out, ostride, nr, w, x, xk, nb, nt, 12);
+    else if (nt > 4)
+        tile_q6kp_np(out, ostride, nr, w, x, xk, nb, nt, 8);
+    else
+        tile_q6kp_np(out, ostride, nr, w, x, xk, nb, nt, 4);
+}
+
+/* 16 values x times iscale as quantize_q8_k rounds and clamps them (see below), as bytes. */
+static inline __attribute__((always_inline)) TARGET __m128i k_levels16(const float *x, __m512 is) {
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);
+    __m512 f = _mm512_mul_ps(_mm512_loadu_ps(x), is);
+    f = _mm512_sub_ps(_mm512_add_ps(f, shifter), shifter);
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+    return _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(f));
+}
+
+/* kp_tile_act (kernels.c) bit for bit: quantize_q8_k's steps in vectors. The largest |x| (NaN
+ * never wins, as in tile_act_avx512), the first value that reaches it (the scalar loop keeps the
+ * first of equal ones) gives max; the levels x * iscale, rounded by adding and subtracting
+ * 1.5 * 2^23 as quantize_q8_k does (three separate roundings, no FMA), clamped with NaN to -127
+ * (max_ps's second operand); a group's sum of 16 levels from vpsadbw over the levels plus 128
+ * (sums of 8, added in pairs), minus 2048. kp_act then takes the block's bsums. */
+static TARGET void tile_act_k_avx512(BlockQ8K *xq, int32_t *xk, const float *x, int nb, int t) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const __m512i even = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14),
+                  odd = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    for (int b = 0; b < nb; b++) {
+        const size_t at = (size_t)b * Q8P_T + t;
+        BlockQ8K *o = xq + at;
+        if (!x) {
+            memset(o, 0, sizeof *o);
+            memset(xk + at * KP_XK, 0, KP_XK * sizeof(int32_t));
+            continue;
+        }
+        const float *xb = x + (size_t)b * QK_K;
+        __m512 m = _mm512_setzero_ps();
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++)
+            m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb + 16 * i)), m);
+        const float amax = _mm512_reduce_max_ps(m);
+        float iscale = 0.0f;
+        if (amax > 0.0f) {
+            int first = 0;
+            for (int i = 0; i < 16; i++) {
+                const __mmask16 eq = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(xb + 16 * i)),
+                                                        _mm512_set1_ps(amax), _CMP_EQ_OQ);
+                if (eq) {
+                    first = 16 * i + __builtin_ctz(eq);
+                    break;
+                }
+            }
+            iscale = -127.0f / xb[first];
+        }
+        o->d = amax > 0.0f ? 1.0f / iscale : 0.0f;
+        const __m512 is = _mm512_set1_ps(iscale);
+        __m512i sad[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const float *xc = xb + 64 * c;
+            __m512i v = _mm512_castsi128_si512(k_levels16(xc, is));
+            v = _mm512_inserti32x4(v, k_levels16(xc + 16, is), 1);
+            v = _mm512_inserti32x4(v, k_levels16(xc + 32, is), 2);
+            v = _mm512_inserti32x4(v, k_levels16(xc + 48, is), 3);
+            _mm512_storeu_si512(o->qs + 64 * c, v);
+            sad[c] = _mm512_sad_epu8(_mm512_xor_si512(v, bias), _mm512_setzero_si512());
+        }
+        const __m512i off = _mm512_set1_epi64(16 * 128);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) { /* groups 8 h .. 8 h + 7 */
+            const __m512i s =
+                _mm512_add_epi64(_mm512_permutex2var_epi64(sad[2 * h], even, sad[2 * h + 1]),
+                                 _mm512_permutex2var_epi64(sad[2 * h], odd, sad[2 * h + 1]));
+            _mm_storeu_si128((__m128i *)(o->bsums + 8 * h),
+                             _mm512_cvtepi64_epi16(_mm512_sub_epi64(s, off)));
+        }
+        kp_act(xk + at * KP_XK, o, 1);
+    }
+}
+
 /* ---- the 4-, 5- and 6-bit types' dot products, their levels unpacked in registers ----------
  * The template's generic versions unpack a block's levels into a byte array and read it back,
  * which here stalls on every block (32-byte loads of data just stored as 16-byte halves cannot
@@ -592,6 +798,9 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
 #define TILE_Q8P tile_q8p_avx512
 #define TILE_Q4P tile_q4p_avx512
 #define TILE_ACT tile_act_avx512
+#define TILE_Q4KP tile_q4kp_avx512
+#define TILE_Q6KP tile_q6kp_avx512
+#define TILE_ACT_K tile_act_k_avx512
 #define FN(name) name##_avx512
 #define NAME "AVX-512"
 #define VF __m512

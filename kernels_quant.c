@@ -220,7 +220,10 @@ void quantize_q8_k(BlockQ8K *out, const float *x, int n) {
         o->d = amax > 0.0f ? 1.0f / iscale : 0.0f;
 #pragma omp simd
         for (int i = 0; i < QK_K; i++) {
-            float v = (xb[i] * iscale + 12582912.0f) - 12582912.0f;
+            /* a statement of its own: no compiler fuses it with the add (Clang contracts within
+               an expression), so its rounding is the one tile_act_k_avx512 repeats */
+            const float p = xb[i] * iscale;
+            float v = (p + 12582912.0f) - 12582912.0f;
             v = v >= -127.0f ? (v <= 127.0f ? v : 127.0f) : -127.0f;
             o->qs[i] = (int8_t)(int)v;
         }

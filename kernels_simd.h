@@ -37,7 +37,9 @@
  *                   DOT_Q5_K, DOT_Q6_K, a set's own dot product for that type (a DotFn defined
  *                   before this file is included), in place of the generic one here.
  * Optional: GEMV_Q4KP, GEMV_Q6KP, the set's decoding kernels for repacked Q4_K and Q6_K
- * (Kernels.gemv_packed_k); NULL when not defined.
+ * (Kernels.gemv_packed_k), TILE_Q4KP, TILE_Q6KP its prompt tiles for them
+ * (Kernels.tile_packed_k) and TILE_ACT_K their activations (Kernels.tile_act_k); NULL when not
+ * defined.
  * Optional, for sets whose vectors hold two blocks (all four or none):
  *   Q8_ACC2_TYPE, Q8_ACC2_ZERO(), Q8_ACC2_FOLD(a), Q8_DOT2(acc, wblocks, xblocks)
  *                   a wider accumulator, its zero, it folded to a Q8_ACC_TYPE, and acc += the
@@ -56,6 +58,15 @@
 #endif
 #ifndef GEMV_Q6KP
 #define GEMV_Q6KP NULL
+#endif
+#ifndef TILE_Q4KP
+#define TILE_Q4KP NULL
+#endif
+#ifndef TILE_Q6KP
+#define TILE_Q6KP NULL
+#endif
+#ifndef TILE_ACT_K
+#define TILE_ACT_K NULL
 #endif
 #if !defined(TILE_Q8P) || !defined(TILE_Q4P) || !defined(TILE_ACT)
 #error "kernels_simd.h: define TILE_Q8P, TILE_Q4P and TILE_ACT first"
@@ -686,4 +697,6 @@ const Kernels FN(kernels) = {
     .gemv_packed_k = {[GGML_Q4_K] = GEMV_Q4KP, [GGML_Q6_K] = GEMV_Q6KP},
     .tile_packed = {[GGML_Q8_0] = TILE_Q8P, [GGML_Q4_0] = TILE_Q4P},
     .tile_act = TILE_ACT,
+    .tile_packed_k = {[GGML_Q4_K] = TILE_Q4KP, [GGML_Q6_K] = TILE_Q6KP},
+    .tile_act_k = TILE_ACT_K,
 };

@@ -1034,7 +1034,8 @@ static int matmul_tensors(Model *m, Tensor **out) {
 }
 
 /* The file's pages under tensor w, once it is repacked and nothing reads them (decoding and
- * prompts both read the packed copy: the set has tile_packed for its type), handed back to the
+ * prompts both read the packed copy: the set has tile_packed or tile_packed_k for its type; other
+ * sets, and --no-repack, which builds no copy, keep them), handed back to the
  * system: they stay in the page cache but leave this process's resident set, so the weights are
  * not resident twice (measured: 110M Q8_0, 1,024-token prompt, peak RSS 360 MB before). A reader
  * that still comes (the embedding lookups of a tied output head, --attn's circuits) maps them
@@ -1085,7 +1086,7 @@ int model_repack(Model *m, Error *err) {
             ts[i]->packed = m->packed + off;
             off += packed_bytes(ts[i]);
             /* tensor by tensor, so that the resident set never holds both copies of all */
-            if (k->tile_packed[ts[i]->type]) release_file_pages(&m->file, ts[i]);
+            if (kernels_tiles_packed(k, ts[i]->type)) release_file_pages(&m->file, ts[i]);
         }
     free(ts);
     return 0;

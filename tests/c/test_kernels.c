@@ -300,18 +300,22 @@ static void test_q8p(const Kernels *k, uint32_t type, int rows, int cols) {
     free(xd);
 }
 
-/* Q4_K and Q6_K repacked for decoding (the KP layout, kernels.h), on row counts that leave a
- * partial group and on 1 to 11 super-blocks:
+/* Q4_K and Q6_K repacked (the KP layout, kernels.h), on row counts that leave a partial group
+ * and on 1 to 11 super-blocks:
  *   - the set's gemv_packed_k, where it has one, bit for bit against gemv_packed_k_ref;
  *   - gemv_packed_k_ref against the file layout's dot_ref and the set's dot product (what
  *     --no-repack decodes with): the same exact integer sums per super-block, summed in another
  *     order in floats, so within (nb + 4) 2^-22 M, M = sum_i (|a q_i| + |b|) |x_i| over the
  *     weights' Levels and the quantized activations (every float term is at most M, and each
- *     side rounds fewer than 2 (nb + 4) times, by at most 2^-24 of such a term): a wrong group would be off by ~M / (8 nb);
+ *     side rounds fewer than 2 (nb + 4) times, by at most 2^-24 of such a term): a wrong group
+ *     would be off by ~M / (8 nb); checked on the first 3 positions;
  *   - matmul through the packed tensor, and through views of it (tensor_rows), equal to the
- *     reference's rows (to the set's dot product when the set has no kernel), batches 1 and 3. */
+ *     reference's rows (to the set's dot product when the set has no kernel) when decoding
+ *     (batches 1 and 3), and in prompts (4, 13, 20 and 29: tiles of 4, 12, 12 + 8 and
+ *     12 + 12 + 5 positions) where the set has tile_packed_k: each position's outputs the bits
+ *     of gemv_packed_k_ref on that position quantized alone, as decoding quantizes it. */
 static void test_kp(const Kernels *k, uint32_t type, int rows, int cols) {
-    const int nb = cols / QK_K, groups = (rows + Q8P_R - 1) / Q8P_R, n = 3;
+    const int nb = cols / QK_K, groups = (rows + Q8P_R - 1) / Q8P_R, n = 29, n_file = 3;
     const size_t gbytes = packed_group_bytes(type, cols);
     float *wf = malloc((size_t)rows * cols * sizeof(float));
     size_t rb;
@@ -319,6 +323,7 @@ static void test_kp(const Kernels *k, uint32_t type, int rows, int cols) {
     Tensor w = {type, rows, cols, rb, wdata, NULL};
     void (*const kern)(float *, int, const uint8_t *, const BlockQ8K *, const int32_t *, int) =
         k->gemv_packed_k[type];
+    const int tile = k->tile_packed_k[type] != NULL;
     const DotFn dot = k->dot[type];
     uint8_t *packed = aligned_alloc(64, packed_bytes(&w));
     tensor_pack(packed, &w);
@@ -328,7 +333,7 @@ static void test_kp(const Kernels *k, uint32_t type, int rows, int cols) {
     BlockQ8K *xq = malloc((size_t)nb * sizeof(BlockQ8K));
     int32_t *xk = malloc((size_t)nb * KP_XK * sizeof(int32_t));
     for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = frand() * (i % 5 ? 1.0f : 3.0f);
-    int ok_set = 1, ok_file = 1, ok_mm = 1;
+    int ok_set = 1, ok_file = 1, ok_mm = 1, ok_tile = 1;
     double worst = 0.0;
     for (int t = 0; t < n; t++) {
         quantize_q8_k(xq, x + (size_t)t * cols, cols);
@@ -342,7 +347,7 @@ static void test_kp(const Kernels *k, uint32_t type, int rows, int cols) {
                 ok_set &= memcmp(got, rg, (size_t)nr * sizeof(float)) == 0;
             }
         }
-        for (int r = 0; r < rows; r++) {
+        for (int r = 0; r < rows && t < n_file; r++) {
             const uint8_t *row = wdata + (size_t)r * rb;
             double mag = 0.0;
             for (int b = 0; b < nb; b++) {
@@ -364,23 +369,34 @@ static void test_kp(const Kernels *k, uint32_t type, int rows, int cols) {
     kernels_use(k);
     w.packed = packed;
     const float *expect = kern ? ref : dots; /* without a kernel, matmul reads the file */
-    for (int batch = 1; batch <= n; batch += n - 1) {
+    for (int batch = 1; batch <= n_file; batch += n_file - 1) {
         matmul(out, x, &w, batch);
         ok_mm &= memcmp(out, expect, (size_t)batch * rows * sizeof(float)) == 0;
     }
+    const int prompts[] = {4, 13, 20, 29};
+    for (int i = 0; i < 4 && tile; i++) {
+        matmul(out, x, &w, prompts[i]);
+        ok_tile &= memcmp(out, ref, (size_t)prompts[i] * rows * sizeof(float)) == 0;
+    }
     for (int start = 0; start<rows; start += rows> 20 ? 13 : 16) { /* views, some aligned */
         const Tensor v = tensor_rows(&w, start, rows - start);
+        const int vr = rows - start;
         ok_mm &= (v.packed != NULL) == (start % Q8P_R == 0);
         matmul(out, x, &v, 1);
-        if (v.packed || !kern)
-            ok_mm &= memcmp(out, expect + start, (size_t)(rows - start) * sizeof(float)) == 0;
+        if (v.packed || !kern) ok_mm &= memcmp(out, expect + start, (size_t)vr * 4) == 0;
+        matmul(out, x, &v, 13);
+        if (v.packed && tile)
+            for (int t = 0; t < 13; t++)
+                ok_tile &= memcmp(out + (size_t)t * vr, ref + (size_t)t * rows + start,
+                                  (size_t)vr * sizeof(float)) == 0;
     }
     char what[200];
     snprintf(what, sizeof what,
-             "%s repacked %dx%d: %s kernel (%s) = reference = matmul; reference vs the file "
+             "%s repacked %dx%d: %s kernels (%s, %s) = reference = matmul; reference vs the file "
              "layout's dots within bound (worst %.2f of it)",
-             ggml_type_name(type), rows, cols, k->name, kern ? "own" : "none: file layout", worst);
-    check(ok_set && ok_file && ok_mm, what);
+             ggml_type_name(type), rows, cols, k->name, kern ? "decode" : "no decode: file layout",
+             tile ? "prompt" : "no prompt", worst);
+    check(ok_set && ok_file && ok_mm && ok_tile, what);
     free(wf);
     free(wdata);
     free(packed);
@@ -390,6 +406,46 @@ static void test_kp(const Kernels *k, uint32_t type, int rows, int cols) {
     free(out);
     free(xq);
     free(xk);
+}
+
+/* The set's tile_act_k against the plain kp_tile_act, bit for bit, on super-blocks of random
+ * values and of quantize_q8_k's edge cases: all zero, the largest magnitude twice with both
+ * signs (the first one sets the sign of the scale), ties of the rounding (the largest value -127
+ * makes the scale 1: 2.5 -> 2, -3.5 -> -4), a subnormal largest value (its
+ * iscale overflows to infinity), NaNs (one, and a block of NaN but one value), infinities, values
+ * near the float range; each written at every position of a tile (x NULL: zeros). */
+static void test_tile_act_k(const Kernels *k) {
+    if (!k->tile_act_k) return;
+    enum { NB = 9 };
+    float x[NB * QK_K];
+    for (int i = 0; i < NB * QK_K; i++) x[i] = frand() * 3.0f;
+    float *b1 = x + QK_K, *b2 = x + 2 * QK_K, *b3 = x + 3 * QK_K, *b4 = x + 4 * QK_K;
+    float *b5 = x + 5 * QK_K, *b6 = x + 6 * QK_K, *b7 = x + 7 * QK_K;
+    for (int i = 0; i < QK_K; i++) {
+        b1[i] = 0.0f;
+        b3[i] = i == 9 ? -127.0f : (float)(i % 8) - 3.5f;
+        b4[i] = (float)ldexp(frand(), -140);
+        b5[i] = i == 17 ? 1.0f : NAN;
+        b7[i] = frand() * 3e38f;
+    }
+    b2[37] = 4.0f, b2[45] = -4.0f, b2[200] = -4.0f; /* |4| the largest: +4 first, in a vector */
+    b4[77] = 1e-39f;                                /* the largest, subnormal */
+    x[11] = NAN;
+    b6[3] = INFINITY, b6[250] = -INFINITY;
+    BlockQ8K q1[NB * Q8P_T], q2[NB * Q8P_T];
+    int32_t k1[NB * Q8P_T * KP_XK], k2[NB * Q8P_T * KP_XK];
+    memset(q1, 1, sizeof q1), memset(q2, 2, sizeof q2);
+    for (int t = 0; t < Q8P_T; t++) {
+        kp_tile_act(q1, k1, t == 3 ? NULL : x, NB, t);
+        k->tile_act_k(q2, k2, t == 3 ? NULL : x, NB, t);
+    }
+    const BlockQ8K *tie = &q1[3 * Q8P_T], *sign = &q1[2 * Q8P_T];
+    char what[96];
+    snprintf(what, sizeof what, "tile_act_k %s equals kp_tile_act bit for bit", k->name);
+    check(!memcmp(q1, q2, sizeof q1) && !memcmp(k1, k2, sizeof k1) && tie->d == 1.0f &&
+              tie->qs[6] == 2 && tie->qs[0] == -4 && sign->qs[37] == -127 && sign->qs[45] == 127 &&
+              sign->qs[200] == 127,
+          what);
 }
 
 /* The set's tile_act against the plain q8p_tile_act, bit for bit, on blocks of random values and
@@ -787,6 +843,7 @@ int main(void) {
                 test_kp(sets[s], t ? GGML_Q6_K : GGML_Q4_K, kp_shapes[i][0], kp_shapes[i][1]);
         test_threads(sets[s]);
         test_tile_act(sets[s]);
+        test_tile_act_k(sets[s]);
     }
     /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
        tiles hold KV_TILE = 64 keys: single queries at and around the tile boundaries, prompts

@@ -400,6 +400,35 @@ def test_logits_vs_reference(qdir, variant, dtype):
     check_vs_reference(model, qdir / f"{variant}.{dtype}.hf", median=variant == "llama_gqa")
 
 
+def prompt_logits(model, *args):
+    """Our logits at every position of PROMPT (one batch: the prompt's matrix products)."""
+    dump = str(model) + ".prompt.npy"
+    r = subprocess.run([str(RUN), str(model), "-i", PROMPT, "-n", "1", "-t", "0",
+                        "--dump-logits", dump, *args], capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return np.load(dump)[:-1]
+
+
+# The types read repacked (model_repack: Q8_0 and Q4_0 in the Q8P layout, Q4_K and Q6_K in KP;
+# decoding and, where the kernel set has the tiles, prompts) are the same weights with their
+# float sums in another order: the prompt's logits with and without --no-repack agree as the
+# engine agrees with the reference above (every position within MAX_TOL), and the repacked ones
+# give the same bits with 1 and 2 threads. llama_256's rows are 256 columns: one super-block.
+# Measured 2026-11-27 (AVX-512): Q4_0 0 (its two prompt tiles sum alike), Q4_K, Q6_K and Q4_K_M
+# at most 5.5e-7; a Q6_K prompt tile that skipped one group of 16 weights gave 0.83.
+@pytest.mark.parametrize("dtype", ["q4_0", "q4_k", "q6_k", "q4_k_m"])
+def test_repacked_prompt(qdir, dtype):
+    need_run()
+    model = quant_file(qdir, "llama_256", dtype)
+    packed, plain = prompt_logits(model), prompt_logits(model, "--no-repack")
+    assert packed.shape == plain.shape and packed.shape[0] > 4
+    err = np.abs(packed - plain).max(1) / np.maximum(1.0, np.abs(plain).max(1))
+    print(f"{model.name}: repacked vs --no-repack, first {err[0]:.2e}, max {err.max():.2e}")
+    assert err.max() <= MAX_TOL, err.max()
+    one, two = prompt_logits(model, "--threads", "1"), prompt_logits(model, "--threads", "2")
+    assert np.array_equal(one, packed) and np.array_equal(two, packed)
+
+
 # ----------------------------------------------------------------------------------------------
 # llama.cpp on the same files: greedy tokens, and whole next-token distributions
 
