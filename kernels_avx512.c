@@ -187,8 +187,10 @@ static TARGET void gemv_q8p_avx512(float *out, int nr, const uint8_t *w, const B
  * (16 + 4k + j). Q4_0: the low and high nibbles. Q5_0: each with its fifth bit from the block's
  * qh vector h (its bit k for lo, 4 + k for hi) moved to bit 4 by one 16-bit shift (within the
  * byte: at most 4 places) and masked, then merged with the nibble by one ternary-logic op. */
-static inline __attribute__((always_inline)) TARGET void nib_levels_avx512(
-    __m512i *lo, __m512i *hi, const uint8_t *wb, __m512i h, int k, const uint32_t type) {
+static inline __attribute__((always_inline)) TARGET void nib_levels_avx512(__m512i *lo, __m512i *hi,
+                                                                           const uint8_t *wb,
+                                                                           __m512i h, int k,
+                                                                           const uint32_t type) {
     const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
     const __m512i v = _mm512_load_si512(wb + 64 * k), vh = _mm512_srli_epi16(v, 4);
     if (type == GGML_Q4_0) {
