@@ -97,8 +97,8 @@ typedef struct {
  *   qh[i][r][j]     (64 bytes, the last of Q5_0's 320) the fifth bits of the weights whose
  *                   nibbles byte j of each qs[i][k][r] holds: bit k that of weight 4k + j, bit
  *                   4 + k that of weight 16 + 4k + j (the file's qh, bit i for weight i,
- *                   regrouped so that a byte lane finds its bits in its own byte: one 16-bit
- *                   shift and a mask bring any of them to bit 4, beside its nibble).
+ *                   regrouped so that a byte lane finds its bits in its own byte: a byte-wise
+ *                   bit test makes a product's mask, and a masked add puts the 16 in).
  * Rows past the tensor's last (in the last group) have scale 0. One vector of 4 activation
  * bytes broadcast then meets 16 rows at once, and the int32 lane sums are already per row: no
  * horizontal sums. Every vector is 64-byte aligned, and the weights are read as one forward

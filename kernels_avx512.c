@@ -184,25 +184,23 @@ static TARGET void gemv_q8p_avx512(float *out, int nr, const uint8_t *w, const B
 
 /* Vector k (< 4) of a repacked Q4_0 or Q5_0 block wb (type a constant where this is inlined):
  * the levels of its two products as unsigned bytes, lo (weights 4k + j of the 16 rows) and hi
- * (16 + 4k + j). Q4_0: the low and high nibbles. Q5_0: each with its fifth bit from the block's
- * qh vector h (its bit k for lo, 4 + k for hi) moved to bit 4 by one 16-bit shift (within the
- * byte: at most 4 places) and masked, then merged with the nibble by one ternary-logic op. */
+ * (16 + 4k + j): the low and high nibbles, and for Q5_0 16 more in the bytes whose fifth bit,
+ * bit k (lo) or 4 + k (hi) of the same byte of the block's qh vector h, is set (a byte-wise bit
+ * test into a mask register, then a masked add). */
 static inline __attribute__((always_inline)) TARGET void nib_levels_avx512(__m512i *lo, __m512i *hi,
                                                                            const uint8_t *wb,
                                                                            __m512i h, int k,
                                                                            const uint32_t type) {
     const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
-    const __m512i v = _mm512_load_si512(wb + 64 * k), vh = _mm512_srli_epi16(v, 4);
-    if (type == GGML_Q4_0) {
-        *lo = _mm512_and_si512(v, m4);
-        *hi = _mm512_and_si512(vh, m4);
-        return;
+    const __m512i v = _mm512_load_si512(wb + 64 * k);
+    *lo = _mm512_and_si512(v, m4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    if (type == GGML_Q5_0) {
+        const __mmask64 l5 = _mm512_test_epi8_mask(h, _mm512_set1_epi8((char)(1 << k))),
+                        h5 = _mm512_test_epi8_mask(h, _mm512_set1_epi8((char)(16 << k)));
+        *lo = _mm512_mask_add_epi8(*lo, l5, *lo, b4);
+        *hi = _mm512_mask_add_epi8(*hi, h5, *hi, b4);
     }
-    /* 0xEC: (a & c) | b, with b's bits outside bit 4 clear */
-    const __m512i l5 = _mm512_and_si512(_mm512_slli_epi16(h, 4 - k), b4);
-    const __m512i h5 = _mm512_and_si512(k == 0 ? h : _mm512_srli_epi16(h, k), b4);
-    *lo = _mm512_ternarylogic_epi32(v, l5, m4, 0xEC);
-    *hi = _mm512_ternarylogic_epi32(vh, h5, m4, 0xEC);
 }
 
 /* The lanes' starting value for block b of a 4- or 5-bit type: xs[b] = -128 sum x scaled to the
