@@ -9,7 +9,7 @@
  *     of TC positions and each activation once per TR rows, so it is bound by arithmetic.
  * Quantized weights always meet activations quantized as well (as in llama.cpp: to Q8_0, or to
  * Q8_K for the K-quants): exact integer dot products per group when decoding, and for prompts
- * integer tiles where the set has them (AVX-512 VNNI: Q8_0, Q4_0, Q4_K and Q6_K on their
+ * integer tiles where the set has them (AVX-512 VNNI: Q8_0, Q4_0, Q5_0, Q4_K and Q6_K on their
  * repacked copy, tile_packed and tile_packed_k, else every quantized type on its file layout),
  * else float tiles on the dequantized values of both (the same sums up to rounding).
  * OpenMP splits output rows across threads. Every row is computed by one thread in a fixed
@@ -150,7 +150,7 @@ Tensor tensor_rows(const Tensor *w, int start, int n) {
     return v;
 }
 
-/* ---- Q8_0 and Q4_0 repacked for decoding (the Q8P layout, kernels.h) ------------------ */
+/* ---- Q8_0, Q4_0 and Q5_0 repacked for decoding (the Q8P layout, kernels.h) ------------ */
 
 size_t q8p_bytes(const Tensor *w) {
     return (size_t)((w->rows + Q8P_R - 1) / Q8P_R) * Q8P_GROUP_BYTES(w->cols / QK, Q8P_QB(w->type));
@@ -176,18 +176,33 @@ static void pack_groups(uint8_t *dst, const Tensor *w, PackBlock pack) {
     }
 }
 
-/* Both block types start with their half scale; the levels follow: 32 bytes (Q8_0, stored plus
-   128), or 16 of nibbles (Q4_0, as they are). */
+/* Q5_0's fifth bits of one row's block (the file's qh, bit i for weight i) as the Q8P layout's 4
+   bytes qh[r][j]: bit k of byte j for weight 4k + j, bit 4 + k for weight 16 + 4k + j. */
+static void q5p_fifth_bits(uint8_t out[4], const uint8_t qh[4]) {
+    const uint32_t h = qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+    for (int j = 0; j < 4; j++) {
+        unsigned v = 0;
+        for (int k = 0; k < 4; k++)
+            v |= (h >> (4 * k + j) & 1) << k | (h >> (16 + 4 * k + j) & 1) << (4 + k);
+        out[j] = (uint8_t)v;
+    }
+}
+
+/* The block types start with their half scale; the levels follow: 32 bytes (Q8_0, stored plus
+   128), or 16 of nibbles (Q4_0 as they are; Q5_0 after its 4 bytes of fifth bits, which follow
+   the nibbles in the layout). */
 static inline void q8p_block(uint8_t *dg, int r, int b, const uint8_t *blk, const uint32_t type) {
-    const int qb = Q8P_QB(type), words = qb / (Q8P_R * 4); /* 4-byte words per row block */
+    const int qb = Q8P_QB(type), q5 = type == GGML_Q5_0, lv = q5 ? 6 : 2; /* levels start */
+    const int words = (q5 ? 256 : qb) / (Q8P_R * 4); /* 4-byte words of levels per row block */
     const uint32_t offset = type == GGML_Q8_0 ? 0x80808080u : 0;
     uint8_t *qs = dg + Q8P_QS(b, qb) + (size_t)r * 4; /* qs[k][r][j] at k * 64 */
     for (int k = 0; k < words; k++) {
         uint32_t v;
-        memcpy(&v, blk + 2 + 4 * k, 4);
+        memcpy(&v, blk + lv + 4 * k, 4);
         v ^= offset;
         memcpy(qs + (size_t)k * Q8P_R * 4, &v, 4);
     }
+    if (q5) q5p_fifth_bits(qs + (size_t)words * Q8P_R * 4, blk + 2);
     memcpy(dg + Q8P_SCALES(b, qb) + 2 * r, blk, 2);
 }
 static void q8p_block_q8_0(uint8_t *dg, int r, int b, const uint8_t *blk) {
@@ -196,9 +211,15 @@ static void q8p_block_q8_0(uint8_t *dg, int r, int b, const uint8_t *blk) {
 static void q8p_block_q4_0(uint8_t *dg, int r, int b, const uint8_t *blk) {
     q8p_block(dg, r, b, blk, GGML_Q4_0);
 }
+static void q8p_block_q5_0(uint8_t *dg, int r, int b, const uint8_t *blk) {
+    q8p_block(dg, r, b, blk, GGML_Q5_0);
+}
 
 void q8p_pack(uint8_t *dst, const Tensor *w) {
-    pack_groups(dst, w, w->type == GGML_Q8_0 ? q8p_block_q8_0 : q8p_block_q4_0);
+    pack_groups(dst, w,
+                w->type == GGML_Q8_0   ? q8p_block_q8_0
+                : w->type == GGML_Q4_0 ? q8p_block_q4_0
+                                       : q8p_block_q5_0);
 }
 
 void q8p_act(int32_t *xs, float *xd, const BlockQ8 *x, int nb) {
@@ -225,7 +246,8 @@ void q8p_tile_act(int8_t *xq, int32_t *xs, float *xd, const float *x, int nb, in
 
 /* Row r: sum_b (offset_b + sum_i q_r[b][i] x[b][i]) * (d_r[b] * xd[b]), the int sum exact
    (q unsigned: Q8_0's level + 128 with offset_b = xs[b] = -128 sum x; Q4_0's nibble with
-   offset_b = xs[b] / 16 = -8 sum x), the float terms added in block order with one rounding
+   offset_b = xs[b] / 16 = -8 sum x; Q5_0's nibble plus 16 times its fifth bit with
+   offset_b = xs[b] / 8 = -16 sum x), the float terms added in block order with one rounding
    each (fmaf), as the vector lanes do. */
 void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const BlockQ8 *x,
                      const int32_t *xs, const float *xd, int nb) {
@@ -236,11 +258,14 @@ void gemv_packed_ref(uint32_t type, float *out, int nr, const uint8_t *w, const 
             const uint8_t *qs = w + Q8P_QS(b, qb);
             uint16_t d;
             memcpy(&d, w + Q8P_SCALES(b, qb) + 2 * r, 2);
-            int32_t isum = type == GGML_Q8_0 ? xs[b] : xs[b] / 16;
+            int32_t isum = type == GGML_Q8_0 ? xs[b] : type == GGML_Q5_0 ? xs[b] / 8 : xs[b] / 16;
             for (int i = 0; i < QK; i++) {
-                const int byte = type == GGML_Q8_0 ? i : i % 16; /* Q4_0: nibble i / 16 */
+                const int byte = type == GGML_Q8_0 ? i : i % 16; /* Q4_0, Q5_0: nibble i / 16 */
                 const int v = qs[(byte / 4) * Q8P_R * 4 + r * 4 + byte % 4];
-                isum += (type == GGML_Q8_0 ? v : (v >> (4 * (i / 16))) & 15) * x[b].qs[i];
+                int q = type == GGML_Q8_0 ? v : (v >> (4 * (i / 16))) & 15;
+                if (type == GGML_Q5_0) /* bit byte / 4 + 4 (i / 16) of qh[r][byte % 4] */
+                    q |= (qs[256 + r * 4 + byte % 4] >> (byte / 4 + 4 * (i / 16)) & 1) << 4;
+                isum += q * x[b].qs[i];
             }
             acc = fmaf((float)isum, f16_table[d] * xd[b], acc);
         }
@@ -388,7 +413,8 @@ int kernels_tiles_packed(const Kernels *k, uint32_t type) {
 size_t packed_group_bytes(uint32_t type, int cols) {
     switch (type) {
     case GGML_Q8_0:
-    case GGML_Q4_0: return Q8P_GROUP_BYTES(cols / QK, Q8P_QB(type));
+    case GGML_Q4_0:
+    case GGML_Q5_0: return Q8P_GROUP_BYTES(cols / QK, Q8P_QB(type));
     case GGML_Q4_K:
     case GGML_Q6_K: return (size_t)(cols / QK_K) * KP_SB(type);
     default: return 0;

@@ -16,7 +16,7 @@ typedef struct {
     int rows, cols; /* (rows, cols); a row is `cols` contiguous elements */
     size_t row_bytes;
     const void *data;      /* borrowed from the mmap; NULL when the tensor is absent */
-    const uint8_t *packed; /* Q8_0, Q4_0, Q4_K, Q6_K: the same weights repacked for decoding
+    const uint8_t *packed; /* Q8_0, Q4_0, Q5_0, Q4_K, Q6_K: the same weights repacked for decoding
                               (Q8P, KP layouts below), borrowed from the model; else NULL */
 } Tensor;
 
@@ -54,7 +54,7 @@ typedef struct {
     /* one weight row as tile_lv's levels u (cols), a and b (cols / G), by weight type (NULL:
        the type's generic unpack, kernels_quant.c, runs) */
     void (*lv_row[GGML_TYPE_COUNT])(uint8_t *u, float *a, float *b, const void *row, int cols);
-    /* Decoding with Q8_0 or Q4_0 weights repacked (the Q8P layout below), by weight type:
+    /* Decoding with Q8_0, Q4_0 or Q5_0 weights repacked (the Q8P layout below), by weight type:
        out[r] for the nr <= Q8P_R rows of one group w (nb blocks) against one position's Q8_0
        activations x, with xs[b] = -128 * (the sum of x[b]'s 32 levels) and xd[b] = x[b]'s
        scale as a float (q8p_act). NULL for types the set has none for: then Tensor.packed is
@@ -65,7 +65,7 @@ typedef struct {
        against one position's Q8_K activations x and their words xk (kp_act). NULL: not built */
     void (*gemv_packed_k[GGML_TYPE_COUNT])(float *out, int nr, const uint8_t *w, const BlockQ8K *x,
                                            const int32_t *xk, int nb);
-    /* Prompts with Q8_0 or Q4_0 weights repacked, by weight type: out[t * ostride + r] for the
+    /* Prompts with Q8_0, Q4_0 or Q5_0 weights repacked, by weight type: out[t * ostride + r] for the
        nr <= Q8P_R rows of one group w (nb blocks) and nt <= Q8P_T positions, whose Q8_0
        activations come interleaved by block (q8p_tile_act): for block b and position t,
        xq[(b * Q8P_T + t) * 32 ..] its 32 levels, xs[b * Q8P_T + t] and xd[..] as q8p_act gives
@@ -92,32 +92,39 @@ typedef struct {
 #define Q8T_P 32 /* positions of a tile_q8 */
 #define Q8P_T 12 /* positions of a tile_packed */
 
-/* Q8P: Q8_0 and Q4_0 weights repacked at load so that decoding streams them with few
+/* Q8P: Q8_0, Q4_0 and Q5_0 weights repacked at load so that decoding streams them with few
  * instructions (model_repack; --no-repack keeps the file's layout). In the file a row is
- * nb = cols / 32 blocks of 34 (18) bytes, so one row's blocks feed one dot product and every
+ * nb = cols / 32 blocks of 34 (18, 22) bytes, so one row's blocks feed one dot product and every
  * block needs its own scale broadcast and a horizontal sum. Here Q8P_R = 16 rows form a group,
  * one row per 32-bit lane of a 512-bit vector, Q8P_GROUP_BYTES(nb, qb) bytes per group, groups
  * one after another, qb = Q8P_QB(type) bytes of levels per block of 16 rows: 512 for Q8_0, 256
- * for Q4_0. A group is ceil(nb / 2) units of 64 + 2 qb bytes, for blocks b = 2u, 2u + 1:
+ * for Q4_0, 320 for Q5_0. A group is ceil(nb / 2) units of 64 + 2 qb bytes, for blocks
+ * b = 2u, 2u + 1:
  *   d[i][r]         (64 bytes) row r's scale of block 2u + i, a half (zero-padded when odd);
  *   qs[i][k][r][j]  (qb bytes per block) byte 4k + j of row r's block 2u + i: for Q8_0 the
  *                   level plus 128 (as unsigned: VNNI multiplies unsigned by signed bytes),
- *                   k < 8; for Q4_0 the file's byte (nibbles: weights 4k + j and 16 + 4k + j),
- *                   k < 4.
+ *                   k < 8; for Q4_0 and Q5_0 the file's byte (nibbles: weights 4k + j and
+ *                   16 + 4k + j), k < 4; for Q5_0 then
+ *   qh[i][r][j]     (64 bytes, the last of Q5_0's 320) the fifth bits of the weights whose
+ *                   nibbles byte j of each qs[i][k][r] holds: bit k that of weight 4k + j, bit
+ *                   4 + k that of weight 16 + 4k + j (the file's qh, bit i for weight i,
+ *                   regrouped so that a byte lane finds its bits in its own byte: a byte-wise
+ *                   bit test makes a product's mask, and a masked add puts the 16 in).
  * Rows past the tensor's last (in the last group) have scale 0. One vector of 4 activation
  * bytes broadcast then meets 16 rows at once, and the int32 lane sums are already per row: no
  * horizontal sums. Every vector is 64-byte aligned, and the weights are read as one forward
  * stream (measured: the scales in a stream of their own after the qs read slower from memory).
- * Same bytes as the file, plus 32 per group when nb is odd. */
+ * Same bytes as the file (Q5_0: 16 x 22 = 32 + 320 per block), plus 32 per group when nb is
+ * odd. */
 #define Q8P_R 16
-#define Q8P_QB(type) ((type) == GGML_Q8_0 ? 512 : 256)
+#define Q8P_QB(type) ((type) == GGML_Q8_0 ? 512 : (type) == GGML_Q5_0 ? 320 : 256)
 #define Q8P_UNIT(qb) (64 + 2 * (size_t)(qb))
 #define Q8P_GROUP_BYTES(nb, qb) ((size_t)((nb) + 1) / 2 * 64 + (size_t)(nb) * (qb))
 /* where block b of a group starts: its scales (16 halves), and its levels */
 #define Q8P_SCALES(b, qb) ((size_t)(b) / 2 * Q8P_UNIT(qb) + (size_t)(b) % 2 * 32)
 #define Q8P_QS(b, qb) ((size_t)(b) / 2 * Q8P_UNIT(qb) + 64 + (size_t)(b) % 2 * (qb))
-size_t q8p_bytes(const Tensor *w); /* the packed size of Q8_0 or Q4_0 tensor w */
-/* Repacks Q8_0 or Q4_0 tensor w into dst (q8p_bytes(w) bytes, 64-byte aligned); threads split
+size_t q8p_bytes(const Tensor *w); /* the packed size of Q8_0, Q4_0 or Q5_0 tensor w */
+/* Repacks Q8_0, Q4_0 or Q5_0 tensor w into dst (q8p_bytes(w) bytes, 64-byte aligned); threads split
    groups. */
 void q8p_pack(uint8_t *dst, const Tensor *w);
 /* The plain reference of Kernels.gemv_packed[type] (same arguments), summing in the same order. */

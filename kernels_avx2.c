@@ -11,8 +11,10 @@
 #define TILE_Q8 NULL
 #define GEMV_Q8P NULL
 #define GEMV_Q4P NULL
+#define GEMV_Q5P NULL
 #define TILE_Q8P NULL
 #define TILE_Q4P NULL
+#define TILE_Q5P NULL
 #define TILE_ACT NULL
 #define FN(name) name##_avx2
 #define NAME "AVX2"

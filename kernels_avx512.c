@@ -182,33 +182,68 @@ static TARGET void gemv_q8p_avx512(float *out, int nr, const uint8_t *w, const B
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
 }
 
-/* Q4_0 repacked (the Q8P layout with 256 bytes of nibbles per block): as gemv_q8p_avx512, each
- * 64-byte vector giving two products, its low nibbles (weights 4k + j) and its high ones
- * (16 + 4k + j); the lanes start at xs[b] / 16 = -8 sum(x[b]), which leaves sum (q - 8) x. */
-static TARGET void gemv_q4p_avx512(float *out, int nr, const uint8_t *w, const BlockQ8 *x,
-                                   const int32_t *xs, const float *xd, int nb) {
-    const __m512i m4 = _mm512_set1_epi8(15);
+/* Vector k (< 4) of a repacked Q4_0 or Q5_0 block wb (type a constant where this is inlined):
+ * the levels of its two products as unsigned bytes, lo (weights 4k + j of the 16 rows) and hi
+ * (16 + 4k + j): the low and high nibbles, and for Q5_0 16 more in the bytes whose fifth bit,
+ * bit k (lo) or 4 + k (hi) of the same byte of the block's qh vector h, is set (a byte-wise bit
+ * test into a mask register, then a masked add). */
+static inline __attribute__((always_inline)) TARGET void nib_levels_avx512(__m512i *lo, __m512i *hi,
+                                                                           const uint8_t *wb,
+                                                                           __m512i h, int k,
+                                                                           const uint32_t type) {
+    const __m512i m4 = _mm512_set1_epi8(15), b4 = _mm512_set1_epi8(16);
+    const __m512i v = _mm512_load_si512(wb + 64 * k);
+    *lo = _mm512_and_si512(v, m4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    if (type == GGML_Q5_0) {
+        const __mmask64 l5 = _mm512_test_epi8_mask(h, _mm512_set1_epi8((char)(1 << k))),
+                        h5 = _mm512_test_epi8_mask(h, _mm512_set1_epi8((char)(16 << k)));
+        *lo = _mm512_mask_add_epi8(*lo, l5, *lo, b4);
+        *hi = _mm512_mask_add_epi8(*hi, h5, *hi, b4);
+    }
+}
+
+/* The lanes' starting value for block b of a 4- or 5-bit type: xs[b] = -128 sum x scaled to the
+   offset of the unsigned levels, Q4_0's -8 sum x (q - 8), Q5_0's -16 sum x (q - 16). */
+#define NIB_START(type, s) ((type) == GGML_Q5_0 ? (s) / 8 : (s) / 16)
+
+/* Q4_0 or Q5_0 repacked (the Q8P layout with 256 (320) bytes per block): as gemv_q8p_avx512,
+ * each 64-byte vector of nibbles giving two products (nib_levels_avx512); the lanes start at
+ * NIB_START, which leaves sum (q - 8) x (Q5_0: (q - 16) x). */
+static inline __attribute__((always_inline)) TARGET void gemv_nib_avx512(
+    float *out, int nr, const uint8_t *w, const BlockQ8 *x, const int32_t *xs, const float *xd,
+    int nb, const uint32_t type) {
+    const int qb = Q8P_QB(type);
     __m512 acc = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
-        const uint8_t *wb = w + Q8P_QS(b, 256);
+        const uint8_t *wb = w + Q8P_QS(b, qb);
         const int8_t *xb = x[b].qs;
-        __m512i i0 = _mm512_set1_epi32(xs[b] / 16), i1 = _mm512_setzero_si512();
+        const __m512i h = type == GGML_Q5_0 ? _mm512_load_si512(wb + 256) : _mm512_setzero_si512();
+        __m512i i0 = _mm512_set1_epi32(NIB_START(type, xs[b])), i1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             int32_t x0, x1;
             memcpy(&x0, xb + 4 * k, 4);
             memcpy(&x1, xb + 16 + 4 * k, 4);
-            const __m512i v = _mm512_load_si512(wb + 64 * k);
-            i0 = _mm512_dpbusd_epi32(i0, _mm512_and_si512(v, m4), _mm512_set1_epi32(x0));
-            i1 = _mm512_dpbusd_epi32(i1, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
-                                     _mm512_set1_epi32(x1));
+            __m512i lo, hi;
+            nib_levels_avx512(&lo, &hi, wb, h, k, type);
+            i0 = _mm512_dpbusd_epi32(i0, lo, _mm512_set1_epi32(x0));
+            i1 = _mm512_dpbusd_epi32(i1, hi, _mm512_set1_epi32(x1));
         }
         const __m512 s = _mm512_mul_ps(
-            _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + Q8P_SCALES(b, 256)))),
+            _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(w + Q8P_SCALES(b, qb)))),
             _mm512_set1_ps(xd[b]));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)), s, acc);
     }
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
+}
+static TARGET void gemv_q4p_avx512(float *out, int nr, const uint8_t *w, const BlockQ8 *x,
+                                   const int32_t *xs, const float *xd, int nb) {
+    gemv_nib_avx512(out, nr, w, x, xs, xd, nb, GGML_Q4_0);
+}
+static TARGET void gemv_q5p_avx512(float *out, int nr, const uint8_t *w, const BlockQ8 *x,
+                                   const int32_t *xs, const float *xd, int nb) {
+    gemv_nib_avx512(out, nr, w, x, xs, xd, nb, GGML_Q5_0);
 }
 
 /* 4 bytes at p broadcast to every 32-bit lane, from memory (a load each, not a wider load split
@@ -299,19 +334,19 @@ static TARGET void gemv_q6kp_avx512(float *out, int nr, const uint8_t *w, const 
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nr) - 1), acc);
 }
 
-/* Prompts with repacked Q8_0 (q4 = 0) or Q4_0 (q4 = 1) weights: one group of 16 rows, a row per
- * lane as in decoding, against np <= Q8P_T = 12 positions at once (q4 and np are constants where
- * this is inlined). Each vector of weight levels is loaded once (and for Q4_0 split into its low and high
- * nibbles once) and meets the 12 positions' 4 activation bytes, broadcast from memory inside
- * vpdpbusd: 12 int accumulators and 12 float ones fill 24 of the 32 registers. A position's
- * lanes start at its xs (Q4_0: xs / 16) and end as gemv_q8p_avx512's (gemv_q4p_avx512's), and
- * its float lanes add the blocks in the same order with the same products: the same bits as
- * decoding that position alone. The 16 rows' outputs of a position are one store. */
+/* Prompts with repacked Q8_0, Q4_0 or Q5_0 weights: one group of 16 rows, a row per lane as in
+ * decoding, against np <= Q8P_T = 12 positions at once (type and np are constants where this is
+ * inlined). Each vector of weight levels is loaded once (for Q4_0 and Q5_0 split into its two
+ * products' levels once, nib_levels_avx512) and meets the 12 positions' 4 activation bytes,
+ * broadcast from memory inside vpdpbusd: 12 int accumulators and 12 float ones fill 24 of the
+ * 32 registers. A position's lanes start at its xs (Q4_0, Q5_0: NIB_START) and end as
+ * gemv_q8p_avx512's (gemv_nib_avx512's), and its float lanes add the blocks in the same order
+ * with the same products: the same bits as decoding that position alone. The 16 rows' outputs
+ * of a position are one store. */
 static inline __attribute__((always_inline)) TARGET void tile_packed_avx512(
     float *out, int ostride, int nr, const uint8_t *w, const int8_t *xq, const int32_t *xs,
-    const float *xd, int nb, int nt, const int q4, const int np) {
-    const int qb = q4 ? 256 : 512;
-    const __m512i m4 = _mm512_set1_epi8(15);
+    const float *xd, int nb, int nt, const uint32_t type, const int np) {
+    const int qb = Q8P_QB(type);
     __m512 acc[Q8P_T];
 #pragma GCC unroll 12
     for (int t = 0; t < np; t++) acc[t] = _mm512_setzero_ps();
@@ -321,13 +356,15 @@ static inline __attribute__((always_inline)) TARGET void tile_packed_avx512(
         const int32_t *sb = xs + (size_t)b * Q8P_T;
         __m512i ia[Q8P_T];
 #pragma GCC unroll 12
-        for (int t = 0; t < np; t++) ia[t] = _mm512_set1_epi32(q4 ? sb[t] / 16 : sb[t]);
-        if (q4) {
+        for (int t = 0; t < np; t++)
+            ia[t] = _mm512_set1_epi32(type == GGML_Q8_0 ? sb[t] : NIB_START(type, sb[t]));
+        if (type != GGML_Q8_0) {
+            const __m512i h =
+                type == GGML_Q5_0 ? _mm512_load_si512(wb + 256) : _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
-                const __m512i v = _mm512_load_si512(wb + 64 * k);
-                const __m512i lo = _mm512_and_si512(v, m4);
-                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                __m512i lo, hi;
+                nib_levels_avx512(&lo, &hi, wb, h, k, type);
 #pragma GCC unroll 12
                 for (int t = 0; t < np; t++) {
                     int32_t x0, x1;
@@ -361,28 +398,33 @@ static inline __attribute__((always_inline)) TARGET void tile_packed_avx512(
     for (int t = 0; t < nt; t++) _mm512_mask_storeu_ps(out + (size_t)t * ostride, rows, acc[t]);
 }
 
-/* A last tile of nt <= 8 (4) positions takes the kernel for 8 (4), which computes no position
-   it does not store but what the tile's registers allow (64 = 5 x 12 + 4: a default batch). */
+/* The one choice of tile width for every type: a last tile of nt <= 8 (4) positions takes the
+   kernel for 8 (4), which computes no position it does not store but what the tile's registers
+   allow (64 = 5 x 12 + 4: a default batch). */
+static inline __attribute__((always_inline)) TARGET void tile_width_avx512(
+    float *out, int ostride, int nr, const uint8_t *w, const int8_t *xq, const int32_t *xs,
+    const float *xd, int nb, int nt, const uint32_t type) {
+    if (nt > 8)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, type, 12);
+    else if (nt > 4)
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, type, 8);
+    else
+        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, type, 4);
+}
 static TARGET void tile_q8p_avx512(float *out, int ostride, int nr, const uint8_t *w,
                                    const int8_t *xq, const int32_t *xs, const float *xd, int nb,
                                    int nt) {
-    if (nt > 8)
-        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0, 12);
-    else if (nt > 4)
-        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0, 8);
-    else
-        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 0, 4);
+    tile_width_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, GGML_Q8_0);
 }
-
 static TARGET void tile_q4p_avx512(float *out, int ostride, int nr, const uint8_t *w,
                                    const int8_t *xq, const int32_t *xs, const float *xd, int nb,
                                    int nt) {
-    if (nt > 8)
-        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1, 12);
-    else if (nt > 4)
-        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1, 8);
-    else
-        tile_packed_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, 1, 4);
+    tile_width_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, GGML_Q4_0);
+}
+static TARGET void tile_q5p_avx512(float *out, int ostride, int nr, const uint8_t *w,
+                                   const int8_t *xq, const int32_t *xs, const float *xd, int nb,
+                                   int nt) {
+    tile_width_avx512(out, ostride, nr, w, xq, xs, xd, nb, nt, GGML_Q5_0);
 }
 
 /* q8p_tile_act (kernels.c) bit for bit: per block of 32, the largest |x| (NaN never wins: each
@@ -793,10 +835,12 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
 #define TILE_LV tile_lv_avx512
 #define GEMV_Q8P gemv_q8p_avx512
 #define GEMV_Q4P gemv_q4p_avx512
+#define GEMV_Q5P gemv_q5p_avx512
 #define GEMV_Q4KP gemv_q4kp_avx512
 #define GEMV_Q6KP gemv_q6kp_avx512
 #define TILE_Q8P tile_q8p_avx512
 #define TILE_Q4P tile_q4p_avx512
+#define TILE_Q5P tile_q5p_avx512
 #define TILE_ACT tile_act_avx512
 #define TILE_Q4KP tile_q4kp_avx512
 #define TILE_Q6KP tile_q6kp_avx512

@@ -23,9 +23,9 @@
  *                   and acc += scale * (the exact integer dot product of one pair of 32-byte
  *                   blocks)
  *   TILE_Q8         the set's integer Q8_0 tile for prompts (Kernels.tile_q8), or NULL
- *   GEMV_Q8P, GEMV_Q4P   the set's decoding kernels for repacked Q8_0 and Q4_0
- *                   (Kernels.gemv_packed), or NULL
- *   TILE_Q8P, TILE_Q4P   its prompt tiles for them (Kernels.tile_packed), or NULL
+ *   GEMV_Q8P, GEMV_Q4P, GEMV_Q5P   the set's decoding kernels for repacked Q8_0, Q4_0 and
+ *                   Q5_0 (Kernels.gemv_packed), or NULL
+ *   TILE_Q8P, TILE_Q4P, TILE_Q5P   its prompt tiles for them (Kernels.tile_packed), or NULL
  *   TILE_ACT        their activations quantized (Kernels.tile_act), or NULL
  *   I8DOT16(a, b), I8DOT32(a, b)
  *                   the exact sum of the 16 or 32 products a[i] * b[i] of signed bytes, as an
@@ -50,8 +50,8 @@
 #include "kernels_sets.h"
 
 #if !defined(NAME) || !defined(FN) || !defined(TARGET) || !defined(TILE_Q8) ||                     \
-    !defined(GEMV_Q8P) || !defined(GEMV_Q4P)
-#error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8, GEMV_Q8P and GEMV_Q4P first"
+    !defined(GEMV_Q8P) || !defined(GEMV_Q4P) || !defined(GEMV_Q5P)
+#error "kernels_simd.h: define NAME, FN, TARGET, TILE_Q8, GEMV_Q8P, GEMV_Q4P and GEMV_Q5P first"
 #endif
 #ifndef GEMV_Q4KP
 #define GEMV_Q4KP NULL
@@ -68,8 +68,8 @@
 #ifndef TILE_ACT_K
 #define TILE_ACT_K NULL
 #endif
-#if !defined(TILE_Q8P) || !defined(TILE_Q4P) || !defined(TILE_ACT)
-#error "kernels_simd.h: define TILE_Q8P, TILE_Q4P and TILE_ACT first"
+#if !defined(TILE_Q8P) || !defined(TILE_Q4P) || !defined(TILE_Q5P) || !defined(TILE_ACT)
+#error "kernels_simd.h: define TILE_Q8P, TILE_Q4P, TILE_Q5P and TILE_ACT first"
 #endif
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
@@ -693,9 +693,9 @@ const Kernels FN(kernels) = {
                [GGML_Q2_K] = FN(lv_q2_k),
                [GGML_Q3_K] = FN(lv_q3_k)},
 #endif
-    .gemv_packed = {[GGML_Q8_0] = GEMV_Q8P, [GGML_Q4_0] = GEMV_Q4P},
+    .gemv_packed = {[GGML_Q8_0] = GEMV_Q8P, [GGML_Q4_0] = GEMV_Q4P, [GGML_Q5_0] = GEMV_Q5P},
     .gemv_packed_k = {[GGML_Q4_K] = GEMV_Q4KP, [GGML_Q6_K] = GEMV_Q6KP},
-    .tile_packed = {[GGML_Q8_0] = TILE_Q8P, [GGML_Q4_0] = TILE_Q4P},
+    .tile_packed = {[GGML_Q8_0] = TILE_Q8P, [GGML_Q4_0] = TILE_Q4P, [GGML_Q5_0] = TILE_Q5P},
     .tile_act = TILE_ACT,
     .tile_packed_k = {[GGML_Q4_K] = TILE_Q4KP, [GGML_Q6_K] = TILE_Q6KP},
     .tile_act_k = TILE_ACT_K,

@@ -175,11 +175,11 @@ int model_init(Model *m, int batch, int ctx, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
 
-/* Repacks the Q8_0, Q4_0, Q4_K and Q6_K matrices the forward pass multiplies by (every layer's
+/* Repacks the Q8_0, Q4_0, Q5_0, Q4_K and Q6_K matrices the forward pass multiplies by (every layer's
    and the output head) into the layouts of kernels.h (Q8P, KP), where the active kernel set has
    a decoding kernel for their type (else does nothing): about as many bytes again as those
    matrices (KP: 1-3% more), in m->packed. Where the set also has a prompt tile for the type
-   (Q8_0, Q4_0), nothing reads the file's copy any more, and its pages are released from the
+   (Q8_0, Q4_0, Q5_0), nothing reads the file's copy any more, and its pages are released from the
    process (they stay in the page cache). Returns -1 when out of memory. */
 int model_repack(Model *m, Error *err);
 

@@ -205,7 +205,7 @@ static void test_matmul_many(const Kernels *k, int n, const uint32_t types[3], i
     free(x);
 }
 
-/* Q8_0 and Q4_0 repacked (the Q8P layout, kernels.h), on odd row counts (partial groups) and
+/* Q8_0, Q4_0 and Q5_0 repacked (the Q8P layout, kernels.h), on odd row counts (partial groups) and
  * odd block counts: the plain gemv_packed_ref against matmul_ref within float reassociation;
  * the set's gemv_packed, where it has one, bit for bit against gemv_packed_ref; matmul through
  * the packed tensor and through views of it (tensor_rows: on a group boundary they keep the
@@ -486,11 +486,12 @@ static void test_tile_act(const Kernels *k) {
 }
 
 /* Every type, decoding (batch 1) and a prompt (batch 9), with the types that can be repacked
-   (Q8_0, Q4_0, Q4_K, Q6_K) packed and not: 2 threads give the same bits as 1 (each output is
+   (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K) packed and not: 2 threads give the same bits as 1 (each output is
    computed by one thread in a fixed order). */
 static void test_threads(const Kernels *k) {
 #ifdef _OPENMP
-    const uint32_t types[] = {GGML_F32, GGML_F16, GGML_Q8_0, GGML_Q4_0, GGML_Q4_K, GGML_Q6_K};
+    const uint32_t types[] = {GGML_F32,  GGML_F16,  GGML_Q8_0, GGML_Q4_0,
+                              GGML_Q5_0, GGML_Q4_K, GGML_Q6_K};
     const int rows = 83, cols = 512, n = 9;
     float *x = malloc((size_t)n * cols * sizeof(float)), *o1 = malloc((size_t)n * rows * 4),
           *o2 = malloc((size_t)n * rows * 4), *wf = malloc((size_t)rows * cols * 4);
@@ -834,8 +835,10 @@ int main(void) {
         const int q8p_shapes[][2] = {{1, 32},    {7, 96},     {16, 64},  {33, 160},
                                      {129, 768}, {300, 1056}, {48, 2048}};
         for (size_t i = 0; i < sizeof q8p_shapes / sizeof q8p_shapes[0]; i++)
-            for (int t = 0; t < 2; t++)
-                test_q8p(sets[s], t ? GGML_Q4_0 : GGML_Q8_0, q8p_shapes[i][0], q8p_shapes[i][1]);
+            for (int t = 0; t < 3; t++) {
+                const uint32_t types[] = {GGML_Q8_0, GGML_Q4_0, GGML_Q5_0};
+                test_q8p(sets[s], types[t], q8p_shapes[i][0], q8p_shapes[i][1]);
+            }
         const int kp_shapes[][2] = {{1, 256},    {7, 512},   {16, 256}, {33, 768},
                                     {129, 1024}, {45, 2816}, {300, 768}};
         for (size_t i = 0; i < sizeof kp_shapes / sizeof kp_shapes[0]; i++)
