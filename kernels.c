@@ -1029,14 +1029,26 @@ void kv_store(void *kc, void *vc, const float *k, const float *v, int n, int pos
     for (int h = 0; h < a->n_kv_heads; h++) kv_store_head(kc, vc, k, v, n, pos0, a, h);
 }
 
+/* Element i of a cache of type t as a float; t is a constant wherever this is inlined, so that
+   each reference below compiles to its own straight loop (a call per element made the
+   attention dumps, which run attention_ref, three times slower). */
+#ifdef __GNUC__
+#define KV_INLINE inline __attribute__((always_inline))
+#else
+#define KV_INLINE inline
+#endif
+static KV_INLINE float kv_elt(const void *c, size_t i, const KvType t) {
+    return t == KV_F16 ? f16_table[((const uint16_t *)c)[i]] : ((const float *)c)[i];
+}
+
 /* The textbook version: for each query and head, every score, then the softmax, then the
  * weighted sum of values. probs (n, n_heads, probs_stride) receives each row's softmax, zero
  * outside the visible keys; out may be NULL when only the probabilities are wanted. */
-void attention_ref(float *out, float *probs, int probs_stride, const float *q, const void *kc,
-                   const void *vc, int n, int pos0, const AttnShape *a) {
+static KV_INLINE void attention_ref_typed(float *out, float *probs, int probs_stride,
+                                          const float *q, const void *kc, const void *vc, int n,
+                                          int pos0, const AttnShape *a, const KvType type) {
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
-    float (*load)(const void *, size_t) = kv_access[a->kv_type].load;
     for (int t = 0; t < n; t++)
         for (int h = 0; h < a->n_heads; h++) {
             const int p = pos0 + t, lo = attn_first_visible(p, a->window), kvh = h / group;
@@ -1046,7 +1058,8 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
             for (int j = 0; j < probs_stride; j++) pr[j] = 0.0f;
             for (int j = lo; j <= p; j++) {
                 float dot = 0.0f;
-                for (int i = 0; i < hd; i++) dot += qh[i] * load(kc, key_index(a, kvh, j, i));
+                for (int i = 0; i < hd; i++)
+                    dot += qh[i] * kv_elt(kc, key_index(a, kvh, j, i), type);
                 pr[j] = dot * scale;
                 max = fmaxf(max, pr[j]);
             }
@@ -1056,8 +1069,25 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
             float *oh = out + ((size_t)t * a->n_heads + h) * hd;
             for (int i = 0; i < hd; i++) oh[i] = 0.0f;
             for (int j = lo; j <= p; j++)
-                for (int i = 0; i < hd; i++) oh[i] += pr[j] * load(vc, value_index(a, kvh, j) + i);
+                for (int i = 0; i < hd; i++)
+                    oh[i] += pr[j] * kv_elt(vc, value_index(a, kvh, j) + i, type);
         }
+}
+static void attention_ref_f32(float *out, float *probs, int probs_stride, const float *q,
+                              const void *kc, const void *vc, int n, int pos0, const AttnShape *a) {
+    attention_ref_typed(out, probs, probs_stride, q, kc, vc, n, pos0, a, KV_F32);
+}
+static void attention_ref_f16(float *out, float *probs, int probs_stride, const float *q,
+                              const void *kc, const void *vc, int n, int pos0, const AttnShape *a) {
+    attention_ref_typed(out, probs, probs_stride, q, kc, vc, n, pos0, a, KV_F16);
+}
+
+void attention_ref(float *out, float *probs, int probs_stride, const float *q, const void *kc,
+                   const void *vc, int n, int pos0, const AttnShape *a) {
+    static void (*const by_type[KV_TYPES])(float *, float *, int, const float *, const void *,
+                                           const void *, int, int, const AttnShape *) = {
+        [KV_F32] = attention_ref_f32, [KV_F16] = attention_ref_f16};
+    by_type[a->kv_type](out, probs, probs_stride, q, kc, vc, n, pos0, a);
 }
 
 /* The plain products of one key tile (Kernels.att_scores, att_pv), each sum in index order. */
