@@ -764,17 +764,17 @@ done:
 
 /* ---- run state ------------------------------------------------------------------------- */
 
-/* n elements of size bytes. Buffers under 2 MB are zeroed, and so touched now, at load, rather than by the first
- * prompt (whose timing would count their page faults: see below), and 64-byte aligned, so that
- * the 16 outputs a repacked prompt tile stores per position (kernels.c, group_packed) are one
- * cache line, which no other thread writes. Larger ones (the KV cache, above all) are
- * left as they come, since every buffer is written before it is read, so that their pages are
- * touched lazily, when first used; they are aligned to 2 MB and marked for transparent huge
- * pages where Linux offers them, so that a first touch maps 2 MB instead of 4 KB. In a virtual
- * machine a 4 KB first touch is expensive: measured here (Firecracker, 150 MB memset), 10 us per
- * 4 KB page against 0.3-6 us per 4 KB with huge pages, which was ~28 ms of the first 128-token
- * prompt at 110M and ~0.3 ms of each decoded token (each writes fresh cache rows). Returns NULL
- * when out of memory. */
+/* n elements of `size` bytes. Buffers under 2 MB are zeroed, and so touched now, at load, rather
+ * than by the first prompt (whose timing would count their page faults: see below), and 64-byte
+ * aligned, so that the 16 outputs a repacked prompt tile stores per position (kernels.c,
+ * group_packed) are one cache line, which no other thread writes. Larger ones (the KV cache,
+ * above all) are left as they come, since every buffer is written before it is read, so that
+ * their pages are touched lazily, when first used; they are aligned to 2 MB and marked for
+ * transparent huge pages where Linux offers them, so that a first touch maps 2 MB instead of 4 KB.
+ * In a virtual machine a 4 KB first touch is expensive: measured here (Firecracker, 150 MB
+ * memset), 10 us per 4 KB page against 0.3-6 us per 4 KB with huge pages, which was ~28 ms of the
+ * first 128-token prompt at 110M and ~0.3 ms of each decoded token (each writes fresh cache rows).
+ * Returns NULL when out of memory. */
 static void *state_alloc(size_t n, size_t size) {
     const size_t huge = (size_t)2 << 20, bytes = n * size;
     if (n > (SIZE_MAX - huge) / size) return NULL;
@@ -881,24 +881,12 @@ static int alloc_state(RunState *s, const Config *c, const Weights *w, int cap, 
 }
 
 static void free_state(RunState *s) {
-    void *bufs[] = {s->x,
-                    s->xb,
-                    s->xb2,
-                    s->q,
-                    s->k,
-                    s->v,
-                    s->att_out,
-                    s->hb,
-                    s->hb2,
-                    s->probs,
-                    s->logits,
-                    s->key_cache,
-                    s->value_cache,
-                    s->rope_cos,
-                    s->rope_sin,
-                    s->rope_cos_swa,
-                    s->rope_sin_swa,
-                    s->pos_table};
+    float *bufs[] = {
+        s->x,        s->xb,           s->xb2,          s->q,        s->k,      s->v,
+        s->att_out,  s->hb,           s->hb2,          s->probs,    s->logits, s->rope_cos,
+        s->rope_sin, s->rope_cos_swa, s->rope_sin_swa, s->pos_table};
+    free(s->key_cache);
+    free(s->value_cache);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     memset(s, 0, sizeof *s);
 }
