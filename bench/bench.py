@@ -227,8 +227,9 @@ KV_BYTES = {"f32": 4, "f16": 2}  # bytes per cached key or value element, by ./r
 
 def model_costs(path, P, kv="f32"):
     """Bytes of weights read per decoded token, FLOPs per prompt token (for a P-token prompt), the
-    KV cache bytes (elements of the type kv), and the parameters of each type among the 2-D weights (a mixture such as Q4_K_M
-    holds several; rows a type's block does not divide fall back to another type)."""
+    KV cache bytes (elements of the type kv), and the parameters of each type among the 2-D
+    weights (a mixture such as Q4_K_M holds several; rows a type's block does not divide fall back
+    to another type)."""
     meta, tensors = gguf_header(path)
     arch = meta["general.architecture"]
     layers, ctx = meta[f"{arch}.block_count"], meta[f"{arch}.context_length"]
