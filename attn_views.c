@@ -765,10 +765,10 @@ done:
 /* ------------------------------------------------------------------------------------------ */
 /* The cost of context. The KV cache holds a key and a value row of kv_dim elements (floats, or
    halves with --kv-cache f16) per layer for every position. Per position, the weight matrices
-   cost 2 FLOPs per weight (the output layer included, the embedding lookup not); attention costs, per layer and query head, 2 * head_dim
-   FLOPs per visible key for the scores q.k and as much for the weighted sum of values. So the
-   attention share grows with the number of keys a position sees: counted here from the shapes,
-   not timed. */
+   cost 2 FLOPs per weight (the output layer included, the embedding lookup not); attention
+   costs, per layer and query head, 2 * head_dim FLOPs per visible key for the scores q.k and as
+   much for the weighted sum of values. So the attention share grows with the number of keys a
+   position sees: counted here from the shapes, not timed. */
 
 static void print_bytes(FILE *f, double b) {
     if (b >= 1 << 30)

@@ -64,8 +64,7 @@
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s) ||   \
     !defined(vstoreh)
-#error                                                                                             \
-    "kernels_simd.h: define VF, VL, vzero, vload, vloadh, vfma, vsum, vset1, vstore, vstoreh, f16s first"
+#error "kernels_simd.h: define VF, VL, vzero, vload(h), vfma, vsum, vset1, vstore(h), f16s first"
 #endif
 #if !defined(I8DOT16) || !defined(I8DOT32)
 #error "kernels_simd.h: define I8DOT16 and I8DOT32 first"
