@@ -24,22 +24,18 @@
    compares the softmax of the scores scaled by it with the engine's weights. */
 static float attn_scale(const Config *c) { return c->attn_scale; }
 
-/* The KV cache as kernels.h lays it out, for layer l: key j, dim i of KV head h, and the row of
-   value j of KV head h (head_dim floats). */
+/* The KV cache as kernels.h lays it out (floats or halves, --kv-cache), for layer l: key j, dim i
+   of KV head h, and the row of value j of KV head h (head_dim floats) into out. */
 static float cache_key(const Model *m, int l, int h, int j, int i) {
-    const Config *c = &m->config;
-    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    const size_t tile = (size_t)c->n_layers * kv_dim * KV_TILE;
-    return m->state.key_cache[(size_t)(j / KV_TILE) * tile + (size_t)l * kv_dim * KV_TILE +
-                              ((size_t)h * c->head_dim + i) * KV_TILE + j % KV_TILE];
+    void *kc, *vc;
+    const AttnShape a = layer_attn(m, l, &kc, &vc);
+    return kv_key(kc, &a, h, j, i);
 }
 
-static const float *cache_value(const Model *m, int l, int h, int j) {
-    const Config *c = &m->config;
-    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    const size_t tile = (size_t)c->n_layers * kv_dim * KV_TILE;
-    return m->state.value_cache + (size_t)(j / KV_TILE) * tile + (size_t)l * kv_dim * KV_TILE +
-           ((size_t)h * KV_TILE + j % KV_TILE) * c->head_dim;
+static void cache_value(float *out, const Model *m, int l, int h, int j) {
+    void *kc, *vc;
+    const AttnShape a = layer_attn(m, l, &kc, &vc);
+    kv_value(out, vc, &a, h, j);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -60,8 +56,7 @@ void attn_explain_capture(AttnMaps *a, int layer, int pos0, int n, const float *
     for (int j = 0; j <= e->pos; j++) {
         for (int i = 0; i < hd; i++)
             e->k[(size_t)j * hd + i] = cache_key(a->model, layer, e->kv_head, j, i);
-        memcpy(e->v + (size_t)j * hd, cache_value(a->model, layer, e->kv_head, j),
-               (size_t)hd * sizeof(float));
+        cache_value(e->v + (size_t)j * hd, a->model, layer, e->kv_head, j);
     }
     e->captured = 1;
 }
@@ -251,14 +246,22 @@ int attn_value_norms(AttnMaps *a, Error *err) {
     const int group = c->n_heads / c->n_kv_heads;
     a->vnorms = malloc((size_t)c->n_layers * H * (T > 0 ? T : 1) * sizeof(float));
     if (!a->vnorms) return fail(err, "out of memory for the value norms");
+    /* the layer's values as floats (n_kv_heads, T, head_dim), whatever the cache's type */
+    float *vals = malloc((size_t)c->n_kv_heads * (T > 0 ? T : 1) * hd * sizeof(float));
+    if (!vals) return fail(err, "out of memory for the values");
     for (int l = 0; l < c->n_layers; l++) {
         float *wo = matrix_floats(&m->weights.layers[l].wo); /* (dim, q_dim) */
-        if (!wo) return fail(err, "out of memory for layer %d's output projection", l);
+        if (!wo) {
+            free(vals);
+            return fail(err, "out of memory for layer %d's output projection", l);
+        }
+        for (int h = 0; h < c->n_kv_heads; h++)
+            for (int j = 0; j < T; j++) cache_value(vals + ((size_t)h * T + j) * hd, m, l, h, j);
         float *out = a->vnorms + (size_t)l * H * T;
 #pragma omp parallel for
         for (int k = 0; k < H * T; k++) {
             const int h = k / T, j = k % T;
-            const float *v = cache_value(m, l, h / group, j);
+            const float *v = vals + ((size_t)(h / group) * T + j) * hd;
             double ss = 0.0;
             for (int r = 0; r < dim; r++) {
                 const float *w = wo + (size_t)r * q_dim + (size_t)h * hd;
@@ -270,6 +273,7 @@ int attn_value_norms(AttnMaps *a, Error *err) {
         }
         free(wo);
     }
+    free(vals);
     return 0;
 }
 

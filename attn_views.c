@@ -763,12 +763,12 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* The cost of context. The KV cache holds a key and a value row of kv_dim floats per layer for
-   every position. Per position, the weight matrices cost 2 FLOPs per weight (the output layer
-   included, the embedding lookup not); attention costs, per layer and query head, 2 * head_dim
-   FLOPs per visible key for the scores q.k and as much for the weighted sum of values. So the
-   attention share grows with the number of keys a position sees: counted here from the shapes,
-   not timed. */
+/* The cost of context. The KV cache holds a key and a value row of kv_dim elements (floats, or
+   halves with --kv-cache f16) per layer for every position. Per position, the weight matrices
+   cost 2 FLOPs per weight (the output layer included, the embedding lookup not); attention
+   costs, per layer and query head, 2 * head_dim FLOPs per visible key for the scores q.k and as
+   much for the weighted sum of values. So the attention share grows with the number of keys a
+   position sees: counted here from the shapes, not timed. */
 
 static void print_bytes(FILE *f, double b) {
     if (b >= 1 << 30)
@@ -783,9 +783,10 @@ static void print_bytes(FILE *f, double b) {
 
 void attn_print_kv_cache(const Config *c, FILE *f) {
     const int kv_dim = c->n_kv_heads * c->head_dim;
-    const double per_token = 2.0 * c->n_layers * kv_dim * sizeof(float);
-    fprintf(f, "kv cache: 2 (k, v) x %d layers x %d kv dim x 4 bytes = %.0f bytes per token, ",
-            c->n_layers, kv_dim, per_token);
+    const size_t bytes = kv_types[c->kv_cache].bytes; /* per element: 4 (f32) or 2 (f16) */
+    const double per_token = 2.0 * c->n_layers * kv_dim * bytes;
+    fprintf(f, "kv cache: 2 (k, v) x %d layers x %d kv dim x %zu bytes = %.0f bytes per token, ",
+            c->n_layers, kv_dim, bytes, per_token);
     print_bytes(f, per_token * c->seq_len);
     fprintf(f, " at the context length %d\n", c->seq_len);
 }
@@ -830,7 +831,8 @@ static double position_flops(const Config *c, int pos) {
 static void print_cost_table(const Config *c, int first, int last, const double *step_ms,
                              int capturing, FILE *f) {
     const int n = last - first + 1, per = (n + COST_ROWS - 1) / COST_ROWS;
-    const double kv_token = 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float);
+    const double kv_token =
+        2.0 * c->n_layers * c->n_kv_heads * c->head_dim * kv_types[c->kv_cache].bytes;
     double ms[COST_ROWS], fl[COST_ROWS], ratio[COST_ROWS];
     int rows = 0;
     for (int g = first; g <= last; g += per, rows++) {

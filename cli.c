@@ -51,6 +51,9 @@ static const OptionSpec OPTIONS[] = {
     {"-c", "--ctx-size", "N", OPT_INT, AT(ctx), 0, 1 << 20,
      "context to allocate, at most the model's; 0 = the model's\n"
      "context capped at 4096 (default 0)"},
+    {NULL, "--kv-cache", "TYPE", OPT_STRING, AT(kv_cache_name), 0, 0,
+     "the KV cache's element type: f32 (default) or f16, half the\n"
+     "bytes (keys and values rounded to nearest even)"},
     {"-b", "--batch-size", "N", OPT_INT, AT(batch), 1, 4096,
      "prompt positions per forward pass; 1 = token by token (default 64)"},
     {NULL, "--min-p", "P", OPT_FLOAT, AT(min_p), 0.0, 1.0,
@@ -242,6 +245,8 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
         if (store(o, s, a, val, err)) return -1;
         if (o->help) return 0;
     }
+    if (o->kv_cache_name && kv_type_from_name(o->kv_cache_name, &o->kv_cache))
+        return fail(err, "--kv-cache expects f32 or f16, got '%s'", o->kv_cache_name);
     if (o->mode) {
         if (strcmp(o->mode, "chat") == 0)
             o->chat = 1;

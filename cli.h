@@ -26,12 +26,14 @@ typedef struct {
     float temperature, top_p;
     int top_k;
     uint64_t seed;
-    int batch;         /* prompt positions per forward call */
-    int ctx;           /* positions to allocate (KV cache, RoPE tables); 0 = model_load's default */
-    int threads;       /* 0 = OpenMP's default */
-    int no_repack;     /* keep Q8_0 weights in the file's layout (model_repack) */
-    int tokenize;      /* print the prompt's ids and exit */
-    int parse_special; /* control-token spellings in the prompt become those tokens */
+    int batch; /* prompt positions per forward call */
+    int ctx;   /* positions to allocate (KV cache, RoPE tables); 0 = model_load's default */
+    const char *kv_cache_name; /* --kv-cache: "f32" or "f16", or NULL */
+    KvType kv_cache;           /* the KV cache's element type it names (default KV_F32) */
+    int threads;               /* 0 = OpenMP's default */
+    int no_repack;             /* keep Q8_0 weights in the file's layout (model_repack) */
+    int tokenize;              /* print the prompt's ids and exit */
+    int parse_special;         /* control-token spellings in the prompt become those tokens */
     const char *dump_logits;
     const char *ppl;  /* text file to measure perplexity on */
     AttnOptions attn; /* --dump-attn, --attn-html, --attn-show, --attn-stats */

@@ -118,12 +118,10 @@ static void qk_forward(RunState *s, const Config *c, const LayerWeights *lw, int
  * layer's cache, then their queries attend to everything in it. The tiled kernel computes the
  * output; only when a hook wants the probabilities are they computed as well, by the textbook
  * kernel, so capturing costs nothing when it is off and never changes the output. */
-static void attention_forward(RunState *s, const Config *c, int layer, int n, int pos0) {
-    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    float *kc = s->key_cache + (size_t)layer * kv_dim * KV_TILE;
-    float *vc = s->value_cache + (size_t)layer * kv_dim * KV_TILE;
-    const AttnShape shape = {c->n_heads, c->n_kv_heads, c->head_dim, layer_window(c, layer),
-                             (size_t)c->n_layers * kv_dim * KV_TILE};
+static void attention_forward(Model *m, int layer, int n, int pos0) {
+    RunState *s = &m->state;
+    void *kc, *vc;
+    const AttnShape shape = layer_attn(m, layer, &kc, &vc);
     kv_store(kc, vc, s->k, s->v, n, pos0, &shape);
     attention(s->att_out, s->q, kc, vc, n, pos0, &shape);
     if (s->attn_hook && pos0 + n <= s->probs_stride) { /* positions the hook asked for */
@@ -220,7 +218,7 @@ float *forward(Model *m, const int *tokens, int n, int pos0, Logits want) {
         const Tensor *const qkv[3] = {&lw->wq, &lw->wk, &lw->wv};
         matmul_many(qkv_out, s->xb, qkv, 3, n);
         qk_forward(s, c, lw, l, n, pos0);
-        attention_forward(s, c, l, n, pos0);
+        attention_forward(m, l, n, pos0);
         matmul(s->xb2, s->att_out, &lw->wo, n);
         add_bias(s->xb2, lw->bo, n, dim);
         residual_add(s, c, lw->post_attn_norm, n);

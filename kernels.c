@@ -1025,7 +1025,42 @@ void matmul(float *out, const float *x, const Tensor *w, int n) { matmul_many(&o
 
 /* ---- attention ------------------------------------------------------------------------- */
 
-/* Where key j, dimension i of KV head h, and value j of head h, live in a layer's cache. */
+/* The element types: how kv_store() writes a row of n floats (dst[i * stride], the elements
+   counted in the type) and how the references read element i back. */
+static void put_f32(void *dst, size_t stride, const float *src, int n) {
+    float *d = dst;
+    for (int i = 0; i < n; i++) d[(size_t)i * stride] = src[i];
+}
+static void put_f16(void *dst, size_t stride, const float *src, int n) {
+    uint16_t *d = dst, h[256];
+    for (int i0 = 0; i0 < n; i0 += 256) { /* rounded in the set's vectors, then placed */
+        const int m = n - i0 < 256 ? n - i0 : 256;
+        active->f32_to_f16_row(h, src + i0, m);
+        for (int i = 0; i < m; i++) d[(size_t)(i0 + i) * stride] = h[i];
+    }
+}
+static float load_f32(const void *c, size_t i) { return ((const float *)c)[i]; }
+static float load_f16(const void *c, size_t i) { return f16_table[((const uint16_t *)c)[i]]; }
+
+static const struct {
+    void (*put)(void *dst, size_t stride, const float *src, int n);
+    float (*load)(const void *c, size_t i);
+} kv_access[KV_TYPES] = {[KV_F32] = {put_f32, load_f32}, [KV_F16] = {put_f16, load_f16}};
+
+const KvTypeInfo kv_types[KV_TYPES] = {
+    [KV_F32] = {"f32", sizeof(float)}, [KV_F16] = {"f16", sizeof(uint16_t)}};
+
+int kv_type_from_name(const char *name, KvType *out) {
+    for (int t = 0; t < KV_TYPES; t++)
+        if (strcmp(name, kv_types[t].name) == 0) {
+            *out = (KvType)t;
+            return 0;
+        }
+    return -1;
+}
+
+/* Where key j, dimension i of KV head h, and value j of head h, live in a layer's cache (in
+   elements). */
 static size_t key_index(const AttnShape *a, int h, int j, int i) {
     return (size_t)(j / KV_TILE) * a->tile_stride + ((size_t)h * a->head_dim + i) * KV_TILE +
            j % KV_TILE;
@@ -1035,22 +1070,33 @@ static size_t value_index(const AttnShape *a, int h, int j) {
            ((size_t)h * KV_TILE + j % KV_TILE) * a->head_dim;
 }
 
+float kv_key(const void *kc, const AttnShape *a, int h, int j, int i) {
+    return kv_access[a->kv_type].load(kc, key_index(a, h, j, i));
+}
+
+void kv_value(float *out, const void *vc, const AttnShape *a, int h, int j) {
+    const size_t v0 = value_index(a, h, j);
+    for (int i = 0; i < a->head_dim; i++) out[i] = kv_access[a->kv_type].load(vc, v0 + i);
+}
+
 /* KV head h's keys and values of the n positions. */
-static void kv_store_head(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
+static void kv_store_head(void *kc, void *vc, const float *k, const float *v, int n, int pos0,
                           const AttnShape *a, int h) {
     const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd;
+    const size_t bytes = kv_types[a->kv_type].bytes;
+    void (*put)(void *, size_t, const float *, int) = kv_access[a->kv_type].put;
     for (int t = 0; t < n; t++) {
-        const float *kt = k + (size_t)t * kv_dim + h * hd;
-        float *kd = kc + key_index(a, h, pos0 + t, 0); /* dimension i at kd[i * KV_TILE] */
-        for (int i = 0; i < hd; i++) kd[(size_t)i * KV_TILE] = kt[i];
-        memcpy(vc + value_index(a, h, pos0 + t), v + (size_t)t * kv_dim + h * hd,
-               (size_t)hd * sizeof(float));
+        /* dimension i of the key at stride KV_TILE, the value's row contiguous */
+        put((char *)kc + key_index(a, h, pos0 + t, 0) * bytes, KV_TILE,
+            k + (size_t)t * kv_dim + h * hd, hd);
+        put((char *)vc + value_index(a, h, pos0 + t) * bytes, 1, v + (size_t)t * kv_dim + h * hd,
+            hd);
     }
 }
 
 /* A prompt's positions split by KV head across threads (each head's part of a tile is its own
    memory); a decoded token's directly, without entering a parallel region. */
-void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
+void kv_store(void *kc, void *vc, const float *k, const float *v, int n, int pos0,
               const AttnShape *a) {
     if (n == 1) {
         for (int h = 0; h < a->n_kv_heads; h++) kv_store_head(kc, vc, k, v, n, pos0, a, h);
@@ -1060,11 +1106,24 @@ void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int p
     for (int h = 0; h < a->n_kv_heads; h++) kv_store_head(kc, vc, k, v, n, pos0, a, h);
 }
 
+/* Element i of a cache of type t as a float; t is a constant wherever this is inlined, so that
+   each reference below compiles to its own straight loop (a call per element made the
+   attention dumps, which run attention_ref, three times slower). */
+#ifdef __GNUC__
+#define KV_INLINE inline __attribute__((always_inline))
+#else
+#define KV_INLINE inline
+#endif
+static KV_INLINE float kv_elt(const void *c, size_t i, const KvType t) {
+    return t == KV_F16 ? f16_table[((const uint16_t *)c)[i]] : ((const float *)c)[i];
+}
+
 /* The textbook version: for each query and head, every score, then the softmax, then the
  * weighted sum of values. probs (n, n_heads, probs_stride) receives each row's softmax, zero
  * outside the visible keys; out may be NULL when only the probabilities are wanted. */
-void attention_ref(float *out, float *probs, int probs_stride, const float *q, const float *kc,
-                   const float *vc, int n, int pos0, const AttnShape *a) {
+static KV_INLINE void attention_ref_typed(float *out, float *probs, int probs_stride,
+                                          const float *q, const void *kc, const void *vc, int n,
+                                          int pos0, const AttnShape *a, const KvType type) {
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)hd);
     for (int t = 0; t < n; t++)
@@ -1076,7 +1135,8 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
             for (int j = 0; j < probs_stride; j++) pr[j] = 0.0f;
             for (int j = lo; j <= p; j++) {
                 float dot = 0.0f;
-                for (int i = 0; i < hd; i++) dot += qh[i] * kc[key_index(a, kvh, j, i)];
+                for (int i = 0; i < hd; i++)
+                    dot += qh[i] * kv_elt(kc, key_index(a, kvh, j, i), type);
                 pr[j] = dot * scale;
                 max = fmaxf(max, pr[j]);
             }
@@ -1086,7 +1146,49 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
             float *oh = out + ((size_t)t * a->n_heads + h) * hd;
             for (int i = 0; i < hd; i++) oh[i] = 0.0f;
             for (int j = lo; j <= p; j++)
-                for (int i = 0; i < hd; i++) oh[i] += pr[j] * vc[value_index(a, kvh, j) + i];
+                for (int i = 0; i < hd; i++)
+                    oh[i] += pr[j] * kv_elt(vc, value_index(a, kvh, j) + i, type);
+        }
+}
+static void attention_ref_f32(float *out, float *probs, int probs_stride, const float *q,
+                              const void *kc, const void *vc, int n, int pos0, const AttnShape *a) {
+    attention_ref_typed(out, probs, probs_stride, q, kc, vc, n, pos0, a, KV_F32);
+}
+static void attention_ref_f16(float *out, float *probs, int probs_stride, const float *q,
+                              const void *kc, const void *vc, int n, int pos0, const AttnShape *a) {
+    attention_ref_typed(out, probs, probs_stride, q, kc, vc, n, pos0, a, KV_F16);
+}
+
+void attention_ref(float *out, float *probs, int probs_stride, const float *q, const void *kc,
+                   const void *vc, int n, int pos0, const AttnShape *a) {
+    static void (*const by_type[KV_TYPES])(float *, float *, int, const float *, const void *,
+                                           const void *, int, int, const AttnShape *) = {
+        [KV_F32] = attention_ref_f32, [KV_F16] = attention_ref_f16};
+    by_type[a->kv_type](out, probs, probs_stride, q, kc, vc, n, pos0, a);
+}
+
+/* The plain products of one key tile (Kernels.att_scores, att_pv), each sum in index order. */
+void att_scores_ref(KvType type, float *s, const float *q, int qstride, int nq, const void *kt,
+                    int hd) {
+    float (*load)(const void *, size_t) = kv_access[type].load;
+    for (int r = 0; r < nq; r++)
+        for (int j = 0; j < KV_TILE; j++) {
+            float sum = 0.0f;
+            for (int i = 0; i < hd; i++)
+                sum += q[(size_t)r * qstride + i] * load(kt, (size_t)i * KV_TILE + j);
+            s[(size_t)r * KV_TILE + j] = sum;
+        }
+}
+
+void att_pv_ref(KvType type, float *o, int ostride, const float *p, int nq, const void *v, int nk,
+                int hd) {
+    float (*load)(const void *, size_t) = kv_access[type].load;
+    for (int r = 0; r < nq; r++)
+        for (int d = 0; d < hd; d++) {
+            float sum = o[(size_t)r * ostride + d];
+            for (int j = 0; j < nk; j++)
+                sum += p[(size_t)r * KV_TILE + j] * load(v, (size_t)j * hd + d);
+            o[(size_t)r * ostride + d] = sum;
         }
 }
 
@@ -1154,9 +1256,12 @@ static SOFTMAX_INLINE void softmax_tile(float *restrict si, int ja, int jb, floa
  * in the last tile it also reads keys not written yet (past the last query: whatever the cache
  * holds there); their scores are masked like the future, and att_pv reads only the nk keys
  * written. */
-static void attention_task(float *out, const float *q, const float *kc, const float *vc, int n,
+static void attention_task(float *out, const float *q, const void *kc, const void *vc, int n,
                            int pos0, const AttnShape *a, int h, int t0) {
     const Kernels *k = active;
+    void (*scores)(float *, const float *, int, int, const void *, int) = k->att_scores[a->kv_type];
+    void (*pv)(float *, int, const float *, int, const void *, int, int) = k->att_pv[a->kv_type];
+    const size_t bytes = kv_types[a->kv_type].bytes;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, stride = a->n_heads * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     const int kvh = h / group, nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
@@ -1172,7 +1277,7 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
     const int j_lo = attn_first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
     for (int j0 = j_lo / KV_TILE * KV_TILE; j0 <= j_hi; j0 += KV_TILE) {
         const int nk = j_hi - j0 + 1 < KV_TILE ? j_hi - j0 + 1 : KV_TILE; /* keys written */
-        k->att_scores(s[0], qb, stride, nq, kc + key_index(a, kvh, j0, 0), hd);
+        scores(s[0], qb, stride, nq, (const char *)kc + key_index(a, kvh, j0, 0) * bytes, hd);
         for (int i = 0; i < nq; i++) {
             const int p = pos0 + t0 + i, lo = attn_first_visible(p, a->window);
             /* this query's visible keys in the tile: [ja, jb], relative to j0 */
@@ -1186,7 +1291,7 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
             else
                 softmax_tile(s[i], ja, jb, scale, &m[i], l[i], ob + (size_t)i * stride, hd);
         }
-        k->att_pv(ob, stride, s[0], nq, vc + value_index(a, kvh, j0), nk, hd);
+        pv(ob, stride, s[0], nq, (const char *)vc + value_index(a, kvh, j0) * bytes, nk, hd);
     }
     for (int i = 0; i < nq; i++) {
         float *o = ob + (size_t)i * stride, sum = 0.0f;
@@ -1204,7 +1309,7 @@ static void attention_task(float *out, const float *q, const float *kc, const fl
  * scores, let alone the T x T matrix, is ever stored: a thread needs ATT_QB x KV_TILE scores,
  * whatever the length of the sequence.
  * Each (query block, head) is one task, so results do not depend on the number of threads. */
-void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
+void attention(float *out, const float *q, const void *kc, const void *vc, int n, int pos0,
                const AttnShape *a) {
     const int n_blocks = (n + ATT_QB - 1) / ATT_QB;
     /* a thread's next task is most often the same head's (its keys and values still in the

@@ -20,6 +20,17 @@ typedef struct {
                               (Q8P, KP layouts below), borrowed from the model; else NULL */
 } Tensor;
 
+/* The KV cache's element type (--kv-cache): F32, or F16, half the bytes, each key and value
+   rounded to nearest even (f32_to_f16) as kv_store() writes it. The attention kernels of a type
+   are chosen once per call (Kernels.att_scores[type], att_pv[type]). */
+typedef enum { KV_F32, KV_F16, KV_TYPES } KvType;
+typedef struct {
+    const char *name; /* --kv-cache's spelling: "f32", "f16" */
+    size_t bytes;     /* per element */
+} KvTypeInfo;
+extern const KvTypeInfo kv_types[KV_TYPES];
+int kv_type_from_name(const char *name, KvType *out); /* 0, or -1 for an unknown name */
+
 /* One weight row against the activations in the format its type's dot product takes (floats,
    or quantized to Q8_0 or Q8_K: WeightType.act), n columns. */
 typedef float (*DotFn)(const void *w, const void *x, int n);
@@ -37,8 +48,13 @@ typedef struct {
     /* attention on one key tile (see kernels_simd.h): scores s (nq, KV_TILE) of queries q against
        all KV_TILE transposed keys kt (hd, KV_TILE), unscaled (the softmax scales them); o (nq, hd)
        += p (nq, nk) times values v (nk, hd), p's rows KV_TILE apart */
-    void (*att_scores)(float *s, const float *q, int qstride, int nq, const float *kt, int hd);
-    void (*att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk, int hd);
+    /* by the cache's element type (KvType above): kt and v hold floats or halves */
+    void (*att_scores[KV_TYPES])(float *s, const float *q, int qstride, int nq, const void *kt,
+                                 int hd);
+    void (*att_pv[KV_TYPES])(float *o, int ostride, const float *p, int nq, const void *v, int nk,
+                             int hd);
+    /* n floats to halves, rounded to nearest even as f32_to_f16 (finite inputs) */
+    void (*f32_to_f16_row)(uint16_t *out, const float *in, int n);
     /* Q8_0 weights against Q8_0 activations in integer arithmetic, Q8T_R rows x Q8T_P positions
        (NULL in sets without one; the packed layout is at tile_q8_avx512, kernels_avx512.c) */
     void (*tile_q8)(float *out, int ostride, const BlockQ8 *const *w, int nr, const int8_t *xp,
@@ -235,7 +251,8 @@ void matmul_ref(float *out, const float *x, const Tensor *w, int n);
 typedef struct {
     int n_heads, n_kv_heads, head_dim;
     int window;         /* 0 = none; else a query at p sees keys p-W < j <= p */
-    size_t tile_stride; /* floats from one tile of a layer's cache to its next (see below) */
+    size_t tile_stride; /* elements from one tile of a layer's cache to its next (see below) */
+    KvType kv_type;     /* the cache's element type (KV_F32 = 0 when not set) */
 } AttnShape;
 
 /* The KV cache grows in tiles of KV_TILE positions. A tile holds those positions' keys and values
@@ -243,19 +260,23 @@ typedef struct {
  *   key_cache   (tiles, n_layers, n_kv_heads, head_dim, KV_TILE): each head's keys transposed,
  *               so that a query's scores against a tile are head_dim vector multiply-adds
  *               across positions (no horizontal sums, no copying), over one contiguous 16 KB
- *               (head_dim 64);
+ *               (head_dim 64, F32; 8 KB in F16);
  *   value_cache (tiles, n_layers, n_kv_heads, KV_TILE, head_dim): a head's values one contiguous
  *               row per position, so the weighted sum streams through memory.
- * For one layer, kc and vc point at its part of tile 0 (key_cache + layer * kv_dim * KV_TILE),
- * and tile_stride = n_layers * kv_dim * KV_TILE. Key j, dim i of KV head h is then
+ * The elements are floats or halves (AttnShape.kv_type); the layout is the same, in elements.
+ * For one layer, kc and vc point at its part of tile 0 (key_cache + layer * kv_dim * KV_TILE
+ * elements), and tile_stride = n_layers * kv_dim * KV_TILE. Key j, dim i of KV head h is then
  *   kc[(j / KV_TILE) * tile_stride + (h * head_dim + i) * KV_TILE + j % KV_TILE]
  * and value j, dim i is vc[(j / KV_TILE) * tile_stride + (h * KV_TILE + j % KV_TILE) * head_dim + i].
  * kv_store() writes n positions' keys and values k, v (n, n_kv_heads * head_dim), as the
- * projections produce them, into positions pos0 .. pos0+n-1 of that layout. */
+ * projections produce them, into positions pos0 .. pos0+n-1 of that layout (F16: rounded to
+ * nearest even). kv_key() and kv_value() read one key element and one value row back as floats. */
 #define KV_TILE 64
 static inline int kv_tiles(int seq_len) { return (seq_len + KV_TILE - 1) / KV_TILE; }
-void kv_store(float *kc, float *vc, const float *k, const float *v, int n, int pos0,
+void kv_store(void *kc, void *vc, const float *k, const float *v, int n, int pos0,
               const AttnShape *a);
+float kv_key(const void *kc, const AttnShape *a, int h, int j, int i);
+void kv_value(float *out, const void *vc, const AttnShape *a, int h, int j); /* (head_dim) */
 
 /* Causal attention for n queries at positions pos0 .. pos0+n-1 against a layer's cache kc, vc
  * (positions 0 .. pos0+n-1 filled):
@@ -269,10 +290,15 @@ static inline int attn_first_visible(int p, int window) {
     return window && p >= window ? p - window + 1 : 0;
 }
 
-void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos0,
+void attention(float *out, const float *q, const void *kc, const void *vc, int n, int pos0,
                const AttnShape *a);
-void attention_ref(float *out, float *probs, int probs_stride, const float *q, const float *kc,
-                   const float *vc, int n, int pos0, const AttnShape *a);
+void attention_ref(float *out, float *probs, int probs_stride, const float *q, const void *kc,
+                   const void *vc, int n, int pos0, const AttnShape *a);
+/* The plain references of Kernels.att_scores[type] and att_pv[type] (same arguments). */
+void att_scores_ref(KvType type, float *s, const float *q, int qstride, int nq, const void *kt,
+                    int hd);
+void att_pv_ref(KvType type, float *o, int ostride, const float *p, int nq, const void *v, int nk,
+                int hd);
 
 /* out (w->cols) = row `row` of w as floats (embedding lookup). */
 void tensor_row(float *out, const Tensor *w, int row);

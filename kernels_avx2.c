@@ -25,6 +25,9 @@
 #define vload(p) _mm256_loadu_ps(p)
 #define vstore(p, v) _mm256_storeu_ps(p, v)
 #define vloadh(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define vstoreh(p, v)                                                                              \
+    _mm_storeu_si128((__m128i *)(p),                                                               \
+                     _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
 #define vset1(x) _mm256_set1_ps(x)
 #define f16s(h) _cvtsh_ss(h)
 #define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)

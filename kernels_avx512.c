@@ -853,6 +853,9 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
 #define vload(p) _mm512_loadu_ps(p)
 #define vstore(p, v) _mm512_storeu_ps(p, v)
 #define vloadh(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define vstoreh(p, v)                                                                              \
+    _mm256_storeu_si256((__m256i *)(p),                                                            \
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
 #define vset1(x) _mm512_set1_ps(x)
 #define f16s(h) _cvtsh_ss(h)
 #define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)

@@ -23,6 +23,8 @@
 #define vload(p) vld1q_f32(p)
 #define vstore(p, v) vst1q_f32(p, v)
 #define vloadh(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
+/* FPCR's rounding mode, which Linux leaves at its default: to nearest even */
+#define vstoreh(p, v) vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v)))
 #define vset1(x) vdupq_n_f32(x)
 #define f16s(h) vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0)
 #define vfma(a, b, c) vfmaq_f32(c, a, b)

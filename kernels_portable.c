@@ -54,30 +54,48 @@ static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
 }
 
 /* Attention's two products are one small matrix product (see kernels_simd.h):
- * c[r * cs + j] (+)= sum_i a[r * as + i] * b[i * bs + j], r < nrows, j < ncols. */
-static void small_mm_c(float *c, int cs, const float *a, int as, const float *b, int bs, int nrows,
-                       int k, int ncols, int accumulate) {
+ * c[r * cs + j] (+)= sum_i a[r * as + i] * b[i * bs + j], r < nrows, j < ncols; b holds floats
+ * (half = 0) or halves (half = 1, an F16 KV cache), a constant wherever this is inlined. */
+static inline void small_mm_c(float *c, int cs, const float *a, int as, const void *b, int bs,
+                              int nrows, int k, int ncols, int accumulate, const int half) {
+    const float *bf = b;
+    const uint16_t *bh = b;
     for (int r = 0; r < nrows; r++) {
         float *cr = c + (size_t)r * cs;
         if (!accumulate)
             for (int j = 0; j < ncols; j++) cr[j] = 0.0f;
         for (int i = 0; i < k; i++) {
             const float ai = a[(size_t)r * as + i];
+            const size_t bi = (size_t)i * bs;
 #pragma omp simd
-            for (int j = 0; j < ncols; j++) cr[j] += ai * b[(size_t)i * bs + j];
+            for (int j = 0; j < ncols; j++)
+                cr[j] += ai * (half ? f16_table[bh[bi + j]] : bf[bi + j]);
         }
     }
 }
 
 /* s (nq, KV_TILE) = q (nq, hd) kt (hd, KV_TILE): every key of the tile, written or not */
-static void att_scores_c(float *s, const float *q, int qstride, int nq, const float *kt, int hd) {
-    small_mm_c(s, KV_TILE, q, qstride, kt, KV_TILE, nq, hd, KV_TILE, 0);
+static void att_scores_f32_c(float *s, const float *q, int qstride, int nq, const void *kt,
+                             int hd) {
+    small_mm_c(s, KV_TILE, q, qstride, kt, KV_TILE, nq, hd, KV_TILE, 0, 0);
+}
+static void att_scores_f16_c(float *s, const float *q, int qstride, int nq, const void *kt,
+                             int hd) {
+    small_mm_c(s, KV_TILE, q, qstride, kt, KV_TILE, nq, hd, KV_TILE, 0, 1);
 }
 
 /* o (nq, hd) += p (nq, nk) v (nk, hd) */
-static void att_pv_c(float *o, int ostride, const float *p, int nq, const float *v, int nk,
-                     int hd) {
-    small_mm_c(o, ostride, p, KV_TILE, v, hd, nq, nk, hd, 1);
+static void att_pv_f32_c(float *o, int ostride, const float *p, int nq, const void *v, int nk,
+                         int hd) {
+    small_mm_c(o, ostride, p, KV_TILE, v, hd, nq, nk, hd, 1, 0);
+}
+static void att_pv_f16_c(float *o, int ostride, const float *p, int nq, const void *v, int nk,
+                         int hd) {
+    small_mm_c(o, ostride, p, KV_TILE, v, hd, nq, nk, hd, 1, 1);
+}
+
+static void f32_to_f16_row_c(uint16_t *out, const float *in, int n) {
+    for (int i = 0; i < n; i++) out[i] = f32_to_f16(in[i]);
 }
 
 const Kernels kernels_portable = {
@@ -87,7 +105,8 @@ const Kernels kernels_portable = {
     .dot = {[GGML_F32] = dot_f32_c, [GGML_F16] = dot_f16_c, [GGML_Q8_0] = dot_q8_c},
     .tile_f32 = tile_f32_c,
     .f16_to_f32_row = f16_to_f32_row_c,
-    .att_scores = att_scores_c,
-    .att_pv = att_pv_c,
+    .att_scores = {[KV_F32] = att_scores_f32_c, [KV_F16] = att_scores_f16_c},
+    .att_pv = {[KV_F32] = att_pv_f32_c, [KV_F16] = att_pv_f16_c},
+    .f32_to_f16_row = f32_to_f16_row_c,
     .tile_q8 = NULL,
 };

@@ -12,6 +12,7 @@
  *   vzero() vload(p) vloadh(p) vfma(a, b, c) vsum(v)
  *                   zero; load VL floats; load VL halves as floats; a * b + c; horizontal sum
  *   vset1(x) vstore(p, v)   broadcast a float; store VL floats
+ *   vstoreh(p, v)   store VL floats as halves, rounded to nearest even (as f32_to_f16)
  *   f16s(h)         one half to float in hardware (a table lookup would miss the cache)
  *   TR              weight rows of a matrix-matrix tile; its 2 * TR accumulators of 2 * VL
  *                   positions, two activation vectors and a broadcast fill the register file.
@@ -72,8 +73,9 @@
 #error "kernels_simd.h: define TILE_Q8P, TILE_Q4P, TILE_Q5P and TILE_ACT first"
 #endif
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
-    !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s)
-#error "kernels_simd.h: define VF, VL, vzero, vload, vloadh, vfma, vsum, vset1, vstore, f16s first"
+    !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s) ||   \
+    !defined(vstoreh)
+#error "kernels_simd.h: define VF, VL, vzero, vload(h), vfma, vsum, vset1, vstore(h), f16s first"
 #endif
 #if !defined(I8DOT16) || !defined(I8DOT32)
 #error "kernels_simd.h: define I8DOT16 and I8DOT32 first"
@@ -574,10 +576,15 @@ static TARGET void FN(tile_f32)(float *out, int ostride, const float *w, int wst
 
 /* R rows (AR or 1, a constant wherever this is inlined, so that the 4 * R accumulators are
  * registers): c[r * cs + j] (+)= sum_i a[r * as + i] * b[i * bs + j] for j < ncols.
- * accumulate, a constant too, says whether c's values are added to or replaced. */
+ * accumulate, a constant too, says whether c's values are added to or replaced; half, another,
+ * whether b holds floats or halves (an F16 KV cache), widened in registers as they are loaded:
+ * the same products in the same order, so halves give the bits their floats would. */
 static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
-    float *c, int cs, const float *a, int as, const float *b, int bs, int k, int ncols,
-    int accumulate, const int R) {
+    float *c, int cs, const float *a, int as, const void *b, int bs, int k, int ncols,
+    int accumulate, const int R, const int half) {
+    const float *bf = b;
+    const uint16_t *bh = b;
+#define BLOAD(off) (half ? vloadh(bh + (off)) : vload(bf + (off)))
     int j0 = 0;
     for (; j0 + 4 * VL <= ncols; j0 += 4 * VL) {
         VF acc[AR][4];
@@ -586,9 +593,9 @@ static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
             for (int v = 0; v < 4; v++)
                 acc[r][v] = accumulate ? vload(c + (size_t)r * cs + j0 + v * VL) : vzero();
         for (int i = 0; i < k; i++) {
-            const float *bi = b + (size_t)i * bs + j0;
-            const VF b0 = vload(bi), b1 = vload(bi + VL), b2 = vload(bi + 2 * VL),
-                     b3 = vload(bi + 3 * VL);
+            const size_t bi = (size_t)i * bs + j0;
+            const VF b0 = BLOAD(bi), b1 = BLOAD(bi + VL), b2 = BLOAD(bi + 2 * VL),
+                     b3 = BLOAD(bi + 3 * VL);
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const VF ar = vset1(a[(size_t)r * as + i]);
@@ -605,50 +612,62 @@ static inline __attribute__((always_inline)) TARGET void FN(small_mm_rows)(
         VF acc[AR];
         for (int r = 0; r < R; r++) acc[r] = accumulate ? vload(c + (size_t)r * cs + j0) : vzero();
         for (int i = 0; i < k; i++) {
-            const VF bi = vload(b + (size_t)i * bs + j0);
+            const VF bi = BLOAD((size_t)i * bs + j0);
             for (int r = 0; r < R; r++) acc[r] = vfma(vset1(a[(size_t)r * as + i]), bi, acc[r]);
         }
         for (int r = 0; r < R; r++) vstore(c + (size_t)r * cs + j0, acc[r]);
     }
+#undef BLOAD
     for (; j0 < ncols; j0++)
         for (int r = 0; r < R; r++) {
             float sum = accumulate ? c[(size_t)r * cs + j0] : 0.0f;
-            for (int i = 0; i < k; i++) sum += a[(size_t)r * as + i] * b[(size_t)i * bs + j0];
+            for (int i = 0; i < k; i++) {
+                const size_t bi = (size_t)i * bs + j0;
+                sum += a[(size_t)r * as + i] * (half ? f16_table[bh[bi]] : bf[bi]);
+            }
             c[(size_t)r * cs + j0] = sum;
         }
 }
 
 /* All nrows rows: blocks of AR, then one at a time. */
-static inline __attribute__((always_inline)) TARGET void FN(small_mm)(float *c, int cs,
-                                                                      const float *a, int as,
-                                                                      const float *b, int bs,
-                                                                      int nrows, int k, int ncols,
-                                                                      int accumulate) {
+static inline __attribute__((always_inline)) TARGET void FN(small_mm)(
+    float *c, int cs, const float *a, int as, const void *b, int bs, int nrows, int k, int ncols,
+    int accumulate, const int half) {
     int r = 0;
     for (; r + AR <= nrows; r += AR) {
         float *cr = c + (size_t)r * cs;
-        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, AR);
+        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, AR, half);
     }
     for (; AR_SMALL < AR && r + AR_SMALL <= nrows; r += AR_SMALL) {
         float *cr = c + (size_t)r * cs;
-        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, AR_SMALL);
+        FN(small_mm_rows)
+        (cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, AR_SMALL, half);
     }
     for (; r < nrows; r++) {
         float *cr = c + (size_t)r * cs;
-        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, 1);
+        FN(small_mm_rows)(cr, cs, a + (size_t)r * as, as, b, bs, k, ncols, accumulate, 1, half);
     }
 }
 #undef AR
 #undef AR_SMALL
 
-static TARGET void FN(att_scores)(float *s, const float *q, int qstride, int nq, const float *kt,
-                                  int hd) {
-    FN(small_mm)(s, KV_TILE, q, qstride, kt, KV_TILE, nq, hd, KV_TILE, 0);
+/* The cache's keys and values as floats (half = 0) or halves (half = 1): one function each. */
+static TARGET void FN(att_scores_f32)(float *s, const float *q, int qstride, int nq, const void *kt,
+                                      int hd) {
+    FN(small_mm)(s, KV_TILE, q, qstride, kt, KV_TILE, nq, hd, KV_TILE, 0, 0);
+}
+static TARGET void FN(att_scores_f16)(float *s, const float *q, int qstride, int nq, const void *kt,
+                                      int hd) {
+    FN(small_mm)(s, KV_TILE, q, qstride, kt, KV_TILE, nq, hd, KV_TILE, 0, 1);
 }
 
-static TARGET void FN(att_pv)(float *o, int ostride, const float *p, int nq, const float *v, int nk,
-                              int hd) {
-    FN(small_mm)(o, ostride, p, KV_TILE, v, hd, nq, nk, hd, 1);
+static TARGET void FN(att_pv_f32)(float *o, int ostride, const float *p, int nq, const void *v,
+                                  int nk, int hd) {
+    FN(small_mm)(o, ostride, p, KV_TILE, v, hd, nq, nk, hd, 1, 0);
+}
+static TARGET void FN(att_pv_f16)(float *o, int ostride, const float *p, int nq, const void *v,
+                                  int nk, int hd) {
+    FN(small_mm)(o, ostride, p, KV_TILE, v, hd, nq, nk, hd, 1, 1);
 }
 
 /* Widens n halves to floats (a weight tile, before tile_f32). */
@@ -656,6 +675,13 @@ static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
     int i = 0;
     for (; i + VL <= n; i += VL) vstore(out + i, vloadh(in + i));
     for (; i < n; i++) out[i] = f16_table[in[i]];
+}
+
+/* Rounds n floats to halves (an F16 KV cache's keys and values, kv_store). */
+static TARGET void FN(f32_to_f16_row)(uint16_t *out, const float *in, int n) {
+    int i = 0;
+    for (; i + VL <= n; i += VL) vstoreh(out + i, vload(in + i));
+    for (; i < n; i++) out[i] = f32_to_f16(in[i]);
 }
 
 const Kernels FN(kernels) = {
@@ -677,8 +703,9 @@ const Kernels FN(kernels) = {
             [GGML_Q3_K] = DOT_Q3_K},
     .tile_f32 = FN(tile_f32),
     .f16_to_f32_row = FN(f16_to_f32_row),
-    .att_scores = FN(att_scores),
-    .att_pv = FN(att_pv),
+    .att_scores = {[KV_F32] = FN(att_scores_f32), [KV_F16] = FN(att_scores_f16)},
+    .att_pv = {[KV_F32] = FN(att_pv_f32), [KV_F16] = FN(att_pv_f16)},
+    .f32_to_f16_row = FN(f32_to_f16_row),
     .tile_q8 = TILE_Q8,
 #ifdef TILE_LV
     .tile_lv = TILE_LV,

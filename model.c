@@ -764,28 +764,28 @@ done:
 
 /* ---- run state ------------------------------------------------------------------------- */
 
-/* n floats. Buffers under 2 MB are zeroed, and so touched now, at load, rather than by the first
- * prompt (whose timing would count their page faults: see below), and 64-byte aligned, so that
- * the 16 outputs a repacked prompt tile stores per position (kernels.c, group_packed) are one
- * cache line, which no other thread writes. Larger ones (the KV cache, above all) are
- * left as they come, since every buffer is written before it is read, so that their pages are
- * touched lazily, when first used; they are aligned to 2 MB and marked for transparent huge
- * pages where Linux offers them, so that a first touch maps 2 MB instead of 4 KB. In a virtual
- * machine a 4 KB first touch is expensive: measured here (Firecracker, 150 MB memset), 10 us per
- * 4 KB page against 0.3-6 us per 4 KB with huge pages, which was ~28 ms of the first 128-token
- * prompt at 110M and ~0.3 ms of each decoded token (each writes fresh cache rows). Returns NULL
- * when out of memory. */
-static float *state_alloc(size_t n) {
-    const size_t huge = (size_t)2 << 20, bytes = n * sizeof(float);
-    if (n > SIZE_MAX / sizeof(float) - huge) return NULL;
+/* n elements of `size` bytes. Buffers under 2 MB are zeroed, and so touched now, at load, rather
+ * than by the first prompt (whose timing would count their page faults: see below), and 64-byte
+ * aligned, so that the 16 outputs a repacked prompt tile stores per position (kernels.c,
+ * group_packed) are one cache line, which no other thread writes. Larger ones (the KV cache,
+ * above all) are left as they come, since every buffer is written before it is read, so that
+ * their pages are touched lazily, when first used; they are aligned to 2 MB and marked for
+ * transparent huge pages where Linux offers them, so that a first touch maps 2 MB instead of 4 KB.
+ * In a virtual machine a 4 KB first touch is expensive: measured here (Firecracker, 150 MB
+ * memset), 10 us per 4 KB page against 0.3-6 us per 4 KB with huge pages, which was ~28 ms of the
+ * first 128-token prompt at 110M and ~0.3 ms of each decoded token (each writes fresh cache rows).
+ * Returns NULL when out of memory. */
+static void *state_alloc(size_t n, size_t size) {
+    const size_t huge = (size_t)2 << 20, bytes = n * size;
+    if (n > (SIZE_MAX - huge) / size) return NULL;
     if (bytes < huge) {
         const size_t padded = (bytes + 64) / 64 * 64; /* at least one line, even for n = 0 */
-        float *p = aligned_alloc(64, padded);
+        void *p = aligned_alloc(64, padded);
         if (p) memset(p, 0, padded);
         return p;
     }
     const size_t rounded = (bytes + huge - 1) / huge * huge;
-    float *p = aligned_alloc(huge, rounded);
+    void *p = aligned_alloc(huge, rounded);
     if (!p) return NULL;
 #ifdef MADV_HUGEPAGE
     madvise(p, rounded, MADV_HUGEPAGE); /* advice only: a refusal changes nothing */
@@ -813,12 +813,25 @@ static int rope_table(float **cos_out, float **sin_out, const Config *c, float t
     return 0;
 }
 
+/* The key and value caches in the element type c->kv_cache (their old ones freed). */
+static int alloc_kv_cache(RunState *s, const Config *c, Error *err) {
+    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t n = (size_t)kv_tiles(c->seq_len) * c->n_layers * kv_dim * KV_TILE;
+    free(s->key_cache);
+    free(s->value_cache);
+    s->key_cache = state_alloc(n, kv_types[c->kv_cache].bytes);
+    s->value_cache = state_alloc(n, kv_types[c->kv_cache].bytes);
+    if (!s->key_cache || !s->value_cache)
+        return fail(err, "out of memory: 2 x %zu %s elements for the KV cache (context %d)", n,
+                    kv_types[c->kv_cache].name, c->seq_len);
+    return 0;
+}
+
 static int alloc_state(RunState *s, const Config *c, const Weights *w, int cap, Error *err) {
     memset(s, 0, sizeof *s);
     s->cap = cap;
     const size_t q_dim = (size_t)c->n_heads * c->head_dim,
                  kv_dim = (size_t)c->n_kv_heads * c->head_dim;
-    const size_t cache = (size_t)kv_tiles(c->seq_len) * c->n_layers * kv_dim * KV_TILE;
     struct {
         float **p;
         size_t n;
@@ -833,15 +846,14 @@ static int alloc_state(RunState *s, const Config *c, const Weights *w, int cap, 
         {&s->hb, cap * (size_t)c->hidden_dim},
         {&s->hb2, cap * (size_t)c->hidden_dim},
         {&s->logits, cap * (size_t)c->vocab_size},
-        {&s->key_cache, cache},
-        {&s->value_cache, cache},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        *bufs[i].p = state_alloc(bufs[i].n);
+        *bufs[i].p = state_alloc(bufs[i].n, sizeof(float));
         if (!*bufs[i].p)
             return fail(err, "out of memory: %zu floats for the run state (context %d)", bufs[i].n,
                         c->seq_len);
     }
+    if (alloc_kv_cache(s, c, err)) return -1;
     if (c->pos == POS_ROPE) {
         /* longrope: the long factors when the context allocated exceeds the original one, as
            llama.cpp decides (Hugging Face decides by the sequence's length so far) */
@@ -869,24 +881,12 @@ static int alloc_state(RunState *s, const Config *c, const Weights *w, int cap, 
 }
 
 static void free_state(RunState *s) {
-    float *bufs[] = {s->x,
-                     s->xb,
-                     s->xb2,
-                     s->q,
-                     s->k,
-                     s->v,
-                     s->att_out,
-                     s->hb,
-                     s->hb2,
-                     s->probs,
-                     s->logits,
-                     s->key_cache,
-                     s->value_cache,
-                     s->rope_cos,
-                     s->rope_sin,
-                     s->rope_cos_swa,
-                     s->rope_sin_swa,
-                     s->pos_table};
+    float *bufs[] = {
+        s->x,        s->xb,           s->xb2,          s->q,        s->k,      s->v,
+        s->att_out,  s->hb,           s->hb2,          s->probs,    s->logits, s->rope_cos,
+        s->rope_sin, s->rope_cos_swa, s->rope_sin_swa, s->pos_table};
+    free(s->key_cache);
+    free(s->value_cache);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     memset(s, 0, sizeof *s);
 }
@@ -999,6 +999,13 @@ int model_load_with(Model *m, const char *path, const char *tokenizer, int batch
 
 int model_load(Model *m, const char *path, int batch, int ctx, Error *err) {
     return model_load_with(m, path, NULL, batch, ctx, err);
+}
+
+int model_set_kv_cache(Model *m, KvType type, Error *err) {
+    if (type == m->config.kv_cache) return 0;
+    m->config.kv_cache = type;
+    /* untouched until the first forward pass (state_alloc), so the F32 one cost no pages */
+    return m->state.key_cache ? alloc_kv_cache(&m->state, &m->config, err) : 0;
 }
 
 int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, Error *err) {

@@ -48,8 +48,9 @@ typedef struct {
     int n_kv_heads; /* key/value heads; divides n_heads (GQA; 1 = MQA) */
     int head_dim;   /* q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim */
     int vocab_size;
-    int ctx_train; /* the model's context (context_length): learned position rows */
-    int seq_len;   /* the context allocated for this run (KV cache, RoPE tables): <= ctx_train */
+    int ctx_train;   /* the model's context (context_length): learned position rows */
+    int seq_len;     /* the context allocated for this run (KV cache, RoPE tables): <= ctx_train */
+    KvType kv_cache; /* the KV cache's element type for this run (model_set_kv_cache; KV_F32) */
     NormKind norm;
     float norm_eps;
     PosKind pos;
@@ -114,20 +115,21 @@ typedef struct {
 typedef void (*AttnHook)(void *ctx, int layer, int pos0, int n, const float *probs, int stride);
 
 typedef struct {
-    int cap;            /* positions per forward call (the prompt batch) */
-    float *x;           /* (cap, dim) residual stream */
-    float *xb;          /* (cap, dim) normalized input of a sublayer */
-    float *xb2;         /* (cap, dim) sublayer output */
-    float *q;           /* (cap, q_dim) */
-    float *k, *v;       /* (cap, kv_dim) this batch's keys and values, before kv_store() */
-    float *att_out;     /* (cap, q_dim) attention output, heads concatenated */
-    float *hb, *hb2;    /* (cap, hidden) */
-    float *probs;       /* (cap, n_heads, probs_stride) attention probabilities; allocated only
+    int cap;           /* positions per forward call (the prompt batch) */
+    float *x;          /* (cap, dim) residual stream */
+    float *xb;         /* (cap, dim) normalized input of a sublayer */
+    float *xb2;        /* (cap, dim) sublayer output */
+    float *q;          /* (cap, q_dim) */
+    float *k, *v;      /* (cap, kv_dim) this batch's keys and values, before kv_store() */
+    float *att_out;    /* (cap, q_dim) attention output, heads concatenated */
+    float *hb, *hb2;   /* (cap, hidden) */
+    float *probs;      /* (cap, n_heads, probs_stride) attention probabilities; allocated only
                                while a hook wants them (model_set_attn_hook) */
-    int probs_stride;   /* keys per row of probs: the positions the hook will see */
-    float *logits;      /* (cap, vocab) */
-    float *key_cache;   /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE), see kv_store() */
-    float *value_cache; /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE) */
+    int probs_stride;  /* keys per row of probs: the positions the hook will see */
+    float *logits;     /* (cap, vocab) */
+    void *key_cache;   /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE) elements of the type
+                          config.kv_cache (floats or halves), see kv_store() */
+    void *value_cache; /* (kv_tiles(seq_len), n_layers, kv_dim * KV_TILE), the same type */
     float *rope_cos, *rope_sin; /* (seq_len, rope_dim / 2): global layers (all but local ones) */
     float *rope_cos_swa, *rope_sin_swa; /* the same for local layers; NULL without swa_pattern */
     float *pos_table;                   /* (seq_len, dim) sinusoidal encodings, else NULL */
@@ -175,11 +177,32 @@ int model_init(Model *m, int batch, int ctx, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
 
+/* Reallocates the KV cache with elements of the given type (--kv-cache; model_load allocates
+   F32): F16 halves its bytes. Call before the first forward pass (the cache is emptied). Returns
+   -1 when out of memory. */
+int model_set_kv_cache(Model *m, KvType type, Error *err);
+
+/* Layer l's attention shape and its part of tile 0 of the key and value caches (kernels.h). */
+static inline AttnShape layer_attn(const Model *m, int l, void **kc, void **vc) {
+    const Config *c = &m->config;
+    const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim,
+                 first = (size_t)l * kv_dim * KV_TILE * kv_types[c->kv_cache].bytes;
+    *kc = (char *)m->state.key_cache + first;
+    *vc = (char *)m->state.value_cache + first;
+    const AttnShape a = {c->n_heads,
+                         c->n_kv_heads,
+                         c->head_dim,
+                         layer_window(c, l),
+                         (size_t)c->n_layers * kv_dim * KV_TILE,
+                         c->kv_cache};
+    return a;
+}
+
 /* Repacks the Q8_0, Q4_0, Q5_0, Q4_K and Q6_K matrices the forward pass multiplies by (every layer's
    and the output head) into the layouts of kernels.h (Q8P, KP), where the active kernel set has
    a decoding kernel for their type (else does nothing): about as many bytes again as those
    matrices (KP: 1-3% more), in m->packed. Where the set also has a prompt tile for the type
-   (Q8_0, Q4_0, Q5_0), nothing reads the file's copy any more, and its pages are released from the
+   (all five with AVX-512 VNNI), nothing reads the file's copy any more, and its pages are released from the
    process (they stay in the page cache). Returns -1 when out of memory. */
 int model_repack(Model *m, Error *err);
 

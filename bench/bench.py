@@ -4,6 +4,7 @@
     python3 bench/bench.py [--quick] [--shapes 15M,42M,110M] [--types f32,f16,q8_0,q4_0,q4_k,q4_k_m]
                            [--threads 1,2]
                            [--prompt-tokens 128[,512,1024]] [--reps 3] [--llamacpp auto|on|off]
+                           [--kv-cache f32|f16]
                            [--out bench/results.md]
 
 1. Runs build/bench/limits (bench/limits.c): read bandwidth and FP32 FMA peak with 1 and 2 threads,
@@ -36,7 +37,9 @@ Limits (stated again in the output):
   2 x (parameters of the layers' 2-D weights) + 2 x vocab x dim / P: every prompt position goes
   through every layer matrix (an FMA per weight), the output head is computed once, for the last
   of the P prompt positions. Attention scores (QK^T, PV) are not counted (~1-4% at P = 128).
-- peak RSS allowance = (file size + KV cache) x 1.1, KV cache = 2 x layers x context x kv_dim x 4 B.
+- peak RSS allowance = (file size + KV cache) x 1.1, KV cache = 2 x layers x context x kv_dim x 4 B
+  (2 B with --kv-cache f16, passed to ./run; the decode columns that count the KV read count the
+  same bytes per element).
 
 Random weights (seeded), scaled as in tests/gen/make_models.py; the SentencePiece fixture tokenizer
 (tests/fixtures/spm-kjv.model, 512 tokens; export pads the vocabulary to 32,000); the output row of
@@ -219,10 +222,14 @@ def gguf_header(path):
     return meta, tensors
 
 
-def model_costs(path, P):
+KV_BYTES = {"f32": 4, "f16": 2}  # bytes per cached key or value element, by ./run --kv-cache
+
+
+def model_costs(path, P, kv="f32"):
     """Bytes of weights read per decoded token, FLOPs per prompt token (for a P-token prompt), the
-    KV cache bytes, and the parameters of each type among the 2-D weights (a mixture such as Q4_K_M
-    holds several; rows a type's block does not divide fall back to another type)."""
+    KV cache bytes (elements of the type kv), and the parameters of each type among the 2-D
+    weights (a mixture such as Q4_K_M holds several; rows a type's block does not divide fall back
+    to another type)."""
     meta, tensors = gguf_header(path)
     arch = meta["general.architecture"]
     layers, ctx = meta[f"{arch}.block_count"], meta[f"{arch}.context_length"]
@@ -247,9 +254,9 @@ def model_costs(path, P):
         read_bytes += tensors["token_embd.weight"][2] - tensors["token_embd.weight"][2] // vocab
         read_params += (vocab - 1) * dim
     flops = 2 * layer_params + 2 * vocab * dim / P
-    kv_cache = 2 * layers * ctx * kv_heads * head_dim * 4
+    kv_cache = 2 * layers * ctx * kv_heads * head_dim * KV_BYTES[kv]
     # Keys and values a decoded token reads, averaged over the generation (positions P .. P+N-2).
-    kv_read = 2 * layers * kv_heads * head_dim * 4 * (P + N_PREDICT / 2)
+    kv_read = 2 * layers * kv_heads * head_dim * KV_BYTES[kv] * (P + N_PREDICT / 2)
     return {"read_bytes": read_bytes, "flops": flops, "kv_cache": kv_cache, "kv_read": kv_read,
             "types": types, "read_params": read_params,
             "file_bytes": path.stat().st_size, "layers": layers, "dim": dim, "context": ctx}
@@ -315,11 +322,11 @@ LAUNCHER = ("import os, sys\n"
             "sys.exit(os.waitstatus_to_exitcode(status))\n")
 
 
-def run_once(model, prompt, threads):
+def run_once(model, prompt, threads, kv="f32"):
     """One ./run: (prompt tokens, prompt tok/s, generated tokens, gen tok/s, end of text?, peak RSS
     in bytes). stderr goes to a temporary file, the peak RSS (KiB) to another."""
     cmd = [str(RUN), str(model), "-i", prompt, "-n", str(N_PREDICT), "-t", "0",
-           "--threads", str(threads)]
+           "--threads", str(threads), "--kv-cache", kv]
     with tempfile.TemporaryFile("w+") as err, tempfile.NamedTemporaryFile("r") as rss_file:
         if os.access(TIME, os.X_OK):
             wrapper = [TIME, "-q", "-f", "%M", "-o", rss_file.name]
@@ -427,7 +434,7 @@ def bench_row(a, model, s, t, th, PL, prompt, prompt_ids, c, bw, peak, why_not, 
     if th not in bw:
         raise BenchError(f"no limits measured for {th} threads")
     b0, w0 = cpu_busy(), time.time()
-    res = [run_once(model, prompt, th) for _ in range(a.reps)]
+    res = [run_once(model, prompt, th, a.kv_cache) for _ in range(a.reps)]
     for P, X, G, Y, eot, rss in res:
         if P != PL or G != N_PREDICT or eot:
             problems.append(f"{s} {t} {th} threads: prompt {P} tokens, generated {G}"
@@ -471,6 +478,8 @@ def main(argv=None):
     ap.add_argument("--prompt-tokens", default=str(PROMPT_TOKENS),
                     help="prompt lengths, e.g. 128,512,1024 (at most %d)" % (CONTEXT - N_PREDICT))
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--kv-cache", choices=sorted(KV_BYTES), default="f32",
+                    help="./run's KV cache type (llama.cpp's stays F32)")
     ap.add_argument("--limits-mib", type=int, default=1024, help="read-bandwidth array size")
     ap.add_argument("--llamacpp", choices=["auto", "on", "off"], default="auto",
                     help="llama.cpp beside each row: auto = when node-llama-cpp is installed")
@@ -546,7 +555,7 @@ def main(argv=None):
         for s in shapes:
             for t in types:
                 model = models[s, t]
-                c = costs[s, t, PL] = model_costs(model, PL)
+                c = costs[s, t, PL] = model_costs(model, PL, a.kv_cache)
                 if t not in ("f32", "f16") and 1 in c["types"]:
                     problems.append(f"{s} {t}: some matrices were stored as F16 (rows no block divides)")
                 prompt_ids = [int(x) for x in tokenize(model, prompt)]
@@ -630,7 +639,8 @@ def main(argv=None):
         "average during the run"
         + (" — **the machine was busy: these numbers are not representative**" if loaded else ""),
         f"- runtime {total:.0f} s (models built/exported: {t_models:.0f} s)",
-        f"- each row: `./run MODEL -i PROMPT -n {N_PREDICT} -t 0 --threads N`, prompt of exactly "
+        f"- each row: `./run MODEL -i PROMPT -n {N_PREDICT} -t 0 --threads N --kv-cache "
+        f"{a.kv_cache}`, prompt of exactly "
         f"{', '.join(map(str, lengths))} tokens (BOS included), median of {a.reps} runs; random weights, vocabulary "
         f"{VOCAB}, context {CONTEXT}",
         "",
@@ -646,7 +656,8 @@ def main(argv=None):
         "Q6_K 210 B per 256, ...), so mixtures such as Q4_K_M, and rows a type's block does not "
         "divide (stored in a fallback type), are counted as stored. Decode tok/s is ./run's: generated tokens / generation time, where "
         f"the first of the {N_PREDICT} tokens comes from the prompt's logits. "
-        "Peak RSS allowance = (file + KV cache) x 1.1, KV cache = 2 x layers x context x kv_dim x 4 B. "
+        "Peak RSS allowance = (file + KV cache) x 1.1, KV cache = 2 x layers x context x kv_dim x "
+        f"{KV_BYTES[a.kv_cache]} B ({a.kv_cache.upper()}). "
         f"The bandwidth is DRAM's (a {lim['array_mib']} MiB array): weights that fit in the "
         "last-level cache (the small models) can be read faster, over 100% of this limit. The KV "
         "cache a decoded token reads (last column below) is not in the limit either: a few % of "
@@ -658,7 +669,8 @@ def main(argv=None):
     if side:
         md += ["", "## Side by side with llama.cpp", "",
                f"llama.cpp v0.4.0 (npm node-llama-cpp 3.21.1, prebuilt CPU library) on the same "
-               f"files, prompt ids and thread counts, {N_PREDICT} greedy tokens, F32 KV cache, "
+               f"files, prompt ids and thread counts, {N_PREDICT} greedy tokens, F32 KV cache "
+               f"(ours: {a.kv_cache.upper()}), "
                f"whole prompt in one batch; figures from llama.cpp's own perf counters (prompt eval "
                f"time, eval time), median of {a.reps} runs. The JavaScript binding adds "
                f"{js_decode:.3f} ms per decoded token and {js_prompt:.2f} ms per prompt (median over "

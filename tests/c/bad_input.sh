@@ -88,6 +88,8 @@ STDIN=$tmp/long.txt expect "prompt too long" 1 "longer than the context of 128 (
 expect "prompt beyond -c"      1 "14 tokens, longer than the context of 8 " -- $RUN "$GOOD" -c 8 -i "In the beginning God created"
 expect "-c above the model's"  1 "context of 129 positions was asked for; the model's is 128" -- $RUN "$GOOD" -c 129 -i hi
 expect "-c negative"           2 "-c expects an integer"        -- $RUN "$GOOD" -c -1
+expect "--kv-cache unknown"    2 "--kv-cache expects f32 or f16, got .q8_0."  -- $RUN "$GOOD" --kv-cache q8_0
+expect "--kv-cache case"       2 "--kv-cache expects f32 or f16, got .F16."   -- $RUN "$GOOD" --kv-cache F16
 expect "attn-show format"      2 "expects LAYER.HEAD"           -- $RUN "$GOOD" -i hi --attn-show 1
 expect "attn-show sign"        2 "expects LAYER.HEAD"           -- $RUN "$GOOD" -i hi --attn-show -1.0
 expect "attn-show range"       1 "layers 0..1 and heads 0..7"   -- $RUN "$GOOD" -i hi -n 1 --attn-show 2.0

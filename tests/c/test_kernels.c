@@ -590,6 +590,122 @@ static void test_quantize(void) {
 /* The larger of a running worst and a new error; NaN counts as infinitely bad. */
 static double worse(double worst, double e) { return isnan(e) ? INFINITY : e > worst ? e : worst; }
 
+/* A set's f32_to_f16_row (an F16 KV cache's rounding) gives f32_to_f16's bits for finite floats:
+ * every half's own value and the two midpoints around it (ties, to even) and a float either side
+ * of each midpoint, both signs; the overflow boundary; floats of random exponents from 2^-30 to
+ * 2^20 (subnormal halves, overflow). Lengths that leave a scalar tail. NaN is left out: the
+ * hardware keeps a NaN's payload, f32_to_f16 does not. */
+static void test_f32_to_f16_row(const Kernels *k) {
+    enum { N = 6 * 65536 + 1000003 };
+    float *x = malloc(N * sizeof(float));
+    uint16_t *h = malloc(N * sizeof(uint16_t));
+    int m = 0;
+    for (uint32_t b = 0; b < 0x7c00; b++) { /* the finite non-negative halves */
+        const float f = f16_to_f32((uint16_t)b), up = f16_to_f32((uint16_t)(b + 1));
+        const float mid = f + (up - f) / 2; /* exact: one more bit than a half */
+        x[m++] = f;
+        x[m++] = -mid;
+        x[m++] = mid;
+        x[m++] = nextafterf(mid, 0.0f);
+        x[m++] = nextafterf(mid, INFINITY);
+        x[m++] = -nextafterf(mid, INFINITY);
+    }
+    const float edges[] = {65504.0f, 65519.99f, 65520.0f, -65520.0f, 1e30f, -0.0f, 0.0f};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) x[m++] = edges[i];
+    while (m < N) x[m++] = ldexpf(frand(), (int)(frand() * 25.0f) - 5);
+    int bad = 0;
+    for (int n0 = 0; n0 < N; n0 += 1001) { /* rows of 1001: a tail in every vector width */
+        const int n = N - n0 < 1001 ? N - n0 : 1001;
+        k->f32_to_f16_row(h + n0, x + n0, n);
+        for (int i = n0; i < n0 + n; i++) bad += h[i] != f32_to_f16(x[i]);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%s: f32_to_f16_row = f32_to_f16 on %d floats (ties, edges)",
+             k->name, N);
+    if (bad) printf("  %d differ\n", bad);
+    check(bad == 0, what);
+    free(x);
+    free(h);
+}
+
+/* A set's attention tile products of each cache type against att_scores_ref / att_pv_ref, for nq
+ * queries (rows qstride = hd + 3 apart), head dim hd and nk keys written. Tolerance: two float
+ * sums of m terms in different orders differ by at most 2 (m + 1) 2^-24 times the sum of the
+ * terms' magnitudes (m = hd for a score, nk + 1 for an output, its old value included). And the
+ * F16 kernels on halves give exactly the F32 kernels' bits on those halves widened. */
+static void test_att_kernels(const Kernels *k, int nq, int hd, int nk) {
+    const int qs = hd + 3, os = hd + 1;
+    float *q = malloc((size_t)nq * qs * sizeof(float)), *kt = malloc((size_t)hd * KV_TILE * 4);
+    float *v = malloc((size_t)KV_TILE * hd * sizeof(float)), *p = malloc(nq * KV_TILE * 4);
+    uint16_t *kth = malloc((size_t)hd * KV_TILE * 2), *vh = malloc((size_t)KV_TILE * hd * 2);
+    float *s = malloc(nq * KV_TILE * 4), *sr = malloc(nq * KV_TILE * 4),
+          *s16 = malloc(nq * KV_TILE * 4);
+    float *o0 = malloc((size_t)nq * os * 4), *o = malloc((size_t)nq * os * 4),
+          *orf = malloc((size_t)nq * os * 4), *o16 = malloc((size_t)nq * os * 4);
+    for (int i = 0; i < nq * qs; i++) q[i] = 2.0f * frand();
+    for (int i = 0; i < hd * KV_TILE; i++) kt[i] = f16_to_f32(kth[i] = f32_to_f16(3.0f * frand()));
+    for (int i = 0; i < KV_TILE * hd; i++) v[i] = f16_to_f32(vh[i] = f32_to_f16(frand()));
+    for (int i = 0; i < nq * KV_TILE; i++) p[i] = 0.5f + 0.5f * frand();
+    for (int i = 0; i < nq * os; i++) o0[i] = frand();
+    double worst = 0.0;
+    int exact = 1;
+    for (int t = 0; t < KV_TYPES; t++) {
+        const void *keys = t == KV_F16 ? (const void *)kth : kt,
+                   *vals = t == KV_F16 ? (const void *)vh : v;
+        k->att_scores[t](s, q, qs, nq, keys, hd);
+        att_scores_ref((KvType)t, sr, q, qs, nq, keys, hd);
+        memcpy(o, o0, (size_t)nq * os * 4);
+        memcpy(orf, o0, (size_t)nq * os * 4);
+        k->att_pv[t](o, os, p, nq, vals, nk, hd);
+        att_pv_ref((KvType)t, orf, os, p, nq, vals, nk, hd);
+        for (int r = 0; r < nq; r++) {
+            for (int j = 0; j < KV_TILE; j++) {
+                double mag = 0.0;
+                for (int i = 0; i < hd; i++)
+                    mag += fabs((double)q[r * qs + i] * kt[i * KV_TILE + j]);
+                const double tol = 2.0 * (hd + 1) * ldexp(1.0, -24) * mag + 1e-30;
+                worst = worse(worst, fabs((double)s[r * KV_TILE + j] - sr[r * KV_TILE + j]) / tol);
+            }
+            for (int d = 0; d < hd; d++) {
+                double mag = fabs(o0[r * os + d]);
+                for (int j = 0; j < nk; j++)
+                    mag += fabs((double)p[r * KV_TILE + j] * v[j * hd + d]);
+                const double tol = 2.0 * (nk + 2) * ldexp(1.0, -24) * mag + 1e-30;
+                worst = worse(worst, fabs((double)o[r * os + d] - orf[r * os + d]) / tol);
+            }
+            exact &= o[r * os + hd] == o0[r * os + hd]; /* past the head's dims: untouched */
+        }
+        if (t == KV_F32) { /* kept for the F16 run to equal */
+            memcpy(s16, s, nq * KV_TILE * 4);
+            memcpy(o16, o, (size_t)nq * os * 4);
+        } else {
+            exact &=
+                memcmp(s16, s, nq * KV_TILE * 4) == 0 && memcmp(o16, o, (size_t)nq * os * 4) == 0;
+        }
+    }
+    char what[160];
+    snprintf(what, sizeof what,
+             "%s: att_scores, att_pv (f32, f16) vs their references, %d queries, head dim %d, "
+             "%d keys; f16 = f32 on the same values",
+             k->name, nq, hd, nk);
+    if (!(worst <= 1.0 && exact))
+        printf("  worst error / tolerance %.3g, f16 = f32: %d\n", worst, exact);
+    check(worst <= 1.0 && exact, what);
+    free(q);
+    free(kt);
+    free(v);
+    free(p);
+    free(kth);
+    free(vh);
+    free(s);
+    free(sr);
+    free(s16);
+    free(o0);
+    free(o);
+    free(orf);
+    free(o16);
+}
+
 /* How an attention case draws its inputs: q = q_offset + q_scale * U(-1, 1),
  * k = k_offset + U(-1, 1), v = U(-1, 1). */
 typedef struct {
@@ -625,6 +741,11 @@ static double attention_double(double *P, double *out, const float *qh, const fl
     return mag;
 }
 
+/* Element i of a cache of type t, read here without the library's readers. */
+static float cache_elt(const void *c, KvType t, size_t i) {
+    return t == KV_F16 ? f16_to_f32(((const uint16_t *)c)[i]) : ((const float *)c)[i];
+}
+
 /* Both attention() (tiled, online softmax, the active set's tile products) and attention_ref()
  * against the test's own statement in double precision (attention_double), from the keys and
  * values as drawn, not read back from the cache, over the visible keys of each query.
@@ -635,18 +756,23 @@ static double attention_double(double *P, double *out, const float *qh, const fl
  * (within 2d + 1e-6) and are exactly 0 outside the visible keys.
  * The cache is filled by kv_store() in two calls (the earlier positions, then the queries' own),
  * as layer 1 of a 3-layer cache, and read back against the layout kernels.h gives; the rest of
- * its last tile is never written (malloc), as in a cache not yet filled. */
-static void test_attention(const int shape[6], const AttDraw *dr) {
+ * its last tile is never written (malloc), as in a cache not yet filled.
+ * An F16 cache (type KV_F16) gets keys and values drawn as above and rounded to halves, so that
+ * the same bounds hold, and must give the bits an F32 cache of those values gives, in attention()
+ * and attention_ref() (probabilities included): widening a half is exact and the products are
+ * the same in the same order. */
+static void test_attention(const int shape[6], const AttDraw *dr, KvType type) {
     const int n_heads = shape[0], n_kv = shape[1], hd = shape[2], n = shape[3], pos0 = shape[4];
     const int window = shape[5], len = pos0 + n, qd = n_heads * hd, kvd = n_kv * hd, layers = 3;
     const int pstride = len + 3; /* probability rows a little longer than the keys */
     const size_t tile = (size_t)kvd * KV_TILE, cache = kv_tiles(len) * layers * tile;
-    const AttnShape a = {n_heads, n_kv, hd, window, layers * tile};
+    const AttnShape a = {n_heads, n_kv, hd, window, layers * tile, type};
+    const size_t eb = kv_types[type].bytes;
     float *q = malloc((size_t)n * qd * sizeof(float)),
           *k = malloc((size_t)len * kvd * sizeof(float));
     float *v = malloc((size_t)len * kvd * sizeof(float));
-    float *key_cache = malloc(cache * sizeof(float)), *value_cache = malloc(cache * sizeof(float));
-    float *kc = key_cache + tile, *vc = value_cache + tile; /* layer 1 */
+    char *key_cache = malloc(cache * eb), *value_cache = malloc(cache * eb);
+    char *kc = key_cache + tile * eb, *vc = value_cache + tile * eb; /* layer 1 */
     float *out = malloc((size_t)n * qd * sizeof(float)),
           *ref = malloc((size_t)n * qd * sizeof(float));
     float *probs = malloc((size_t)n * n_heads * pstride * sizeof(float));
@@ -655,19 +781,28 @@ static void test_attention(const int shape[6], const AttDraw *dr) {
     for (int i = 0; i < len * kvd; i++) {
         k[i] = dr->k_offset + frand();
         v[i] = frand();
+        if (type == KV_F16) {
+            k[i] = f16_to_f32(f32_to_f16(k[i]));
+            v[i] = f16_to_f32(f32_to_f16(v[i]));
+        }
     }
     kv_store(kc, vc, k, v, pos0, 0, &a);
     kv_store(kc, vc, k + (size_t)pos0 * kvd, v + (size_t)pos0 * kvd, n, pos0, &a);
-    int layout_ok = 1;
+    int layout_ok = 1; /* and kv_key, kv_value read the same back */
+    float *vrow = malloc((size_t)hd * sizeof(float));
     for (int j = 0; j < len; j++)
-        for (int h = 0; h < n_kv; h++)
+        for (int h = 0; h < n_kv; h++) {
+            kv_value(vrow, vc, &a, h, j);
             for (int i = 0; i < hd; i++) {
                 const size_t t = (size_t)(j / KV_TILE) * a.tile_stride, jt = j % KV_TILE;
-                layout_ok &=
-                    kc[t + ((size_t)h * hd + i) * KV_TILE + jt] ==
-                        k[(size_t)j * kvd + h * hd + i] &&
-                    vc[t + ((size_t)h * KV_TILE + jt) * hd + i] == v[(size_t)j * kvd + h * hd + i];
+                const float kj = k[(size_t)j * kvd + h * hd + i],
+                            vj = v[(size_t)j * kvd + h * hd + i];
+                layout_ok &= cache_elt(kc, type, t + ((size_t)h * hd + i) * KV_TILE + jt) == kj &&
+                             cache_elt(vc, type, t + ((size_t)h * KV_TILE + jt) * hd + i) == vj &&
+                             kv_key(kc, &a, h, j, i) == kj && vrow[i] == vj;
             }
+        }
+    free(vrow);
     attention(out, q, kc, vc, n, pos0, &a);
     int same_bits = 1; /* 2 threads give the bits of 1: each (query block, head) is one task */
 #ifdef _OPENMP
@@ -678,6 +813,25 @@ static void test_attention(const int shape[6], const AttDraw *dr) {
     same_bits = memcmp(ref, out, (size_t)n * qd * sizeof(float)) == 0;
 #endif
     attention_ref(ref, probs, pstride, q, kc, vc, n, pos0, &a);
+    int as_f32 = 1; /* F16: the bits of an F32 cache holding the same values */
+    if (type == KV_F16) {
+        const AttnShape a32 = {n_heads, n_kv, hd, window, layers * tile, KV_F32};
+        float *kc32 = malloc(cache * sizeof(float)), *vc32 = malloc(cache * sizeof(float));
+        float *out32 = malloc((size_t)n * qd * sizeof(float)),
+              *ref32 = malloc((size_t)n * qd * sizeof(float));
+        float *probs32 = malloc((size_t)n * n_heads * pstride * sizeof(float));
+        kv_store(kc32 + tile, vc32 + tile, k, v, len, 0, &a32);
+        attention(out32, q, kc32 + tile, vc32 + tile, n, pos0, &a32);
+        attention_ref(ref32, probs32, pstride, q, kc32 + tile, vc32 + tile, n, pos0, &a32);
+        as_f32 = memcmp(out, out32, (size_t)n * qd * sizeof(float)) == 0 &&
+                 memcmp(ref, ref32, (size_t)n * qd * sizeof(float)) == 0 &&
+                 memcmp(probs, probs32, (size_t)n * n_heads * pstride * sizeof(float)) == 0;
+        free(kc32);
+        free(vc32);
+        free(out32);
+        free(ref32);
+        free(probs32);
+    }
     double worst_out = 0.0, worst_ref = 0.0, worst_p = 0.0; /* |error| / tolerance */
     int masked_ok = 1;
     for (int t = 0; t < n; t++)
@@ -701,14 +855,17 @@ static void test_attention(const int shape[6], const AttDraw *dr) {
             }
         }
     char what[160];
-    snprintf(what, sizeof what, "attention heads %d/%d dim %d, %d queries from %d, window %d, %s",
-             n_heads, n_kv, hd, n, pos0, window, dr->what);
+    snprintf(what, sizeof what,
+             "attention heads %d/%d dim %d, %d queries from %d, window %d, %s, %s cache", n_heads,
+             n_kv, hd, n, pos0, window, dr->what, kv_types[type].name);
     if (!(worst_out <= 1.0 && worst_ref <= 1.0 && worst_p <= 1.0))
         printf("  %s: worst error / tolerance: attention %.3g, attention_ref %.3g, its "
                "probabilities %.3g\n",
                what, worst_out, worst_ref, worst_p);
     if (!same_bits) printf("  %s: 1 and 2 threads differ\n", what);
-    check(layout_ok && masked_ok && same_bits && worst_out <= 1.0 && worst_ref <= 1.0 &&
+    if (!as_f32) printf("  %s: differs from an F32 cache of the same values\n", what);
+    if (!layout_ok) printf("  %s: the cache's layout or kv_key/kv_value differ\n", what);
+    check(layout_ok && masked_ok && same_bits && as_f32 && worst_out <= 1.0 && worst_ref <= 1.0 &&
               worst_p <= 1.0,
           what);
     free(q);
@@ -845,6 +1002,13 @@ int main(void) {
             for (int t = 0; t < 2; t++)
                 test_kp(sets[s], t ? GGML_Q6_K : GGML_Q4_K, kp_shapes[i][0], kp_shapes[i][1]);
         test_threads(sets[s]);
+        test_f32_to_f16_row(sets[s]);
+        /* queries (AR = 6 and TR / 3 blocks, single rows), head dims and written keys that are
+           not multiples of any vector */
+        const int att_k[][3] = {{1, 64, 64},  {1, 5, 1},   {7, 17, 37}, {24, 64, 64},
+                                {13, 48, 63}, {6, 260, 2}, {2, 3, 64}};
+        for (size_t i = 0; i < sizeof att_k / sizeof att_k[0]; i++)
+            test_att_kernels(sets[s], att_k[i][0], att_k[i][1], att_k[i][2]);
         test_tile_act(sets[s]);
         test_tile_act_k(sets[s]);
     }
@@ -874,8 +1038,11 @@ int main(void) {
         kernels_use(sets[s]);
         printf("attention with kernel set: %s\n", sets[s]->name);
         for (size_t i = 0; i < sizeof att / sizeof att[0]; i++)
-            for (size_t d = 0; d < sizeof draws / sizeof draws[0]; d++)
-                test_attention(att[i], &draws[d]);
+            for (size_t d = 0; d < sizeof draws / sizeof draws[0]; d++) {
+                test_attention(att[i], &draws[d], KV_F32);
+                if (d % 2 == 0) /* F16: ordinary scores and a large common offset */
+                    test_attention(att[i], &draws[d], KV_F16);
+            }
     }
     kernels_use(sets[0]);
     printf("test_kernels: %d passed, %d failed\n", passed, failed);

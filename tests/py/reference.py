@@ -253,6 +253,7 @@ class Reference:
         self.w = w
         self._tok = None
         self.q8_decode_from = None  # see _in
+        self.kv_f16 = False  # True: keys and values rounded to float16 as stored (see _kv)
         self._att = None  # a list collecting each layer's probabilities [heads, T, T] when set
         self._parts = None  # a list collecting each layer's attention inputs when set
 
@@ -301,6 +302,15 @@ class Reference:
         x = x.clone()
         x[self.q8_decode_from:] = q8_0_activations(x[self.q8_decode_from:])
         return x
+
+    def _kv(self, k, v):
+        """Keys (after RoPE) and values as attention reads them: for the engine's --kv-cache f16,
+        rounded to float16 from float32 (the engine's own values), to nearest even."""
+        if not self.kv_f16:
+            return k, v
+        def r(t):
+            return t.to(torch.float32).to(torch.float16).to(self.dtype)
+        return r(k), r(v)
 
     def _lin(self, x, name, bias=True):
         y = self._in(x) @ self.w[name + ".weight"].T
@@ -425,6 +435,7 @@ class Reference:
                 q = rmsnorm(q, w[p + "self_attn.q_norm.weight"])
                 k = rmsnorm(k, w[p + "self_attn.k_norm.weight"])
             q, k = rope(q, cos, sin), rope(k, cos, sin)
+            k, v = self._kv(k, v)
             # GQA: KV head j serves query heads j*g .. j*g+g-1 (HF's repeat_kv).
             k = k.repeat_interleave(nh // nkv, dim=1)
             v = v.repeat_interleave(nh // nkv, dim=1)
@@ -477,6 +488,7 @@ class Reference:
             p = f"h.{i}."
             qkv = conv1d(ln(x, p + "ln_1"), p + "attn.c_attn")
             q, k, v = (t.reshape(T, nh, hd) for t in qkv.split(D, dim=-1))
+            k, v = self._kv(k, v)
             raw = torch.einsum("ihd,jhd->hij", q, k)
             att = F.softmax(raw / math.sqrt(hd) + mask, dim=-1)
             self._record(q, k, v, raw, att, w[p + "attn.c_proj.weight"].T)
