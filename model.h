@@ -202,8 +202,8 @@ static inline AttnShape layer_attn(const Model *m, int l, void **kc, void **vc) 
    and the output head) into the layouts of kernels.h (Q8P, KP), where the active kernel set has
    a decoding kernel for their type (else does nothing): about as many bytes again as those
    matrices (KP: 1-3% more), in m->packed. Where the set also has a prompt tile for the type
-   (all five with AVX-512 VNNI), nothing reads the file's copy any more, and its pages are released from the
-   process (they stay in the page cache). Returns -1 when out of memory. */
+   (all five with AVX-512 VNNI), nothing reads the file's copy any more, and its pages are
+   released from the process (they stay in the page cache). Returns -1 when out of memory. */
 int model_repack(Model *m, Error *err);
 
 /* From now on hands each layer's attention probabilities to hook(ctx, ...), for positions below
