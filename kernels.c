@@ -932,6 +932,17 @@ static void group_packed(float *out, const Tensor *w, int g, const GemmInput *in
     }
 }
 
+/* The number of runs gemm() splits `groups` row groups into for `threads` threads: every group
+   its own run when one_each, else threads x (at least 4, and enough for runs of at most 8
+   groups), at most groups. The runs differ by one group at most, the longer ones first, so
+   that the shorter ones, taken last, even out the threads. */
+static int gemm_runs(int groups, int threads, int one_each) {
+    if (one_each) return groups;
+    const int per_thread = (groups + 8 * threads - 1) / (8 * threads);
+    const int runs = threads * (per_thread > 4 ? per_thread : 4);
+    return runs < groups ? runs : groups;
+}
+
 /* A prompt: each task takes TR weight rows and runs tiles against every block of positions. F32
  * rows are read in place; other rows are widened KC columns at a time into the thread's
  * buffer first (GemmInput.wbuf), and the tiles accumulate across those column chunks. Weights
@@ -943,7 +954,11 @@ static void group_packed(float *out, const Tensor *w, int g, const GemmInput *in
  * 29 -> 17 ms for 128 positions with one contiguous run per thread). But at least 4 runs per
  * thread, so that small matrices still split evenly (15M's 288 rows are 24 groups of 12: runs of
  * 8 gave one thread 16 and the other 8) and a thread slowed by another process hands work to
- * the others. Groups of repacked rows go one at a time: their 16 outputs per position are a
+ * the others. The runs are a multiple of the threads in number and differ by at most one group
+ * in size (gemm_runs), rather than runs of a fixed size and a short last one: 15M's q, k and v
+ * (72 groups) in runs of 8 were 9 runs, 5 for one thread and 4 for the other (a 10% longer
+ * product at 2 threads, from each group's CPU time), 42M's 43 groups in runs of 5 were 9.
+ * Groups of repacked rows go one at a time: their 16 outputs per position are a
  * cache line of their own when the output is 64-byte aligned with rows a multiple of 16 (the run
  * state's buffers are), and 18 groups (288 rows) split 9 + 9 where runs of 2 split 10 + 8. */
 static void gemm(const Batch *b, const float *x, int n) {
@@ -952,8 +967,8 @@ static void gemm(const Batch *b, const float *x, int n) {
     const int blocks = (n + TCk - 1) / TCk;
     int all_packed = 1;
     for (int j = 0; j < b->count; j++) all_packed &= packed_tile(k, b->w[j]);
-    const int run = groups / (4 * omp_get_max_threads());
-    const int chunk = all_packed || run < 1 ? 1 : run > 8 ? 8 : run;
+    const int runs = gemm_runs(groups, omp_get_max_threads(), all_packed);
+    const int base = runs ? groups / runs : 0, extra = runs ? groups % runs : 0; /* run sizes */
     GemmInput in;
     if (gemm_input(&in, b, x, n)) { /* no room for the copies: the decoding path needs none */
         gemm_free(&in);
@@ -962,44 +977,47 @@ static void gemm(const Batch *b, const float *x, int n) {
         gemv(&rows, x, n);
         return;
     }
-#pragma omp parallel for schedule(dynamic, chunk)
-    for (int g = 0; g < groups; g++) { /* runs of groups: see above */
-        const int j = batch_find(b, g);
-        const Tensor *w = b->w[j];
-        const int rows = w->rows, r0 = (g - b->start[j]) * TRk;
-        const int nr = rows - r0 < TRk ? rows - r0 : TRk;
-        if (packed_tile(k, w)) {
-            group_packed(b->out[j], w, g - b->start[j], &in, n);
-            continue;
-        }
-        if (int_tile(k, w)) {
-            group_q8_int(b->out[j], w, r0, nr, &in, n);
-            continue;
-        }
-        if (lv_tile(k, w)) {
-            group_lv(b->out[j], w, r0, nr, &in, n);
-            continue;
-        }
-        const float *xt = in.xt[weight_type(w->type)->act];
-        const int in_place = w->type == GGML_F32, kc_max = in_place ? cols : KC;
-        for (int c0 = 0; c0 < cols; c0 += kc_max) {
-            const int kc = cols - c0 < kc_max ? cols - c0 : kc_max;
-            const float *wt;
-            int wstride;
-            if (in_place) {
-                wt = (const float *)row_ptr(w, r0) + c0;
-                wstride = cols;
-            } else { /* widened into this thread's buffer */
-                float *buf = in.wbuf + (size_t)omp_get_thread_num() * TRk * KC_STRIDE;
-                for (int r = 0; r < nr; r++)
-                    row_span(buf + (size_t)r * KC_STRIDE, w, r0 + r, c0, kc);
-                wt = buf;
-                wstride = KC_STRIDE;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int run = 0; run < runs; run++) { /* runs of groups: see above */
+        const int g0 = run * base + (run < extra ? run : extra);
+        for (int g = g0; g < g0 + base + (run < extra); g++) {
+            const int j = batch_find(b, g);
+            const Tensor *w = b->w[j];
+            const int rows = w->rows, r0 = (g - b->start[j]) * TRk;
+            const int nr = rows - r0 < TRk ? rows - r0 : TRk;
+            if (packed_tile(k, w)) {
+                group_packed(b->out[j], w, g - b->start[j], &in, n);
+                continue;
             }
-            for (int blk = 0; blk < blocks; blk++) {
-                const int nt = n - blk * TCk < TCk ? n - blk * TCk : TCk;
-                k->tile_f32(b->out[j] + (size_t)blk * TCk * rows + r0, rows, wt, wstride, nr,
-                            xt + ((size_t)blk * cols + c0) * TCk, kc, nt, c0 > 0);
+            if (int_tile(k, w)) {
+                group_q8_int(b->out[j], w, r0, nr, &in, n);
+                continue;
+            }
+            if (lv_tile(k, w)) {
+                group_lv(b->out[j], w, r0, nr, &in, n);
+                continue;
+            }
+            const float *xt = in.xt[weight_type(w->type)->act];
+            const int in_place = w->type == GGML_F32, kc_max = in_place ? cols : KC;
+            for (int c0 = 0; c0 < cols; c0 += kc_max) {
+                const int kc = cols - c0 < kc_max ? cols - c0 : kc_max;
+                const float *wt;
+                int wstride;
+                if (in_place) {
+                    wt = (const float *)row_ptr(w, r0) + c0;
+                    wstride = cols;
+                } else { /* widened into this thread's buffer */
+                    float *buf = in.wbuf + (size_t)omp_get_thread_num() * TRk * KC_STRIDE;
+                    for (int r = 0; r < nr; r++)
+                        row_span(buf + (size_t)r * KC_STRIDE, w, r0 + r, c0, kc);
+                    wt = buf;
+                    wstride = KC_STRIDE;
+                }
+                for (int blk = 0; blk < blocks; blk++) {
+                    const int nt = n - blk * TCk < TCk ? n - blk * TCk : TCk;
+                    k->tile_f32(b->out[j] + (size_t)blk * TCk * rows + r0, rows, wt, wstride, nr,
+                                xt + ((size_t)blk * cols + c0) * TCk, kc, nt, c0 > 0);
+                }
             }
         }
     }

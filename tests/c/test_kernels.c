@@ -487,36 +487,39 @@ static void test_tile_act(const Kernels *k) {
 
 /* Every type, decoding (batch 1) and a prompt (batch 9), with the types that can be repacked
    (Q8_0, Q4_0, Q5_0, Q4_K, Q6_K) packed and not: 2 threads give the same bits as 1 (each output is
-   computed by one thread in a fixed order). */
+   computed by one thread in a fixed order). 83 rows are fewer row groups than a prompt's
+   product splits into runs; 515 are more (runs of unequal sizes). */
 static void test_threads(const Kernels *k) {
 #ifdef _OPENMP
     const uint32_t types[] = {GGML_F32,  GGML_F16,  GGML_Q8_0, GGML_Q4_0,
                               GGML_Q5_0, GGML_Q4_K, GGML_Q6_K};
-    const int rows = 83, cols = 512, n = 9;
-    float *x = malloc((size_t)n * cols * sizeof(float)), *o1 = malloc((size_t)n * rows * 4),
-          *o2 = malloc((size_t)n * rows * 4), *wf = malloc((size_t)rows * cols * 4);
+    const int heights[] = {83, 515}, max_rows = 515, cols = 512, n = 9;
+    float *x = malloc((size_t)n * cols * sizeof(float)), *o1 = malloc((size_t)n * max_rows * 4),
+          *o2 = malloc((size_t)n * max_rows * 4), *wf = malloc((size_t)max_rows * cols * 4);
     for (int i = 0; i < n * cols; i++) x[i] = frand();
     int ok = 1;
     const int saved = omp_get_max_threads();
     kernels_use(k);
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        for (int pack = 0; pack <= (packed_group_bytes(types[i], cols) > 0); pack++) {
-            size_t rb;
-            void *data = make_weights(types[i], rows, cols, wf, &rb);
-            Tensor w = {types[i], rows, cols, rb, data, NULL};
-            uint8_t *packed = pack ? aligned_alloc(64, packed_bytes(&w)) : NULL;
-            if (pack) tensor_pack(packed, &w);
-            w.packed = packed;
-            for (int batch = 1; batch <= n; batch += n - 1) {
-                omp_set_num_threads(1);
-                matmul(o1, x, &w, batch);
-                omp_set_num_threads(2);
-                matmul(o2, x, &w, batch);
-                ok &= memcmp(o1, o2, (size_t)batch * rows * sizeof(float)) == 0;
+        for (int pack = 0; pack <= (packed_group_bytes(types[i], cols) > 0); pack++)
+            for (int hi = 0; hi < 2; hi++) {
+                const int rows = heights[hi];
+                size_t rb;
+                void *data = make_weights(types[i], rows, cols, wf, &rb);
+                Tensor w = {types[i], rows, cols, rb, data, NULL};
+                uint8_t *packed = pack ? aligned_alloc(64, packed_bytes(&w)) : NULL;
+                if (pack) tensor_pack(packed, &w);
+                w.packed = packed;
+                for (int batch = 1; batch <= n; batch += n - 1) {
+                    omp_set_num_threads(1);
+                    matmul(o1, x, &w, batch);
+                    omp_set_num_threads(2);
+                    matmul(o2, x, &w, batch);
+                    ok &= memcmp(o1, o2, (size_t)batch * rows * sizeof(float)) == 0;
+                }
+                free(packed);
+                free(data);
             }
-            free(packed);
-            free(data);
-        }
     omp_set_num_threads(saved);
     char what[96];
     snprintf(what, sizeof what, "matmul %s: 1 and 2 threads give the same bits", k->name);
@@ -1014,18 +1017,20 @@ int main(void) {
     }
     /* attention shapes: heads, KV heads, head dim, queries, first position, window. The cache's
        tiles hold KV_TILE = 64 keys: single queries at and around the tile boundaries, prompts
-       whose keys span two and three tiles, windows that start on, before and after a boundary */
-    const int att[][6] = {{8, 2, 8, 1, 0, 0},     {8, 2, 8, 37, 0, 0},     {4, 4, 64, 130, 0, 0},
-                          {12, 1, 16, 5, 100, 0}, {8, 2, 8, 70, 3, 7},     {6, 3, 32, 1, 200, 64},
-                          {2, 1, 5, 17, 64, 16},  {4, 2, 16, 200, 0, 65},  {2, 1, 260, 20, 5, 0},
-                          {4, 2, 16, 1, 63, 0},   {4, 2, 16, 1, 64, 0},    {4, 2, 16, 1, 65, 0},
-                          {4, 2, 16, 1, 127, 0},  {4, 2, 16, 1, 128, 0},   {4, 2, 16, 1, 129, 0},
-                          {2, 1, 64, 1, 192, 0},  {4, 2, 16, 1, 128, 64},  {4, 2, 16, 1, 128, 65},
-                          {4, 2, 16, 1, 127, 64}, {4, 2, 16, 1, 126, 64},  {4, 2, 16, 1, 64, 1},
-                          {4, 2, 16, 1, 191, 2},  {4, 2, 16, 10, 60, 0},   {4, 2, 16, 2, 127, 0},
-                          {4, 2, 16, 66, 63, 0},  {4, 2, 16, 129, 0, 0},   {4, 2, 16, 60, 100, 0},
-                          {4, 2, 16, 33, 64, 0},  {4, 2, 16, 20, 120, 10}, {4, 2, 16, 100, 50, 64},
-                          {2, 2, 64, 40, 100, 30}};
+       whose keys span two and three tiles, windows that start on, before and after a boundary;
+       the last 64-position batch of a 1024-token prompt at 110M's shape (a long sequence: 12 x 3
+       tasks of 16 tiles each, split between 2 threads) */
+    const int att[][6] = {{8, 2, 8, 1, 0, 0},      {8, 2, 8, 37, 0, 0},     {4, 4, 64, 130, 0, 0},
+                          {12, 1, 16, 5, 100, 0},  {8, 2, 8, 70, 3, 7},     {6, 3, 32, 1, 200, 64},
+                          {2, 1, 5, 17, 64, 16},   {4, 2, 16, 200, 0, 65},  {2, 1, 260, 20, 5, 0},
+                          {4, 2, 16, 1, 63, 0},    {4, 2, 16, 1, 64, 0},    {4, 2, 16, 1, 65, 0},
+                          {4, 2, 16, 1, 127, 0},   {4, 2, 16, 1, 128, 0},   {4, 2, 16, 1, 129, 0},
+                          {2, 1, 64, 1, 192, 0},   {4, 2, 16, 1, 128, 64},  {4, 2, 16, 1, 128, 65},
+                          {4, 2, 16, 1, 127, 64},  {4, 2, 16, 1, 126, 64},  {4, 2, 16, 1, 64, 1},
+                          {4, 2, 16, 1, 191, 2},   {4, 2, 16, 10, 60, 0},   {4, 2, 16, 2, 127, 0},
+                          {4, 2, 16, 66, 63, 0},   {4, 2, 16, 129, 0, 0},   {4, 2, 16, 60, 100, 0},
+                          {4, 2, 16, 33, 64, 0},   {4, 2, 16, 20, 120, 10}, {4, 2, 16, 100, 50, 64},
+                          {2, 2, 64, 40, 100, 30}, {12, 12, 64, 64, 960, 0}};
     /* ordinary scores; scores of a few hundred, where e^s overflows a float (the softmax must
        subtract the maximum); and +-100 sum_i q_i / sqrt(hd) (q_i >= 1: at least 100 sqrt(hd),
        220 at head dim 5) added to every score of a query, which changes nothing but the size of
