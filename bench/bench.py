@@ -37,9 +37,11 @@ Limits (stated again in the output):
   2 x (parameters of the layers' 2-D weights) + 2 x vocab x dim / P: every prompt position goes
   through every layer matrix (an FMA per weight), the output head is computed once, for the last
   of the P prompt positions. Attention scores (QK^T, PV) are not counted (~1-4% at P = 128).
-- peak RSS allowance = (file size + KV cache) x 1.1, KV cache = 2 x layers x context x kv_dim x 4 B
-  (2 B with --kv-cache f16, passed to ./run; the decode columns that count the KV read count the
-  same bytes per element).
+- peak RSS allowance = (file size + KV cache) x 1.1, KV cache = 2 x layers x context x kv_dim x
+  2 B (--kv-cache f16, the default, passed to ./run and llama.cpp alike; 4 B with --kv-cache f32;
+  the decode columns that count the KV read count the same bytes per element). F16 is llama.cpp's
+  default; its F32 cache (the bench's setting before 2026-11-27) decodes about 3x slower, so
+  comparing with it flattered ours.
 
 Random weights (seeded), scaled as in tests/gen/make_models.py; the SentencePiece fixture tokenizer
 (tests/fixtures/spm-kjv.model, 512 tokens; export pads the vocabulary to 32,000); the output row of
@@ -352,10 +354,10 @@ def run_once(model, prompt, threads, kv="f32"):
     return P, X, G, Y, "[end of text]" in text, rss
 
 
-def llamacpp_once(model, prompt_ids, threads):
+def llamacpp_once(model, prompt_ids, threads, kv):
     """One llama.cpp run (bench/llamacpp.mjs): dict of prompt_tps, decode_tps (its perf counters)
     and wall_prompt_tps, wall_decode_tps (JavaScript's clock), prompt_tokens, decode_tokens."""
-    r = subprocess.run(["node", str(LLAMACPP), str(model), str(threads), str(N_PREDICT)],
+    r = subprocess.run(["node", str(LLAMACPP), str(model), str(threads), str(N_PREDICT), kv],
                        input=json.dumps(prompt_ids), capture_output=True, text=True, timeout=900)
     if r.returncode != 0:
         raise BenchError(f"llama.cpp on {model.name} exited {r.returncode}: {r.stderr.strip()[-300:]}")
@@ -452,7 +454,7 @@ def bench_row(a, model, s, t, th, PL, prompt, prompt_ids, c, bw, peak, why_not, 
                decode=dt, decode_lim=dlim, rss=rss, allow=allow,
                prompt_runs=[x[1] for x in res], decode_runs=[x[3] for x in res])
     if not why_not:
-        lc = [llamacpp_once(model, prompt_ids, th) for _ in range(a.reps)]
+        lc = [llamacpp_once(model, prompt_ids, th, a.kv_cache) for _ in range(a.reps)]
         for x in lc:
             if x["prompt_tokens"] != PL or x["decode_tokens"] != N_PREDICT - 1:
                 problems.append(f"{s} {t} {th} threads: llama.cpp timed {x['prompt_tokens']} "
@@ -478,8 +480,9 @@ def main(argv=None):
     ap.add_argument("--prompt-tokens", default=str(PROMPT_TOKENS),
                     help="prompt lengths, e.g. 128,512,1024 (at most %d)" % (CONTEXT - N_PREDICT))
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--kv-cache", choices=sorted(KV_BYTES), default="f32",
-                    help="./run's KV cache type (llama.cpp's stays F32)")
+    ap.add_argument("--kv-cache", choices=sorted(KV_BYTES), default="f16",
+                    help="the KV cache type of both programs (./run --kv-cache; default f16, "
+                         "llama.cpp's own default: its F32 cache decodes ~3x slower)")
     ap.add_argument("--limits-mib", type=int, default=1024, help="read-bandwidth array size")
     ap.add_argument("--llamacpp", choices=["auto", "on", "off"], default="auto",
                     help="llama.cpp beside each row: auto = when node-llama-cpp is installed")
@@ -669,8 +672,8 @@ def main(argv=None):
     if side:
         md += ["", "## Side by side with llama.cpp", "",
                f"llama.cpp v0.4.0 (npm node-llama-cpp 3.21.1, prebuilt CPU library) on the same "
-               f"files, prompt ids and thread counts, {N_PREDICT} greedy tokens, F32 KV cache "
-               f"(ours: {a.kv_cache.upper()}), "
+               f"files, prompt ids and thread counts, {N_PREDICT} greedy tokens, the same KV cache type "
+               f"as ours ({a.kv_cache.upper()}), "
                f"whole prompt in one batch; figures from llama.cpp's own perf counters (prompt eval "
                f"time, eval time), median of {a.reps} runs. The JavaScript binding adds "
                f"{js_decode:.3f} ms per decoded token and {js_prompt:.2f} ms per prompt (median over "

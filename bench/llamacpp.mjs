@@ -1,12 +1,12 @@
 // llamacpp.mjs: llama.cpp's speed on one GGUF file, for `make bench` to set beside ours.
 //
-//   node bench/llamacpp.mjs MODEL.gguf THREADS N_PREDICT < prompt.json  ->  one JSON line
+//   node bench/llamacpp.mjs MODEL.gguf THREADS N_PREDICT [f32|f16] < prompt.json  ->  one JSON line
 //
 // prompt.json is the prompt's ids as ./run --tokenize prints them (BOS included), as a JSON array,
 // so both programs see exactly the same tokens. llama.cpp is the prebuilt v0.4.0 of
 // node-llama-cpp 3.21.1 (installed in tests/oracles by `npm ci --omit=optional`), driven through
 // its library API: one context with the whole prompt in one batch, greedy decoding of N_PREDICT
-// tokens, an F32 KV cache like ours.
+// tokens, a KV cache of the given element type (default f32; the bench passes ./run's --kv-cache).
 //
 // Two sets of figures come back:
 // - llama.cpp's own (its perf counters, llama_perf_context_print): prompt eval time over the
@@ -17,10 +17,11 @@
 import {readFileSync} from "node:fs";
 import {createContext, startLlama} from "../tests/oracles/llamacpp_common.mjs";
 
-const [modelPath, threadsArg, nPredictArg] = process.argv.slice(2);
+const [modelPath, threadsArg, nPredictArg, kvArg = "f32"] = process.argv.slice(2);
 const threads = Number(threadsArg), nPredict = Number(nPredictArg);
-if (!modelPath || !(threads >= 1) || !(nPredict >= 2)) {
-    console.error("usage: node bench/llamacpp.mjs MODEL.gguf THREADS N_PREDICT < prompt.json");
+const kvType = {f32: "F32", f16: "F16"}[kvArg];
+if (!modelPath || !(threads >= 1) || !(nPredict >= 2) || !kvType) {
+    console.error("usage: node bench/llamacpp.mjs MODEL.gguf THREADS N_PREDICT [f32|f16] < prompt.json");
     process.exit(2);
 }
 const prompt = JSON.parse(readFileSync(0, "utf8"));
@@ -30,7 +31,8 @@ const llama = await startLlama((level, message) => logs.push(message));
 const model = await llama.loadModel({modelPath});  // a refusal throws: the bench reports the exit
 const context = await createContext(model, {
     contextSize: prompt.length + nPredict + 8, threads, batchSize: prompt.length,
-    performanceTracking: true});
+    performanceTracking: true, experimentalKvCacheKeyType: kvType,
+    experimentalKvCacheValueType: kvType});
 const sequence = context.getSequence();
 
 const t0 = performance.now();

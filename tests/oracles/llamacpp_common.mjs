@@ -26,6 +26,6 @@ export async function loadModelOrReport(llama, modelPath, options = {}) {
 // A context with an F32 KV cache, as ours (llama.cpp's default is F16, which moves logits by
 // ~1e-3); one thread, 128 positions and batches of 64 unless options say otherwise.
 export function createContext(model, options = {}) {
-    return model.createContext({contextSize: 128, threads: 1, batchSize: 64, ...options,
-        experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32"});
+    return model.createContext({contextSize: 128, threads: 1, batchSize: 64,
+        experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32", ...options});
 }
