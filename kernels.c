@@ -1044,7 +1044,7 @@ void matmul(float *out, const float *x, const Tensor *w, int n) { matmul_many(&o
 /* ---- attention ------------------------------------------------------------------------- */
 
 /* The element types: how kv_store() writes a row of n floats (dst[i * stride], the elements
-   counted in the type) and how the references read element i back. */
+   counted in the type), and kv_elt() below, how everything else reads element i back. */
 static void put_f32(void *dst, size_t stride, const float *src, int n) {
     float *d = dst;
     for (int i = 0; i < n; i++) d[(size_t)i * stride] = src[i];
@@ -1057,13 +1057,20 @@ static void put_f16(void *dst, size_t stride, const float *src, int n) {
         for (int i = 0; i < m; i++) d[(size_t)(i0 + i) * stride] = h[i];
     }
 }
-static float load_f32(const void *c, size_t i) { return ((const float *)c)[i]; }
-static float load_f16(const void *c, size_t i) { return f16_table[((const uint16_t *)c)[i]]; }
+static void (*const kv_put[KV_TYPES])(void *dst, size_t stride, const float *src,
+                                      int n) = {[KV_F32] = put_f32, [KV_F16] = put_f16};
 
-static const struct {
-    void (*put)(void *dst, size_t stride, const float *src, int n);
-    float (*load)(const void *c, size_t i);
-} kv_access[KV_TYPES] = {[KV_F32] = {put_f32, load_f32}, [KV_F16] = {put_f16, load_f16}};
+/* Element i of a cache of type t as a float; t is a constant wherever this is inlined, so that
+   each reference below compiles to its own straight loop (a call per element made the
+   attention dumps, which run attention_ref, three times slower). */
+#ifdef __GNUC__
+#define KV_INLINE inline __attribute__((always_inline))
+#else
+#define KV_INLINE inline
+#endif
+static KV_INLINE float kv_elt(const void *c, size_t i, const KvType t) {
+    return t == KV_F16 ? f16_table[((const uint16_t *)c)[i]] : ((const float *)c)[i];
+}
 
 const KvTypeInfo kv_types[KV_TYPES] = {
     [KV_F32] = {"f32", sizeof(float)}, [KV_F16] = {"f16", sizeof(uint16_t)}};
@@ -1089,12 +1096,12 @@ static size_t value_index(const AttnShape *a, int h, int j) {
 }
 
 float kv_key(const void *kc, const AttnShape *a, int h, int j, int i) {
-    return kv_access[a->kv_type].load(kc, key_index(a, h, j, i));
+    return kv_elt(kc, key_index(a, h, j, i), a->kv_type);
 }
 
 void kv_value(float *out, const void *vc, const AttnShape *a, int h, int j) {
     const size_t v0 = value_index(a, h, j);
-    for (int i = 0; i < a->head_dim; i++) out[i] = kv_access[a->kv_type].load(vc, v0 + i);
+    for (int i = 0; i < a->head_dim; i++) out[i] = kv_elt(vc, v0 + i, a->kv_type);
 }
 
 /* KV head h's keys and values of the n positions. */
@@ -1102,7 +1109,7 @@ static void kv_store_head(void *kc, void *vc, const float *k, const float *v, in
                           const AttnShape *a, int h) {
     const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd;
     const size_t bytes = kv_types[a->kv_type].bytes;
-    void (*put)(void *, size_t, const float *, int) = kv_access[a->kv_type].put;
+    void (*put)(void *, size_t, const float *, int) = kv_put[a->kv_type];
     for (int t = 0; t < n; t++) {
         /* dimension i of the key at stride KV_TILE, the value's row contiguous */
         put((char *)kc + key_index(a, h, pos0 + t, 0) * bytes, KV_TILE,
@@ -1122,18 +1129,6 @@ void kv_store(void *kc, void *vc, const float *k, const float *v, int n, int pos
     }
 #pragma omp parallel for schedule(static)
     for (int h = 0; h < a->n_kv_heads; h++) kv_store_head(kc, vc, k, v, n, pos0, a, h);
-}
-
-/* Element i of a cache of type t as a float; t is a constant wherever this is inlined, so that
-   each reference below compiles to its own straight loop (a call per element made the
-   attention dumps, which run attention_ref, three times slower). */
-#ifdef __GNUC__
-#define KV_INLINE inline __attribute__((always_inline))
-#else
-#define KV_INLINE inline
-#endif
-static KV_INLINE float kv_elt(const void *c, size_t i, const KvType t) {
-    return t == KV_F16 ? f16_table[((const uint16_t *)c)[i]] : ((const float *)c)[i];
 }
 
 /* The textbook version: for each query and head, every score, then the softmax, then the
@@ -1188,24 +1183,22 @@ void attention_ref(float *out, float *probs, int probs_stride, const float *q, c
 /* The plain products of one key tile (Kernels.att_scores, att_pv), each sum in index order. */
 void att_scores_ref(KvType type, float *s, const float *q, int qstride, int nq, const void *kt,
                     int hd) {
-    float (*load)(const void *, size_t) = kv_access[type].load;
     for (int r = 0; r < nq; r++)
         for (int j = 0; j < KV_TILE; j++) {
             float sum = 0.0f;
             for (int i = 0; i < hd; i++)
-                sum += q[(size_t)r * qstride + i] * load(kt, (size_t)i * KV_TILE + j);
+                sum += q[(size_t)r * qstride + i] * kv_elt(kt, (size_t)i * KV_TILE + j, type);
             s[(size_t)r * KV_TILE + j] = sum;
         }
 }
 
 void att_pv_ref(KvType type, float *o, int ostride, const float *p, int nq, const void *v, int nk,
                 int hd) {
-    float (*load)(const void *, size_t) = kv_access[type].load;
     for (int r = 0; r < nq; r++)
         for (int d = 0; d < hd; d++) {
             float sum = o[(size_t)r * ostride + d];
             for (int j = 0; j < nk; j++)
-                sum += p[(size_t)r * KV_TILE + j] * load(v, (size_t)j * hd + d);
+                sum += p[(size_t)r * KV_TILE + j] * kv_elt(v, (size_t)j * hd + d, type);
             o[(size_t)r * ostride + d] = sum;
         }
 }

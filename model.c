@@ -813,12 +813,10 @@ static int rope_table(float **cos_out, float **sin_out, const Config *c, float t
     return 0;
 }
 
-/* The key and value caches in the element type c->kv_cache (their old ones freed). */
+/* The key and value caches in the element type c->kv_cache. */
 static int alloc_kv_cache(RunState *s, const Config *c, Error *err) {
     const size_t kv_dim = (size_t)c->n_kv_heads * c->head_dim;
     const size_t n = (size_t)kv_tiles(c->seq_len) * c->n_layers * kv_dim * KV_TILE;
-    free(s->key_cache);
-    free(s->value_cache);
     s->key_cache = state_alloc(n, kv_types[c->kv_cache].bytes);
     s->value_cache = state_alloc(n, kv_types[c->kv_cache].bytes);
     if (!s->key_cache || !s->value_cache)
@@ -915,16 +913,18 @@ static void prefault(const GGUF *g) {
     }
 }
 
-/* The context this run allocates: asked for, or the model's capped at DEFAULT_CTX. */
-static int choose_context(Config *c, int ctx, Error *err) {
+/* The cache this run allocates: a context asked for, or the model's capped at DEFAULT_CTX, of
+   elements of type kv_cache. */
+static int choose_cache(Config *c, int ctx, KvType kv_cache, Error *err) {
     if (ctx < 0 || ctx > c->ctx_train)
         return fail(err, "a context of %d positions was asked for; the model's is %d", ctx,
                     c->ctx_train);
     c->seq_len = ctx ? ctx : c->ctx_train < DEFAULT_CTX ? c->ctx_train : DEFAULT_CTX;
+    c->kv_cache = kv_cache;
     return 0;
 }
 
-int model_init(Model *m, int batch, int ctx, Error *err) {
+int model_init(Model *m, int batch, int ctx, KvType kv_cache, Error *err) {
     if (m->file.n_tensors == 0) { /* a vocabulary-only file (llama.cpp's ggml-vocab-*.gguf) */
         memset(&m->config, 0, sizeof m->config);
         m->config.vocab_only = 1;
@@ -936,7 +936,7 @@ int model_init(Model *m, int batch, int ctx, Error *err) {
     }
     if (read_config(&m->file, &m->config, err) ||
         bind_weights(&m->file, &m->config, &m->weights, err) ||
-        choose_context(&m->config, ctx, err) ||
+        choose_cache(&m->config, ctx, kv_cache, err) ||
         load_tokenizer(&m->file, &m->config, &m->tokenizer, err) ||
         (batch > 0 && alloc_state(&m->state, &m->config, &m->weights, batch, err))) {
         model_free(m);
@@ -976,10 +976,10 @@ static int load_llama2c(Model *m, const char *path, const char *tokenizer, Error
 }
 
 int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, int ctx,
-                    Error *err) {
+                    KvType kv_cache, Error *err) {
     memset(m, 0, sizeof *m);
     if (lacks_gguf_magic(path)) {
-        if (load_llama2c(m, path, tokenizer, err) || choose_context(&m->config, ctx, err) ||
+        if (load_llama2c(m, path, tokenizer, err) || choose_cache(&m->config, ctx, kv_cache, err) ||
             (batch > 0 && alloc_state(&m->state, &m->config, &m->weights, batch, err))) {
             model_free(m);
             return -1;
@@ -992,20 +992,13 @@ int model_load_with(Model *m, const char *path, const char *tokenizer, int batch
                     "a tokenizer (-z) is for llama2.c checkpoints; '%s' is a GGUF file with "
                     "its own",
                     path);
-    if (gguf_open(&m->file, path, err) || model_init(m, batch, ctx, err)) return -1;
+    if (gguf_open(&m->file, path, err) || model_init(m, batch, ctx, kv_cache, err)) return -1;
     prefault(&m->file);
     return 0;
 }
 
 int model_load(Model *m, const char *path, int batch, int ctx, Error *err) {
-    return model_load_with(m, path, NULL, batch, ctx, err);
-}
-
-int model_set_kv_cache(Model *m, KvType type, Error *err) {
-    if (type == m->config.kv_cache) return 0;
-    m->config.kv_cache = type;
-    /* untouched until the first forward pass (state_alloc), so the F32 one cost no pages */
-    return m->state.key_cache ? alloc_kv_cache(&m->state, &m->config, err) : 0;
+    return model_load_with(m, path, NULL, batch, ctx, KV_F32, err);
 }
 
 int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, Error *err) {

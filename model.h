@@ -48,9 +48,10 @@ typedef struct {
     int n_kv_heads; /* key/value heads; divides n_heads (GQA; 1 = MQA) */
     int head_dim;   /* q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim */
     int vocab_size;
-    int ctx_train;   /* the model's context (context_length): learned position rows */
-    int seq_len;     /* the context allocated for this run (KV cache, RoPE tables): <= ctx_train */
-    KvType kv_cache; /* the KV cache's element type for this run (model_set_kv_cache; KV_F32) */
+    int ctx_train; /* the model's context (context_length): learned position rows */
+    int seq_len;   /* the context allocated for this run (KV cache, RoPE tables): <= ctx_train */
+    KvType
+        kv_cache; /* the KV cache's element type for this run (model_load_with; model_load: KV_F32) */
     NormKind norm;
     float norm_eps;
     PosKind pos;
@@ -165,22 +166,18 @@ static inline int layer_window(const Config *c, int l) {
 
 /* Opens, validates and binds a model; allocates the run state for batches of `batch` positions
    and a context of `ctx` positions (0: the model's context capped at DEFAULT_CTX; more than the
-   model's is an error). */
+   model's is an error), its KV cache of F32 elements. */
 int model_load(Model *m, const char *path, int batch, int ctx, Error *err);
 /* The same, with the tokenizer.bin of a llama2.c checkpoint (NULL: found beside the model or in
-   the current directory, see llama2c.h); a GGUF file must have none, it carries its own. */
+   the current directory, see llama2c.h; a GGUF file must have none, it carries its own) and the
+   KV cache's element type (--kv-cache: F16 halves its bytes). */
 int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, int ctx,
-                    Error *err);
+                    KvType kv_cache, Error *err);
 /* The same for a model whose m->file is already parsed (from a buffer: the fuzz target); batch 0
    binds without allocating a run state. On failure m is freed, m->file included. */
-int model_init(Model *m, int batch, int ctx, Error *err);
+int model_init(Model *m, int batch, int ctx, KvType kv_cache, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);
-
-/* Reallocates the KV cache with elements of the given type (--kv-cache; model_load allocates
-   F32): F16 halves its bytes. Call before the first forward pass (the cache is emptied). Returns
-   -1 when out of memory. */
-int model_set_kv_cache(Model *m, KvType type, Error *err);
 
 /* Layer l's attention shape and its part of tile 0 of the key and value caches (kernels.h). */
 static inline AttnShape layer_attn(const Model *m, int l, void **kc, void **vc) {

@@ -664,8 +664,8 @@ done:
 
 static int run_chat(const Options *o, Error *err) {
     Model m;
-    if (model_load_with(&m, o->model, o->tokenizer, o->batch, o->ctx, err)) return -1;
-    if (model_set_kv_cache(&m, o->kv_cache, err) || (!o->no_repack && model_repack(&m, err))) {
+    if (model_load_with(&m, o->model, o->tokenizer, o->batch, o->ctx, o->kv_cache, err)) return -1;
+    if (!o->no_repack && model_repack(&m, err)) {
         model_free(&m);
         return -1;
     }
@@ -698,12 +698,11 @@ static int run(const Options *o, Error *err) {
     Model m;
     int *ids = NULL, n_ids = 0, rc = -1;
     double t_load = now_seconds();
-    if (model_load_with(&m, o->model, o->tokenizer, o->batch, o->ctx, err)) {
+    if (model_load_with(&m, o->model, o->tokenizer, o->batch, o->ctx, o->kv_cache, err)) {
         free(stdin_text);
         return -1;
     }
-    if (model_set_kv_cache(&m, o->kv_cache, err) || (!o->no_repack && model_repack(&m, err)))
-        goto done;
+    if (!o->no_repack && model_repack(&m, err)) goto done;
     if (m.config.vocab_only && !o->tokenize) {
         fail(err, "'%s' holds a vocabulary and no weights: only --tokenize works on it", o->model);
         goto done;

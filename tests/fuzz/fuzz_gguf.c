@@ -108,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK_ERROR(&err);
         return 0;
     }
-    if (model_init(&m, 0, 0, &err) != 0) { /* frees m, m.file included */
+    if (model_init(&m, 0, 0, KV_F32, &err) != 0) { /* frees m, m.file included */
         CHECK_ERROR(&err);
         return 0;
     }
@@ -117,7 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                       weights_sane(&m.file); /* a vocabulary-only file has nothing to run */
     model_free(&m);
     if (small) {
-        CHECK(gguf_parse(&m.file, data, size, &err) == 0 && model_init(&m, 4, 0, &err) == 0);
+        CHECK(gguf_parse(&m.file, data, size, &err) == 0 &&
+              model_init(&m, 4, 0, KV_F32, &err) == 0);
         run_forward(&m);
         model_free(&m);
     }

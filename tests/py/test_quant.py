@@ -331,9 +331,11 @@ def torch_from(a, like):
     return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(like.dtype)
 
 
-def ours_logits(model, *flags):
-    dump = str(model) + "".join(flags) + ".logits.npy"
-    r = subprocess.run([str(RUN), str(model), "-i", PROMPT, "-n", str(N_GEN), "-t", "0",
+def ours_logits(model, *flags, n=N_GEN):
+    """Our logits (run with flags) at every position of PROMPT and of n - 1 greedy tokens, and
+    PROMPT's token ids."""
+    dump = f"{model}{''.join(flags)}.n{n}.logits.npy"
+    r = subprocess.run([str(RUN), str(model), "-i", PROMPT, "-n", str(n), "-t", "0",
                         "--dump-logits", dump, *flags], capture_output=True, timeout=120)
     assert r.returncode == 0, r.stderr
     ids = subprocess.run([str(RUN), str(model), "--tokenize", "-i", PROMPT], capture_output=True,
@@ -400,23 +402,19 @@ def test_logits_vs_reference(qdir, variant, dtype):
     check_vs_reference(model, qdir / f"{variant}.{dtype}.hf", median=variant == "llama_gqa")
 
 
-def prompt_logits(model, *args):
+def prompt_logits(model, *flags):
     """Our logits at every position of PROMPT (one batch: the prompt's matrix products)."""
-    dump = str(model) + ".prompt.npy"
-    r = subprocess.run([str(RUN), str(model), "-i", PROMPT, "-n", "1", "-t", "0",
-                        "--dump-logits", dump, *args], capture_output=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    return np.load(dump)[:-1]
+    return ours_logits(model, *flags, n=1)[0][:-1]
 
 
-# The types read repacked (model_repack: Q8_0 and Q4_0 in the Q8P layout, Q4_K and Q6_K in KP;
-# decoding and, where the kernel set has the tiles, prompts) are the same weights with their
-# float sums in another order: the prompt's logits with and without --no-repack agree as the
-# engine agrees with the reference above (every position within MAX_TOL), and the repacked ones
-# give the same bits with 1 and 2 threads. llama_256's rows are 256 columns: one super-block.
-# Measured 2026-11-27 (AVX-512): Q4_0 0 (its two prompt tiles sum alike), Q4_K, Q6_K and Q4_K_M
-# at most 5.5e-7; a Q6_K prompt tile that skipped one group of 16 weights gave 0.83.
-@pytest.mark.parametrize("dtype", ["q4_0", "q4_k", "q6_k", "q4_k_m"])
+# The types read repacked (model_repack: Q8_0, Q4_0 and Q5_0 in the Q8P layout, Q4_K and Q6_K
+# in KP; decoding and, where the kernel set has the tiles, prompts) are the same weights with
+# their float sums in another order: the prompt's logits with and without --no-repack agree as
+# the engine agrees with the reference above (every position within MAX_TOL), and the repacked
+# ones give the same bits with 1 and 2 threads. llama_256's rows are 256 columns: one
+# super-block. Measured 2026-11-27 (AVX-512): Q4_0 0 (its two prompt tiles sum alike; Q5_0 too,
+# 2026-11-28), Q4_K, Q6_K and Q4_K_M at most 5.5e-7; a Q6_K prompt tile that skipped one group of 16 weights gave 0.83.
+@pytest.mark.parametrize("dtype", ["q4_0", "q5_0", "q4_k", "q6_k", "q4_k_m"])
 def test_repacked_prompt(qdir, dtype):
     need_run()
     model = quant_file(qdir, "llama_256", dtype)
