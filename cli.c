@@ -97,10 +97,10 @@ static const OptionSpec OPTIONS[] = {
     {NULL, "--threads", "N", OPT_INT, AT(threads), 1, 1024,
      "threads for the matrix products (default: all cores)"},
     {NULL, "--no-repack", NULL, OPT_FLAG, AT(no_repack), 0, 0,
-     "read Q8_0, Q4_0, Q5_0, Q4_K and Q6_K weights in the file's\n"
-     "layout; by default they are repacked at load for faster decoding\n"
-     "and prompts (AVX-512 VNNI), and the file's pages under them\n"
-     "released"},
+     "read the weights in place from the file; by default they are\n"
+     "copied at load into 2 MB pages for faster decoding and prompts\n"
+     "(Q8_0, Q4_0, Q5_0, Q4_K and Q6_K repacked, with AVX-512 VNNI),\n"
+     "and the file's pages under them released"},
     {"-z", "--tokenizer", "PATH", OPT_STRING, AT(tokenizer), 0, 0,
      "tokenizer.bin of a llama2.c checkpoint (default: tokenizer.bin\n"
      "beside the model, else in the current directory)"},

@@ -31,7 +31,7 @@ typedef struct {
     const char *kv_cache_name; /* --kv-cache: "f32" or "f16", or NULL */
     KvType kv_cache;           /* the KV cache's element type it names (default KV_F32) */
     int threads;               /* 0 = OpenMP's default */
-    int no_repack;             /* keep Q8_0 weights in the file's layout (model_repack) */
+    int no_repack;             /* read the weights in the file (no model_repack) */
     int tokenize;              /* print the prompt's ids and exit */
     int parse_special;         /* control-token spellings in the prompt become those tokens */
     const char *dump_logits;

@@ -1056,6 +1056,22 @@ static void release_file_pages(const GGUF *f, const Tensor *w) {
 #endif
 }
 
+/* Is tensor w in the file's mapping (not converted at load onto the heap)? */
+static int in_mapping(const GGUF *f, const Tensor *w) {
+    const uintptr_t lo = (uintptr_t)f->buf, start = (uintptr_t)w->data;
+    return f->mapped && w->data && start >= lo &&
+           start + (size_t)w->rows * w->row_bytes <= lo + f->size;
+}
+
+/* The bytes tensor w takes in m->packed: its repacked layout, or its own copied as it is, or
+   nothing (a tensor on the heap, or one the set packs that has no data). Copies start on a
+   cache line, so that rows of a multiple of 64 bytes do too. */
+static size_t moved_bytes(const Model *m, const Kernels *k, const Tensor *w) {
+    if (!w->data) return 0;
+    if (kernels_packs(k, w->type)) return packed_bytes(w);
+    return in_mapping(&m->file, w) ? ((size_t)w->rows * w->row_bytes + 63) / 64 * 64 : 0;
+}
+
 int model_repack(Model *m, Error *err) {
     const Kernels *k = kernels_active();
     if (m->config.vocab_only || !m->weights.layers) return 0;
@@ -1063,8 +1079,7 @@ int model_repack(Model *m, Error *err) {
     if (!ts) return fail(err, "out of memory");
     const int n = matmul_tensors(m, ts);
     size_t total = 0;
-    for (int i = 0; i < n; i++)
-        if (ts[i]->data && kernels_packs(k, ts[i]->type)) total += packed_bytes(ts[i]);
+    for (int i = 0; i < n; i++) total += moved_bytes(m, k, ts[i]);
     if (total == 0) {
         free(ts);
         return 0;
@@ -1080,14 +1095,22 @@ int model_repack(Model *m, Error *err) {
     }
     m->packed_bytes = total;
     size_t off = 0;
-    for (int i = 0; i < n; i++)
-        if (ts[i]->data && kernels_packs(k, ts[i]->type)) {
-            tensor_pack(m->packed + off, ts[i]);
-            ts[i]->packed = m->packed + off;
-            off += packed_bytes(ts[i]);
-            /* tensor by tensor, so that the resident set never holds both copies of all */
-            if (kernels_tiles_packed(k, ts[i]->type)) release_file_pages(&m->file, ts[i]);
+    for (int i = 0; i < n; i++) {
+        Tensor *w = ts[i];
+        const size_t bytes = moved_bytes(m, k, w);
+        if (bytes == 0) continue;
+        /* tensor by tensor, so that the resident set never holds both copies of all */
+        if (kernels_packs(k, w->type)) {
+            tensor_pack(m->packed + off, w);
+            w->packed = m->packed + off;
+            if (kernels_tiles_packed(k, w->type)) release_file_pages(&m->file, w);
+        } else {
+            memcpy(m->packed + off, w->data, (size_t)w->rows * w->row_bytes);
+            release_file_pages(&m->file, w);
+            w->data = m->packed + off;
         }
+        off += bytes;
+    }
     free(ts);
     return 0;
 }
