@@ -32,7 +32,9 @@ Limits (stated again in the output):
 - decode limit (tok/s) = read bandwidth(threads) / bytes of weights read per token, where the bytes
   are the stored sizes of every 2-D weight tensor (attention q/k/v/o, FFN gate/up/down, output) plus
   one row of token_embd (a token reads only its own embedding row). Norm vectors (~0.01%) and the
-  KV cache are not counted.
+  KV cache are not counted. The memory bus is shared and its bandwidth drifts from minute to
+  minute, so each row also measures it beside itself (bench/limits, best of 3 passes, right before
+  and right after our runs of the row, the higher used) and states the decode % of that limit.
 - prompt limit (tok/s) = FMA peak(threads) / FLOPs per prompt token, FLOPs per prompt token =
   2 x (parameters of the layers' 2-D weights) + 2 x vocab x dim / P: every prompt position goes
   through every layer matrix (an FMA per weight), the output head is computed once, for the last
@@ -431,12 +433,27 @@ def pct(x):
     return f"{100 * x:.0f}%"
 
 
+ROW_PASSES = 3  # the read bandwidth measured beside each row: ~1.6 s with 1024 MiB
+
+
+def row_bandwidth(a, th):
+    """The read bandwidth (GB/s) with th threads now: bench/limits on the --limits-mib array
+    (at 256 MiB, 2 threads read up to 48 GB/s at times, against 30-35 with 1024)."""
+    r = subprocess.run([str(LIMITS), "--mib", str(a.limits_mib), "--passes", str(ROW_PASSES)],
+                       stdout=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise BenchError("bench/limits failed")
+    return json.loads(r.stdout)["read_gbs"][str(th)]
+
+
 def bench_row(a, model, s, t, th, PL, prompt, prompt_ids, c, bw, peak, why_not, problems):
     """One row: ours (and llama.cpp's unless why_not) on one file, thread count and prompt."""
     if th not in bw:
         raise BenchError(f"no limits measured for {th} threads")
     b0, w0 = cpu_busy(), time.time()
+    bw_row = row_bandwidth(a, th)
     res = [run_once(model, prompt, th, a.kv_cache) for _ in range(a.reps)]
+    bw_row = max(bw_row, row_bandwidth(a, th))
     for P, X, G, Y, eot, rss in res:
         if P != PL or G != N_PREDICT or eot:
             problems.append(f"{s} {t} {th} threads: prompt {P} tokens, generated {G}"
@@ -451,7 +468,7 @@ def bench_row(a, model, s, t, th, PL, prompt, prompt_ids, c, bw, peak, why_not, 
         problems.append(f"{s} {t} {th} threads: peak RSS {rss / 1e6:.0f} MB > allowance "
                         f"{allow / 1e6:.0f} MB")
     row = dict(shape=s, type=t.upper(), threads=th, P=PL, prompt=pt, prompt_lim=plim,
-               decode=dt, decode_lim=dlim, rss=rss, allow=allow,
+               decode=dt, decode_lim=dlim, rss=rss, allow=allow, bw_row=bw_row,
                prompt_runs=[x[1] for x in res], decode_runs=[x[3] for x in res])
     if not why_not:
         lc = [llamacpp_once(model, prompt_ids, th, a.kv_cache) for _ in range(a.reps)]
@@ -464,7 +481,8 @@ def bench_row(a, model, s, t, th, PL, prompt, prompt_ids, c, bw, peak, why_not, 
     b1 = cpu_busy()
     row["others"] = ((b1[0] - b0[0]) - (b1[1] - b0[1])) / max(time.time() - w0, 1e-9)
     log(f"{s:>5} {t:>5} {th}t P={PL:<4}  prompt {pt:8.1f} tok/s ({pct(pt / plim):>4} of {plim:7.0f})"
-        f"  decode {dt:7.1f} tok/s ({pct(dt / dlim):>4} of {dlim:6.0f})"
+        f"  decode {dt:7.1f} tok/s ({pct(dt / dlim):>4} of {dlim:6.0f};"
+        f" {pct(dt * c['read_bytes'] / (bw_row * 1e9)):>4} at {bw_row:.1f} GB/s beside it)"
         f"  RSS {rss / 1e6:5.0f} / {allow / 1e6:5.0f} MB"
         + (f"  | llama.cpp prompt {row['llama_prompt_tps']:8.1f} decode "
            f"{row['llama_decode_tps']:7.1f}" if not why_not else "")
@@ -576,6 +594,7 @@ def main(argv=None):
         r["prompt_lim"] = peak[r["threads"]] * 1e9 / c["flops"]
         r["decode_lim"] = bw[r["threads"]] * 1e9 / c["read_bytes"]
         r["decode_lim_kv"] = bw[r["threads"]] * 1e9 / (c["read_bytes"] + c["kv_read"])
+        r["decode_lim_row"] = r["bw_row"] * 1e9 / c["read_bytes"]
     total = time.time() - t_start
     busy1 = cpu_busy()
     others = ((busy1[0] - busy0[0]) - (busy1[1] - busy0[1])) / total  # cores, on average
@@ -589,13 +608,16 @@ def main(argv=None):
     key_head = "| shape | type | threads | " + ("prompt tokens | " if several else "")
     key_rule = "|---|---|---|" + ("---|" if several else "")
     head = (key_head + "prompt tok/s | % of FMA limit | decode tok/s | "
-            "% of bandwidth limit | % with the KV read counted | peak RSS / allowance (MB) |\n"
-            + key_rule + "---|---|---|---|---|---|\n")
+            "% of bandwidth limit | % with the KV read counted | read GB/s beside the row: "
+            "decode % of its limit | peak RSS / allowance (MB) |\n"
+            + key_rule + "---|---|---|---|---|---|---|\n")
     table = head + "".join(
         key(r) + f"{r['prompt']:.0f} | "
         f"{pct(r['prompt'] / r['prompt_lim'])} of {r['prompt_lim']:.0f} | {r['decode']:.1f} | "
         f"{pct(r['decode'] / r['decode_lim'])} of {r['decode_lim']:.0f} | "
         f"{pct(r['decode'] / r['decode_lim_kv'])} of {r['decode_lim_kv']:.0f} | "
+        f"{r['bw_row']:.1f}: {pct(r['decode'] / r['decode_lim_row'])} of "
+        f"{r['decode_lim_row']:.0f} | "
         f"{r['rss'] / 1e6:.0f} / {r['allow'] / 1e6:.0f} |\n" for r in rows)
     def mix(c):  # the 2-D weights' types, by share of parameters
         total = sum(c["types"].values())
@@ -665,7 +687,12 @@ def main(argv=None):
         "last-level cache (the small models) can be read faster, over 100% of this limit. The KV "
         "cache a decoded token reads (last column below) is not in the limit either: a few % of "
         "the weights at 110M, up to ~17% at 15M Q8_0; the column after it counts those bytes too "
-        "(weights + the mean KV read per decoded token), the bytes a token really streams.",
+        "(weights + the mean KV read per decoded token), the bytes a token really streams. "
+        "The memory bus is shared with other machines, and its bandwidth changes from minute to "
+        f"minute (21.6 to 28.3 GB/s at one thread within 10 minutes, 2026-11-28): the "
+        f"bandwidth beside the row is measured right before and right after our {a.reps} runs "
+        f"of that row ({lim['array_mib']} MiB array, best of {ROW_PASSES} passes, the higher of the two "
+        "used), and the decode limit of that column uses it.",
         "",
         per_model.rstrip("\n"),
     ]
