@@ -1270,52 +1270,63 @@ static SOFTMAX_INLINE void softmax_tile(float *restrict si, int ja, int jb, floa
     *m = m_new;
 }
 
-/* One task of attention(): queries t0 .. t0+nq-1 of head h against the cache, one key tile at a
- * time: the tile's scores (the set's att_scores), the online softmax on them, then their weighted
- * values (att_pv). Keys a query may not see get probability 0. att_scores scores whole tiles, so
- * in the last tile it also reads keys not written yet (past the last query: whatever the cache
- * holds there); their scores are masked like the future, and att_pv reads only the nk keys
- * written. */
+/* One task of attention(): queries t0 .. t0+nq-1 of heads h0 .. h0+nh-1 against the cache, one
+ * key tile at a time, and within a tile one head after another: the tile's scores (the set's
+ * att_scores), the online softmax on them, then their weighted values (att_pv). Keys a query may
+ * not see get probability 0. att_scores scores whole tiles, so in the last tile it also reads keys
+ * not written yet (past the last query: whatever the cache holds there); their scores are masked
+ * like the future, and att_pv reads only the nk keys written. A head's sums are the same whatever
+ * heads share its task; sharing is for decoding, where a tile's heads lie side by side in the
+ * cache: one task streams all its heads' keys (and values) as one run of memory instead of an
+ * 8 KB block per head (F16, head_dim 64), which the hardware prefetchers met cold each time. */
 static void attention_task(float *out, const float *q, const void *kc, const void *vc, int n,
-                           int pos0, const AttnShape *a, int h, int t0) {
+                           int pos0, const AttnShape *a, int h0, int nh, int t0) {
     const Kernels *k = active;
     void (*scores)(float *, const float *, int, int, const void *, int) = k->att_scores[a->kv_type];
     void (*pv)(float *, int, const float *, int, const void *, int, int) = k->att_pv[a->kv_type];
     const size_t bytes = kv_types[a->kv_type].bytes;
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, stride = a->n_heads * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    const int kvh = h / group, nq = n - t0 < ATT_QB ? n - t0 : ATT_QB;
-    const float *qb = q + (size_t)t0 * stride + (size_t)h * hd; /* query i: qb + i * stride */
-    float *ob = out + (size_t)t0 * stride + (size_t)h * hd;
+    const int nq = n - t0 < ATT_QB ? n - t0 : ATT_QB; /* nh * nq <= ATT_QB (attention) */
+    /* row r = (head h0 + r / nq, query t0 + r % nq) */
     float s[ATT_QB][KV_TILE], m[ATT_QB], l[ATT_QB][ATT_LANES];
-    for (int i = 0; i < nq; i++) {
-        m[i] = -INFINITY;
-        for (int u = 0; u < ATT_LANES; u++) l[i][u] = 0.0f;
-        for (int d = 0; d < hd; d++) ob[(size_t)i * stride + d] = 0.0f;
+    for (int r = 0; r < nh * nq; r++) {
+        float *o = out + (size_t)(t0 + r % nq) * stride + (size_t)(h0 + r / nq) * hd;
+        m[r] = -INFINITY;
+        for (int u = 0; u < ATT_LANES; u++) l[r][u] = 0.0f;
+        for (int d = 0; d < hd; d++) o[d] = 0.0f;
     }
     /* the tiles holding keys any query of the block can see */
     const int j_lo = attn_first_visible(pos0 + t0, a->window), j_hi = pos0 + t0 + nq - 1;
     for (int j0 = j_lo / KV_TILE * KV_TILE; j0 <= j_hi; j0 += KV_TILE) {
         const int nk = j_hi - j0 + 1 < KV_TILE ? j_hi - j0 + 1 : KV_TILE; /* keys written */
-        scores(s[0], qb, stride, nq, (const char *)kc + key_index(a, kvh, j0, 0) * bytes, hd);
-        for (int i = 0; i < nq; i++) {
-            const int p = pos0 + t0 + i, lo = attn_first_visible(p, a->window);
-            /* this query's visible keys in the tile: [ja, jb], relative to j0 */
-            const int ja = (lo > j0 ? lo : j0) - j0, jb = (p < j0 + nk - 1 ? p : j0 + nk - 1) - j0;
-            if (ja > jb) { /* none: probabilities 0, the running softmax unchanged */
-                memset(s[i], 0, sizeof s[i]);
-                continue;
+        for (int hh = 0; hh < nh; hh++) {
+            const int h = h0 + hh, kvh = h / group;
+            const float *qb = q + (size_t)t0 * stride + (size_t)h * hd; /* query i: + i * stride */
+            float *ob = out + (size_t)t0 * stride + (size_t)h * hd;
+            float(*sh)[KV_TILE] = s + hh * nq;
+            scores(sh[0], qb, stride, nq, (const char *)kc + key_index(a, kvh, j0, 0) * bytes, hd);
+            for (int i = 0; i < nq; i++) {
+                const int p = pos0 + t0 + i, lo = attn_first_visible(p, a->window), r = hh * nq + i;
+                /* this query's visible keys in the tile: [ja, jb], relative to j0 */
+                const int ja = (lo > j0 ? lo : j0) - j0,
+                          jb = (p < j0 + nk - 1 ? p : j0 + nk - 1) - j0;
+                if (ja > jb) { /* none: probabilities 0, the running softmax unchanged */
+                    memset(sh[i], 0, sizeof sh[i]);
+                    continue;
+                }
+                if (ja == 0 && jb == KV_TILE - 1) /* the whole tile visible: no mask to apply */
+                    softmax_tile(sh[i], 0, KV_TILE - 1, scale, &m[r], l[r], ob + (size_t)i * stride,
+                                 hd);
+                else
+                    softmax_tile(sh[i], ja, jb, scale, &m[r], l[r], ob + (size_t)i * stride, hd);
             }
-            if (ja == 0 && jb == KV_TILE - 1) /* the whole tile visible: no mask to apply */
-                softmax_tile(s[i], 0, KV_TILE - 1, scale, &m[i], l[i], ob + (size_t)i * stride, hd);
-            else
-                softmax_tile(s[i], ja, jb, scale, &m[i], l[i], ob + (size_t)i * stride, hd);
+            pv(ob, stride, sh[0], nq, (const char *)vc + value_index(a, kvh, j0) * bytes, nk, hd);
         }
-        pv(ob, stride, s[0], nq, (const char *)vc + value_index(a, kvh, j0) * bytes, nk, hd);
     }
-    for (int i = 0; i < nq; i++) {
-        float *o = ob + (size_t)i * stride, sum = 0.0f;
-        for (int u = 0; u < ATT_LANES; u++) sum += l[i][u];
+    for (int r = 0; r < nh * nq; r++) {
+        float *o = out + (size_t)(t0 + r % nq) * stride + (size_t)(h0 + r / nq) * hd, sum = 0.0f;
+        for (int u = 0; u < ATT_LANES; u++) sum += l[r][u];
         const float inv = 1.0f / sum;
         for (int d = 0; d < hd; d++) o[d] *= inv;
     }
@@ -1328,16 +1339,23 @@ static void attention_task(float *out, const float *q, const void *kc, const voi
  * adding its own terms. At the end o / l is exactly the softmax-weighted sum, yet no row of T
  * scores, let alone the T x T matrix, is ever stored: a thread needs ATT_QB x KV_TILE scores,
  * whatever the length of the sequence.
- * Each (query block, head) is one task, so results do not depend on the number of threads. */
+ * A task is a query block of one head, or of as many heads as fit in ATT_QB rows when the block
+ * is shorter (decoding: one query), as long as every thread still gets a task. Each (query,
+ * head) is summed the same way in any task, so results do not depend on the number of threads. */
 void attention(float *out, const float *q, const void *kc, const void *vc, int n, int pos0,
                const AttnShape *a) {
-    const int n_blocks = (n + ATT_QB - 1) / ATT_QB;
-    /* a thread's next task is most often the same head's (its keys and values still in the
+    const int n_blocks = (n + ATT_QB - 1) / ATT_QB, nq = n < ATT_QB ? n : ATT_QB;
+    const int threads = omp_get_max_threads(), per_thread = (a->n_heads + threads - 1) / threads;
+    int nh = 1; /* heads per task */
+    if (n_blocks == 1) nh = ATT_QB / nq < per_thread ? ATT_QB / nq : per_thread;
+    const int n_groups = (a->n_heads + nh - 1) / nh;
+    /* a thread's next task is most often the same heads' (their keys and values still in the
        cache), and each head's last query blocks, which see the most keys, go first, so that
        the cheapest tasks are the ones left to even out the threads at the end */
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int task = 0; task < n_blocks * a->n_heads; task++) {
-        const int block = n_blocks - 1 - task % n_blocks;
-        attention_task(out, q, kc, vc, n, pos0, a, task / n_blocks, block * ATT_QB);
+    for (int task = 0; task < n_blocks * n_groups; task++) {
+        const int block = n_blocks - 1 - task % n_blocks, h0 = task / n_blocks * nh;
+        attention_task(out, q, kc, vc, n, pos0, a, h0, a->n_heads - h0 < nh ? a->n_heads - h0 : nh,
+                       block * ATT_QB);
     }
 }

@@ -807,7 +807,7 @@ static void test_attention(const int shape[6], const AttDraw *dr, KvType type) {
         }
     free(vrow);
     attention(out, q, kc, vc, n, pos0, &a);
-    int same_bits = 1; /* 2 threads give the bits of 1: each (query block, head) is one task */
+    int same_bits = 1; /* 2 threads give the bits of 1, though a task may hold more heads with 1 */
 #ifdef _OPENMP
     const int saved = omp_get_max_threads();
     omp_set_num_threads(saved == 1 ? 2 : 1);
