@@ -84,11 +84,25 @@ void sampler_penalties(float *logits, int n, const int *recent, int n_recent, fl
     }
 }
 
+/* What `best = 0; for each i: if (v[i] > v[best]) best = i` returns (strict: the lowest index
+   wins a tie; NaN never wins, and a NaN at 0 is never beaten), in two passes: the largest value,
+   kept in ARGMAX_LANES independent lanes, then the first index holding it. The one-pass loop
+   waits on the load of v[best] at every element: ~60 us for 32,000 logits, 2% of a 110M Q4_K
+   token (Zen 4). */
+#define ARGMAX_LANES 16
 int sampler_argmax(const float *v, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i; /* strict: the lowest index wins a tie */
-    return best;
+    if (n <= 0) return 0;
+    float lane[ARGMAX_LANES], m = v[0];
+    for (int u = 0; u < ARGMAX_LANES; u++) lane[u] = v[0];
+    int i = 0;
+    for (; i + ARGMAX_LANES <= n; i += ARGMAX_LANES)
+#pragma omp simd
+        for (int u = 0; u < ARGMAX_LANES; u++) lane[u] = v[i + u] > lane[u] ? v[i + u] : lane[u];
+    for (; i < n; i++) m = v[i] > m ? v[i] : m;
+    for (int u = 0; u < ARGMAX_LANES; u++) m = lane[u] > m ? lane[u] : m;
+    for (i = 0; i < n; i++) /* -0 == +0: the first of them, as the one-pass loop keeps it */
+        if (v[i] == m) return i;
+    return 0; /* v[0] is NaN: nothing beat it (m stayed NaN, which equals nothing) */
 }
 
 void sampler_softmax(float *probs, const float *logits, int n, float temperature) {

@@ -148,6 +148,42 @@ static void test_steps(void) {
     check(sampler_argmax(quarter, 4) == 0, "argmax: the lowest index wins a tie");
 }
 
+/* sampler_argmax (two passes over lanes) against the definition, the one-pass loop, on lengths
+ * around its lane count and on values with ties, NaN (never the maximum; at 0 never beaten),
+ * +-0, infinities and the largest value first, last or in the tail. */
+static int argmax_one_pass(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+static void test_argmax(void) {
+    enum { MAX = 70 };
+    float v[MAX];
+    uint64_t rng = 11;
+    int ok = 1, cases = 0;
+    for (int n = 1; n <= MAX; n++)
+        for (int kind = 0; kind < 6; kind++) {
+            for (int i = 0; i < n; i++) {
+                rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+                const int r = (int)((rng * 0x2545F4914F6CDD1Dull) >> 58); /* 0..63 */
+                v[i] = kind == 0   ? (float)(r % 5)                       /* many ties */
+                       : kind == 1 ? (r % 7 == 0 ? NAN : (float)r)        /* NaNs */
+                       : kind == 2 ? (r % 2 ? 0.0f : -0.0f)               /* signed zeros */
+                       : kind == 3 ? (r % 9 == 0 ? INFINITY : -(float)r)
+                       : kind == 4 ? -(float)i /* largest first */
+                                   : (float)i; /* largest last */
+            }
+            if (kind == 1 && n % 2) v[0] = NAN; /* a NaN at 0 is never beaten */
+            ok &= sampler_argmax(v, n) == argmax_one_pass(v, n);
+            cases++;
+        }
+    char what[96];
+    snprintf(what, sizeof what, "argmax = the one-pass loop on %d vectors (ties, NaN, +-0, inf)",
+             cases);
+    check(ok, what);
+}
+
 /* Greedy decoding sees the penalties too: the argmax of the penalized logits. */
 static void test_greedy_penalties(const float *logits, int n, const Extra *x) {
     Sampler sp;
@@ -258,6 +294,7 @@ int main(void) {
         logits[i] = 6.0f * (float)((rng * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
     }
     test_steps();
+    test_argmax();
     for (int i = 0; i < N; i++) flat[i] = 1.0f;
     test_case("top-k", logits, N, 1.0f, 40, 1.0f, NULL);
     test_case("top-k then top-p", logits, N, 0.3f, 40, 0.5f, NULL);
