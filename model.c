@@ -1064,12 +1064,15 @@ static int in_mapping(const GGUF *f, const Tensor *w) {
 }
 
 /* The bytes tensor w takes in m->packed: its repacked layout, or its own copied as it is, or
-   nothing (a tensor on the heap, or one the set packs that has no data). Copies start on a
-   cache line, so that rows of a multiple of 64 bytes do too. */
+   nothing (no data, or a tensor the set does not pack that lives on the heap), rounded up to a
+   cache line, so that every tensor starts on one (and rows of a multiple of 64 bytes too). */
 static size_t moved_bytes(const Model *m, const Kernels *k, const Tensor *w) {
-    if (!w->data) return 0;
-    if (kernels_packs(k, w->type)) return packed_bytes(w);
-    return in_mapping(&m->file, w) ? ((size_t)w->rows * w->row_bytes + 63) / 64 * 64 : 0;
+    size_t bytes = 0;
+    if (w->data && kernels_packs(k, w->type))
+        bytes = packed_bytes(w);
+    else if (in_mapping(&m->file, w))
+        bytes = (size_t)w->rows * w->row_bytes;
+    return (bytes + 63) / 64 * 64;
 }
 
 int model_repack(Model *m, Error *err) {
