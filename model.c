@@ -1075,6 +1075,19 @@ static size_t moved_bytes(const Model *m, const Kernels *k, const Tensor *w) {
     return (bytes + 63) / 64 * 64;
 }
 
+/* n bytes from src to dst in 1 MB pieces across threads: the copy's first touches of its fresh
+   pages (zeroed by the kernel, and in a virtual machine first backed by the host) are most of
+   its cost, and they run in parallel. */
+static void copy_parallel(uint8_t *dst, const uint8_t *src, size_t n) {
+    const size_t piece = (size_t)1 << 20;
+    const long pieces = (long)((n + piece - 1) / piece);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < pieces; i++) {
+        const size_t off = (size_t)i * piece;
+        memcpy(dst + off, src + off, n - off < piece ? n - off : piece);
+    }
+}
+
 int model_repack(Model *m, Error *err) {
     const Kernels *k = kernels_active();
     if (m->config.vocab_only || !m->weights.layers) return 0;
@@ -1108,7 +1121,7 @@ int model_repack(Model *m, Error *err) {
             w->packed = m->packed + off;
             if (kernels_tiles_packed(k, w->type)) release_file_pages(&m->file, w);
         } else {
-            memcpy(m->packed + off, w->data, (size_t)w->rows * w->row_bytes);
+            copy_parallel(m->packed + off, w->data, (size_t)w->rows * w->row_bytes);
             release_file_pages(&m->file, w);
             w->data = m->packed + off;
         }
