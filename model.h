@@ -48,10 +48,9 @@ typedef struct {
     int n_kv_heads; /* key/value heads; divides n_heads (GQA; 1 = MQA) */
     int head_dim;   /* q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim */
     int vocab_size;
-    int ctx_train; /* the model's context (context_length): learned position rows */
-    int seq_len;   /* the context allocated for this run (KV cache, RoPE tables): <= ctx_train */
-    KvType
-        kv_cache; /* the KV cache's element type for this run (model_load_with; model_load: KV_F32) */
+    int ctx_train;   /* the model's context (context_length): learned position rows */
+    int seq_len;     /* the context allocated for this run (KV cache, RoPE tables): <= ctx_train */
+    KvType kv_cache; /* the KV cache's element type for this run (model_load_with) */
     NormKind norm;
     float norm_eps;
     PosKind pos;

@@ -691,8 +691,8 @@ def main(argv=None):
         "The memory bus is shared with other machines, and its bandwidth changes from minute to "
         f"minute (21.6 to 28.3 GB/s at one thread within 10 minutes, 2026-11-28): the "
         f"bandwidth beside the row is measured right before and right after our {a.reps} runs "
-        f"of that row ({lim['array_mib']} MiB array, best of {ROW_PASSES} passes, the higher of the two "
-        "used), and the decode limit of that column uses it.",
+        f"of that row ({lim['array_mib']} MiB array, best of {ROW_PASSES} passes, the higher of "
+        "the two used), and the decode limit of that column uses it.",
         "",
         per_model.rstrip("\n"),
     ]
