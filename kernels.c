@@ -523,8 +523,8 @@ static int batch_find(const Batch *b, int i) {
  * kernel call per group of Q8P_R rows, split across threads. For quantized weights the
  * position's activations are quantized once, up front, into the formats the batch's types take
  * (Q8_0, Q8_K) on the calling thread's stack (no worker's), sized to the call: 2.2 KB of Q8_0 for
- * 2048 columns (at most Q8_MAX_COLS: 149 KB of Q8_K), so that decoding allocates nothing. acts[f] is the activations in format f
- * (the floats themselves for GGML_F32). */
+ * 2048 columns (at most Q8_MAX_COLS: 149 KB of Q8_K), so that decoding allocates nothing.
+ * acts[f] is the activations in format f (the floats themselves for GGML_F32). */
 static void gemv(const Batch *b, const float *x, int n) {
     const Kernels *k = active;
     const int cols = b->w[0]->cols, total = b->start[b->count], nb = cols / QK8_0;

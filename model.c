@@ -1033,6 +1033,13 @@ static int matmul_tensors(Model *m, Tensor **out) {
     return n;
 }
 
+/* Is tensor w in the file's mapping (not converted at load onto the heap)? */
+static int in_mapping(const GGUF *f, const Tensor *w) {
+    const uintptr_t lo = (uintptr_t)f->buf, start = (uintptr_t)w->data;
+    return f->mapped && w->data && start >= lo &&
+           start + (size_t)w->rows * w->row_bytes <= lo + f->size;
+}
+
 /* The file's pages under tensor w, once it is repacked and nothing reads them (decoding and
  * prompts both read the packed copy: the set has tile_packed or tile_packed_k for its type; other
  * sets, and --no-repack, which builds no copy, keep them), handed back to the
@@ -1044,23 +1051,15 @@ static int matmul_tensors(Model *m, Tensor **out) {
  * where MADV_DONTNEED would zero it. */
 static void release_file_pages(const GGUF *f, const Tensor *w) {
 #if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
-    const uintptr_t lo = (uintptr_t)f->buf, hi = lo + f->size,
-                    page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     const uintptr_t start = (uintptr_t)w->data, end = start + (size_t)w->rows * w->row_bytes;
-    if (!f->mapped || start < lo || end > hi || page == 0) return;
+    if (!in_mapping(f, w) || page == 0) return;
     const uintptr_t a = (start + page - 1) / page * page, b = end / page * page;
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED); /* advice: a refusal changes nothing */
 #else
     (void)f;
     (void)w;
 #endif
-}
-
-/* Is tensor w in the file's mapping (not converted at load onto the heap)? */
-static int in_mapping(const GGUF *f, const Tensor *w) {
-    const uintptr_t lo = (uintptr_t)f->buf, start = (uintptr_t)w->data;
-    return f->mapped && w->data && start >= lo &&
-           start + (size_t)w->rows * w->row_bytes <= lo + f->size;
 }
 
 /* The bytes tensor w takes in m->packed: its repacked layout, or its own copied as it is, or
