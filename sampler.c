@@ -50,6 +50,12 @@ void sampler_free(Sampler *s) {
 
 int sampler_set_penalties(Sampler *s, int last_n, float repeat, float frequency, float presence,
                           Error *err) {
+    if (!(repeat > 0.0f) || !isfinite(repeat))
+        return fail(err, "the repeat penalty must be a finite number above 0 (1 = off), got %g",
+                    repeat);
+    if (!isfinite(frequency) || !isfinite(presence))
+        return fail(err, "the frequency and presence penalties must be finite, got %g and %g",
+                    frequency, presence);
     if (last_n <= 0 || (repeat == 1.0f && frequency == 0.0f && presence == 0.0f)) return 0;
     s->recent = malloc((size_t)last_n * sizeof *s->recent);
     s->penalized = malloc((size_t)s->vocab_size * sizeof *s->penalized);
@@ -84,16 +90,16 @@ void sampler_penalties(float *logits, int n, const int *recent, int n_recent, fl
     }
 }
 
-/* What `best = 0; for each i: if (v[i] > v[best]) best = i` returns (strict: the lowest index
-   wins a tie; NaN never wins, and a NaN at 0 is never beaten), in two passes: the largest value,
-   kept in ARGMAX_LANES independent lanes, then the first index holding it. The one-pass loop
-   waits on the load of v[best] at every element: ~60 us for 32,000 logits, 2% of a 110M Q4_K
-   token (Zen 4). */
+/* What `best = 0; for each i: if (v[i] > v[best] || (v[best] is NaN and v[i] is not)) best = i`
+   returns (the lowest index wins a tie; NaN never wins; all NaN gives 0), in two passes: the
+   largest value, kept in ARGMAX_LANES independent lanes that start at -inf (which a NaN never
+   replaces), then the first index holding it. The one-pass loop waits on the load of v[best] at
+   every element: ~60 us for 32,000 logits, 2% of a 110M Q4_K token (Zen 4). */
 #define ARGMAX_LANES 16
 int sampler_argmax(const float *v, int n) {
     if (n <= 0) return 0;
-    float lane[ARGMAX_LANES], m = v[0];
-    for (int u = 0; u < ARGMAX_LANES; u++) lane[u] = v[0];
+    float lane[ARGMAX_LANES], m = -INFINITY;
+    for (int u = 0; u < ARGMAX_LANES; u++) lane[u] = -INFINITY;
     int i = 0;
     for (; i + ARGMAX_LANES <= n; i += ARGMAX_LANES)
 #pragma omp simd
@@ -102,15 +108,18 @@ int sampler_argmax(const float *v, int n) {
     for (int u = 0; u < ARGMAX_LANES; u++) m = lane[u] > m ? lane[u] : m;
     for (i = 0; i < n; i++) /* -0 == +0: the first of them, as the one-pass loop keeps it */
         if (v[i] == m) return i;
-    return 0; /* v[0] is NaN: nothing beat it (m stayed NaN, which equals nothing) */
+    return 0; /* every value is NaN */
 }
 
+/* Finite max and 1 / temperature (sampler_sample sees to it) keep every exponent <= 0 and the
+   largest term 1, so the sum is at least 1; a NaN logit gets 0. */
 void sampler_softmax(float *probs, const float *logits, int n, float temperature) {
     const float max = logits[sampler_argmax(logits, n)], inv_t = 1.0f / temperature;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int i = 0; i < n; i++) {
-        probs[i] = exp_fast((logits[i] - max) * inv_t);
+        const float e = exp_fast((logits[i] - max) * inv_t);
+        probs[i] = logits[i] == logits[i] ? e : 0.0f;
         sum += probs[i];
     }
     const float inv_sum = 1.0f / sum;
@@ -118,8 +127,12 @@ void sampler_softmax(float *probs, const float *logits, int n, float temperature
     for (int i = 0; i < n; i++) probs[i] *= inv_sum;
 }
 
+/* The order of candidates: higher probability first, NaN below everything (as -inf), then the
+   lower index: a total order, as qsort and the heap need. */
 static int better(Candidate x, Candidate y) {
-    return x.prob != y.prob ? x.prob > y.prob : x.index < y.index;
+    const float a = x.prob == x.prob ? x.prob : -INFINITY,
+                b = y.prob == y.prob ? y.prob : -INFINITY;
+    return a != b ? a > b : x.index < y.index;
 }
 
 /* Heap order for the k best: the worst candidate at the root, where a newcomer replaces it. */
@@ -176,15 +189,18 @@ int sampler_top_p(const Candidate *cand, int kept, float p) {
 
 int sampler_min_p_candidates(Candidate *cand, const float *probs, const float *logits, int n,
                              float min_p) {
-    const float cut = logits[sampler_argmax(logits, n)] + logf(min_p);
+    const int best = sampler_argmax(logits, n);
+    const float cut = logits[best] + logf(min_p);
     int kept = 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) /* >=: test_sampler's min-p on the cut fails with > */
         if (logits[i] >= cut) cand[kept++] = (Candidate){probs[i], i};
+    if (kept == 0) cand[kept++] = (Candidate){probs[best], best}; /* the cut is NaN */
     qsort(cand, (size_t)kept, sizeof *cand, compare_desc);
     return kept;
 }
 
 int sampler_min_p(const Candidate *cand, int kept, const float *logits, float min_p) {
+    if (kept <= 0) return 0;
     const float cut = logits[cand[0].index] + logf(min_p);
     int i = 1;
     while (i < kept && logits[cand[i].index] >= cut) i++;
@@ -192,6 +208,7 @@ int sampler_min_p(const Candidate *cand, int kept, const float *logits, float mi
 }
 
 int sampler_draw(const Candidate *cand, int kept, float u) {
+    if (kept <= 0) return 0;
     float total = 0.0f;
     for (int i = 0; i < kept; i++) total += cand[i].prob;
     const float r = u * total;
@@ -211,7 +228,11 @@ int sampler_sample(Sampler *s, const float *logits) {
                           s->presence, s->counts);
         logits = s->penalized;
     }
-    if (s->temperature == 0.0f) return sampler_argmax(logits, n);
+    const int best = sampler_argmax(logits, n);
+    /* greedy: at temperature 0, when 1/T overflows (T < ~3e-39), and when the largest logit is
+       not a number (+inf, or every logit -inf or NaN), where the softmax has no meaning */
+    if (s->temperature == 0.0f || !isfinite(1.0f / s->temperature) || !isfinite(logits[best]))
+        return best;
     sampler_softmax(s->probs, logits, n, s->temperature);
     int kept;
     if (s->top_k > 0 && s->top_k < n) {

@@ -41,19 +41,27 @@ typedef struct {
 int sampler_init(Sampler *s, int vocab_size, float temperature, float top_p, int top_k,
                  uint64_t seed, Error *err);
 void sampler_free(Sampler *s);
-/* Turns the penalties on (any of repeat != 1, frequency != 0, presence != 0, with last_n > 0). */
+/* Turns the penalties on (any of repeat != 1, frequency != 0, presence != 0, with last_n > 0).
+   -1 for a repeat penalty that is not a finite number above 0 (dividing by it would make
+   infinities, then NaN) or a non-finite frequency or presence penalty. */
 int sampler_set_penalties(Sampler *s, int last_n, float repeat, float frequency, float presence,
                           Error *err);
 /* Records a token fed to the model (prompt or generated) for the penalties. */
 void sampler_accept(Sampler *s, int token);
-/* The next token for logits (vocab_size): argmax when the temperature is 0, else a draw. */
+/* The next token for logits (vocab_size): argmax when the temperature is 0, else a draw. Always an
+   id in [0, vocab_size), whatever the logits hold. Non-finite numbers: a NaN logit is never
+   picked while a number is there (probability 0, never the argmax); the choice is greedy (the
+   argmax) when 1 / temperature overflows to inf (a temperature below ~3e-39) or when the largest
+   logit is +inf (the first +inf) or there is none (all -inf or NaN: the first -inf, else 0).
+   run.c never gets here with a non-finite logit: forward() refuses them first. */
 int sampler_sample(Sampler *s, const float *logits);
 
 /* The steps. n is the vocabulary size; each returns how many candidates it kept. */
 
-/* Index of the largest of v[0..n); the lowest index wins a tie. */
+/* Index of the largest of v[0..n); the lowest index wins a tie; NaN never wins (all NaN: 0). */
 int sampler_argmax(const float *v, int n);
-/* probs (n) = softmax(logits / temperature), temperature > 0. */
+/* probs (n) = softmax(logits / temperature), temperature > 0 with 1 / temperature finite, the
+   largest logit finite; a NaN logit gets probability 0. */
 void sampler_softmax(float *probs, const float *logits, int n, float temperature);
 /* The k best of probs into cand[0..k), best first (1 <= k <= n). */
 int sampler_top_k(Candidate *cand, const float *probs, int n, int k);
@@ -69,13 +77,14 @@ int sampler_top_p(const Candidate *cand, int kept, float p);
 void sampler_penalties(float *logits, int n, const int *recent, int n_recent, float repeat,
                        float frequency, float presence, int *counts);
 /* Every token whose logit is at least the largest + log(min_p), into cand, best first (min-p
-   with nothing before it; 0 < min_p <= 1). */
+   with nothing before it; 0 < min_p <= 1); at least the argmax, even when the cut is NaN. */
 int sampler_min_p_candidates(Candidate *cand, const float *probs, const float *logits, int n,
                              float min_p);
 /* The prefix of cand[0..kept) (sorted best first, cand[0] the best token of all) whose logits are
    at least cand[0]'s + log(min_p). */
 int sampler_min_p(const Candidate *cand, int kept, const float *logits, float min_p);
-/* Draws from cand[0..kept) in proportion to their probabilities, u uniform in [0, 1). */
+/* Draws from cand[0..kept) in proportion to their probabilities, u uniform in [0, 1); kept >= 1
+   (0 for none). */
 int sampler_draw(const Candidate *cand, int kept, float u);
 
 /* Stop strings over streamed text: what may be printed now, holding back any tail that could

@@ -149,12 +149,12 @@ static void test_steps(void) {
 }
 
 /* sampler_argmax (two passes over lanes) against the definition, the one-pass loop, on lengths
- * around its lane count and on values with ties, NaN (never the maximum; at 0 never beaten),
+ * around its lane count and on values with ties, NaN (never the maximum, even at 0),
  * +-0, infinities and the largest value first, last or in the tail. */
 static int argmax_one_pass(const float *v, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
+        if (v[i] > v[best] || (isnan(v[best]) && !isnan(v[i]))) best = i;
     return best;
 }
 static void test_argmax(void) {
@@ -174,7 +174,7 @@ static void test_argmax(void) {
                        : kind == 4 ? -(float)i /* largest first */
                                    : (float)i; /* largest last */
             }
-            if (kind == 1 && n % 2) v[0] = NAN; /* a NaN at 0 is never beaten */
+            if (kind == 1 && n % 2) v[0] = NAN; /* a NaN at 0 is beaten by any number */
             ok &= sampler_argmax(v, n) == argmax_one_pass(v, n);
             cases++;
         }
@@ -283,6 +283,126 @@ static void test_new_steps(void) {
     check(sampler_min_p(cand, 2, l2, 0.6f) == 1, "min-p 0.6 keeps only the best");
 }
 
+/* Logits on min-p's cut exactly (the largest + log(min_p), computed as sampler.c does) are kept
+   by both min-p steps and drawn. */
+static void test_min_p_cut(void) {
+    const float min_p = 0.25f, cut = 1.0f + logf(min_p);
+    const float logits[4] = {1.0f, cut, nextafterf(cut, -INFINITY), -3.0f};
+    Candidate cand[4];
+    float probs[4];
+    sampler_softmax(probs, logits, 4, 1.0f);
+    int kept = sampler_min_p_candidates(cand, probs, logits, 4, min_p);
+    check(kept == 2 && cand[1].index == 1, "min-p candidates keep a logit exactly on the cut");
+    for (int i = 0; i < 4; i++) cand[i] = (Candidate){probs[i], i};
+    check(sampler_min_p(cand, 4, logits, min_p) == 2, "min-p keeps a logit exactly on the cut");
+    Sampler sp;
+    Error err;
+    int drawn[4] = {0};
+    if (sampler_init(&sp, 4, 1.0f, 1.0f, 0, 5, &err)) {
+        check(0, err.msg);
+        return;
+    }
+    sp.min_p = min_p;
+    for (int d = 0; d < 2000; d++) drawn[sampler_sample(&sp, logits)]++;
+    sampler_free(&sp);
+    char what[128];
+    snprintf(what, sizeof what, "min-p 0.25 draws the token on the cut (%d of 2000) and no other",
+             drawn[1]);
+    check(drawn[1] > 100 && drawn[2] == 0 && drawn[3] == 0, what);
+}
+
+/* Non-finite numbers, step by step: NaN never wins and has probability 0, an order exists with
+   NaN in it, 1/T overflowing is greedy, a repeat penalty <= 0 is refused. */
+static void test_nonfinite_steps(void) {
+    const float nan_first[4] = {NAN, 1.0f, 3.0f, 2.0f}, all_nan[3] = {NAN, NAN, NAN};
+    check(sampler_argmax(nan_first, 4) == 2, "argmax: a NaN at 0 loses to the numbers after it");
+    check(sampler_argmax(all_nan, 3) == 0, "argmax: all NaN gives 0");
+    float probs[4];
+    sampler_softmax(probs, nan_first, 4, 1.0f);
+    check(probs[0] == 0.0f && fabsf(probs[1] + probs[2] + probs[3] - 1.0f) < 1e-6f,
+          "softmax: a NaN logit has probability 0, the others sum to 1");
+    Candidate cand[4];
+    int kept = sampler_min_p_candidates(cand, probs, nan_first, 4, 0.1f);
+    check(kept >= 1 && cand[0].index == 2 && sampler_min_p(cand, kept, nan_first, 0.1f) >= 1,
+          "min-p with a NaN first keeps the best number");
+    const float nan_probs[4] = {NAN, 0.5f, NAN, 0.25f};
+    kept = sampler_top_k(cand, nan_probs, 4, 4);
+    check(kept == 4 && cand[0].index == 1 && cand[1].index == 3 && cand[2].index == 0 &&
+              cand[3].index == 2,
+          "top-k orders NaN probabilities last, by index");
+    kept = sampler_top_k(cand, nan_probs, 4, 2);
+    check(kept == 2 && cand[0].index == 1 && cand[1].index == 3, "top-k 2 never keeps a NaN");
+    const float falling[3] = {2.0f, 1.0f, 0.0f};
+    Sampler sp;
+    Error err;
+    if (sampler_init(&sp, 3, 1e-39f, 1.0f, 0, 3, &err)) {
+        check(0, err.msg);
+        return;
+    }
+    int greedy = 1;
+    for (int d = 0; d < 100; d++) greedy &= sampler_sample(&sp, falling) == 0;
+    check(greedy, "temperature 1e-39 (1/T overflows) is greedy");
+    const float bad_repeat[3] = {0.0f, -1.0f, NAN};
+    for (int i = 0; i < 3; i++) {
+        err.msg[0] = 0;
+        int rc = sampler_set_penalties(&sp, 64, bad_repeat[i], 0.0f, 0.0f, &err);
+        char what[640];
+        snprintf(what, sizeof what, "repeat penalty %g refused: %s", bad_repeat[i], err.msg);
+        check(rc == -1 && strstr(err.msg, "repeat penalty") != NULL, what);
+    }
+    check(sampler_set_penalties(&sp, 64, 1.0f, INFINITY, 0.0f, &err) == -1,
+          "an infinite frequency penalty is refused");
+    sampler_free(&sp);
+}
+
+/* Whatever the logits (NaN, +-inf, huge, denormal) and the options, every id is in range. */
+static void test_any_input(void) {
+    enum { V = 37 };
+    static const float specials[8] = {NAN, INFINITY, -INFINITY, 3e38f, -3e38f, 1e-45f, 0.0f, 1e30f};
+    static const float temps[4] = {0.0f, 1e-39f, 0.7f, 100.0f}, tops[2] = {1.0f, 0.5f};
+    static const float min_ps[3] = {0.0f, 0.1f, 1.0f}, repeats[3] = {1.0f, 1e-30f, 100.0f};
+    static const int top_ks[3] = {0, 1, 5};
+    float logits[V];
+    uint64_t rng = 2024;
+    int bad = 0, runs = 0;
+    for (int trial = 0; trial < 40; trial++) {
+        for (int i = 0; i < V; i++) {
+            rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+            const unsigned r = (unsigned)((rng * 0x2545F4914F6CDD1Dull) >> 32);
+            const int special = trial % 4 == 0 ? 1 : (int)(r % 4) == 0; /* trial 0: all special */
+            logits[i] = special ? specials[(r >> 8) % 8] : (float)((int)(r >> 16) % 200) / 10.0f;
+        }
+        for (int t = 0; t < 4; t++)
+            for (int k = 0; k < 3; k++)
+                for (int p = 0; p < 2; p++)
+                    for (int mp = 0; mp < 3; mp++)
+                        for (int rp = 0; rp < 3; rp++) {
+                            Sampler sp;
+                            Error err;
+                            if (sampler_init(&sp, V, temps[t], tops[p], top_ks[k], trial, &err) ||
+                                sampler_set_penalties(&sp, 8, repeats[rp], rp ? 3e38f : 0.0f,
+                                                      rp ? -1.0f : 0.0f, &err)) {
+                                bad++;
+                                continue;
+                            }
+                            sp.min_p = min_ps[mp];
+                            for (int h = 0; h < 8; h++) sampler_accept(&sp, (trial + 5 * h) % V);
+                            for (int d = 0; d < 3; d++) {
+                                const int id = sampler_sample(&sp, logits);
+                                bad += id < 0 || id >= V;
+                                runs++;
+                            }
+                            sampler_free(&sp);
+                        }
+    }
+    char what[160];
+    snprintf(what, sizeof what,
+             "%d samples from logits with NaN, inf, huge and denormal values, every option: %d "
+             "out of range",
+             runs, bad);
+    check(bad == 0, what);
+}
+
 int main(void) {
     kernels_init();
     enum { N = 500 };
@@ -308,6 +428,9 @@ int main(void) {
     test_case("top-p exactly on a cumulative sum", four, 4, 1.0f, 0, 0.5f, NULL);
     test_case("top-p below every probability, flat logits", flat, N, 1.0f, 0, 0.001f, NULL);
     test_new_steps();
+    test_min_p_cut();
+    test_nonfinite_steps();
+    test_any_input();
     test_stop_strings();
     static int history[100];
     for (int h = 0; h < 100; h++) history[h] = (h * 37) % 60; /* tokens 0..59, some repeated */
