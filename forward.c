@@ -190,11 +190,22 @@ static void residual_add(RunState *s, const Config *c, const float *post, int n)
         for (size_t i = 0; i < d; i++) s->x[t * d + i] += s->xb2[t * d + i];
 }
 
-float *forward(Model *m, const int *tokens, int n, int pos0, Logits want) {
+/* Index of the first value of x (n) that is not finite (NaN or +-inf), or -1. */
+static long first_nonfinite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return (long)i;
+    return -1;
+}
+
+/* The pass itself. trace: NULL, or where to record the first layer after which the residual
+   stream x (n, dim) held a non-finite value (-1: already after the embeddings; n_layers: it
+   stayed finite), checked only when asked (forward_check's diagnosis). */
+static void forward_pass(Model *m, const int *tokens, int n, int pos0, Logits want, int *trace) {
     const Config *c = &m->config;
     const Weights *w = &m->weights;
     RunState *s = &m->state;
     const int dim = c->dim;
+    const size_t nx = (size_t)n * dim;
 
     for (int t = 0; t < n; t++) {
         float *x = s->x + (size_t)t * dim;
@@ -210,6 +221,7 @@ float *forward(Model *m, const int *tokens, int n, int pos0, Logits want) {
             for (int i = 0; i < dim; i++) x[i] += pe[i];
         }
     }
+    if (trace) *trace = first_nonfinite(s->x, nx) >= 0 ? -1 : c->n_layers;
 
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *lw = &w->layers[l];
@@ -226,13 +238,54 @@ float *forward(Model *m, const int *tokens, int n, int pos0, Logits want) {
         norm_forward(s->xb, s->x, lw->ffn_norm, lw->ffn_norm_b, c->norm, c->norm_eps, n, dim);
         ffn_forward(s, c, lw, n);
         residual_add(s, c, lw->post_ffn_norm, n);
+        if (trace && *trace == c->n_layers && first_nonfinite(s->x, nx) >= 0) *trace = l;
     }
 
     /* logits only where they are needed: every position, just the last, or none */
-    if (want == LOGITS_NONE) return NULL;
+    if (want == LOGITS_NONE) return;
     const int first = want == LOGITS_ALL ? 0 : n - 1, count = n - first;
     norm_forward(s->xb, s->x + (size_t)first * dim, w->out_norm, w->out_norm_b, c->norm,
                  c->norm_eps, count, dim);
     matmul(s->logits, s->xb, &w->output, count);
-    return s->logits;
+}
+
+int forward(Model *m, const int *tokens, int n, int pos0, Logits want, Error *err) {
+    const int vocab = m->config.vocab_size;
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= vocab)
+            return fail(err, "token id %d at position %d is outside the vocabulary [0, %d)",
+                        tokens[t], pos0 + t, vocab);
+    forward_pass(m, tokens, n, pos0, want, NULL);
+    return 0;
+}
+
+int forward_check(Model *m, const int *tokens, int n, int pos0, Logits want, int diagnose,
+                  Error *err) {
+    if (want == LOGITS_NONE) return 0;
+    const int first = want == LOGITS_ALL ? 0 : n - 1;
+    const size_t vocab = (size_t)m->config.vocab_size;
+    const long bad = first_nonfinite(m->state.logits, (size_t)(n - first) * vocab);
+    if (bad < 0) return 0;
+    const int t = first + (int)(bad / (long)vocab);
+    const float value = m->state.logits[bad];
+    char where[128] = "";
+    if (diagnose) { /* the same positions again, the residual stream checked after each layer */
+        int layer;
+        forward_pass(m, tokens, n, pos0, want, &layer);
+        if (layer < 0)
+            snprintf(where, sizeof where, "; the token embeddings are not finite");
+        else if (layer < m->config.n_layers)
+            snprintf(where, sizeof where, "; the residual stream first held one after layer %d",
+                     layer);
+        else
+            snprintf(where, sizeof where,
+                     "; the residual stream stayed finite: the output norm or head made it");
+    }
+    return fail(err,
+                "the model produced a non-finite logit (%s) at position %d (token %d); the weights "
+                "or the KV cache overflowed: try --kv-cache f32 or an F32/F16 file%s",
+                isnan(value) ? "nan"
+                : value > 0  ? "inf"
+                             : "-inf",
+                pos0 + t, tokens[t], where);
 }

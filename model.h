@@ -216,8 +216,18 @@ int model_set_attn_hook(Model *m, AttnHook hook, void *ctx, int max_positions, E
 typedef enum { LOGITS_LAST, LOGITS_ALL, LOGITS_NONE } Logits;
 
 /* Runs tokens[0..n) at positions pos0 .. pos0+n-1 (n <= state.cap), appending their keys and values
-   to the cache. Returns logits (n, vocab) for LOGITS_ALL, (1, vocab) for LOGITS_LAST, NULL for
-   LOGITS_NONE. */
-float *forward(Model *m, const int *tokens, int n, int pos0, Logits want);
+   to the cache. The logits go to state.logits: (n, vocab) for LOGITS_ALL, (1, vocab) for
+   LOGITS_LAST, none for LOGITS_NONE. Returns 0, or -1 when a token id is outside [0, vocab)
+   (nothing runs). */
+int forward(Model *m, const int *tokens, int n, int pos0, Logits want, Error *err);
+
+/* The rule for non-finite numbers: a logit that is NaN or +-inf stops the run, never reaches the
+   sampler or a score. After forward(m, tokens, n, pos0, want) succeeded, returns 0 when every logit
+   it computed is finite, else -1 with an error naming the first position (and its token) whose
+   logits are not. diagnose (-v): the error also names the first layer after which the residual
+   stream held a non-finite value, found by running the same positions again with a check per layer
+   (only here, on the error path: the normal pass checks nothing but the logits). */
+int forward_check(Model *m, const int *tokens, int n, int pos0, Logits want, int diagnose,
+                  Error *err);
 
 #endif /* MODEL_H */

@@ -154,125 +154,167 @@ static int write_attn_norms(const AttnMaps *a, const char *path, Error *err) {
     return rc;
 }
 
+/* A run of generate(): what its pieces (prompt, decoding, report) share. */
+typedef struct {
+    Model *m;
+    const Options *o;
+    Sampler sp;
+    Matrix dump;         /* --dump-logits: the logits of every position fed */
+    AttnMaps maps;       /* the attention views' capture; maps.probs NULL when off */
+    double *step_ms;     /* (seq_len) -v: each generated token's forward pass, by position */
+    const float *logits; /* (vocab) the last position's, to sample from */
+    int generated;       /* tokens sampled */
+    int stop_reason;     /* 0: -n tokens, 1: end of text, 2: context full, 3: a stop string */
+} Generation;
+
+/* Runs one batch (forward, the rule for non-finite logits, --dump-logits, the attention views);
+   g->logits becomes the last position's. */
+static int gen_forward(Generation *g, const int *ids, int n, int pos, Logits want, Error *err) {
+    Model *m = g->m;
+    const double ts = g->step_ms && n == 1 ? now_seconds() : 0.0;
+    if (forward(m, ids, n, pos, want, err) ||
+        forward_check(m, ids, n, pos, want, g->o->verbose, err))
+        return -1;
+    if (g->step_ms && n == 1) g->step_ms[pos] = (now_seconds() - ts) * 1e3;
+    if (g->maps.probs) attn_maps_tokens(&g->maps, pos, ids, n);
+    if (want == LOGITS_NONE) return 0;
+    const size_t rows = want == LOGITS_ALL ? (size_t)n : 1;
+    if (g->o->dump_logits && matrix_append(&g->dump, m->state.logits, rows, err)) return -1;
+    g->logits = m->state.logits + (rows - 1) * m->config.vocab_size;
+    return 0;
+}
+
+/* The prompt: every token into the penalties' window (the first, BOS, included), then the
+   forward passes in batches of state.cap positions. */
+static int feed_prompt(Generation *g, const int *prompt, int n_prompt, Error *err) {
+    for (int i = 0; i < n_prompt; i++) sampler_accept(&g->sp, prompt[i]);
+    const int cap = g->m->state.cap;
+    for (int i = 0; i < n_prompt; i += cap) {
+        const int n = n_prompt - i < cap ? n_prompt - i : cap;
+        const Logits want = g->o->dump_logits   ? LOGITS_ALL
+                            : i + n == n_prompt ? LOGITS_LAST
+                                                : LOGITS_NONE;
+        if (gen_forward(g, prompt + i, n, i, want, err)) return -1;
+    }
+    return 0;
+}
+
+/* Sample, print, feed back: until -n tokens, the end of text, a stop string or a full context.
+   prev: the prompt's last token (SentencePiece drops a leading space only after BOS). */
+static int decode(Generation *g, int prev, int pos, Error *err) {
+    Model *m = g->m;
+    const Options *o = g->o;
+    const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
+    size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
+    char *text = malloc(cap);
+    if (!text) return fail(err, "out of memory");
+    StopText stop;
+    stop_init(&stop, o->stop.items, o->stop.n);
+    Decoder dec;
+    decoder_init(&dec);
+    dec.prev_token = prev;
+    int rc = -1;
+    while (g->generated < o->steps) {
+        int next = sampler_sample(&g->sp, g->logits);
+        g->generated++;
+        if (next == eos || next == eot) { /* eot: a chat model's end of turn */
+            g->stop_reason = 1;
+            break;
+        }
+        sampler_accept(&g->sp, next);
+        size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
+        int stopped = emit(&stop, text, len, 0, err);
+        if (stopped < 0) goto done;
+        if (stopped) {
+            g->stop_reason = 3;
+            break;
+        }
+        if (g->generated == o->steps) break;
+        if (pos == m->config.seq_len) {
+            g->stop_reason = 2;
+            break;
+        }
+        if (gen_forward(g, &next, 1, pos++, LOGITS_LAST, err)) goto done;
+    }
+    if (g->stop_reason != 3 && emit(&stop, text, decoder_flush(&dec, text, cap), 1, err) < 0)
+        goto done;
+    rc = 0;
+done: /* the text so far ends its line, on an error too */
+    if (g->generated) fputc('\n', stdout);
+    fflush(stdout);
+    stop_free(&stop);
+    free(text);
+    return rc;
+}
+
+/* Why generation stopped, the timings, then the files asked for (--dump-logits, the attention
+   views). */
+static int report(Generation *g, int n_prompt, double load_s, double t_prompt, double t_gen,
+                  Error *err) {
+    const Model *m = g->m;
+    const Config *c = &m->config;
+    const Options *o = g->o;
+    if (g->stop_reason == 1) fprintf(stderr, "[end of text]\n");
+    if (g->stop_reason == 2) fprintf(stderr, "[context length %d reached]\n", c->seq_len);
+    if (g->stop_reason == 3) fprintf(stderr, "[stop string]\n");
+    fprintf(stderr, "load: %.1f MB mapped and touched", m->file.size / 1e6);
+    if (m->packed_bytes) fprintf(stderr, ", %.1f MB copied into 2 MB pages", m->packed_bytes / 1e6);
+    fprintf(stderr, " in %.0f ms\n", load_s * 1e3);
+    fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s\n", n_prompt,
+            n_prompt / (t_prompt > 0 ? t_prompt : 1e-9), g->generated,
+            g->generated / (t_gen > 0 ? t_gen : 1e-9));
+    if (o->dump_logits) {
+        size_t shape[2] = {g->dump.rows, g->dump.cols};
+        if (write_npy(o->dump_logits, g->dump.data, shape, 2, err)) return -1;
+    }
+    AttnMaps *maps = &g->maps;
+    if (o->verbose)
+        attn_print_cost(c, n_prompt, g->generated, g->step_ms, maps->probs != NULL, stderr);
+    if (!maps->probs) return 0;
+    attn_maps_pack(maps);
+    size_t shape[4] = {(size_t)c->n_layers, (size_t)c->n_heads, (size_t)maps->n, (size_t)maps->n};
+    if (o->attn.dump && write_npy(o->attn.dump, maps->probs, shape, 4, err)) return -1;
+    if ((o->attn.dump_norms || o->attn.html) && attn_value_norms(maps, err)) return -1;
+    if (o->attn.dump_norms && write_attn_norms(maps, o->attn.dump_norms, err)) return -1;
+    return attn_report(maps, &o->attn, m->tokenizer, o->model, g->generated > 0, err);
+}
+
 /* Runs the prompt and the generation loop; text to stdout, timings to stderr. probe_start >= 0:
    the prompt is the induction probe, its passage starting there. */
 static int generate(Model *m, const Options *o, const int *prompt, int n_prompt, int probe_start,
                     double load_s, Error *err) {
     const Config *c = &m->config;
-    const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
-    Matrix dump = {NULL, 0, (size_t)c->vocab_size, 0};
-    Sampler sp = {0};
-    size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
-    char *text = malloc(cap);
-    AttnMaps maps = {0};
-    StopText stop;
-    stop_init(&stop, o->stop.items, o->stop.n);
-    /* -v: the time of each generated token's forward pass, by position (its KV length) */
-    double *step_ms = o->verbose ? calloc((size_t)c->seq_len, sizeof(double)) : NULL;
+    Generation g = {.m = m, .o = o, .dump = {NULL, 0, (size_t)c->vocab_size, 0}};
+    g.step_ms = o->verbose ? calloc((size_t)c->seq_len, sizeof(double)) : NULL;
     int rc = -1;
-    if (!text || (o->verbose && !step_ms)) {
+    if (o->verbose && !g.step_ms) {
         fail(err, "out of memory");
         goto done;
     }
-    if (sampler_from_options(&sp, c, o, err)) goto done;
-    for (int i = 0; i < n_prompt; i++) sampler_accept(&sp, prompt[i]);
+    if (sampler_from_options(&g.sp, c, o, err)) goto done;
     if (attn_wanted(&o->attn)) { /* room for every position fed: prompt + steps - 1, at most */
         int T = n_prompt + (o->steps > 1 ? o->steps - 1 : 0);
-        if (attn_maps_init(&maps, &o->attn, m, n_prompt, T < c->seq_len ? T : c->seq_len, err))
+        if (attn_maps_init(&g.maps, &o->attn, m, n_prompt, T < c->seq_len ? T : c->seq_len, err))
             goto done;
         if (probe_start >= 0) {
-            maps.probe_start = probe_start;
-            maps.probe_len = PROBE_LEN;
+            g.maps.probe_start = probe_start;
+            g.maps.probe_len = PROBE_LEN;
         }
-        maps.step_ms = step_ms;
-        if (model_set_attn_hook(m, attn_hook, &maps, maps.cap, err)) goto done;
+        g.maps.step_ms = g.step_ms;
+        if (model_set_attn_hook(m, attn_hook, &g.maps, g.maps.cap, err)) goto done;
     }
-
-    /* prompt: in batches of o->batch positions */
-    double t0 = now_seconds();
-    const float *logits = NULL;
-    for (int i = 0; i < n_prompt; i += m->state.cap) {
-        int n = n_prompt - i < m->state.cap ? n_prompt - i : m->state.cap;
-        const int last = i + n == n_prompt;
-        logits = forward(m, prompt + i, n, i,
-                         o->dump_logits ? LOGITS_ALL
-                         : last         ? LOGITS_LAST
-                                        : LOGITS_NONE);
-        if (maps.probs) attn_maps_tokens(&maps, i, prompt + i, n);
-        if (o->dump_logits && matrix_append(&dump, logits, (size_t)n, err)) goto done;
-        if (o->dump_logits) logits += (size_t)(n - 1) * c->vocab_size;
-    }
-    double t1 = now_seconds();
-
-    /* generation: sample, print, feed back */
-    Decoder dec;
-    decoder_init(&dec);
-    dec.prev_token = prompt[n_prompt - 1]; /* SentencePiece drops a leading space only after BOS */
-    int pos = n_prompt, generated = 0, stop_reason = 0;
-    while (generated < o->steps) {
-        int next = sampler_sample(&sp, logits);
-        generated++;
-        if (next == eos || next == eot) { /* eot: a chat model's end of turn */
-            stop_reason = 1;
-            break;
-        }
-        sampler_accept(&sp, next);
-        size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
-        int stopped = emit(&stop, text, len, 0, err);
-        if (stopped < 0) goto done;
-        if (stopped) {
-            stop_reason = 3;
-            break;
-        }
-        if (generated == o->steps) break;
-        if (pos == c->seq_len) {
-            stop_reason = 2;
-            break;
-        }
-        double ts = step_ms ? now_seconds() : 0.0;
-        logits = forward(m, &next, 1, pos, LOGITS_LAST);
-        if (step_ms) step_ms[pos] = (now_seconds() - ts) * 1e3;
-        if (maps.probs) attn_maps_tokens(&maps, pos, &next, 1);
-        pos++;
-        if (o->dump_logits && matrix_append(&dump, logits, 1, err)) goto done;
-    }
-    if (stop_reason != 3 && emit(&stop, text, decoder_flush(&dec, text, cap), 1, err) < 0)
-        goto done;
-    if (generated) fputc('\n', stdout);
-    fflush(stdout);
-    double t2 = now_seconds();
-
-    if (stop_reason == 1) fprintf(stderr, "[end of text]\n");
-    if (stop_reason == 2) fprintf(stderr, "[context length %d reached]\n", c->seq_len);
-    if (stop_reason == 3) fprintf(stderr, "[stop string]\n");
-    fprintf(stderr, "load: %.1f MB mapped and touched", m->file.size / 1e6);
-    if (m->packed_bytes) fprintf(stderr, ", %.1f MB copied into 2 MB pages", m->packed_bytes / 1e6);
-    fprintf(stderr, " in %.0f ms\n", load_s * 1e3);
-    fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s\n", n_prompt,
-            n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), generated,
-            generated / (t2 - t1 > 0 ? t2 - t1 : 1e-9));
-    if (o->dump_logits) {
-        size_t shape[2] = {dump.rows, dump.cols};
-        if (write_npy(o->dump_logits, dump.data, shape, 2, err)) goto done;
-    }
-    if (o->verbose) attn_print_cost(c, n_prompt, generated, step_ms, maps.probs != NULL, stderr);
-    if (maps.probs) {
-        attn_maps_pack(&maps);
-        size_t shape[4] = {(size_t)c->n_layers, (size_t)c->n_heads, (size_t)maps.n, (size_t)maps.n};
-        if (o->attn.dump && write_npy(o->attn.dump, maps.probs, shape, 4, err)) goto done;
-        if ((o->attn.dump_norms || o->attn.html) && attn_value_norms(&maps, err)) goto done;
-        if (o->attn.dump_norms && write_attn_norms(&maps, o->attn.dump_norms, err)) goto done;
-        if (attn_report(&maps, &o->attn, m->tokenizer, o->model, generated > 0, err)) goto done;
-    }
-    rc = 0;
+    const double t0 = now_seconds();
+    if (feed_prompt(&g, prompt, n_prompt, err)) goto done;
+    const double t1 = now_seconds();
+    if (decode(&g, prompt[n_prompt - 1], n_prompt, err)) goto done;
+    const double t2 = now_seconds();
+    rc = report(&g, n_prompt, load_s, t1 - t0, t2 - t1, err);
 done:
     model_set_attn_hook(m, NULL, NULL, 0, NULL);
-    attn_maps_free(&maps);
-    free(step_ms);
-    free(dump.data);
-    stop_free(&stop);
-    sampler_free(&sp);
-    free(text);
+    attn_maps_free(&g.maps);
+    free(g.step_ms);
+    free(g.dump.data);
+    sampler_free(&g.sp);
     return rc;
 }
 
@@ -281,7 +323,7 @@ done:
  * and scores only the tokens the previous window did not (token i predicted from the logits at
  * i - 1), so every token but the first is scored once, with at least L/2 tokens of context once
  * the text is longer than a window. perplexity = exp(mean negative log-likelihood). */
-static int perplexity(Model *m, const char *path, Error *err) {
+static int perplexity(Model *m, const char *path, int verbose, Error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return fail(err, "cannot open '%s': %s", path, strerror(errno));
     size_t len;
@@ -308,7 +350,10 @@ static int perplexity(Model *m, const char *path, Error *err) {
         int first = prev_end > b + 1 ? prev_end : b + 1; /* first target scored */
         for (int i = b; i < end - 1; i += m->state.cap) {
             int n = end - 1 - i < m->state.cap ? end - 1 - i : m->state.cap;
-            const float *logits = forward(m, ids + i, n, i - b, LOGITS_ALL);
+            if (forward(m, ids + i, n, i - b, LOGITS_ALL, err) ||
+                forward_check(m, ids + i, n, i - b, LOGITS_ALL, verbose, err))
+                goto done;
+            const float *logits = m->state.logits;
             for (int t = 0; t < n; t++) {
                 int target = i + t + 1;
                 if (target < first) continue;
@@ -447,10 +492,11 @@ static const float *feed(Conversation *cv, const int *ids, int n, int record, Er
     const int want_all = record && cv->o->dump_logits != NULL;
     for (int i = 0; i < n; i += m->state.cap) {
         int k = n - i < m->state.cap ? n - i : m->state.cap;
-        logits = forward(m, ids + i, k, cv->hist.n,
-                         want_all     ? LOGITS_ALL
-                         : i + k == n ? LOGITS_LAST
-                                      : LOGITS_NONE);
+        const Logits want = want_all ? LOGITS_ALL : i + k == n ? LOGITS_LAST : LOGITS_NONE;
+        if (forward(m, ids + i, k, cv->hist.n, want, err) ||
+            forward_check(m, ids + i, k, cv->hist.n, want, cv->o->verbose, err))
+            return NULL;
+        logits = m->state.logits;
         if (want_all && matrix_append(&cv->dump, logits, (size_t)k, err)) return NULL;
         if (want_all) logits += (size_t)(k - 1) * m->config.vocab_size;
         if (idvec_push(&cv->hist, ids + i, k, err)) return NULL;
@@ -712,7 +758,7 @@ static int run(const Options *o, Error *err) {
         attn_print_kv_cache(&m.config, stderr);
     }
     if (o->ppl) {
-        rc = perplexity(&m, o->ppl, err);
+        rc = perplexity(&m, o->ppl, o->verbose, err);
         goto done;
     }
     int probe_start = -1;

@@ -141,5 +141,71 @@ expect "l2c no tokenizer"       1 "no tokenizer for the llama2.c checkpoint" -- 
 expect "l2c -z missing"         1 "cannot open tokenizer"          -- $RUN "$L2C/tiny.bin" -z "$tmp/nope.bin" -i hi
 expect "-z with a GGUF"         1 "is for llama2.c checkpoints"    -- $RUN "$GOOD" -z "$L2C/tokenizer.bin" -i hi
 
+# Non-finite numbers: the model's logits must be finite, or the run stops naming the position.
+# poke NAME TENSOR BYTES: $tmp/NAME.gguf, GOOD with the first bytes of the tensor's data replaced
+# by the perl expression BYTES (the GGUF header walked to find them: metadata, then tensor infos,
+# then the data at the alignment).
+poke() {
+    perl -e '
+        my ($in, $want, $expr) = @ARGV;
+        my $bytes = eval $expr;
+        open my $f, "<:raw", $in or die; local $/; my $b = <$f>;
+        my $p = 8;
+        my ($nt, $nkv) = unpack("Q< Q<", substr($b, $p, 16)); $p += 16;
+        my %size = (0, 1, 1, 1, 2, 2, 3, 2, 4, 4, 5, 4, 6, 4, 7, 1, 10, 8, 11, 8, 12, 8);
+        sub str { my $n = unpack("Q<", substr($b, $p, 8)); $p += 8 + $n; substr($b, $p - $n, $n) }
+        sub val { my $t = shift;
+            return str() if $t == 8;
+            if ($t == 9) { my ($et, $n) = unpack("V Q<", substr($b, $p, 12)); $p += 12;
+                           val($et) for 1 .. $n; return "" }
+            $p += $size{$t}; substr($b, $p - $size{$t}, $size{$t}) }
+        my $align = 32;
+        for (1 .. $nkv) { my $k = str(); my $t = unpack("V", substr($b, $p, 4)); $p += 4;
+                          my $v = val($t); $align = unpack("V", $v) if $k eq "general.alignment" }
+        my $off;
+        for (1 .. $nt) { my $name = str(); my $nd = unpack("V", substr($b, $p, 4));
+                         $p += 4 + 8 * $nd + 4; my $o = unpack("Q<", substr($b, $p, 8)); $p += 8;
+                         $off = $o if $name eq $want }
+        defined $off or die "no tensor $want\n";
+        my $data = int(($p + $align - 1) / $align) * $align;
+        substr($b, $data + $off, length $bytes) = $bytes;
+        print $b' "$GOOD" "$2" "$3" > "$tmp/$1.gguf"
+    cmp -s "$GOOD" "$tmp/$1.gguf" && { echo "FAIL poke $1: the edit changed nothing"; fail=$((fail + 1)); }
+}
+NAN='pack("V", 0x7fc00000)'  # a float32 quiet NaN
+poke nan_norm output_norm.weight "$NAN"
+poke nan_layer1 blk.1.ffn_down.weight "$NAN"
+poke big_v blk.0.attn_v.weight 'pack("f<", 1e10) x 64'  # |v| far above F16's 65504
+echo "In the beginning God created the heaven and the earth." > "$tmp/text.txt"
+nonfinite="non-finite logit (nan) at position 0 (token 1)"
+expect "NaN logits, min-p"      1 "$nonfinite; the weights or the KV cache" -- $RUN "$tmp/nan_norm.gguf" -i "" -k 0 -p 1 --min-p 0.1 -t 1
+expect "NaN logits, greedy"     1 "$nonfinite"                  -- $RUN "$tmp/nan_norm.gguf" -i "" -t 0
+expect "NaN logits, --ppl"      1 "non-finite logit (nan) at position 0" -- $RUN "$tmp/nan_norm.gguf" --ppl "$tmp/text.txt"
+expect "NaN logits, chat"       1 "non-finite logit (nan) at position" -- $RUN "$tmp/nan_norm.gguf" --chat --chat-template llama2 -i hi
+expect "F16 KV cache overflow"  1 "non-finite logit"            -- $RUN "$tmp/big_v.gguf" -i "In the" --kv-cache f16 -n 4
+# with -v the error names where the residual stream first went non-finite (stderr holds more)
+verbose_error() {  # NAME PATTERN -- command...
+    name=$1 pattern=$2
+    shift 3
+    timeout 20 "$@" > /dev/null 2> "$tmp/err" < /dev/null
+    code=$?
+    if [ "$code" -eq 1 ] && [ "$(grep -c '^error: ' "$tmp/err")" -eq 1 ] && grep -q "^error: .*$pattern" "$tmp/err"; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL $name: exit $code, want 1 and an error with '$pattern':"
+        grep '^error' "$tmp/err" | head -3
+    fi
+}
+verbose_error "-v: NaN in layer 1"     "after layer 1$"       -- $RUN "$tmp/nan_layer1.gguf" -i "In the" -v
+verbose_error "-v: NaN in the head"    "stayed finite: the output norm or head" -- $RUN "$tmp/nan_norm.gguf" -i "" -v
+verbose_error "-v: F16 cache, layer 0" "after layer 0$"       -- $RUN "$tmp/big_v.gguf" -i "In the" --kv-cache f16 -n 4 -v
+if $RUN "$tmp/big_v.gguf" -i "In the" --kv-cache f32 -n 4 > /dev/null 2>&1; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1))
+    echo "FAIL big values in v: an F32 KV cache holds them, the run should succeed"
+fi
+
 echo "bad_input: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

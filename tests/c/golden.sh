@@ -80,5 +80,23 @@ else
     cat "$tmp/tiny.txt" "$tmp/tiny.err"
 fi
 
+# The penalties' window holds the whole prompt, its first token (BOS) included: from an empty
+# prompt (BOS alone), a presence penalty of -100 raises BOS alone by 100, so greedy decoding picks
+# BOS every time, which prints nothing. Left out of the window, BOS is not raised and the text is
+# the model's own (checked non-empty, so that this can fail).
+g=$FIX/llama_gqa.gguf
+plain=$($RUN "$g" -i "" -n 4 -t 0 2> /dev/null)
+boosted=$($RUN "$g" -i "" -n 4 -t 0 --presence-penalty -100 --repeat-last-n 64 2> "$tmp/pen.err")
+if [ -n "$plain" ] && [ -z "$boosted" ] && grep -q "generated: 4 tokens" "$tmp/pen.err" &&
+   ! grep -q "end of text" "$tmp/pen.err"; then
+    ok
+else
+    bad "penalty window: BOS not counted (greedy with BOS raised printed '$boosted', plain '$plain')"
+fi
+# A temperature whose inverse overflows float (1e-39) is greedy: the same text as -t 0.
+greedy=$($RUN "$g" -i "In the beginning" -n 12 -t 0 2> /dev/null)
+tiny=$($RUN "$g" -i "In the beginning" -n 12 -t 1e-39 2> /dev/null)
+if [ -n "$greedy" ] && [ "$tiny" = "$greedy" ]; then ok; else bad "-t 1e-39: '$tiny', greedy '$greedy'"; fi
+
 echo "golden: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

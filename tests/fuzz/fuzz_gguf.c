@@ -92,12 +92,13 @@ static void run_forward(Model *m) {
     const int vocab = c->vocab_size;
     int prompt[4] = {0, vocab - 1, vocab / 2, 1 % vocab};
     int n = c->seq_len - 1 < 4 ? c->seq_len - 1 : 4;
+    Error err;
     if (n > 0) {
-        const float *logits = forward(m, prompt, n, 0, 1);
-        for (size_t i = 0; i < (size_t)n * vocab; i++) CHECK(isfinite(logits[i]));
+        CHECK(forward(m, prompt, n, 0, LOGITS_ALL, &err) == 0);
+        CHECK(forward_check(m, prompt, n, 0, LOGITS_ALL, 0, &err) == 0);
     }
-    const float *logits = forward(m, prompt, 1, n, 0);
-    for (int i = 0; i < vocab; i++) CHECK(isfinite(logits[i]));
+    CHECK(forward(m, prompt, 1, n, LOGITS_LAST, &err) == 0);
+    CHECK(forward_check(m, prompt, 1, n, LOGITS_LAST, 0, &err) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
