@@ -24,7 +24,7 @@ C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
 C_TOOLS := tests/c/dequant  # built for tests/py
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
 # every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
-FUZZ_TARGETS := gguf tokenizer cli llama2c
+FUZZ_TARGETS := gguf tokenizer cli llama2c numeric
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
 ifndef NO_OMP
@@ -114,6 +114,7 @@ define c_tests
 	$(2) build/$(1)/tests/fuzz/replay_tokenizer $(wildcard tests/fuzz/*/tokenizer)
 	$(2) build/$(1)/tests/fuzz/replay_cli $(wildcard tests/fuzz/*/cli)
 	$(2) build/$(1)/tests/fuzz/replay_llama2c $(wildcard tests/fuzz/*/llama2c)
+	$(2) build/$(1)/tests/fuzz/replay_numeric $(wildcard tests/fuzz/*/numeric)
 endef
 REPLAYS = $(FUZZ_TARGETS:%=build/$(1)/tests/fuzz/replay_%)
 

@@ -10,6 +10,9 @@ each a different corner of the binding, plus two truncations of the first:
   gpt2_bpe.gguf    gpt2 (LayerNorm, fused qkv, learned positions, erf GELU), F32, GPT-2 BPE
 tokenizer/: a few short texts (ASCII, other scripts, U+2581, whitespace runs, contractions, bad
 UTF-8). cli/: command lines, arguments separated by NUL bytes, the first being the program.
+numeric/: the option bytes and weight settings of fuzz_numeric.c (its comment gives the layout):
+clean runs in F32 and F16, and NaN, inf, denormal, 1e10 and near-65504 weights with the sampler's
+options and the F16 KV cache.
 """
 
 import os
@@ -171,6 +174,22 @@ COMMAND_LINES = {
     "errors.bin": ["./run", "-n", "12abc", "--bogus", "-h"],
 }
 
+# name: (13 option bytes: flags, temperature, top-k, top-p, min-p, repeat, frequency, presence,
+# window, three prompt tokens, seed; then weight settings (tensor, element, value index))
+NUMERIC = {
+    "clean_f32_greedy": ([0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 5, 9, 1], []),
+    "clean_f16_sampling": ([1, 5, 10, 1, 1, 2, 1, 1, 2, 1, 7, 3, 2], []),
+    "nan_output_norm_min_p": ([0, 5, 0, 0, 1, 0, 0, 0, 0, 1, 4, 8, 3], [(1, 0, 0)]),
+    "tiny_temperature": ([0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 4, 8, 4], []),
+    "f16_kv_overflow_v": ([2, 4, 5, 2, 2, 3, 3, 2, 3, 1, 6, 2, 5],
+                          [(6, k, 8) for k in range(0, 32, 4)]),
+    "inf_embedding_diagnose": ([4, 5, 0, 0, 0, 0, 0, 0, 0, 3, 3, 3, 6], [(0, 3 * 32, 1)]),
+    "near_f16_limit_f16_weights": ([3, 5, 34, 3, 3, 1, 2, 3, 3, 9, 2, 4, 7],
+                                   [(4 + k % 9, k * 7, 5 + k % 3) for k in range(12)]),
+    "denormals_penalties": ([0, 6, 3, 1, 2, 1, 2, 3, 2, 1, 2, 3, 8],
+                            [(k % 21, k * 13, 3 + (k % 2) * 11) for k in range(20)]),
+}
+
 
 def write(folder, name, data):
     os.makedirs(folder, exist_ok=True)
@@ -192,6 +211,9 @@ def main():
         write(os.path.join(OUT, "tokenizer"), name, data)
     for name, argv in COMMAND_LINES.items():
         write(os.path.join(OUT, "cli"), name, b"\0".join(a.encode() for a in argv))
+    for name, (options, sets) in NUMERIC.items():
+        data = bytes(options) + b"".join(bytes([t, e & 255, e >> 8, v]) for t, e, v in sets)
+        write(os.path.join(OUT, "numeric"), name, data)
 
 
 if __name__ == "__main__":
