@@ -184,8 +184,9 @@ static int gen_forward(Generation *g, const int *ids, int n, int pos, Logits wan
     return 0;
 }
 
-/* The prompt: every token into the penalties' window (the first, BOS, included), then the
-   forward passes in batches of state.cap positions. */
+/* The prompt: every token into the penalties' window (the first, BOS, included: golden.sh's
+   penalty-window check fails without it), then the forward passes in batches of state.cap
+   positions. */
 static int feed_prompt(Generation *g, const int *prompt, int n_prompt, Error *err) {
     for (int i = 0; i < n_prompt; i++) sampler_accept(&g->sp, prompt[i]);
     const int cap = g->m->state.cap;
