@@ -541,7 +541,8 @@ static void print_ids(const char *what, const int *ids, int n) {
 }
 
 /* One reply: samples until the end of the turn, a stop string, -n tokens, Ctrl-C or a full
-   context; streams it to stdout. */
+   context; streams it to stdout. Every token printed is fed, the -n-th too, so that the next turn
+   follows the reply the user saw. */
 static int reply(Conversation *cv, const float *logits, Error *err) {
     Model *m = cv->m;
     const Options *o = cv->o;
@@ -560,7 +561,6 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
         if (next == cv->chat.eot || next == eos || next == eot) break; /* the file's too */
         size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
         if ((stopped = emit(&stop, text, len, 0, err)) != 0) break;
-        if (generated + 1 == o->steps) break;
         if (make_room(cv, 1, cv->starts.n - 1, err) < 0) goto done;
         if (!(logits = feed(cv, &next, 1, 1, err))) goto done;
         fed++;

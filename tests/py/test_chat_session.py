@@ -142,6 +142,21 @@ def test_turns_fed_and_kept_in_cache(models, variant, tmp_path):
             pos += 1
 
 
+def test_reply_cut_by_n_is_in_cache(models):
+    """A reply cut by -n: every token printed, the last one too, is in the cache, so the next turn
+    follows the reply the user saw."""
+    _, gguf = models["llama_mqa"]
+    out, err = session(gguf, USER[:3], "-n", "5")
+    turns, _, cache = parse(err)
+    assert len(turns) == 3
+    for k, (fed, reply) in enumerate(turns):
+        assert len(reply) == 5, f"turn {k + 1}: reply ids {reply}, -n 5"
+        assert IM_END not in reply
+    for k in range(1, 3):
+        assert turns[k][0][0] == IM_END  # the next turn closes the whole reply
+    assert cache == [t for fed, reply in turns for t in fed + reply]
+
+
 @pytest.mark.parametrize("variant", ["llama_mqa", "gpt2"])
 def test_context_shift(models, variant, tmp_path):
     """A conversation longer than the 256-position context: with --context-shift the oldest turns
