@@ -300,6 +300,10 @@ static int perplexity(Model *m, const char *path, Error *err) {
         goto done;
     }
     const int L = m->config.seq_len, stride = L / 2 > 0 ? L / 2 : 1, V = m->config.vocab_size;
+    if (L < 2) { /* a window of one position predicts nothing */
+        fail(err, "--ppl needs a context of at least 2 positions; this one is %d (see -c)", L);
+        goto done;
+    }
     double nll = 0.0, t0 = now_seconds();
     long scored = 0, fed = 0;
     int prev_end = 0;
@@ -323,6 +327,10 @@ static int perplexity(Model *m, const char *path, Error *err) {
             fed += n;
         }
         prev_end = end;
+    }
+    if (scored == 0) {
+        fail(err, "--ppl scored no token of '%s' (%d tokens, context %d)", path, n_ids, L);
+        goto done;
     }
     double secs = now_seconds() - t0;
     printf("perplexity: %.4f\n", exp(nll / scored));
