@@ -162,7 +162,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
     Matrix dump = {NULL, 0, (size_t)c->vocab_size, 0};
     Sampler sp = {0};
-    size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
+    size_t cap = decoder_cap(m->tokenizer);
     char *text = malloc(cap);
     AttnMaps maps = {0};
     StopText stop;
@@ -555,7 +555,7 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
     Model *m = cv->m;
     const Options *o = cv->o;
     const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
-    size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
+    size_t cap = decoder_cap(m->tokenizer);
     char *text = malloc(cap);
     if (!text) return fail(err, "out of memory");
     StopText stop;

@@ -49,6 +49,7 @@ struct Tokenizer {
     int bos_id, eos_id, unk_id, eot_id;
     int add_bos, add_space_prefix;
     int max_token_len;
+    int max_decoded_len; /* bytes of the longest decoded string */
     Str space; /* SPM: how the pieces spell a space (SPACE_SYMBOL, or " " in llama2.c's files) */
 };
 
@@ -439,6 +440,7 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
     for (int id = 0; id < n; id++) {
         size_t k = decoded_text(t, id, byte_of_cp, p);
         t->decoded[id] = (Str){p, k};
+        if ((int)k > t->max_decoded_len) t->max_decoded_len = (int)k;
         p += k;
         *p++ = '\0';
     }
@@ -466,6 +468,10 @@ int tokenizer_eos(const Tokenizer *t) { return t->eos_id; }
 int tokenizer_eot(const Tokenizer *t) { return t->eot_id; }
 int tokenizer_adds_bos(const Tokenizer *t) { return t->add_bos && t->bos_id >= 0; }
 int tokenizer_max_token_len(const Tokenizer *t) { return t->max_token_len; }
+
+/* A push emits the held bytes (at most 3: the start of a 4-byte character) and the token's, each
+   byte at worst a 3-byte U+FFFD of its own, then a NUL. */
+size_t decoder_cap(const Tokenizer *t) { return 3 * ((size_t)t->max_decoded_len + 3) + 1; }
 
 /* ------------------------------------------------------------------------------------------ */
 /* The merge machinery shared by both encoders */
@@ -1152,7 +1158,7 @@ static size_t emit_bytes(Decoder *d, const char *bytes, size_t n, char *out, siz
         int incomplete;
         size_t k = utf8_seq(buf, m, &maximal, &incomplete);
         size_t used; /* bytes of buf consumed by this step */
-        if (k > 0) {
+        if (k > 0) { /* (room: cap >= decoder_cap, so these two breaks never happen) */
             if (w + k + 1 > cap) break;
             memcpy(out + w, buf, k);
             w += k;
