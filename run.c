@@ -397,10 +397,20 @@ static int chat_tokenize(Model *m, const Options *o, Error *err) {
         text = read_all(stdin, "the turns on stdin", &len, err);
         if (!text) return -1;
         char *p = realloc(text, len + 1);
-        if (p) p[len] = 0;
+        if (!p) {
+            free(text);
+            return fail(err, "out of memory");
+        }
+        p[len] = 0;
         text = p;
     }
     if (!text) return fail(err, "out of memory");
+    const char *nul = memchr(text, 0, len);
+    if (nul) {
+        fail(err, "the turns hold a NUL byte (byte %zu): turns are text", (size_t)(nul - text));
+        free(text);
+        return -1;
+    }
     size_t bad;
     ChatMessage *msgs = malloc((len + 1) * sizeof *msgs);
     IdVec ids = {0};
@@ -535,6 +545,10 @@ static int read_turn(char **line, size_t *cap, int tty, Error *err) {
             return 0;
         }
         while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r')) (*line)[--n] = 0;
+        const char *nul = memchr(*line, 0, (size_t)n);
+        if (nul)
+            return fail(err, "the user's turn holds a NUL byte (byte %zu): turns are text",
+                        (size_t)(nul - *line));
         size_t bad;
         if (!utf8_valid(*line, (size_t)n, &bad))
             return fail(err, "the user's turn is not valid UTF-8 (byte %zu)", bad);
