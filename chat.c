@@ -343,6 +343,8 @@ int chat_turn(const Chat *c, int first, const char *user, IdVec *out, int *turn_
               : idvec_push(out, &c->eot, 1, err) || add_format(&b, f->after_eot, err))
         goto done;
     *turn_start = mark(&b);
+    /* Planted bug that tests/py/test_chat_session.py (mistral_nemo) catches: SYS_FOLD_LAST left
+       out here, which drops Mistral Nemo's system message from a live chat. */
     const int fold = first && (f->system == SYS_FOLD || f->system == SYS_FOLD_LAST);
     if (add_user(&b, user, fold, err) || add_gen(&b, err) || flush(&b, err)) goto done;
     rc = 0;
