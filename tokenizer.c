@@ -449,43 +449,28 @@ static int build_specials(Tokenizer *t, Error *err) {
     return 0;
 }
 
-int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
-    *out = NULL;
-    if (spec->n_vocab <= 0) return fail(err, "tokenizer: empty vocabulary");
+/* What the file says, checked before anything is built: sizes and the ids of special tokens. */
+static int check_spec(const TokenizerSpec *spec, Error *err) {
+    const int n = spec->n_vocab;
+    if (n <= 0) return fail(err, "tokenizer: empty vocabulary");
     if (spec->kind == TOK_GPT2 && spec->n_merges > 0 && !spec->merges)
         return fail(err, "tokenizer: gpt2 merges missing");
-    Tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return fail(err, "out of memory (tokenizer)");
-    int n = spec->n_vocab;
-    t->kind = spec->kind;
-    t->n_vocab = n;
-    t->bos_id = spec->bos_id;
-    t->eos_id = spec->eos_id;
-    t->unk_id = spec->unk_id;
-    t->eot_id = spec->eot_id;
-    t->pre = spec->pre;
-    t->add_bos = spec->add_bos;
-    t->add_space_prefix = spec->kind == TOK_SPM && spec->add_space_prefix;
-    t->space = spec->spaces_as_is ? (Str){" ", 1} : (Str){SPACE_SYMBOL, 3};
-    for (int id = 0; id < n; id++) {
-        if (spec->tokens[id].len > (size_t)1 << 20) {
-            tokenizer_free(t);
+    for (int id = 0; id < n; id++)
+        if (spec->tokens[id].len > (size_t)1 << 20)
             return fail(err, "tokenizer: token %d is %zu bytes long", id, spec->tokens[id].len);
-        }
-        if ((int)spec->tokens[id].len > t->max_token_len)
-            t->max_token_len = (int)spec->tokens[id].len;
-    }
-    int ids[4] = {spec->bos_id, spec->eos_id, spec->unk_id, spec->eot_id};
-    for (int i = 0; i < 4; i++) {
-        if (ids[i] < -1 || ids[i] >= n) {
-            tokenizer_free(t);
+    const int ids[4] = {spec->bos_id, spec->eos_id, spec->unk_id, spec->eot_id};
+    for (int i = 0; i < 4; i++)
+        if (ids[i] < -1 || ids[i] >= n)
             return fail(err, "tokenizer: special token id %d outside the vocabulary of %d", ids[i],
                         n);
-        }
-    }
+    return 0;
+}
 
-    /* One buffer for the token strings and their decoded forms, each NUL-terminated. */
-    size_t total = 0;
+/* Copies the token strings, scores and types into t, with room after the strings for their
+   decoded forms (*decoded_at), and fills the string -> id table. */
+static int copy_tokens(Tokenizer *t, const TokenizerSpec *spec, char **decoded_at, Error *err) {
+    const int n = spec->n_vocab;
+    size_t total = 0; /* a decoded form is at most its token's length, or the unk surface */
     for (int id = 0; id < n; id++) total += 2 * (spec->tokens[id].len + 1) + sizeof UNK_SURFACE;
     t->text = malloc(total);
     t->tokens = malloc((size_t)n * sizeof *t->tokens);
@@ -494,10 +479,8 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
     t->types = malloc((size_t)n * sizeof *t->types);
     t->mask = table_size(n) - 1;
     t->slots = malloc(((size_t)t->mask + 1) * sizeof *t->slots);
-    if (!t->text || !t->tokens || !t->decoded || !t->scores || !t->types || !t->slots) {
-        tokenizer_free(t);
+    if (!t->text || !t->tokens || !t->decoded || !t->scores || !t->types || !t->slots)
         return fail(err, "out of memory (tokenizer, %d tokens)", n);
-    }
     char *p = t->text;
     for (int id = 0; id < n; id++) {
         Str s = spec->tokens[id];
@@ -507,7 +490,9 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
         p += s.len + 1;
         t->scores[id] = spec->scores ? spec->scores[id] : 0.0f;
         t->types[id] = spec->types ? spec->types[id] : TOKEN_NORMAL;
+        if ((int)s.len > t->max_token_len) t->max_token_len = (int)s.len;
     }
+    *decoded_at = p;
     memset(t->slots, 0xFF, ((size_t)t->mask + 1) * sizeof *t->slots);
     for (int id = 0; id < n; id++) {
         Str s = t->tokens[id];
@@ -516,45 +501,71 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
         while (t->slots[i] >= 0) i = (i + 1) & t->mask;
         t->slots[i] = id;
     }
+    return 0;
+}
 
+/* The tokens of single bytes: SentencePiece's <0xXX> pieces, or GPT-2's byte characters (and
+   byte_of_cp, their inverse, for decoding; -1 elsewhere). */
+static void build_bytes(Tokenizer *t, int byte_of_cp[324]) {
     for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
-    int byte_of_cp[324]; /* GPT-2: code point -> byte, or -1 */
     for (int c = 0; c < 324; c++) byte_of_cp[c] = -1;
     if (t->kind == TOK_SPM) {
         int n_bytes = 0;
-        for (int id = 0; id < n; id++) {
-            int type = t->types[id];
-            int b = type == TOKEN_BYTE ? parse_byte_token(t->tokens[id]) : -1;
+        for (int id = 0; id < t->n_vocab; id++) {
+            int b = t->types[id] == TOKEN_BYTE ? parse_byte_token(t->tokens[id]) : -1;
             if (b >= 0 && t->byte_id[b] < 0) t->byte_id[b] = id, n_bytes++;
         }
         t->has_byte_tokens = n_bytes == 256;
-    } else {
-        uint32_t cp_of_byte[256];
-        gpt2_byte_chars(cp_of_byte);
-        for (int b = 0; b < 256; b++) {
-            char ch[4];
-            size_t k = utf8_encode(cp_of_byte[b], ch);
-            t->byte_id[b] = lookup(t, ch, k);
-            byte_of_cp[cp_of_byte[b]] = b;
-        }
-        if (build_merges(t, spec, err) != 0) {
-            tokenizer_free(t);
-            return -1;
-        }
+        return;
     }
-    if (build_specials(t, err) != 0) {
-        tokenizer_free(t);
-        return -1;
+    uint32_t cp_of_byte[256];
+    gpt2_byte_chars(cp_of_byte);
+    for (int b = 0; b < 256; b++) {
+        char ch[4];
+        size_t k = utf8_encode(cp_of_byte[b], ch);
+        t->byte_id[b] = lookup(t, ch, k);
+        byte_of_cp[cp_of_byte[b]] = b;
     }
-    for (int id = 0; id < n; id++) {
+}
+
+/* Each token's decoded bytes, written from p on (copy_tokens left the room). */
+static void build_decoded(Tokenizer *t, const int byte_of_cp[324], char *p) {
+    for (int id = 0; id < t->n_vocab; id++) {
         size_t k = decoded_text(t, id, byte_of_cp, p);
         t->decoded[id] = (Str){p, k};
         if ((int)k > t->max_decoded_len) t->max_decoded_len = (int)k;
         p += k;
         *p++ = '\0';
     }
+}
+
+int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
+    *out = NULL;
+    if (check_spec(spec, err)) return -1;
+    Tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return fail(err, "out of memory (tokenizer)");
+    t->kind = spec->kind;
+    t->pre = spec->pre;
+    t->n_vocab = spec->n_vocab;
+    t->bos_id = spec->bos_id;
+    t->eos_id = spec->eos_id;
+    t->unk_id = spec->unk_id;
+    t->eot_id = spec->eot_id;
+    t->add_bos = spec->add_bos;
+    t->add_space_prefix = spec->kind == TOK_SPM && spec->add_space_prefix;
+    t->space = spec->spaces_as_is ? (Str){" ", 1} : (Str){SPACE_SYMBOL, 3};
+    char *decoded_at = NULL;
+    int byte_of_cp[324]; /* GPT-2: code point -> byte, or -1 */
+    if (copy_tokens(t, spec, &decoded_at, err)) goto fail;
+    build_bytes(t, byte_of_cp);
+    if (t->kind == TOK_GPT2 && build_merges(t, spec, err)) goto fail;
+    if (build_specials(t, err)) goto fail;
+    build_decoded(t, byte_of_cp, decoded_at);
     *out = t;
     return 0;
+fail:
+    tokenizer_free(t);
+    return -1;
 }
 
 void tokenizer_free(Tokenizer *t) {
