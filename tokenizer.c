@@ -11,7 +11,9 @@
  * Both merge loops use a binary heap of candidate pairs over a doubly linked list of symbols, so a
  * long input costs O(n log n), not O(n^2). Before either runs, the text is cut at the spellings of
  * special tokens (user-defined ones always, control ones on request), as Hugging Face's added
- * tokens and llama.cpp's tokenizer_st_partition do; each piece between them is encoded alone.
+ * tokens and llama.cpp's tokenizer_st_partition do; each piece between them is encoded alone. The
+ * spellings are found in one pass over the text (an Aho-Corasick automaton), however many and
+ * long they are.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -9,8 +9,8 @@
  * Random texts of 0 to 300 letters. The expected ids come from the definition: from the left, at
  * each position the longest wanted special token spelled there (user-defined ones always, control
  * ones with parse_special), else the letter; tried at every token length, by string comparison.
- * Then a vocabulary of 2,000 special tokens of 20 to 40 bytes, all one letter but the last, on a
- * text of that letter: every position starts a long partial match. */
+ * Then 64 special tokens of 20 to 41 bytes, all one letter but (mostly) the last, on texts of that
+ * letter: every position starts long partial matches. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
