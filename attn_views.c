@@ -194,7 +194,7 @@ int attn_probe_tokens(const Model *m, const char *name, int **ids, int *n_ids, i
         return fail(err, "the induction probe is %d tokens, longer than the model's context of %d",
                     *n_ids, m->config.seq_len);
     /* the candidates: ids that decode to printable text on their own */
-    const size_t cap = 2 * ((size_t)tokenizer_max_token_len(tok) + 8);
+    const size_t cap = decoder_cap(tok);
     int *cand = malloc((size_t)V * sizeof(int)), n_cand = 0;
     char *buf = malloc(cap);
     *ids = malloc((size_t)*n_ids * sizeof(int));
@@ -246,7 +246,7 @@ int attn_probe_tokens(const Model *m, const char *name, int **ids, int *n_ids, i
 
 static char **token_labels(const AttnMaps *a, const Tokenizer *tok, unsigned char *special,
                            Error *err) {
-    const size_t cap = 2 * ((size_t)tokenizer_max_token_len(tok) + 8) + 32;
+    const size_t cap = decoder_cap(tok) + 32;
     char **labels = calloc((size_t)a->n, sizeof *labels);
     char *buf = malloc(cap);
     if (!labels || !buf) goto oom;

@@ -206,7 +206,7 @@ static int decode(Generation *g, int prev, int pos, Error *err) {
     Model *m = g->m;
     const Options *o = g->o;
     const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
-    size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
+    size_t cap = decoder_cap(m->tokenizer);
     char *text = malloc(cap);
     if (!text) return fail(err, "out of memory");
     StopText stop;
@@ -343,6 +343,10 @@ static int perplexity(Model *m, const char *path, int verbose, Error *err) {
         goto done;
     }
     const int L = m->config.seq_len, stride = L / 2 > 0 ? L / 2 : 1, V = m->config.vocab_size;
+    if (L < 2) { /* a window of one position predicts nothing */
+        fail(err, "--ppl needs a context of at least 2 positions; this one is %d (see -c)", L);
+        goto done;
+    }
     double nll = 0.0, t0 = now_seconds();
     long scored = 0, fed = 0;
     int prev_end = 0;
@@ -369,6 +373,10 @@ static int perplexity(Model *m, const char *path, int verbose, Error *err) {
             fed += n;
         }
         prev_end = end;
+    }
+    if (scored == 0) {
+        fail(err, "--ppl scored no token of '%s' (%d tokens, context %d)", path, n_ids, L);
+        goto done;
     }
     double secs = now_seconds() - t0;
     printf("perplexity: %.4f\n", exp(nll / scored));
@@ -435,10 +443,20 @@ static int chat_tokenize(Model *m, const Options *o, Error *err) {
         text = read_all(stdin, "the turns on stdin", &len, err);
         if (!text) return -1;
         char *p = realloc(text, len + 1);
-        if (p) p[len] = 0;
+        if (!p) {
+            free(text);
+            return fail(err, "out of memory");
+        }
+        p[len] = 0;
         text = p;
     }
     if (!text) return fail(err, "out of memory");
+    const char *nul = memchr(text, 0, len);
+    if (nul) {
+        fail(err, "the turns hold a NUL byte (byte %zu): turns are text", (size_t)(nul - text));
+        free(text);
+        return -1;
+    }
     size_t bad;
     ChatMessage *msgs = malloc((len + 1) * sizeof *msgs);
     IdVec ids = {0};
@@ -574,6 +592,10 @@ static int read_turn(char **line, size_t *cap, int tty, Error *err) {
             return 0;
         }
         while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r')) (*line)[--n] = 0;
+        const char *nul = memchr(*line, 0, (size_t)n);
+        if (nul)
+            return fail(err, "the user's turn holds a NUL byte (byte %zu): turns are text",
+                        (size_t)(nul - *line));
         size_t bad;
         if (!utf8_valid(*line, (size_t)n, &bad))
             return fail(err, "the user's turn is not valid UTF-8 (byte %zu)", bad);
@@ -588,12 +610,13 @@ static void print_ids(const char *what, const int *ids, int n) {
 }
 
 /* One reply: samples until the end of the turn, a stop string, -n tokens, Ctrl-C or a full
-   context; streams it to stdout. */
+   context; streams it to stdout. Every token printed is fed, the -n-th too, so that the next turn
+   follows the reply the user saw. */
 static int reply(Conversation *cv, const float *logits, Error *err) {
     Model *m = cv->m;
     const Options *o = cv->o;
     const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
-    size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
+    size_t cap = decoder_cap(m->tokenizer);
     char *text = malloc(cap);
     if (!text) return fail(err, "out of memory");
     StopText stop;
@@ -607,7 +630,6 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
         if (next == cv->chat.eot || next == eos || next == eot) break; /* the file's too */
         size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
         if ((stopped = emit(&stop, text, len, 0, err)) != 0) break;
-        if (generated + 1 == o->steps) break;
         if (make_room(cv, 1, cv->starts.n - 1, err) < 0) goto done;
         if (!(logits = feed(cv, &next, 1, 1, err))) goto done;
         fed++;

@@ -11,7 +11,9 @@
  * Both merge loops use a binary heap of candidate pairs over a doubly linked list of symbols, so a
  * long input costs O(n log n), not O(n^2). Before either runs, the text is cut at the spellings of
  * special tokens (user-defined ones always, control ones on request), as Hugging Face's added
- * tokens and llama.cpp's tokenizer_st_partition do; each piece between them is encoded alone.
+ * tokens and llama.cpp's tokenizer_st_partition do; each piece between them is encoded alone. The
+ * spellings are found in one pass over the text (an Aho-Corasick automaton), however many and
+ * long they are.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,25 @@
 
 /* ------------------------------------------------------------------------------------------ */
 /* The tokenizer */
+
+/* A node of the special-token automaton: the string of the path from the root (a reversed
+   spelling's prefix, that is, the end of a spelling, read backwards). Nodes are numbered in order
+   of depth, and a node's children are consecutive, by increasing byte. */
+typedef struct {
+    int32_t fail;    /* the node of the longest proper suffix of this string that is in the trie */
+    int32_t depth;   /* the string's length */
+    int32_t id;      /* the special token the string spells (reversed), or -1 */
+    int32_t out[2];  /* the deepest node on the fail chain from here, this one first, whose token
+                        is wanted in mode m (SPECIAL_MODES), or -1: the longest such token */
+    int32_t child;   /* the first child; the others follow it */
+    int32_t n_child; /* children, at most 256 */
+    unsigned char byte; /* the byte of the edge into this node */
+} SpecialNode;
+
+enum { SPECIAL_USER = 1, SPECIAL_CONTROL = 2 }; /* special_class: user-defined; control, unknown */
+/* The tokens a mode matches in the text: [0] user-defined ones (always), [1] every special one
+   (parse_special). */
+static const unsigned char SPECIAL_MODES[2] = {SPECIAL_USER, SPECIAL_USER | SPECIAL_CONTROL};
 
 struct Tokenizer {
     TokenizerKind kind;
@@ -36,12 +57,12 @@ struct Tokenizer {
     uint32_t mask;
     int byte_id[256]; /* SPM: id of <0xXX>; GPT-2: id of the byte's printable character; or -1 */
     int has_byte_tokens; /* SPM: all 256 <0xXX> tokens exist, so unknown characters fall back to them */
-    /* Special tokens matched in the text: for each first byte, SPECIAL_USER if a user-defined
-       token starts with it, SPECIAL_CONTROL if a control or unknown one does; and the distinct
-       lengths of those tokens, longest first, so a match is a few hash lookups. */
-    unsigned char special_first[256];
-    int *special_lens;
-    int n_special_lens;
+    /* Special tokens matched in the text: an Aho-Corasick automaton over their spellings,
+       reversed (see "Special tokens in the text"). Node 0 is the root, the empty string. */
+    SpecialNode *snodes; /* (n_snodes) */
+    int32_t n_snodes;
+    int32_t sroot[256];    /* the root's child by byte, or -1 */
+    int special_wanted[2]; /* some token is wanted in the mode (SPECIAL_MODES) */
     /* GPT-2 merges: (left id, right id) -> rank and merged id, open addressing on the pair. */
     uint64_t *pair_keys; /* (pair_mask + 1) key = left << 32 | right, or UINT64_MAX when empty */
     int32_t *pair_rank, *pair_id;
@@ -49,10 +70,9 @@ struct Tokenizer {
     int bos_id, eos_id, unk_id, eot_id;
     int add_bos, add_space_prefix;
     int max_token_len;
+    int max_decoded_len; /* bytes of the longest decoded string */
     Str space; /* SPM: how the pieces spell a space (SPACE_SYMBOL, or " " in llama2.c's files) */
 };
-
-enum { SPECIAL_USER = 1, SPECIAL_CONTROL = 2 };
 
 /* "▁" (U+2581), SentencePiece's visible space. */
 static const char SPACE_SYMBOL[] = "\xE2\x96\x81";
@@ -312,70 +332,147 @@ static int special_class(int type) {
     return type == TOKEN_CONTROL || type == TOKEN_UNKNOWN ? SPECIAL_CONTROL : 0;
 }
 
-static int by_length_desc(const void *a, const void *b) {
-    return *(const int *)b - *(const int *)a;
+/* The child of `node` by byte c, or -1. */
+static int32_t special_child(const Tokenizer *t, int32_t node, unsigned char c) {
+    if (node == 0) return t->sroot[c];
+    int32_t lo = t->snodes[node].child, hi = lo + t->snodes[node].n_child - 1;
+    while (lo <= hi) { /* the children are sorted by byte */
+        int32_t mid = lo + (hi - lo) / 2;
+        if (t->snodes[mid].byte == c) return mid;
+        if (t->snodes[mid].byte < c)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return -1;
+}
+
+/* A spelling names the first id that has it (the string table's rule), so a special spelling
+   whose first id is a normal token is never matched: 1 when id is special and names itself. */
+static int special_spelling(const Tokenizer *t, int id) {
+    Str s = t->tokens[id];
+    return s.len > 0 && special_class(t->types[id]) && lookup(t, s.ptr, s.len) == id;
+}
+
+typedef struct {
+    Str s;
+    int id;
+} Spelling;
+
+/* Reversed spellings in byte order: those that share an end are neighbours. */
+static int by_reversed(const void *pa, const void *pb) {
+    const Str *a = &((const Spelling *)pa)->s, *b = &((const Spelling *)pb)->s;
+    for (size_t i = 1; i <= a->len && i <= b->len; i++) {
+        unsigned char x = (unsigned char)a->ptr[a->len - i], y = (unsigned char)b->ptr[b->len - i];
+        if (x != y) return x < y ? -1 : 1;
+    }
+    return a->len < b->len ? -1 : a->len > b->len;
+}
+
+/* The trie of the reversed spellings sp[0..m) (sorted), one depth at a time, so that nodes are
+   numbered by depth and siblings are consecutive. cur[k]: the node spelling k has reached. */
+static void special_trie(Tokenizer *t, Spelling *sp, int32_t *cur, int m) {
+    t->snodes[0] = (SpecialNode){0, 0, -1, {-1, -1}, 1, 0, 0};
+    t->n_snodes = 1;
+    for (int k = 0; k < m; k++) cur[k] = 0;
+    for (size_t d = 1; m > 0; d++) {
+        int kept = 0;
+        int32_t prev = -1, prev_parent = -1; /* the node made last at this depth, its parent */
+        for (int k = 0; k < m; k++) {
+            const unsigned char c = (unsigned char)sp[k].s.ptr[sp[k].s.len - d];
+            const int32_t parent_id = cur[k];
+            int32_t v = prev;
+            if (prev < 0 || t->snodes[prev].byte != c || parent_id != prev_parent) {
+                v = t->n_snodes++;
+                t->snodes[v] = (SpecialNode){0, (int32_t)d, -1, {-1, -1}, 0, 0, c};
+                SpecialNode *parent = &t->snodes[parent_id];
+                if (parent->n_child++ == 0) parent->child = v;
+            }
+            prev = v;
+            prev_parent = parent_id;
+            if (sp[k].s.len == d) {
+                t->snodes[v].id = sp[k].id;
+            } else {
+                sp[kept] = sp[k];
+                cur[kept++] = v;
+            }
+        }
+        m = kept;
+    }
+    for (int c = 0; c < 256; c++) t->sroot[c] = -1;
+    for (int32_t v = t->snodes[0].child; v < t->snodes[0].child + t->snodes[0].n_child; v++)
+        t->sroot[t->snodes[v].byte] = v;
+}
+
+/* Each node's fail link and longest wanted token, in order of depth (a node's fail link is
+   shallower, so its own is known). */
+static void special_links(Tokenizer *t) {
+    for (int32_t u = 0; u < t->n_snodes; u++) {
+        for (int32_t v = t->snodes[u].child; v < t->snodes[u].child + t->snodes[u].n_child; v++) {
+            SpecialNode *nv = &t->snodes[v];
+            int32_t f = -1;
+            for (int32_t w = u; w != 0 && f < 0;) {
+                w = t->snodes[w].fail;
+                f = special_child(t, w, nv->byte);
+            }
+            nv->fail = f < 0 ? 0 : f;
+            for (int mode = 0; mode < 2; mode++) {
+                const int own =
+                    nv->id >= 0 && (special_class(t->types[nv->id]) & SPECIAL_MODES[mode]);
+                nv->out[mode] = own ? v : t->snodes[nv->fail].out[mode];
+                if (own) t->special_wanted[mode] = 1;
+            }
+        }
+    }
 }
 
 static int build_specials(Tokenizer *t, Error *err) {
-    int n = 0, cap = 0;
-    for (int id = 0; id < t->n_vocab; id++) {
-        Str s = t->tokens[id];
-        int cls = special_class(t->types[id]);
-        if (!cls || s.len == 0) continue;
-        t->special_first[(unsigned char)s.ptr[0]] |= (unsigned char)cls;
-        int seen = 0;
-        for (int i = 0; i < n && !seen; i++) seen = t->special_lens[i] == (int)s.len;
-        if (seen) continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            int *lens = realloc(t->special_lens, (size_t)cap * sizeof *lens);
-            if (!lens) return fail(err, "out of memory (special tokens)");
-            t->special_lens = lens;
-        }
-        t->special_lens[n++] = (int)s.len;
+    size_t total = 0; /* bytes of every special spelling: a bound on the trie's nodes */
+    int m = 0;
+    for (int id = 0; id < t->n_vocab; id++)
+        if (special_spelling(t, id)) total += t->tokens[id].len, m++;
+    if (total >= INT32_MAX / 2) return fail(err, "tokenizer: special tokens too long (%zu)", total);
+    t->snodes = malloc((total + 1) * sizeof *t->snodes);
+    Spelling *sp = malloc((size_t)(m ? m : 1) * sizeof *sp);
+    int32_t *cur = malloc((size_t)(m ? m : 1) * sizeof *cur);
+    if (!t->snodes || !sp || !cur) {
+        free(sp);
+        free(cur);
+        return fail(err, "out of memory (special tokens)");
     }
-    if (n) qsort(t->special_lens, (size_t)n, sizeof *t->special_lens, by_length_desc);
-    t->n_special_lens = n;
+    m = 0;
+    for (int id = 0; id < t->n_vocab; id++)
+        if (special_spelling(t, id)) sp[m++] = (Spelling){t->tokens[id], id};
+    qsort(sp, (size_t)m, sizeof *sp, by_reversed);
+    special_trie(t, sp, cur, m);
+    special_links(t);
+    free(sp);
+    free(cur);
     return 0;
 }
 
-int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
-    *out = NULL;
-    if (spec->n_vocab <= 0) return fail(err, "tokenizer: empty vocabulary");
+/* What the file says, checked before anything is built: sizes and the ids of special tokens. */
+static int check_spec(const TokenizerSpec *spec, Error *err) {
+    const int n = spec->n_vocab;
+    if (n <= 0) return fail(err, "tokenizer: empty vocabulary");
     if (spec->kind == TOK_GPT2 && spec->n_merges > 0 && !spec->merges)
         return fail(err, "tokenizer: gpt2 merges missing");
-    Tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return fail(err, "out of memory (tokenizer)");
-    int n = spec->n_vocab;
-    t->kind = spec->kind;
-    t->n_vocab = n;
-    t->bos_id = spec->bos_id;
-    t->eos_id = spec->eos_id;
-    t->unk_id = spec->unk_id;
-    t->eot_id = spec->eot_id;
-    t->pre = spec->pre;
-    t->add_bos = spec->add_bos;
-    t->add_space_prefix = spec->kind == TOK_SPM && spec->add_space_prefix;
-    t->space = spec->spaces_as_is ? (Str){" ", 1} : (Str){SPACE_SYMBOL, 3};
-    for (int id = 0; id < n; id++) {
-        if (spec->tokens[id].len > (size_t)1 << 20) {
-            tokenizer_free(t);
+    for (int id = 0; id < n; id++)
+        if (spec->tokens[id].len > (size_t)1 << 20)
             return fail(err, "tokenizer: token %d is %zu bytes long", id, spec->tokens[id].len);
-        }
-        if ((int)spec->tokens[id].len > t->max_token_len)
-            t->max_token_len = (int)spec->tokens[id].len;
-    }
-    int ids[4] = {spec->bos_id, spec->eos_id, spec->unk_id, spec->eot_id};
-    for (int i = 0; i < 4; i++) {
-        if (ids[i] < -1 || ids[i] >= n) {
-            tokenizer_free(t);
+    const int ids[4] = {spec->bos_id, spec->eos_id, spec->unk_id, spec->eot_id};
+    for (int i = 0; i < 4; i++)
+        if (ids[i] < -1 || ids[i] >= n)
             return fail(err, "tokenizer: special token id %d outside the vocabulary of %d", ids[i],
                         n);
-        }
-    }
+    return 0;
+}
 
-    /* One buffer for the token strings and their decoded forms, each NUL-terminated. */
-    size_t total = 0;
+/* Copies the token strings, scores and types into t, with room after the strings for their
+   decoded forms (*decoded_at), and fills the string -> id table. */
+static int copy_tokens(Tokenizer *t, const TokenizerSpec *spec, char **decoded_at, Error *err) {
+    const int n = spec->n_vocab;
+    size_t total = 0; /* a decoded form is at most its token's length, or the unk surface */
     for (int id = 0; id < n; id++) total += 2 * (spec->tokens[id].len + 1) + sizeof UNK_SURFACE;
     t->text = malloc(total);
     t->tokens = malloc((size_t)n * sizeof *t->tokens);
@@ -384,10 +481,8 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
     t->types = malloc((size_t)n * sizeof *t->types);
     t->mask = table_size(n) - 1;
     t->slots = malloc(((size_t)t->mask + 1) * sizeof *t->slots);
-    if (!t->text || !t->tokens || !t->decoded || !t->scores || !t->types || !t->slots) {
-        tokenizer_free(t);
+    if (!t->text || !t->tokens || !t->decoded || !t->scores || !t->types || !t->slots)
         return fail(err, "out of memory (tokenizer, %d tokens)", n);
-    }
     char *p = t->text;
     for (int id = 0; id < n; id++) {
         Str s = spec->tokens[id];
@@ -397,7 +492,9 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
         p += s.len + 1;
         t->scores[id] = spec->scores ? spec->scores[id] : 0.0f;
         t->types[id] = spec->types ? spec->types[id] : TOKEN_NORMAL;
+        if ((int)s.len > t->max_token_len) t->max_token_len = (int)s.len;
     }
+    *decoded_at = p;
     memset(t->slots, 0xFF, ((size_t)t->mask + 1) * sizeof *t->slots);
     for (int id = 0; id < n; id++) {
         Str s = t->tokens[id];
@@ -406,44 +503,71 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
         while (t->slots[i] >= 0) i = (i + 1) & t->mask;
         t->slots[i] = id;
     }
+    return 0;
+}
 
+/* The tokens of single bytes: SentencePiece's <0xXX> pieces, or GPT-2's byte characters (and
+   byte_of_cp, their inverse, for decoding; -1 elsewhere). */
+static void build_bytes(Tokenizer *t, int byte_of_cp[324]) {
     for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
-    int byte_of_cp[324]; /* GPT-2: code point -> byte, or -1 */
     for (int c = 0; c < 324; c++) byte_of_cp[c] = -1;
     if (t->kind == TOK_SPM) {
         int n_bytes = 0;
-        for (int id = 0; id < n; id++) {
-            int type = t->types[id];
-            int b = type == TOKEN_BYTE ? parse_byte_token(t->tokens[id]) : -1;
+        for (int id = 0; id < t->n_vocab; id++) {
+            int b = t->types[id] == TOKEN_BYTE ? parse_byte_token(t->tokens[id]) : -1;
             if (b >= 0 && t->byte_id[b] < 0) t->byte_id[b] = id, n_bytes++;
         }
         t->has_byte_tokens = n_bytes == 256;
-    } else {
-        uint32_t cp_of_byte[256];
-        gpt2_byte_chars(cp_of_byte);
-        for (int b = 0; b < 256; b++) {
-            char ch[4];
-            size_t k = utf8_encode(cp_of_byte[b], ch);
-            t->byte_id[b] = lookup(t, ch, k);
-            byte_of_cp[cp_of_byte[b]] = b;
-        }
-        if (build_merges(t, spec, err) != 0) {
-            tokenizer_free(t);
-            return -1;
-        }
+        return;
     }
-    if (build_specials(t, err) != 0) {
-        tokenizer_free(t);
-        return -1;
+    uint32_t cp_of_byte[256];
+    gpt2_byte_chars(cp_of_byte);
+    for (int b = 0; b < 256; b++) {
+        char ch[4];
+        size_t k = utf8_encode(cp_of_byte[b], ch);
+        t->byte_id[b] = lookup(t, ch, k);
+        byte_of_cp[cp_of_byte[b]] = b;
     }
-    for (int id = 0; id < n; id++) {
+}
+
+/* Each token's decoded bytes, written from p on (copy_tokens left the room). */
+static void build_decoded(Tokenizer *t, const int byte_of_cp[324], char *p) {
+    for (int id = 0; id < t->n_vocab; id++) {
         size_t k = decoded_text(t, id, byte_of_cp, p);
         t->decoded[id] = (Str){p, k};
+        if ((int)k > t->max_decoded_len) t->max_decoded_len = (int)k;
         p += k;
         *p++ = '\0';
     }
+}
+
+int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
+    *out = NULL;
+    if (check_spec(spec, err)) return -1;
+    Tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return fail(err, "out of memory (tokenizer)");
+    t->kind = spec->kind;
+    t->pre = spec->pre;
+    t->n_vocab = spec->n_vocab;
+    t->bos_id = spec->bos_id;
+    t->eos_id = spec->eos_id;
+    t->unk_id = spec->unk_id;
+    t->eot_id = spec->eot_id;
+    t->add_bos = spec->add_bos;
+    t->add_space_prefix = spec->kind == TOK_SPM && spec->add_space_prefix;
+    t->space = spec->spaces_as_is ? (Str){" ", 1} : (Str){SPACE_SYMBOL, 3};
+    char *decoded_at = NULL;
+    int byte_of_cp[324]; /* GPT-2: code point -> byte, or -1 */
+    if (copy_tokens(t, spec, &decoded_at, err)) goto fail;
+    build_bytes(t, byte_of_cp);
+    if (t->kind == TOK_GPT2 && build_merges(t, spec, err)) goto fail;
+    if (build_specials(t, err)) goto fail;
+    build_decoded(t, byte_of_cp, decoded_at);
     *out = t;
     return 0;
+fail:
+    tokenizer_free(t);
+    return -1;
 }
 
 void tokenizer_free(Tokenizer *t) {
@@ -457,7 +581,7 @@ void tokenizer_free(Tokenizer *t) {
     free(t->pair_keys);
     free(t->pair_rank);
     free(t->pair_id);
-    free(t->special_lens);
+    free(t->snodes);
     free(t);
 }
 
@@ -466,6 +590,10 @@ int tokenizer_eos(const Tokenizer *t) { return t->eos_id; }
 int tokenizer_eot(const Tokenizer *t) { return t->eot_id; }
 int tokenizer_adds_bos(const Tokenizer *t) { return t->add_bos && t->bos_id >= 0; }
 int tokenizer_max_token_len(const Tokenizer *t) { return t->max_token_len; }
+
+/* A push emits the held bytes (at most 3: the start of a 4-byte character) and the token's, each
+   byte at worst a 3-byte U+FFFD of its own, then a NUL. */
+size_t decoder_cap(const Tokenizer *t) { return 3 * ((size_t)t->max_decoded_len + 3) + 1; }
 
 /* ------------------------------------------------------------------------------------------ */
 /* The merge machinery shared by both encoders */
@@ -1039,21 +1167,22 @@ done:
 /* ------------------------------------------------------------------------------------------ */
 /* Special tokens in the text, and the whole encoder */
 
-/* Id of the longest special token spelled at s[i], or -1; *len receives its length. */
-static int special_at(const Tokenizer *t, const char *s, size_t n, size_t i, int parse_special,
-                      size_t *len) {
-    unsigned char wanted = parse_special ? SPECIAL_USER | SPECIAL_CONTROL : SPECIAL_USER;
-    if (!(t->special_first[(unsigned char)s[i]] & wanted)) return -1;
-    for (int k = 0; k < t->n_special_lens; k++) {
-        size_t l = (size_t)t->special_lens[k];
-        if (l > n - i) continue;
-        int id = lookup(t, s + i, l);
-        if (id >= 0 && (special_class(t->types[id]) & wanted)) {
-            *len = l;
-            return id;
-        }
+/* match[i] receives the node of the longest special token wanted in `mode` that is spelled at
+   text[i], or -1. One pass from the end of the text through the automaton of reversed spellings:
+   after reading text[i..len) backwards, the automaton is at the longest suffix of that reading
+   (prefix of text[i..]) that is in the trie, and that node's out[] is the longest token there.
+   Every step goes one node deeper at most and each fail link goes shallower, so the pass costs
+   O(len) steps whatever the spellings. */
+static void special_matches(const Tokenizer *t, const char *text, size_t len, int mode,
+                            int32_t *match) {
+    int32_t v = 0;
+    for (size_t i = len; i-- > 0;) {
+        const unsigned char c = (unsigned char)text[i];
+        int32_t next;
+        while ((next = special_child(t, v, c)) < 0 && v != 0) v = t->snodes[v].fail;
+        v = next < 0 ? 0 : next;
+        match[i] = t->snodes[v].out[mode];
     }
-    return -1;
 }
 
 static int encode(const Tokenizer *t, const char *text, size_t len, int parse_special, int add_bos,
@@ -1063,15 +1192,21 @@ static int encode(const Tokenizer *t, const char *text, size_t len, int parse_sp
     size_t bad;
     if (!utf8_valid(text, len, &bad)) return fail(err, "prompt is not valid UTF-8 (byte %zu)", bad);
     IdList out = {NULL, 0, 0};
-    if (add_bos && tokenizer_adds_bos(t) && push_id(&out, t->bos_id, err) != 0) return -1;
+    const int mode = parse_special ? 1 : 0;
+    int32_t *match = NULL; /* (len) the special token spelled at each byte (special_matches) */
+    if (t->special_wanted[mode] && len > 0) {
+        if (!(match = malloc(len * sizeof *match)))
+            return fail(err, "out of memory (encoding %zu bytes)", len);
+        special_matches(t, text, len, mode, match);
+    }
+    if (add_bos && tokenizer_adds_bos(t) && push_id(&out, t->bos_id, err) != 0) goto fail;
     /* Leftmost-longest matches of special tokens, as Hugging Face finds added tokens; the text
        between two is encoded alone. */
     int after_special = 1; /* at the start or after a special token (SentencePiece's prefix) */
     size_t start = 0;
     for (size_t i = 0; i <= len;) {
-        size_t n = 0;
-        int id = i < len ? special_at(t, text, len, i, parse_special, &n) : -1;
-        if (i < len && id < 0) {
+        const int32_t node = i < len && match ? match[i] : -1;
+        if (i < len && node < 0) {
             i++;
             continue;
         }
@@ -1080,21 +1215,16 @@ static int encode(const Tokenizer *t, const char *text, size_t len, int parse_sp
                          ? spm_encode(t, text + start, i - start,
                                       t->add_space_prefix && after_special, &out, err)
                          : bpe_encode(t, text + start, i - start, &out, err);
-            if (rc != 0) {
-                free(out.ids);
-                return -1;
-            }
+            if (rc != 0) goto fail;
             after_special = 0;
         }
         if (i == len) break;
-        if (push_id(&out, id, err) != 0) {
-            free(out.ids);
-            return -1;
-        }
+        if (push_id(&out, t->snodes[node].id, err) != 0) goto fail;
         after_special = 1;
-        i += n;
+        i += (size_t)t->snodes[node].depth;
         start = i;
     }
+    free(match);
     if (!out.ids) { /* empty prompt without BOS: still hand back a valid allocation */
         out.ids = malloc(sizeof *out.ids);
         if (!out.ids) return fail(err, "out of memory (token ids)");
@@ -1102,6 +1232,10 @@ static int encode(const Tokenizer *t, const char *text, size_t len, int parse_sp
     *ids = out.ids;
     *n_ids = out.n;
     return 0;
+fail:
+    free(match);
+    free(out.ids);
+    return -1;
 }
 
 int tokenizer_encode_special(const Tokenizer *t, const char *text, size_t len, int parse_special,
@@ -1152,7 +1286,7 @@ static size_t emit_bytes(Decoder *d, const char *bytes, size_t n, char *out, siz
         int incomplete;
         size_t k = utf8_seq(buf, m, &maximal, &incomplete);
         size_t used; /* bytes of buf consumed by this step */
-        if (k > 0) {
+        if (k > 0) { /* (room: cap >= decoder_cap, so these two breaks never happen) */
             if (w + k + 1 > cap) break;
             memcpy(out + w, buf, k);
             w += k;

@@ -90,10 +90,14 @@ typedef struct {
 } Decoder;
 
 void decoder_init(Decoder *d);
-/* Appends the text for `token` to out (capacity cap, NUL-terminated); returns bytes written.
-   cap must be at least 2 * (longest token + 8). Control tokens (BOS, EOS, ...) produce nothing. */
+/* The capacity of out that decoder_push and decoder_flush need, whatever the token: a vocabulary
+   whose pieces are not validated (SentencePiece, tokenizer.bin) may hold a long piece of bytes
+   that are never UTF-8, each of which comes out as a 3-byte U+FFFD. */
+size_t decoder_cap(const Tokenizer *t);
+/* Appends the text for `token` to out (capacity cap >= decoder_cap(t), NUL-terminated); returns
+   bytes written. Control tokens (BOS, EOS, ...) produce nothing. */
 size_t decoder_push(const Tokenizer *t, Decoder *d, int token, char *out, size_t cap);
-/* Emits whatever is still pending at the end of the stream (as U+FFFD). */
+/* Emits whatever is still pending at the end of the stream (as U+FFFD); cap as for a push. */
 size_t decoder_flush(Decoder *d, char *out, size_t cap);
 int tokenizer_max_token_len(const Tokenizer *t);
 

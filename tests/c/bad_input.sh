@@ -100,7 +100,11 @@ expect "attn-explain range"    1 "layers 0..1 and heads 0..7"   -- $RUN "$GOOD" 
 expect "attn-explain position" 1 "feeds at most"                -- $RUN "$GOOD" -i hi -n 2 --attn-explain 0.0.99
 expect "attn-probe name"       2 "the probe is 'induction'"     -- $RUN "$GOOD" --attn-probe bigram
 expect "attn-probe and prompt" 2 "replaces the prompt"          -- $RUN "$GOOD" -i hi --attn-probe induction
+expect "--ppl with -c 1"       1 "--ppl needs a context of at least 2 positions; this one is 1 (see -c)" -- $RUN "$GOOD" --ppl "$tmp/long.txt" -c 1
 expect "attn-norms with --ppl" 2 "do not work with --ppl"       -- $RUN "$GOOD" --ppl x --dump-attn-norms x.npy
+printf 'In the\000 beginning\n' > "$tmp/nul_turn.txt"
+STDIN=$tmp/nul_turn.txt expect "chat turn with NUL" 1 "the user's turn holds a NUL byte (byte 6)" -- $RUN models/kjv.gguf --chat --chat-template mistral -n 1
+STDIN=$tmp/nul_turn.txt expect "chat --tokenize NUL" 1 "the turns hold a NUL byte (byte 6)" -- $RUN models/kjv.gguf --chat --tokenize --chat-template mistral
 
 # llama2.c checkpoints (llama2c.c): the committed tiny legacy file (dim 16, hidden 32, 1 layer,
 # 2 heads, 2 kv heads, vocab 512, context 32; 44252 bytes) and its tokenizer.bin, edited.

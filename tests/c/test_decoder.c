@@ -73,11 +73,14 @@ static size_t spm_spaces(char *s, size_t n) {
     return w;
 }
 
+/* The room one push needs, as tokenizer.h states it. */
+static size_t piece_capacity(const Tokenizer *tok) { return decoder_cap(tok); }
+
 /* Pushes ids[0..n) one by one into out (capacity cap); each push must return whole characters.
    Returns the length written, or -1 (with a FAIL line) when a push returned part of a character. */
 static long decode(const Tokenizer *tok, const int *ids, int n, int flush, char *out, size_t cap,
                    const char *what) {
-    const size_t piece_cap = 2 * ((size_t)tokenizer_max_token_len(tok) + 8);
+    const size_t piece_cap = piece_capacity(tok);
     char *piece = malloc(piece_cap);
     Decoder d;
     decoder_init(&d);
@@ -165,6 +168,49 @@ static void test_cut_short(const Tokenizer *tok, const char *name) {
     free(ids);
 }
 
+/* A vocabulary whose pieces are not validated (SentencePiece, tokenizer.bin) may hold a piece of
+   bytes that are never UTF-8: each byte comes out as one U+FFFD (3 bytes), and none is dropped,
+   however long the piece; after the held start of a character, that start is one U+FFFD more. */
+static void test_long_invalid(void) {
+    enum { LONG = 40 };
+    char junk[LONG];
+    memset(junk, 0xFF, sizeof junk);
+    const Str tokens[] = {{"<unk>", 5}, {"<s>", 3}, {"</s>", 4}, {"\xE4\xB8", 2}, {junk, LONG}};
+    const int32_t types[] = {TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_CONTROL, TOKEN_NORMAL,
+                             TOKEN_NORMAL};
+    TokenizerSpec spec = {.kind = TOK_SPM,
+                          .n_vocab = 5,
+                          .tokens = tokens,
+                          .types = types,
+                          .bos_id = 1,
+                          .eos_id = 2,
+                          .unk_id = 0,
+                          .eot_id = -1};
+    Tokenizer *tok;
+    Error err;
+    if (tokenizer_build(&tok, &spec, &err) != 0) {
+        check(0, err.msg);
+        return;
+    }
+    static const struct {
+        int ids[2], n;
+        const char *what;
+    } cases[] = {{{4}, 1, "a piece of 40 bytes 0xFF"},
+                 {{3, 4}, 2, "E4 B8 (held), then a piece of 40 bytes 0xFF"}};
+    for (int c = 0; c < 2; c++) {
+        char got[512], what[128];
+        const size_t want = 3 * (size_t)(LONG + (cases[c].n - 1));
+        snprintf(what, sizeof what, "%s: %zu U+FFFD", cases[c].what, want / 3);
+        long len = decode(tok, cases[c].ids, cases[c].n, 1, got, sizeof got, what);
+        int ok = len == (long)want;
+        for (long i = 0; ok && i < len; i += 3) ok = memcmp(got + i, "\xEF\xBF\xBD", 3) == 0;
+        if (!ok) printf("FAIL: %s: got %ld bytes (%ld U+FFFD)\n", what, len, len / 3);
+        ok ? passed++ : failed++;
+        if (ok) printf("ok %s\n", what);
+    }
+    tokenizer_free(tok);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "tests/fixtures";
     static const struct {
@@ -188,6 +234,7 @@ int main(int argc, char **argv) {
         test_cut_short(m.tokenizer, cases[i].model);
         model_free(&m);
     }
+    test_long_invalid();
     printf("test_decoder: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -16,7 +16,7 @@
 
 /* Decodes ids[0..n) and checks the output is valid UTF-8 (what decoder_push promises). */
 static void decode(const Model *m, const int *ids, int n) {
-    size_t cap = 2 * ((size_t)tokenizer_max_token_len(m->tokenizer) + 8);
+    size_t cap = decoder_cap(m->tokenizer);
     char *out = malloc(cap);
     CHECK(out != NULL);
     Decoder d;

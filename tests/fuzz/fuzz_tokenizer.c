@@ -43,7 +43,7 @@ static void load_fixtures(void) {
 /* A decoder's output for ids[0..n), all of it, after `prev` (-1: at the start); *len receives its
    length. */
 static char *decode_all(const Tokenizer *t, const int *ids, size_t n, int prev, size_t *len) {
-    size_t step = 2 * ((size_t)tokenizer_max_token_len(t) + 8), cap = step * (n + 1) + 1;
+    size_t step = decoder_cap(t), cap = step * (n + 1) + 1;
     char *out = malloc(cap);
     CHECK(out != NULL);
     Decoder d;

