@@ -20,7 +20,7 @@ LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c tokenizer.c sampler.c
            kernels_portable.c kernels_quant.c kernels_avx512.c kernels_avx2.c kernels_neon.c \
            attn_views.c attn_circuits.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
-C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder
+C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder tests/c/test_cli
 C_TOOLS := tests/c/dequant  # built for tests/py
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
 # every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
@@ -100,13 +100,14 @@ build/npycmp: tests/c/npycmp.c
 	$(CC) $(WARN) -O2 -o $@ $< $(LDLIBS)
 
 # The C tests of one variant: kernels vs their references, the sampler, the streaming decoder,
-# golden fixtures, bad input. Needs only a C compiler. $(2) runs a binary of another architecture
+# the options' ranges, golden fixtures, bad input. Needs only a C compiler. $(2) runs a binary of another architecture
 # (qemu). The kernels run with OpenMP workers on 128 KiB stacks (musl's default), which big stack
 # buffers would overflow.
 define c_tests
 	OMP_STACKSIZE=128K $(2) build/$(1)/tests/c/test_kernels
 	$(2) build/$(1)/tests/c/test_sampler
 	$(2) build/$(1)/tests/c/test_decoder
+	$(2) build/$(1)/tests/c/test_cli
 	RUN="$(3)" sh tests/c/golden.sh
 	RUN="$(3)" sh tests/c/bad_input.sh
 	RUN="$(3)" sh tests/c/llamacpp_vectors.sh

@@ -77,8 +77,13 @@ expect "huge metadata count"   1 "corrupt header"               -- $RUN "$tmp/nk
 expect "unknown flag"          2 "unknown option '--bogus'"     -- $RUN "$GOOD" --bogus
 expect "missing value"         2 "needs a value"                -- $RUN "$GOOD" -n
 expect "bad integer"           2 "-n expects an integer"        -- $RUN "$GOOD" -n 12abc
-expect "negative temperature"  2 "-t expects a number"          -- $RUN "$GOOD" -t -1
+expect "negative temperature"  2 "-t expects 0 or a number"          -- $RUN "$GOOD" -t -1
 expect "top-p above 1"         2 "--top-p expects a number"     -- $RUN "$GOOD" --top-p 1.5
+expect "top-p 0"               2 "--top-p expects a number in (0, 1], got '0'" -- $RUN "$GOOD" --top-p 0
+expect "repeat penalty 0"      2 "--repeat-penalty expects a number in \[0.001, 100\], got '0'" -- $RUN "$GOOD" --repeat-penalty 0
+expect "tiny temperature"      2 "-t expects 0 or a number in \[0.001, 100\], got '1e-9'" -- $RUN "$GOOD" -t 1e-9
+expect "temperature NaN"       2 "--temp expects 0 or a number in \[0.001, 100\], got 'nan'" -- $RUN "$GOOD" --temp nan
+expect "threads 0"             2 "--threads expects an integer in \[1, 1024\], got '0'" -- $RUN "$GOOD" --threads 0
 cp "$RUN" "$tmp/run"  # a copy with no models/ beside it
 expect "no model, none shipped" 2 "shipped model .*missing"    -- "$tmp/run" -i hi
 printf '\377\376 bad' > "$tmp/bad_utf8.txt"
