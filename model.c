@@ -9,7 +9,8 @@
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
-#include <unistd.h> /* sysconf */
+#include <sys/stat.h>
+#include <unistd.h> /* sysconf, access */
 #endif
 
 #include "llama2c.h"
@@ -958,6 +959,42 @@ static int lacks_gguf_magic(const char *path) {
     return readable && (n < 4 || memcmp(magic, "GGUF", 4) != 0);
 }
 
+/* A Hugging Face model as it is downloaded, given instead of a converted file: its directory
+   (with config.json), or its safetensors or PyTorch weights. Returns -1 with an error that says
+   how to convert it (export.py, beside this program's sources), or 0 for anything else. */
+static int refuse_unconverted(const char *path, Error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    char cfg[4200];
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(cfg, sizeof cfg, "%s/config.json", path);
+        if (access(cfg, R_OK) != 0) return 0;
+        return fail(err,
+                    "'%s' is a Hugging Face model directory: convert it with python3 export.py %s "
+                    "out.gguf, then ./run out.gguf",
+                    path, path);
+    }
+    uint8_t head[9] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    uint64_t json = 0; /* safetensors: the JSON header's length, then the header, '{' first */
+    for (int i = 7; i >= 0; i--) json = json << 8 | head[i];
+    const char *kind = NULL;
+    if (n == 9 && head[8] == '{' && json >= 2 && json <= (uint64_t)st.st_size - 8)
+        kind = "safetensors";
+    else if (n >= 4 && memcmp(head, "PK\003\004", 4) == 0) /* a zip: torch.save's format */
+        kind = "PyTorch";
+    if (!kind) return 0;
+    const char *slash = strrchr(path, '/');
+    const int dir = slash ? (int)(slash - path) : 1;
+    return fail(err,
+                "'%s' is %s weights, not a GGUF file: convert the model's directory with python3 "
+                "export.py %.*s out.gguf, then ./run out.gguf",
+                path, kind, dir, slash ? path : ".");
+}
+
 /* A llama2.c checkpoint (llama2c.h): mapped into m->file, bound by llama2c_bind, with the
    tokenizer.bin found for it. */
 static int load_llama2c(Model *m, const char *path, const char *tokenizer, Error *err) {
@@ -978,6 +1015,7 @@ static int load_llama2c(Model *m, const char *path, const char *tokenizer, Error
 int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, int ctx,
                     KvType kv_cache, Error *err) {
     memset(m, 0, sizeof *m);
+    if (refuse_unconverted(path, err)) return -1;
     if (lacks_gguf_magic(path)) {
         if (load_llama2c(m, path, tokenizer, err) || choose_cache(&m->config, ctx, kv_cache, err) ||
             (batch > 0 && alloc_state(&m->state, &m->config, &m->weights, batch, err))) {

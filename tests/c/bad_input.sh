@@ -56,6 +56,14 @@ corrupt nkv 's/^(GGUF\x03\x00{3}.{8}).{8}/${1}\xff\xff\xff\xff\xff\xff\xff\x0f/s
 
 expect "missing file"          1 "cannot open model"            -- $RUN "$tmp/nope.gguf" -i hi
 expect "directory"             1 "not a regular file"           -- $RUN "$tmp" -i hi
+# a Hugging Face model as downloaded: its directory, its safetensors or PyTorch weights
+mkdir "$tmp/hf"
+echo '{"model_type": "llama"}' > "$tmp/hf/config.json"
+perl -e '$j = q({"__metadata__":{}}); print pack("Q<", length $j), $j' > "$tmp/hf/model.safetensors"
+printf 'PK\003\004 zip' > "$tmp/hf/pytorch_model.bin"
+expect "HF directory"          1 "'$tmp/hf' is a Hugging Face model directory: convert it with python3 export.py $tmp/hf out.gguf" -- $RUN "$tmp/hf" -i hi
+expect "safetensors"           1 "is safetensors weights.*convert the model's directory with python3 export.py $tmp/hf out.gguf" -- $RUN "$tmp/hf/model.safetensors" -i hi
+expect "PyTorch weights"       1 "is PyTorch weights.*convert the model's directory with python3 export.py $tmp/hf out.gguf" -- $RUN "$tmp/hf/pytorch_model.bin" -i hi
 expect "10-byte file"          1 "too small"                    -- $RUN "$tmp/tiny.gguf" -i hi
 expect "truncated header"      1 "truncated or corrupt header"  -- $RUN "$tmp/head.gguf" -i hi
 expect "truncated metadata"    1 "truncated file"               -- $RUN "$tmp/meta.gguf" -i hi
