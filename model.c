@@ -393,7 +393,7 @@ static int bind_vector(const GGUF *g, const char *name, int n, int required, con
     if (gt->type != GGML_F32)
         return fail(err, "tensor '%s' has type %s, expected F32 (norms and biases)", name,
                     ggml_type_name(gt->type));
-    *v = gt->data; /* offsets are aligned to >= 32 bytes, so this is a properly aligned float* */
+    *v = gt->data; /* at TENSOR_ALIGN (model_init copies the others), an aligned float* */
     return 0;
 }
 
@@ -925,7 +925,59 @@ static int choose_cache(Config *c, int ctx, KvType kv_cache, Error *err) {
     return 0;
 }
 
+/* Whole pages of [data, data + n) in the file's mapping handed back to the system (they stay in
+   the page cache): advice, for memory nothing reads any more. */
+static void release_range(const GGUF *f, const void *data, size_t n) {
+#if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)f->buf;
+    const uintptr_t start = (uintptr_t)data, end = start + n;
+    if (!f->mapped || page == 0 || start < lo || end > lo + f->size) return;
+    const uintptr_t a = (start + page - 1) / page * page, b = end / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED); /* a refusal changes nothing */
+#else
+    (void)f;
+    (void)data;
+    (void)n;
+#endif
+}
+
+static int misaligned(const GGUFTensor *t) {
+    return t->nbytes && (uintptr_t)t->data % TENSOR_ALIGN != 0;
+}
+
+/* Copies every tensor the file places off TENSOR_ALIGN (a general.alignment below it) into one
+   allocation, m->aligned, each on a cache line, and points the file's index at the copies: the
+   kernels load floats and halves (and vectors) from tensors as aligned, which is undefined
+   behaviour on an odd address, and the file is legal. Costs the copied tensors' bytes once,
+   and nothing for a file aligned to 32 or more. */
+static int align_tensors(Model *m, Error *err) {
+    GGUF *g = &m->file;
+    size_t total = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (misaligned(&g->tensors[i])) total += (g->tensors[i].nbytes + 63) / 64 * 64;
+    if (total == 0) return 0;
+    uint8_t *copy = aligned_alloc(64, total);
+    if (!copy)
+        return fail(err,
+                    "out of memory: %.1f MB to align the tensors of a file aligned to %u bytes",
+                    total / 1e6, g->alignment);
+    m->aligned = copy;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        GGUFTensor *t = &g->tensors[i];
+        if (!misaligned(t)) continue;
+        memcpy(copy, t->data, t->nbytes);
+        release_range(g, t->data, t->nbytes);
+        t->data = copy;
+        copy += (t->nbytes + 63) / 64 * 64;
+    }
+    return 0;
+}
+
 int model_init(Model *m, int batch, int ctx, KvType kv_cache, Error *err) {
+    if (align_tensors(m, err)) {
+        model_free(m);
+        return -1;
+    }
     if (m->file.n_tensors == 0) { /* a vocabulary-only file (llama.cpp's ggml-vocab-*.gguf) */
         memset(&m->config, 0, sizeof m->config);
         m->config.vocab_only = 1;
@@ -1088,16 +1140,7 @@ static int in_mapping(const GGUF *f, const Tensor *w) {
  * range only, and only in the mapping: a tensor converted at load (llama2.c) lives on the heap,
  * where MADV_DONTNEED would zero it. */
 static void release_file_pages(const GGUF *f, const Tensor *w) {
-#if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t start = (uintptr_t)w->data, end = start + (size_t)w->rows * w->row_bytes;
-    if (!in_mapping(f, w) || page == 0) return;
-    const uintptr_t a = (start + page - 1) / page * page, b = end / page * page;
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED); /* advice: a refusal changes nothing */
-#else
-    (void)f;
-    (void)w;
-#endif
+    if (in_mapping(f, w)) release_range(f, w->data, (size_t)w->rows * w->row_bytes);
 }
 
 /* The bytes tensor w takes in m->packed: its repacked layout, or its own copied as it is, or
@@ -1173,6 +1216,7 @@ void model_free(Model *m) {
     if (m->tokenizer) tokenizer_free(m->tokenizer);
     free(m->weights.layers);
     free(m->converted);
+    free(m->aligned);
     free(m->packed);
     gguf_close(&m->file);
     memset(m, 0, sizeof *m);
