@@ -769,7 +769,9 @@ done:
  * than by the first prompt (whose timing would count their page faults: see below), and 64-byte
  * aligned, so that the 16 outputs a repacked prompt tile stores per position (kernels.c,
  * group_packed) are one cache line, which no other thread writes. Larger ones (the KV cache,
- * above all) are left as they come, since every buffer is written before it is read, so that
+ * above all) are left as they come, since every buffer is written before it is read (the keys
+ * of a cache tile's positions not written yet, which attention reads and masks, are zeroed by
+ * kv_store when the tile's first position is written), so that
  * their pages are touched lazily, when first used; they are aligned to 2 MB and marked for
  * transparent huge pages where Linux offers them, so that a first touch maps 2 MB instead of 4 KB.
  * In a virtual machine a 4 KB first touch is expensive: measured here (Firecracker, 150 MB
