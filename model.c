@@ -968,6 +968,7 @@ static int align_tensors(Model *m, Error *err) {
         GGUFTensor *t = &g->tensors[i];
         if (!misaligned(t)) continue;
         memcpy(copy, t->data, t->nbytes);
+        m->aligned_bytes += t->nbytes;
         release_range(g, t->data, t->nbytes);
         t->data = copy;
         copy += (t->nbytes + 63) / 64 * 64;

@@ -140,10 +140,11 @@ typedef struct {
 typedef struct {
     GGUF file; /* owns the mmap every Tensor points into; for a llama2.c checkpoint (llama2c.h)
                   only the mapping (buf, size, mapped): no metadata, no tensors */
-    void *converted; /* weights converted at load (llama2.c's int8 groups), owned; else NULL */
-    void *aligned;   /* the tensors a file places off TENSOR_ALIGN, copied at load, owned; else
+    void *converted;      /* weights converted at load (llama2.c's int8 groups), owned; else NULL */
+    void *aligned;        /* the tensors a file places off TENSOR_ALIGN, copied at load, owned; else
                         NULL (see model_init) */
-    uint8_t *packed; /* the matrices, repacked or copied (model_repack), owned; else NULL */
+    size_t aligned_bytes; /* their bytes */
+    uint8_t *packed;      /* the matrices, repacked or copied (model_repack), owned; else NULL */
     size_t packed_bytes;
     Config config;
     Weights weights;

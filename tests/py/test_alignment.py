@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, ROOT, RUN, need_run
-from gguf_read import read_gguf, realigned
+from gguf_read import read_gguf, realigned, tensor_bytes
 
 FIX = ROOT / "tests" / "fixtures"
 ASAN = ROOT / "build" / "asan" / "run"
@@ -35,13 +35,14 @@ def models(tmp_path_factory):
 
 
 def generate(binary, model, out, *args):
-    """Greedy text and the logits of every position, from binary (exit 0 and a quiet stderr:
-    the sanitizers print their reports there)."""
+    """Greedy text, the logits of every position and the load line, from binary (exit 0 and a
+    quiet stderr: the sanitizers print their reports there)."""
     r = subprocess.run([str(binary), str(model), "-i", PROMPT, "-n", "6", "-t", "0",
                         "--dump-logits", str(out), *args], capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr.decode(errors="replace")[-2000:]
     assert b"runtime error" not in r.stderr and b"Sanitizer" not in r.stderr, r.stderr[-2000:]
-    return r.stdout, np.load(out)
+    load = next(line for line in r.stderr.decode().splitlines() if line.startswith("load:"))
+    return r.stdout, np.load(out), load
 
 
 def test_realigned_files_are_misaligned(models, tmp_path):
@@ -69,7 +70,12 @@ def test_small_alignment_generates_as_aligned(models, tmp_path, binary, name, al
     model = tmp_path / f"{name}.a{align}.gguf"
     realigned(models[name], align, model)
     for flags in ([], ["--no-repack"]):
-        want_text, want = generate(exe, models[name], tmp_path / "want.npy", *flags)
-        text, got = generate(exe, model, tmp_path / "got.npy", *flags)
+        want_text, want, want_load = generate(exe, models[name], tmp_path / "want.npy", *flags)
+        text, got, load = generate(exe, model, tmp_path / "got.npy", *flags)
         assert text == want_text, (flags, text, want_text)
         assert np.array_equal(got, want), (flags, float(np.abs(got - want).max()))
+        # the copy's cost is stated: every tensor (none is 4-byte aligned), none for the original
+        g = read_gguf(model)
+        mb = sum(tensor_bytes(g.tensor_types[k], a.shape) for k, a in g.tensors.items()) / 1e6
+        assert "copied off 32-byte alignment" not in want_load, want_load
+        assert f"{mb:.1f} MB copied off 32-byte alignment" in load, load
