@@ -7,7 +7,7 @@
 # llama2.c version-2 checkpoint and a GGUF file aligned to 1 byte. Runs $VG_RUN (make memcheck:
 # build/valgrind/run, built for Valgrind). Exit non-zero on any report.
 # Planted bug: model_free without free(m->packed) gives "2,097,152 bytes in 1 blocks are
-# definitely lost" (model_repack) and exit 99 on the first fixture.
+# definitely lost" (model_repack) and exit 99 on llama_gqa.
 set -u
 VG_RUN=${VG_RUN:-build/valgrind/run}
 PYTHON=${PYTHON:-}
