@@ -20,7 +20,8 @@ LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c tokenizer.c sampler.c
            kernels_portable.c kernels_quant.c kernels_avx512.c kernels_avx2.c kernels_neon.c \
            attn_views.c attn_circuits.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
-C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder tests/c/test_tokenizer
+C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder tests/c/test_tokenizer \
+           tests/c/test_cli
 C_TOOLS := tests/c/dequant  # built for tests/py
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
 # every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
@@ -61,6 +62,9 @@ build/$(1)/tests/fuzz/replay_%: build/$(1)/tests/fuzz/replay.o build/$(1)/tests/
 endef
 $(eval $(call variant,native,$(CC),$(CFLAGS) $(OMPFLAGS),))
 $(eval $(call variant,asan,$(CC),$(ASAN),))
+# For Valgrind: portable (its CPU model lacks AVX-512, which the kernels then do not choose), no
+# OpenMP (its runtime's thread pool is noise to memcheck), symbols for the reports.
+$(eval $(call variant,valgrind,$(CC),-O1 -g,))
 $(eval $(call variant,arm,$(ARM_CC),-O2,-static))
 FUZZ_CC ?= clang
 $(eval $(call variant,fuzz,$(FUZZ_CC),$(FUZZ),$(FUZZ_LINK)))
@@ -81,7 +85,7 @@ check-page:
 	! grep -in '</script' page/attention.js
 
 BIN := $(CURDIR)/run
-.PHONY: all run FORCE test test-c test-py test-arm sanitize fuzz fuzz-run bench check-page format format-check clean help
+.PHONY: all run FORCE test test-c test-py test-arm sanitize memcheck fuzz fuzz-run bench check-page format format-check clean help
 .SECONDARY:  # keep every intermediate file (objects, the generated page source)
 all: $(BIN)
 
@@ -100,14 +104,15 @@ build/npycmp: tests/c/npycmp.c
 	$(CC) $(WARN) -O2 -o $@ $< $(LDLIBS)
 
 # The C tests of one variant: kernels vs their references, the sampler, the streaming decoder,
-# special tokens vs brute force, golden fixtures, bad input. Needs only a C compiler. $(2) runs a
-# binary of another architecture (qemu). The kernels run with OpenMP workers on 128 KiB stacks
-# (musl's default), which big stack buffers would overflow.
+# special tokens vs brute force, the options' ranges, golden fixtures, bad input. Needs only a C
+# compiler. $(2) runs a binary of another architecture (qemu). The kernels run with OpenMP workers
+# on 128 KiB stacks (musl's default), which big stack buffers would overflow.
 define c_tests
 	OMP_STACKSIZE=128K $(2) build/$(1)/tests/c/test_kernels
 	$(2) build/$(1)/tests/c/test_sampler
 	$(2) build/$(1)/tests/c/test_decoder
 	$(2) build/$(1)/tests/c/test_tokenizer
+	$(2) build/$(1)/tests/c/test_cli
 	RUN="$(3)" sh tests/c/golden.sh
 	RUN="$(3)" sh tests/c/bad_input.sh
 	RUN="$(3)" sh tests/c/llamacpp_vectors.sh
@@ -139,8 +144,21 @@ test-py: $(BIN) $(C_TOOLS:%=build/native/%) build/tools/llama_quantize
 test: test-c test-py
 
 # The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (same scripts, sanitized binaries).
+# And GGUF files aligned to 1 and 2 bytes (tests/py/test_alignment.py), which UBSan checks for
+# misaligned loads, when an interpreter with torch is found.
 sanitize: build/asan/run $(C_TESTS:%=build/asan/%) $(call REPLAYS,asan) build/npycmp
 	$(call c_tests,asan,,build/asan/run)
+	@if [ -n "$(PYTHON)" ]; then \
+	  RUN_BIN=$(CURDIR)/build/asan/run $(PYTHON) -m pytest -q tests/py/test_alignment.py; \
+	else \
+	  echo "sanitize: tests/py/test_alignment.py SKIPPED: no python3 with torch and numpy"; \
+	fi
+
+# Valgrind's memcheck (Debian's valgrind) on short generations of every model family and weight
+# type the tests have or make (tests/c/memcheck.sh; the generated ones need $(PYTHON)), a chat with
+# context shifts included: no read of memory nothing wrote, no invalid access, no definite leak.
+memcheck: build/valgrind/run
+	VG_RUN=build/valgrind/run PYTHON="$(PYTHON)" sh tests/c/memcheck.sh
 
 # AArch64 (NEON kernels): cross-built, static, run under qemu-user. Needs Debian's
 # gcc-aarch64-linux-gnu, libc6-dev-arm64-cross and qemu-user.
@@ -188,6 +206,7 @@ help:
 	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
 	@echo "make test-c     C-only tests: kernels, sampler, decoder, golden fixtures, bad input"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
+	@echo "make memcheck   short generations of every test model under Valgrind's memcheck"
 	@echo "make fuzz-run   each libFuzzer target for FUZZ_SECONDS (default 60; make fuzz builds them)"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make check-page syntax check of the attention page's script (node)"

@@ -58,6 +58,17 @@ typedef struct {
 /* Fills o from argv (argv[0] is the program, used to find the shipped model). Returns 0, or -1
    with a one-line error: an unknown option, a missing or malformed value, a value out of range. */
 int cli_parse(Options *o, int argc, char **argv, Error *err);
+/* A numeric option's range, as the option table states it. */
+typedef struct {
+    const char *flag; /* its long spelling ("--temp") */
+    int integer;      /* 1: an integer; 0: a number (stored as a float) */
+    double lo, hi;
+    int lo_open;   /* 1: lo is excluded, (lo, hi] */
+    int or_zero;   /* 1: 0 is accepted besides (it means "off") */
+    char text[80]; /* as --help and the errors write it: "[0, 1]", "(0, 1]" */
+} CliRange;
+/* The range of the i-th numeric option (i from 0) into out; 0 when there are fewer. */
+int cli_range(int i, CliRange *out);
 /* The usage text, generated from the option table. */
 void cli_usage(FILE *f);
 

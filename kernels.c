@@ -1113,13 +1113,20 @@ void kv_value(float *out, const void *vc, const AttnShape *a, int h, int j) {
     for (int i = 0; i < a->head_dim; i++) out[i] = kv_elt(vc, v0 + i, a->kv_type);
 }
 
-/* KV head h's keys and values of the n positions. */
+/* KV head h's keys and values of the n positions. A tile's keys are zeroed when its first
+   position is written: attention scores whole tiles (masking the positions not written yet), so
+   that it never reads memory nothing wrote (the cache is not zeroed at allocation, see
+   state_alloc in model.c); every tile's first write is at its first position, positions being
+   written in order from 0. */
 static void kv_store_head(void *kc, void *vc, const float *k, const float *v, int n, int pos0,
                           const AttnShape *a, int h) {
     const int hd = a->head_dim, kv_dim = a->n_kv_heads * hd;
     const size_t bytes = kv_types[a->kv_type].bytes;
     void (*put)(void *, size_t, const float *, int) = kv_put[a->kv_type];
     for (int t = 0; t < n; t++) {
+        if ((pos0 + t) % KV_TILE == 0) /* head h's keys of the tile: (hd, KV_TILE), contiguous */
+            memset((char *)kc + key_index(a, h, pos0 + t, 0) * bytes, 0,
+                   (size_t)hd * KV_TILE * bytes);
         /* dimension i of the key at stride KV_TILE, the value's row contiguous */
         put((char *)kc + key_index(a, h, pos0 + t, 0) * bytes, KV_TILE,
             k + (size_t)t * kv_dim + h * hd, hd);

@@ -222,7 +222,10 @@ static void *part_field(Part p, Weights *w, int layer) {
     return NULL;
 }
 
-/* Version 2's matrices become Q8_0 when a Q8_0 block of 32 lies within one group. */
+/* Version 2's matrices become Q8_0 when a Q8_0 block of 32 lies within one group. Planted bug:
+   `group_size >= QK8_0` for the first test makes groups of 48 Q8_0 blocks with the wrong scale
+   for half of them, which test_llama2c.py's test_logits_fp32[l2c_v2_gs48] catches (relative
+   error 0.88, its bound 1e-4). */
 static int q8_target(const L2CHeader *h) {
     return h->group_size % QK8_0 == 0 && h->dim <= Q8_MAX_COLS && h->hidden_dim <= Q8_MAX_COLS;
 }

@@ -9,7 +9,8 @@
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
-#include <unistd.h> /* sysconf */
+#include <sys/stat.h>
+#include <unistd.h> /* sysconf, access */
 #endif
 
 #include "llama2c.h"
@@ -392,7 +393,7 @@ static int bind_vector(const GGUF *g, const char *name, int n, int required, con
     if (gt->type != GGML_F32)
         return fail(err, "tensor '%s' has type %s, expected F32 (norms and biases)", name,
                     ggml_type_name(gt->type));
-    *v = gt->data; /* offsets are aligned to >= 32 bytes, so this is a properly aligned float* */
+    *v = gt->data; /* at TENSOR_ALIGN (model_init copies the others), an aligned float* */
     return 0;
 }
 
@@ -768,7 +769,9 @@ done:
  * than by the first prompt (whose timing would count their page faults: see below), and 64-byte
  * aligned, so that the 16 outputs a repacked prompt tile stores per position (kernels.c,
  * group_packed) are one cache line, which no other thread writes. Larger ones (the KV cache,
- * above all) are left as they come, since every buffer is written before it is read, so that
+ * above all) are left as they come, since every buffer is written before it is read (the keys
+ * of a cache tile's positions not written yet, which attention reads and masks, are zeroed by
+ * kv_store when the tile's first position is written), so that
  * their pages are touched lazily, when first used; they are aligned to 2 MB and marked for
  * transparent huge pages where Linux offers them, so that a first touch maps 2 MB instead of 4 KB.
  * In a virtual machine a 4 KB first touch is expensive: measured here (Firecracker, 150 MB
@@ -924,7 +927,60 @@ static int choose_cache(Config *c, int ctx, KvType kv_cache, Error *err) {
     return 0;
 }
 
+/* Whole pages of [data, data + n) in the file's mapping handed back to the system (they stay in
+   the page cache): advice, for memory nothing reads any more. */
+static void release_range(const GGUF *f, const void *data, size_t n) {
+#if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)f->buf;
+    const uintptr_t start = (uintptr_t)data, end = start + n;
+    if (!f->mapped || page == 0 || start < lo || end > lo + f->size) return;
+    const uintptr_t a = (start + page - 1) / page * page, b = end / page * page;
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED); /* a refusal changes nothing */
+#else
+    (void)f;
+    (void)data;
+    (void)n;
+#endif
+}
+
+static int misaligned(const GGUFTensor *t) {
+    return t->nbytes && (uintptr_t)t->data % TENSOR_ALIGN != 0;
+}
+
+/* Copies every tensor the file places off TENSOR_ALIGN (a general.alignment below it) into one
+   allocation, m->aligned, each on a cache line, and points the file's index at the copies: the
+   kernels load floats and halves (and vectors) from tensors as aligned, which is undefined
+   behaviour on an odd address, and the file is legal. Costs the copied tensors' bytes once,
+   and nothing for a file aligned to 32 or more. */
+static int align_tensors(Model *m, Error *err) {
+    GGUF *g = &m->file;
+    size_t total = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (misaligned(&g->tensors[i])) total += (g->tensors[i].nbytes + 63) / 64 * 64;
+    if (total == 0) return 0;
+    uint8_t *copy = aligned_alloc(64, total);
+    if (!copy)
+        return fail(err,
+                    "out of memory: %.1f MB to align the tensors of a file aligned to %u bytes",
+                    total / 1e6, g->alignment);
+    m->aligned = copy;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        GGUFTensor *t = &g->tensors[i];
+        if (!misaligned(t)) continue;
+        memcpy(copy, t->data, t->nbytes);
+        m->aligned_bytes += t->nbytes;
+        release_range(g, t->data, t->nbytes);
+        t->data = copy;
+        copy += (t->nbytes + 63) / 64 * 64;
+    }
+    return 0;
+}
+
 int model_init(Model *m, int batch, int ctx, KvType kv_cache, Error *err) {
+    if (align_tensors(m, err)) {
+        model_free(m);
+        return -1;
+    }
     if (m->file.n_tensors == 0) { /* a vocabulary-only file (llama.cpp's ggml-vocab-*.gguf) */
         memset(&m->config, 0, sizeof m->config);
         m->config.vocab_only = 1;
@@ -958,6 +1014,42 @@ static int lacks_gguf_magic(const char *path) {
     return readable && (n < 4 || memcmp(magic, "GGUF", 4) != 0);
 }
 
+/* A Hugging Face model as it is downloaded, given instead of a converted file: its directory
+   (with config.json), or its safetensors or PyTorch weights. Returns -1 with an error that says
+   how to convert it (export.py, beside this program's sources), or 0 for anything else. */
+static int refuse_unconverted(const char *path, Error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    char cfg[4200];
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(cfg, sizeof cfg, "%s/config.json", path);
+        if (access(cfg, R_OK) != 0) return 0;
+        return fail(err,
+                    "'%s' is a Hugging Face model directory: convert it with python3 export.py %s "
+                    "out.gguf, then ./run out.gguf",
+                    path, path);
+    }
+    uint8_t head[9] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    uint64_t json = 0; /* safetensors: the JSON header's length, then the header, '{' first */
+    for (int i = 7; i >= 0; i--) json = json << 8 | head[i];
+    const char *kind = NULL;
+    if (n == 9 && head[8] == '{' && json >= 2 && json <= (uint64_t)st.st_size - 8)
+        kind = "safetensors";
+    else if (n >= 4 && memcmp(head, "PK\003\004", 4) == 0) /* a zip: torch.save's format */
+        kind = "PyTorch";
+    if (!kind) return 0;
+    const char *slash = strrchr(path, '/');
+    const int dir = slash ? (int)(slash - path) : 1;
+    return fail(err,
+                "'%s' is %s weights, not a GGUF file: convert the model's directory with python3 "
+                "export.py %.*s out.gguf, then ./run out.gguf",
+                path, kind, dir, slash ? path : ".");
+}
+
 /* A llama2.c checkpoint (llama2c.h): mapped into m->file, bound by llama2c_bind, with the
    tokenizer.bin found for it. */
 static int load_llama2c(Model *m, const char *path, const char *tokenizer, Error *err) {
@@ -978,6 +1070,7 @@ static int load_llama2c(Model *m, const char *path, const char *tokenizer, Error
 int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, int ctx,
                     KvType kv_cache, Error *err) {
     memset(m, 0, sizeof *m);
+    if (refuse_unconverted(path, err)) return -1;
     if (lacks_gguf_magic(path)) {
         if (load_llama2c(m, path, tokenizer, err) || choose_cache(&m->config, ctx, kv_cache, err) ||
             (batch > 0 && alloc_state(&m->state, &m->config, &m->weights, batch, err))) {
@@ -1050,16 +1143,7 @@ static int in_mapping(const GGUF *f, const Tensor *w) {
  * range only, and only in the mapping: a tensor converted at load (llama2.c) lives on the heap,
  * where MADV_DONTNEED would zero it. */
 static void release_file_pages(const GGUF *f, const Tensor *w) {
-#if defined(MADV_DONTNEED) && defined(_SC_PAGESIZE)
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t start = (uintptr_t)w->data, end = start + (size_t)w->rows * w->row_bytes;
-    if (!in_mapping(f, w) || page == 0) return;
-    const uintptr_t a = (start + page - 1) / page * page, b = end / page * page;
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED); /* advice: a refusal changes nothing */
-#else
-    (void)f;
-    (void)w;
-#endif
+    if (in_mapping(f, w)) release_range(f, w->data, (size_t)w->rows * w->row_bytes);
 }
 
 /* The bytes tensor w takes in m->packed: its repacked layout, or its own copied as it is, or
@@ -1135,6 +1219,7 @@ void model_free(Model *m) {
     if (m->tokenizer) tokenizer_free(m->tokenizer);
     free(m->weights.layers);
     free(m->converted);
+    free(m->aligned);
     free(m->packed);
     gguf_close(&m->file);
     memset(m, 0, sizeof *m);

@@ -140,14 +140,22 @@ typedef struct {
 typedef struct {
     GGUF file; /* owns the mmap every Tensor points into; for a llama2.c checkpoint (llama2c.h)
                   only the mapping (buf, size, mapped): no metadata, no tensors */
-    void *converted; /* weights converted at load (llama2.c's int8 groups), owned; else NULL */
-    uint8_t *packed; /* the matrices, repacked or copied (model_repack), owned; else NULL */
+    void *converted;      /* weights converted at load (llama2.c's int8 groups), owned; else NULL */
+    void *aligned;        /* the tensors a file places off TENSOR_ALIGN, copied at load, owned; else
+                        NULL (see model_init) */
+    size_t aligned_bytes; /* their bytes */
+    uint8_t *packed;      /* the matrices, repacked or copied (model_repack), owned; else NULL */
     size_t packed_bytes;
     Config config;
     Weights weights;
     Tokenizer *tokenizer;
     RunState state;
 } Model;
+
+/* The alignment the kernels read tensors at: every float of an F32 tensor, every half of a
+   quantized block, rows of AVX-512 vectors. llama.cpp writes files aligned to 32 bytes; a file
+   with a smaller general.alignment (1, 2, ... are legal) has its other tensors copied at load. */
+#define TENSOR_ALIGN 32
 
 /* The context allocated when none is asked for: the model's, capped here, so that a model trained
    on 32k positions does not reserve a 32k-position KV cache for a short run. */
@@ -173,7 +181,9 @@ int model_load(Model *m, const char *path, int batch, int ctx, Error *err);
 int model_load_with(Model *m, const char *path, const char *tokenizer, int batch, int ctx,
                     KvType kv_cache, Error *err);
 /* The same for a model whose m->file is already parsed (from a buffer: the fuzz target); batch 0
-   binds without allocating a run state. On failure m is freed, m->file included. */
+   binds without allocating a run state. Tensors not at a multiple of TENSOR_ALIGN in memory are
+   first copied into m->aligned (their file pages released), so that every reader, repacked or
+   not (--no-repack), finds them aligned. On failure m is freed, m->file included. */
 int model_init(Model *m, int batch, int ctx, KvType kv_cache, Error *err);
 void model_free(Model *m);
 void print_config(const Config *c, FILE *f);

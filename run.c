@@ -259,6 +259,9 @@ static int report(Generation *g, int n_prompt, double load_s, double t_prompt, d
     if (g->stop_reason == 2) fprintf(stderr, "[context length %d reached]\n", c->seq_len);
     if (g->stop_reason == 3) fprintf(stderr, "[stop string]\n");
     fprintf(stderr, "load: %.1f MB mapped and touched", m->file.size / 1e6);
+    if (m->aligned_bytes)
+        fprintf(stderr, ", %.1f MB copied off %d-byte alignment", m->aligned_bytes / 1e6,
+                TENSOR_ALIGN);
     if (m->packed_bytes) fprintf(stderr, ", %.1f MB copied into 2 MB pages", m->packed_bytes / 1e6);
     fprintf(stderr, " in %.0f ms\n", load_s * 1e3);
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s\n", n_prompt,

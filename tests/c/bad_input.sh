@@ -56,6 +56,14 @@ corrupt nkv 's/^(GGUF\x03\x00{3}.{8}).{8}/${1}\xff\xff\xff\xff\xff\xff\xff\x0f/s
 
 expect "missing file"          1 "cannot open model"            -- $RUN "$tmp/nope.gguf" -i hi
 expect "directory"             1 "not a regular file"           -- $RUN "$tmp" -i hi
+# a Hugging Face model as downloaded: its directory, its safetensors or PyTorch weights
+mkdir "$tmp/hf"
+echo '{"model_type": "llama"}' > "$tmp/hf/config.json"
+perl -e '$j = q({"__metadata__":{}}); print pack("Q<", length $j), $j' > "$tmp/hf/model.safetensors"
+printf 'PK\003\004 zip' > "$tmp/hf/pytorch_model.bin"
+expect "HF directory"          1 "'$tmp/hf' is a Hugging Face model directory: convert it with python3 export.py $tmp/hf out.gguf" -- $RUN "$tmp/hf" -i hi
+expect "safetensors"           1 "is safetensors weights.*convert the model's directory with python3 export.py $tmp/hf out.gguf" -- $RUN "$tmp/hf/model.safetensors" -i hi
+expect "PyTorch weights"       1 "is PyTorch weights.*convert the model's directory with python3 export.py $tmp/hf out.gguf" -- $RUN "$tmp/hf/pytorch_model.bin" -i hi
 expect "10-byte file"          1 "too small"                    -- $RUN "$tmp/tiny.gguf" -i hi
 expect "truncated header"      1 "truncated or corrupt header"  -- $RUN "$tmp/head.gguf" -i hi
 expect "truncated metadata"    1 "truncated file"               -- $RUN "$tmp/meta.gguf" -i hi
@@ -77,8 +85,13 @@ expect "huge metadata count"   1 "corrupt header"               -- $RUN "$tmp/nk
 expect "unknown flag"          2 "unknown option '--bogus'"     -- $RUN "$GOOD" --bogus
 expect "missing value"         2 "needs a value"                -- $RUN "$GOOD" -n
 expect "bad integer"           2 "-n expects an integer"        -- $RUN "$GOOD" -n 12abc
-expect "negative temperature"  2 "-t expects a number"          -- $RUN "$GOOD" -t -1
+expect "negative temperature"  2 "-t expects 0 or a number"          -- $RUN "$GOOD" -t -1
 expect "top-p above 1"         2 "--top-p expects a number"     -- $RUN "$GOOD" --top-p 1.5
+expect "top-p 0"               2 "--top-p expects a number in (0, 1], got '0'" -- $RUN "$GOOD" --top-p 0
+expect "repeat penalty 0"      2 "--repeat-penalty expects a number in \[0.001, 100\], got '0'" -- $RUN "$GOOD" --repeat-penalty 0
+expect "tiny temperature"      2 "-t expects 0 or a number in \[0.001, 100\], got '1e-9'" -- $RUN "$GOOD" -t 1e-9
+expect "temperature NaN"       2 "--temp expects 0 or a number in \[0.001, 100\], got 'nan'" -- $RUN "$GOOD" --temp nan
+expect "threads 0"             2 "--threads expects an integer in \[1, 1024\], got '0'" -- $RUN "$GOOD" --threads 0
 cp "$RUN" "$tmp/run"  # a copy with no models/ beside it
 expect "no model, none shipped" 2 "shipped model .*missing"    -- "$tmp/run" -i hi
 printf '\377\376 bad' > "$tmp/bad_utf8.txt"

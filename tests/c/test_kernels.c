@@ -952,8 +952,45 @@ static void test_dots(const Kernels *k, uint32_t type, int nblocks) {
     free(wf);
 }
 
+/* The keys of a tile's positions not written yet are read by attention (its scores cover whole
+   tiles, then masked): kv_store() zeroes a tile's keys when it writes the tile's first position,
+   so that they are 0, never whatever the memory held (here NaN), whether written by a prompt
+   or one decoded position at a time. */
+static void test_kv_unwritten(KvType type) {
+    const int n_kv = 2, hd = 8, kvd = n_kv * hd, layers = 2, len = 70;
+    const size_t tile = (size_t)kvd * KV_TILE, cache = 2 * layers * tile, eb = kv_types[type].bytes;
+    const AttnShape a = {n_kv, n_kv, hd, 0, layers * tile, type};
+    char *kc = malloc(cache * eb), *vc = malloc(cache * eb);
+    float *k = malloc((size_t)len * kvd * sizeof(float)), *v = malloc((size_t)len * kvd * 4);
+    memset(kc, 0xff, cache * eb); /* NaN, as float and as half */
+    memset(vc, 0xff, cache * eb);
+    for (int i = 0; i < len * kvd; i++) k[i] = v[i] = (float)(i % 7) - 3.0f;
+    kv_store(kc + tile * eb, vc + tile * eb, k, v, 10, 0, &a); /* layer 1: a prompt of 10 */
+    for (int p = 10; p < len; p++) /* then one position at a time, into the second tile */
+        kv_store(kc + tile * eb, vc + tile * eb, k + (size_t)p * kvd, v + (size_t)p * kvd, 1, p,
+                 &a);
+    int written = 1, zero = 1;
+    for (int h = 0; h < n_kv; h++)
+        for (int i = 0; i < hd; i++) {
+            for (int j = 0; j < len; j++)
+                written &= kv_key(kc + tile * eb, &a, h, j, i) == k[(size_t)j * kvd + h * hd + i];
+            for (int j = len; j < 2 * KV_TILE; j++)
+                zero &= kv_key(kc + tile * eb, &a, h, j, i) == 0;
+        }
+    char what[128];
+    snprintf(what, sizeof what, "kv_store %s: keys written, the rest of the last tile 0",
+             kv_types[type].name);
+    check(written && zero, what);
+    free(kc);
+    free(vc);
+    free(k);
+    free(v);
+}
+
 int main(void) {
     kernels_init();
+    test_kv_unwritten(KV_F32);
+    test_kv_unwritten(KV_F16);
     test_f16_roundtrip();
     test_reference();
     test_quantize();

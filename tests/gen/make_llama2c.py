@@ -34,6 +34,8 @@ MODELS = {
     "l2c_unshared_legacy": (dict(BASE, n_kv_heads=4), False, "legacy", None, 2),
     "l2c_unshared_v1": (dict(BASE, n_kv_heads=4), False, "v1", None, 2),
     "l2c_v2_gs16": (dict(BASE, n_kv_heads=1), False, "v2", 16, 3),
+    # groups of 48: Q8_0's blocks of 32 would straddle two groups' scales, so fp32 at load
+    "l2c_v2_gs48": (dict(BASE, dim=96), False, "v2", 48, 4),
 }
 # A model only for --tokenize with a vocabulary of n tokens (Llama 2's 32000): the smallest shapes.
 def vocab_only_dims(n):

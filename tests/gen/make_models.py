@@ -481,9 +481,9 @@ def main(argv):
         return 2
     out, names = Path(argv[0]), argv[1:] or VARIANTS
     for n in names:
-        if n not in VARIANTS and n not in FIXTURE_VARIANTS:
-            print(f"unknown variant {n}; known: {' '.join(VARIANTS + list(FIXTURE_VARIANTS))}",
-                  file=sys.stderr)
+        known = VARIANTS + list(FIXTURE_VARIANTS) + list(QUANT_VARIANTS)
+        if n not in known:
+            print(f"unknown variant {n}; known: {' '.join(known)}", file=sys.stderr)
             return 2
         print(make_model(n, out / n))
     return 0

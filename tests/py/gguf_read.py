@@ -140,3 +140,65 @@ def without_key(path, key, out):
         buf[infos_start:c.pos]
     with open(out, "wb") as f:
         f.write(head + bytes((align - len(head) % align) % align) + data)
+
+
+def tensor_bytes(ttype, ne):
+    """Bytes of a tensor of ggml type ttype and shape ne."""
+    n = int(np.prod(ne))
+    if ttype in BLOCKS:
+        _, block, size = BLOCKS[ttype]
+        return n // block * size
+    return n * np.dtype(GGML_TYPES[ttype]).itemsize
+
+
+def realigned(path, align, out):
+    """Copies the GGUF file at path to out with general.alignment = align (1, 2 or 4: a legal file
+    as another writer may make it) and each tensor moved to a file offset that is a multiple of
+    align and of no larger power of two (odd for 1, 2 mod 4 for 2, 4 mod 8 for 4), so that none
+    is aligned for more than align."""
+    assert align in (1, 2, 4)
+    with open(path, "rb") as f:
+        buf = f.read()
+    c = _Cursor(buf)
+    c.pos = 4
+    version, n_tensors, n_kv = c.take("<I"), c.take("<Q"), c.take("<Q")
+    kept, old_align = [], 32
+    for _ in range(n_kv):
+        start = c.pos
+        name = c.string()
+        value, _ = c.value(c.take("<I"))
+        if name == "general.alignment":
+            old_align = value
+        else:
+            kept.append(buf[start:c.pos])
+    key = b"general.alignment"
+    kept.append(struct.pack("<Q", len(key)) + key + struct.pack("<II", 4, align))
+    infos = []
+    for _ in range(n_tensors):
+        name = c.string()
+        n_dims = c.take("<I")
+        ne = [c.take("<Q") for _ in range(n_dims)]
+        ttype, off = c.take("<I"), c.take("<Q")
+        infos.append((name, ne, ttype, off))
+    old_start = c.pos + (old_align - c.pos % old_align) % old_align
+    head_len = 24 + sum(len(k) for k in kept) + sum(8 + len(n.encode()) + 4 + 8 * len(ne) + 4 + 8
+                                                   for n, ne, _, _ in infos)
+    data_start = head_len + (align - head_len % align) % align
+    pos, placed = data_start, []
+    for name, ne, ttype, off in infos:
+        while pos % align or pos % (2 * align) == 0:
+            pos += 1
+        size = tensor_bytes(ttype, ne)
+        placed.append((name, ne, ttype, pos - data_start, buf[old_start + off:old_start + off + size]))
+        pos += size
+    head = b"GGUF" + struct.pack("<IQQ", version, n_tensors, len(kept)) + b"".join(kept)
+    for name, ne, ttype, off, _ in placed:
+        n = name.encode()
+        head += struct.pack("<Q", len(n)) + n + struct.pack("<I", len(ne)) + \
+            b"".join(struct.pack("<Q", x) for x in ne) + struct.pack("<IQ", ttype, off)
+    assert len(head) == head_len
+    data = bytearray(pos - data_start)
+    for _, _, _, off, raw in placed:
+        data[off:off + len(raw)] = raw
+    with open(out, "wb") as f:
+        f.write(head + bytes(data_start - head_len) + bytes(data))

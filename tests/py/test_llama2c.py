@@ -179,9 +179,11 @@ def test_v1_equals_legacy(l2c, tmp_path):
 # ----------------------------------------------------------------------------------------------
 # Logits against the PyTorch reference (reference.py reads the .bin itself)
 
-@pytest.mark.parametrize("name", ["l2c_legacy", "l2c_unshared_legacy", "l2c_v1", "l2c_v2_gs16"])
+@pytest.mark.parametrize("name", ["l2c_legacy", "l2c_unshared_legacy", "l2c_v1", "l2c_v2_gs16",
+                                  "l2c_v2_gs48"])
 def test_logits_fp32(l2c, tmp_path, name):
-    """fp32 weights (in place; version 2 with groups of 16 converted to fp32 q * scale)."""
+    """fp32 weights (in place; version 2 with groups of 16 or 48, which Q8_0's blocks of 32 do
+    not tile, converted to fp32 q * scale)."""
     need_run()
     model = l2c / f"{name}.bin"
     _, ids, ours = greedy(model, PROMPT, 40, tmp_path / "l.npy", "-z", l2c / "tok512.bin")
