@@ -85,7 +85,8 @@ check-page:
 	! grep -in '</script' page/attention.js
 
 BIN := $(CURDIR)/run
-.PHONY: all run FORCE test test-c test-py test-arm sanitize memcheck fuzz fuzz-run bench check-page format format-check clean help
+.PHONY: all run FORCE test test-c test-py test-arm sanitize memcheck fuzz fuzz-run bench check-page \
+        mutants format format-check clean help
 .SECONDARY:  # keep every intermediate file (objects, the generated page source)
 all: $(BIN)
 
@@ -189,6 +190,11 @@ build/bench/limits: bench/limits.c
 bench: $(BIN) build/bench/limits
 	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
 
+# Mutation testing: each planted bug of tools/mutants.txt must make one of its tests fail
+# (tools/mutants.py copies the tree to a temporary directory; MUTANTS_ARGS="--only sampler.c").
+mutants:
+	/usr/bin/python3 tools/mutants.py $(MUTANTS_ARGS)
+
 # The C style (.clang-format, clang-format 14). unicode_tables.h is generated, so left as written.
 FORMAT_SRC := $(filter-out unicode_tables.h,$(wildcard *.c *.h)) $(wildcard tests/c/*.c \
               tests/fuzz/*.c tests/fuzz/*.h tests/oracles/*.c tools/*.c bench/*.c)
@@ -211,5 +217,6 @@ help:
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make check-page syntax check of the attention page's script (node)"
 	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
+	@echo "make mutants    plant each bug of tools/mutants.txt, check that a test fails (MUTANTS_ARGS=--only X)"
 	@echo "make format     apply the C style (.clang-format); make format-check: fail if unformatted"
 	@echo "make clean      remove everything built"

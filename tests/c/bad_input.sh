@@ -47,6 +47,7 @@ corrupt qrow 's/(token_embd\.weight\x02\x00{3}.{16})\x00\x00\x00\x00/${1}\x0c\x0
 corrupt kvdiv 's/(attention\.head_count_kv\x04\x00{3})..../${1}\x03\x00\x00\x00/s'
 corrupt absurd 's/(embedding_length\x04\x00{3})..../${1}\xff\xff\xff\x7f/s'
 corrupt zerodim 's/(token_embd\.weight\x02\x00{3}).{8}/${1}\x00\x00\x00\x00\x00\x00\x00\x00/s'
+corrupt misaligned 's/(token_embd\.weight\x02\x00{3}.{16}.{4}).{8}/${1}\x01\x00\x00\x00\x00\x00\x00\x00/s'
 corrupt offset 's/(token_embd\.weight\x02\x00{3}.{16}.{4}).{8}/${1}\x00\x00\x00\x00\x00\x01\x00\x00/s'
 corrupt notok 's/tokenizer\.ggml\.tokens/tokenizer.ggml.tokenz/'
 corrupt resid 's/llama\.rope\.freq_base/llama.residual_scale/'
@@ -77,6 +78,7 @@ expect "quantized row length"  1 "'token_embd.weight': Q4_K row length 64 is not
 expect "kv heads don't divide" 1 "does not divide"              -- $RUN "$tmp/kvdiv.gguf" -i hi
 expect "absurd dimension"      1 "out of range"                 -- $RUN "$tmp/absurd.gguf" -i hi
 expect "zero dimension"        1 "absurd dimension 0"           -- $RUN "$tmp/zerodim.gguf" -i hi
+expect "misaligned tensor"     1 "offset 1 is not a multiple of the alignment 32" -- $RUN "$tmp/misaligned.gguf" -i hi
 expect "tensor outside file"   1 "outside the file"             -- $RUN "$tmp/offset.gguf" -i hi
 expect "unsupported key"       1 "'llama.residual_scale' = 10000 is not supported" -- $RUN "$tmp/resid.gguf" -i hi
 expect "no tokenizer"          1 "has no tokenizer"             -- $RUN "$tmp/notok.gguf" -i hi
