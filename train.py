@@ -6,7 +6,7 @@
     /usr/bin/python3 train.py --measure 30 --dim 320 ...   # tokens/s of a shape, then exit
     /usr/bin/python3 train.py --induction # a 2-layer model trained on repeated random passages,
                                           # which grows an induction head: models/induction.gguf
-                                          # (README, "Seeing attention")
+                                          # (docs/attention.md)
 
 Corpus: the King James Bible (public domain) from Debian's bible-kjv-text (`bible` program),
 rendered as plain text: per chapter a heading line ("Genesis 1"), then one verse per line
