@@ -85,8 +85,8 @@ check-page:
 	! grep -in '</script' page/attention.js
 
 BIN := $(CURDIR)/run
-.PHONY: all run FORCE test test-c test-py test-arm sanitize memcheck fuzz fuzz-run bench check-page \
-        mutants format format-check clean help
+.PHONY: all run FORCE test test-c test-py docs-check test-arm sanitize memcheck fuzz fuzz-run bench \
+        check-page mutants format format-check clean help
 .SECONDARY:  # keep every intermediate file (objects, the generated page source)
 all: $(BIN)
 
@@ -142,7 +142,13 @@ test-py: $(BIN) $(C_TOOLS:%=build/native/%) build/tools/llama_quantize
 	  $(PYTHON) -m pytest -q tests/py; \
 	fi
 
-test: test-c test-py
+# The examples in README.md and docs/: each `$ command` of a console block is run and its output
+# compared with the one shown (tests/docs_check.py; `python3 tests/docs_check.py --update` rewrites
+# the outputs from the program).
+docs-check: $(BIN)
+	python3 tests/docs_check.py
+
+test: test-c docs-check test-py
 
 # The C tests under AddressSanitizer + UndefinedBehaviorSanitizer (same scripts, sanitized binaries).
 # And GGUF files aligned to 1 and 2 bytes (tests/py/test_alignment.py), which UBSan checks for
@@ -209,8 +215,10 @@ clean:
 help:
 	@echo "make            build ./run (OpenMP if available; NO_OMP=1 to disable)"
 	@echo "make run        build, then generate from the shipped model (PROMPT=\"...\")"
-	@echo "make test       C tests, then the PyTorch comparisons (if torch is installed)"
+	@echo "make test       C tests, the docs' examples, then the PyTorch comparisons (if torch)"
 	@echo "make test-c     C-only tests: kernels, sampler, decoder, golden fixtures, bad input"
+	@echo "make docs-check run the examples of README.md and docs/, compare with their output"
+	@echo "                (python3 tests/docs_check.py --update rewrites them)"
 	@echo "make sanitize   C tests under AddressSanitizer + UBSan"
 	@echo "make memcheck   short generations of every test model under Valgrind's memcheck"
 	@echo "make fuzz-run   each libFuzzer target for FUZZ_SECONDS (default 60; make fuzz builds them)"

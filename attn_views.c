@@ -375,7 +375,7 @@ static HeadStats head_stats(const AttnMaps *a, int l, int h) {
     return s;
 }
 
-/* The first rule that holds names the head (thresholds in the README). */
+/* The first rule that holds names the head (thresholds in docs/attention.md). */
 static const char *head_role(const HeadStats *s) {
     if (s->induction >= INDUCTION_ROLE) return "induction";
     if (s->prev >= 0.5) return "previous-token";

@@ -15,7 +15,7 @@ sharded safetensors with model.safetensors.index.json, pytorch_model.bin or its 
 variant; tokenizers as SentencePiece tokenizer.model (BPE), tokenizer.json (GPT-2 byte-level BPE)
 or vocab.json + merges.txt (GPT-2 byte-level BPE).
 
-The file layout, metadata keys and tensor names follow the format described in README.md (llama.cpp's
+The file layout, metadata keys and tensor names follow the format described in docs/formats.md (llama.cpp's
 names) so that the C engine only needs to know one convention per
 architecture. Anything the engine cannot run exactly (rope scaling, other activations, other
 pre-tokenizers, ...) is refused with a one-line message on stderr and exit status 1, because a
@@ -1421,7 +1421,7 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=sorted(FILE_TYPES), default="f32",
                     help="type of the 2-D weight matrices (1-D tensors are always f32); "
                          "q4_k_m and q5_k_m mix in q6_k as llama.cpp does; rows a type's block "
-                         "does not divide fall back as llama.cpp does (see README)")
+                         "does not divide fall back as llama.cpp does (see docs/formats.md)")
     ap.add_argument("--vocab-only", action="store_true",
                     help="write the tokenizer alone, no tensors (config.json and weights optional)")
     args = ap.parse_args(argv)

@@ -1,5 +1,5 @@
-/* kernels_x86_dots.h: dot products with the levels unpacked in registers, for the types the
- * AVX-512 set had none for (the 32-weight Q4_1, Q5_0, Q5_1, IQ4_NL; Q2_K and Q3_K), written once
+/* kernels_x86_dots.h: dot products with the levels unpacked in registers, for the types without
+ * an AVX-512 dot of their own (the 32-weight Q4_1, Q5_0, Q5_1, IQ4_NL; Q2_K and Q3_K), written once
  * for the two x86 sets. kernels_avx512.c and kernels_avx2.c each include it (no include guard:
  * once per set) after defining
  *   TARGET, FN(name)       as for kernels_simd.h

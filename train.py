@@ -6,7 +6,7 @@
     /usr/bin/python3 train.py --measure 30 --dim 320 ...   # tokens/s of a shape, then exit
     /usr/bin/python3 train.py --induction # a 2-layer model trained on repeated random passages,
                                           # which grows an induction head: models/induction.gguf
-                                          # (README, "Seeing attention")
+                                          # (docs/attention.md)
 
 Corpus: the King James Bible (public domain) from Debian's bible-kjv-text (`bible` program),
 rendered as plain text: per chapter a heading line ("Genesis 1"), then one verse per line
@@ -280,8 +280,8 @@ def get_induction_batch(a, gen, bos, cand, R=None):
     are the first copy (unpredictable), R + 1..2R - 1 the predictable part of the second.
     Training takes the loss on the second copy only: the first copy's targets are distinct tokens
     never seen before in the row, so they teach the model not to predict tokens of its context,
-    the opposite of what the second copy teaches (and the random filler after the copies of this
-    option's first version did the same, on most of the row)."""
+    the opposite of what the second copy teaches (random filler after the copies would do the
+    same, on most of the row: docs/attention.md)."""
     if R is None:
         R = int(torch.randint(8, (a.ctx - 1) // 2 + 1, (1,), generator=gen))
     pick = torch.rand(a.batch, len(cand), generator=gen).argsort(dim=1)[:, :R]

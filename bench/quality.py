@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The quality tables of README's Quantized types: each quantized type against F32, for files
+"""The quality tables of docs/formats.md's Quantized types: each quantized type against F32, for files
 quantized by llama.cpp (its llama_model_quantize, through build/tools/llama_quantize) and by our
 export.py (tools/quantize_gguf.py, the same rules as export.py --dtype).
 

@@ -299,13 +299,13 @@ def test_cost_counts_each_layers_window(build):
 
 
 # ----------------------------------------------------------------------------------------------
-# The shipped model and the induction model (README's walkthrough)
+# The shipped model and the induction model (the walkthrough of docs/attention.md)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_model_has_no_induction_head(tmp_path):
-    """The README's first finding: the KJV model has no head with a prefix-matching score of 0.4 on
+    """docs/attention.md's first finding: the KJV model has no head with a prefix-matching score of 0.4 on
     the probe (its best is 0.022), so the atlas names none `induction`."""
     need_run()
     stdout, att, ids = probe_run(ROOT / "models" / "kjv.gguf", tmp_path)
@@ -316,13 +316,13 @@ def test_shipped_model_has_no_induction_head(tmp_path):
 
 
 def test_induction_model(tmp_path):
-    """The README's second finding: models/induction.gguf (train.py --induction) has induction
+    """docs/attention.md's second finding: models/induction.gguf (train.py --induction) has induction
     heads. The atlas names at least one head `induction`; every head's printed prefix-matching score
     equals numpy's from the --dump-attn file, and its copying score numpy's from the file's weights
     (read back by tests/py/gguf_to_hf.py). The model copies: its greedy prediction is the right
     token at all 49 predictable positions of the probe's second copy (--dump-logits). The OV
     copying score of its induction heads is below 0.5 (0.34 to 0.43): it reads the raw embedding,
-    while layer 1 reads a residual stream that layer 0 has rewritten (README)."""
+    while layer 1 reads a residual stream that layer 0 has rewritten (docs/attention.md)."""
     need_run()
     from gguf_to_hf import gguf_to_hf
     model = ROOT / "models" / "induction.gguf"
@@ -386,8 +386,8 @@ PAGE_T = int(__import__("os").environ.get("TINYGPT_PAGE_T", "256"))
 
 
 def test_page_at_scale(workdir, tmp_path):
-    """32 layers x 32 heads x PAGE_T tokens (256 by default; TINYGPT_PAGE_T=513 for the size the
-    README states) of the synthetic tests/gen model llama_page: the page is written, renders in
+    """32 layers x 32 heads x PAGE_T tokens (256 by default; TINYGPT_PAGE_T=513 for the size
+    docs/attention.md states) of the synthetic tests/gen model llama_page: the page is written, renders in
     headless Chromium with no script error, and its size is printed."""
     need_run()
     import subprocess

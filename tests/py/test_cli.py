@@ -1,19 +1,20 @@
-"""The command line: --help is generated from cli.c's option table; the README shows it."""
+"""The command line: --help is generated from cli.c's option table; docs/usage.md shows it."""
 
 import subprocess
 
 from conftest import ROOT, RUN, need_run
 
 
-def test_readme_usage_is_the_help():
+def test_docs_usage_is_the_help():
+    """docs/usage.md's `$ ./run --help` block is the help, line for line (tests/docs_check.py checks
+    it too; `tests/docs_check.py --update` refreshes it)."""
     need_run()
     out = subprocess.run([str(RUN), "--help"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0
-    options = [line for line in out.stdout.splitlines() if line.startswith("  ")]
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("```\n./run [MODEL.gguf] [options]")
-    block = readme[start:readme.index("```", start + 3)].splitlines()[2:]
-    assert block == options, "README's usage block differs from ./run --help"
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    start = usage.index("```console\n$ ./run --help\n")
+    block = usage[start:usage.index("```", start + 3)].splitlines()[2:]
+    assert block == out.stdout.rstrip("\n").splitlines(), "docs/usage.md's --help block differs from ./run --help"
 
 
 def test_every_option_in_the_help_is_accepted():

@@ -197,7 +197,7 @@ def test_logits_v2_q8(l2c, tmp_path):
     """Version 2, groups of 64 -> Q8_0 blocks at load (int8 values kept, scales rounded to
     float16). Against the reference with the same weights and Q8_0 activations (the kernels'),
     then against exact q * scale weights with fp32 activations: what the conversion and the
-    int8 activations cost, stated in README.md."""
+    int8 activations cost, stated in docs/formats.md."""
     need_run()
     model = l2c / "l2c_v2.bin"
     _, ids, ours = greedy(model, PROMPT, 40, tmp_path / "l.npy", "-z", l2c / "tok512.bin")
