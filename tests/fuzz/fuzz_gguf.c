@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "kernels.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -102,6 +103,9 @@ static void run_forward(Model *m) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static int init = 0;
+    if (!init) kernels_init(); /* the half table (F16 weights) and the best kernel set */
+    init = 1;
     Model m;
     Error err;
     memset(&m, 0, sizeof m);
