@@ -11,7 +11,7 @@ killing test is still to come), is stale (its old text does not occur exactly on
 does not compile, or when a named test fails on the unmutated tree (a test that fails anyway would
 "kill" every mutant).
 
-    /usr/bin/python3 tools/mutants.py [--only PATTERN] [--list] [--keep] [--timeout SECONDS]
+    /usr/bin/python3 tools/mutants.py [--only PATTERN]... [--list] [--keep] [--timeout SECONDS]
 
 Standard library only."""
 import argparse
@@ -167,8 +167,8 @@ def run_tests(tests, tree, timeout):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", metavar="PATTERN",
-                    help="only the mutants whose file, old or new text contains PATTERN")
+    ap.add_argument("--only", metavar="PATTERN", action="append",
+                    help="only the mutants whose file, old or new text contains PATTERN (repeatable)")
     ap.add_argument("--list", action="store_true", help="list the mutants and their state")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy of the tree")
     ap.add_argument("--timeout", type=float, default=300,
@@ -177,7 +177,7 @@ def main():
 
     mutants, errors = parse(LIST)
     if args.only:
-        mutants = [m for m in mutants if args.only in name(m)]
+        mutants = [m for m in mutants if any(p in name(m) for p in args.only)]
     bad = 0
     for e in errors:
         print("ERROR", e)
@@ -249,7 +249,8 @@ def run_all(mutants, tree, args, bad, start):
         elif result:
             killed += 1
             note = "  (marked pending: drop the mark)" if m["pending"] else ""
-            print(f"KILLED   {name(m)} by {result[0]} {secs}{note}")
+            why = f" ({result[1]})" if result[1].startswith("timeout") else ""
+            print(f"KILLED   {name(m)} by {result[0]}{why} {secs}{note}")
         elif m["pending"]:
             pending_survived += 1
             print(f"SURVIVED {name(m)} {secs}  (pending: the test that kills it is not merged)")
