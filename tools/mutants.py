@@ -11,7 +11,7 @@ killing test is still to come), is stale (its old text does not occur exactly on
 does not compile, or when a named test fails on the unmutated tree (a test that fails anyway would
 "kill" every mutant).
 
-    /usr/bin/python3 tools/mutants.py [--only PATTERN] [--list] [--keep] [--timeout SECONDS]
+    /usr/bin/python3 tools/mutants.py [--only PATTERN]... [--list] [--keep] [--timeout SECONDS]
 
 Standard library only."""
 import argparse
@@ -154,30 +154,32 @@ def build(tree, targets):
 
 def run_tests(tests, tree, timeout):
     """The first test (fastest first) that fails, with why; None when all pass. Each is built
-    first (what it needs of the engine, rebuilt where a source changed)."""
+    first (what it needs of the engine, rebuilt where a source changed). timeout: a test's
+    seconds before it counts as failing."""
     for t in sorted(tests, key=lambda t: expand(t)[1]):
         rc, out = build(tree, expand(t)[2])
         if rc != 0:
             return "BUILD", out
-        rc, out = sh(expand(t)[0], tree, timeout)
+        rc, out = sh(expand(t)[0], tree, timeout(t))
         if rc != 0:
-            return t, (f"timeout after {timeout} s" if rc == "timeout" else out)
+            return t, (f"timeout after {timeout(t):.0f} s" if rc == "timeout" else out)
     return None
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", metavar="PATTERN",
-                    help="only the mutants whose file, old or new text contains PATTERN")
+    ap.add_argument("--only", metavar="PATTERN", action="append",
+                    help="only the mutants whose file, old or new text contains PATTERN (repeatable)")
     ap.add_argument("--list", action="store_true", help="list the mutants and their state")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy of the tree")
     ap.add_argument("--timeout", type=float, default=300,
-                    help="seconds a test may run before it counts as failing (default 300)")
+                    help="seconds a test may run before it counts as failing: this, or 3 times "
+                         "its time on the unmutated tree if longer (default 300)")
     args = ap.parse_args()
 
     mutants, errors = parse(LIST)
     if args.only:
-        mutants = [m for m in mutants if args.only in name(m)]
+        mutants = [m for m in mutants if any(p in name(m) for p in args.only)]
     bad = 0
     for e in errors:
         print("ERROR", e)
@@ -220,9 +222,11 @@ def run_all(mutants, tree, args, bad, start):
         return 1
     # Every test named must pass on the unmutated tree, or it would "kill" every mutant.
     names = sorted({t for m in mutants for t in m["tests"]}, key=lambda t: expand(t)[1])
+    base = {}  # seconds on the unmutated tree (a loaded machine is slower for every run)
     for t in names:
         t0 = time.time()
-        failed = run_tests([t], tree, args.timeout)
+        failed = run_tests([t], tree, lambda _: args.timeout)
+        base[t] = time.time() - t0
         print(f"{'FAILS' if failed else 'passes':8} {t} on the unmutated tree"
               f" ({time.time() - t0:.1f} s){': ' + failed[1] if failed else ''}", flush=True)
         if failed:
@@ -238,7 +242,7 @@ def run_all(mutants, tree, args, bad, start):
         with open(path, "w", encoding="utf-8") as f:
             f.write(original.replace(m["old"], m["new"], 1))
         try:
-            result = run_tests(m["tests"], tree, args.timeout)
+            result = run_tests(m["tests"], tree, lambda t: max(args.timeout, 3 * base[t]))
         finally:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(original)
@@ -249,7 +253,8 @@ def run_all(mutants, tree, args, bad, start):
         elif result:
             killed += 1
             note = "  (marked pending: drop the mark)" if m["pending"] else ""
-            print(f"KILLED   {name(m)} by {result[0]} {secs}{note}")
+            why = f" ({result[1]})" if result[1].startswith("timeout") else ""
+            print(f"KILLED   {name(m)} by {result[0]}{why} {secs}{note}")
         elif m["pending"]:
             pending_survived += 1
             print(f"SURVIVED {name(m)} {secs}  (pending: the test that kills it is not merged)")
