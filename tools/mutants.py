@@ -43,8 +43,12 @@ C_TESTS = {
                      ["build/native/tests/c/test_kernels"]),
     "test_sampler": ("stdbuf -oL build/native/tests/c/test_sampler", 9,
                      ["build/native/tests/c/test_sampler"]),
+    "test_tokenizer": ("stdbuf -oL build/native/tests/c/test_tokenizer", 1,
+                       ["build/native/tests/c/test_tokenizer"]),
+    "test_cli": ("stdbuf -oL build/native/tests/c/test_cli", 0.1,
+                 ["build/native/tests/c/test_cli"]),
 }
-for _name in ("gguf", "tokenizer", "cli", "llama2c"):
+for _name in ("gguf", "tokenizer", "cli", "llama2c", "numeric"):
     C_TESTS["replay_" + _name] = (f"build/native/tests/fuzz/replay_{_name} tests/fuzz/*/{_name}", 1,
                                   [f"build/native/tests/fuzz/replay_{_name}"])
 # What tests/py needs built, and everything (for `make test-c` and other commands).
