@@ -89,6 +89,18 @@ static void check_case(const Tokenizer *tok, const Str *tokens, const int32_t *t
 }
 
 /* One random vocabulary and 50 random texts, both modes. */
+/* A SentencePiece vocabulary of n tokens: <unk> 0, BOS 1, EOS 2, no end-of-turn token. */
+static TokenizerSpec spm_spec(const Str *tokens, const int32_t *types, int n) {
+    return (TokenizerSpec){.kind = TOK_SPM,
+                           .n_vocab = n,
+                           .tokens = tokens,
+                           .types = types,
+                           .bos_id = 1,
+                           .eos_id = 2,
+                           .unk_id = 0,
+                           .eot_id = -1};
+}
+
 static void test_random(int round) {
     static char spell[MAX_SPECIALS][8];
     Str tokens[6 + MAX_SPECIALS] = {{"<unk>", 5}, {"<s>", 3}, {"</s>", 4},
@@ -108,14 +120,7 @@ static void test_random(int round) {
         types[6 + s] = rnd(2) ? TOKEN_USER_DEFINED : TOKEN_CONTROL;
     }
     const int n = 6 + n_special;
-    TokenizerSpec spec = {.kind = TOK_SPM,
-                          .n_vocab = n,
-                          .tokens = tokens,
-                          .types = types,
-                          .bos_id = 1,
-                          .eos_id = 2,
-                          .unk_id = 0,
-                          .eot_id = -1};
+    TokenizerSpec spec = spm_spec(tokens, types, n);
     Tokenizer *tok;
     Error err;
     if (tokenizer_build(&tok, &spec, &err) != 0) {
@@ -149,14 +154,7 @@ static void test_long_partial_matches(void) {
         tokens[6 + s] = (Str){spell[s], l};
         types[6 + s] = s % 3 ? TOKEN_USER_DEFINED : TOKEN_CONTROL;
     }
-    TokenizerSpec spec = {.kind = TOK_SPM,
-                          .n_vocab = 6 + N,
-                          .tokens = tokens,
-                          .types = types,
-                          .bos_id = 1,
-                          .eos_id = 2,
-                          .unk_id = 0,
-                          .eot_id = -1};
+    TokenizerSpec spec = spm_spec(tokens, types, 6 + N);
     Tokenizer *tok;
     Error err;
     if (tokenizer_build(&tok, &spec, &err) != 0) {

@@ -64,6 +64,18 @@ class _Cursor:
 GGML_Q8_0 = 8
 
 
+def tensor_infos(c, n_tensors):
+    """The n_tensors descriptors at the cursor: (name, dims, type, offset) each."""
+    infos = []
+    for _ in range(n_tensors):
+        name = c.string()
+        n_dims = c.take("<I")
+        ne = [c.take("<Q") for _ in range(n_dims)]
+        ttype, off = c.take("<I"), c.take("<Q")
+        infos.append((name, ne, ttype, off))
+    return infos
+
+
 def read_gguf(path):
     with open(path, "rb") as f:
         buf = f.read()
@@ -78,14 +90,9 @@ def read_gguf(path):
         g.metadata[key], g.metadata_types[key] = c.value(c.take("<I"))
         g.key_order.append(key)
     align = g.metadata.get("general.alignment", 32)
-    infos = []
-    for _ in range(n_tensors):
-        name = c.string()
-        n_dims = c.take("<I")
-        ne = [c.take("<Q") for _ in range(n_dims)]
-        ttype, off = c.take("<I"), c.take("<Q")
+    infos = tensor_infos(c, n_tensors)
+    for name, _, _, off in infos:
         assert off % align == 0, f"{name}: offset {off} not aligned to {align}"
-        infos.append((name, ne, ttype, off))
     data_start = c.pos + (align - c.pos % align) % align
     assert all(b == 0 for b in buf[c.pos:data_start]), "non-zero padding before the data section"
     g.data_start = data_start
@@ -173,13 +180,7 @@ def realigned(path, align, out):
             kept.append(buf[start:c.pos])
     key = b"general.alignment"
     kept.append(struct.pack("<Q", len(key)) + key + struct.pack("<II", 4, align))
-    infos = []
-    for _ in range(n_tensors):
-        name = c.string()
-        n_dims = c.take("<I")
-        ne = [c.take("<Q") for _ in range(n_dims)]
-        ttype, off = c.take("<I"), c.take("<Q")
-        infos.append((name, ne, ttype, off))
+    infos = tensor_infos(c, n_tensors)
     old_start = c.pos + (old_align - c.pos % old_align) % old_align
     head_len = 24 + sum(len(k) for k in kept) + sum(8 + len(n.encode()) + 4 + 8 * len(ne) + 4 + 8
                                                    for n, ne, _, _ in infos)

@@ -285,9 +285,9 @@ def test_terminal_session(models, tmp_path):
         tmux("send-keys", "-t", name, "/exit", "Enter")
         pane = wait_for(name, r"EXIT=0")
         assert pane.count("[interrupted]") == 2
-        # Ctrl-D at the prompt ends a session too. The second session is started before the
-        # first is killed: killing a server's last session stops the server, and a session
-        # started at that moment can be lost with it.
+        # Ctrl-D at the prompt ends a chat too. The second tmux session is started before the
+        # first is killed: killing the tmux server's last session stops that server, and a tmux
+        # session started at that moment can be lost with it.
         cmd = f"{RUN} {gguf} --chat -t 0 -n 5; echo EXIT=$?; sleep 60"
         r = tmux("new-session", "-d", "-s", name2, "-x", "200", "-y", "50", cmd)
         assert r.returncode == 0, r.stderr
