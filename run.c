@@ -16,6 +16,8 @@
 #include <omp.h>
 #endif
 
+#include "attn_circuits.h"
+#include "attn_probe.h"
 #include "attn_views.h"
 #include "chat.h"
 #include "cli.h"
