@@ -207,6 +207,7 @@ int attn_value_norms(AttnMaps *a, Error *err) {
     const Config *c = &m->config;
     const int T = a->n, H = c->n_heads, hd = c->head_dim, dim = c->dim, q_dim = H * hd;
     const int group = c->n_heads / c->n_kv_heads;
+    free(a->vnorms); /* those of an earlier run over the same maps (the coref probe's sentences) */
     a->vnorms = malloc((size_t)c->n_layers * H * (T > 0 ? T : 1) * sizeof(float));
     if (!a->vnorms) return fail(err, "out of memory for the value norms");
     /* the layer's values as floats (n_kv_heads, T, head_dim), whatever the cache's type */
