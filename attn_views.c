@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "attn_circuits.h"
+#include "attn_probe.h"
 #include "attn_views.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -33,8 +34,11 @@
 
 typedef struct {
     double distance, entropy, prev, self, sink;
-    double induction; /* on the probe: mean weight on the token after the previous occurrence */
-    double copying;   /* on the probe: the OV circuit's copying score (attn_circuits.c) */
+    double induction;     /* on the probe: mean weight on the token after the previous occurrence */
+    double copying;       /* on the probe: the OV circuit's copying score (attn_circuits.c) */
+    double coref, vcoref; /* on the coref probe: the share of sentences whose pronoun attends most
+                             to its antecedent, by weight and value-weighted (attn_probe.c) */
+    int coref_role;       /* the coref probe's test says: above chance */
 } HeadStats;
 
 #define INDUCTION_ROLE 0.4 /* prefix-matching score that names a head `induction` */
@@ -49,7 +53,7 @@ static double induction_score(const AttnMaps *a, int l, int h) {
 }
 
 static HeadStats head_stats(const AttnMaps *a, int l, int h) {
-    HeadStats s = {0, 0, 0, 0, 0, 0, 0};
+    HeadStats s = {0};
     for (int i = 1; i < a->n; i++) {
         const float *p = attn_map_row(a, l, h, i);
         for (int j = 0; j <= i; j++) {
@@ -74,6 +78,7 @@ static HeadStats head_stats(const AttnMaps *a, int l, int h) {
 /* The first rule that holds names the head (thresholds in docs/attention.md). */
 static const char *head_role(const HeadStats *s) {
     if (s->induction >= INDUCTION_ROLE) return "induction";
+    if (s->coref_role) return "coref";
     if (s->prev >= 0.5) return "previous-token";
     if (s->sink >= 0.5) return "first-token/sink";
     if (s->self >= 0.5) return "self";
@@ -101,6 +106,12 @@ static HeadStats *all_stats(const AttnMaps *a, Error *err) {
             HeadStats *s = &st[l * a->n_heads + h];
             *s = head_stats(a, l, h);
             if (copy) s->copying = copy[l * a->n_heads + h];
+            if (a->coref) {
+                const int k = l * a->n_heads + h;
+                s->coref = (double)a->coref->hits[k] / a->coref->n;
+                s->vcoref = (double)a->coref->vhits[k] / a->coref->n;
+                s->coref_role = attn_coref_role(a->coref, k);
+            }
         }
     free(copy);
     return st;
@@ -117,14 +128,21 @@ static int print_stats(const AttnMaps *a, const HeadStats *st, FILE *f, Error *e
                 "copy = OV copying score (role induction from induct >= %.1f)\n",
                 a->probe_start, a->probe_start + a->probe_len - 1, a->probe_start + a->probe_len,
                 a->probe_start + 2 * a->probe_len - 1, INDUCTION_ROLE);
-    fprintf(f, "layer head distance entropy   prev   self   sink%s  role\n",
-            a->probe_len ? " induct   copy" : "");
+    if (a->coref)
+        fprintf(f,
+                "coref probe: %d sentences, the maps are the first one's; coref = the share whose "
+                "pronoun attends most to the antecedent, vcoref = the same value-weighted (chance "
+                "%.3f; role coref from p < %.2g)\n",
+                a->coref->n, a->coref->chance, a->coref->alpha);
+    fprintf(f, "layer head distance entropy   prev   self   sink%s%s  role\n",
+            a->probe_len ? " induct   copy" : "", a->coref ? "  coref vcoref" : "");
     for (int l = 0; l < a->n_layers; l++)
         for (int h = 0; h < a->n_heads; h++) {
             const HeadStats *s = &st[l * a->n_heads + h];
             fprintf(f, "%5d %4d %8.3f %7.3f %6.3f %6.3f %6.3f", l, h, s->distance, s->entropy,
                     s->prev, s->self, s->sink);
             if (a->probe_len) fprintf(f, " %6.3f %6.3f", s->induction, s->copying);
+            if (a->coref) fprintf(f, " %6.3f %6.3f", s->coref, s->vcoref);
             fprintf(f, "  %s\n", head_role(s));
         }
     return 0;
@@ -302,6 +320,23 @@ static void json_numbers(FILE *f, const char *name, const double *x, int n) {
     fputc(']', f);
 }
 
+/* meta.coref: the probe's sentences, chance, test, each head's counts and p-value, and the first
+   sentence's pronoun and antecedent positions (the maps are that sentence's) */
+static void write_coref(FILE *f, const AttnCoref *c) {
+    fprintf(f,
+            ", \"coref\": {\"n\": %d, \"chance\": %.6g, \"alpha\": %.6g, \"pron\": %d, \"ant\": [",
+            c->n, c->chance, c->alpha, c->pron);
+    for (int j = 0, first = 1; j < c->n_tokens; j++)
+        if (c->ant[j]) fprintf(f, "%s%d", first ? "" : ", ", j), first = 0;
+    fputs("], \"hits\": [", f);
+    for (int k = 0; k < c->heads; k++) fprintf(f, "%s%d", k ? ", " : "", c->hits[k]);
+    fputs("], \"vhits\": [", f);
+    for (int k = 0; k < c->heads; k++) fprintf(f, "%s%d", k ? ", " : "", c->vhits[k]);
+    fputs("], \"p\": [", f);
+    for (int k = 0; k < c->heads; k++) fprintf(f, "%s%.6g", k ? ", " : "", c->pvalue[k]);
+    fputs("]}", f);
+}
+
 /* meta's statistics of every head and the measured cost */
 static void write_meta_extra(FILE *f, const AttnMaps *a, const HeadStats *st) {
     const Config *c = &a->model->config;
@@ -309,11 +344,14 @@ static void write_meta_extra(FILE *f, const AttnMaps *a, const HeadStats *st) {
     if (a->probe_len)
         fprintf(f, ", \"probe\": [%d, %d], \"induction_role\": %.2f", a->probe_start, a->probe_len,
                 INDUCTION_ROLE);
-    fputs(", \"stats\": [", f);
-    for (int k = 0; k < heads; k++)
-        fprintf(f, "%s[%.4f, %.4f, %.4f, %.4f, %.4f, %.4f, %.4f, \"%s\"]", k ? ", " : "",
-                st[k].distance, st[k].entropy, st[k].prev, st[k].self, st[k].sink, st[k].induction,
-                st[k].copying, head_role(&st[k]));
+    if (a->coref) write_coref(f, a->coref);
+    fputs(", \"stats\": [", f); /* the columns of the atlas, the role last */
+    for (int k = 0; k < heads; k++) {
+        fprintf(f, "%s[%.4f, %.4f, %.4f, %.4f, %.4f, %.4f, %.4f", k ? ", " : "", st[k].distance,
+                st[k].entropy, st[k].prev, st[k].self, st[k].sink, st[k].induction, st[k].copying);
+        if (a->coref) fprintf(f, ", %.4f, %.4f", st[k].coref, st[k].vcoref);
+        fprintf(f, ", \"%s\"]", head_role(&st[k]));
+    }
     fprintf(f, "], \"kv_token_bytes\": %.0f",
             2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float));
     if (a->step_ms && a->n > a->n_prompt) { /* positions n_prompt .. n-1 were fed one at a time */

@@ -193,3 +193,40 @@ def test_tail_matches_binomial():
     q, n, k = 0.2, 9, 6
     assert tail([q] * n, k) == pytest.approx(sum(comb(n, i) * q**i * (1 - q)**(n - i)
                                                  for i in range(k, n + 1)))
+
+
+def test_planted_atlas_and_page(build, tmp_path):
+    """The atlas names the planted head `coref` (its p-value is below 0.05 / 4) and no other; the
+    page holds the probe (the first sentence's pronoun and antecedent positions, as the offsets
+    here map them), renders, opens on the planted head at the pronoun's row, and marks the
+    pronoun, the antecedent and the coref head."""
+    need_run()
+    from test_attention import browse, check_page, page_meta
+    model = build("llama_coref")["f32"]
+    f = tmp_path / "planted.txt"
+    f.write_text("\n".join(s for s, _ in PLANTED) + "\n")
+    page = tmp_path / "coref.html"
+    out = run(model, "--attn-probe", "coref", "--probe-file", f, "--threads", "1", "--attn-stats",
+              "--attn-html", page).stdout.decode()
+    atlas = {(int(r[0]), int(r[1])): r for r in
+             (l.split() for l in out[out.index("layer head"):].splitlines()[1:]) if len(r) == 10}
+    assert len(atlas) == 4
+    head = (0, make_models.COREF_HEAD)
+    for k, r in atlas.items():
+        assert (r[-1] == "coref") == (k == head), r
+        assert float(r[7]) == pytest.approx((6 if k == head else 0) / len(PLANTED), abs=5e-4)
+    meta = page_meta(page)
+    text, (a0, a1), (p0, p1) = parse(PLANTED[0][0])
+    spans = Vocab(model).offsets(tokenize(model, text), text)
+    assert meta["coref"]["pron"] == next(i for i, (s, e) in enumerate(spans) if e > s and s < p1 and e > p0)
+    assert meta["coref"]["ant"] == [i for i, (s, e) in enumerate(spans) if e > s and s < a1 and e > a0]
+    assert meta["coref"]["hits"][head[0] * 4 + head[1]] == 6
+    assert [s[-1] for s in meta["stats"]].count("coref") == 1
+    L, H, T = meta["layers"], meta["heads"], meta["positions"]
+    check_page(page, L, H, T)
+    dom = browse(page, "--dump-dom").stdout
+    assert f"Layer {head[0]}, head {head[1]}: weights" in dom
+    assert len(re.findall(r'<span class="[^"]*\bpron\b', dom)) == 1
+    assert len(re.findall(r'<span class="[^"]*\bant\b', dom)) == len(meta["coref"]["ant"])
+    assert len(re.findall(r'<canvas class="thumb[^"]*\bcoref\b', dom)) == 1
+    assert "vcoref" in dom and "coref probe: 9 sentences" in dom
