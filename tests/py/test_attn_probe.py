@@ -134,11 +134,12 @@ def test_builtin_counts_equal_numpy(tmp_path):
 
 
 def test_probe_file_counts_equal_numpy(tmp_path):
-    """A --probe-file of the test's own lines (a comment and a blank line skipped, a span cut
-    inside a token: "Abra" of the one token "Abraham"), against numpy."""
+    """A --probe-file of the test's own lines (a comment and a blank line skipped, spans cut
+    inside a token: "Abra" of the one token "Abraham", the last letter of "Moses"), against
+    numpy."""
     need_run()
     lines = ["The doctor fired [the nurse] because {she} was tired.",
-             "And the LORD spake unto [Moses], and {he} went up.",
+             "And the LORD spake unto Mose[s], and {he} went up.",
              "And [Abra]ham rose up early in the morning, and {he} went."]
     f = tmp_path / "probe.txt"
     f.write_text("# sentences\n\n" + "\n".join(lines) + "\n")
