@@ -25,7 +25,7 @@ C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder tests/
 C_TOOLS := tests/c/dequant  # built for tests/py
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
 # every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
-FUZZ_TARGETS := gguf tokenizer cli llama2c numeric
+FUZZ_TARGETS := gguf tokenizer cli llama2c numeric probe
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
 ifndef NO_OMP
@@ -122,6 +122,7 @@ define c_tests
 	$(2) build/$(1)/tests/fuzz/replay_cli $(wildcard tests/fuzz/*/cli)
 	$(2) build/$(1)/tests/fuzz/replay_llama2c $(wildcard tests/fuzz/*/llama2c)
 	$(2) build/$(1)/tests/fuzz/replay_numeric $(wildcard tests/fuzz/*/numeric)
+	$(2) build/$(1)/tests/fuzz/replay_probe $(wildcard tests/fuzz/*/probe)
 endef
 REPLAYS = $(FUZZ_TARGETS:%=build/$(1)/tests/fuzz/replay_%)
 

@@ -158,6 +158,7 @@ static int marker_pair(const char *line, size_t len, char open, char close, cons
 int attn_coref_parse_line(const char *line, size_t len, int line_no, CorefSentence *s, Error *err) {
     int a0, a1, p0, p1;
     memset(s, 0, sizeof *s);
+    if (memchr(line, '\0', len)) return fail(err, "line %d holds a NUL byte", line_no);
     if (marker_pair(line, len, '[', ']', "antecedent", line_no, &a0, &a1, err) ||
         marker_pair(line, len, '{', '}', "pronoun", line_no, &p0, &p1, err))
         return -1;
@@ -197,7 +198,8 @@ int attn_coref_sentences(const char *text, size_t len, CorefSentence **out, int 
             if (ll > 0 && line[ll - 1] == '\r') ll--;
         }
         line_no++;
-        size_t lead = strspn(line, " \t");
+        size_t lead = 0; /* the text is not NUL-terminated: count within the line */
+        while (lead < ll && (line[lead] == ' ' || line[lead] == '\t')) lead++;
         if (lead >= ll || line[lead] == '#') continue; /* blank, or a comment */
         if (count == cap) {
             CorefSentence *p = realloc(s, (size_t)(cap = cap ? 2 * cap : 64) * sizeof *s);

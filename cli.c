@@ -320,6 +320,9 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
                     o->attn.probe);
     if (o->attn.probe_file && !(o->attn.probe && strcmp(o->attn.probe, "coref") == 0))
         return fail(err, "--probe-file needs --attn-probe coref");
+    if (o->attn.probe && strcmp(o->attn.probe, "coref") == 0 && o->tokenize)
+        return fail(err, "--tokenize prints one prompt's ids, and the coref probe runs many "
+                         "sentences: tokenize one with -i (markers removed)");
     if (o->attn.probe && o->prompt)
         return fail(err, "--attn-probe replaces the prompt: give one or the other");
     if (!o->model) { /* the shipped model, found next to the program */

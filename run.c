@@ -829,7 +829,7 @@ static int run(const Options *o, Error *err) {
         rc = perplexity(&m, o->ppl, o->verbose, err);
         goto done;
     }
-    if (o->attn.probe && strcmp(o->attn.probe, "coref") == 0 && !o->tokenize) {
+    if (o->attn.probe && strcmp(o->attn.probe, "coref") == 0) {
         rc = coref_probe(&m, o, err);
         goto done;
     }

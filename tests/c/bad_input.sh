@@ -135,6 +135,7 @@ expect "probe-file missing"    1 "cannot open" -- $RUN "$GOOD" --attn-probe core
 : > "$tmp/empty.txt"
 expect "probe-file empty"      1 "no sentences" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/empty.txt"
 expect "probe-file alone"      2 "--probe-file needs --attn-probe coref" -- $RUN "$GOOD" --probe-file "$tmp/before.txt"
+expect "coref --tokenize"      2 "the coref probe runs many sentences" -- $RUN "$GOOD" --attn-probe coref --tokenize
 expect "--ppl with -c 1"       1 "--ppl needs a context of at least 2 positions; this one is 1 (see -c)" -- $RUN "$GOOD" --ppl "$tmp/long.txt" -c 1
 expect "attn-norms with --ppl" 2 "do not work with --ppl"       -- $RUN "$GOOD" --ppl x --dump-attn-norms x.npy
 printf 'In the\000 beginning\n' > "$tmp/nul_turn.txt"
