@@ -19,14 +19,14 @@ HOST_CC ?= cc
 LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c tokenizer.c unicode.c sampler.c \
            half.c kernels.c kernels_attn.c kernels_portable.c kernels_quant.c kernels_avx512.c \
            kernels_avx2.c kernels_neon.c \
-           attn_views.c attn_circuits.c build/gen/attn_page.c
+           attn_maps.c attn_circuits.c attn_probe.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder tests/c/test_tokenizer \
            tests/c/test_cli
 C_TOOLS := tests/c/dequant  # built for tests/py
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
 # every variant a replay of their seeds and regressions, build/VARIANT/tests/fuzz/replay_NAME.
-FUZZ_TARGETS := gguf tokenizer cli llama2c numeric
+FUZZ_TARGETS := gguf tokenizer cli llama2c numeric probe
 
 # OpenMP when the compiler has it; `make NO_OMP=1` builds without.
 ifndef NO_OMP
@@ -123,6 +123,7 @@ define c_tests
 	$(2) build/$(1)/tests/fuzz/replay_cli $(wildcard tests/fuzz/*/cli)
 	$(2) build/$(1)/tests/fuzz/replay_llama2c $(wildcard tests/fuzz/*/llama2c)
 	$(2) build/$(1)/tests/fuzz/replay_numeric $(wildcard tests/fuzz/*/numeric)
+	$(2) build/$(1)/tests/fuzz/replay_probe $(wildcard tests/fuzz/*/probe)
 endef
 REPLAYS = $(FUZZ_TARGETS:%=build/$(1)/tests/fuzz/replay_%)
 

@@ -7,8 +7,8 @@
  *   the copying score       of the atlas on the induction probe, through the OV circuit
  *
  * Nothing here recomputes the forward pass: the query, keys, values, weights and output are
- * copied from the run state while the forward pass is in the explained layer (attn_hook calls
- * attn_explain_capture), and the value norms read the KV cache the run filled. What is computed
+ * copied from the run state while the forward pass is in the explained layer (attn_maps.c's
+ * hook), and the value norms read the KV cache the run filled. What is computed
  * here is only what the engine never writes down: the dot products q.k one at a time (the tiled
  * kernel keeps no score), the products p_j v_j, and the products with W_O.
  */
@@ -16,50 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attn_views.h"
+#include "attn_circuits.h"
 
 /* The model's scale of q.k before the softmax: 1 / sqrt(head_dim) unless the file says otherwise
    (attention.scale; the engine folds the ratio into q, see forward.c, and the capture below
    takes it out again so that q and q.k are the model's own). The check line of --attn-explain
    compares the softmax of the scores scaled by it with the engine's weights. */
 static float attn_scale(const Config *c) { return c->attn_scale; }
-
-/* The KV cache as kernels.h lays it out (floats or halves, --kv-cache), for layer l: key j, dim i
-   of KV head h, and the row of value j of KV head h (head_dim floats) into out. */
-static float cache_key(const Model *m, int l, int h, int j, int i) {
-    void *kc, *vc;
-    const AttnShape a = layer_attn(m, l, &kc, &vc);
-    return kv_key(kc, &a, h, j, i);
-}
-
-static void cache_value(float *out, const Model *m, int l, int h, int j) {
-    void *kc, *vc;
-    const AttnShape a = layer_attn(m, l, &kc, &vc);
-    kv_value(out, vc, &a, h, j);
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* --attn-explain */
-
-void attn_explain_capture(AttnMaps *a, int layer, int pos0, int n, const float *probs, int stride) {
-    AttnExplain *e = &a->explain;
-    if (!e->q || layer != e->layer || e->pos < pos0 || e->pos >= pos0 + n) return;
-    const Config *c = &a->model->config;
-    const RunState *s = &a->model->state;
-    const int t = e->pos - pos0, hd = e->head_dim;
-    const size_t row = (size_t)t * c->n_heads + e->head;
-    memcpy(e->q, s->q + row * hd, (size_t)hd * sizeof(float));
-    if (c->q_scale != 1.0f)
-        for (int i = 0; i < hd; i++) e->q[i] /= c->q_scale;
-    memcpy(e->out, s->att_out + row * hd, (size_t)hd * sizeof(float));
-    memcpy(e->probs, probs + row * stride, (size_t)(e->pos + 1) * sizeof(float));
-    for (int j = 0; j <= e->pos; j++) {
-        for (int i = 0; i < hd; i++)
-            e->k[(size_t)j * hd + i] = cache_key(a->model, layer, e->kv_head, j, i);
-        cache_value(e->v + (size_t)j * hd, a->model, layer, e->kv_head, j);
-    }
-    e->captured = 1;
-}
 
 static double norm(const float *x, int n) {
     double s = 0.0;
@@ -244,6 +207,7 @@ int attn_value_norms(AttnMaps *a, Error *err) {
     const Config *c = &m->config;
     const int T = a->n, H = c->n_heads, hd = c->head_dim, dim = c->dim, q_dim = H * hd;
     const int group = c->n_heads / c->n_kv_heads;
+    free(a->vnorms); /* those of an earlier run over the same maps (the coref probe's sentences) */
     a->vnorms = malloc((size_t)c->n_layers * H * (T > 0 ? T : 1) * sizeof(float));
     if (!a->vnorms) return fail(err, "out of memory for the value norms");
     /* the layer's values as floats (n_kv_heads, T, head_dim), whatever the cache's type */
@@ -256,7 +220,8 @@ int attn_value_norms(AttnMaps *a, Error *err) {
             return fail(err, "out of memory for layer %d's output projection", l);
         }
         for (int h = 0; h < c->n_kv_heads; h++)
-            for (int j = 0; j < T; j++) cache_value(vals + ((size_t)h * T + j) * hd, m, l, h, j);
+            for (int j = 0; j < T; j++)
+                attn_cache_value(vals + ((size_t)h * T + j) * hd, m, l, h, j);
         float *out = a->vnorms + (size_t)l * H * T;
 #pragma omp parallel for
         for (int k = 0; k < H * T; k++) {

@@ -1,20 +1,16 @@
-/* attn_views.c: seeing attention. The forward pass hands each layer's softmax probabilities to
- * RunState.attn_hook; here they are kept for every layer and head and then
+/* attn_views.c: seeing attention. The maps attn_maps.c captured (every layer and head) are
  *
  *   --dump-attn PATH.npy   written exactly, float32 (n_layers, n_heads, T, T)
  *   --attn-html PATH.html  drawn in a self-contained page (weights quantized to 8 bits)
  *   --attn-show L.H        printed as a heatmap of one head, with each query's top three keys
  *   --attn-stats           summarised as one line per head: distance, entropy, previous token,
- *                          self, first token, and a role label; on the probe (--attn-probe
- *                          induction, built here) also prefix matching and copying
+ *                          self, first token, and a role label; on the probes (attn_probe.c)
+ *                          also prefix matching and copying, or the coref scores
  *   -v                     the KV cache's size and the FLOP share of attention (no maps needed),
  *                          and the measured time per generated token by position
  *
  * attn_circuits.c adds what needs the model's weights or run state: --attn-explain, the value
  * norms (--dump-attn-norms, the page's value-weighted maps) and the copying score.
- *
- * A map is (T, T): row i = the query at position i, column j = the key at position j; entries
- * above the diagonal (the future) and outside a sliding window are exactly zero.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -23,308 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attn_circuits.h"
+#include "attn_probe.h"
 #include "attn_views.h"
-
-#define ATTN_MAX_BYTES ((double)(2u << 30)) /* refuse maps larger than 2 GiB */
-
-/* ------------------------------------------------------------------------------------------ */
-/* Capture */
-
-int attn_wanted(const AttnOptions *o) {
-    return o->dump || o->dump_norms || o->html || o->show_layer >= 0 || o->stats ||
-           o->explain[0] >= 0 || o->probe;
-}
-
-/* Room for the explained query's numbers (attn_circuits.c fills them in the hook). */
-static int explain_init(AttnExplain *e, const AttnOptions *o, const Config *c, int cap,
-                        Error *err) {
-    e->layer = o->explain[0];
-    e->head = o->explain[1];
-    e->pos = o->explain[2];
-    if (e->layer >= c->n_layers || e->head >= c->n_heads)
-        return fail(err, "--attn-explain %d.%d.%d: the model has layers 0..%d and heads 0..%d",
-                    e->layer, e->head, e->pos, c->n_layers - 1, c->n_heads - 1);
-    if (e->pos >= cap)
-        return fail(err,
-                    "--attn-explain %d.%d.%d: this run feeds at most %d positions (0..%d: prompt "
-                    "tokens + generated - 1)",
-                    e->layer, e->head, e->pos, cap, cap - 1);
-    e->group = c->n_heads / c->n_kv_heads;
-    e->kv_head = e->head / e->group;
-    e->lo = attn_first_visible(e->pos, layer_window(c, e->layer));
-    e->head_dim = c->head_dim;
-    const size_t hd = (size_t)c->head_dim, keys = (size_t)e->pos + 1;
-    e->q = malloc(hd * sizeof(float));
-    e->out = malloc(hd * sizeof(float));
-    e->probs = malloc(keys * sizeof(float));
-    e->k = malloc(keys * hd * sizeof(float));
-    e->v = malloc(keys * hd * sizeof(float));
-    if (!e->q || !e->out || !e->probs || !e->k || !e->v)
-        return fail(err, "out of memory for --attn-explain");
-    return 0;
-}
-
-int attn_parse_ints(const char *s, int *out, int n, const char *flag, Error *err) {
-    /* exactly n runs of 1 to 6 digits separated by '.': no signs, spaces or trailing text */
-    const char *p = s;
-    for (int k = 0; k < n; k++) {
-        size_t len = strspn(p, "0123456789");
-        if (len == 0 || len > 6 || (k + 1 < n ? p[len] != '.' : p[len] != '\0')) {
-            if (n == 2)
-                return fail(err, "%s expects LAYER.HEAD, e.g. 0.3 (counting from 0), got '%s'",
-                            flag, s);
-            return fail(err,
-                        "%s expects LAYER.HEAD.POSITION, e.g. 1.0.7 (counting from 0), got '%s'",
-                        flag, s);
-        }
-        out[k] = atoi(p);
-        p += len + 1;
-    }
-    return 0;
-}
-
-int attn_maps_init(AttnMaps *a, const AttnOptions *o, const Model *m, int n_prompt, int cap,
-                   Error *err) {
-    const Config *c = &m->config;
-    memset(a, 0, sizeof *a);
-    a->model = m;
-    if (o->show_layer >= c->n_layers || o->show_head >= c->n_heads)
-        return fail(err, "--attn-show %d.%d: the model has layers 0..%d and heads 0..%d",
-                    o->show_layer, o->show_head, c->n_layers - 1, c->n_heads - 1);
-    if (o->stats && cap < 2)
-        return fail(err,
-                    "--attn-stats needs at least 2 positions (prompt tokens + generated - 1), "
-                    "this run has %d",
-                    cap);
-    double bytes = (double)c->n_layers * c->n_heads * cap * (double)cap * sizeof(float);
-    if (bytes > ATTN_MAX_BYTES)
-        return fail(err,
-                    "attention maps for %d positions need %.1f GiB (%d layers x %d heads x "
-                    "%d x %d x 4 bytes), more than the 2 GiB limit; shorten the prompt or -n",
-                    cap, bytes / (1 << 30), c->n_layers, c->n_heads, cap, cap);
-    a->n_layers = c->n_layers;
-    a->n_heads = c->n_heads;
-    a->window = c->sliding_window;
-    a->cap = cap;
-    a->n_prompt = n_prompt;
-    a->probs = calloc((size_t)c->n_layers * c->n_heads * cap * cap, sizeof(float));
-    a->tokens = calloc((size_t)cap, sizeof(int));
-    if (!a->probs || !a->tokens) {
-        attn_maps_free(a);
-        return fail(err, "out of memory for the attention maps (%.0f MB)", bytes / 1e6);
-    }
-    if (o->explain[0] >= 0 && explain_init(&a->explain, o, c, cap, err)) {
-        attn_maps_free(a);
-        return -1;
-    }
-    return 0;
-}
-
-void attn_maps_free(AttnMaps *a) {
-    AttnExplain *e = &a->explain;
-    free(a->probs);
-    free(a->tokens);
-    free(a->vnorms);
-    free(e->q);
-    free(e->out);
-    free(e->probs);
-    free(e->k);
-    free(e->v);
-    a->probs = NULL;
-    a->tokens = NULL;
-    a->vnorms = NULL;
-    memset(e, 0, sizeof *e);
-}
-
-/* Row i of head (l, h): cap floats, keys 0 .. cap-1. */
-static float *map_row(const AttnMaps *a, int l, int h, int i) {
-    return a->probs + (((size_t)l * a->n_heads + h) * a->cap + i) * a->cap;
-}
-
-void attn_hook(void *ctx, int layer, int pos0, int n, const float *probs, int stride) {
-    AttnMaps *a = ctx;
-    for (int t = 0; t < n && pos0 + t < a->cap; t++) {
-        const int i = pos0 + t;
-        /* keys after i are zero in the hook's row and already zero in ours (calloc) */
-        for (int h = 0; h < a->n_heads; h++)
-            memcpy(map_row(a, layer, h, i), probs + ((size_t)t * a->n_heads + h) * stride,
-                   (size_t)(i + 1) * sizeof(float));
-        if (i + 1 > a->n) a->n = i + 1;
-    }
-    attn_explain_capture(a, layer, pos0, n, probs, stride);
-}
-
-void attn_maps_tokens(AttnMaps *a, int pos0, const int *tokens, int n) {
-    for (int t = 0; t < n && pos0 + t < a->cap; t++) a->tokens[pos0 + t] = tokens[t];
-}
-
-void attn_maps_pack(AttnMaps *a) {
-    const int T = a->n;
-    if (T == a->cap) return;
-    /* Row r moves from r * cap to r * T (r counts rows over all maps): never forwards, so copying
-       in increasing order never overwrites a row not yet moved. */
-    for (size_t r = 0; r < (size_t)a->n_layers * a->n_heads * a->cap; r++) {
-        size_t map = r / a->cap, i = r % a->cap;
-        if ((int)i < T)
-            memmove(a->probs + (map * T + i) * T, a->probs + r * a->cap, (size_t)T * sizeof(float));
-    }
-    a->cap = T;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* The induction probe. Random tokens have no bigram statistics to lean on, so on their second
-   occurrence the only way to predict (or attend to) what comes next is to find the previous
-   occurrence of the current token and look one step after it: what an induction head does. */
-
-static uint64_t probe_next(uint64_t *state) { /* xorshift64*: seeded, the same on every machine */
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    return *state * 0x2545F4914F6CDD1DULL;
-}
-
-int attn_probe_tokens(const Model *m, const char *name, int **ids, int *n_ids, int *start,
-                      Error *err) {
-    const Tokenizer *tok = m->tokenizer;
-    const int V = m->config.vocab_size, bos = tokenizer_bos(tok);
-    *start = bos >= 0 ? 1 : 0;
-    *n_ids = *start + 2 * PROBE_LEN;
-    if (strcmp(name, "induction") != 0) return fail(err, "unknown probe '%s'", name);
-    if (*n_ids > m->config.seq_len)
-        return fail(err, "the induction probe is %d tokens, longer than the model's context of %d",
-                    *n_ids, m->config.seq_len);
-    /* the candidates: ids that decode to printable text on their own */
-    const size_t cap = decoder_cap(tok);
-    int *cand = malloc((size_t)V * sizeof(int)), n_cand = 0;
-    char *buf = malloc(cap);
-    *ids = malloc((size_t)*n_ids * sizeof(int));
-    if (!cand || !buf || !*ids) {
-        free(cand);
-        free(buf);
-        free(*ids);
-        *ids = NULL;
-        return fail(err, "out of memory for the probe");
-    }
-    for (int id = 0; id < V; id++) {
-        Decoder d;
-        decoder_init(&d);
-        d.prev_token = id;
-        size_t len = decoder_push(tok, &d, id, buf, cap);
-        int plain = len > 0 && d.n_pending == 0 && !strstr(buf, "\xEF\xBF\xBD"); /* no U+FFFD */
-        for (size_t k = 0; k < len && plain; k++)
-            plain = (unsigned char)buf[k] >= 0x20 && buf[k] != 0x7F; /* no control characters */
-        if (plain && id != bos && id != tokenizer_eos(tok)) cand[n_cand++] = id;
-    }
-    free(buf);
-    if (n_cand < PROBE_LEN) {
-        free(cand);
-        free(*ids);
-        *ids = NULL;
-        return fail(err,
-                    "the vocabulary has %d tokens that decode on their own, the probe needs %d",
-                    n_cand, PROBE_LEN);
-    }
-    /* PROBE_LEN distinct candidates: the first steps of a seeded Fisher-Yates shuffle */
-    uint64_t state = PROBE_SEED;
-    for (int k = 0; k < PROBE_LEN; k++) {
-        int r = k + (int)(probe_next(&state) % (uint64_t)(n_cand - k));
-        int t = cand[k];
-        cand[k] = cand[r];
-        cand[r] = t;
-    }
-    if (bos >= 0) (*ids)[0] = bos;
-    for (int k = 0; k < PROBE_LEN; k++)
-        (*ids)[*start + k] = (*ids)[*start + PROBE_LEN + k] = cand[k];
-    free(cand);
-    return 0;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* Token labels: the text each position's token decodes to. Each piece keeps its own leading
-   space (SentencePiece drops it at the start of a text; a label should not). A byte token that
-   only starts a character gets "…", the token completing it the whole character. */
-
-static char **token_labels(const AttnMaps *a, const Tokenizer *tok, unsigned char *special,
-                           Error *err) {
-    const size_t cap = decoder_cap(tok) + 32;
-    char **labels = calloc((size_t)a->n, sizeof *labels);
-    char *buf = malloc(cap);
-    if (!labels || !buf) goto oom;
-    Decoder d;
-    decoder_init(&d);
-    for (int i = 0; i < a->n; i++) {
-        const int id = a->tokens[i];
-        d.prev_token = id; /* not at the start: keep the leading space (a no-op for control ids) */
-        size_t len = decoder_push(tok, &d, id, buf, cap);
-        if (len == 0) {
-            special[i] = 1;
-            if (d.n_pending > 0)
-                snprintf(buf, cap, "\xE2\x80\xA6");
-            else if (id == tokenizer_bos(tok))
-                snprintf(buf, cap, "<bos>");
-            else if (id == tokenizer_eos(tok))
-                snprintf(buf, cap, "<eos>");
-            else
-                snprintf(buf, cap, "<%d>", id);
-        }
-        if (!(labels[i] = strdup(buf))) goto oom;
-    }
-    free(buf);
-    return labels;
-oom:
-    if (labels)
-        for (int i = 0; i < a->n; i++) free(labels[i]);
-    free(labels);
-    free(buf);
-    fail(err, "out of memory for token labels");
-    return NULL;
-}
-
-static void free_labels(char **labels, int n) {
-    for (int i = 0; i < n; i++) free(labels[i]);
-    free(labels);
-}
-
-/* Bytes of the UTF-8 character starting with byte c (the text is valid UTF-8). */
-static int utf8_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4; }
-
-/* Writes s for a terminal into out (capacity >= 4 * cols + 1), at most `cols` characters:
-   whitespace shown as visible marks (space ·, newline ↵, tab →), other control characters in
-   caret notation, so no token can move the cursor or start an escape sequence. Returns the
-   characters written (one column each, except wide CJK/emoji, which we do not measure). */
-int attn_visible(const char *s, char *out, int cols) {
-    int n = 0;
-    size_t w = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && n < cols;) {
-        int k = utf8_len(*p);
-        const char *mark = NULL;
-        char caret[3] = {'^', 0, 0};
-        if (*p == ' ')
-            mark = "\xC2\xB7";
-        else if (*p == '\n')
-            mark = "\xE2\x86\xB5";
-        else if (*p == '\t')
-            mark = "\xE2\x86\x92";
-        else if (*p < 0x20 || *p == 0x7F)
-            caret[1] = (char)(*p ^ 0x40), mark = caret;
-        else if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F)
-            mark = "\xEF\xBF\xBD"; /* C1 */
-        if (mark && mark == caret && n + 2 > cols) break;
-        if (mark) {
-            size_t m = strlen(mark);
-            memcpy(out + w, mark, m);
-            w += m;
-            n += mark == caret ? 2 : 1;
-        } else {
-            memcpy(out + w, p, (size_t)k);
-            w += (size_t)k;
-            n++;
-        }
-        p += k;
-    }
-    out[w] = '\0';
-    return n;
-}
 
 /* ------------------------------------------------------------------------------------------ */
 /* The atlas: one line of statistics per head. Query 0 sees only itself (its row is always
@@ -337,8 +34,11 @@ int attn_visible(const char *s, char *out, int cols) {
 
 typedef struct {
     double distance, entropy, prev, self, sink;
-    double induction; /* on the probe: mean weight on the token after the previous occurrence */
-    double copying;   /* on the probe: the OV circuit's copying score (attn_circuits.c) */
+    double induction;     /* on the probe: mean weight on the token after the previous occurrence */
+    double copying;       /* on the probe: the OV circuit's copying score (attn_circuits.c) */
+    double coref, vcoref; /* on the coref probe: the share of sentences whose pronoun attends most
+                             to its antecedent, by weight and value-weighted (attn_probe.c) */
+    int coref_role;       /* the coref probe's test says: above chance */
 } HeadStats;
 
 #define INDUCTION_ROLE 0.4 /* prefix-matching score that names a head `induction` */
@@ -348,14 +48,14 @@ typedef struct {
 static double induction_score(const AttnMaps *a, int l, int h) {
     const int R = a->probe_len, first = a->probe_start + R;
     double sum = 0.0;
-    for (int i = first; i < first + R; i++) sum += map_row(a, l, h, i)[i - R + 1];
+    for (int i = first; i < first + R; i++) sum += attn_map_row(a, l, h, i)[i - R + 1];
     return sum / R;
 }
 
 static HeadStats head_stats(const AttnMaps *a, int l, int h) {
-    HeadStats s = {0, 0, 0, 0, 0, 0, 0};
+    HeadStats s = {0};
     for (int i = 1; i < a->n; i++) {
-        const float *p = map_row(a, l, h, i);
+        const float *p = attn_map_row(a, l, h, i);
         for (int j = 0; j <= i; j++) {
             s.distance += (double)p[j] * (i - j);
             if (p[j] > 0.0f) s.entropy -= (double)p[j] * log((double)p[j]);
@@ -378,6 +78,7 @@ static HeadStats head_stats(const AttnMaps *a, int l, int h) {
 /* The first rule that holds names the head (thresholds in docs/attention.md). */
 static const char *head_role(const HeadStats *s) {
     if (s->induction >= INDUCTION_ROLE) return "induction";
+    if (s->coref_role) return "coref";
     if (s->prev >= 0.5) return "previous-token";
     if (s->sink >= 0.5) return "first-token/sink";
     if (s->self >= 0.5) return "self";
@@ -405,6 +106,12 @@ static HeadStats *all_stats(const AttnMaps *a, Error *err) {
             HeadStats *s = &st[l * a->n_heads + h];
             *s = head_stats(a, l, h);
             if (copy) s->copying = copy[l * a->n_heads + h];
+            if (a->coref) {
+                const int k = l * a->n_heads + h;
+                s->coref = (double)a->coref->hits[k] / a->coref->n;
+                s->vcoref = (double)a->coref->vhits[k] / a->coref->n;
+                s->coref_role = attn_coref_role(a->coref, k);
+            }
         }
     free(copy);
     return st;
@@ -421,14 +128,21 @@ static int print_stats(const AttnMaps *a, const HeadStats *st, FILE *f, Error *e
                 "copy = OV copying score (role induction from induct >= %.1f)\n",
                 a->probe_start, a->probe_start + a->probe_len - 1, a->probe_start + a->probe_len,
                 a->probe_start + 2 * a->probe_len - 1, INDUCTION_ROLE);
-    fprintf(f, "layer head distance entropy   prev   self   sink%s  role\n",
-            a->probe_len ? " induct   copy" : "");
+    if (a->coref)
+        fprintf(f,
+                "coref probe: %d sentences, the maps are the first one's; coref = the share whose "
+                "pronoun attends most to the antecedent, vcoref = the same value-weighted (chance "
+                "%.3f; role coref from p < %.2g)\n",
+                a->coref->n, a->coref->chance, a->coref->alpha);
+    fprintf(f, "layer head distance entropy   prev   self   sink%s%s  role\n",
+            a->probe_len ? " induct   copy" : "", a->coref ? "  coref vcoref" : "");
     for (int l = 0; l < a->n_layers; l++)
         for (int h = 0; h < a->n_heads; h++) {
             const HeadStats *s = &st[l * a->n_heads + h];
             fprintf(f, "%5d %4d %8.3f %7.3f %6.3f %6.3f %6.3f", l, h, s->distance, s->entropy,
                     s->prev, s->self, s->sink);
             if (a->probe_len) fprintf(f, " %6.3f %6.3f", s->induction, s->copying);
+            if (a->coref) fprintf(f, " %6.3f %6.3f", s->coref, s->vcoref);
             fprintf(f, "  %s\n", head_role(s));
         }
     return 0;
@@ -473,16 +187,16 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
             char col[4 * HEADER_ROWS + 1];
             attn_visible(labels[j], col, HEADER_ROWS);
             const char *p = col;
-            for (int k = 0; k < r && *p; k++) p += utf8_len((unsigned char)*p);
+            for (int k = 0; k < r && *p; k++) p += attn_utf8_len((unsigned char)*p);
             if (*p)
-                fwrite(p, 1, (size_t)utf8_len((unsigned char)*p), f);
+                fwrite(p, 1, (size_t)attn_utf8_len((unsigned char)*p), f);
             else
                 fputc(' ', f);
         }
         fputc('\n', f);
     }
     for (int i = 0; i < T; i++) {
-        const float *p = map_row(a, l, h, i);
+        const float *p = attn_map_row(a, l, h, i);
         const int lo = attn_first_visible(i, layer_window(&a->model->config, l));
         int n = attn_visible(labels[i], vis, LABEL_COLS);
         fprintf(f, "%*d %s%*s ", iw, i, vis, LABEL_COLS - n, "");
@@ -502,7 +216,7 @@ static void print_head(const AttnMaps *a, char **labels, int l, int h, FILE *f) 
     /* each query's three largest weights, ties to the earlier key */
     fprintf(f, "\ntop keys per query: position token <- key token weight (three largest)\n");
     for (int i = 0; i < T; i++) {
-        const float *p = map_row(a, l, h, i);
+        const float *p = attn_map_row(a, l, h, i);
         int best[3] = {-1, -1, -1};
         for (int j = 0; j <= i; j++) {
             int k = 3;
@@ -581,7 +295,7 @@ static size_t rle_map(const AttnMaps *a, int l, int h, unsigned char *rle) {
     size_t w = 0;
     int zeros = 0;
     for (int i = 0; i < a->n; i++) {
-        const float *p = map_row(a, l, h, i);
+        const float *p = attn_map_row(a, l, h, i);
         for (int j = 0; j <= i; j++) {
             unsigned char b = byte_of(p[j]);
             if (b == 0 && zeros < 255) {
@@ -606,6 +320,23 @@ static void json_numbers(FILE *f, const char *name, const double *x, int n) {
     fputc(']', f);
 }
 
+/* meta.coref: the probe's sentences, chance, test, each head's counts and p-value, and the first
+   sentence's pronoun and antecedent positions (the maps are that sentence's) */
+static void write_coref(FILE *f, const AttnCoref *c) {
+    fprintf(f,
+            ", \"coref\": {\"n\": %d, \"chance\": %.6g, \"alpha\": %.6g, \"pron\": %d, \"ant\": [",
+            c->n, c->chance, c->alpha, c->pron);
+    for (int j = 0, first = 1; j < c->n_tokens; j++)
+        if (c->ant[j]) fprintf(f, "%s%d", first ? "" : ", ", j), first = 0;
+    fputs("], \"hits\": [", f);
+    for (int k = 0; k < c->heads; k++) fprintf(f, "%s%d", k ? ", " : "", c->hits[k]);
+    fputs("], \"vhits\": [", f);
+    for (int k = 0; k < c->heads; k++) fprintf(f, "%s%d", k ? ", " : "", c->vhits[k]);
+    fputs("], \"p\": [", f);
+    for (int k = 0; k < c->heads; k++) fprintf(f, "%s%.6g", k ? ", " : "", c->pvalue[k]);
+    fputs("]}", f);
+}
+
 /* meta's statistics of every head and the measured cost */
 static void write_meta_extra(FILE *f, const AttnMaps *a, const HeadStats *st) {
     const Config *c = &a->model->config;
@@ -613,11 +344,14 @@ static void write_meta_extra(FILE *f, const AttnMaps *a, const HeadStats *st) {
     if (a->probe_len)
         fprintf(f, ", \"probe\": [%d, %d], \"induction_role\": %.2f", a->probe_start, a->probe_len,
                 INDUCTION_ROLE);
-    fputs(", \"stats\": [", f);
-    for (int k = 0; k < heads; k++)
-        fprintf(f, "%s[%.4f, %.4f, %.4f, %.4f, %.4f, %.4f, %.4f, \"%s\"]", k ? ", " : "",
-                st[k].distance, st[k].entropy, st[k].prev, st[k].self, st[k].sink, st[k].induction,
-                st[k].copying, head_role(&st[k]));
+    if (a->coref) write_coref(f, a->coref);
+    fputs(", \"stats\": [", f); /* the columns of the atlas, the role last */
+    for (int k = 0; k < heads; k++) {
+        fprintf(f, "%s[%.4f, %.4f, %.4f, %.4f, %.4f, %.4f, %.4f", k ? ", " : "", st[k].distance,
+                st[k].entropy, st[k].prev, st[k].self, st[k].sink, st[k].induction, st[k].copying);
+        if (a->coref) fprintf(f, ", %.4f, %.4f", st[k].coref, st[k].vcoref);
+        fprintf(f, ", \"%s\"]", head_role(&st[k]));
+    }
     fprintf(f, "], \"kv_token_bytes\": %.0f",
             2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float));
     if (a->step_ms && a->n > a->n_prompt) { /* positions n_prompt .. n-1 were fed one at a time */
@@ -730,7 +464,7 @@ int attn_report(const AttnMaps *a, const AttnOptions *o, const Tokenizer *tok,
                 const char *model_name, int printed, Error *err) {
     if (!o->html && !o->stats && o->show_layer < 0 && o->explain[0] < 0) return 0;
     unsigned char *special = calloc(a->n > 0 ? (size_t)a->n : 1, 1);
-    char **labels = special ? token_labels(a, tok, special, err) : NULL;
+    char **labels = special ? attn_token_labels(a, tok, special, err) : NULL;
     HeadStats *st = NULL;
     int rc = -1;
     if (!labels) {
@@ -756,7 +490,7 @@ int attn_report(const AttnMaps *a, const AttnOptions *o, const Tokenizer *tok,
     fflush(stdout);
     rc = 0;
 done:
-    if (labels) free_labels(labels, a->n);
+    if (labels) attn_free_labels(labels, a->n);
     free(special);
     free(st);
     return rc;

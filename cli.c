@@ -137,7 +137,12 @@ static const OptionSpec OPTIONS[] = {
     {NULL, "--attn-probe", "KIND", OPT_STRING, AT(attn.probe), 0, 0, 0,
      "replace the prompt by a probe: 'induction' = 50 random tokens\n"
      "of the vocabulary, then the same 50 again (the atlas then\n"
-     "scores induction and copying)"},
+     "scores induction and copying); 'coref' = sentences with a\n"
+     "pronoun and its antecedent marked: per head, how often the\n"
+     "pronoun attends most to the antecedent (nothing generated)"},
+    {NULL, "--probe-file", "FILE", OPT_STRING, AT(attn.probe_file), 0, 0, 0,
+     "the coref probe's sentences, one a line, the antecedent in\n"
+     "[brackets], the pronoun in {braces} (default: 44 built in)"},
     {NULL, "--dump-attn-norms", "PATH", OPT_STRING, AT(attn.dump_norms), 0, 0, 0,
      "write ||p_ij W_O,h v_j||, key j's contribution to query i's\n"
      "output, as .npy float32 [layers, heads, T, T]"},
@@ -309,8 +314,15 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
                          "--keep need --chat");
     if (o->ppl && attn_wanted(&o->attn))
         return fail(err, "the attention outputs (--dump-attn, --attn-*) do not work with --ppl");
-    if (o->attn.probe && strcmp(o->attn.probe, "induction") != 0)
-        return fail(err, "--attn-probe: the probe is 'induction', got '%s'", o->attn.probe);
+    if (o->attn.probe && strcmp(o->attn.probe, "induction") != 0 &&
+        strcmp(o->attn.probe, "coref") != 0)
+        return fail(err, "--attn-probe: the probes are 'induction' and 'coref', got '%s'",
+                    o->attn.probe);
+    if (o->attn.probe_file && !(o->attn.probe && strcmp(o->attn.probe, "coref") == 0))
+        return fail(err, "--probe-file needs --attn-probe coref");
+    if (o->attn.probe && strcmp(o->attn.probe, "coref") == 0 && o->tokenize)
+        return fail(err, "--tokenize prints one prompt's ids, and the coref probe runs many "
+                         "sentences: tokenize one with -i (markers removed)");
     if (o->attn.probe && o->prompt)
         return fail(err, "--attn-probe replaces the prompt: give one or the other");
     if (!o->model) { /* the shipped model, found next to the program */

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "attn_views.h"
+#include "attn_maps.h"
 #include "common.h"
 
 #define DEFAULT_MODEL "models/kjv.gguf" /* beside the program, when no model is given */

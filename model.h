@@ -4,7 +4,8 @@
  *   GGUF file (gguf.h)  ->  Config + Weights + Tokenizer + RunState (model.c)
  *   forward pass (forward.c) over the kernels (kernels.h: matmul, attention)
  *   tokenizer (tokenizer.h) turns text into token ids and back; sampler (sampler.h) picks the
- *   next id; attn_views.h shows the attention weights; run.c is the command line.
+ *   next id; attn_maps.h keeps the attention weights, attn_views.h shows them; run.c is the
+ *   command line.
  *
  * Conventions (common.h): every function that can fail takes an Error* and returns 0 on success,
  * -1 on failure with a one-line message in err->msg; main() prints it and exits non-zero.

@@ -16,6 +16,8 @@
 #include <omp.h>
 #endif
 
+#include "attn_circuits.h"
+#include "attn_probe.h"
 #include "attn_views.h"
 #include "chat.h"
 #include "cli.h"
@@ -320,6 +322,46 @@ done:
     free(g.step_ms);
     free(g.dump.data);
     sampler_free(&g.sp);
+    return rc;
+}
+
+/* --attn-probe coref: the sentences of --probe-file (or the built-in set) through the model, the
+   table of every head's score on stdout, then the other attention outputs for the first
+   sentence. Nothing is generated. */
+static int coref_probe(Model *m, const Options *o, Error *err) {
+    char *text = NULL;
+    size_t len = 0, bad;
+    if (o->attn.probe_file) {
+        FILE *f = fopen(o->attn.probe_file, "rb");
+        if (!f) return fail(err, "cannot open '%s': %s", o->attn.probe_file, strerror(errno));
+        text = read_all(f, o->attn.probe_file, &len, err);
+        fclose(f);
+        if (!text) return -1;
+        if (!utf8_valid(text, len, &bad)) {
+            free(text);
+            return fail(err, "'%s' is not valid UTF-8 (byte %zu)", o->attn.probe_file, bad);
+        }
+    }
+    CorefSentence *s = NULL;
+    int n = 0, rc = -1;
+    AttnMaps maps = {0};
+    AttnCoref c = {0};
+    if (attn_coref_sentences(text, len, &s, &n, err) ||
+        attn_coref_run(m, &o->attn, s, n, &maps, &c, err))
+        goto done;
+    attn_coref_print(&c, m->config.n_heads, o->attn.probe_file ? o->attn.probe_file : "built in",
+                     stdout);
+    maps.coref = &c;
+    attn_maps_pack(&maps);
+    size_t shape[4] = {(size_t)maps.n_layers, (size_t)maps.n_heads, (size_t)maps.n, (size_t)maps.n};
+    if (o->attn.dump && write_npy(o->attn.dump, maps.probs, shape, 4, err)) goto done;
+    if (o->attn.dump_norms && write_attn_norms(&maps, o->attn.dump_norms, err)) goto done;
+    rc = attn_report(&maps, &o->attn, m->tokenizer, o->model, 1, err);
+done:
+    attn_maps_free(&maps);
+    attn_coref_free(&c);
+    attn_coref_sentences_free(s, n);
+    free(text);
     return rc;
 }
 
@@ -786,6 +828,10 @@ static int run(const Options *o, Error *err) {
     }
     if (o->ppl) {
         rc = perplexity(&m, o->ppl, o->verbose, err);
+        goto done;
+    }
+    if (o->attn.probe && strcmp(o->attn.probe, "coref") == 0) {
+        rc = coref_probe(&m, o, err);
         goto done;
     }
     int probe_start = -1;

@@ -254,7 +254,7 @@ def get_batch(stream, a, gen, bos):
 
 
 def probe_candidates(sp):
-    """The ids ./run --attn-probe induction draws its tokens from (attn_views.c): the tokens that
+    """The ids ./run --attn-probe induction draws its tokens from (attn_probe.c): the tokens that
     decode to printable text on their own, i.e. pieces without control characters and the byte
     tokens of printable ASCII; never <unk>, BOS or EOS. Training on these ids is training on what
     the probe measures."""

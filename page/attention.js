@@ -85,7 +85,16 @@ for (const s of ["lin", "sqrt"]) {
   for (let b = 0; b < 256; b++) LUT[s].push(ramp(s === "lin" ? b / 255 : Math.sqrt(b / 255)));
 }
 const MASK = [222, 222, 222];
-const state = { l: 0, h: 0, i: explain ? explain.pos : T - 1 };
+/* the coref probe: the maps are its first sentence's; open on the best head at the pronoun */
+const coref = meta.coref || null;
+function corefBest() {
+  let b = 0;
+  for (let k = 1; k < coref.hits.length; k++)
+    if (coref.hits[k] > coref.hits[b] || (coref.hits[k] === coref.hits[b] && coref.vhits[k] > coref.vhits[b])) b = k;
+  return b;
+}
+const k0 = coref ? corefBest() : 0;
+const state = { l: Math.floor(k0 / H), h: k0 % H, i: explain ? explain.pos : coref ? coref.pron : T - 1 };
 if (explain) { state.l = explain.layer; state.h = explain.head; }
 let lut = LUT.lin;
 /* an image of head (l, h) of side n <= T: cell (y, x) shows the largest value among the cells it
@@ -131,6 +140,8 @@ const tokSpans = toks.map((t, i) => {
   s.textContent = labels[i];
   if (i >= meta.prompt) s.classList.add("gen");
   if (t.special) s.classList.add("special");
+  if (coref && coref.ant.includes(i)) s.classList.add("ant");
+  if (coref && i === coref.pron) s.classList.add("pron");
   s.title = "position " + i;
   s.onclick = () => { state.i = i; drawQuery(); drawTokens(); };
   $("tokens").appendChild(s);
@@ -154,7 +165,7 @@ grid.style.gridTemplateColumns = "auto repeat(" + H + ", " + (thumbPx + 4) + "px
 grid.appendChild(document.createElement("div"));
 for (let h = 0; h < H; h++) { const d = document.createElement("div"); d.textContent = "h" + h; grid.appendChild(d); }
 const thumbs = [], drawn = new Uint8Array(L * H);
-function roleOf(k) { return meta.stats ? meta.stats[k][7] : ""; }
+function roleOf(k) { return meta.stats ? meta.stats[k][meta.stats[k].length - 1] : ""; }
 for (let l = 0; l < L; l++) {
   const d = document.createElement("div"); d.textContent = "L" + l; grid.appendChild(d);
   for (let h = 0; h < H; h++) {
@@ -162,6 +173,7 @@ for (let l = 0; l < L; l++) {
     c.className = "thumb"; c.style.width = c.style.height = thumbPx + "px";
     c.title = "layer " + l + " head " + h + (roleOf(l * H + h) ? ": " + roleOf(l * H + h) : "");
     if (roleOf(l * H + h) === "induction") c.classList.add("induction");
+    if (roleOf(l * H + h) === "coref") c.classList.add("coref");
     c.dataset.k = l * H + h;
     c.onclick = () => select(l, h);
     grid.appendChild(c);
@@ -215,6 +227,12 @@ function drawBig() {
       ctx.textAlign = "left"; ctx.fillText(i + " " + labels[i], 0, 0, margin - 6); ctx.restore();
     }
   }
+  if (coref) { /* the pronoun's row, and its cells on the antecedent */
+    ctx.lineWidth = 2; ctx.strokeStyle = "#d33";
+    ctx.strokeRect(margin, margin + coref.pron * cell, (coref.pron + 1) * cell, cell);
+    ctx.strokeStyle = "#2a2";
+    for (const j of coref.ant) ctx.strokeRect(margin + j * cell + 1, margin + coref.pron * cell + 1, cell - 2, cell - 2);
+  }
   const what = mode === "v" ? "value-weighted |p W_O v|, scaled to the head's largest cell" : "weights";
   $("bigtitle").textContent = "Layer " + state.l + ", head " + state.h + ": " + what +
     " (rows = queries, columns = keys" + (bigLabels ? "" : "; hover for labels") + ")";
@@ -255,8 +273,9 @@ qv.onmousemove = e => {
 };
 qv.onmouseleave = hideTip;
 /* the atlas: one row per head, sortable, click to choose it */
-const COLS = ["distance", "entropy", "prev", "self", "sink", "induct", "copy", "role"];
-let sortCol = meta.probe ? 5 : 3;
+const COLS = ["distance", "entropy", "prev", "self", "sink", "induct", "copy"].concat(coref ? ["coref", "vcoref"] : [], ["role"]);
+const ROLE = COLS.length - 1;
+let sortCol = meta.probe ? 5 : coref ? 7 : 3;
 function drawAtlas() {
   const tb = $("atlas"), rows = [];
   tb.textContent = "";
@@ -268,20 +287,23 @@ function drawAtlas() {
   });
   for (let k = 0; k < L * H; k++) rows.push(k);
   const key = k => meta.stats[k][sortCol];
-  rows.sort((a, b) => sortCol === 7 ? String(key(a)).localeCompare(key(b)) : key(b) - key(a));
+  rows.sort((a, b) => sortCol === ROLE ? String(key(a)).localeCompare(key(b)) : key(b) - key(a));
   for (const k of rows.slice(0, 64)) {
     const r = tb.insertRow(), s = meta.stats[k];
     r.onclick = () => select(Math.floor(k / H), k % H);
     if (k === state.l * H + state.h) r.className = "sel";
     [Math.floor(k / H), k % H].concat(s).forEach((v, c) => {
       const td = r.insertCell();
-      td.textContent = c === 9 ? v : c >= 2 ? ((c === 7 || c === 8) && !meta.probe ? "-" : v.toFixed(3)) : v;
+      td.textContent = c === ROLE + 2 ? v : c >= 2 ? ((c === 7 || c === 8) && !meta.probe ? "-" : v.toFixed(3)) : v;
     });
   }
   $("atlasnote").textContent = (L * H > 64 ? "the 64 highest of " + L * H + " heads by the column marked; " : "") +
     (meta.probe ? "induction probe: positions " + meta.probe[0] + ".." + (meta.probe[0] + meta.probe[1] - 1) +
        " repeated once; role induction from induct >= " + meta.induction_role
-     : "induct and copy are scored on the probe: run with --attn-probe induction");
+     : "induct and copy are scored on the probe: run with --attn-probe induction") +
+    (coref ? "; coref probe: " + coref.n + " sentences (the maps are the first one's): coref = the share whose pronoun " +
+       "attends most to the antecedent (chance " + coref.chance.toFixed(3) + "), vcoref = the same value-weighted; " +
+       "role coref when P(as many by chance) < " + coref.alpha.toPrecision(2) : "");
 }
 /* one query through the formula (--attn-explain) */
 function drawExplain() {
@@ -346,7 +368,8 @@ if (!vn) $("mode").disabled = true;
 $("mode").onchange = () => { mode = $("mode").value; drawThumbs(); select(state.l, state.h); };
 $("info").textContent = meta.model + ": " + L + " layers x " + H + " heads, " + T + " positions (" +
   meta.prompt + " prompt, " + (T - meta.prompt) + " generated)" + (W ? ", sliding window " + W : "") +
-  (meta.probe ? ", the induction probe as the prompt" : "");
+  (meta.probe ? ", the induction probe as the prompt" : "") +
+  (coref ? ", the first sentence of the coref probe: pronoun at " + fmt(coref.pron) + " (red), antecedent in green" : "");
 if (!observer) drawThumbs();
 select(state.l, state.h);
 drawExplain();

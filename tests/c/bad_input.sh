@@ -113,8 +113,29 @@ expect "attn-explain format"   2 "expects LAYER.HEAD.POSITION"  -- $RUN "$GOOD" 
 expect "attn-explain trailing" 2 "expects LAYER.HEAD.POSITION"  -- $RUN "$GOOD" -i hi --attn-explain 1.0.2x
 expect "attn-explain range"    1 "layers 0..1 and heads 0..7"   -- $RUN "$GOOD" -i hi --attn-explain 0.8.0
 expect "attn-explain position" 1 "feeds at most"                -- $RUN "$GOOD" -i hi -n 2 --attn-explain 0.0.99
-expect "attn-probe name"       2 "the probe is 'induction'"     -- $RUN "$GOOD" --attn-probe bigram
+expect "attn-probe name"       2 "the probes are 'induction' and 'coref'" -- $RUN "$GOOD" --attn-probe bigram
 expect "attn-probe and prompt" 2 "replaces the prompt"          -- $RUN "$GOOD" -i hi --attn-probe induction
+# the coref probe's sentence file: each malformed line named by its number
+good_line='The doctor fired [the nurse] because {she} was tired.'
+printf '%s\n' "$good_line" 'The doctor fired [the nurse because {she} was tired.' > "$tmp/unbalanced.txt"
+printf '%s\n' "$good_line" '' '# a comment' 'The doctor fired [the nurse] because she was tired.' > "$tmp/nopronoun.txt"
+printf '%s\n' "$good_line" '{She} said that [the nurse] was tired.' > "$tmp/before.txt"
+printf '%s\n' "$good_line" 'The doctor fired [the nurse]] because {she} was tired.' > "$tmp/twice.txt"
+printf '%s\n' "$good_line" 'The doctor [fired {the] nurse} because she was tired.' > "$tmp/overlap.txt"
+printf 'The [doctor] and {the nurse\n' > "$tmp/open.txt"
+expect "probe-file unbalanced" 1 "line 2: .*unbalanced" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/unbalanced.txt"
+expect "probe-file no pronoun" 1 "line 4: no pronoun in {braces}" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/nopronoun.txt"
+expect "probe-file order"      1 "line 2: the pronoun {She} comes before the antecedent" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/before.txt"
+expect "probe-file twice"      1 "line 2: .*unbalanced" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/twice.txt"
+expect "probe-file overlap"    1 "line 2: the pronoun {.*} comes before the antecedent" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/overlap.txt"
+expect "probe-file open"       1 "line 1: .*unbalanced" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/open.txt"
+printf '%s\n' "$good_line" > "$tmp/good.txt"
+expect "probe-file too long"   1 "line 1: the sentence is [0-9]* tokens, longer than the context of 8" -- $RUN "$GOOD" -c 8 --attn-probe coref --probe-file "$tmp/good.txt"
+expect "probe-file missing"    1 "cannot open" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/none.txt"
+: > "$tmp/empty.txt"
+expect "probe-file empty"      1 "no sentences" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/empty.txt"
+expect "probe-file alone"      2 "--probe-file needs --attn-probe coref" -- $RUN "$GOOD" --probe-file "$tmp/before.txt"
+expect "coref --tokenize"      2 "the coref probe runs many sentences" -- $RUN "$GOOD" --attn-probe coref --tokenize
 expect "--ppl with -c 1"       1 "--ppl needs a context of at least 2 positions; this one is 1 (see -c)" -- $RUN "$GOOD" --ppl "$tmp/long.txt" -c 1
 expect "attn-norms with --ppl" 2 "do not work with --ppl"       -- $RUN "$GOOD" --ppl x --dump-attn-norms x.npy
 printf 'In the\000 beginning\n' > "$tmp/nul_turn.txt"

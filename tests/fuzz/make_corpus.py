@@ -12,7 +12,8 @@ tokenizer/: a few short texts (ASCII, other scripts, U+2581, whitespace runs, co
 UTF-8). cli/: command lines, arguments separated by NUL bytes, the first being the program.
 numeric/: the option bytes and weight settings of fuzz_numeric.c (its comment gives the layout):
 clean runs in F32 and F16, and NaN, inf, denormal, 1e10 and near-65504 weights with the sampler's
-options and the F16 KV cache.
+options and the F16 KV cache. probe/: --probe-file texts: good lines (a comment, a blank line, CRLF),
+malformed ones, and UTF-8 sentences.
 """
 
 import os
@@ -191,6 +192,15 @@ NUMERIC = {
 }
 
 
+PROBE_FILES = {
+    "good.txt": b"The doctor fired [the nurse] because {she} was tired.\n# a comment\n\n"
+                b"And Abraham called [Isaac], and blessed {him}.\r\n",
+    "bad.txt": b"The doctor fired [the nurse because {she} was tired.\n"
+               b"{She} said that [the nurse] was tired.\nThe [] and {she}\n",
+    "utf8.txt": "Die \u00c4rztin entlie\u00df [die Pflegerin], weil {sie} m\u00fcde war.\n".encode(),
+}
+
+
 def write(folder, name, data):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, name), "wb") as f:
@@ -214,6 +224,8 @@ def main():
     for name, (options, sets) in NUMERIC.items():
         data = bytes(options) + b"".join(bytes([t, e & 255, e >> 8, v]) for t, e, v in sets)
         write(os.path.join(OUT, "numeric"), name, data)
+    for name, data in PROBE_FILES.items():
+        write(os.path.join(OUT, "probe"), name, data)
 
 
 if __name__ == "__main__":

@@ -320,6 +320,46 @@ FIXTURE_VARIANTS = {
                             "max_position_embeddings": 640, "tie_word_embeddings": True}),
 }
 
+# A planted coreference head (tests/py/test_attn_probe.py): one layer of 4 heads in which head
+# COREF_HEAD attends from the pronoun pieces to the noun pieces and the other heads attend
+# uniformly (their queries are zero). The marker pieces' embeddings are one-hot on dims 0
+# (pronoun) and 1 (noun), so after the layer's RMSNorm (weights 1) they read 8 = sqrt(64) there;
+# the head's query and key read those dims into the slowest RoPE pair (theta 1e6, head_dim 16:
+# 5.6e-6 radians per position, nothing over a sentence), so a pronoun's score on a noun is
+# 8 * 8 / sqrt(16) = 16 and exactly 0 on every other key (a weight above 0.9999 on the noun, or
+# the same weight on every key where there is none). Not in VARIANTS.
+COREF_HEAD = 2
+COREF_PRONOUNS = ["\u2581he", "\u2581him", "\u2581sh"]  # spm-kjv pieces: "she" is "▁sh" "e"
+COREF_NOUNS = ["\u2581king", "\u2581son", "\u2581man"]
+
+
+def _plant_coref(t, cfg, d):
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model"))
+    D, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    hd = D // nh
+    emb = t["model.embed_tokens.weight"]
+    emb[:, :2] = 0.0
+    for dim, pieces in ((0, COREF_PRONOUNS), (1, COREF_NOUNS)):
+        for piece in pieces:
+            emb[sp.piece_to_id(piece)] = np.eye(D, dtype=emb.dtype)[dim]
+    t["model.layers.0.input_layernorm.weight"][:] = 1.0
+    q, k = t["model.layers.0.self_attn.q_proj.weight"], t["model.layers.0.self_attn.k_proj.weight"]
+    row = COREF_HEAD * hd + hd // 2 - 1  # Hugging Face's order: the slowest pair is (d/2-1, d-1)
+    q[:] = 0.0
+    q[row, 0] = 1.0
+    k[row] = k[row + hd // 2] = 0.0  # the pair's partner too: keys without a noun are then 0
+    k[row, 1] = 1.0
+
+
+PROBE_VARIANTS = {
+    "llama_coref": dict(cfg={"num_hidden_layers": 1, "num_attention_heads": 4,
+                             "num_key_value_heads": 4, "rope_theta": 1000000.0,
+                             "tie_word_embeddings": False},
+                        plant=_plant_coref),
+}
+
 # For the quantized types (tests/py/test_quant.py): rows of 256 and 512, so that the K-quants
 # apply without fallbacks; 4 layers, so that the q4_k_m mixture has layers of both types. Not in
 # VARIANTS.
@@ -350,7 +390,8 @@ SMALL = {"llama": {"intermediate_size": 24, "max_position_embeddings": 128},
 
 
 def make_llama(name, d, small):
-    spec = {**LLAMA_VARIANTS, **FIXTURE_VARIANTS, **QUANT_VARIANTS, **DEPTH_VARIANTS}[name]
+    spec = {**LLAMA_VARIANTS, **FIXTURE_VARIANTS, **QUANT_VARIANTS, **DEPTH_VARIANTS,
+            **PROBE_VARIANTS}[name]
     rng = _rng(name)
     cfg = dict(LLAMA_BASE, **spec["cfg"])
     if small:
@@ -411,6 +452,8 @@ def make_llama(name, d, small):
     silent = [cfg["eos_token_id"]] + (list(range(min(added), V)) if added else [])
     for eos in silent:
         _silence_eos(t["lm_head.weight" if not tied else "model.embed_tokens.weight"], eos)
+    if "plant" in spec:
+        spec["plant"](t, cfg, d)
     write_weights(d, t, spec.get("storage", "safetensors"))
     return cfg
 
@@ -469,7 +512,8 @@ def make_model(name, out_dir, small=False):
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
-    llama = any(name in v for v in (LLAMA_VARIANTS, FIXTURE_VARIANTS, QUANT_VARIANTS, DEPTH_VARIANTS))
+    llama = any(name in v for v in (LLAMA_VARIANTS, FIXTURE_VARIANTS, QUANT_VARIANTS, DEPTH_VARIANTS,
+                                    PROBE_VARIANTS))
     cfg = make_llama(name, d, small) if llama else make_gpt2(name, d, small)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
     return d
@@ -481,7 +525,7 @@ def main(argv):
         return 2
     out, names = Path(argv[0]), argv[1:] or VARIANTS
     for n in names:
-        known = VARIANTS + list(FIXTURE_VARIANTS) + list(QUANT_VARIANTS)
+        known = VARIANTS + list(FIXTURE_VARIANTS) + list(QUANT_VARIANTS) + list(PROBE_VARIANTS)
         if n not in known:
             print(f"unknown variant {n}; known: {' '.join(known)}", file=sys.stderr)
             return 2
