@@ -4,7 +4,7 @@
     python3 tests/gen/make_models.py OUT_DIR [VARIANT ...]     (default: all variants)
 
 Each variant is a directory OUT_DIR/<variant> with config.json, weights and tokenizer files laid out
-exactly like a real HF checkpoint of that family, so that export.py and tests/py/reference.py are
+exactly like a real HF checkpoint of that family, so that export.py and reference.py are
 exercised on the real conventions (Conv1D layout, "transformer." / "model." prefixes, buffers of
 old GPT-2 checkpoints, sharded safetensors, pytorch_model.bin, ...). Everything is seeded and
 deterministic; the models are tiny (dim 64, 2 layers) so the tests stay fast on 2 shared cores.

@@ -4,7 +4,7 @@
 
 For every variant of tests/gen/make_models.py (random tiny models covering the conventions we
 support) the model is exported to F32 and F16 GGUF files and run greedily with --dump-logits.
-The engine's logits are compared with tests/py/reference.py at every position of
+The engine's logits are compared with reference.py at every position of
 prompt + generated tokens, so prompt processing (batched), the KV cache and every generated step
 are all checked.
 
