@@ -601,12 +601,15 @@ def plan_gpt2(cfg, ws, arch, plan):
         refuse("config.json says sinusoidal positions but the weights contain wpe.weight")
 
     tied = tied_embeddings(cfg, True, has_lm_head)
+    if tied and "token_embd.weight" in names:
+        # output.weight always, a copy of the embeddings when tied (vocab x dim more bytes), as
+        # llama.cpp's converter writes it: its builds of early 2025 require it for GPT-2
+        names["output.weight"] = names["token_embd.weight"]
     expected = [("token_embd.weight", (vocab, dim))]
     if pos == "absolute":
         expected.append(("position_embd.weight", (n_ctx, dim)))
-    expected += [("output_norm.weight", (dim,)), ("output_norm.bias", (dim,))]
-    if not tied:
-        expected.append(("output.weight", (vocab, dim)))
+    expected += [("output_norm.weight", (dim,)), ("output_norm.bias", (dim,)),
+                 ("output.weight", (vocab, dim))]
     for i in range(n_layers):
         b = f"blk.{i}."
         expected += [(b + "attn_norm.weight", (dim,)), (b + "attn_norm.bias", (dim,)),
@@ -621,7 +624,12 @@ def plan_gpt2(cfg, ws, arch, plan):
 def finish_plan(plan, ws, names, expected, tied):
     """Check every expected tensor exists with the shape the config implies, then add them to the
     plan in a fixed order. An untied output.weight that the config does not expect (tied) is
-    dropped: the engine reuses token_embd."""
+    dropped: the engine reuses token_embd. Tied weights saved once, under the output's name
+    (safetensors keeps one of two shared tensors), are the embeddings."""
+    if tied and "token_embd.weight" not in names and "output.weight" in names:
+        print("note: the token embedding is lm_head.weight (tied weights saved once)", file=sys.stderr)
+        keep = any(g == "output.weight" for g, _ in expected)  # GPT-2 writes both
+        names["token_embd.weight"] = names["output.weight"] if keep else names.pop("output.weight")
     for gname, shape in expected:
         if gname not in names:
             refuse(f"missing weight for {gname} (expected shape {shape})")

@@ -252,6 +252,10 @@ class Reference:
                 conv1d = self.type == "gpt2" and any(k in name for k in ("c_attn", "c_proj", "c_fc"))
                 t = q8_0_round(t.t()).t() if conv1d else q8_0_round(t)
             w[name] = t.to(dtype)
+        # tied embeddings saved once, as the output layer: Hugging Face ties them back on load
+        emb = "wte.weight" if self.type == "gpt2" else "embed_tokens.weight"
+        if emb not in w and "lm_head.weight" in w:
+            w[emb] = w["lm_head.weight"]
         self.w = w
         self._tok = None
         self.q8_decode_from = None  # see _in

@@ -146,6 +146,10 @@ def write_safetensors(path, tensors):
 
 
 def write_weights(d, tensors, storage):
+    if storage == "lm_head_only":  # tied: the embedding saved once, as lm_head.weight
+        tensors = {("lm_head.weight" if k == "model.embed_tokens.weight" else k): v
+                   for k, v in tensors.items()}
+        storage = "safetensors"
     if storage == "safetensors":
         write_safetensors(d / "model.safetensors", tensors)
     elif storage == "sharded":
@@ -304,6 +308,15 @@ GPT2_BASE = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd
 
 VARIANTS = list(LLAMA_VARIANTS) + list(GPT2_VARIANTS)
 
+# The conventions of trained checkpoints found in public repositories (tests/py/test_export.py):
+# GQA 8/4 and tied embeddings saved once, under the output's name (safetensors stores one of two
+# shared tensors; this one keeps lm_head.weight and no model.embed_tokens.weight). Not in VARIANTS.
+REAL_VARIANTS = {
+    "llama_lm_head": dict(cfg={"num_attention_heads": 8, "num_key_value_heads": 4,
+                               "tie_word_embeddings": True},
+                          storage="lm_head_only"),
+}
+
 # Made only as golden fixtures (tests/gen/make_fixtures.py), which store positions x vocabulary
 # logits: hence the 64-piece tokenizer. Not in VARIANTS.
 FIXTURE_VARIANTS = {
@@ -350,7 +363,7 @@ SMALL = {"llama": {"intermediate_size": 24, "max_position_embeddings": 128},
 
 
 def make_llama(name, d, small):
-    spec = {**LLAMA_VARIANTS, **FIXTURE_VARIANTS, **QUANT_VARIANTS, **DEPTH_VARIANTS}[name]
+    spec = {**LLAMA_VARIANTS, **FIXTURE_VARIANTS, **QUANT_VARIANTS, **DEPTH_VARIANTS, **REAL_VARIANTS}[name]
     rng = _rng(name)
     cfg = dict(LLAMA_BASE, **spec["cfg"])
     if small:
@@ -469,7 +482,8 @@ def make_model(name, out_dir, small=False):
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
-    llama = any(name in v for v in (LLAMA_VARIANTS, FIXTURE_VARIANTS, QUANT_VARIANTS, DEPTH_VARIANTS))
+    llama = any(name in v for v in (LLAMA_VARIANTS, FIXTURE_VARIANTS, QUANT_VARIANTS, DEPTH_VARIANTS,
+                                            REAL_VARIANTS))
     cfg = make_llama(name, d, small) if llama else make_gpt2(name, d, small)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
     return d

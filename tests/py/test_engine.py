@@ -144,8 +144,8 @@ def test_export_roundtrip(build, variant):
         assert ("position_embd.weight" in g.tensors) == (not sinus)
         assert (m.get("tinygpt.position_encoding") == "sinusoidal") == sinus
         assert (m.get("tinygpt.ffn_activation") == "gelu_erf") == (cfg["activation_function"] == "gelu")
-        tied = cfg.get("tie_word_embeddings", True)
-        n_expected = 1 + (not sinus) + 2 + (not tied) + 12 * cfg["n_layer"]
+        tied = False  # output.weight always: a copy of the embeddings when tied
+        n_expected = 1 + (not sinus) + 2 + 1 + 12 * cfg["n_layer"]
     else:
         D, nh = cfg["hidden_size"], cfg["num_attention_heads"]
         nkv = cfg.get("num_key_value_heads", nh)
