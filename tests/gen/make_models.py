@@ -89,6 +89,20 @@ def write_spm_tokenizer(d, add_bos=True, small=False, phi3=False):
     return added
 
 
+def write_metaspace_tokenizer(d):
+    """tokenizer.json only: a BPE with byte fallback behind a Metaspace pre-tokenizer, its merges
+    not expressible as SentencePiece scores (make_tokenizers.metaspace_bpe_json), learned from
+    Genesis 1:1-5 and the tokenizer tests' texts. Returns its vocabulary size."""
+    from make_tokenizers import GENESIS, TEXTS, metaspace_bpe_json
+
+    tj = metaspace_bpe_json(GENESIS + TEXTS[1:], 300)
+    (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+    (d / "tokenizer_config.json").write_text(json.dumps(
+        {"add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+         "tokenizer_class": "LlamaTokenizerFast"}, indent=1))
+    return len(tj["model"]["vocab"])
+
+
 def write_gpt2_tokenizer(d, as_tokenizer_json=False):
     """vocab.json + merges.txt (the classic GPT-2 layout) or a single tokenizer.json as written by
     HF tokenizers (ByteLevel pre-tokenizer with GPT-2's regex, BPE model)."""
@@ -314,7 +328,7 @@ VARIANTS = list(LLAMA_VARIANTS) + list(GPT2_VARIANTS)
 REAL_VARIANTS = {
     "llama_lm_head": dict(cfg={"num_attention_heads": 8, "num_key_value_heads": 4,
                                "tie_word_embeddings": True},
-                          storage="lm_head_only"),
+                          storage="lm_head_only", tokenizer="metaspace_bpe"),
 }
 
 # Made only as golden fixtures (tests/gen/make_fixtures.py), which store positions x vocabulary
@@ -369,11 +383,14 @@ def make_llama(name, d, small):
     if small:
         cfg.update(SMALL["llama"])
     phi3 = cfg["model_type"] == "phi3"
-    added = write_spm_tokenizer(d, add_bos=spec.get("add_bos", True),
-                                small=spec.get("small_tokenizer", False), phi3=phi3)
-    import sentencepiece as spm
+    if spec.get("tokenizer") == "metaspace_bpe":
+        added, n_tok = [], write_metaspace_tokenizer(d)
+    else:
+        added = write_spm_tokenizer(d, add_bos=spec.get("add_bos", True),
+                                    small=spec.get("small_tokenizer", False), phi3=phi3)
+        import sentencepiece as spm
 
-    n_tok = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model")).vocab_size() + len(added)
+        n_tok = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model")).vocab_size() + len(added)
     cfg["vocab_size"] = V = n_tok + spec.get("extra_vocab", 0)
     if phi3:  # as Phi-3's config: <|endoftext|> ends and pads; rows padded to a multiple of 64
         cfg["vocab_size"] = V = -(-n_tok // 64) * 64  # (32,064 for its 32,011 tokens)

@@ -5,16 +5,22 @@
 - Tied embeddings saved once, as lm_head.weight (make_models.py's llama_lm_head): exported as
   token_embd.weight with no output.weight, and the engine then agrees with the reference, which
   ties them as Hugging Face does.
+- A tokenizer.json BPE with byte fallback behind a Metaspace pre-tokenizer, whose merges are not
+  expressible as SentencePiece scores (the same variant's): exported with its merges and a
+  one-line warning, and ./run tokenizes exactly as transformers.js (npm @lenml/tokenizers, a port
+  of Hugging Face's tokenizers) on the tokenizer tests' texts.
 - GPT-2 files carry output.weight, a copy of the embeddings (as llama.cpp's converter writes them
   and llama.cpp builds of early 2025 require); untied GPT-2 keeps its own lm_head.
 """
 
 import json
+import shutil
 import subprocess
 
 import numpy as np
+import pytest
 
-from conftest import PYTHON, ROOT, RUN, export, need_run
+from conftest import PYTHON, ROOT, RUN, TESTS, export, need_run
 from gguf_read import read_gguf
 from reference import Reference, read_safetensors
 
@@ -73,3 +79,45 @@ def test_gpt2_output_weight(build):
                            capture_output=True, timeout=60)
         assert r.returncode == 0, r.stderr
         assert not np.load(out).any()
+
+
+def test_metaspace_merges_by_rank(tmp_path):
+    hf = make_models.make_model("llama_lm_head", tmp_path / "hf")
+    out = tmp_path / "m.gguf"
+    r = export(hf, out)
+    assert r.returncode == 0, r.stderr
+    warning = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "merges are not SentencePiece scores" in warning[0], r.stderr
+    assert "llama.cpp reads the scores" in warning[0]
+    m = read_gguf(out).metadata
+    tj = json.loads((hf / "tokenizer.json").read_text(encoding="utf-8"))
+    assert m["tokenizer.ggml.model"] == "llama"
+    assert m["tokenizer.ggml.merges"] == [" ".join(p) for p in tj["model"]["merges"]]
+    assert m["tinygpt.tokenizer.metaspace"] is True
+    assert "tinygpt.tokenizer.metaspace_split" not in m  # split false: merges span words
+    need_run()
+    if not shutil.which("node"):
+        pytest.skip("node is not installed (transformers.js is the reference)")
+    from test_hf_tokenizers import TEXTS, clean, compare, random_texts
+
+    texts = clean(TEXTS + random_texts(40, seed=12) + [
+        "the lll shalll", "In the beginning God created the heaven and the earth.",
+        "  two  spaces", "\u2581already\u2581marked", "tail ", "é 中"])
+    p = subprocess.run(["node", str(TESTS / "oracles" / "hf_tokenize.js")], cwd=TESTS / "oracles",
+                       input=json.dumps({"dir": str(hf), "texts": texts}).encode(),
+                       capture_output=True, timeout=600)
+    assert p.returncode == 0, p.stderr.decode()
+    matched, bad = compare(out, texts, json.loads(p.stdout), "--parse-special")
+    assert not bad, f"{len(bad)} of {len(texts)} texts differ from transformers.js, first: {bad[0]}"
+
+
+def test_metaspace_first_refused(tmp_path):
+    """prepend_scheme "first" (a prefix only before the first text, not after special tokens) is
+    not what ./run does: refused, in one line."""
+    hf = make_models.make_model("llama_lm_head", tmp_path / "hf")
+    tj = json.loads((hf / "tokenizer.json").read_text(encoding="utf-8"))
+    tj["pre_tokenizer"]["prepend_scheme"] = "first"
+    (hf / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+    r = export(hf, tmp_path / "m.gguf")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "Metaspace" in r.stderr and "'first'" in r.stderr, r.stderr
