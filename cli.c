@@ -117,6 +117,10 @@ static const OptionSpec OPTIONS[] = {
     {NULL, "--dump-logits", "PATH", OPT_STRING, AT(dump_logits), 0, 0, 0,
      "write the logits of every position fed to the model as .npy\n"
      "float32 [T, vocab], T = prompt tokens + generated tokens - 1"},
+    {NULL, "--dump-layers", "PATH", OPT_STRING, AT(dump_layers), 0, 0, 0,
+     "write the residual stream of the prompt's positions as .npy\n"
+     "float32 [layers + 1, prompt tokens, dim]: the embeddings, then\n"
+     "the stream after each layer"},
     {NULL, "--ppl", "FILE", OPT_STRING, AT(ppl), 0, 0, 0,
      "print the model's perplexity on a text file and exit"},
     {NULL, "--dump-attn", "PATH", OPT_STRING, AT(attn.dump), 0, 0, 0,
@@ -306,6 +310,8 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
         else if (strcmp(o->mode, "generate") != 0)
             return fail(err, "-m expects generate or chat, got '%s'", o->mode);
     }
+    if ((o->chat || o->ppl) && o->dump_layers)
+        return fail(err, "--dump-layers does not work with --chat or --ppl: give a prompt with -i");
     if (o->chat && (o->ppl || attn_wanted(&o->attn)))
         return fail(err, "--chat does not work with --ppl or the attention outputs");
     if (!o->chat && (o->system || o->chat_template || o->chat_date || o->no_think ||

@@ -35,8 +35,9 @@ typedef struct {
     int tokenize;              /* print the prompt's ids and exit */
     int parse_special;         /* control-token spellings in the prompt become those tokens */
     const char *dump_logits;
-    const char *ppl;  /* text file to measure perplexity on */
-    AttnOptions attn; /* --dump-attn, --attn-html, --attn-show, --attn-stats */
+    const char *dump_layers; /* the prompt's residual stream after each layer, .npy */
+    const char *ppl;         /* text file to measure perplexity on */
+    AttnOptions attn;        /* --dump-attn, --attn-html, --attn-show, --attn-stats */
     /* chat (chat.h) */
     int chat;                  /* --chat, or -m chat (llama2.c's spelling) */
     const char *mode;          /* -m: "generate" or "chat" */

@@ -601,12 +601,15 @@ def plan_gpt2(cfg, ws, arch, plan):
         refuse("config.json says sinusoidal positions but the weights contain wpe.weight")
 
     tied = tied_embeddings(cfg, True, has_lm_head)
+    if tied and "token_embd.weight" in names:
+        # output.weight always, a copy of the embeddings when tied (vocab x dim more bytes), as
+        # llama.cpp's converter writes it: its builds of early 2025 require it for GPT-2
+        names["output.weight"] = names["token_embd.weight"]
     expected = [("token_embd.weight", (vocab, dim))]
     if pos == "absolute":
         expected.append(("position_embd.weight", (n_ctx, dim)))
-    expected += [("output_norm.weight", (dim,)), ("output_norm.bias", (dim,))]
-    if not tied:
-        expected.append(("output.weight", (vocab, dim)))
+    expected += [("output_norm.weight", (dim,)), ("output_norm.bias", (dim,)),
+                 ("output.weight", (vocab, dim))]
     for i in range(n_layers):
         b = f"blk.{i}."
         expected += [(b + "attn_norm.weight", (dim,)), (b + "attn_norm.bias", (dim,)),
@@ -621,7 +624,12 @@ def plan_gpt2(cfg, ws, arch, plan):
 def finish_plan(plan, ws, names, expected, tied):
     """Check every expected tensor exists with the shape the config implies, then add them to the
     plan in a fixed order. An untied output.weight that the config does not expect (tied) is
-    dropped: the engine reuses token_embd."""
+    dropped: the engine reuses token_embd. Tied weights saved once, under the output's name
+    (safetensors keeps one of two shared tensors), are the embeddings."""
+    if tied and "token_embd.weight" not in names and "output.weight" in names:
+        print("note: the token embedding is lm_head.weight (tied weights saved once)", file=sys.stderr)
+        keep = any(g == "output.weight" for g, _ in expected)  # GPT-2 writes both
+        names["token_embd.weight"] = names["output.weight"] if keep else names.pop("output.weight")
     for gname, shape in expected:
         if gname not in names:
             refuse(f"missing weight for {gname} (expected shape {shape})")
@@ -914,22 +922,8 @@ def spm_bpe_tokenizer(tj):
     a piece's score is minus the rank of the first merge that forms it, so merging by best score
     merges in rank order. That is exact only if every split of a piece into two pieces is a merge
     (SentencePiece tries them all); this is checked, and refused otherwise."""
-    model, nm, pt = tj["model"], tj.get("normalizer"), tj.get("pre_tokenizer")
-    steps = nm.get("normalizers", []) if nm and nm.get("type") == "Sequence" else [nm] if nm else []
-    replace = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
-    prepend = {"type": "Prepend", "prepend": "\u2581"}
-    if steps == [replace]:
-        add_space_prefix = False
-    elif steps == [prepend, replace]:
-        add_space_prefix = True
-    else:
-        refuse(f"tokenizer.json: normalizer {describe_normalizer(nm)} of a byte-fallback BPE is not "
-               "supported (only Replace(' ', '\u2581'), optionally after Prepend('\u2581'))")
-    # Splitting on " " after the normalizer replaced every space finds nothing: no effect.
-    if pt is not None and pt != {"type": "Split", "pattern": {"String": " "},
-                                 "behavior": "MergedWithPrevious", "invert": False}:
-        refuse(f"tokenizer.json: pre-tokenizer {describe_pretokenizer(pt)} of a byte-fallback BPE is "
-               "not supported")
+    model = tj["model"]
+    add_space_prefix, metaspace = spm_spaces(tj.get("normalizer"), tj.get("pre_tokenizer"))
     vocab = model["vocab"]
     n = max(vocab.values()) + 1
     tokens = [None] * n
@@ -944,6 +938,7 @@ def spm_bpe_tokenizer(tj):
             refuse(f"tokenizer.json: merge {r} ({a!r}, {b!r}) forms no token")
         first_rank.setdefault(vocab[a + b], r)
     merge_set = {(a, b) for a, b in merges}
+    by_rank = []  # tokens that only merging by rank forms as Hugging Face does
     added = {a["id"]: a for a in tj.get("added_tokens", []) if a["id"] < n}
     unk = vocab.get(model.get("unk_token")) if model.get("unk_token") else None
     types, scores = [], []
@@ -965,13 +960,55 @@ def spm_bpe_tokenizer(tj):
         else:
             types.append(1)
             scores.append(-float(first_rank.get(i, len(merges) + i)))
-            for j in range(1, len(t)):
-                if t[:j] in vocab and t[j:] in vocab and (t[:j], t[j:]) not in merge_set:
-                    refuse(f"tokenizer.json: {t!r} splits into the tokens {t[:j]!r} + {t[j:]!r} "
-                           "without that merge: not expressible as SentencePiece scores")
-    return {"model": "llama", "pre": "default", "tokens": tokens, "scores": scores, "types": types,
-            "merges": None, "add_space_prefix": add_space_prefix, "bos": None, "eos": None,
-            "unk": unk, "pad": None, "default_add_bos": True}
+            if any(t[:j] in vocab and t[j:] in vocab and (t[:j], t[j:]) not in merge_set
+                   for j in range(1, len(t))):
+                by_rank.append(t)
+    tok = {"model": "llama", "pre": "default", "tokens": tokens, "scores": scores, "types": types,
+           "merges": None, "add_space_prefix": add_space_prefix, "bos": None, "eos": None,
+           "unk": unk, "pad": None, "default_add_bos": True, "metaspace": metaspace}
+    if by_rank:
+        # A token that splits into two tokens without that merge: SentencePiece's best-score
+        # merging would form it where Hugging Face's merge ranks do not. The merges go in the
+        # file, and ./run applies them by rank; llama.cpp reads only the scores.
+        if any(" " in a or " " in b for a, b in merges):
+            refuse("tokenizer.json: a merge holds a space, which tokenizer.ggml.merges cannot write")
+        tok["merges"] = [f"{a} {b}" for a, b in merges]
+        print(f"warning: tokenizer.json's merges are not SentencePiece scores ({len(by_rank)} tokens, "
+              f"e.g. {by_rank[0]!r}): written as tokenizer.ggml.merges, which ./run applies by rank "
+              f"as Hugging Face does; llama.cpp reads the scores (minus the merge rank) and can "
+              f"tokenize some words differently", file=sys.stderr)
+    return tok
+
+
+def spm_spaces(nm, pt):
+    """How a byte-fallback BPE's tokenizer.json turns spaces into U+2581: (add_space_prefix,
+    metaspace). Either the normalizer replaces them (after a Prepend of U+2581 when the model adds
+    a dummy prefix), or a Metaspace pre-tokenizer does: metaspace is then "split" or "whole" (split
+    cuts the text before each U+2581, and merges never join across), and prepend_scheme "always"
+    adds the prefix to each text between special tokens that does not start with a space."""
+    steps = nm.get("normalizers", []) if nm and nm.get("type") == "Sequence" else [nm] if nm else []
+    replace = {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}
+    prepend = {"type": "Prepend", "prepend": "\u2581"}
+    if not steps and pt and pt.get("type") == "Metaspace":
+        scheme = pt.get("prepend_scheme", "always" if pt.get("add_prefix_space", True) else "never")
+        if pt.get("replacement") != "\u2581" or scheme not in ("always", "never"):
+            refuse(f"tokenizer.json: Metaspace with replacement {pt.get('replacement')!r} and "
+                   f"prepend_scheme {scheme!r} is not supported (U+2581, always or never)")
+        return scheme == "always", "split" if pt.get("split", True) else "whole"
+    if steps == [replace]:
+        add_space_prefix = False
+    elif steps == [prepend, replace]:
+        add_space_prefix = True
+    else:
+        refuse(f"tokenizer.json: normalizer {describe_normalizer(nm)} of a byte-fallback BPE is not "
+               "supported (only Replace(' ', '\u2581'), optionally after Prepend('\u2581'), or a "
+               "Metaspace pre-tokenizer)")
+    # Splitting on " " after the normalizer replaced every space finds nothing: no effect.
+    if pt is not None and pt != {"type": "Split", "pattern": {"String": " "},
+                                 "behavior": "MergedWithPrevious", "invert": False}:
+        refuse(f"tokenizer.json: pre-tokenizer {describe_pretokenizer(pt)} of a byte-fallback BPE is "
+               "not supported")
+    return add_space_prefix, None
 
 
 def load_tokenizer_json(in_dir):
@@ -1091,6 +1128,10 @@ def tokenizer_metadata(plan, tok, n_vocab):
         plan.kv("tokenizer.chat_template", "str", tok["chat_template"])
     if tok["add_space_prefix"] is not None:
         plan.kv("tokenizer.ggml.add_space_prefix", "bool", tok["add_space_prefix"])
+    if tok.get("metaspace"):  # Hugging Face's Metaspace: its prefix rule, and where merges stop
+        plan.kv("tinygpt.tokenizer.metaspace", "bool", True)
+        if tok["merges"] is not None and tok["metaspace"] == "split":
+            plan.kv("tinygpt.tokenizer.metaspace_split", "bool", True)
 
 
 def build_vocab_plan(in_dir):

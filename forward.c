@@ -222,6 +222,7 @@ static void forward_pass(Model *m, const int *tokens, int n, int pos0, Logits wa
         }
     }
     if (trace) *trace = first_nonfinite(s->x, nx) >= 0 ? -1 : c->n_layers;
+    if (s->layer_hook) s->layer_hook(s->layer_hook_ctx, 0, pos0, n, s->x);
 
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *lw = &w->layers[l];
@@ -239,6 +240,7 @@ static void forward_pass(Model *m, const int *tokens, int n, int pos0, Logits wa
         ffn_forward(s, c, lw, n);
         residual_add(s, c, lw->post_ffn_norm, n);
         if (trace && *trace == c->n_layers && first_nonfinite(s->x, nx) >= 0) *trace = l;
+        if (s->layer_hook) s->layer_hook(s->layer_hook_ctx, l + 1, pos0, n, s->x);
     }
 
     /* logits only where they are needed: every position, just the last, or none */

@@ -754,6 +754,13 @@ static int load_tokenizer(const GGUF *g, Config *c, Tokenizer **tok, Error *err)
         goto done;
     spec.add_bos = add_bos;
     spec.add_space_prefix = space;
+    /* a Metaspace pre-tokenizer's spaces; merges by rank never join across a "▁" with split */
+    int meta = 0, split = 0;
+    if (gguf_get_bool(g, "tinygpt.tokenizer.metaspace", &meta, err) < 0 ||
+        gguf_get_bool(g, "tinygpt.tokenizer.metaspace_split", &split, err) < 0)
+        goto done;
+    spec.metaspace = meta;
+    spec.metaspace_split = split;
     rc = tokenizer_build(tok, &spec, err);
 done:
     free(tok_strs);

@@ -115,6 +115,10 @@ typedef struct {
    processed: probs[(t * n_heads + h) * stride + j] for key j, zero outside [lo, pos0 + t]. */
 typedef void (*AttnHook)(void *ctx, int layer, int pos0, int n, const float *probs, int stride);
 
+/* Called with the residual stream x (n, dim) of the n positions just processed: after the
+   embeddings (stage 0), then after each layer l (stage l + 1). */
+typedef void (*LayerHook)(void *ctx, int stage, int pos0, int n, const float *x);
+
 typedef struct {
     int cap;           /* positions per forward call (the prompt batch) */
     float *x;          /* (cap, dim) residual stream */
@@ -136,6 +140,8 @@ typedef struct {
     float *pos_table;                   /* (seq_len, dim) sinusoidal encodings, else NULL */
     AttnHook attn_hook;                 /* NULL = probabilities are not handed out */
     void *attn_hook_ctx;
+    LayerHook layer_hook; /* NULL = the residual stream is not handed out (--dump-layers) */
+    void *layer_hook_ctx;
 } RunState;
 
 typedef struct {

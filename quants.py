@@ -209,7 +209,7 @@ def _legacy(x, ttype):
 
 
 def _q8_0(x):
-    """Q8_0 as ggml's reference quantizer (what tests/py/reference.py's q8_0_round states):
+    """Q8_0 as ggml's reference quantizer (what reference.py's q8_0_round states):
     d = max|x| / 127, q = x / d rounded half away from zero. At 8 bits the search gains nothing
     measurable, and files stay what other Q8_0 writers make."""
     d = np.abs(x).max(axis=1, keepdims=True) / np.float32(127)

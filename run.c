@@ -157,12 +157,27 @@ static int write_attn_norms(const AttnMaps *a, const char *path, Error *err) {
     return rc;
 }
 
+/* --dump-layers: the residual stream of the prompt's positions, (stages, n, dim) with stages =
+   n_layers + 1 (the embeddings, then after each layer); filled by the forward pass's hook. */
+typedef struct {
+    float *x;
+    int stages, n, dim;
+} LayerDump;
+
+static void layer_hook(void *ctx, int stage, int pos0, int n, const float *x) {
+    LayerDump *d = ctx;
+    for (int t = 0; t < n && pos0 + t < d->n; t++)
+        memcpy(d->x + ((size_t)stage * d->n + pos0 + t) * d->dim, x + (size_t)t * d->dim,
+               (size_t)d->dim * sizeof(float));
+}
+
 /* A run of generate(): what its pieces (prompt, decoding, report) share. */
 typedef struct {
     Model *m;
     const Options *o;
     Sampler sp;
     Matrix dump;         /* --dump-logits: the logits of every position fed */
+    LayerDump layers;    /* --dump-layers; layers.x NULL when off */
     AttnMaps maps;       /* the attention views' capture; maps.probs NULL when off */
     double *step_ms;     /* (seq_len) -v: each generated token's forward pass, by position */
     const float *logits; /* (vocab) the last position's, to sample from */
@@ -274,6 +289,11 @@ static int report(Generation *g, int n_prompt, double load_s, double t_prompt, d
         size_t shape[2] = {g->dump.rows, g->dump.cols};
         if (write_npy(o->dump_logits, g->dump.data, shape, 2, err)) return -1;
     }
+    if (o->dump_layers) {
+        const LayerDump *d = &g->layers;
+        size_t shape[3] = {(size_t)d->stages, (size_t)d->n, (size_t)d->dim};
+        if (write_npy(o->dump_layers, d->x, shape, 3, err)) return -1;
+    }
     AttnMaps *maps = &g->maps;
     if (o->verbose)
         attn_print_cost(c, n_prompt, g->generated, g->step_ms, maps->probs != NULL, stderr);
@@ -299,6 +319,16 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
         goto done;
     }
     if (sampler_from_options(&g.sp, c, o, err)) goto done;
+    if (o->dump_layers) {
+        g.layers = (LayerDump){NULL, c->n_layers + 1, n_prompt, c->dim};
+        g.layers.x = malloc((size_t)g.layers.stages * n_prompt * c->dim * sizeof(float));
+        if (!g.layers.x) {
+            fail(err, "out of memory for --dump-layers");
+            goto done;
+        }
+        m->state.layer_hook = layer_hook;
+        m->state.layer_hook_ctx = &g.layers;
+    }
     if (attn_wanted(&o->attn)) { /* room for every position fed: prompt + steps - 1, at most */
         int T = n_prompt + (o->steps > 1 ? o->steps - 1 : 0);
         if (attn_maps_init(&g.maps, &o->attn, m, n_prompt, T < c->seq_len ? T : c->seq_len, err))
@@ -318,6 +348,8 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     rc = report(&g, n_prompt, load_s, t1 - t0, t2 - t1, err);
 done:
     model_set_attn_hook(m, NULL, NULL, 0, NULL);
+    m->state.layer_hook = NULL;
+    free(g.layers.x);
     attn_maps_free(&g.maps);
     free(g.step_ms);
     free(g.dump.data);

@@ -63,12 +63,16 @@ struct Tokenizer {
     int32_t n_snodes;
     int32_t sroot[256];    /* the root's child by byte, or -1 */
     int special_wanted[2]; /* some token is wanted in the mode (SPECIAL_MODES) */
-    /* GPT-2 merges: (left id, right id) -> rank and merged id, open addressing on the pair. */
+    /* Merges (GPT-2, or SPM by rank): (left id, right id) -> rank and merged id, open
+       addressing on the pair. */
     uint64_t *pair_keys; /* (pair_mask + 1) key = left << 32 | right, or UINT64_MAX when empty */
     int32_t *pair_rank, *pair_id;
     uint32_t pair_mask;
     int bos_id, eos_id, unk_id, eot_id;
     int add_bos, add_space_prefix;
+    int spm_ranks;       /* SPM: pieces merge by the rank of their merge, not by score */
+    int metaspace_split; /* SPM by rank: never across a U+2581 */
+    int metaspace;       /* SPM: Hugging Face's Metaspace pre-tokenizer made the U+2581s */
     int max_token_len;
     int max_decoded_len; /* bytes of the longest decoded string */
     Str space; /* SPM: how the pieces spell a space (SPACE_SYMBOL, or " " in llama2.c's files) */
@@ -472,7 +476,10 @@ int tokenizer_build(Tokenizer **out, const TokenizerSpec *spec, Error *err) {
     int byte_of_cp[324]; /* GPT-2: code point -> byte, or -1 */
     if (copy_tokens(t, spec, &decoded_at, err)) goto fail;
     build_bytes(t, byte_of_cp);
-    if (t->kind == TOK_GPT2 && build_merges(t, spec, err)) goto fail;
+    t->spm_ranks = t->kind == TOK_SPM && spec->n_merges > 0;
+    t->metaspace_split = t->spm_ranks && spec->metaspace_split;
+    t->metaspace = t->kind == TOK_SPM && spec->metaspace;
+    if ((t->kind == TOK_GPT2 || t->spm_ranks) && build_merges(t, spec, err)) goto fail;
     if (build_specials(t, err)) goto fail;
     build_decoded(t, byte_of_cp, decoded_at);
     *out = t;
@@ -512,7 +519,7 @@ size_t decoder_cap(const Tokenizer *t) { return 3 * ((size_t)t->max_decoded_len 
 
 typedef struct {
     int start, len; /* bytes of the symbol in the text being encoded; len 0 = merged away */
-    int id;         /* GPT-2: token id of the symbol */
+    int id;         /* GPT-2 and SPM by rank: token id of the symbol, or -1 (SPM: none) */
     int prev, next; /* neighbours in the list, -1 at the ends */
 } Symbol;
 
@@ -587,8 +594,26 @@ typedef struct {
     int *rev_left, *rev_right;
 } SpmState;
 
+/* By rank (Hugging Face's BPE): the pair must be a merge, the lowest rank goes first; with
+   metaspace_split, never one whose right side starts a word (a U+2581). */
+static void spm_propose_rank(SpmState *st, int left, int right) {
+    const Tokenizer *t = st->t;
+    const Symbol *l = &st->sym[left], *r = &st->sym[right];
+    int merged, rank;
+    if (l->id < 0 || r->id < 0) return;
+    if (t->metaspace_split && (size_t)r->len >= t->space.len &&
+        memcmp(st->text + r->start, t->space.ptr, t->space.len) == 0)
+        return;
+    if ((rank = lookup_pair(t, l->id, r->id, &merged)) < 0 || !spm_mergeable(t, merged)) return;
+    heap_push(&st->heap, (Merge){(double)rank, left, right, l->len + r->len});
+}
+
 static int spm_propose(SpmState *st, int left, int right, Error *err) {
     if (left < 0 || right < 0) return 0;
+    if (st->t->spm_ranks) {
+        spm_propose_rank(st, left, right);
+        return 0;
+    }
     const Symbol *l = &st->sym[left], *r = &st->sym[right];
     int id = lookup(st->t, st->text + l->start, (size_t)(l->len + r->len));
     if (id < 0 || !spm_mergeable(st->t, id)) return 0;
@@ -654,6 +679,10 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, int add_
     }
     size_t n = 0;
     const Str sp = t->space;
+    /* Metaspace prepends none to a text that already starts with one (a space or a U+2581) */
+    if (add_prefix && t->metaspace &&
+        (text[0] == ' ' || (len >= 3 && memcmp(text, SPACE_SYMBOL, 3) == 0)))
+        add_prefix = 0;
     if (add_prefix) memcpy(norm, sp.ptr, sp.len), n = sp.len;
     for (size_t i = 0; i < len; i++) {
         if (text[i] == ' ')
@@ -667,7 +696,8 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, int add_
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         int k = (int)utf8_decode(norm + i, n - i, &cp);
-        sym[n_sym] = (Symbol){(int)i, k, -1, n_sym - 1, -1};
+        const int id = t->spm_ranks ? lookup(t, norm + i, (size_t)k) : -1;
+        sym[n_sym] = (Symbol){(int)i, k, id, n_sym - 1, -1};
         if (n_sym > 0) sym[n_sym - 1].next = n_sym;
         n_sym++;
         i += (size_t)k;
@@ -684,6 +714,7 @@ static int spm_encode(const Tokenizer *t, const char *text, size_t len, int add_
         l->next = r->next;
         if (r->next >= 0) sym[r->next].prev = c.left;
         r->len = 0;
+        if (t->spm_ranks) l->id = lookup(t, norm + l->start, (size_t)l->len);
         if (spm_propose(&st, l->prev, c.left, err) != 0) goto done;
         if (spm_propose(&st, c.left, l->next, err) != 0) goto done;
     }

@@ -42,13 +42,18 @@ typedef struct {
     const float *scores;  /* (n_vocab) or NULL; SPM merge priority, higher merges first */
     const int32_t *types; /* (n_vocab) TOKEN_* or NULL (all normal) */
     int n_merges;
-    const Str *merges;          /* (n_merges) "left right", rank = index; GPT-2 only */
+    const Str *merges;          /* (n_merges) "left right", rank = index; GPT-2, or SPM whose
+                                   pieces merge by rank instead of by score (Hugging Face's BPE) */
     int bos_id, eos_id, unk_id; /* -1 when absent */
     int eot_id;                 /* end of turn (<|eot_id|>, <|im_end|>, ...), -1 when absent */
     int add_bos;                /* prepend BOS when encoding a prompt */
     int add_space_prefix;       /* SPM: prepend one space (SentencePiece's add_dummy_prefix) */
-    int spaces_as_is; /* SPM: the pieces spell a space ' ', not U+2581, and a U+2581 in the text
+    int spaces_as_is;    /* SPM: the pieces spell a space ' ', not U+2581, and a U+2581 in the text
                          is text (llama2.c's tokenizer.bin) */
+    int metaspace;       /* SPM: the U+2581s come from Hugging Face's Metaspace pre-tokenizer,
+                            whose prefix is not added to a text that starts with a space */
+    int metaspace_split; /* SPM by rank: no merge joins across a U+2581 (each word starts at one,
+                            as Hugging Face's Metaspace pre-tokenizer splits the text) */
 } TokenizerSpec;
 
 typedef struct Tokenizer Tokenizer; /* opaque; defined in tokenizer.c */

@@ -172,9 +172,62 @@ static void test_long_partial_matches(void) {
     tokenizer_free(tok);
 }
 
+/* SentencePiece pieces merged by rank (a Metaspace tokenizer.json's merges): the lowest rank
+   first; with metaspace_split no merge whose right side starts a word; Metaspace's prefix only
+   before a text that does not start with a space. */
+static void test_merge_ranks(void) {
+    static const Str tokens[] = {{"<unk>", 5},
+                                 {"<s>", 3},
+                                 {"</s>", 4},
+                                 {"\xE2\x96\x81", 3},
+                                 {"a", 1},
+                                 {"b", 1},
+                                 {"a\xE2\x96\x81", 4},
+                                 {"\xE2\x96\x81"
+                                  "b",
+                                  4}};
+    static const int32_t types[] = {TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_CONTROL, TOKEN_NORMAL,
+                                    TOKEN_NORMAL,  TOKEN_NORMAL,  TOKEN_NORMAL,  TOKEN_NORMAL};
+    static const Str merges[] = {{"a \xE2\x96\x81", 5}, {"\xE2\x96\x81 b", 5}};
+    static const struct {
+        int split, meta, prefix;
+        const char *text;
+        int n, ids[3];
+    } cases[] = {
+        {0, 0, 0, "a b", 2, {6, 5}},    /* a+_ (rank 0) first */
+        {1, 0, 0, "a b", 2, {4, 7}},    /* _ starts a word: only _+b */
+        {0, 1, 1, " b", 1, {7}},        /* Metaspace: no prefix before a space */
+        {0, 0, 1, " b", 2, {3, 7}},     /* the dummy prefix always */
+        {1, 1, 1, "a b", 3, {3, 4, 7}}, /* "_a_b": a+_ crosses a word, _+b does not */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        TokenizerSpec spec = spm_spec(tokens, types, 8);
+        spec.merges = merges;
+        spec.n_merges = 2;
+        spec.metaspace_split = cases[c].split;
+        spec.metaspace = cases[c].meta;
+        spec.add_space_prefix = cases[c].prefix;
+        Tokenizer *tok = NULL;
+        Error err;
+        int *got = NULL, n = 0;
+        int ok = tokenizer_build(&tok, &spec, &err) == 0;
+        ok = ok && tokenizer_encode(tok, cases[c].text, strlen(cases[c].text), &got, &n, &err) == 0;
+        ok = ok && n == cases[c].n && memcmp(got, cases[c].ids, (size_t)n * sizeof *got) == 0;
+        if (!ok) {
+            printf("FAIL: merge ranks, case %zu (\"%s\"):", c, cases[c].text);
+            for (int i = 0; i < n; i++) printf(" %d", got[i]);
+            printf("\n");
+        }
+        ok ? passed++ : failed++;
+        free(got);
+        if (tok) tokenizer_free(tok);
+    }
+}
+
 int main(void) {
     for (int round = 0; round < 200; round++) test_random(round);
     test_long_partial_matches();
+    test_merge_ranks();
     printf("%s test_tokenizer: %d passed, %d failed (special tokens vs brute force)\n",
            failed ? "FAIL" : "ok", passed, failed);
     return failed ? 1 : 0;

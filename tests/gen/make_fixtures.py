@@ -4,7 +4,7 @@
     /usr/bin/python3 tests/gen/make_fixtures.py NAME ...     (writes into tests/fixtures/)
 
 NAME is one of the FIXTURES below. Each is a model of tests/gen/make_models.py, exported by
-export.py, and what the float64 PyTorch reference (tests/py/reference.py) computes on it:
+export.py, and what the float64 PyTorch reference (reference.py) computes on it:
 
   <name>.gguf         export.py's output (F32, or F16 for llama_long)
   <name>.prompt.txt   the exact prompt bytes (no trailing newline)
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 TESTS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TESTS / "py"))  # reference.py; make_models.py is beside this file
+sys.path.insert(0, str(TESTS.parent))  # reference.py; make_models.py is beside this file
 
 import make_models  # noqa: E402
 from make_tokenizers import GENESIS  # noqa: E402

@@ -4,7 +4,7 @@
     python3 tests/gen/make_models.py OUT_DIR [VARIANT ...]     (default: all variants)
 
 Each variant is a directory OUT_DIR/<variant> with config.json, weights and tokenizer files laid out
-exactly like a real HF checkpoint of that family, so that export.py and tests/py/reference.py are
+exactly like a real HF checkpoint of that family, so that export.py and reference.py are
 exercised on the real conventions (Conv1D layout, "transformer." / "model." prefixes, buffers of
 old GPT-2 checkpoints, sharded safetensors, pytorch_model.bin, ...). Everything is seeded and
 deterministic; the models are tiny (dim 64, 2 layers) so the tests stay fast on 2 shared cores.
@@ -89,6 +89,20 @@ def write_spm_tokenizer(d, add_bos=True, small=False, phi3=False):
     return added
 
 
+def write_metaspace_tokenizer(d):
+    """tokenizer.json only: a BPE with byte fallback behind a Metaspace pre-tokenizer, its merges
+    not expressible as SentencePiece scores (make_tokenizers.metaspace_bpe_json), learned from
+    Genesis 1:1-5 and the tokenizer tests' texts. Returns its vocabulary size."""
+    from make_tokenizers import GENESIS, TEXTS, metaspace_bpe_json
+
+    tj = metaspace_bpe_json(GENESIS + TEXTS[1:], 300)
+    (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+    (d / "tokenizer_config.json").write_text(json.dumps(
+        {"add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+         "tokenizer_class": "LlamaTokenizerFast"}, indent=1))
+    return len(tj["model"]["vocab"])
+
+
 def write_gpt2_tokenizer(d, as_tokenizer_json=False):
     """vocab.json + merges.txt (the classic GPT-2 layout) or a single tokenizer.json as written by
     HF tokenizers (ByteLevel pre-tokenizer with GPT-2's regex, BPE model)."""
@@ -146,6 +160,10 @@ def write_safetensors(path, tensors):
 
 
 def write_weights(d, tensors, storage):
+    if storage == "lm_head_only":  # tied: the embedding saved once, as lm_head.weight
+        tensors = {("lm_head.weight" if k == "model.embed_tokens.weight" else k): v
+                   for k, v in tensors.items()}
+        storage = "safetensors"
     if storage == "safetensors":
         write_safetensors(d / "model.safetensors", tensors)
     elif storage == "sharded":
@@ -304,6 +322,15 @@ GPT2_BASE = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd
 
 VARIANTS = list(LLAMA_VARIANTS) + list(GPT2_VARIANTS)
 
+# The conventions of trained checkpoints found in public repositories (tests/py/test_export.py):
+# GQA 8/4 and tied embeddings saved once, under the output's name (safetensors stores one of two
+# shared tensors; this one keeps lm_head.weight and no model.embed_tokens.weight). Not in VARIANTS.
+REAL_VARIANTS = {
+    "llama_lm_head": dict(cfg={"num_attention_heads": 8, "num_key_value_heads": 4,
+                               "tie_word_embeddings": True},
+                          storage="lm_head_only", tokenizer="metaspace_bpe"),
+}
+
 # Made only as golden fixtures (tests/gen/make_fixtures.py), which store positions x vocabulary
 # logits: hence the 64-piece tokenizer. Not in VARIANTS.
 FIXTURE_VARIANTS = {
@@ -391,17 +418,20 @@ SMALL = {"llama": {"intermediate_size": 24, "max_position_embeddings": 128},
 
 def make_llama(name, d, small):
     spec = {**LLAMA_VARIANTS, **FIXTURE_VARIANTS, **QUANT_VARIANTS, **DEPTH_VARIANTS,
-            **PROBE_VARIANTS}[name]
+            **PROBE_VARIANTS, **REAL_VARIANTS}[name]
     rng = _rng(name)
     cfg = dict(LLAMA_BASE, **spec["cfg"])
     if small:
         cfg.update(SMALL["llama"])
     phi3 = cfg["model_type"] == "phi3"
-    added = write_spm_tokenizer(d, add_bos=spec.get("add_bos", True),
-                                small=spec.get("small_tokenizer", False), phi3=phi3)
-    import sentencepiece as spm
+    if spec.get("tokenizer") == "metaspace_bpe":
+        added, n_tok = [], write_metaspace_tokenizer(d)
+    else:
+        added = write_spm_tokenizer(d, add_bos=spec.get("add_bos", True),
+                                    small=spec.get("small_tokenizer", False), phi3=phi3)
+        import sentencepiece as spm
 
-    n_tok = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model")).vocab_size() + len(added)
+        n_tok = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model")).vocab_size() + len(added)
     cfg["vocab_size"] = V = n_tok + spec.get("extra_vocab", 0)
     if phi3:  # as Phi-3's config: <|endoftext|> ends and pads; rows padded to a multiple of 64
         cfg["vocab_size"] = V = -(-n_tok // 64) * 64  # (32,064 for its 32,011 tokens)
@@ -513,7 +543,7 @@ def make_model(name, out_dir, small=False):
         shutil.rmtree(d)
     d.mkdir(parents=True)
     llama = any(name in v for v in (LLAMA_VARIANTS, FIXTURE_VARIANTS, QUANT_VARIANTS, DEPTH_VARIANTS,
-                                    PROBE_VARIANTS))
+                                    PROBE_VARIANTS, REAL_VARIANTS))
     cfg = make_llama(name, d, small) if llama else make_gpt2(name, d, small)
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
     return d

@@ -21,6 +21,7 @@ import collections
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -116,6 +117,73 @@ def small_spm_model(vocab_size=64):
     """For golden fixtures that store logits (positions x vocabulary floats): 64 pieces, no byte
     fallback, learned from GENESIS alone (a character outside it is <unk>)."""
     return spm_bpe(GENESIS, vocab_size, byte_fallback=False)
+
+
+def metaspace_words(line, split):
+    """Hugging Face's Metaspace pre-tokenizer (replacement U+2581, prepend_scheme "always"):
+    spaces become U+2581, one is prepended, and with split the text splits before each of them."""
+    text = "\u2581" + line.replace(" ", "\u2581")
+    return [w for w in re.split("(?=\u2581)", text) if w] if split else [text]
+
+
+def metaspace_bpe_json(lines, n_merges, split=False):
+    """A tokenizer.json as Hugging Face tokenizers trains a BPE with byte fallback behind a
+    Metaspace pre-tokenizer: merges learned on the pre-tokenized pieces (whole lines without
+    split, so that tokens such as "nd_" span words; most frequent pair first, ties by the pair's
+    order), vocabulary <unk> <s> </s>, the 256 byte tokens, the characters, then one token per
+    merge. Its merges are not SentencePiece scores: a token can split into two tokens without
+    that merge (both "ab" and "_a" + "b" give "_ab"), which merging by best score would join.
+    The pre-tokenizer also carries the older add_prefix_space, which transformers.js reads."""
+    words = collections.Counter(w for line in lines for w in metaspace_words(line, split))
+    words = {tuple(w): c for w, c in words.items()}
+    merges = []
+    for _ in range(n_merges):
+        pairs = collections.Counter()
+        for w, c in words.items():
+            for a, b in zip(w, w[1:]):
+                pairs[(a, b)] += c
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        merges.append(best)
+        new_words = {}
+        for w, c in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
+                    out.append(w[i] + w[i + 1])
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new_words[tuple(out)] = new_words.get(tuple(out), 0) + c
+        words = new_words
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for ch in sorted({ch for line in lines for w in metaspace_words(line, split) for ch in w}):
+        vocab.setdefault(ch, len(vocab))
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    special = [{"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                "normalized": False, "special": True} for t, i in list(vocab.items())[:3]]
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": special,
+            "normalizer": None,
+            "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True,
+                              "prepend_scheme": "always", "split": split},
+            "post_processor": {"type": "TemplateProcessing",
+                               "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                          {"Sequence": {"id": "A", "type_id": 0}}],
+                               "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                        {"Sequence": {"id": "A", "type_id": 0}},
+                                        {"Sequence": {"id": "B", "type_id": 1}}],
+                               "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+            "decoder": {"type": "Metaspace", "replacement": "\u2581", "add_prefix_space": True,
+                        "prepend_scheme": "always", "split": split},
+            "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>",
+                      "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
+                      "byte_fallback": True, "ignore_merges": False, "vocab": vocab,
+                      "merges": [[a, b] for a, b in merges]}}
 
 
 def bytes_to_unicode():

@@ -20,6 +20,7 @@ TESTS = Path(__file__).resolve().parents[1]   # tests/: py/ (this), gen/, fixtur
 ROOT = TESTS.parent
 FIXTURES = TESTS / "fixtures"
 sys.path.insert(0, str(TESTS / "gen"))
+sys.path.insert(0, str(ROOT))  # reference.py, the PyTorch reference compare.py runs too
 
 import make_models  # noqa: E402
 

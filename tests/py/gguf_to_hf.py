@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Rebuild a Hugging Face llama directory from a tinygpt GGUF (arch "llama"), so that
-tests/py/reference.py can run a model that is shipped only as GGUF.
+reference.py can run a model that is shipped only as GGUF.
 
     python3 tests/py/gguf_to_hf.py MODEL.gguf OUT_DIR
 

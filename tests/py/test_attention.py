@@ -4,7 +4,7 @@
 
 For every variant of tests/gen/make_models.py (GQA, MQA, biases, a sliding window, both RoPE
 conventions, learned and sinusoidal positions) the F32 model is run greedily with every attention
-output at once. The dumped probabilities [layers, heads, T, T] must equal tests/py/reference.py's
+output at once. The dumped probabilities [layers, heads, T, T] must equal reference.py's
 softmax probabilities within 1e-5 at every one of the T = prompt + 63 positions, every row must sum
 to 1, and the masked entries (the future, keys outside the window) must be exactly zero. The atlas
 is recomputed with numpy from the dump, the terminal view is parsed, and the HTML page is opened in

@@ -4,7 +4,7 @@
     cd /work/main && make && /usr/bin/python3 -m pytest -q -s tests/py/test_attn_circuits.py
 
 The numbers --attn-explain prints are the engine's (copied during the forward pass); here they are
-held to tests/py/reference.py's rotated q and k, raw scores q.k, probabilities and values. The
+held to reference.py's rotated q and k, raw scores q.k, probabilities and values. The
 value-weighted maps are held to ||p_ij W_O,h v_j|| from the reference's values and o_proj; the
 induction score to a numpy computation from the --dump-attn file; the copying score to numpy from
 the Hugging Face weights.

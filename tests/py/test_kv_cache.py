@@ -3,7 +3,7 @@
     /usr/bin/python3 -m pytest -q -s tests/py/test_kv_cache.py
 
 Each model is run greedily (prompt + 64 generated tokens, as test_engine.py) with --kv-cache f16
-and --dump-logits, and its logits at every position are compared with tests/py/reference.py on
+and --dump-logits, and its logits at every position are compared with reference.py on
 the same ids, twice:
   - against the plain reference: the error the F16 cache itself brings (keys and values rounded
     to 11 significant bits), held to F16_TOL = 5e-3 x max(1, max|ref|) per position, a measured

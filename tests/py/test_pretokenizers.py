@@ -1,5 +1,5 @@
 """The byte-level BPE pre-tokenizers (gpt-2's family: llama-bpe, qwen2, smollm) against the
-independent reference's byte-level BPE (tests/py/reference.py's Gpt2Tokenizer, shared with no C
+independent reference's byte-level BPE (reference.py's Gpt2Tokenizer, shared with no C
 code) under each family's rules, applied with the Python `regex` module.
 
 The reference applies each tokenizer.json's own pre-tokenizer pattern with `regex.findall`

@@ -5,7 +5,7 @@
     except that its word figure is only printed)
 
 The HF directory is not shipped, so tests/py/gguf_to_hf.py rebuilds one from the GGUF (q/k rows
-un-permuted, F16 widened exactly) and tests/py/reference.py (float64) runs it. Token ids come from
+un-permuted, F16 widened exactly) and reference.py (float64) runs it. Token ids come from
 ./run --tokenize. The files the tests need sit next to the GGUF: kjv-valid.txt (held-out
 chapters) and kjv-words.txt (the KJV's words); train.py writes both.
 

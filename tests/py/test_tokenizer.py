@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 
 from make_tokenizers import Gpt2Encoder  # openai/gpt-2 src/encoder.py's algorithm
-from reference import Gpt2Tokenizer  # tests/py/reference.py's own GPT-2 BPE
+from reference import Gpt2Tokenizer  # reference.py's own GPT-2 BPE
 
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent

@@ -10,6 +10,8 @@
                                               (after RoPE; k, v repeated per query head), raw q.k
                                               [heads, T, T] (unscaled, unmasked), probs, and wo
                                               [dim, heads * head_dim] (out = wo @ o)
+    ref.hidden(ids) -> np.ndarray [layers + 1, T, dim]  the residual stream: the embeddings (with
+                                              positions and Gemma's scale), then after each layer
     ref.greedy(prompt_ids, n) -> list of n generated ids (argmax, lowest index wins ties)
     ref.encode(text), ref.decode(ids)         (the tokenizer, independently of export.py / ./run)
 
@@ -250,12 +252,20 @@ class Reference:
                 conv1d = self.type == "gpt2" and any(k in name for k in ("c_attn", "c_proj", "c_fc"))
                 t = q8_0_round(t.t()).t() if conv1d else q8_0_round(t)
             w[name] = t.to(dtype)
+        # tied embeddings saved once, as the output layer: Hugging Face ties them back on load
+        emb = "wte.weight" if self.type == "gpt2" else "embed_tokens.weight"
+        if emb not in w and "lm_head.weight" in w:
+            w[emb] = w["lm_head.weight"]
         self.w = w
         self._tok = None
         self.q8_decode_from = None  # see _in
         self.kv_f16 = False  # True: keys and values rounded to float16 as stored (see _kv)
         self._att = None  # a list collecting each layer's probabilities [heads, T, T] when set
         self._parts = None  # a list collecting each layer's attention inputs when set
+        # the context the engine allocated: longrope takes its long factors when it exceeds the
+        # original one (None: when the sequence does, as Hugging Face decides)
+        self.context = None
+        self._hid = None  # a list collecting the residual stream [T, dim] after each layer when set
 
     # -- model -----------------------------------------------------------------------------------
 
@@ -280,6 +290,18 @@ class Reference:
             return [{k: v.to(torch.float64).numpy() for k, v in p.items()} for p in self._parts]
         finally:
             self._parts = None
+
+    def hidden(self, ids):
+        self._hid = []
+        try:
+            self.logits(ids)
+            return torch.stack(self._hid).to(torch.float64).numpy()
+        finally:
+            self._hid = None
+
+    def _stream(self, x):
+        if self._hid is not None:
+            self._hid.append(x)
 
     def _record(self, q, k, v, raw, att, wo):
         if self._att is not None:
@@ -349,7 +371,8 @@ class Reference:
         raise ValueError(f"rope_scaling {kind!r} is not in the reference")
 
     def _cos_sin(self, T, hd, theta, scaling):
-        freqs = torch.arange(T, dtype=torch.float64)[:, None] * self._rope_inv_freq(hd, theta, scaling, T)[None, :]
+        inv = self._rope_inv_freq(hd, theta, scaling, self.context or T)
+        freqs = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
         # longrope scales cos and sin (attention_factor, by default from the context's growth)
         m = 1.0
@@ -420,6 +443,7 @@ class Reference:
         x = F.embedding(ids, w["embed_tokens.weight"])
         if gemma:
             x = x * torch.tensor(D ** 0.5, dtype=self.dtype)
+        self._stream(x)
         for i in range(L):
             p = f"layers.{i}."
             mask = attention_mask(T, self._layer_window(i), self.dtype)
@@ -459,6 +483,7 @@ class Reference:
             if gemma:
                 m = rmsnorm(m, w[p + "post_feedforward_layernorm.weight"])
             x = x + m
+            self._stream(x)
         x = rmsnorm(x, w["norm.weight"])
         tied = c.get("tie_word_embeddings", gemma) or "lm_head.weight" not in w
         return self._in(x) @ (w["embed_tokens.weight"] if tied else w["lm_head.weight"]).T
@@ -484,6 +509,7 @@ class Reference:
         else:
             x = x + w["wpe.weight"][:T]
         mask = attention_mask(T, None, self.dtype)
+        self._stream(x)
         for i in range(L):
             p = f"h.{i}."
             qkv = conv1d(ln(x, p + "ln_1"), p + "attn.c_attn")
@@ -496,6 +522,7 @@ class Reference:
             x = x + conv1d(o, p + "attn.c_proj")
             m = F.gelu(conv1d(ln(x, p + "ln_2"), p + "mlp.c_fc"), approximate=approximate)
             x = x + conv1d(m, p + "mlp.c_proj")
+            self._stream(x)
         x = ln(x, "ln_f")
         tied = c.get("tie_word_embeddings", True) or "lm_head.weight" not in w
         return self._in(x) @ (w["wte.weight"] if tied else w["lm_head.weight"]).T
