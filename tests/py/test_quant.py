@@ -33,8 +33,18 @@ N_GEN = 24
 
 # Where each type keeps its half scales (byte offsets in a block), for the edge values.
 HALVES = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "IQ4_NL": [0],
-          "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+          "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
+          "IQ4_XS": [0], "IQ3_S": [0], "IQ3_XXS": [0], "IQ2_XXS": [0], "IQ2_XS": [0], "IQ2_S": [0],
+          "IQ1_S": [0]}
 EDGE_HALVES = [0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400, 0x3c00, 0xbc00, 0x7bff, 0xfbff]
+
+
+def random_halves(n, rng):
+    """n finite halves of either sign, every tenth an edge value."""
+    h = rng.integers(0, 0x7c00, size=n, dtype=np.uint16) | \
+        (rng.integers(0, 2, size=n, dtype=np.uint16) << 15)
+    h[::10] = np.resize(EDGE_HALVES, h[::10].shape)
+    return h
 
 
 def random_blocks(ttype, n, rng):
@@ -44,9 +54,7 @@ def random_blocks(ttype, n, rng):
     name, _, size = BLOCKS[ttype]
     raw = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
     for col in HALVES.get(name, []):
-        h = rng.integers(0, 0x7c00, size=n, dtype=np.uint16) | \
-            (rng.integers(0, 2, size=n, dtype=np.uint16) << 15)
-        h[::10] = np.resize(EDGE_HALVES, h[::10].shape)
+        h = random_halves(n, rng)
         raw[:, col:col + 2] = h.astype("<u2").view(np.uint8).reshape(n, 2)
     if name == "Q8_K":  # a float scale
         d = rng.standard_normal(n).astype("<f4")
@@ -55,6 +63,11 @@ def random_blocks(ttype, n, rng):
     keep = {c + k for c in HALVES.get(name, []) for k in (0, 1)}
     levels = [c for c in range(size) if c not in keep and not (name == "Q8_K" and c < 4)]
     raw[0, levels], raw[1, levels] = 0x00, 0xFF
+    if name == "IQ1_M":  # its half is the top nibbles of the four u16 scales, lowest first
+        h = random_halves(n, rng)
+        for k in range(4):
+            col = 48 + 2 * k + 1
+            raw[:, col] = (raw[:, col] & 15) | (((h >> (4 * k)) & 15) << 4).astype(np.uint8)
     return raw
 
 
