@@ -194,7 +194,7 @@ build/bench/limits: bench/limits.c
 	@mkdir -p build/bench
 	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ bench/limits.c $(LDLIBS)
 
-bench: $(BIN) build/bench/limits
+bench: $(BIN) build/bench/limits build/tools/llama_quantize
 	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
 
 # Mutation testing: each planted bug of tools/mutants.txt must make one of its tests fail

@@ -237,7 +237,8 @@ def iq3_s(raw):
     g = np.arange(8)
     db = d * (1 + 2 * ((sc[:, g // 2] >> (4 * (g % 2)).astype(np.uint8)) & 15)).astype(np.float32)
     k = np.arange(64)
-    idx = qs.astype(np.int32) | (((qh[:, k // 8] >> (k % 8).astype(np.uint8)) & 1).astype(np.int32) << 8)
+    hi = (qh[:, k // 8] >> (k % 8).astype(np.uint8)) & 1
+    idx = qs.astype(np.int32) | (hi.astype(np.int32) << 8)
     pts = GRIDS["IQ3S"][idx].reshape(-1, 32, 8)  # each 8 weights
     return _per(db, 32) * (pts * _sign_bits(sg)).reshape(-1, 256)
 
@@ -267,7 +268,8 @@ def iq2_xs(raw):
 def iq2_s(raw):
     qs, sg, qh = raw[:, 2:34], raw[:, 34:66], raw[:, 66:74]
     k = np.arange(32)
-    idx = qs.astype(np.int32) | (((qh[:, k // 4] >> (2 * (k % 4)).astype(np.uint8)) & 3).astype(np.int32) << 8)
+    hi = (qh[:, k // 4] >> (2 * (k % 4)).astype(np.uint8)) & 3
+    idx = qs.astype(np.int32) | (hi.astype(np.int32) << 8)
     v = GRIDS["IQ2S"][idx] * _sign_bits(sg)
     return _iq2_scales(_f16(raw, 0), raw[:, 74:82]) * v.reshape(-1, 256)
 
@@ -278,14 +280,16 @@ def iq1_s(raw):
     dl = d * (2 * ((qh >> 12) & 7) + 1).astype(np.float32)
     delta = np.where(qh & 0x8000, -0.125, 0.125).astype(np.float32)
     l = np.arange(4, dtype=np.uint32)
-    idx = raw[:, 2:34].reshape(-1, 8, 4).astype(np.uint32) | (((qh[:, :, None] >> (3 * l)) & 7) << 8)
+    hi = (qh[:, :, None] >> (3 * l)) & 7
+    idx = raw[:, 2:34].reshape(-1, 8, 4).astype(np.uint32) | (hi << 8)
     v = GRIDS["IQ1S"][idx] + delta[:, :, None, None]
     return _per(dl, 32) * v.reshape(-1, 256)
 
 
 def iq1_m(raw):
     qs, qh, sc = raw[:, 0:32], raw[:, 32:48], _u16(raw, 48, 4)
-    dh = (sc[:, 0] >> 12) | ((sc[:, 1] >> 8) & 0xf0) | ((sc[:, 2] >> 4) & 0xf00) | (sc[:, 3] & 0xf000)
+    dh = (sc[:, 0] >> 12) | ((sc[:, 1] >> 8) & 0xf0) | ((sc[:, 2] >> 4) & 0xf00) | \
+        (sc[:, 3] & 0xf000)
     d = dh.astype(np.uint16).view(np.float16).astype(np.float32)[:, None]
     h = np.arange(16)
     dl = d * (2 * ((sc[:, h // 4] >> (3 * (h % 4)).astype(np.uint32)) & 7) + 1).astype(np.float32)

@@ -252,7 +252,8 @@ def q8_k_act(x):
 
 
 ACT = {8: q8_0_act, 2: q8_0_act, 3: q8_0_act, 6: q8_0_act, 7: q8_0_act, 20: q8_0_act,
-       10: q8_k_act, 11: q8_k_act, 12: q8_k_act, 13: q8_k_act, 14: q8_k_act}
+       10: q8_k_act, 11: q8_k_act, 12: q8_k_act, 13: q8_k_act, 14: q8_k_act,
+       **{t: q8_k_act for t in (16, 17, 18, 19, 21, 22, 23, 29)}}  # the i-quants
 HF_NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
             "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
