@@ -4,7 +4,7 @@ quantized by llama.cpp (its llama_model_quantize, through build/tools/llama_quan
 export.py (tools/quantize_gguf.py, the same rules as export.py --dtype).
 
     python3 bench/quality.py [--model kjv|110M] [--ppl-bytes N] [--top1-bytes N] [--no-ours]
-                             [--out FILE]
+                             [--ftypes q8_0,...,iq2_m] [--out FILE]
 
 kjv: the shipped models/kjv.gguf (F32). 110M: llama2.c's 110M shape with random weights, made and
 exported to F32 as make bench does (bench.py's make_hf/export, build/bench/110M-f32.gguf).
@@ -176,8 +176,13 @@ def main(argv=None):
     ap.add_argument("--top1-bytes", type=int, default=900)
     ap.add_argument("--no-ours", action="store_true", help="llama.cpp's files only (export.py's "
                     "numpy quantizer takes longer than llama.cpp's)")
+    ap.add_argument("--ftypes", default=",".join(f for f, _ in ROWS),
+                    help="llama.cpp's file types to measure (default: all rows)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
+    unknown = set(a.ftypes.split(",")) - {f for f, _ in ROWS}
+    if unknown:
+        ap.error(f"unknown ftype {', '.join(sorted(unknown))} ({', '.join(f for f, _ in ROWS)})")
     for p, why in ((RUN, "make"), (QUANTIZE, "make build/tools/llama_quantize"),
                    (LIBDIR / "libllama.v0.4.0.so", "cd tests/oracles && npm ci --omit=optional")):
         if not p.exists():
@@ -195,7 +200,7 @@ def main(argv=None):
         f32 = measure(src, None, texts, tmp)
         ref = (f32["ppl"], f32["lp"])
         rows = [("f32", f32, None)]
-        for ftype, dtype in ROWS:
+        for ftype, dtype in [r for r in ROWS if r[0] in a.ftypes.split(",")]:
             log(f"quality: {a.model}: {ftype}")
             theirs = measure(by_llamacpp(src, a.model, ftype), ref, texts, tmp)
             ours = measure(by_export(src, a.model, dtype), ref, texts, tmp) \
