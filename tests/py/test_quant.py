@@ -572,13 +572,20 @@ def test_llamacpp_quantizer_keeps_our_alignment_key(qdir):
 
 
 def test_llama_quantize_tool_errors(tmp_path):
-    """The tool says in one line what is missing: the library, or an ftype it does not know."""
+    """The tool says in one line what is missing: the library, or an ftype it does not know, or
+    what is wrong: an importance matrix file it cannot read (here a name not padded to 4)."""
     if not T.QUANTIZE.exists():
         pytest.skip(f"{T.QUANTIZE} missing: make build/tools/llama_quantize")
     src, out = ROOT / "models" / "kjv.gguf", tmp_path / "out.gguf"
+    bad = tmp_path / "bad.imatrix"
+    bad.write_bytes(b"\x03\0\0\0ab\0\x01\0\0\0\0\0\x80\x3f")
     for args, code, msg in [([tmp_path, src, out, "q4_0"], 1, "cannot load llama.cpp"),
                             ([T.LIBDIR, src, out, "q4_k"], 2, "unknown ftype 'q4_k'"),
-                            ([T.LIBDIR, src, out, "q4_0", "0"], 2, "THREADS must be 1 to 256")]:
+                            ([T.LIBDIR, src, out, "q4_0", "0"], 2, "THREADS must be 1 to 256"),
+                            (["--imatrix", bad, T.LIBDIR, src, out, "iq4_xs"], 1,
+                             "is not an importance matrix file"),
+                            (["--imatrix", tmp_path / "none", T.LIBDIR, src, out, "iq4_xs"], 1,
+                             "cannot open the importance matrix")]:
         r = subprocess.run([str(T.QUANTIZE), *map(str, args)], capture_output=True, text=True)
         assert r.returncode == code and msg in r.stderr, (args, r.returncode, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
