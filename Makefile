@@ -17,8 +17,8 @@ HOST_CC ?= cc
 
 # The engine (everything but main), then the program.
 LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c tokenizer.c unicode.c sampler.c \
-           half.c kernels.c kernels_attn.c kernels_portable.c kernels_quant.c kernels_avx512.c \
-           kernels_avx2.c kernels_neon.c \
+           half.c kernels.c kernels_attn.c kernels_portable.c kernels_quant.c kernels_iquant.c \
+           kernels_avx512.c kernels_avx2.c kernels_neon.c \
            attn_maps.c attn_circuits.c attn_probe.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder tests/c/test_tokenizer \
@@ -195,7 +195,7 @@ build/bench/limits: bench/limits.c
 	@mkdir -p build/bench
 	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ bench/limits.c $(LDLIBS)
 
-bench: $(BIN) build/bench/limits
+bench: $(BIN) build/bench/limits build/tools/llama_quantize
 	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
 
 # Mutation testing: each planted bug of tools/mutants.txt must make one of its tests fail

@@ -136,6 +136,7 @@ typedef struct {
     uint32_t block, bytes;
 } TypeSize;
 
+/* clang-format off */
 static const TypeSize TYPE_SIZES[GGML_TYPE_COUNT] = {
     [GGML_F32] = {"F32", 1, 4},       [GGML_F16] = {"F16", 1, 2},
     [GGML_Q4_0] = {"Q4_0", 32, 18},   [GGML_Q4_1] = {"Q4_1", 32, 20},
@@ -144,7 +145,17 @@ static const TypeSize TYPE_SIZES[GGML_TYPE_COUNT] = {
     [GGML_Q3_K] = {"Q3_K", 256, 110}, [GGML_Q4_K] = {"Q4_K", 256, 144},
     [GGML_Q5_K] = {"Q5_K", 256, 176}, [GGML_Q6_K] = {"Q6_K", 256, 210},
     [GGML_Q8_K] = {"Q8_K", 256, 292}, [GGML_IQ4_NL] = {"IQ4_NL", 32, 18},
+    /* the i-quants (kernels_iquant.h) */
+    [GGML_IQ4_XS] = {"IQ4_XS", 256, 136},
+    [GGML_IQ3_S] = {"IQ3_S", 256, 110},
+    [GGML_IQ3_XXS] = {"IQ3_XXS", 256, 98},
+    [GGML_IQ2_XXS] = {"IQ2_XXS", 256, 66},
+    [GGML_IQ2_XS] = {"IQ2_XS", 256, 74},
+    [GGML_IQ2_S] = {"IQ2_S", 256, 82},
+    [GGML_IQ1_S] = {"IQ1_S", 256, 50},
+    [GGML_IQ1_M] = {"IQ1_M", 256, 56},
 };
+/* clang-format on */
 
 static const TypeSize *type_size(uint32_t type) {
     return type < GGML_TYPE_COUNT && TYPE_SIZES[type].name ? &TYPE_SIZES[type] : NULL;
@@ -195,7 +206,8 @@ static int read_tensor_info(Reader *r, void *out) {
                         ggml_block_size(t->type));
         return fail(r->err,
                     "tensor '%s': unsupported tensor type %u (supported: F32, F16, Q4_0, Q4_1, "
-                    "Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, Q8_K, IQ4_NL)",
+                    "Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, Q8_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, "
+                    "IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M)",
                     name, t->type);
     }
     t->nbytes = row * (size_t)(count / t->ne[0]);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels_iquant.h"
 #include "kernels_sets.h"
 
 #pragma STDC FP_CONTRACT OFF /* a * q - b rounded twice, as ggml and the numpy decoder do */
@@ -66,9 +67,9 @@ static void unpack_q8_0(const void *block, Levels *out) {
     set_block32(out, half(b->d), 0.0f);
 }
 
-/* IQ4_NL's 16 levels, a non-uniform grid denser near 0 (ggml's kvalues_iq4nl). */
-static const int8_t IQ4NL_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                        1,    13,   25,  38,  53,  69,  89,  113};
+/* ggml's kvalues_iq4nl */
+const int8_t IQ4NL_VALUES[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                 1,    13,   25,  38,  53,  69,  89,  113};
 
 static void unpack_iq4_nl(const void *block, Levels *out) {
     const BlockIQ4NL *b = block;
@@ -255,6 +256,14 @@ static const WeightType TYPES[GGML_TYPE_COUNT] = {
     [GGML_Q6_K] = {GGML_Q6_K, GGML_Q8_K, unpack_q6_k, NULL},
     [GGML_Q8_K] = {GGML_Q8_K, GGML_Q8_K, unpack_q8_k, quantize_q8_k_any},
     [GGML_IQ4_NL] = {GGML_IQ4_NL, GGML_Q8_0, unpack_iq4_nl, NULL},
+    [GGML_IQ4_XS] = {GGML_IQ4_XS, GGML_Q8_K, unpack_iq4_xs, NULL},
+    [GGML_IQ3_S] = {GGML_IQ3_S, GGML_Q8_K, unpack_iq3_s, NULL},
+    [GGML_IQ3_XXS] = {GGML_IQ3_XXS, GGML_Q8_K, unpack_iq3_xxs, NULL},
+    [GGML_IQ2_XXS] = {GGML_IQ2_XXS, GGML_Q8_K, unpack_iq2_xxs, NULL},
+    [GGML_IQ2_XS] = {GGML_IQ2_XS, GGML_Q8_K, unpack_iq2_xs, NULL},
+    [GGML_IQ2_S] = {GGML_IQ2_S, GGML_Q8_K, unpack_iq2_s, NULL},
+    [GGML_IQ1_S] = {GGML_IQ1_S, GGML_Q8_K, unpack_iq1_s, NULL},
+    [GGML_IQ1_M] = {GGML_IQ1_M, GGML_Q8_K, unpack_iq1_m, NULL},
 };
 
 const WeightType *weight_type(uint32_t type) {

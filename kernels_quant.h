@@ -180,6 +180,9 @@ typedef struct {
     void (*quantize)(void *out, const float *x, int n);
 } WeightType;
 
+/* IQ4_NL's 16 levels, a non-uniform grid denser near 0 (also IQ4_XS's) */
+extern const int8_t IQ4NL_VALUES[16];
+
 const WeightType *weight_type(uint32_t type); /* NULL for a type the engine cannot run */
 
 void quantize_q8_0(BlockQ8 *out, const float *x, int n);  /* n a multiple of 32 */

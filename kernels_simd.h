@@ -413,6 +413,39 @@ static TARGET float FN(dot_q3_k)(const void *wv, const void *xv, int n) {
 #define DOT_Q3_K FN(dot_q3_k)
 #endif
 
+/* The i-quants (kernels_iquant.h): each weight block through its type's unpack, then the set's
+   integer sums per group of 16, scaled as dot_ref scales them. */
+static inline __attribute__((always_inline)) TARGET float FN(dot_unpacked)(const void *wv,
+                                                                           const void *xv, int n,
+                                                                           uint32_t type) {
+    void (*unpack)(const void *, Levels *) = weight_type(type)->unpack;
+    const size_t bytes = ggml_row_bytes(type, QK_K);
+    const BlockQ8K *x = xv;
+    float sum = 0.0f;
+    Levels lv;
+    for (int b = 0; b < n / QK_K; b++) {
+        unpack((const uint8_t *)wv + (size_t)b * bytes, &lv);
+        for (int g = 0; g < 16; g++) {
+            const int isum = I8DOT16(lv.q + 16 * g, x[b].qs + 16 * g);
+            sum += x[b].d * (lv.a[g] * (float)isum - lv.b[g] * (float)x[b].bsums[g]);
+        }
+    }
+    return sum;
+}
+#define DOT_UNPACKED(name, type)                                                                   \
+    static TARGET float FN(name)(const void *w, const void *x, int n) {                            \
+        return FN(dot_unpacked)(w, x, n, type);                                                    \
+    }
+DOT_UNPACKED(dot_iq4_xs, GGML_IQ4_XS)
+DOT_UNPACKED(dot_iq3_s, GGML_IQ3_S)
+DOT_UNPACKED(dot_iq3_xxs, GGML_IQ3_XXS)
+DOT_UNPACKED(dot_iq2_xxs, GGML_IQ2_XXS)
+DOT_UNPACKED(dot_iq2_xs, GGML_IQ2_XS)
+DOT_UNPACKED(dot_iq2_s, GGML_IQ2_S)
+DOT_UNPACKED(dot_iq1_s, GGML_IQ1_S)
+DOT_UNPACKED(dot_iq1_m, GGML_IQ1_M)
+#undef DOT_UNPACKED
+
 #ifdef TILE_LV
 /* ---- a weight row as levels, for the integer prompt tile (Kernels.tile_lv) ----------------
  * u[i] = q_i + 128 (as an unsigned byte) for every column, and per group of the type's G columns
@@ -688,6 +721,7 @@ const Kernels FN(kernels) = {
     .name = NAME,
     .tile_r = TR,
     .tile_c = 2 * VL,
+    /* clang-format off */
     .dot = {[GGML_F32] = FN(dot_f32),
             [GGML_F16] = FN(dot_f16),
             [GGML_Q8_0] = FN(dot_q8),
@@ -700,7 +734,16 @@ const Kernels FN(kernels) = {
             [GGML_Q5_K] = DOT_Q5_K,
             [GGML_Q6_K] = DOT_Q6_K,
             [GGML_Q2_K] = DOT_Q2_K,
-            [GGML_Q3_K] = DOT_Q3_K},
+            [GGML_Q3_K] = DOT_Q3_K,
+            [GGML_IQ4_XS] = FN(dot_iq4_xs),
+            [GGML_IQ3_S] = FN(dot_iq3_s),
+            [GGML_IQ3_XXS] = FN(dot_iq3_xxs),
+            [GGML_IQ2_XXS] = FN(dot_iq2_xxs),
+            [GGML_IQ2_XS] = FN(dot_iq2_xs),
+            [GGML_IQ2_S] = FN(dot_iq2_s),
+            [GGML_IQ1_S] = FN(dot_iq1_s),
+            [GGML_IQ1_M] = FN(dot_iq1_m)},
+    /* clang-format on */
     .tile_f32 = FN(tile_f32),
     .f16_to_f32_row = FN(f16_to_f32_row),
     .att_scores = {[KV_F32] = FN(att_scores_f32), [KV_F16] = FN(att_scores_f16)},

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """make bench: tinygpt's speed against the machine's limits, measured in the same run.
 
-    python3 bench/bench.py [--quick] [--shapes 15M,42M,110M] [--types f32,f16,q8_0,q4_0,q4_k,q4_k_m]
+    python3 bench/bench.py [--quick] [--shapes 15M,42M,110M]
+                           [--types f32,f16,q8_0,q4_0,q4_k,q4_k_m,iq4_xs,iq3_m,iq2_m]
                            [--threads 1,2]
                            [--prompt-tokens 128[,512,1024]] [--reps 3] [--llamacpp auto|on|off]
                            [--kv-cache f32|f16]
@@ -13,7 +14,10 @@
 2. Builds random-weight llama models at llama2.c's three shapes as Hugging Face directories
    (build/bench/<shape>-hf, reused when present) and exports each in F32, F16, Q8_0, Q4_0, Q4_K and
    the Q4_K_M mixture with export.py
-   (build/bench/<shape>-<type>.gguf, re-exported when export.py or the directory is newer).
+   (build/bench/<shape>-<type>.gguf, re-exported when export.py or the directory is newer), and
+   the i-quant file types IQ4_XS, IQ3_M and IQ2_M from the F32 file with llama.cpp's own quantizer
+   (build/tools/llama_quantize), given an all-ones importance matrix (IQ2_M's types require one;
+   the speed does not depend on its values).
 3. For each prompt length x shape x type x threads: `./run MODEL -i PROMPT -n 128 -t 0 --threads N`
    with a prompt of exactly P tokens (128 unless --prompt-tokens says more; BOS included, checked
    with --tokenize; longer prompts show attention's growing share), median of --reps runs of the prompt and
@@ -70,6 +74,8 @@ sys.path.insert(0, str(ROOT / "tests" / "gen"))
 import make_models  # noqa: E402  (write_safetensors, write_spm_tokenizer, the test models' scales)
 sys.path.insert(0, str(ROOT))
 import quants  # noqa: E402  (every GGUF type's block: elements and bytes, as export.py writes them)
+sys.path.insert(0, str(ROOT / "tests" / "py"))
+import quant_decode  # noqa: E402  (the blocks of the types export.py does not write: the i-quants)
 
 BUILD = ROOT / "build" / "bench"
 RUN = ROOT / "run"
@@ -82,7 +88,11 @@ BUSY_LIMIT = 0.1  # cores other processes may use during a row before it is mark
 VOCAB, CONTEXT = 32000, 2048  # room for a 1024-token prompt and the generated tokens
 # llama2.c's stories15M / 42M / 110M: dim, layers, heads (= kv heads), FFN hidden
 SHAPES = {"15M": (288, 6, 6, 768), "42M": (512, 8, 8, 1376), "110M": (768, 12, 12, 2048)}
-TYPES = ["f32", "f16", "q8_0", "q4_0", "q4_k", "q4_k_m"]
+TYPES = ["f32", "f16", "q8_0", "q4_0", "q4_k", "q4_k_m", "iq4_xs", "iq3_m", "iq2_m"]
+LLAMACPP_FTYPES = {"iq4_xs", "iq3_m", "iq2_m"}  # quantized by llama.cpp, the rest by export.py
+QUANTIZE = ROOT / "build" / "tools" / "llama_quantize"
+QUANTIZE_LIBS = ROOT / "tests/oracles/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
+BLOCKS = {**quant_decode.BLOCKS, **quants.TYPES}  # type: (name, elements, bytes per block)
 PROMPT_TOKENS, N_PREDICT = 128, 128  # the default prompt length
 LOAD_LIMIT = 0.5
 
@@ -168,7 +178,40 @@ def make_hf(shape):
     return d
 
 
+def ones_imatrix(src, path):
+    """An all-ones importance matrix for the layer matrices of src, in llama_quantize.c's format."""
+    out = b""
+    for name, (shape, _, _) in gguf_header(src)[1].items():
+        if name.startswith("blk.") and len(shape) == 2:
+            key = name.encode() + b"\0" * (4 - len(name) % 4)
+            out += struct.pack("<I", len(key)) + key + struct.pack("<I", shape[1])
+            out += np.ones(shape[1], dtype="<f4").tobytes()
+    path.write_bytes(out)
+    return path
+
+
+def by_llamacpp(shape, ftype, hf):
+    """The F32 export quantized to ftype by llama.cpp's quantizer."""
+    src = export(shape, "f32", hf)
+    out = BUILD / f"{shape}-{ftype}.gguf"
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return out
+    if not QUANTIZE.exists() or not (QUANTIZE_LIBS / "libllama.v0.4.0.so").exists():
+        raise BenchError(f"{ftype} needs llama.cpp's quantizer: make build/tools/llama_quantize "
+                         "and cd tests/oracles && npm ci --omit=optional")
+    t0 = time.time()
+    im = ones_imatrix(src, BUILD / f"{shape}-ones.imatrix")
+    r = subprocess.run([str(QUANTIZE), "--imatrix", str(im), str(QUANTIZE_LIBS), str(src),
+                        str(out), ftype, "2"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BenchError(f"llama_quantize {src.name} {ftype} failed: {r.stderr.strip()[-500:]}")
+    log(f"bench: quantized {out.relative_to(ROOT)} with llama.cpp ({time.time() - t0:.1f} s)")
+    return out
+
+
 def export(shape, dtype, hf):
+    if dtype in LLAMACPP_FTYPES:
+        return by_llamacpp(shape, dtype, hf)
     out = BUILD / f"{shape}-{dtype}.gguf"
     newest_input = max(EXPORT.stat().st_mtime, (hf / "model.safetensors").stat().st_mtime)
     if out.exists() and out.stat().st_mtime >= newest_input:
@@ -219,10 +262,11 @@ def gguf_header(path):
             name = string()
             ne = [take("<Q") for _ in range(take("<I"))]
             ttype, _ = take("<I"), take("<Q")
-            if ttype not in quants.TYPES:
+            if ttype not in BLOCKS:
                 raise BenchError(f"{path}: {name} has ggml type {ttype}, unknown to the bench")
             # the stored size, from the type's real block (a mixture's tensors each their own)
-            tensors[name] = (list(reversed(ne)), ttype, quants.nbytes(ttype, ne))
+            _, block, size = BLOCKS[ttype]
+            tensors[name] = (list(reversed(ne)), ttype, int(np.prod(ne)) // block * size)
     return meta, tensors
 
 
@@ -621,7 +665,7 @@ def main(argv=None):
         f"{r['rss'] / 1e6:.0f} / {r['allow'] / 1e6:.0f} |\n" for r in rows)
     def mix(c):  # the 2-D weights' types, by share of parameters
         total = sum(c["types"].values())
-        return ", ".join(f"{quants.TYPES[k][0]} {100 * v / total:.0f}%"
+        return ", ".join(f"{BLOCKS[k][0]} {100 * v / total:.0f}%"
                          for k, v in sorted(c["types"].items(), key=lambda kv: -kv[1]))
 
     per_model = ("| shape | type | file MB | weights read per token (MB) | bits per weight read | "

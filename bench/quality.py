@@ -4,11 +4,13 @@ quantized by llama.cpp (its llama_model_quantize, through build/tools/llama_quan
 export.py (tools/quantize_gguf.py, the same rules as export.py --dtype).
 
     python3 bench/quality.py [--model kjv|110M] [--ppl-bytes N] [--top1-bytes N] [--no-ours]
-                             [--out FILE]
+                             [--ftypes q8_0,...,iq2_m] [--out FILE]
 
 kjv: the shipped models/kjv.gguf (F32). 110M: llama2.c's 110M shape with random weights, made and
 exported to F32 as make bench does (bench.py's make_hf/export, build/bench/110M-f32.gguf).
-Files go to build/quality/. For each file:
+Files go to build/quality/. llama.cpp's i-quant files (iq4_xs, iq3_m, iq2_m) are quantized with an
+importance matrix: the F32 model's mean square matrix inputs over the first 2000 characters of
+TEXT (tests/py/imatrix.py, which needs torch). For each file:
   size          the file's bytes
   bits/weight   bits of the 2-D matrices / their weights (vectors stay F32 in every file)
   perplexity    `./run FILE --ppl TEXT`, TEXT = models/kjv-valid.txt (its first --ppl-bytes bytes
@@ -34,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests" / "py")]
 import bench  # noqa: E402  (make_hf, export, machine)
+import quant_decode  # noqa: E402
 import quants  # noqa: E402
 
 RUN = ROOT / "run"
@@ -46,8 +49,14 @@ OUT = ROOT / "build" / "quality"
 ROWS = [("q8_0", "q8_0"), ("q6_k", "q6_k"), ("q5_k_m", "q5_k_m"), ("q5_k_s", "q5_k"),
         ("q5_1", "q5_1"), ("q5_0", "q5_0"), ("q4_k_m", "q4_k_m"), ("q4_k_s", "q4_k"),
         ("q4_1", "q4_1"), ("q4_0", "q4_0"), ("iq4_nl", "iq4_nl"), ("q3_k_l", None),
-        ("q3_k_m", None), ("q3_k_s", "q3_k"), ("q2_k", "q2_k")]
-TYPE_NAMES = {t: v[0] for t, v in quants.TYPES.items()}
+        ("q3_k_m", None), ("q3_k_s", "q3_k"), ("q2_k", "q2_k"), ("iq4_xs", None),
+        ("iq3_m", None), ("iq2_m", None)]
+# The i-quants' files get an importance matrix (tests/py/imatrix.py: the F32 model's mean square
+# inputs over the first IMATRIX_CHARS of the text); IQ2_M's types require one.
+IQ_FTYPES = {"iq4_xs", "iq3_m", "iq2_m"}
+IMATRIX_CHARS = 2000
+TYPES = {**quant_decode.BLOCKS, **quants.TYPES}  # (name, block, bytes) of every type
+TYPE_NAMES = {t: v[0] for t, v in TYPES.items()}
 
 
 def log(msg):
@@ -60,10 +69,23 @@ def f32_source(model):
     return bench.export("110M", "f32", bench.make_hf("110M"))
 
 
+def imatrix(src, model):
+    """The importance matrix of the F32 file src (made once, beside the files)."""
+    out = OUT / f"{model}.imatrix"
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        from imatrix import write_imatrix  # torch
+        text = TEXT.read_text()[:IMATRIX_CHARS]
+        ids = subprocess.run([str(RUN), str(src), "-i", "-", "--tokenize"], input=text.encode(),
+                             capture_output=True, check=True).stdout.split()
+        write_imatrix(src, out, OUT, [int(t) for t in ids])
+    return out
+
+
 def by_llamacpp(src, model, ftype):
     out = OUT / f"{model}.llamacpp-{ftype}.gguf"
     if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
-        r = subprocess.run([str(QUANTIZE), str(LIBDIR), str(src), str(out), ftype, "2"],
+        flags = ["--imatrix", str(imatrix(src, model))] if ftype in IQ_FTYPES else []
+        r = subprocess.run([str(QUANTIZE), *flags, str(LIBDIR), str(src), str(out), ftype, "2"],
                            capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"quality: llama.cpp's quantizer failed on {ftype}: {r.stderr.strip()[-300:]}")
@@ -88,7 +110,8 @@ def matrix_types(path):
         if len(shape) != 2:
             continue
         k = int(np.prod(shape))
-        bits += 8 * quants.nbytes(ttype, shape)
+        _, block, size = TYPES[ttype]
+        bits += 8 * k // block * size
         n += k
         share[TYPE_NAMES[ttype]] = share.get(TYPE_NAMES[ttype], 0) + k
     return bits / n, {t: c / n for t, c in sorted(share.items(), key=lambda kv: -kv[1])}
@@ -153,8 +176,13 @@ def main(argv=None):
     ap.add_argument("--top1-bytes", type=int, default=900)
     ap.add_argument("--no-ours", action="store_true", help="llama.cpp's files only (export.py's "
                     "numpy quantizer takes longer than llama.cpp's)")
+    ap.add_argument("--ftypes", default=",".join(f for f, _ in ROWS),
+                    help="llama.cpp's file types to measure (default: all rows)")
     ap.add_argument("--out")
     a = ap.parse_args(argv)
+    unknown = set(a.ftypes.split(",")) - {f for f, _ in ROWS}
+    if unknown:
+        ap.error(f"unknown ftype {', '.join(sorted(unknown))} ({', '.join(f for f, _ in ROWS)})")
     for p, why in ((RUN, "make"), (QUANTIZE, "make build/tools/llama_quantize"),
                    (LIBDIR / "libllama.v0.4.0.so", "cd tests/oracles && npm ci --omit=optional")):
         if not p.exists():
@@ -172,7 +200,7 @@ def main(argv=None):
         f32 = measure(src, None, texts, tmp)
         ref = (f32["ppl"], f32["lp"])
         rows = [("f32", f32, None)]
-        for ftype, dtype in ROWS:
+        for ftype, dtype in [r for r in ROWS if r[0] in a.ftypes.split(",")]:
             log(f"quality: {a.model}: {ftype}")
             theirs = measure(by_llamacpp(src, a.model, ftype), ref, texts, tmp)
             ours = measure(by_export(src, a.model, dtype), ref, texts, tmp) \

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "kernels_iquant.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -79,6 +80,14 @@ static const struct {
     {GGML_Q4_K, {offsetof(BlockQ4K, d), offsetof(BlockQ4K, dmin)}},
     {GGML_Q5_K, {offsetof(BlockQ5K, d), offsetof(BlockQ5K, dmin)}},
     {GGML_Q6_K, {offsetof(BlockQ6K, d), -1}},
+    {GGML_IQ4_XS, {offsetof(BlockIQ4XS, d), -1}},
+    {GGML_IQ3_S, {offsetof(BlockIQ3S, d), -1}},
+    {GGML_IQ3_XXS, {offsetof(BlockIQ3XXS, d), -1}},
+    {GGML_IQ2_XXS, {offsetof(BlockIQ2XXS, d), -1}},
+    {GGML_IQ2_XS, {offsetof(BlockIQ2XS, d), -1}},
+    {GGML_IQ2_S, {offsetof(BlockIQ2S, d), -1}},
+    {GGML_IQ1_S, {offsetof(BlockIQ1S, d), -1}},
+    {GGML_IQ1_M, {-1, -1}}, /* its half in four nibbles: random_blocks */
     {GGML_Q8_0, {offsetof(BlockQ8, d), -1}},
 };
 #define N_QTYPES (int)(sizeof QTYPES / sizeof QTYPES[0])
@@ -96,6 +105,13 @@ static void random_blocks(uint32_t type, uint8_t *out, int nblocks) {
         for (int k = 0; k < 2 && QTYPES[q].scale_at[k] >= 0; k++) {
             const uint16_t h = b % 7 == 3 ? 0 : f32_to_f16(frand() / top);
             memcpy(blk + QTYPES[q].scale_at[k], &h, 2);
+        }
+        if (type == GGML_IQ1_M) { /* the top nibbles of its four u16 scales, lowest first */
+            const uint16_t h = b % 7 == 3 ? 0 : f32_to_f16(frand() / top);
+            for (int k = 0; k < 4; k++) {
+                uint8_t *hi = blk + offsetof(BlockIQ1M, scales) + 2 * k + 1;
+                *hi = (uint8_t)((*hi & 15) | ((h >> (4 * k)) & 15) << 4);
+            }
         }
     }
 }

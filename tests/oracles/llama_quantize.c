@@ -3,7 +3,7 @@
  * oracle (node-llama-cpp 3.21.1) ships llama.cpp v0.4.0 as shared libraries but no quantize
  * program, so this opens libllama with dlopen and calls llama_model_quantize.
  *
- *   llama_quantize [--keep-alignment] LIBDIR IN.gguf OUT.gguf FTYPE [THREADS]
+ *   llama_quantize [--keep-alignment] [--imatrix FILE] LIBDIR IN.gguf OUT.gguf FTYPE [THREADS]
  *
  * LIBDIR holds libllama.v0.4.0.so (its ggml libraries are found beside it through its RUNPATH,
  * $ORIGIN); FTYPE is one of the names in FTYPES (llama.cpp's llama_ftype, lower case). Exit 0 on
@@ -14,6 +14,11 @@
  * with its context's alignment, always GGUF's default of 32: the data section then starts where
  * the key does not say, and neither llama.cpp nor ./run can read the file. --keep-alignment
  * leaves the key as llama.cpp copies it (the tests check that this still happens).
+ *
+ * --imatrix FILE gives llama.cpp an importance matrix (which the i-quants below 3 bits and
+ * IQ3_XXS require), through the C API's llama_model_imatrix_data: FILE holds records of a u32
+ * length, the tensor's name ending in NULs to that length (a multiple of 4), a u32 count and that
+ * many float32 (one per column of the tensor: the mean square of its inputs), little-endian.
  */
 #include <assert.h>
 #include <dlfcn.h>
@@ -57,6 +62,13 @@ typedef struct {
 static_assert(sizeof(KvOverride) == 264, "llama_model_kv_override of v0.4.0 is 264 bytes");
 #define KV_OVERRIDE_INT 0
 
+/* llama_model_imatrix_data of v0.4.0; an array of them ends with a NULL name. */
+typedef struct {
+    const char *name;
+    const float *data;
+    size_t size;
+} ImatrixData;
+
 typedef QuantizeParams (*DefaultParamsFn)(void);
 typedef uint32_t (*QuantizeFn)(const char *in, const char *out, const QuantizeParams *params);
 typedef void (*BackendInitFn)(void);
@@ -66,9 +78,12 @@ static const struct {
     const char *name;
     int32_t ftype;
 } FTYPES[] = {
-    {"f32", 0},     {"f16", 1},     {"q4_0", 2},    {"q4_1", 3},    {"q8_0", 7},    {"q5_0", 8},
-    {"q5_1", 9},    {"q2_k", 10},   {"q3_k_s", 11}, {"q3_k_m", 12}, {"q3_k_l", 13}, {"q4_k_s", 14},
-    {"q4_k_m", 15}, {"q5_k_s", 16}, {"q5_k_m", 17}, {"q6_k", 18},   {"iq4_nl", 25},
+    {"f32", 0},     {"f16", 1},     {"q4_0", 2},     {"q4_1", 3},    {"q8_0", 7},
+    {"q5_0", 8},    {"q5_1", 9},    {"q2_k", 10},    {"q3_k_s", 11}, {"q3_k_m", 12},
+    {"q3_k_l", 13}, {"q4_k_s", 14}, {"q4_k_m", 15},  {"q5_k_s", 16}, {"q5_k_m", 17},
+    {"q6_k", 18},   {"iq4_nl", 25}, {"iq2_xxs", 19}, {"iq2_xs", 20}, {"iq3_xxs", 23},
+    {"iq1_s", 24},  {"iq3_s", 26},  {"iq3_m", 27},   {"iq2_s", 28},  {"iq2_m", 29},
+    {"iq4_xs", 30}, {"iq1_m", 31},
 };
 
 static int ftype_of(const char *name) {
@@ -84,19 +99,74 @@ static void *symbol(void *lib, const char *name) {
     return fn;
 }
 
+/* FILE's records (see the top) as an array ending with a NULL name, or NULL after saying why.
+   The names and floats live in one block, *data; the caller frees both. */
+static ImatrixData *read_imatrix(const char *path, void **data) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "llama_quantize: cannot open the importance matrix %s\n", path);
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    const long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = len > 0 ? malloc((size_t)len + 1) : NULL;
+    size_t n = 0, at = 0;
+    ImatrixData *out = NULL;
+    if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len) goto bad;
+    while (at < (size_t)len) {
+        uint32_t nlen, count;
+        if ((size_t)len - at < 4) goto bad;
+        memcpy(&nlen, buf + at, 4);
+        if ((size_t)len - at - 4 < (size_t)nlen + 4 || nlen == 0 || nlen % 4 ||
+            buf[at + 4 + nlen - 1])
+            goto bad;
+        memcpy(&count, buf + at + 4 + nlen, 4);
+        const size_t floats_at = at + 8 + nlen;
+        if (((size_t)len - floats_at) / 4 < count) goto bad;
+        ImatrixData *grown = realloc(out, (n + 2) * sizeof *out);
+        if (!grown) goto bad;
+        out = grown;
+        out[n++] =
+            (ImatrixData){(const char *)buf + at + 4, (const float *)(buf + floats_at), count};
+        at = floats_at + 4 * (size_t)count;
+    }
+    if (!out) goto bad;
+    out[n] = (ImatrixData){0};
+    fclose(f);
+    *data = buf;
+    return out;
+bad:
+    fprintf(stderr, "llama_quantize: %s is not an importance matrix file\n", path);
+    fclose(f);
+    free(buf);
+    free(out);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
-    const bool keep_alignment = argc > 1 && strcmp(argv[1], "--keep-alignment") == 0;
-    argc -= keep_alignment;
-    argv += keep_alignment;
+    bool keep_alignment = false;
+    const char *imatrix_path = NULL;
+    while (argc > 1 && strncmp(argv[1], "--", 2) == 0) {
+        if (strcmp(argv[1], "--keep-alignment") == 0)
+            keep_alignment = true;
+        else if (strcmp(argv[1], "--imatrix") == 0 && argc > 2)
+            imatrix_path = (++argv, --argc, argv[1]);
+        else
+            break;
+        argc--;
+        argv++;
+    }
     if (argc < 5 || argc > 6) {
-        fprintf(
-            stderr,
-            "usage: llama_quantize [--keep-alignment] LIBDIR IN.gguf OUT.gguf FTYPE [THREADS]\n");
+        fprintf(stderr, "usage: llama_quantize [--keep-alignment] [--imatrix FILE] LIBDIR IN.gguf "
+                        "OUT.gguf FTYPE [THREADS]\n");
         return 2;
     }
     const int ftype = ftype_of(argv[4]);
     if (ftype < 0) {
-        fprintf(stderr, "llama_quantize: unknown ftype '%s' (f32, f16, q4_0 ... q6_k, iq4_nl)\n",
+        fprintf(stderr,
+                "llama_quantize: unknown ftype '%s' (f32, f16, q4_0 ... q6_k, iq4_nl, iq4_xs ... "
+                "iq1_m)\n",
                 argv[4]);
         return 2;
     }
@@ -138,7 +208,14 @@ int main(int argc, char **argv) {
     KvOverride overrides[2] = {{.tag = KV_OVERRIDE_INT, .key = "general.alignment", .val.i64 = 32},
                                {0}};
     if (!keep_alignment) params.kv_overrides = overrides;
-    if (quantize(argv[2], argv[3], &params) != 0) {
+    void *imatrix_data = NULL;
+    ImatrixData *imatrix = imatrix_path ? read_imatrix(imatrix_path, &imatrix_data) : NULL;
+    if (imatrix_path && !imatrix) return 1;
+    params.imatrix = imatrix;
+    const uint32_t failed = quantize(argv[2], argv[3], &params);
+    free(imatrix);
+    free(imatrix_data);
+    if (failed) {
         fprintf(stderr, "llama_quantize: llama.cpp failed to quantize %s to %s\n", argv[2],
                 argv[4]);
         return 1;

@@ -33,8 +33,18 @@ N_GEN = 24
 
 # Where each type keeps its half scales (byte offsets in a block), for the edge values.
 HALVES = {"Q4_0": [0], "Q4_1": [0, 2], "Q5_0": [0], "Q5_1": [0, 2], "Q8_0": [0], "IQ4_NL": [0],
-          "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+          "Q2_K": [80, 82], "Q3_K": [108], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208],
+          "IQ4_XS": [0], "IQ3_S": [0], "IQ3_XXS": [0], "IQ2_XXS": [0], "IQ2_XS": [0], "IQ2_S": [0],
+          "IQ1_S": [0]}
 EDGE_HALVES = [0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400, 0x3c00, 0xbc00, 0x7bff, 0xfbff]
+
+
+def random_halves(n, rng):
+    """n finite halves of either sign, every tenth an edge value."""
+    h = rng.integers(0, 0x7c00, size=n, dtype=np.uint16) | \
+        (rng.integers(0, 2, size=n, dtype=np.uint16) << 15)
+    h[::10] = np.resize(EDGE_HALVES, h[::10].shape)
+    return h
 
 
 def random_blocks(ttype, n, rng):
@@ -44,9 +54,7 @@ def random_blocks(ttype, n, rng):
     name, _, size = BLOCKS[ttype]
     raw = rng.integers(0, 256, size=(n, size), dtype=np.uint8)
     for col in HALVES.get(name, []):
-        h = rng.integers(0, 0x7c00, size=n, dtype=np.uint16) | \
-            (rng.integers(0, 2, size=n, dtype=np.uint16) << 15)
-        h[::10] = np.resize(EDGE_HALVES, h[::10].shape)
+        h = random_halves(n, rng)
         raw[:, col:col + 2] = h.astype("<u2").view(np.uint8).reshape(n, 2)
     if name == "Q8_K":  # a float scale
         d = rng.standard_normal(n).astype("<f4")
@@ -55,6 +63,11 @@ def random_blocks(ttype, n, rng):
     keep = {c + k for c in HALVES.get(name, []) for k in (0, 1)}
     levels = [c for c in range(size) if c not in keep and not (name == "Q8_K" and c < 4)]
     raw[0, levels], raw[1, levels] = 0x00, 0xFF
+    if name == "IQ1_M":  # its half is the top nibbles of the four u16 scales, lowest first
+        h = random_halves(n, rng)
+        for k in range(4):
+            col = 48 + 2 * k + 1
+            raw[:, col] = (raw[:, col] & 15) | (((h >> (4 * k)) & 15) << 4).astype(np.uint8)
     return raw
 
 
@@ -239,7 +252,8 @@ def q8_k_act(x):
 
 
 ACT = {8: q8_0_act, 2: q8_0_act, 3: q8_0_act, 6: q8_0_act, 7: q8_0_act, 20: q8_0_act,
-       10: q8_k_act, 11: q8_k_act, 12: q8_k_act, 13: q8_k_act, 14: q8_k_act}
+       10: q8_k_act, 11: q8_k_act, 12: q8_k_act, 13: q8_k_act, 14: q8_k_act,
+       **{t: q8_k_act for t in (16, 17, 18, 19, 21, 22, 23, 29)}}  # the i-quants
 HF_NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
             "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
@@ -558,13 +572,20 @@ def test_llamacpp_quantizer_keeps_our_alignment_key(qdir):
 
 
 def test_llama_quantize_tool_errors(tmp_path):
-    """The tool says in one line what is missing: the library, or an ftype it does not know."""
+    """The tool says in one line what is missing: the library, or an ftype it does not know, or
+    what is wrong: an importance matrix file it cannot read (here a name not padded to 4)."""
     if not T.QUANTIZE.exists():
         pytest.skip(f"{T.QUANTIZE} missing: make build/tools/llama_quantize")
     src, out = ROOT / "models" / "kjv.gguf", tmp_path / "out.gguf"
+    bad = tmp_path / "bad.imatrix"
+    bad.write_bytes(b"\x03\0\0\0ab\0\x01\0\0\0\0\0\x80\x3f")
     for args, code, msg in [([tmp_path, src, out, "q4_0"], 1, "cannot load llama.cpp"),
                             ([T.LIBDIR, src, out, "q4_k"], 2, "unknown ftype 'q4_k'"),
-                            ([T.LIBDIR, src, out, "q4_0", "0"], 2, "THREADS must be 1 to 256")]:
+                            ([T.LIBDIR, src, out, "q4_0", "0"], 2, "THREADS must be 1 to 256"),
+                            (["--imatrix", bad, T.LIBDIR, src, out, "iq4_xs"], 1,
+                             "is not an importance matrix file"),
+                            (["--imatrix", tmp_path / "none", T.LIBDIR, src, out, "iq4_xs"], 1,
+                             "cannot open the importance matrix")]:
         r = subprocess.run([str(T.QUANTIZE), *map(str, args)], capture_output=True, text=True)
         assert r.returncode == code and msg in r.stderr, (args, r.returncode, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
