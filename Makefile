@@ -16,11 +16,12 @@ ARM_CC  ?= aarch64-linux-gnu-gcc
 HOST_CC ?= cc
 
 # The engine (everything but main), then the program.
-LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c tokenizer.c sampler.c kernels.c \
+LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c tokenizer.c sampler.c spec.c kernels.c \
            kernels_portable.c kernels_quant.c kernels_avx512.c kernels_avx2.c kernels_neon.c \
            attn_views.c attn_circuits.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder tests/c/test_tokenizer \
+           tests/c/test_spec \
            tests/c/test_cli
 C_TOOLS := tests/c/dequant  # built for tests/py
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
