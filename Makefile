@@ -194,8 +194,14 @@ build/bench/limits: bench/limits.c
 	@mkdir -p build/bench
 	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ bench/limits.c $(LDLIBS)
 
+# Then the speculative rows (bench/spec_bench.py -> bench/results-spec.md): plain vs --lookup vs -md
+# here and in llama.cpp built natively from node-llama-cpp's bundled source (bench/build_llamacpp.sh,
+# cached in build/llama.cpp; only make bench builds it). SPEC_BENCH_ARGS: its options (--quick
+# follows BENCH_ARGS).
+SPEC_BENCH_ARGS ?= $(filter --quick,$(BENCH_ARGS))
 bench: $(BIN) build/bench/limits
 	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
+	$(or $(PYTHON),/usr/bin/python3) bench/spec_bench.py $(SPEC_BENCH_ARGS)
 
 # Mutation testing: each planted bug of tools/mutants.txt must make one of its tests fail
 # (tools/mutants.py copies the tree to a temporary directory; MUTANTS_ARGS="--only sampler.c").
@@ -225,7 +231,8 @@ help:
 	@echo "make fuzz-run   each libFuzzer target for FUZZ_SECONDS (default 60; make fuzz builds them)"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make check-page syntax check of the attention page's script (node)"
-	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
+	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick),"
+	@echo "                speculative decoding vs native llama.cpp -> bench/results-spec.md"
 	@echo "make mutants    plant each bug of tools/mutants.txt, check that a test fails (MUTANTS_ARGS=--only X)"
 	@echo "make format     apply the C style (.clang-format); make format-check: fail if unformatted"
 	@echo "make clean      remove everything built"

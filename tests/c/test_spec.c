@@ -173,7 +173,8 @@ static void test_distribution(Model *m, Spec *s) {
     check(s->accepted > 0 && s->accepted < s->drafted, "some drafts accepted, some rejected");
 }
 
-/* -t 0: each spec_step's tokens are the greedy continuation, whatever the draft's length. */
+/* -t 0: each spec_step's tokens are the greedy continuation, whatever the draft's length; and,
+   the model drafting for itself, every draft is accepted. */
 static void test_greedy(Model *m, Spec *s) {
     enum { N = 24 };
     int plain[NP + N], hist[NP + N + SPEC_MAX], queue[SPEC_MAX];
@@ -184,6 +185,7 @@ static void test_greedy(Model *m, Spec *s) {
         plain[i] = sampler_argmax(m->state.logits, m->config.vocab_size);
         forward(m, plain + i, 1, i, LOGITS_LAST, &err);
     }
+    const long drafted = s->drafted, accepted = s->accepted;
     for (int max = 1; max <= 8; max++) {
         Sampler sp;
         sampler_init(&sp, m->config.vocab_size, 0.0f, 1.0f, 0, 1, &err);
@@ -206,6 +208,10 @@ static void test_greedy(Model *m, Spec *s) {
         check(ok, line);
         sampler_free(&sp);
     }
+    char line[120];
+    snprintf(line, sizeof line, "greedy, drafting for itself: %ld of %ld drafts accepted",
+             s->accepted - accepted, s->drafted - drafted);
+    check(s->drafted > drafted && s->accepted - accepted == s->drafted - drafted, line);
 }
 
 int main(void) {
