@@ -39,7 +39,7 @@ static const int PROMPT[] = {1, 300, 261, 345, 394, 325}; /* any ids of its 512 
 static void reference(Model *m, const int *extra, int n_extra, int *tok, double *prob) {
     int ids[NP + 3];
     memcpy(ids, PROMPT, sizeof PROMPT);
-    memcpy(ids + NP, extra, (size_t)n_extra * sizeof *extra);
+    if (n_extra) memcpy(ids + NP, extra, (size_t)n_extra * sizeof *extra);
     const int n = NP + n_extra, V = m->config.vocab_size;
     Error err;
     for (int p = 0; p < n; p++) forward(m, ids + p, 1, p, LOGITS_LAST, &err);
