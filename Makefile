@@ -106,14 +106,16 @@ build/npycmp: tests/c/npycmp.c
 	$(CC) $(WARN) -O2 -o $@ $< $(LDLIBS)
 
 # The C tests of one variant: kernels vs their references, the sampler, the streaming decoder,
-# special tokens vs brute force, the options' ranges, golden fixtures, bad input. Needs only a C
-# compiler. $(2) runs a binary of another architecture (qemu). The kernels run with OpenMP workers
-# on 128 KiB stacks (musl's default), which big stack buffers would overflow.
+# special tokens vs brute force, speculative sampling's distribution, the options' ranges, golden
+# fixtures, bad input. Needs only a C compiler. $(2) runs a binary of another architecture (qemu).
+# The kernels run with OpenMP workers on 128 KiB stacks (musl's default), which big stack buffers
+# would overflow.
 define c_tests
 	OMP_STACKSIZE=128K $(2) build/$(1)/tests/c/test_kernels
 	$(2) build/$(1)/tests/c/test_sampler
 	$(2) build/$(1)/tests/c/test_decoder
 	$(2) build/$(1)/tests/c/test_tokenizer
+	$(2) build/$(1)/tests/c/test_spec
 	$(2) build/$(1)/tests/c/test_cli
 	RUN="$(3)" sh tests/c/golden.sh
 	RUN="$(3)" sh tests/c/bad_input.sh

@@ -17,8 +17,9 @@ llama.cpp, on the same files with the same settings.
    (b) self-speculation at bench.py's shape (--shape; 15M with --quick): an F16 and a Q8_0 target,
        a Q4_0 copy of the same random weights drafting (bench.py's exports), plain vs -md vs
        --lookup;
-   (c) what one check costs: the target's forward pass over k + 1 positions (a prompt of k + 1
-       tokens in one batch) against one decoding step, k = 1, 4, 8, per target: with acceptance
+   (c) what one check costs: the target's forward pass over k + 1 positions (a 90-token prompt
+       in batches of k + 1, the output head left out) against one decoding step, k = 1, 4, 8,
+       per target: with acceptance
        rate a and k drafted, a step yields (1 - a^(k+1)) / (1 - a) tokens for that cost plus the
        draft's (a draft model's k steps; prompt lookup's: nothing).
    llama.cpp: llama-bench -p 0 -n N (plain), llama-speculative -md and llama-lookup with
@@ -52,6 +53,7 @@ PASSAGE = ("In the beginning God created the heaven and the earth. And the earth
 VERSE = ("The LORD is my shepherd; I shall not want. He maketh me to lie down in green pastures: he "
          "leadeth me beside the still waters. The LORD is my shepherd; I shall not want. He maketh")
 PROMPTS = {"passage, then its start": PASSAGE, "a verse quoted twice": VERSE}
+VERIFY_PROMPT = 90  # tokens, in batches of k + 1 = 2, 5, 9: whole batches, startup amortized
 
 
 def log(msg):
@@ -179,18 +181,6 @@ def speculative_rows(a, cases, why_not):
     return rows
 
 
-def short_prompt(model, P):
-    """A text of exactly P tokens (BOS included), words added one at a time where they fit."""
-    text = ""
-    for word in PASSAGE.split() + ["a", "I", "a", "I", ",", "."] * P:
-        n = len(bench.tokenize(model, (text + " " + word).strip()))
-        if n <= P:
-            text = (text + " " + word).strip()
-        if n == P:
-            return text
-    raise bench.BenchError(f"no prompt of exactly {P} tokens")
-
-
 def verify_rows(a, targets):
     """(c): the cost of a forward pass over k + 1 positions against one decoding step."""
     rows = []
@@ -198,15 +188,10 @@ def verify_rows(a, targets):
         log(f"spec_bench: verify cost, {name} ...")
         step = median_runs(lambda: ours(target, PASSAGE, a.n_predict, a.threads), a.reps)[0]
         cells = []
+        prompt = bench.make_prompt(target, VERIFY_PROMPT)
         for k in (1, 4, 8):
-            try:
-                prompt = short_prompt(target, k + 1)
-            except bench.BenchError as e:
-                log(f"spec_bench: {name}, k = {k}: {e}")
-                cells.append("-")
-                continue
             tps = median_runs(lambda: ours(target, prompt, 1, a.threads, "-b", str(k + 1)),
-                              max(a.reps, 5))[3]
+                              a.reps)[3]
             cells.append(f"{((k + 1) / tps) * step:.2f}")
         rows.append(f"| {name} | {1000.0 / step:.2f} | " + " | ".join(cells) + " |")
     return rows
@@ -256,8 +241,9 @@ def main(argv=None):
         "| case | method | tok/s | x plain | acceptance | peer tok/s | peer acceptance | ours / peer |",
         "|---|---|---|---|---|---|---|---|", *rows, "",
         "What a check costs: one decoding step (ms), and the forward pass over k + 1 positions in "
-        "one batch, in decoding steps (a prompt of k + 1 tokens, -b k+1; a prompt computes the "
-        "output head for its last position only, a check for all k + 1).", "",
+        f"one batch, in decoding steps (a {VERIFY_PROMPT}-token prompt in batches of k + 1, -b k+1: "
+        "the output head, which a prompt runs for its last batch only, is left out; a check runs "
+        "it for all k + 1 positions).", "",
         "| target | step ms | k = 1 | k = 4 | k = 8 |", "|---|---|---|---|---|", *vrows, ""])
     Path(a.out).write_text(text)
     print(text)
