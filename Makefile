@@ -17,11 +17,12 @@ HOST_CC ?= cc
 
 # The engine (everything but main), then the program.
 LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c tokenizer.c unicode.c sampler.c \
-           half.c kernels.c kernels_attn.c kernels_portable.c kernels_quant.c kernels_iquant.c \
-           kernels_avx512.c kernels_avx2.c kernels_neon.c \
+           spec.c half.c kernels.c kernels_attn.c kernels_portable.c kernels_quant.c \
+           kernels_iquant.c kernels_avx512.c kernels_avx2.c kernels_neon.c \
            attn_maps.c attn_circuits.c attn_probe.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder tests/c/test_tokenizer \
+           tests/c/test_spec \
            tests/c/test_cli
 C_TOOLS := tests/c/dequant  # built for tests/py
 # Fuzz targets tests/fuzz/fuzz_NAME.c: libFuzzer binaries build/fuzz/fuzz_NAME (make fuzz), and in
@@ -106,14 +107,16 @@ build/npycmp: tests/c/npycmp.c
 	$(CC) $(WARN) -O2 -o $@ $< $(LDLIBS)
 
 # The C tests of one variant: kernels vs their references, the sampler, the streaming decoder,
-# special tokens vs brute force, the options' ranges, golden fixtures, bad input. Needs only a C
-# compiler. $(2) runs a binary of another architecture (qemu). The kernels run with OpenMP workers
-# on 128 KiB stacks (musl's default), which big stack buffers would overflow.
+# special tokens vs brute force, speculative sampling's distribution, the options' ranges, golden
+# fixtures, bad input. Needs only a C compiler. $(2) runs a binary of another architecture (qemu).
+# The kernels run with OpenMP workers on 128 KiB stacks (musl's default), which big stack buffers
+# would overflow.
 define c_tests
 	OMP_STACKSIZE=128K $(2) build/$(1)/tests/c/test_kernels
 	$(2) build/$(1)/tests/c/test_sampler
 	$(2) build/$(1)/tests/c/test_decoder
 	$(2) build/$(1)/tests/c/test_tokenizer
+	$(2) build/$(1)/tests/c/test_spec
 	$(2) build/$(1)/tests/c/test_cli
 	RUN="$(3)" sh tests/c/golden.sh
 	RUN="$(3)" sh tests/c/bad_input.sh
@@ -195,8 +198,14 @@ build/bench/limits: bench/limits.c
 	@mkdir -p build/bench
 	$(CC) $(WARN) $(CFLAGS) $(OMPFLAGS) -o $@ bench/limits.c $(LDLIBS)
 
+# Then the speculative rows (bench/spec_bench.py -> bench/results-spec.md): plain vs --lookup vs -md
+# here and in llama.cpp built natively from node-llama-cpp's bundled source (bench/build_llamacpp.sh,
+# cached in build/llama.cpp; only make bench builds it). SPEC_BENCH_ARGS: its options (--quick
+# follows BENCH_ARGS).
+SPEC_BENCH_ARGS ?= $(filter --quick,$(BENCH_ARGS))
 bench: $(BIN) build/bench/limits build/tools/llama_quantize
 	$(or $(PYTHON),/usr/bin/python3) bench/bench.py $(BENCH_ARGS)
+	$(or $(PYTHON),/usr/bin/python3) bench/spec_bench.py $(SPEC_BENCH_ARGS)
 
 # Mutation testing: each planted bug of tools/mutants.txt must make one of its tests fail
 # (tools/mutants.py copies the tree to a temporary directory; MUTANTS_ARGS="--only sampler.c").
@@ -226,7 +235,8 @@ help:
 	@echo "make fuzz-run   each libFuzzer target for FUZZ_SECONDS (default 60; make fuzz builds them)"
 	@echo "make test-arm   C tests of an AArch64 (NEON) build under qemu-user"
 	@echo "make check-page syntax check of the attention page's script (node)"
-	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick)"
+	@echo "make bench      speed vs the machine's limits -> bench/results.md (BENCH_ARGS=--quick),"
+	@echo "                speculative decoding vs native llama.cpp -> bench/results-spec.md"
 	@echo "make mutants    plant each bug of tools/mutants.txt, check that a test fails (MUTANTS_ARGS=--only X)"
 	@echo "make format     apply the C style (.clang-format); make format-check: fail if unformatted"
 	@echo "make clean      remove everything built"

@@ -75,6 +75,16 @@ static const OptionSpec OPTIONS[] = {
      "subtract A times its count from each token's logit (default 0)"},
     {NULL, "--stop", "TEXT", OPT_LIST, AT(stop), 0, 0, 0,
      "end the reply before TEXT, not printed; repeatable (up to 8)"},
+    {"-md", "--model-draft", "FILE", OPT_STRING, AT(draft_model), 0, 0, 0,
+     "speculative decoding: this smaller model with the same\n"
+     "vocabulary drafts tokens greedily, the model checks them all in\n"
+     "one pass; the output is the same as without (docs/speculative.md)"},
+    {NULL, "--draft-max", "N", OPT_INT, AT(draft_max), 1, 64, 0,
+     "tokens the draft model proposes per step (default 8)"},
+    {NULL, "--lookup", "N", OPT_INT, AT(lookup), 0, 64, 0,
+     "speculative decoding by prompt lookup: propose up to N tokens\n"
+     "that followed the last earlier occurrence of the last 3 (2, 1)\n"
+     "tokens in the prompt or the text so far; 0 = off (default 0)"},
     {NULL, "--chat", NULL, OPT_FLAG, AT(chat), 0, 0, 0,
      "chat: user turns from the terminal or stdin (one per line),\n"
      "replies streamed; /exit or Ctrl-D ends, Ctrl-C stops a reply.\n"
@@ -318,6 +328,13 @@ int cli_parse(Options *o, int argc, char **argv, Error *err) {
                      o->context_shift || o->keep))
         return fail(err, "-y, --chat-template, --chat-date, --no-think, --context-shift and "
                          "--keep need --chat");
+    if (o->draft_model && o->lookup)
+        return fail(err, "-md and --lookup are two ways to draft tokens: give one");
+    if (o->draft_max && !o->draft_model) return fail(err, "--draft-max needs -md (a draft model)");
+    if (!o->draft_max) o->draft_max = DRAFT_MAX_DEFAULT;
+    if ((o->draft_model || o->lookup) && (o->ppl || o->dump_logits || attn_wanted(&o->attn)))
+        return fail(err, "-md and --lookup (speculative decoding) do not work with --ppl, "
+                         "--dump-logits or the attention outputs: run those without them");
     if (o->ppl && attn_wanted(&o->attn))
         return fail(err, "the attention outputs (--dump-attn, --attn-*) do not work with --ppl");
     if (o->attn.probe && strcmp(o->attn.probe, "induction") != 0 &&

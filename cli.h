@@ -12,6 +12,8 @@
 
 #define MAX_STOP 8 /* --stop strings */
 
+#define DRAFT_MAX_DEFAULT 8 /* --draft-max: a first guess, not yet chosen by measurement */
+
 /* A repeatable string option's values, borrowed from argv. */
 typedef struct {
     const char *items[MAX_STOP];
@@ -51,6 +53,10 @@ typedef struct {
     float min_p, repeat_penalty, presence_penalty, frequency_penalty;
     int repeat_last_n;
     StrList stop; /* --stop: generation ends before any of these, which are not printed */
+    /* speculative decoding (spec.h) */
+    const char *draft_model; /* -md: a smaller model with the same vocabulary drafts */
+    int draft_max;           /* tokens it drafts per step */
+    int lookup;              /* prompt lookup: tokens proposed per step; 0 = off */
     int verbose;
     int help; /* -h: print the usage and exit */
     char default_model[4096];

@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "model.h"
 #include "sampler.h"
+#include "spec.h"
 #include "unicode.h"
 
 /* ------------------------------------------------------------------------------------------ */
@@ -181,6 +182,7 @@ typedef struct {
     AttnMaps maps;       /* the attention views' capture; maps.probs NULL when off */
     double *step_ms;     /* (seq_len) -v: each generated token's forward pass, by position */
     const float *logits; /* (vocab) the last position's, to sample from */
+    Spec *spec;          /* speculative decoding (-md, --lookup), or NULL */
     int generated;       /* tokens sampled */
     int stop_reason;     /* 0: -n tokens, 1: end of text, 2: context full, 3: a stop string */
 } Generation;
@@ -219,8 +221,11 @@ static int feed_prompt(Generation *g, const int *prompt, int n_prompt, Error *er
 }
 
 /* Sample, print, feed back: until -n tokens, the end of text, a stop string or a full context.
-   prev: the prompt's last token (SentencePiece drops a leading space only after BOS). */
-static int decode(Generation *g, int prev, int pos, Error *err) {
+   prev: the prompt's last token (SentencePiece drops a leading space only after BOS). With
+   speculation, each token fed comes with a draft checked in the same pass (spec_step): the drafts
+   accepted are printed next, already in the cache, then the token sampled after them. hist: the
+   tokens at positions 0 .. pos - 1, room for seq_len + 1 (speculation only, else NULL). */
+static int decode(Generation *g, int *hist, int prev, int pos, Error *err) {
     Model *m = g->m;
     const Options *o = g->o;
     const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
@@ -232,9 +237,13 @@ static int decode(Generation *g, int prev, int pos, Error *err) {
     Decoder dec;
     decoder_init(&dec);
     dec.prev_token = prev;
-    int rc = -1;
+    int rc = -1, queue[SPEC_MAX], qn = 0, qi = 0, pending = -1;
     while (g->generated < o->steps) {
-        int next = sampler_sample(&g->sp, g->logits);
+        const int in_cache = qi < qn; /* an accepted draft */
+        int next = in_cache       ? queue[qi++]
+                   : pending >= 0 ? pending
+                                  : sampler_sample(&g->sp, g->logits);
+        if (!in_cache) pending = -1;
         g->generated++;
         if (next == eos || next == eot) { /* eot: a chat model's end of turn */
             g->stop_reason = 1;
@@ -248,12 +257,22 @@ static int decode(Generation *g, int prev, int pos, Error *err) {
             g->stop_reason = 3;
             break;
         }
-        if (g->generated == o->steps) break;
+        if (g->generated == o->steps || in_cache) continue;
         if (pos == m->config.seq_len) {
             g->stop_reason = 2;
             break;
         }
-        if (gen_forward(g, &next, 1, pos++, LOGITS_LAST, err)) goto done;
+        if (g->spec) {
+            hist[pos] = next;
+            qn = spec_step(g->spec, &g->sp, hist, pos + 1, o->steps - g->generated - 1, queue,
+                           &pending, err);
+            if (qn < 0) goto done;
+            memcpy(hist + pos + 1, queue, (size_t)qn * sizeof *queue);
+            qi = 0;
+            pos += 1 + qn;
+        } else if (gen_forward(g, &next, 1, pos++, LOGITS_LAST, err)) {
+            goto done;
+        }
     }
     if (g->stop_reason != 3 && emit(&stop, text, decoder_flush(&dec, text, cap), 1, err) < 0)
         goto done;
@@ -295,6 +314,7 @@ static int report(Generation *g, int n_prompt, double load_s, double t_prompt, d
         if (write_npy(o->dump_layers, d->x, shape, 3, err)) return -1;
     }
     AttnMaps *maps = &g->maps;
+    if (o->verbose && g->spec) spec_print_stats(g->spec, stderr);
     if (o->verbose)
         attn_print_cost(c, n_prompt, g->generated, g->step_ms, maps->probs != NULL, stderr);
     if (!maps->probs) return 0;
@@ -312,6 +332,7 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
                     double load_s, Error *err) {
     const Config *c = &m->config;
     Generation g = {.m = m, .o = o, .dump = {NULL, 0, (size_t)c->vocab_size, 0}};
+    int *hist = NULL; /* speculation: the tokens at each position */
     g.step_ms = o->verbose ? calloc((size_t)c->seq_len, sizeof(double)) : NULL;
     int rc = -1;
     if (o->verbose && !g.step_ms) {
@@ -329,6 +350,18 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
         m->state.layer_hook = layer_hook;
         m->state.layer_hook_ctx = &g.layers;
     }
+    Spec spec;
+    if (o->draft_model || o->lookup) {
+        if (spec_open(&spec, m, o->draft_model, o->draft_model ? o->draft_max : o->lookup, o->batch,
+                      o->kv_cache, !o->no_repack, o->verbose, err))
+            goto done;
+        g.spec = &spec;
+        if (!(hist = malloc(((size_t)c->seq_len + 1) * sizeof *hist))) {
+            fail(err, "out of memory");
+            goto done;
+        }
+        memcpy(hist, prompt, (size_t)n_prompt * sizeof *hist);
+    }
     if (attn_wanted(&o->attn)) { /* room for every position fed: prompt + steps - 1, at most */
         int T = n_prompt + (o->steps > 1 ? o->steps - 1 : 0);
         if (attn_maps_init(&g.maps, &o->attn, m, n_prompt, T < c->seq_len ? T : c->seq_len, err))
@@ -343,10 +376,12 @@ static int generate(Model *m, const Options *o, const int *prompt, int n_prompt,
     const double t0 = now_seconds();
     if (feed_prompt(&g, prompt, n_prompt, err)) goto done;
     const double t1 = now_seconds();
-    if (decode(&g, prompt[n_prompt - 1], n_prompt, err)) goto done;
+    if (decode(&g, hist, prompt[n_prompt - 1], n_prompt, err)) goto done;
     const double t2 = now_seconds();
     rc = report(&g, n_prompt, load_s, t1 - t0, t2 - t1, err);
 done:
+    if (g.spec) spec_free(g.spec);
+    free(hist);
     model_set_attn_hook(m, NULL, NULL, 0, NULL);
     m->state.layer_hook = NULL;
     free(g.layers.x);
@@ -578,6 +613,7 @@ typedef struct {
     IdVec starts;    /* index in hist of each turn's start (after the system message) */
     int protect;     /* hist[0..protect) is never dropped: start, system, --keep */
     Matrix dump;     /* --dump-logits: the logits of every position fed */
+    Spec *spec;      /* speculative decoding (-md, --lookup), or NULL */
     long fed_tokens; /* forward passes' positions, recomputation included */
 } Conversation;
 
@@ -687,9 +723,22 @@ static void print_ids(const char *what, const int *ids, int n) {
     for (int i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
 }
 
+/* Feeds next, just sampled, with a draft checked in the same pass (spec_step): the accepted
+   tokens go to queue (already in the cache and hist, not yet in the penalty window), the token
+   sampled after them to *pending. Returns how many were accepted, or -1. */
+static int feed_spec(Conversation *cv, int next, int max, int *queue, int *pending, Error *err) {
+    if (idvec_push(&cv->hist, &next, 1, err)) return -1;
+    sampler_accept(&cv->sp, next);
+    const int j = spec_step(cv->spec, &cv->sp, cv->hist.ids, cv->hist.n, max, queue, pending, err);
+    if (j < 0 || idvec_push(&cv->hist, queue, j, err)) return -1;
+    cv->fed_tokens += 1 + j;
+    return j;
+}
+
 /* One reply: samples until the end of the turn, a stop string, -n tokens, Ctrl-C or a full
    context; streams it to stdout. Every token printed is fed, the -n-th too, so that the next turn
-   follows the reply the user saw. */
+   follows the reply the user saw. With speculation, drafts accepted (queue) are in the cache
+   before they are printed: those not printed leave it again. */
 static int reply(Conversation *cv, const float *logits, Error *err) {
     Model *m = cv->m;
     const Options *o = cv->o;
@@ -703,15 +752,38 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
     decoder_init(&dec);
     dec.prev_token = cv->hist.ids[cv->hist.n - 1];
     int rc = -1, stopped = 0, fed = 0; /* the reply's tokens fed: the last `fed` in the cache */
+    int queue[SPEC_MAX], qn = 0, qi = 0, pending = -1;
     for (int generated = 0; generated < o->steps && !interrupted; generated++) {
-        int next = sampler_sample(&cv->sp, logits);
-        if (next == cv->chat.eot || next == eos || next == eot) break; /* the file's too */
+        const int in_cache = qi < qn; /* an accepted draft */
+        int next = in_cache       ? queue[qi++]
+                   : pending >= 0 ? pending
+                                  : sampler_sample(&cv->sp, logits);
+        if (!in_cache) pending = -1;
+        if (next == cv->chat.eot || next == eos || next == eot) { /* the file's too */
+            qi -= in_cache;
+            break;
+        }
         size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
-        if ((stopped = emit(&stop, text, len, 0, err)) != 0) break;
+        if ((stopped = emit(&stop, text, len, 0, err)) != 0) {
+            qi -= in_cache;
+            break;
+        }
+        fed++;
+        if (in_cache) {
+            sampler_accept(&cv->sp, next);
+            continue;
+        }
+        const int room = m->config.seq_len - cv->hist.n - 1, left = o->steps - generated - 1;
+        if (cv->spec && room > 0 && left > 0) {
+            if ((qn = feed_spec(cv, next, room < left ? room : left, queue, &pending, err)) < 0)
+                goto done;
+            qi = 0;
+            continue;
+        }
         if (make_room(cv, 1, cv->starts.n - 1, err) < 0) goto done;
         if (!(logits = feed(cv, &next, 1, 1, err))) goto done;
-        fed++;
     }
+    cv->hist.n -= qn - qi; /* drafts in the cache not printed */
     if (stopped >= 0 && !stopped && emit(&stop, text, decoder_flush(&dec, text, cap), 1, err) < 0)
         goto done;
     fputc('\n', stdout);
@@ -734,6 +806,15 @@ static int chat_loop(Model *m, const Options *o, Error *err) {
     cv.dump = (Matrix){NULL, 0, (size_t)m->config.vocab_size, 0};
     if (chat_setup(&cv.chat, m, o, err) || sampler_from_options(&cv.sp, &m->config, o, err))
         return -1;
+    Spec spec;
+    if (o->draft_model || o->lookup) {
+        if (spec_open(&spec, m, o->draft_model, o->draft_model ? o->draft_max : o->lookup, o->batch,
+                      o->kv_cache, !o->no_repack, o->verbose, err)) {
+            sampler_free(&cv.sp);
+            return -1;
+        }
+        cv.spec = &spec;
+    }
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint; /* no SA_RESTART: Ctrl-C interrupts the read of a turn */
     sigemptyset(&sa.sa_mask);
@@ -794,6 +875,7 @@ static int chat_loop(Model *m, const Options *o, Error *err) {
         size_t shape[2] = {cv.dump.rows, cv.dump.cols};
         if (write_npy(o->dump_logits, cv.dump.data, shape, 2, err)) goto done;
     }
+    if (o->verbose && cv.spec) spec_print_stats(cv.spec, stderr);
     rc = 0;
 done:
     if (rc && strncmp(err->msg, "context full", 12) == 0) { /* the default policy: a message */
@@ -806,6 +888,7 @@ done:
     idvec_free(&cv.starts);
     free(cv.dump.data);
     sampler_free(&cv.sp);
+    if (cv.spec) spec_free(cv.spec);
     return rc;
 }
 

@@ -220,7 +220,10 @@ int sampler_draw(const Candidate *cand, int kept, float u) {
     return cand[kept - 1].index; /* rounding left r at the very top */
 }
 
-int sampler_sample(Sampler *s, const float *logits) {
+/* The candidates sampler_sample draws from, into s->cand[0..kept), their probabilities not yet
+   renormalized; returns kept, or 0 for a greedy choice, *best (the argmax of the penalized
+   logits) then being the token. */
+static int candidates(Sampler *s, const float *logits, int *best) {
     const int n = s->vocab_size;
     if (s->last_n) {
         memcpy(s->penalized, logits, (size_t)n * sizeof *logits);
@@ -228,11 +231,11 @@ int sampler_sample(Sampler *s, const float *logits) {
                           s->presence, s->counts);
         logits = s->penalized;
     }
-    const int best = sampler_argmax(logits, n);
+    *best = sampler_argmax(logits, n);
     /* greedy: at temperature 0, when 1/T overflows (T < ~3e-39), and when the largest logit is
        not a number (+inf, or every logit -inf or NaN), where the softmax has no meaning */
-    if (s->temperature == 0.0f || !isfinite(1.0f / s->temperature) || !isfinite(logits[best]))
-        return best;
+    if (s->temperature == 0.0f || !isfinite(1.0f / s->temperature) || !isfinite(logits[*best]))
+        return 0;
     sampler_softmax(s->probs, logits, n, s->temperature);
     int kept;
     if (s->top_k > 0 && s->top_k < n) {
@@ -247,7 +250,41 @@ int sampler_sample(Sampler *s, const float *logits) {
     }
     if (s->top_p < 1.0f) kept = sampler_top_p(s->cand, kept, s->top_p);
     if (s->min_p > 0.0f) kept = sampler_min_p(s->cand, kept, logits, s->min_p);
+    return kept;
+}
+
+int sampler_sample(Sampler *s, const float *logits) {
+    int best;
+    const int kept = candidates(s, logits, &best);
+    if (kept == 0) return best;
     return sampler_draw(s->cand, kept, random_f32(&s->rng));
+}
+
+int sampler_verify(Sampler *s, const float *logits, int draft, int *token) {
+    int best;
+    const int kept = candidates(s, logits, &best);
+    if (kept == 0) { /* p is a point mass on best */
+        *token = best;
+        return best == draft;
+    }
+    float total = 0.0f, p_draft = 0.0f;
+    int at = -1;
+    for (int i = 0; i < kept; i++) {
+        total += s->cand[i].prob;
+        if (s->cand[i].index == draft) {
+            p_draft = s->cand[i].prob;
+            at = i;
+        }
+    }
+    /* q is a point mass on the draft: accept with probability min(1, p / q) = p(draft) */
+    if (at >= 0 && random_f32(&s->rng) * total < p_draft) {
+        *token = draft;
+        return 1;
+    }
+    /* else from the residual max(0, p - q), normalized: p without the draft */
+    if (at >= 0 && kept > 1) s->cand[at].prob = 0.0f;
+    *token = sampler_draw(s->cand, kept, random_f32(&s->rng));
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -55,6 +55,14 @@ void sampler_accept(Sampler *s, int token);
    logit is +inf (the first +inf) or there is none (all -inf or NaN: the first -inf, else 0).
    run.c never gets here with a non-finite logit: forward() refuses them first. */
 int sampler_sample(Sampler *s, const float *logits);
+/* Speculative sampling's check of a drafted token against the logits (vocab_size) of its position,
+   the draft proposed with certainty (a point mass q): accepts it with probability p(draft), p the
+   distribution sampler_sample draws from (penalties, temperature, top-k, top-p, min-p applied),
+   else draws *token from p with the draft's share removed, renormalized (the residual
+   max(0, p - q)); so *token is distributed exactly as sampler_sample's draw. Greedy, p is a point
+   mass: accepted when the draft is the argmax, which is *token. Returns 1 when accepted (*token
+   is the draft), 0 when not. */
+int sampler_verify(Sampler *s, const float *logits, int draft, int *token);
 
 /* The steps. n is the vocabulary size; each returns how many candidates it kept. */
 

@@ -508,6 +508,15 @@ int tokenizer_bos(const Tokenizer *t) { return t->bos_id; }
 int tokenizer_eos(const Tokenizer *t) { return t->eos_id; }
 int tokenizer_eot(const Tokenizer *t) { return t->eot_id; }
 int tokenizer_adds_bos(const Tokenizer *t) { return t->add_bos && t->bos_id >= 0; }
+int tokenizer_same_vocab(const Tokenizer *a, const Tokenizer *b) {
+    if (a->n_vocab != b->n_vocab) return 0;
+    for (int i = 0; i < a->n_vocab; i++)
+        if (a->tokens[i].len != b->tokens[i].len ||
+            memcmp(a->tokens[i].ptr, b->tokens[i].ptr, a->tokens[i].len) != 0)
+            return i + 1;
+    return -1;
+}
+
 int tokenizer_max_token_len(const Tokenizer *t) { return t->max_token_len; }
 
 /* A push emits the held bytes (at most 3: the start of a 4-byte character) and the token's, each

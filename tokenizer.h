@@ -104,6 +104,9 @@ size_t decoder_cap(const Tokenizer *t);
 size_t decoder_push(const Tokenizer *t, Decoder *d, int token, char *out, size_t cap);
 /* Emits whatever is still pending at the end of the stream (as U+FFFD); cap as for a push. */
 size_t decoder_flush(Decoder *d, char *out, size_t cap);
+/* Whether two vocabularies are the same token strings in the same order: -1 when they are, 0 when
+   their sizes differ, else 1 + the first id whose strings differ. */
+int tokenizer_same_vocab(const Tokenizer *a, const Tokenizer *b);
 int tokenizer_max_token_len(const Tokenizer *t);
 
 #endif /* TOKENIZER_H */

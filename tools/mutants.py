@@ -43,6 +43,8 @@ C_TESTS = {
                      ["build/native/tests/c/test_kernels"]),
     "test_sampler": ("stdbuf -oL build/native/tests/c/test_sampler", 9,
                      ["build/native/tests/c/test_sampler"]),
+    "test_spec": ("stdbuf -oL build/native/tests/c/test_spec", 2,
+                  ["build/native/tests/c/test_spec"]),
     "test_tokenizer": ("stdbuf -oL build/native/tests/c/test_tokenizer", 1,
                        ["build/native/tests/c/test_tokenizer"]),
     "test_cli": ("stdbuf -oL build/native/tests/c/test_cli", 0.1,

@@ -136,6 +136,15 @@ expect "probe-file missing"    1 "cannot open" -- $RUN "$GOOD" --attn-probe core
 expect "probe-file empty"      1 "no sentences" -- $RUN "$GOOD" --attn-probe coref --probe-file "$tmp/empty.txt"
 expect "probe-file alone"      2 "--probe-file needs --attn-probe coref" -- $RUN "$GOOD" --probe-file "$tmp/before.txt"
 expect "coref --tokenize"      2 "the coref probe runs many sentences" -- $RUN "$GOOD" --attn-probe coref --tokenize
+expect "draft vocabulary"      1 "same vocabulary"              -- $RUN "$GOOD" -i hi -n 2 -md models/kjv.gguf
+expect "draft missing"         1 "nope.gguf"                    -- $RUN "$GOOD" -i hi -n 2 -md "$tmp/nope.gguf"
+expect "draft and lookup"      2 "give one"                     -- $RUN "$GOOD" -i hi -md "$GOOD" --lookup 2
+expect "draft-max alone"       2 "needs -md"                    -- $RUN "$GOOD" -i hi --draft-max 4
+expect "draft-max range"       2 "expects an integer in \[1, 64\]" -- $RUN "$GOOD" -i hi -md "$GOOD" --draft-max 0
+expect "lookup range"          2 "expects an integer in \[0, 64\]" -- $RUN "$GOOD" -i hi --lookup 65
+expect "lookup, dump-logits"   2 "do not work with --ppl"       -- $RUN "$GOOD" -i hi --lookup 4 --dump-logits "$tmp/l.npy"
+expect "draft, attention"      2 "do not work with --ppl"       -- $RUN "$GOOD" -i hi -md "$GOOD" --attn-stats
+expect "lookup, ppl"           2 "do not work with --ppl"       -- $RUN "$GOOD" --ppl x --lookup 4
 expect "--ppl with -c 1"       1 "--ppl needs a context of at least 2 positions; this one is 1 (see -c)" -- $RUN "$GOOD" --ppl "$tmp/long.txt" -c 1
 expect "attn-norms with --ppl" 2 "do not work with --ppl"       -- $RUN "$GOOD" --ppl x --dump-attn-norms x.npy
 printf 'In the\000 beginning\n' > "$tmp/nul_turn.txt"

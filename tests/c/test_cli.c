@@ -17,11 +17,20 @@ static void check(int ok, const char *what, const char *detail) {
     ok ? passed++ : failed++;
 }
 
-/* Parses `./run m.gguf --chat FLAG VALUE` (--chat: --keep needs it, and no number forbids it). */
+/* Parses `./run m.gguf --chat FLAG VALUE` (--chat: --keep needs it, and no number forbids it),
+   with `-md d.gguf` before --draft-max, which needs it. */
 static int parse(Options *o, const char *flag, const char *value, Error *err) {
-    char *argv[] = {"run", "m.gguf", "--chat", (char *)flag, (char *)value, NULL};
+    const int draft = strcmp(flag, "--draft-max") == 0;
+    char *argv[] = {"run",
+                    "m.gguf",
+                    "--chat",
+                    draft ? "-md" : (char *)flag,
+                    draft ? "d.gguf" : (char *)value,
+                    (char *)flag,
+                    (char *)value,
+                    NULL};
     err->msg[0] = '\0';
-    return cli_parse(o, 5, argv, err);
+    return cli_parse(o, draft ? 7 : 5, argv, err);
 }
 
 static void expect_accepted(const CliRange *r, double v) {

@@ -83,8 +83,12 @@ static void expected(float *want, const float *raw, int n, float temp, int k, fl
     free(logits);
 }
 
-static void test_case(const char *name, const float *logits, int n, float temp, int k, float p,
-                      const Extra *x) {
+/* draft -1: draws with sampler_sample; else sampler_verify's tokens for that drafted token (-2:
+   the most probable one),
+   which must be distributed as the draws (speculative sampling's guarantee), with the draft
+   accepted as often as its probability. */
+static void test_draws(const char *name, const float *logits, int n, float temp, int k, float p,
+                       const Extra *x, int draft) {
     enum { DRAWS = 100000 };
     Sampler sp;
     Error err;
@@ -104,9 +108,26 @@ static void test_case(const char *name, const float *logits, int n, float temp, 
     float *want = malloc(n * sizeof *want);
     int *count = calloc(n, sizeof *count);
     expected(want, logits, n, temp, k, p, x);
-    for (int d = 0; d < DRAWS; d++) count[sampler_sample(&sp, logits)]++;
-    int ok = 1;
+    if (draft == -2) draft = sampler_argmax(want, n);
+    int ok = 1, accepted = 0;
+    for (int d = 0; d < DRAWS; d++) {
+        int t = draft == -1 ? sampler_sample(&sp, logits) : -1;
+        if (draft >= 0) {
+            const int acc = sampler_verify(&sp, logits, draft, &t);
+            ok &= !acc || t == draft;
+            accepted += acc;
+        }
+        if (t < 0 || t >= n) {
+            ok = 0;
+            break;
+        }
+        count[t]++;
+    }
     double worst = 0.0;
+    if (draft >= 0) { /* accepted with probability p(draft) */
+        const double pd = want[draft], sd = sqrt(DRAWS * pd * (1.0 - pd)) + 1e-9;
+        worst = fabs(accepted - DRAWS * pd) / sd;
+    }
     for (int i = 0; i < n; i++) {
         if (want[i] == 0.0f) {
             ok &= count[i] == 0;
@@ -124,6 +145,29 @@ static void test_case(const char *name, const float *logits, int n, float temp, 
     sampler_free(&sp);
     free(want);
     free(count);
+}
+
+static void test_case(const char *name, const float *logits, int n, float temp, int k, float p,
+                      const Extra *x) {
+    test_draws(name, logits, n, temp, k, p, x, -1);
+}
+
+/* Greedy, p is a point mass on the argmax: the draft is accepted exactly when it is the argmax,
+   and the token is the argmax either way; no random number is drawn. */
+static void test_verify_greedy(const float *logits, int n) {
+    Sampler sp;
+    Error err;
+    if (sampler_init(&sp, n, 0.0f, 1.0f, 0, 1, &err)) {
+        check(0, err.msg);
+        return;
+    }
+    const int best = sampler_argmax(logits, n);
+    int ok = 1, t;
+    for (int d = 0; d < n; d++)
+        ok &= sampler_verify(&sp, logits, d, &t) == (d == best) && t == best;
+    ok &= sp.rng == 1 * 2654435761u + 1;
+    check(ok, "verify, greedy: a draft is accepted exactly when it is the argmax");
+    sampler_free(&sp);
 }
 
 /* The steps on cases with exact answers: probabilities that are sums of powers of two. */
@@ -427,6 +471,11 @@ int main(void) {
     test_case("top-k larger than the vocabulary", few, 8, 1.0f, 50, 0.9f, NULL);
     test_case("top-p exactly on a cumulative sum", four, 4, 1.0f, 0, 0.5f, NULL);
     test_case("top-p below every probability, flat logits", flat, N, 1.0f, 0, 0.001f, NULL);
+    test_verify_greedy(logits, N);
+    test_draws("verify, the draft the most likely token", few, 8, 1.0f, 0, 1.0f, NULL, 4);
+    test_draws("verify, the draft a likely token", few, 8, 1.0f, 5, 0.95f, NULL, 0);
+    test_draws("verify, the draft outside top-k", logits, N, 0.7f, 10, 1.0f, NULL,
+               sampler_argmax(logits, N) == 0 ? 1 : 0);
     test_new_steps();
     test_min_p_cut();
     test_nonfinite_steps();
@@ -444,6 +493,7 @@ int main(void) {
     test_case("min-p after top-k and top-p, temperature 2", logits, N, 2.0f, 100, 0.95f, &minp_t);
     Extra all = {0.1f, 1.5f, 0.1f, 0.3f, 32, history, 100};
     test_case("penalties then min-p", logits, N, 0.9f, 0, 1.0f, &all);
+    test_draws("verify after penalties then min-p", logits, N, 0.9f, 0, 1.0f, &all, -2);
     static int top[3];
     top[0] = top[1] = top[2] = sampler_argmax(logits, N);
     Extra big = {0.0f, 4.0f, 1.0f, 1.0f, 3, top, 3};
