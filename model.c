@@ -13,12 +13,9 @@
 #include <unistd.h> /* sysconf, access */
 #endif
 
+#include "filemap.h"
 #include "llama2c.h"
 #include "model.h"
-
-#define MAX_DIM (1 << 20) /* sanity bounds: far above any model this program is for */
-#define MAX_LAYERS 1024
-#define MAX_CTX (1 << 20)
 
 /* ---- architectures -------------------------------------------------------------------- */
 
@@ -1050,20 +1047,27 @@ static int refuse_unconverted(const char *path, Error *err) {
                 path, kind, dir, slash ? path : ".");
 }
 
+/* The file at path mapped whole (what: "model" or "tokenizer", for the errors). */
+static int map_nonempty(const char *path, const char *what, const uint8_t **buf, size_t *size,
+                        Error *err) {
+    const int rc = map_file(path, what, 1, buf, size, err);
+    return rc > 0 ? fail(err, "%s '%s' is empty", what, path) : rc;
+}
+
 /* A llama2.c checkpoint (llama2c.h): mapped into m->file, bound by llama2c_bind, with the
    tokenizer.bin found for it. */
 static int load_llama2c(Model *m, const char *path, const char *tokenizer, Error *err) {
     char tok_path[4096];
     const uint8_t *tbuf;
     size_t tsize;
-    if (llama2c_map(path, "model", &m->file.buf, &m->file.size, err)) return -1;
+    if (map_nonempty(path, "model", &m->file.buf, &m->file.size, err)) return -1;
     m->file.mapped = 1;
     if (llama2c_bind(m->file.buf, m->file.size, &m->config, &m->weights, &m->converted, err) ||
         llama2c_find_tokenizer(path, tokenizer, tok_path, sizeof tok_path, err) ||
-        llama2c_map(tok_path, "tokenizer", &tbuf, &tsize, err))
+        map_nonempty(tok_path, "tokenizer", &tbuf, &tsize, err))
         return -1;
     const int rc = llama2c_tokenizer(tbuf, tsize, m->config.vocab_size, &m->tokenizer, err);
-    munmap((void *)tbuf, tsize);
+    unmap_file(tbuf, tsize);
     return rc;
 }
 
