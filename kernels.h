@@ -1,4 +1,4 @@
-/* kernels.h: tensors, the matrix products and attention (kernels.c drives them; the leaf
+/* kernels.h: tensors, the matrix products (kernels.c) and attention (kernels_attn.c); the leaf
    kernels come in sets, one file per instruction set: see kernels_sets.h). */
 #ifndef KERNELS_H
 #define KERNELS_H
@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "half.h"
 #include "kernels_quant.h"
 
 /* One matmul interface; the kernel for a weight type is chosen once per call from the tensor's
@@ -198,9 +199,6 @@ int kernels_tiles_packed(const Kernels *k, uint32_t type); /* do its prompts rea
 size_t packed_group_bytes(uint32_t type, int cols);
 size_t packed_bytes(const Tensor *w);
 void tensor_pack(uint8_t *dst, const Tensor *w);
-
-float f16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f); /* round to nearest even */
 
 /* e^x within 2 ulp of expf, in straight-line code the compiler can vectorize (libm's expf and
  * floorf are calls it cannot): x = n ln2 + r with |r| <= ln2/2, n rounded to nearest by adding and

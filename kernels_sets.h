@@ -26,8 +26,4 @@ extern const Kernels kernels_avx512, kernels_avx2;
 extern const Kernels kernels_neon;
 #endif
 
-/* All 65,536 halves widened (filled by kernels_init()), so that scalar code, such as the tails of
-   the SIMD loops, does a table load instead of bit surgery. */
-extern float f16_table[1 << 16];
-
 #endif /* KERNELS_SETS_H */

@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "model.h"
 #include "sampler.h"
+#include "unicode.h"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Outputs */

@@ -101,7 +101,4 @@ size_t decoder_push(const Tokenizer *t, Decoder *d, int token, char *out, size_t
 size_t decoder_flush(Decoder *d, char *out, size_t cap);
 int tokenizer_max_token_len(const Tokenizer *t);
 
-/* Returns 1 if the bytes are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-int utf8_valid(const char *s, size_t len, size_t *bad_offset);
-
 #endif /* TOKENIZER_H */

@@ -14,6 +14,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "tokenizer.h"
+#include "unicode.h"
 
 /* Decodes ids[0..n) and checks the output is valid UTF-8 (what decoder_push promises). */
 static void decode(const Model *m, const int *ids, int n) {

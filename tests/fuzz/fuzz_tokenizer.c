@@ -14,6 +14,7 @@
 #include "fuzz.h"
 #include "model.h"
 #include "tokenizer.h"
+#include "unicode.h"
 
 static const struct {
     const char *path;
