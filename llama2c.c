@@ -346,18 +346,6 @@ int llama2c_bind(const uint8_t *buf, size_t size, Config *c, Weights *w, void **
 
 /* ---- tokenizer.bin --------------------------------------------------------------------- */
 
-/* "<0xNN>" with upper-case hex, as SentencePiece names its byte pieces; the byte or -1. */
-static int byte_piece(const uint8_t *s, int32_t len) {
-    if (len != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
-    int v = 0;
-    for (int i = 3; i < 5; i++) {
-        const int c = s[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 55 : -1;
-        if (d < 0) return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
 /* Walks the entries of tokenizer.bin from offset *off: how many complete ones there are before
    the end or `limit`; *off ends after the last complete one, *stop says why it stopped:
    0 limit reached, 1 exact end of file, 2 truncated entry, 3 length out of range. */
@@ -437,7 +425,9 @@ int llama2c_tokenizer(const uint8_t *buf, size_t size, int n_vocab, Tokenizer **
         /* Byte pieces decode to their byte and serve the byte fallback. BOS (1) is a control
            token: never printed, and a leading space after it is dropped, as llama2.c's decode
            does. Every other piece, <unk> and EOS included, prints as spelled, as in llama2.c. */
-        types[id] = byte_piece(s, len) >= 0 ? TOKEN_BYTE : id == 1 ? TOKEN_CONTROL : TOKEN_NORMAL;
+        types[id] = tokenizer_byte_piece(tokens[id]) >= 0 ? TOKEN_BYTE
+                    : id == 1                             ? TOKEN_CONTROL
+                                                          : TOKEN_NORMAL;
         off += 8 + (size_t)len;
     }
     TokenizerSpec spec = {
