@@ -16,7 +16,7 @@ ARM_CC  ?= aarch64-linux-gnu-gcc
 HOST_CC ?= cc
 
 # The engine (everything but main), then the program.
-LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c filemap.c tokenizer.c unicode.c \
+LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c gguf_vocab.c filemap.c tokenizer.c unicode.c \
            sampler.c half.c kernels.c kernels_attn.c kernels_portable.c kernels_quant.c kernels_avx512.c \
            kernels_avx2.c kernels_neon.c \
            attn_views.c attn_circuits.c build/gen/attn_page.c
