@@ -16,9 +16,9 @@ ARM_CC  ?= aarch64-linux-gnu-gcc
 HOST_CC ?= cc
 
 # The engine (everything but main), then the program.
-LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c tokenizer.c unicode.c sampler.c \
-           spec.c half.c kernels.c kernels_attn.c kernels_portable.c kernels_quant.c \
-           kernels_iquant.c kernels_avx512.c kernels_avx2.c kernels_neon.c \
+LIB_SRC := cli.c chat.c model.c llama2c.c forward.c gguf.c gguf_vocab.c filemap.c tokenizer.c \
+           unicode.c sampler.c spec.c half.c kernels.c kernels_attn.c kernels_portable.c \
+           kernels_quant.c kernels_iquant.c kernels_avx512.c kernels_avx2.c kernels_neon.c \
            attn_maps.c attn_circuits.c attn_probe.c attn_views.c build/gen/attn_page.c
 SRC     := run.c $(LIB_SRC)
 C_TESTS := tests/c/test_kernels tests/c/test_sampler tests/c/test_decoder tests/c/test_tokenizer \

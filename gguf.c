@@ -1,6 +1,6 @@
 /* gguf.c: checks every byte of a GGUF v3 file before anyone touches a tensor. gguf_parse works on
- * a buffer (and is what the fuzz target tests/fuzz/fuzz_gguf.c feeds); gguf_open maps a file and
- * hands the mapping to it.
+ * a buffer (and is what the fuzz target tests/fuzz/fuzz_gguf.c feeds); gguf_open maps a file
+ * (filemap.h) and hands the mapping to it.
  *
  * Layout (ggml-org/ggml docs/gguf.md), little-endian:
  *   "GGUF" | u32 version | u64 n_tensors | u64 n_kv
@@ -11,15 +11,10 @@
  * Every read goes through a Reader that knows where the file ends, so a truncated or corrupt file
  * produces an error naming the field, never a read past the buffer.
  */
-#define _POSIX_C_SOURCE 200809L
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "filemap.h"
 #include "gguf.h"
 
 #define GGUF_MAX_DIMS 4
@@ -349,25 +344,15 @@ int gguf_parse(GGUF *g, const uint8_t *buf, size_t size, Error *err) {
 
 int gguf_open(GGUF *g, const char *path, Error *err) {
     memset(g, 0, sizeof *g);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return fail(err, "cannot open model '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fail(err, "model '%s' is not a regular file", path);
-    }
-    if (st.st_size < 24) { /* mmap refuses an empty file: say what gguf_parse would say */
-        close(fd);
+    const uint8_t *map;
+    size_t size;
+    const int rc = map_file(path, "model", 24, &map, &size, err);
+    if (rc < 0) return -1;
+    if (rc > 0) /* say what gguf_parse would say */
         return fail(err, "model '%s' is too small to be a GGUF file (%lld bytes)", path,
-                    (long long)st.st_size);
-    }
-    size_t size = (size_t)st.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd); /* the mapping stays valid */
-    if (map == MAP_FAILED) return fail(err, "cannot mmap '%s': %s", path, strerror(errno));
-    posix_madvise(map, size, POSIX_MADV_WILLNEED); /* start reading ahead */
+                    (long long)size);
     if (gguf_parse(g, map, size, err)) {
-        munmap(map, size);
+        unmap_file(map, size);
         return -1;
     }
     g->mapped = 1;
@@ -375,7 +360,7 @@ int gguf_open(GGUF *g, const char *path, Error *err) {
 }
 
 void gguf_close(GGUF *g) {
-    if (g->mapped) munmap((void *)g->buf, g->size);
+    if (g->mapped) unmap_file(g->buf, g->size);
     free(g->kv);
     free(g->tensors);
     free(g->by_name);

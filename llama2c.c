@@ -8,12 +8,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "llama2c.h"
@@ -21,10 +18,6 @@
 #define L2C_MAGIC 0x616b3432u /* "ak42" read as a little-endian uint32 (bytes "24ka") */
 #define L2C_HEADER_V 256      /* versions 1 and 2 pad their header to 256 bytes */
 #define L2C_HEADER_LEGACY 28  /* 7 int32 */
-/* model.c's sanity bounds for GGUF files, the same here */
-#define MAX_DIM (1 << 20)
-#define MAX_LAYERS 1024
-#define MAX_CTX (1 << 20)
 /* Converted matrices start on a cache line, as GGUF's tensors do in this program's exports: the
    fp32 kernels' summation order follows the alignment of a row, so the same weights give the
    same logits from either file. */
@@ -353,18 +346,6 @@ int llama2c_bind(const uint8_t *buf, size_t size, Config *c, Weights *w, void **
 
 /* ---- tokenizer.bin --------------------------------------------------------------------- */
 
-/* "<0xNN>" with upper-case hex, as SentencePiece names its byte pieces; the byte or -1. */
-static int byte_piece(const uint8_t *s, int32_t len) {
-    if (len != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
-    int v = 0;
-    for (int i = 3; i < 5; i++) {
-        const int c = s[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 55 : -1;
-        if (d < 0) return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
 /* Walks the entries of tokenizer.bin from offset *off: how many complete ones there are before
    the end or `limit`; *off ends after the last complete one, *stop says why it stopped:
    0 limit reached, 1 exact end of file, 2 truncated entry, 3 length out of range. */
@@ -444,7 +425,9 @@ int llama2c_tokenizer(const uint8_t *buf, size_t size, int n_vocab, Tokenizer **
         /* Byte pieces decode to their byte and serve the byte fallback. BOS (1) is a control
            token: never printed, and a leading space after it is dropped, as llama2.c's decode
            does. Every other piece, <unk> and EOS included, prints as spelled, as in llama2.c. */
-        types[id] = byte_piece(s, len) >= 0 ? TOKEN_BYTE : id == 1 ? TOKEN_CONTROL : TOKEN_NORMAL;
+        types[id] = tokenizer_byte_piece(tokens[id]) >= 0 ? TOKEN_BYTE
+                    : id == 1                             ? TOKEN_CONTROL
+                                                          : TOKEN_NORMAL;
         off += 8 + (size_t)len;
     }
     TokenizerSpec spec = {
@@ -470,28 +453,6 @@ done:
 }
 
 /* ---- files ----------------------------------------------------------------------------- */
-
-int llama2c_map(const char *path, const char *what, const uint8_t **buf, size_t *size, Error *err) {
-    *buf = NULL;
-    *size = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return fail(err, "cannot open %s '%s': %s", what, path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fail(err, "%s '%s' is not a regular file", what, path);
-    }
-    if (st.st_size == 0) { /* mmap refuses an empty file */
-        close(fd);
-        return fail(err, "%s '%s' is empty", what, path);
-    }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd); /* the mapping stays valid */
-    if (map == MAP_FAILED) return fail(err, "cannot mmap '%s': %s", path, strerror(errno));
-    *buf = map;
-    *size = (size_t)st.st_size;
-    return 0;
-}
 
 int llama2c_find_tokenizer(const char *model_path, const char *given, char *out, size_t cap,
                            Error *err) {

@@ -54,7 +54,4 @@ int llama2c_tokenizer(const uint8_t *buf, size_t size, int n_vocab, Tokenizer **
 int llama2c_find_tokenizer(const char *model_path, const char *given, char *out, size_t cap,
                            Error *err);
 
-/* Maps the file at path read-only (what = "model" or "tokenizer", for the errors). */
-int llama2c_map(const char *path, const char *what, const uint8_t **buf, size_t *size, Error *err);
-
 #endif /* LLAMA2C_H */

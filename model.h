@@ -38,6 +38,12 @@ typedef enum {
     N_BIAS
 } BiasGroup;
 
+/* Sanity bounds on the dimensions a file (GGUF or llama2.c) may state: far above any model this
+   program is for. */
+#define MAX_DIM (1 << 20)
+#define MAX_LAYERS 1024
+#define MAX_CTX (1 << 20)
+
 /* Every choice the forward pass makes is a field here, read from the file or from the
    architecture's table entry in model.c (never inferred from another field). */
 typedef struct {

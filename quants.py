@@ -32,6 +32,8 @@ TYPES = {
 
 IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
                         dtype=np.float32)
+# IQ4_NL's candidate scales: (value of largest magnitude) / t for each t
+IQ4NL_DIVISORS = list(np.linspace(-127, -95, 9)) + [113.0, 100.0]
 
 # weights quantized at a time: each candidates' array is about 1.5 MB (C x CHUNK float32);
 # 4x larger or smaller chunks measured slower
@@ -111,11 +113,17 @@ def _refit(x, sx, q, affine, min_le0):
     a_sym = np.divide(sqx, sqq, out=np.zeros_like(sqx), where=sqq > 0)
     if not affine:
         return a_sym, np.zeros_like(a_sym)
-    sq = _group_sum(q)[None]
+    return affine_fit(n, _group_sum(q)[None], sx, sqq, sqx, a_sym, min_le0)
+
+
+def affine_fit(n, sq, sx, sqq, sqx, a_sym, min_le0):
+    """The least-squares (a, b) of weight = a q - b from a group's n levels and weights' sums
+    (sq, sx, sqq: q q, sqx: q x); a_sym: the fit with b = 0, kept where the system is singular
+    and, when min_le0, where b would fall below 0 (a K-quant stores only b >= 0)."""
     det = n * sqq - sq * sq
     a = np.divide(n * sqx - sq * sx, det, out=a_sym.copy(), where=det > 0)
     b = (a * sq - sx) / n
-    if min_le0:  # an offset below 0 is not storable: fit a alone with b = 0
+    if min_le0:
         a = np.where(b < 0, a_sym, a)
         b = np.maximum(b, 0)
     return a, b
@@ -133,29 +141,41 @@ def _first_least(errors, *values):
     return [np.take_along_axis(v, k, 0).T for v in values]
 
 
-def fit_group(x, lo, hi, affine, min_le0=False):
-    """x (B, n): per row the (a, b) with levels in [lo, hi] of least squared error found among
-    candidates; returns a, b (B, 1) float32. Symmetric types (affine False) have b = 0.
-    Each candidate scale is tried as it is and refitted by least squares on its levels."""
-    x = x.astype(np.float32)
-    xmin, xmax = x.min(-1), x.max(-1)
+def extreme(x):
+    """x (B, n) -> (B,): each row's value of largest magnitude, signed (the first of equal ones)."""
+    return np.take_along_axis(x, np.abs(x).argmax(-1)[:, None], -1)[:, 0]
+
+
+def candidates(x, lo, hi, affine, min_le0=False):
+    """x (B, n) float32 -> the search's candidate (a, b) of each row, in the order it tries
+    them, as a list of pairs of (B,) arrays: for affine types the min-max span shrunk a little
+    at a time (outliers clip, the rest gain), else the extreme value mapped to levels near lo
+    and near hi."""
     if affine:
+        xmin, xmax = x.min(-1), x.max(-1)
         base_lo = np.minimum(xmin, 0) if min_le0 else xmin
         span = xmax - base_lo
         cands = []
-        for f in np.linspace(1.0, 0.75, 6):  # shrink the range: outliers clip, the rest gain
+        for f in np.linspace(1.0, 0.75, 6):
             for shift in (0.0, 0.5):
                 a = span * f / (hi - lo)
                 b = -(base_lo + shift * (1 - f) * span)
                 if min_le0:
                     b = np.maximum(b, 0)
                 cands.append((a, b))
-    else:
-        amax_idx = np.abs(x).argmax(-1)[:, None]
-        xm = np.take_along_axis(x, amax_idx, -1)[:, 0]  # the value of largest magnitude, signed
-        cands = [(xm / t, np.zeros_like(xm))
-                 for t in list(np.linspace(lo, lo * 0.7, 7)) + list(np.linspace(hi, hi * 0.8, 3))
-                 if t != 0]
+        return cands
+    xm = extreme(x)
+    return [(xm / t, np.zeros_like(xm))
+            for t in list(np.linspace(lo, lo * 0.7, 7)) + list(np.linspace(hi, hi * 0.8, 3))
+            if t != 0]
+
+
+def fit_group(x, lo, hi, affine, min_le0=False):
+    """x (B, n): per row the (a, b) with levels in [lo, hi] of least squared error found among
+    candidates; returns a, b (B, 1) float32. Symmetric types (affine False) have b = 0.
+    Each candidate scale is tried as it is and refitted by least squares on its levels."""
+    x = x.astype(np.float32)
+    cands = candidates(x, lo, hi, affine, min_le0)
     a = np.stack([c[0] for c in cands])[None]  # (1, C, B)
     b = np.stack([c[1] for c in cands])[None]
     xt = np.ascontiguousarray(x.T)[:, None]  # (n, 1, B)
@@ -232,9 +252,8 @@ def _iq4_nl(x):
     """IQ4_NL: one scale per 32-block over 16 fixed levels; candidates d = (value of largest
     magnitude) / t, each as it is and refitted on its levels, all rounded to float16 as stored
     (the layout of fit_group: weights down the first axis)."""
-    amax_idx = np.abs(x).argmax(-1)[:, None]
-    xm = np.take_along_axis(x, amax_idx, -1)[:, 0]
-    d = np.stack([xm / t for t in list(np.linspace(-127, -95, 9)) + [113.0, 100.0]])[None]
+    xm = extreme(x)
+    d = np.stack([xm / t for t in IQ4NL_DIVISORS])[None]
     xt = np.ascontiguousarray(x.T)[:, None]  # (32, 1, B)
     v = IQ4NL_VALUES[_nearest_iq4(xt / np.where(d == 0, 1.0, d))]  # (32, C, B)
     vv = _group_sum(v * v)[None]

@@ -618,6 +618,46 @@ class Gpt2Tokenizer:
         tok._setup(vocab, merges, words, nfc=nfc, ignore_merges=ignore_merges)
         return tok
 
+    @classmethod
+    def from_tokenizer_json(cls, tj):
+        """The BPE a tokenizer.json (a dict) describes, its rules read from the file: the
+        normalizer (none or NFC), the pre-tokenizer (ByteLevel, or a Sequence of Split on a regex
+        with Isolated behaviour, Digits and ByteLevel; each applied with the `regex` module) and
+        the model's ignore_merges."""
+        import regex
+
+        def split(pattern):  # Isolated: the matches and the text between them, each a piece
+            def pieces(text):
+                out, at = [], 0
+                for m in pattern.finditer(text):
+                    out += [text[at:m.start()], m.group()]
+                    at = m.end()
+                return [p for p in out + [text[at:]] if p]
+            return pieces
+
+        def step(p):
+            if p["type"] == "Split":
+                assert p["behavior"] == "Isolated" and not p["invert"], p
+                return split(regex.compile(p["pattern"]["Regex"]))
+            if p["type"] == "Digits":
+                return split(regex.compile(r"\p{N}" if p["individual_digits"] else r"\p{N}+"))
+            assert p["type"] == "ByteLevel" and not p["add_prefix_space"], p
+            return (lambda t: regex.findall(cls.PATTERN, t)) if p["use_regex"] else (lambda t: [t])
+
+        pre = tj["pre_tokenizer"]
+        steps = [step(p) for p in (pre["pretokenizers"] if pre["type"] == "Sequence" else [pre])]
+
+        def words(text):
+            pieces = [text]
+            for s in steps:
+                pieces = [w for p in pieces for w in s(p)]
+            return pieces
+
+        assert tj["normalizer"] in (None, {"type": "NFC"}), tj["normalizer"]
+        return cls.from_rules(tj["model"]["vocab"], tj["model"]["merges"], words,
+                              nfc=tj["normalizer"] is not None,
+                              ignore_merges=tj["model"].get("ignore_merges", False))
+
     def _setup(self, vocab, merges, words, add_bos=False, nfc=False, ignore_merges=False):
         self.vocab, self.words, self.nfc, self.ignore_merges = vocab, words, nfc, ignore_merges
         self.id_to_tok = {i: t for t, i in vocab.items()}

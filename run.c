@@ -127,6 +127,29 @@ static int sampler_from_options(Sampler *sp, const Config *c, const Options *o, 
     return 0;
 }
 
+/* The generated text on its way to stdout: each token decoded (Decoder), then held back as long as
+   it may be the start of a stop string (StopText). */
+typedef struct {
+    const Tokenizer *tok;
+    Decoder dec;
+    StopText stop;
+    char *text; /* (cap) one token's text, decoder_cap bytes */
+    size_t cap;
+} Output;
+
+/* prev: the token before the first one printed (SentencePiece drops a leading space only after
+   BOS). */
+static int output_init(Output *out, const Tokenizer *tok, const Options *o, int prev, Error *err) {
+    out->tok = tok;
+    out->cap = decoder_cap(tok);
+    out->text = malloc(out->cap);
+    if (!out->text) return fail(err, "out of memory");
+    stop_init(&out->stop, o->stop.items, o->stop.n);
+    decoder_init(&out->dec);
+    out->dec.prev_token = prev;
+    return 0;
+}
+
 /* Prints text through the stop strings; returns 1 once one of them has come (-1: out of memory).
    final: the end of the stream, the held tail is printed too. */
 static int emit(StopText *st, const char *text, size_t len, int final, Error *err) {
@@ -141,6 +164,22 @@ static int emit(StopText *st, const char *text, size_t len, int final, Error *er
     }
     fflush(stdout);
     return stopped;
+}
+
+/* Prints one token's text: 1 once a stop string has come, -1 on an error. */
+static int output_push(Output *out, int token, Error *err) {
+    size_t len = decoder_push(out->tok, &out->dec, token, out->text, out->cap);
+    return emit(&out->stop, out->text, len, 0, err);
+}
+
+/* The end of the stream: what the decoder and the stop strings still hold. */
+static int output_finish(Output *out, Error *err) {
+    return emit(&out->stop, out->text, decoder_flush(&out->dec, out->text, out->cap), 1, err);
+}
+
+static void output_free(Output *out) {
+    stop_free(&out->stop);
+    free(out->text);
 }
 
 /* --dump-attn-norms: the value-weighted maps p_ij ||W_O,h v_j|| (n_layers, n_heads, T, T). */
@@ -229,14 +268,8 @@ static int decode(Generation *g, int *hist, int prev, int pos, Error *err) {
     Model *m = g->m;
     const Options *o = g->o;
     const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
-    size_t cap = decoder_cap(m->tokenizer);
-    char *text = malloc(cap);
-    if (!text) return fail(err, "out of memory");
-    StopText stop;
-    stop_init(&stop, o->stop.items, o->stop.n);
-    Decoder dec;
-    decoder_init(&dec);
-    dec.prev_token = prev;
+    Output out;
+    if (output_init(&out, m->tokenizer, o, prev, err)) return -1;
     int rc = -1, queue[SPEC_MAX], qn = 0, qi = 0, pending = -1;
     while (g->generated < o->steps) {
         const int in_cache = qi < qn; /* an accepted draft */
@@ -250,8 +283,7 @@ static int decode(Generation *g, int *hist, int prev, int pos, Error *err) {
             break;
         }
         sampler_accept(&g->sp, next);
-        size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
-        int stopped = emit(&stop, text, len, 0, err);
+        int stopped = output_push(&out, next, err);
         if (stopped < 0) goto done;
         if (stopped) {
             g->stop_reason = 3;
@@ -274,14 +306,12 @@ static int decode(Generation *g, int *hist, int prev, int pos, Error *err) {
             goto done;
         }
     }
-    if (g->stop_reason != 3 && emit(&stop, text, decoder_flush(&dec, text, cap), 1, err) < 0)
-        goto done;
+    if (g->stop_reason != 3 && output_finish(&out, err) < 0) goto done;
     rc = 0;
 done: /* the text so far ends its line, on an error too */
     if (g->generated) fputc('\n', stdout);
     fflush(stdout);
-    stop_free(&stop);
-    free(text);
+    output_free(&out);
     return rc;
 }
 
@@ -743,14 +773,8 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
     Model *m = cv->m;
     const Options *o = cv->o;
     const int eos = tokenizer_eos(m->tokenizer), eot = tokenizer_eot(m->tokenizer);
-    size_t cap = decoder_cap(m->tokenizer);
-    char *text = malloc(cap);
-    if (!text) return fail(err, "out of memory");
-    StopText stop;
-    stop_init(&stop, o->stop.items, o->stop.n);
-    Decoder dec;
-    decoder_init(&dec);
-    dec.prev_token = cv->hist.ids[cv->hist.n - 1];
+    Output out;
+    if (output_init(&out, m->tokenizer, o, cv->hist.ids[cv->hist.n - 1], err)) return -1;
     int rc = -1, stopped = 0, fed = 0; /* the reply's tokens fed: the last `fed` in the cache */
     int queue[SPEC_MAX], qn = 0, qi = 0, pending = -1;
     for (int generated = 0; generated < o->steps && !interrupted; generated++) {
@@ -763,8 +787,7 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
             qi -= in_cache;
             break;
         }
-        size_t len = decoder_push(m->tokenizer, &dec, next, text, cap);
-        if ((stopped = emit(&stop, text, len, 0, err)) != 0) {
+        if ((stopped = output_push(&out, next, err)) != 0) {
             qi -= in_cache;
             break;
         }
@@ -784,8 +807,7 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
         if (!(logits = feed(cv, &next, 1, 1, err))) goto done;
     }
     cv->hist.n -= qn - qi; /* drafts in the cache not printed */
-    if (stopped >= 0 && !stopped && emit(&stop, text, decoder_flush(&dec, text, cap), 1, err) < 0)
-        goto done;
+    if (stopped >= 0 && !stopped && output_finish(&out, err) < 0) goto done;
     fputc('\n', stdout);
     fflush(stdout);
     if (interrupted) fprintf(stderr, "[interrupted]\n");
@@ -793,8 +815,7 @@ static int reply(Conversation *cv, const float *logits, Error *err) {
     if (o->verbose) print_ids("reply", cv->hist.ids + cv->hist.n - fed, fed);
     rc = stopped < 0 ? -1 : 0;
 done:
-    stop_free(&stop);
-    free(text);
+    output_free(&out);
     return rc;
 }
 

@@ -186,8 +186,7 @@ static size_t decoded_text(const Tokenizer *t, int id, const int *byte_of_cp, ch
     return n;
 }
 
-/* Parses "<0xXX>" and returns the byte, or -1. */
-static int parse_byte_token(Str s) {
+int tokenizer_byte_piece(Str s) {
     if (s.len != 6 || memcmp(s.ptr, "<0x", 3) != 0 || s.ptr[5] != '>') return -1;
     int v = 0;
     for (int i = 3; i < 5; i++) {
@@ -430,7 +429,7 @@ static void build_bytes(Tokenizer *t, int byte_of_cp[324]) {
     if (t->kind == TOK_SPM) {
         int n_bytes = 0;
         for (int id = 0; id < t->n_vocab; id++) {
-            int b = t->types[id] == TOKEN_BYTE ? parse_byte_token(t->tokens[id]) : -1;
+            int b = t->types[id] == TOKEN_BYTE ? tokenizer_byte_piece(t->tokens[id]) : -1;
             if (b >= 0 && t->byte_id[b] < 0) t->byte_id[b] = id, n_bytes++;
         }
         t->has_byte_tokens = n_bytes == 256;

@@ -32,6 +32,10 @@ enum {
     TOKEN_BYTE = 6
 };
 
+/* The byte a SentencePiece byte piece stands for: "<0xNN>" with two upper-case hex digits, else
+   -1. */
+int tokenizer_byte_piece(Str piece);
+
 /* What the model file says about its tokenizer; everything here is borrowed and may be freed
    after tokenizer_build (which copies what it keeps). */
 typedef struct {

@@ -65,7 +65,9 @@ printf 'PK\003\004 zip' > "$tmp/hf/pytorch_model.bin"
 expect "HF directory"          1 "'$tmp/hf' is a Hugging Face model directory: convert it with python3 export.py $tmp/hf out.gguf" -- $RUN "$tmp/hf" -i hi
 expect "safetensors"           1 "is safetensors weights.*convert the model's directory with python3 export.py $tmp/hf out.gguf" -- $RUN "$tmp/hf/model.safetensors" -i hi
 expect "PyTorch weights"       1 "is PyTorch weights.*convert the model's directory with python3 export.py $tmp/hf out.gguf" -- $RUN "$tmp/hf/pytorch_model.bin" -i hi
-expect "10-byte file"          1 "too small"                    -- $RUN "$tmp/tiny.gguf" -i hi
+expect "10-byte file"          1 "model '$tmp/tiny.gguf' is too small to be a GGUF file (10 bytes)" -- $RUN "$tmp/tiny.gguf" -i hi
+: > "$tmp/empty.gguf"
+expect "empty file"            1 "model '$tmp/empty.gguf' is empty" -- $RUN "$tmp/empty.gguf" -i hi
 expect "truncated header"      1 "truncated or corrupt header"  -- $RUN "$tmp/head.gguf" -i hi
 expect "truncated metadata"    1 "truncated file"               -- $RUN "$tmp/meta.gguf" -i hi
 expect "truncated data"        1 "outside the file"             -- $RUN "$tmp/half.gguf" -i hi
@@ -188,6 +190,9 @@ expect "l2c tokenizer 513"      1 "holds more than the model's 512 tokens" -- $R
 expect "l2c tokenizer cut"      1 "tokenizer.bin is truncated in token 511" -- $RUN "$L2C/tiny.bin" -z "$tmp/tokcut.bin" -i hi
 expect "l2c no tokenizer"       1 "no tokenizer for the llama2.c checkpoint" -- $RUN "$tmp/alone/tiny.bin" -i hi
 expect "l2c -z missing"         1 "cannot open tokenizer"          -- $RUN "$L2C/tiny.bin" -z "$tmp/nope.bin" -i hi
+: > "$tmp/tok_empty.bin"
+expect "l2c -z empty"           1 "tokenizer '$tmp/tok_empty.bin' is empty" -- $RUN "$L2C/tiny.bin" -z "$tmp/tok_empty.bin" -i hi
+expect "l2c -z directory"       1 "tokenizer '$tmp' is not a regular file" -- $RUN "$L2C/tiny.bin" -z "$tmp" -i hi
 expect "-z with a GGUF"         1 "is for llama2.c checkpoints"    -- $RUN "$GOOD" -z "$L2C/tokenizer.bin" -i hi
 
 # Non-finite numbers: the model's logits must be finite, or the run stops naming the position.

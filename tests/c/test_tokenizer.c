@@ -10,7 +10,8 @@
  * each position the longest wanted special token spelled there (user-defined ones always, control
  * ones with parse_special), else the letter; tried at every token length, by string comparison.
  * Then 64 special tokens of 20 to 41 bytes, all one letter but (mostly) the last, on texts of that
- * letter: every position starts long partial matches. */
+ * letter: every position starts long partial matches. First, tokenizer_byte_piece on byte
+ * pieces and near misses. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,7 +225,29 @@ static void test_merge_ranks(void) {
     }
 }
 
+/* SentencePiece's byte pieces: "<0x" two uppercase hex digits ">", nothing else. */
+static void test_byte_piece(void) {
+    static const struct {
+        const char *piece;
+        int byte;
+    } cases[] = {{"<0x00>", 0},   {"<0x41>", 0x41}, {"<0x0A>", 10}, {"<0xFF>", 255},
+                 {"<0x9F>", 159}, {"<0xff>", -1},   {"<0x4G>", -1}, {"<0x41", -1},
+                 {"<0x411>", -1}, {"<0X41>", -1},   {"[0x41>", -1}, {"<0x41]", -1},
+                 {"<0x:0>", -1},  {"<0x@0>", -1},   {"", -1},       {"A", -1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const Str s = {cases[i].piece, strlen(cases[i].piece)};
+        const int got = tokenizer_byte_piece(s);
+        if (got == cases[i].byte) {
+            passed++;
+        } else {
+            failed++;
+            printf("FAIL byte piece '%s': %d, want %d\n", cases[i].piece, got, cases[i].byte);
+        }
+    }
+}
+
 int main(void) {
+    test_byte_piece();
     for (int round = 0; round < 200; round++) test_random(round);
     test_long_partial_matches();
     test_merge_ranks();

@@ -103,6 +103,38 @@ def write_metaspace_tokenizer(d):
     return len(tj["model"]["vocab"])
 
 
+# The pre-tokenizer of GPT-2's tokenizer.json: GPT-2's regex, then bytes as characters
+GPT2_PRE_TOKENIZER = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                      "use_regex": True}
+
+
+def read_gpt2_bpe(vocab_path, merges_path):
+    """(vocab {token: id}, merges ["a b", ...]) from GPT-2's two files (vocab.json or
+    encoder.json; merges.txt or vocab.bpe, whose first line is a #version comment)."""
+    vocab = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
+    merges = [l for l in Path(merges_path).read_text(encoding="utf-8").split("\n")
+              if l and not l.startswith("#version")]
+    return vocab, merges
+
+
+def gpt2_tokenizer_json(vocab, merges, pre_tokenizer=GPT2_PRE_TOKENIZER):
+    """A byte-level BPE's tokenizer.json as HF tokenizers writes it (BPE model, <|endoftext|> an
+    added special token), with GPT-2's pre-tokenizer or another."""
+    eot = vocab["<|endoftext|>"]
+    return {"version": "1.0", "truncation": None, "padding": None,
+            "added_tokens": [{"id": eot, "content": "<|endoftext|>", "single_word": False,
+                              "lstrip": False, "rstrip": False, "normalized": True, "special": True}],
+            "normalizer": None,
+            "pre_tokenizer": pre_tokenizer,
+            "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
+                               "use_regex": True},
+            "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                        "use_regex": True},
+            "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
+                      "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
+                      "vocab": vocab, "merges": merges}}
+
+
 def write_gpt2_tokenizer(d, as_tokenizer_json=False):
     """vocab.json + merges.txt (the classic GPT-2 layout) or a single tokenizer.json as written by
     HF tokenizers (ByteLevel pre-tokenizer with GPT-2's regex, BPE model)."""
@@ -111,23 +143,7 @@ def write_gpt2_tokenizer(d, as_tokenizer_json=False):
         shutil.copy(bpe_dir / "vocab.json", d / "vocab.json")
         shutil.copy(bpe_dir / "merges.txt", d / "merges.txt")
     else:
-        vocab = json.loads((bpe_dir / "vocab.json").read_text(encoding="utf-8"))
-        merges = [l for l in (bpe_dir / "merges.txt").read_text(encoding="utf-8").split("\n")
-                  if l and not l.startswith("#version")]
-        eot = vocab["<|endoftext|>"]
-        tj = {"version": "1.0", "truncation": None, "padding": None,
-              "added_tokens": [{"id": eot, "content": "<|endoftext|>", "single_word": False,
-                                "lstrip": False, "rstrip": False, "normalized": True, "special": True}],
-              "normalizer": None,
-              "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
-                                "use_regex": True},
-              "post_processor": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False,
-                                 "use_regex": True},
-              "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
-                          "use_regex": True},
-              "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
-                        "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
-                        "vocab": vocab, "merges": merges}}
+        tj = gpt2_tokenizer_json(*read_gpt2_bpe(bpe_dir / "vocab.json", bpe_dir / "merges.txt"))
         (d / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False))
     (d / "tokenizer_config.json").write_text(json.dumps(
         {"add_prefix_space": False, "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",

@@ -3,8 +3,9 @@
 for IQ4_NL's levels. Kept only for test_quant.py, which requires the current quants.py to write
 the same bytes, so that the files export.py writes did not change with its speed.
 
-Only the search changed in that commit: the code that lays out each type's blocks (_legacy,
-_q8_0, the K-quants) is quants.py's own, run here with this module's fit_group in its place.
+Only the evaluation of the candidates changed in that commit: the candidates themselves
+(quants.candidates, IQ4NL_DIVISORS) and the code that lays out each type's blocks (_legacy,
+_q8_0, the K-quants) are quants.py's own, run here with this module's fit_group in its place.
 
     quantize(ggml_type, w) -> bytes       w: (rows, cols) float32, cols a multiple of the block
 """
@@ -15,8 +16,8 @@ import numpy as np
 
 import quants
 from quants import (GGML_IQ4_NL, GGML_Q2_K, GGML_Q3_K, GGML_Q4_0, GGML_Q4_1, GGML_Q4_K,  # noqa: F401
-                    GGML_Q5_0, GGML_Q5_1, GGML_Q5_K, GGML_Q6_K, GGML_Q8_0, IQ4NL_VALUES, TYPES,
-                    _fifth_bits, _half_bytes, _k4_scales, _nibbles, _scales, _signed_scales,
+                    GGML_Q5_0, GGML_Q5_1, GGML_Q5_K, GGML_Q6_K, GGML_Q8_0, IQ4NL_DIVISORS,
+                    IQ4NL_VALUES, TYPES, _fifth_bits, _half_bytes, _k4_scales, _nibbles, _scales, _signed_scales,
                     _two_bits, f16)
 
 CHUNK = 8192  # blocks quantized at a time: bounds the candidates' memory (~50 MB)
@@ -45,37 +46,14 @@ def _refit(x, q, affine, min_le0):
     a_sym = np.divide(sqx, sqq, out=np.zeros_like(sqx), where=sqq > 0)
     if not affine:
         return a_sym, np.zeros_like(a_sym)
-    det = n * sqq - sq * sq
-    a = np.divide(n * sqx - sq * sx, det, out=a_sym.copy(), where=det > 0)
-    b = (a * sq - sx) / n
-    if min_le0:  # an offset below 0 is not storable: fit a alone with b = 0
-        a = np.where(b < 0, a_sym, a)
-        b = np.maximum(b, 0)
-    return a, b
+    return quants.affine_fit(n, sq, sx, sqq, sqx, a_sym, min_le0)
 
 
 def fit_group(x, lo, hi, affine, min_le0=False):
     """x (B, n): per row the (a, b) with levels in [lo, hi] of least squared error found among
     candidates; returns a, b (B, 1) float32. Symmetric types (affine False) have b = 0."""
     x = x.astype(np.float32)
-    xmin, xmax = x.min(-1, keepdims=True), x.max(-1, keepdims=True)
-    if affine:
-        base_lo = np.minimum(xmin, 0) if min_le0 else xmin
-        span = xmax - base_lo
-        cands = []
-        for f in np.linspace(1.0, 0.75, 6):  # shrink the range: outliers clip, the rest gain
-            for shift in (0.0, 0.5):
-                a = span * f / (hi - lo)
-                b = -(base_lo + shift * (1 - f) * span)
-                if min_le0:
-                    b = np.maximum(b, 0)
-                cands.append((a, b))
-    else:
-        amax_idx = np.abs(x).argmax(-1)[:, None]
-        xm = np.take_along_axis(x, amax_idx, -1)  # the value of largest magnitude, signed
-        cands = [(xm / t, np.zeros_like(xm))
-                 for t in list(np.linspace(lo, lo * 0.7, 7)) + list(np.linspace(hi, hi * 0.8, 3))
-                 if t != 0]
+    cands = [(a[:, None], b[:, None]) for a, b in quants.candidates(x, lo, hi, affine, min_le0)]
     best_a = best_b = best_e = None
     for a, b in cands:
         q = _levels(x, a, b, lo, hi)
@@ -100,10 +78,9 @@ def _nearest_iq4(v):
 
 
 def _iq4_nl(x):
-    amax_idx = np.abs(x).argmax(-1)[:, None]
-    xm = np.take_along_axis(x, amax_idx, -1)
+    xm = quants.extreme(x)[:, None]
     best_d = best_e = None
-    for t in list(np.linspace(-127, -95, 9)) + [113.0, 100.0]:
+    for t in IQ4NL_DIVISORS:
         d = xm / t
         safe = np.where(d == 0, 1.0, d)
         idx = _nearest_iq4(x / safe)

