@@ -144,6 +144,7 @@ static const TypeSize TYPE_SIZES[GGML_TYPE_COUNT] = {
     [GGML_Q3_K] = {"Q3_K", 256, 110}, [GGML_Q4_K] = {"Q4_K", 256, 144},
     [GGML_Q5_K] = {"Q5_K", 256, 176}, [GGML_Q6_K] = {"Q6_K", 256, 210},
     [GGML_Q8_K] = {"Q8_K", 256, 292}, [GGML_IQ4_NL] = {"IQ4_NL", 32, 18},
+    [GGML_BF16] = {"BF16", 1, 2},
 };
 
 static const TypeSize *type_size(uint32_t type) {
@@ -194,8 +195,8 @@ static int read_tensor_info(Reader *r, void *out) {
                         ggml_type_name(t->type), (unsigned long long)t->ne[0],
                         ggml_block_size(t->type));
         return fail(r->err,
-                    "tensor '%s': unsupported tensor type %u (supported: F32, F16, Q4_0, Q4_1, "
-                    "Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, Q8_K, IQ4_NL)",
+                    "tensor '%s': unsupported tensor type %u (supported: F32, F16, BF16, Q4_0, "
+                    "Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, Q8_K, IQ4_NL)",
                     name, t->type);
     }
     t->nbytes = row * (size_t)(count / t->ne[0]);
