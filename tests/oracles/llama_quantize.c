@@ -68,7 +68,7 @@ static const struct {
 } FTYPES[] = {
     {"f32", 0},     {"f16", 1},     {"q4_0", 2},    {"q4_1", 3},    {"q8_0", 7},    {"q5_0", 8},
     {"q5_1", 9},    {"q2_k", 10},   {"q3_k_s", 11}, {"q3_k_m", 12}, {"q3_k_l", 13}, {"q4_k_s", 14},
-    {"q4_k_m", 15}, {"q5_k_s", 16}, {"q5_k_m", 17}, {"q6_k", 18},   {"iq4_nl", 25},
+    {"q4_k_m", 15}, {"q5_k_s", 16}, {"q5_k_m", 17}, {"q6_k", 18},   {"iq4_nl", 25}, {"bf16", 32},
 };
 
 static int ftype_of(const char *name) {
@@ -96,7 +96,8 @@ int main(int argc, char **argv) {
     }
     const int ftype = ftype_of(argv[4]);
     if (ftype < 0) {
-        fprintf(stderr, "llama_quantize: unknown ftype '%s' (f32, f16, q4_0 ... q6_k, iq4_nl)\n",
+        fprintf(stderr,
+                "llama_quantize: unknown ftype '%s' (f32, f16, bf16, q4_0 ... q6_k, iq4_nl)\n",
                 argv[4]);
         return 2;
     }
