@@ -107,8 +107,10 @@ static inline __attribute__((always_inline)) TARGET float FN(dot_from)(const voi
                                                                        const int kind) {
     const float *wf = w;
     const uint16_t *wh = w;
+/* VL weights from k widened to floats, or (WONE) the one weight k */
 #define WLOAD(k)                                                                                   \
     (kind == W_F16 ? vloadh(wh + (k)) : kind == W_BF16 ? vloadbf(wh + (k)) : vload(wf + (k)))
+#define WONE(k) (kind == W_F16 ? f16_table[wh[k]] : kind == W_BF16 ? bf16_to_f32(wh[k]) : wf[k])
     VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     int i = i0;
     for (; i + 4 * VL <= n; i += 4 * VL) {
@@ -118,13 +120,10 @@ static inline __attribute__((always_inline)) TARGET float FN(dot_from)(const voi
         a3 = vfma(WLOAD(i + 3 * VL), vload(x + i + 3 * VL), a3);
     }
     for (; i + VL <= n; i += VL) a0 = vfma(WLOAD(i), vload(x + i), a0);
-#undef WLOAD
     sum = vsum(a0) + vsum(a1) + (vsum(a2) + vsum(a3)) + sum;
-    for (; i < n; i++)
-        sum += (kind == W_F16    ? f16_table[wh[i]]
-                : kind == W_BF16 ? bf16_to_f32(wh[i])
-                                 : wf[i]) *
-               x[i];
+    for (; i < n; i++) sum += WONE(i) * x[i];
+#undef WLOAD
+#undef WONE
     return sum;
 }
 
