@@ -2,7 +2,7 @@
 """Convert a Hugging Face model directory, or a llama2.c checkpoint, to a GGUF v3 file that ./run
 (and llama.cpp) can load.
 
-    python3 export.py IN_DIR OUT.gguf [--dtype f32|f16|q8_0|q4_0|q4_k_m|...] [--vocab-only]
+    python3 export.py IN_DIR OUT.gguf [--dtype f32|f16|bf16|q8_0|q4_k_m|...] [--vocab-only]
     python3 export.py MODEL.bin OUT.gguf [--tokenizer tokenizer.bin] [--dtype f32|f16|q8_0]
 
 A llama2.c checkpoint is any of its three layouts (legacy, version 1, version 2: see llama2c.h);
@@ -73,6 +73,9 @@ class SafetensorsFile:
     def shape(self, name):
         return tuple(self.header[name]["shape"])
 
+    def stored_dtype(self, name):
+        return self.header[name]["dtype"]
+
     def load(self, name):
         info = self.header[name]
         if info["dtype"] not in SAFETENSORS_DTYPES:
@@ -111,6 +114,12 @@ class TorchBinFile:
 
     def shape(self, name):
         return self.shapes[name]
+
+    def stored_dtype(self, name):
+        if self.sd is None:
+            self.sd = self._load()
+        return {"torch.bfloat16": "BF16", "torch.float16": "F16", "torch.float32": "F32"}.get(
+            str(self.sd[name].dtype), str(self.sd[name].dtype))
 
     def load(self, name):
         if self.sd is None:
@@ -165,6 +174,11 @@ class WeightSource:
     def shape(self, name):
         return self.where[name].shape(name)
 
+    def all_bf16(self):
+        """Whether every matrix (2-D or more) of the checkpoint is stored as BF16."""
+        names = [k for k in self.where if len(self.shape(k)) >= 2]
+        return bool(names) and all(self.where[k].stored_dtype(k) == "BF16" for k in names)
+
     def load(self, name):
         f = self.where[name]
         if isinstance(f, TorchBinFile) and len(self.files) > 1:
@@ -207,6 +221,7 @@ class Plan:
     def __init__(self):
         self.metadata = []
         self.tensors = []  # (gguf_name, shape (rows, cols) or (n,), load function)
+        self.default_dtype = "f32"  # --dtype when none is given: "bf16" for a BF16 checkpoint
 
     def kv(self, key, vtype, value):
         self.metadata.append((key, vtype, value))
@@ -1164,7 +1179,15 @@ ALIGNMENT = 64
 GGUF_TYPES = {"u8": 0, "i8": 1, "u16": 2, "i16": 3, "u32": 4, "i32": 5, "f32": 6, "bool": 7,
               "str": 8, "arr": 9, "u64": 10, "i64": 11, "f64": 12}
 SCALAR_FMT = {"u32": "<I", "i32": "<i", "f32": "<f", "bool": "<?", "u64": "<Q"}
-GGML_F32, GGML_F16, GGML_Q8_0 = 0, 1, quants.GGML_Q8_0
+GGML_F32, GGML_F16, GGML_Q8_0, GGML_BF16 = 0, 1, quants.GGML_Q8_0, quants.GGML_BF16
+
+
+def to_bf16(w):
+    """float32 -> BF16 bits (little-endian uint16), rounded to nearest even: the top half of each
+    float after adding just under half of the dropped 16 bits, plus the kept lowest bit (finite
+    inputs; a BF16 checkpoint's values, widened exactly on loading, come back bit for bit)."""
+    x = np.ascontiguousarray(w, dtype="<f4").view("<u4")
+    return ((x + np.uint32(0x7fff) + ((x >> 16) & np.uint32(1))) >> 16).astype("<u2")
 QK8_0 = 32  # values per Q8_0 block
 
 
@@ -1253,7 +1276,12 @@ def _write_gguf_file(tmp, plan, infos):
                 raise AssertionError(f"internal: {name} has shape {w.shape}, planned {shape}")
             if not np.all(np.isfinite(w)):
                 refuse(f"{name}: weights contain inf or nan")
-            if ttype not in (GGML_F32, GGML_F16):
+            if ttype == GGML_BF16:
+                data = to_bf16(w)
+                if np.any((data & 0x7fff) == 0x7f80):
+                    refuse(f"{name}: weights overflow bfloat16 (use --dtype f32)")
+                data = data.tobytes()
+            elif ttype not in (GGML_F32, GGML_F16):
                 if np.abs(w).max() / 4.0 > 65504.0:  # the smallest level range (Q2_K) is 0..3
                     refuse(f"{name}: {quants.TYPES[ttype][0]} scales overflow float16 "
                            "(use --dtype f32)")
@@ -1440,6 +1468,8 @@ def build_plan(in_dir):
     tok = load_tokenizer(in_dir, cfg)  # before the weights: a cheap, common failure
     ws = WeightSource(in_dir)
     plan = Plan()
+    if ws.all_bf16():
+        plan.default_dtype = "bf16"
     plan.kv("general.architecture", "str", arch)
     plan.kv("general.name", "str", os.path.basename(os.path.normpath(in_dir)))
     plan.kv("general.alignment", "u32", ALIGNMENT)
@@ -1459,8 +1489,10 @@ def main(argv=None):
     ap.add_argument("out")
     ap.add_argument("--tokenizer", help="llama2.c's tokenizer.bin for a model.bin (default: "
                                         "tokenizer.bin beside it)")
-    ap.add_argument("--dtype", choices=sorted(FILE_TYPES), default="f32",
-                    help="type of the 2-D weight matrices (1-D tensors are always f32); "
+    ap.add_argument("--dtype", choices=sorted(FILE_TYPES),
+                    help="type of the 2-D weight matrices (1-D tensors are always f32); default "
+                         "bf16 for a checkpoint whose matrices are all BF16 (the same bits), "
+                         "else f32; "
                          "q4_k_m and q5_k_m mix in q6_k as llama.cpp does; rows a type's block "
                          "does not divide fall back as llama.cpp does (see docs/formats.md)")
     ap.add_argument("--vocab-only", action="store_true",
@@ -1477,14 +1509,18 @@ def main(argv=None):
             plan = build_vocab_plan(args.in_dir)
         else:
             plan = build_plan(args.in_dir)
-        plan.metadata = [(k, t, FILE_TYPES[args.dtype] if k == "general.file_type" else v)
+        dtype = args.dtype or plan.default_dtype
+        if args.dtype is None and dtype != "f32":
+            print(f"note: the checkpoint's matrices are all BF16: writing them as BF16, the same "
+                  f"bits (--dtype f32 to widen them)", file=sys.stderr)
+        plan.metadata = [(k, t, FILE_TYPES[dtype] if k == "general.file_type" else v)
                          for k, t, v in plan.metadata]
-        n, total, size = write_gguf(args.out, plan, args.dtype)
+        n, total, size = write_gguf(args.out, plan, dtype)
     except ExportError as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.out}: {n} tensors, {total} bytes of tensor data ({size} bytes total), "
-          f"dtype {args.dtype}", file=sys.stderr)
+          f"dtype {dtype}", file=sys.stderr)
     return 0
 
 

@@ -149,6 +149,7 @@ static const TypeSize TYPE_SIZES[GGML_TYPE_COUNT] = {
     [GGML_IQ2_S] = {"IQ2_S", 256, 82},
     [GGML_IQ1_S] = {"IQ1_S", 256, 50},
     [GGML_IQ1_M] = {"IQ1_M", 256, 56},
+    [GGML_BF16] = {"BF16", 1, 2},
 };
 /* clang-format on */
 
@@ -200,8 +201,8 @@ static int read_tensor_info(Reader *r, void *out) {
                         ggml_type_name(t->type), (unsigned long long)t->ne[0],
                         ggml_block_size(t->type));
         return fail(r->err,
-                    "tensor '%s': unsupported tensor type %u (supported: F32, F16, Q4_0, Q4_1, "
-                    "Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, Q8_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, "
+                    "tensor '%s': unsupported tensor type %u (supported: F32, F16, BF16, Q4_0, "
+                    "Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K, Q8_K, IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS, "
                     "IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M)",
                     name, t->type);
     }

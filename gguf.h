@@ -22,7 +22,7 @@ enum {
     GGML_Q8_0 = 8, GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13, GGML_Q6_K = 14,
     GGML_Q8_K = 15, GGML_IQ2_XXS = 16, GGML_IQ2_XS = 17, GGML_IQ3_XXS = 18, GGML_IQ1_S = 19,
     GGML_IQ4_NL = 20, GGML_IQ3_S = 21, GGML_IQ2_S = 22, GGML_IQ4_XS = 23, GGML_IQ1_M = 29,
-    GGML_TYPE_COUNT
+    GGML_BF16 = 30, GGML_TYPE_COUNT
 };
 /* clang-format on */
 
@@ -76,7 +76,7 @@ int gguf_get_str(const GGUF *g, const char *key, Str *out, Error *err);
 /* Bytes per row of `n` elements of a tensor type; 0 if the type is unknown or n does not fit it. */
 size_t ggml_row_bytes(uint32_t type, uint64_t n);
 const char *ggml_type_name(uint32_t type); /* "unsupported" for a type gguf.c does not know */
-/* Elements per block of a known type (1 for F32/F16; 32 or 256 for the quantized ones), 0 if
+/* Elements per block of a known type (1 for F32/F16/BF16; 32 or 256 for the quantized ones), 0 if
    unknown. */
 uint32_t ggml_block_size(uint32_t type);
 

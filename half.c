@@ -48,6 +48,15 @@ uint16_t f32_to_f16(float f) {
     return sign | (uint16_t)h;
 }
 
+uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)(x >> 16 | 0x40); /* NaN: keep it one */
+    /* round the 16 bits dropped to nearest even: add just under half, plus the kept lsb; a carry
+       out of the mantissa moves to the next exponent, past the largest finite one to inf */
+    return (uint16_t)((x + 0x7fffu + (x >> 16 & 1)) >> 16);
+}
+
 float f16_table[1 << 16];
 
 void half_init(void) {

@@ -73,11 +73,13 @@ static const uint8_t *row_ptr(const Tensor *w, int row) {
 }
 
 /* Columns [c0, c0 + n) of row `row` as floats; c0 and n multiples of the type's block. Halves
-   are widened by the set's kernel, the rest by the type's dequantizer. */
+   (F16, BF16) are widened by the set's kernel, the rest by the type's dequantizer. */
 static void row_span(float *out, const Tensor *w, int row, int c0, int n) {
     const uint8_t *p = row_ptr(w, row) + ggml_row_bytes(w->type, (uint64_t)c0);
     if (w->type == GGML_F16)
         active->f16_to_f32_row(out, (const uint16_t *)p, n);
+    else if (w->type == GGML_BF16)
+        active->bf16_to_f32_row(out, (const uint16_t *)p, n);
     else
         dequantize(w->type, out, p, n);
 }

@@ -46,6 +46,7 @@ typedef struct {
     void (*tile_f32)(float *out, int ostride, const float *w, int wstride, int nr, const float *xt,
                      int k, int nt, int accumulate);
     void (*f16_to_f32_row)(float *out, const uint16_t *in, int n);
+    void (*bf16_to_f32_row)(float *out, const uint16_t *in, int n); /* exact, as bf16_to_f32 */
     /* attention on one key tile (see kernels_simd.h): scores s (nq, KV_TILE) of queries q against
        all KV_TILE transposed keys kt (hd, KV_TILE), unscaled (the softmax scales them); o (nq, hd)
        += p (nq, nk) times values v (nk, hd), p's rows KV_TILE apart */

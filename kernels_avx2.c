@@ -28,6 +28,10 @@
 #define vstoreh(p, v)                                                                              \
     _mm_storeu_si128((__m128i *)(p),                                                               \
                      _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+/* BF16: 8 of them zero-extended to 32 bits, shifted into a float's top half */
+#define vloadbf(p)                                                                                 \
+    _mm256_castsi256_ps(                                                                           \
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 #define vset1(x) _mm256_set1_ps(x)
 #define f16s(h) _cvtsh_ss(h)
 #define vfma(a, b, c) _mm256_fmadd_ps(a, b, c)

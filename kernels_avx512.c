@@ -856,6 +856,10 @@ static TARGET float dot_q6_k_vnni(const void *wv, const void *xv, int n) {
 #define vstoreh(p, v)                                                                              \
     _mm256_storeu_si256((__m256i *)(p),                                                            \
                         _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+/* BF16: 16 of them zero-extended to 32 bits, shifted into a float's top half */
+#define vloadbf(p)                                                                                 \
+    _mm512_castsi512_ps(                                                                           \
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
 #define vset1(x) _mm512_set1_ps(x)
 #define f16s(h) _cvtsh_ss(h)
 #define vfma(a, b, c) _mm512_fmadd_ps(a, b, c)

@@ -20,6 +20,15 @@ static float dot_f16_c(const void *wv, const void *xv, int n) {
     return sum;
 }
 
+static float dot_bf16_c(const void *wv, const void *xv, int n) {
+    const uint16_t *w = wv;
+    const float *x = xv;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < n; i++) sum += bf16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
 static float dot_q8_c(const void *wv, const void *xv, int n) {
     const BlockQ8 *w = wv, *x = xv;
     float sum = 0.0f;
@@ -51,6 +60,10 @@ static void tile_f32_c(float *out, int ostride, const float *w, int wstride, int
 
 static void f16_to_f32_row_c(float *out, const uint16_t *in, int n) {
     for (int i = 0; i < n; i++) out[i] = f16_table[in[i]];
+}
+
+static void bf16_to_f32_row_c(float *out, const uint16_t *in, int n) {
+    for (int i = 0; i < n; i++) out[i] = bf16_to_f32(in[i]);
 }
 
 /* Attention's two products are one small matrix product (see kernels_simd.h):
@@ -102,9 +115,13 @@ const Kernels kernels_portable = {
     .name = "portable C",
     .tile_r = TR_C,
     .tile_c = TC_C,
-    .dot = {[GGML_F32] = dot_f32_c, [GGML_F16] = dot_f16_c, [GGML_Q8_0] = dot_q8_c},
+    .dot = {[GGML_F32] = dot_f32_c,
+            [GGML_F16] = dot_f16_c,
+            [GGML_BF16] = dot_bf16_c,
+            [GGML_Q8_0] = dot_q8_c},
     .tile_f32 = tile_f32_c,
     .f16_to_f32_row = f16_to_f32_row_c,
+    .bf16_to_f32_row = bf16_to_f32_row_c,
     .att_scores = {[KV_F32] = att_scores_f32_c, [KV_F16] = att_scores_f16_c},
     .att_pv = {[KV_F32] = att_pv_f32_c, [KV_F16] = att_pv_f16_c},
     .f32_to_f16_row = f32_to_f16_row_c,

@@ -264,12 +264,16 @@ static const WeightType TYPES[GGML_TYPE_COUNT] = {
     [GGML_IQ2_S] = {GGML_IQ2_S, GGML_Q8_K, unpack_iq2_s, NULL},
     [GGML_IQ1_S] = {GGML_IQ1_S, GGML_Q8_K, unpack_iq1_s, NULL},
     [GGML_IQ1_M] = {GGML_IQ1_M, GGML_Q8_K, unpack_iq1_m, NULL},
+    [GGML_BF16] = {GGML_BF16, GGML_F32, NULL, NULL},
 };
 
+/* The block-less types: floats, and weights widened to floats exactly. */
+static int is_float(uint32_t type) {
+    return type == GGML_F32 || type == GGML_F16 || type == GGML_BF16;
+}
+
 const WeightType *weight_type(uint32_t type) {
-    return type < GGML_TYPE_COUNT && (TYPES[type].unpack || type == GGML_F32 || type == GGML_F16)
-               ? &TYPES[type]
-               : NULL;
+    return type < GGML_TYPE_COUNT && (TYPES[type].unpack || is_float(type)) ? &TYPES[type] : NULL;
 }
 
 /* ---- written once on top of the unpacks ------------------------------------------------- */
@@ -282,6 +286,10 @@ void dequantize(uint32_t type, float *out, const void *w, int n) {
     }
     if (type == GGML_F16) {
         for (int i = 0; i < n; i++) out[i] = f16_table[((const uint16_t *)w)[i]];
+        return;
+    }
+    if (type == GGML_BF16) {
+        for (int i = 0; i < n; i++) out[i] = bf16_to_f32(((const uint16_t *)w)[i]);
         return;
     }
     const int block = (int)ggml_block_size(type);

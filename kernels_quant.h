@@ -175,7 +175,7 @@ typedef struct {
 typedef struct {
     uint32_t type;
     uint32_t act; /* GGML_F32 (the floats themselves), GGML_Q8_0 or GGML_Q8_K */
-    void (*unpack)(const void *block, Levels *out); /* NULL for F32 and F16 */
+    void (*unpack)(const void *block, Levels *out); /* NULL for F32, F16 and BF16 */
     /* the activation formats: quantize n floats (a multiple of the block) into blocks */
     void (*quantize)(void *out, const float *x, int n);
 } WeightType;

@@ -9,8 +9,9 @@
  *   FN(name)        the function's name with the set's suffix (dot_f32 -> dot_f32_avx2)
  *   TARGET          a function attribute enabling the set (empty where it is the baseline)
  *   VF, VL          a vector of VL floats
- *   vzero() vload(p) vloadh(p) vfma(a, b, c) vsum(v)
- *                   zero; load VL floats; load VL halves as floats; a * b + c; horizontal sum
+ *   vzero() vload(p) vloadh(p) vloadbf(p) vfma(a, b, c) vsum(v)
+ *                   zero; load VL floats; load VL halves (F16) or VL BF16 as floats (BF16:
+ *                   widened by a 16-bit shift, exact); a * b + c; horizontal sum
  *   vset1(x) vstore(p, v)   broadcast a float; store VL floats
  *   vstoreh(p, v)   store VL floats as halves, rounded to nearest even (as f32_to_f16)
  *   f16s(h)         one half to float in hardware (a table lookup would miss the cache)
@@ -74,8 +75,8 @@
 #endif
 #if !defined(VF) || !defined(VL) || !defined(vzero) || !defined(vload) || !defined(vloadh) ||      \
     !defined(vfma) || !defined(vsum) || !defined(vset1) || !defined(vstore) || !defined(f16s) ||   \
-    !defined(vstoreh)
-#error "kernels_simd.h: define VF, VL, vzero, vload(h), vfma, vsum, vset1, vstore(h), f16s first"
+    !defined(vstoreh) || !defined(vloadbf)
+#error "kernels_simd.h: define VF, VL, vzero, vload(h, bf), vfma, vsum, vset1, vstore(h), f16s"
 #endif
 #if !defined(I8DOT16) || !defined(I8DOT32)
 #error "kernels_simd.h: define I8DOT16 and I8DOT32 first"
@@ -92,16 +93,24 @@
 #error "kernels_simd.h: define all of Q8_DOT2, Q8_ACC2_TYPE, Q8_ACC2_ZERO, Q8_ACC2_FOLD, or none"
 #endif
 
-/* sum_{i0 <= i < n} w[i] * x[i], plus `sum`, for weights that are floats (half = 0) or halves
- * widened in registers (half = 1); half is a constant wherever this is inlined, so each caller
- * gets its own straight loop. Four independent accumulators hide the FMA latency. */
+/* The weights of dot_from: floats, or 16-bit floats widened in registers. */
+#define W_F32 0
+#define W_F16 1
+#define W_BF16 2
+
+/* sum_{i0 <= i < n} w[i] * x[i], plus `sum`, for weights that are floats, halves or BF16 (kind,
+ * W_*), the 16-bit ones widened in registers; kind is a constant wherever this is inlined, so
+ * each caller gets its own straight loop. Four independent accumulators hide the FMA latency. */
 static inline __attribute__((always_inline)) TARGET float FN(dot_from)(const void *w,
                                                                        const float *x, int i0,
                                                                        int n, float sum,
-                                                                       const int half) {
+                                                                       const int kind) {
     const float *wf = w;
     const uint16_t *wh = w;
-#define WLOAD(k) (half ? vloadh(wh + (k)) : vload(wf + (k)))
+/* VL weights from k widened to floats, or (WONE) the one weight k */
+#define WLOAD(k)                                                                                   \
+    (kind == W_F16 ? vloadh(wh + (k)) : kind == W_BF16 ? vloadbf(wh + (k)) : vload(wf + (k)))
+#define WONE(k) (kind == W_F16 ? f16_table[wh[k]] : kind == W_BF16 ? bf16_to_f32(wh[k]) : wf[k])
     VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
     int i = i0;
     for (; i + 4 * VL <= n; i += 4 * VL) {
@@ -111,9 +120,10 @@ static inline __attribute__((always_inline)) TARGET float FN(dot_from)(const voi
         a3 = vfma(WLOAD(i + 3 * VL), vload(x + i + 3 * VL), a3);
     }
     for (; i + VL <= n; i += VL) a0 = vfma(WLOAD(i), vload(x + i), a0);
-#undef WLOAD
     sum = vsum(a0) + vsum(a1) + (vsum(a2) + vsum(a3)) + sum;
-    for (; i < n; i++) sum += (half ? f16_table[wh[i]] : wf[i]) * x[i];
+    for (; i < n; i++) sum += WONE(i) * x[i];
+#undef WLOAD
+#undef WONE
     return sum;
 }
 
@@ -127,13 +137,18 @@ static TARGET float FN(dot_f32)(const void *wv, const void *x, int n) {
     int i = 0, head = off ? VL - off : 0;
     float sum_head = 0.0f;
     for (; i < head && i < n; i++) sum_head += w[i] * ((const float *)x)[i];
-    return FN(dot_from)(w, x, i, n, sum_head, 0);
+    return FN(dot_from)(w, x, i, n, sum_head, W_F32);
 }
 
-/* No alignment head for halves: a load of VL halves is at most 32 bytes, which from GGUF's
-   32-byte alignment stays within a cache line (rows of a multiple of 16 halves). */
+/* No alignment head for halves (F16, BF16): a load of VL halves is at most 32 bytes, which from
+   GGUF's 32-byte alignment stays within a cache line (rows of a multiple of 16 halves). */
 static TARGET float FN(dot_f16)(const void *w, const void *x, int n) {
-    return FN(dot_from)(w, x, 0, n, 0.0f, 1);
+    return FN(dot_from)(w, x, 0, n, 0.0f, W_F16);
+}
+
+/* BF16 weights, widened exactly, then the F32 arithmetic. */
+static TARGET float FN(dot_bf16)(const void *w, const void *x, int n) {
+    return FN(dot_from)(w, x, 0, n, 0.0f, W_BF16);
 }
 
 /* Q8_0 weights against Q8_0-quantized activations: per block an exact integer dot product,
@@ -710,6 +725,13 @@ static TARGET void FN(f16_to_f32_row)(float *out, const uint16_t *in, int n) {
     for (; i < n; i++) out[i] = f16_table[in[i]];
 }
 
+/* Widens n BF16 to floats (a weight tile, before tile_f32). */
+static TARGET void FN(bf16_to_f32_row)(float *out, const uint16_t *in, int n) {
+    int i = 0;
+    for (; i + VL <= n; i += VL) vstore(out + i, vloadbf(in + i));
+    for (; i < n; i++) out[i] = bf16_to_f32(in[i]);
+}
+
 /* Rounds n floats to halves (an F16 KV cache's keys and values, kv_store). */
 static TARGET void FN(f32_to_f16_row)(uint16_t *out, const float *in, int n) {
     int i = 0;
@@ -724,6 +746,7 @@ const Kernels FN(kernels) = {
     /* clang-format off */
     .dot = {[GGML_F32] = FN(dot_f32),
             [GGML_F16] = FN(dot_f16),
+            [GGML_BF16] = FN(dot_bf16),
             [GGML_Q8_0] = FN(dot_q8),
             [GGML_Q4_0] = DOT_Q4_0,
             [GGML_Q4_1] = DOT_Q4_1,
@@ -746,6 +769,7 @@ const Kernels FN(kernels) = {
     /* clang-format on */
     .tile_f32 = FN(tile_f32),
     .f16_to_f32_row = FN(f16_to_f32_row),
+    .bf16_to_f32_row = FN(bf16_to_f32_row),
     .att_scores = {[KV_F32] = FN(att_scores_f32), [KV_F16] = FN(att_scores_f16)},
     .att_pv = {[KV_F32] = FN(att_pv_f32), [KV_F16] = FN(att_pv_f16)},
     .f32_to_f16_row = FN(f32_to_f16_row),

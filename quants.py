@@ -20,6 +20,7 @@ import numpy as np
 
 GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0, GGML_Q5_1, GGML_Q8_0 = 0, 1, 2, 3, 6, 7, 8
 GGML_Q2_K, GGML_Q3_K, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_IQ4_NL = 10, 11, 12, 13, 14, 20
+GGML_BF16 = 30
 
 # type: (name, elements per block, bytes per block)
 TYPES = {
@@ -27,7 +28,7 @@ TYPES = {
     GGML_Q4_0: ("Q4_0", 32, 18), GGML_Q4_1: ("Q4_1", 32, 20), GGML_Q5_0: ("Q5_0", 32, 22),
     GGML_Q5_1: ("Q5_1", 32, 24), GGML_Q8_0: ("Q8_0", 32, 34), GGML_Q2_K: ("Q2_K", 256, 84),
     GGML_Q3_K: ("Q3_K", 256, 110), GGML_Q4_K: ("Q4_K", 256, 144), GGML_Q5_K: ("Q5_K", 256, 176),
-    GGML_Q6_K: ("Q6_K", 256, 210), GGML_IQ4_NL: ("IQ4_NL", 32, 18),
+    GGML_Q6_K: ("Q6_K", 256, 210), GGML_IQ4_NL: ("IQ4_NL", 32, 18), GGML_BF16: ("BF16", 1, 2),
 }
 
 IQ4NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
@@ -397,7 +398,8 @@ def quantize(ttype, w, threads=None):
 
 # --dtype -> (the 2-D matrices' type, llama.cpp's general.file_type, the mixture's larger type)
 DTYPES = {
-    "f32": (GGML_F32, 0, None), "f16": (GGML_F16, 1, None), "q8_0": (GGML_Q8_0, 7, None),
+    "f32": (GGML_F32, 0, None), "f16": (GGML_F16, 1, None), "bf16": (GGML_BF16, 32, None),
+    "q8_0": (GGML_Q8_0, 7, None),
     "q4_0": (GGML_Q4_0, 2, None), "q4_1": (GGML_Q4_1, 3, None), "q5_0": (GGML_Q5_0, 8, None),
     "q5_1": (GGML_Q5_1, 9, None), "q2_k": (GGML_Q2_K, 10, None), "q3_k": (GGML_Q3_K, 11, None),
     "q4_k": (GGML_Q4_K, 14, None), "q5_k": (GGML_Q5_K, 16, None), "q6_k": (GGML_Q6_K, 18, None),

@@ -224,7 +224,7 @@ class Reference:
 
     def __init__(self, hf_dir, dtype=torch.float64, f16_weights=False, weights="f32"):
         """weights: "f32" as stored; "f16" (or f16_weights=True) rounds every 2-D weight to
-        float16 and back; "q8_0" rounds it to GGUF's Q8_0 blocks along the rows the file stores
+        float16 and back, "bf16" to bfloat16 and back; "q8_0" rounds it to GGUF's Q8_0 blocks along the rows the file stores
         (F16 where a row is not a multiple of 32 long), so that the engine running a converted
         file is compared with the same weights."""
         if f16_weights:
@@ -247,6 +247,8 @@ class Reference:
             t = t.float()
             if weights == "f16" and t.dim() == 2:
                 t = t.half().float()  # exactly what an F16 GGUF stores
+            if weights == "bf16" and t.dim() == 2:
+                t = t.bfloat16().float()  # a BF16 GGUF's, rounded by torch
             if weights == "q8_0" and t.dim() == 2:
                 # GGUF rows are (out, in); GPT-2's Conv1D stores (in, out), so its rows are columns
                 conv1d = self.type == "gpt2" and any(k in name for k in ("c_attn", "c_proj", "c_fc"))

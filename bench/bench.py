@@ -2,7 +2,7 @@
 """make bench: tinygpt's speed against the machine's limits, measured in the same run.
 
     python3 bench/bench.py [--quick] [--shapes 15M,42M,110M]
-                           [--types f32,f16,q8_0,q4_0,q4_k,q4_k_m,iq4_xs,iq3_m,iq2_m]
+                           [--types f32,f16,bf16,q8_0,q4_0,q4_k,q4_k_m,iq4_xs,iq3_m,iq2_m]
                            [--threads 1,2]
                            [--prompt-tokens 128[,512,1024]] [--reps 3] [--llamacpp auto|on|off]
                            [--kv-cache f32|f16]
@@ -12,7 +12,7 @@
    before the runs and again after them; the higher of the two is used (the memory bus is shared
    with other machines, and a limit measured while they were busy would flatter every row).
 2. Builds random-weight llama models at llama2.c's three shapes as Hugging Face directories
-   (build/bench/<shape>-hf, reused when present) and exports each in F32, F16, Q8_0, Q4_0, Q4_K and
+   (build/bench/<shape>-hf, reused when present) and exports each in F32, F16, BF16, Q8_0, Q4_0, Q4_K and
    the Q4_K_M mixture with export.py
    (build/bench/<shape>-<type>.gguf, re-exported when export.py or the directory is newer), and
    the i-quant file types IQ4_XS, IQ3_M and IQ2_M from the F32 file with llama.cpp's own quantizer
@@ -88,7 +88,7 @@ BUSY_LIMIT = 0.1  # cores other processes may use during a row before it is mark
 VOCAB, CONTEXT = 32000, 2048  # room for a 1024-token prompt and the generated tokens
 # llama2.c's stories15M / 42M / 110M: dim, layers, heads (= kv heads), FFN hidden
 SHAPES = {"15M": (288, 6, 6, 768), "42M": (512, 8, 8, 1376), "110M": (768, 12, 12, 2048)}
-TYPES = ["f32", "f16", "q8_0", "q4_0", "q4_k", "q4_k_m", "iq4_xs", "iq3_m", "iq2_m"]
+TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q4_k_m", "iq4_xs", "iq3_m", "iq2_m"]
 LLAMACPP_FTYPES = {"iq4_xs", "iq3_m", "iq2_m"}  # quantized by llama.cpp, the rest by export.py
 QUANTIZE = ROOT / "build" / "tools" / "llama_quantize"
 QUANTIZE_LIBS = ROOT / "tests/oracles/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
@@ -621,7 +621,7 @@ def main(argv=None):
             for t in types:
                 model = models[s, t]
                 c = costs[s, t, PL] = model_costs(model, PL, a.kv_cache)
-                if t not in ("f32", "f16") and 1 in c["types"]:
+                if t not in ("f32", "f16", "bf16") and 1 in c["types"]:
                     problems.append(f"{s} {t}: some matrices were stored as F16 (rows no block divides)")
                 prompt_ids = [int(x) for x in tokenize(model, prompt)]
                 if len(prompt_ids) != PL:

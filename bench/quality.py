@@ -46,7 +46,7 @@ TEXT = ROOT / "models" / "kjv-valid.txt"
 OUT = ROOT / "build" / "quality"
 
 # llama.cpp's ftypes, each with the export.py dtype that asks for the same (None: no such dtype)
-ROWS = [("q8_0", "q8_0"), ("q6_k", "q6_k"), ("q5_k_m", "q5_k_m"), ("q5_k_s", "q5_k"),
+ROWS = [("bf16", "bf16"), ("q8_0", "q8_0"), ("q6_k", "q6_k"), ("q5_k_m", "q5_k_m"), ("q5_k_s", "q5_k"),
         ("q5_1", "q5_1"), ("q5_0", "q5_0"), ("q4_k_m", "q4_k_m"), ("q4_k_s", "q4_k"),
         ("q4_1", "q4_1"), ("q4_0", "q4_0"), ("iq4_nl", "iq4_nl"), ("q3_k_l", None),
         ("q3_k_m", None), ("q3_k_s", "q3_k"), ("q2_k", "q2_k"), ("iq4_xs", None),

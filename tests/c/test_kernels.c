@@ -1,6 +1,7 @@
 /* test_kernels.c: every optimized kernel against its plain reference, on shapes that are not
  * multiples of any vector width or block size; and the half-precision conversions, exhaustively.
  * Exits non-zero on any failure. */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -62,6 +63,68 @@ static void test_f16_roundtrip(void) {
     }
     check(diff == 0, "f32 -> f16 agrees with the compiler's _Float16 on 1e6 values");
 #endif
+}
+
+/* BF16, the top half of a float: every one of the 65,536 widens to the float with those top bits
+   (known encodings, and back to itself but for NaN, which stays NaN); f32_to_bf16 rounds as an
+   independent reference in double precision does: 8 significant bits, ties to even (rint), the
+   float's subnormals in steps of 2^-133, past the largest BF16 to infinity. */
+static void test_bf16(void) {
+    int bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        const float f = bf16_to_f32((uint16_t)h);
+        const int is_nan = (h & 0x7f80) == 0x7f80 && (h & 0x7f);
+        if (is_nan ? !isnan(f) || !isnan(bf16_to_f32(f32_to_bf16(f))) : f32_to_bf16(f) != h) bad++;
+    }
+    check(bad == 0, "bf16 -> f32 -> bf16 round trip of all 65536 (NaN stays NaN)");
+    check(bf16_to_f32(0x3f80) == 1.0f && bf16_to_f32(0xc000) == -2.0f &&
+              bf16_to_f32(0x7f7f) == ldexpf(255.0f, 120) &&
+              bf16_to_f32(0x0001) == ldexpf(1, -133) && bf16_to_f32(0x7f80) == INFINITY &&
+              signbit(bf16_to_f32(0x8000)),
+          "bf16 known values");
+    int diff = 0;
+    for (int i = 0; i < 2000000; i++) {
+        float f = ldexpf(frand(), (int)(frand() * 140.0f));
+        if (i % 4 == 1) f = ldexpf(1.0f + (float)(i % 256) / 256.0f + ldexpf(1, -8), i % 60 - 30);
+        if (i % 4 == 2) { /* the midpoints of random BF16 pairs, exactly, and their neighbours */
+            const uint16_t h = (uint16_t)(frand() * 32767.0f + 32768.0f) & 0xff7f;
+            const float m = (bf16_to_f32(h) + bf16_to_f32((uint16_t)(h + 1))) / 2;
+            f = i % 8 == 2 ? m : nextafterf(m, i % 16 == 6 ? INFINITY : -INFINITY);
+        }
+        const int e = ilogb(f) > -126 ? ilogb(f) : -126;
+        double q = f == 0 ? 0.0 : ldexp(rint(ldexp((double)f, 7 - e)), e - 7);
+        if (fabs(q) > FLT_MAX) q = copysign(INFINITY, q);
+        const float got = bf16_to_f32(f32_to_bf16(f));
+        if (got != (float)q || signbit(got) != signbit(f)) {
+            if (diff++ < 3) printf("  %a: f32_to_bf16 %a, reference %a\n", f, got, q);
+        }
+    }
+    check(diff == 0, "f32 -> bf16 rounds to nearest even as a double-precision reference, 2e6");
+    check(f32_to_bf16(FLT_MAX) == 0x7f80 && f32_to_bf16(ldexpf(255.5f, 120)) == 0x7f80 &&
+              f32_to_bf16(nextafterf(ldexpf(255.5f, 120), 0)) == 0x7f7f,
+          "f32 -> bf16 overflow to infinity");
+}
+
+/* A set's bf16_to_f32_row widens every BF16 to bf16_to_f32's bits, in rows that leave a tail. */
+static void test_bf16_row(const Kernels *k) {
+    enum { N = 65536 };
+    uint16_t *h = malloc(N * sizeof(uint16_t));
+    float *f = malloc(N * sizeof(float));
+    for (uint32_t i = 0; i < N; i++) h[i] = (uint16_t)(i * 40503u); /* all, shuffled */
+    int bad = 0;
+    for (int n0 = 0; n0 < N; n0 += 1001) {
+        const int n = N - n0 < 1001 ? N - n0 : 1001;
+        k->bf16_to_f32_row(f + n0, h + n0, n);
+        for (int i = n0; i < n0 + n; i++) {
+            const float r = bf16_to_f32(h[i]);
+            bad += memcmp(&f[i], &r, 4) != 0;
+        }
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%s: bf16_to_f32_row = bf16_to_f32 on all 65536", k->name);
+    check(bad == 0, what);
+    free(h);
+    free(f);
 }
 
 /* The quantized types, with where their half scales lie in a block: random bytes everywhere
@@ -129,6 +192,8 @@ static void *make_weights(uint32_t type, int rows, int cols, float *wf, size_t *
             memcpy(row, tmp, (size_t)cols * sizeof(float));
         else if (type == GGML_F16)
             for (int c = 0; c < cols; c++) ((uint16_t *)row)[c] = f32_to_f16(tmp[c]);
+        else if (type == GGML_BF16)
+            for (int c = 0; c < cols; c++) ((uint16_t *)row)[c] = f32_to_bf16(tmp[c]);
         else if (type == GGML_Q8_0)
             quantize_q8_0((BlockQ8 *)row, tmp, cols);
         else
@@ -507,8 +572,8 @@ static void test_tile_act(const Kernels *k) {
    product splits into runs; 515 are more (runs of unequal sizes). */
 static void test_threads(const Kernels *k) {
 #ifdef _OPENMP
-    const uint32_t types[] = {GGML_F32,  GGML_F16,  GGML_Q8_0, GGML_Q4_0,
-                              GGML_Q5_0, GGML_Q4_K, GGML_Q6_K};
+    const uint32_t types[] = {GGML_F32,  GGML_F16,  GGML_BF16, GGML_Q8_0,
+                              GGML_Q4_0, GGML_Q5_0, GGML_Q4_K, GGML_Q6_K};
     const int heights[] = {83, 515}, max_rows = 515, cols = 512, n = 9;
     float *x = malloc((size_t)n * cols * sizeof(float)), *o1 = malloc((size_t)n * max_rows * 4),
           *o2 = malloc((size_t)n * max_rows * 4), *wf = malloc((size_t)max_rows * cols * 4);
@@ -1008,6 +1073,7 @@ int main(void) {
     test_kv_unwritten(KV_F32);
     test_kv_unwritten(KV_F16);
     test_f16_roundtrip();
+    test_bf16();
     test_reference();
     test_quantize();
     test_exp_fast();
@@ -1022,16 +1088,20 @@ int main(void) {
     for (int s = 0; s < n_sets; s++) {
         printf("kernel set: %s\n", sets[s]->name);
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-            for (uint32_t type = GGML_F32; type <= GGML_F16; type++)
-                test_matmul(sets[s], type, shapes[i][0], shapes[i][1], shapes[i][2]);
+            for (int t = 0; t < 3; t++) {
+                const uint32_t floats[3] = {GGML_F32, GGML_F16, GGML_BF16};
+                test_matmul(sets[s], floats[t], shapes[i][0], shapes[i][1], shapes[i][2]);
+            }
         for (size_t i = 0; i < sizeof q8_shapes / sizeof q8_shapes[0]; i++)
             test_matmul(sets[s], GGML_Q8_0, q8_shapes[i][0], q8_shapes[i][1], q8_shapes[i][2]);
         /* one batch, weights of several types: activations in every format at once */
         const uint32_t mix1[3] = {GGML_F32, GGML_Q8_0, GGML_F16},
-                       mix2[3] = {GGML_Q4_K, GGML_IQ4_NL, GGML_Q6_K};
+                       mix2[3] = {GGML_Q4_K, GGML_IQ4_NL, GGML_Q6_K},
+                       mix3[3] = {GGML_BF16, GGML_Q4_K, GGML_F16};
         for (int n = 1; n <= 41; n += n < 11 ? 10 : 30) {
             test_matmul_many(sets[s], n, mix1, 96);
             test_matmul_many(sets[s], n, mix2, 512);
+            test_matmul_many(sets[s], n, mix3, 256);
         }
         /* the other quantized types: odd row counts and batches, rows of 1..17 blocks */
         for (int q = 0; q < N_QTYPES - 1; q++) { /* all but Q8_0 */
@@ -1059,6 +1129,7 @@ int main(void) {
                 test_kp(sets[s], t ? GGML_Q6_K : GGML_Q4_K, kp_shapes[i][0], kp_shapes[i][1]);
         test_threads(sets[s]);
         test_f32_to_f16_row(sets[s]);
+        test_bf16_row(sets[s]);
         /* queries (AR = 6 and TR / 3 blocks, single rows), head dims and written keys that are
            not multiples of any vector */
         const int att_k[][3] = {{1, 64, 64},  {1, 5, 1},   {7, 17, 37}, {24, 64, 64},

@@ -83,6 +83,11 @@ static int weights_sane(const GGUF *g) {
             memcpy(&h, p + k, 2);
             if ((h & 0x7FFF) > 0x5400) return 0; /* 0x5400 is 64.0; above: larger, inf, NaN */
         }
+        for (size_t k = 0; t->type == GGML_BF16 && k < t->nbytes; k += 2) {
+            uint16_t h;
+            memcpy(&h, p + k, 2);
+            if ((h & 0x7FFF) > 0x4280) return 0; /* 0x4280 is 64.0 in BF16 */
+        }
     }
     return 1;
 }

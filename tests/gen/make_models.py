@@ -154,14 +154,26 @@ def write_gpt2_tokenizer(d, as_tokenizer_json=False):
 # ----------------------------------------------------------------------------------------------
 # Weight files
 
-def write_safetensors(path, tensors):
+def bf16_bits(a):
+    """float32 array -> its values rounded to bfloat16 by torch (as a BF16 checkpoint saved by
+    torch holds them), as little-endian uint16 bits."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16)
+    return t.view(torch.int16).numpy().view("<u2")
+
+
+def write_safetensors(path, tensors, bf16=False):
     """safetensors by hand: u64 LE header size, JSON header (padded with spaces to 8 bytes, like the
-    reference implementation), then the raw little-endian bytes in header order."""
+    reference implementation), then the raw little-endian bytes in header order. bf16: float32
+    tensors stored as BF16, rounded by torch."""
     header, offset, blobs = {}, 0, []
     for name, a in tensors.items():
         a = np.ascontiguousarray(a)
         dtype = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16",
                  np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8"}[a.dtype]
+        if bf16 and dtype == "F32":
+            a, dtype = bf16_bits(a), "BF16"
         b = a.astype(a.dtype.newbyteorder("<")).tobytes()
         header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
         blobs.append(b)
@@ -175,13 +187,14 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
-def write_weights(d, tensors, storage):
+def write_weights(d, tensors, storage, bf16=False):
+    """The tensors in the variant's storage; bf16: float32 tensors as torch's bfloat16."""
     if storage == "lm_head_only":  # tied: the embedding saved once, as lm_head.weight
         tensors = {("lm_head.weight" if k == "model.embed_tokens.weight" else k): v
                    for k, v in tensors.items()}
         storage = "safetensors"
     if storage == "safetensors":
-        write_safetensors(d / "model.safetensors", tensors)
+        write_safetensors(d / "model.safetensors", tensors, bf16)
     elif storage == "sharded":
         # Two shards split in the middle of the (ordered) tensor list, plus the index that maps each
         # tensor to its shard, as transformers' save_pretrained(max_shard_size=...) does.
@@ -191,7 +204,7 @@ def write_weights(d, tensors, storage):
                   "model-00002-of-00002.safetensors": names[half:]}
         weight_map = {}
         for fname, ns in shards.items():
-            write_safetensors(d / fname, {n: tensors[n] for n in ns})
+            write_safetensors(d / fname, {n: tensors[n] for n in ns}, bf16)
             weight_map.update({n: fname for n in ns})
         total = sum(a.nbytes for a in tensors.values())
         (d / "model.safetensors.index.json").write_text(json.dumps(
@@ -199,8 +212,10 @@ def write_weights(d, tensors, storage):
     elif storage == "bin":
         import torch
 
-        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
-                   d / "pytorch_model.bin")
+        sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
+        if bf16:
+            sd = {k: v.to(torch.bfloat16) if v.dtype == torch.float32 else v for k, v in sd.items()}
+        torch.save(sd, d / "pytorch_model.bin")
     else:
         raise ValueError(storage)
 
@@ -432,7 +447,7 @@ SMALL = {"llama": {"intermediate_size": 24, "max_position_embeddings": 128},
          "gpt2": {"n_inner": 64, "n_positions": 128, "n_ctx": 128}}
 
 
-def make_llama(name, d, small):
+def make_llama(name, d, small, bf16=False):
     spec = {**LLAMA_VARIANTS, **FIXTURE_VARIANTS, **QUANT_VARIANTS, **DEPTH_VARIANTS,
             **PROBE_VARIANTS, **REAL_VARIANTS}[name]
     rng = _rng(name)
@@ -500,11 +515,11 @@ def make_llama(name, d, small):
         _silence_eos(t["lm_head.weight" if not tied else "model.embed_tokens.weight"], eos)
     if "plant" in spec:
         spec["plant"](t, cfg, d)
-    write_weights(d, t, spec.get("storage", "safetensors"))
+    write_weights(d, t, spec.get("storage", "safetensors"), bf16)
     return cfg
 
 
-def make_gpt2(name, d, small):
+def make_gpt2(name, d, small, bf16=False):
     spec = GPT2_VARIANTS[name]
     rng = _rng(name)
     cfg = dict(GPT2_BASE, **spec["cfg"])
@@ -547,20 +562,24 @@ def make_gpt2(name, d, small):
     if not tied:
         t["lm_head.weight"] = _normal(rng, (V, D), 0.3)
     _silence_eos(t["lm_head.weight" if not tied else pre + "wte.weight"], cfg["eos_token_id"])
-    write_weights(d, t, spec.get("storage", "safetensors"))
+    write_weights(d, t, spec.get("storage", "safetensors"), bf16)
     write_gpt2_tokenizer(d, as_tokenizer_json=spec.get("tokenizer_json", False))
     return cfg
 
 
-def make_model(name, out_dir, small=False):
-    """Create (or recreate) the HF directory for variant `name` at out_dir; returns its Path."""
+def make_model(name, out_dir, small=False, bf16=False):
+    """Create (or recreate) the HF directory for variant `name` at out_dir; returns its Path.
+    bf16: a BF16 checkpoint (every float tensor stored as torch's bfloat16, as most checkpoints
+    on the hub now are)."""
     d = Path(out_dir)
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
     llama = any(name in v for v in (LLAMA_VARIANTS, FIXTURE_VARIANTS, QUANT_VARIANTS, DEPTH_VARIANTS,
                                     PROBE_VARIANTS, REAL_VARIANTS))
-    cfg = make_llama(name, d, small) if llama else make_gpt2(name, d, small)
+    cfg = make_llama(name, d, small, bf16) if llama else make_gpt2(name, d, small, bf16)
+    if bf16:
+        cfg["torch_dtype"] = "bfloat16"
     (d / "config.json").write_text(json.dumps(cfg, indent=1))
     return d
 

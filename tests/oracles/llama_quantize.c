@@ -83,7 +83,7 @@ static const struct {
     {"q3_k_l", 13}, {"q4_k_s", 14}, {"q4_k_m", 15},  {"q5_k_s", 16}, {"q5_k_m", 17},
     {"q6_k", 18},   {"iq4_nl", 25}, {"iq2_xxs", 19}, {"iq2_xs", 20}, {"iq3_xxs", 23},
     {"iq1_s", 24},  {"iq3_s", 26},  {"iq3_m", 27},   {"iq2_s", 28},  {"iq2_m", 29},
-    {"iq4_xs", 30}, {"iq1_m", 31},
+    {"iq4_xs", 30}, {"iq1_m", 31},  {"bf16", 32},
 };
 
 static int ftype_of(const char *name) {
@@ -164,10 +164,11 @@ int main(int argc, char **argv) {
     }
     const int ftype = ftype_of(argv[4]);
     if (ftype < 0) {
-        fprintf(stderr,
-                "llama_quantize: unknown ftype '%s' (f32, f16, q4_0 ... q6_k, iq4_nl, iq4_xs ... "
-                "iq1_m)\n",
-                argv[4]);
+        fprintf(
+            stderr,
+            "llama_quantize: unknown ftype '%s' (f32, f16, bf16, q4_0 ... q6_k, iq4_nl, iq4_xs ... "
+            "iq1_m)\n",
+            argv[4]);
         return 2;
     }
     char *end = NULL;

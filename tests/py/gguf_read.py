@@ -5,7 +5,8 @@
 
 It deliberately shares no code with export.py so that a bug in the writer is not mirrored here.
 Tensors come back as numpy arrays with shape (rows, cols) = reversed GGUF ne (ne[0] is the
-contiguous dimension), in their stored dtype (float32 or float16).
+contiguous dimension), in their stored dtype (float32 or float16; BF16 and the quantized types
+as float32, exactly).
 """
 
 import struct
@@ -20,6 +21,7 @@ VALUE_TYPES = {0: "u8", 1: "i8", 2: "u16", 3: "i16", 4: "u32", 5: "i32", 6: "f32
 SCALARS = {"u8": "<B", "i8": "<b", "u16": "<H", "i16": "<h", "u32": "<I", "i32": "<i", "f32": "<f",
            "bool": "<?", "u64": "<Q", "i64": "<q", "f64": "<d"}
 GGML_TYPES = {0: np.float32, 1: np.float16}
+BF16 = 30  # bfloat16: the top 16 bits of a float32
 
 
 @dataclass
@@ -106,6 +108,10 @@ def read_gguf(path):
             assert start + nb * size <= len(buf), f"{name}: data past the end of the file"
             raw = np.frombuffer(buf, dtype=np.uint8, count=nb * size, offset=start)
             a = decode(ttype, raw).reshape(list(reversed(ne)))
+        elif ttype == BF16:  # widened by a shift into a float32's top half
+            assert start + 2 * n <= len(buf), f"{name}: data past the end of the file"
+            raw = np.frombuffer(buf, dtype="<u2", count=n, offset=start)
+            a = (raw.astype(np.uint32) << 16).view(np.float32).reshape(list(reversed(ne)))
         else:
             dt = np.dtype(GGML_TYPES[ttype]).newbyteorder("<")
             assert start + n * dt.itemsize <= len(buf), f"{name}: data past the end of the file"
@@ -155,7 +161,7 @@ def tensor_bytes(ttype, ne):
     if ttype in BLOCKS:
         _, block, size = BLOCKS[ttype]
         return n // block * size
-    return n * np.dtype(GGML_TYPES[ttype]).itemsize
+    return n * (2 if ttype == BF16 else np.dtype(GGML_TYPES[ttype]).itemsize)
 
 
 def realigned(path, align, out):

@@ -583,7 +583,8 @@ def test_tokenizer_json_equals_vocab_merges(build, tmp_path):
 
 
 def test_export_bf16_safetensors(build, tmp_path):
-    """bfloat16 safetensors (how most checkpoints are published) are widened exactly to F32."""
+    """bfloat16 safetensors (how most checkpoints are published) are widened exactly to F32 with
+    --dtype f32 (by default they stay BF16: test_bf16.py)."""
     files = build("llama_gqa")
     d = tmp_path / "llama_gqa"
     shutil.copytree(files["hf"], d)
@@ -599,9 +600,10 @@ def test_export_bf16_safetensors(build, tmp_path):
     h = json.dumps(header).encode()
     (d / "model.safetensors").write_bytes(len(h).to_bytes(8, "little") + h + b"".join(blobs))
     out = tmp_path / "out.gguf"
-    r = export(d, out)
+    r = export(d, out, "--dtype", "f32")
     assert r.returncode == 0, r.stderr
     g = read_gguf(out)
+    assert g.tensor_types["token_embd.weight"] == 0
     expected = sd["model.embed_tokens.weight"].to(torch.bfloat16).float().numpy()
     np.testing.assert_array_equal(g.tensors["token_embd.weight"], expected)
 
