@@ -126,16 +126,10 @@ def metaspace_words(line, split):
     return [w for w in re.split("(?=\u2581)", text) if w] if split else [text]
 
 
-def metaspace_bpe_json(lines, n_merges, split=False):
-    """A tokenizer.json as Hugging Face tokenizers trains a BPE with byte fallback behind a
-    Metaspace pre-tokenizer: merges learned on the pre-tokenized pieces (whole lines without
-    split, so that tokens such as "nd_" span words; most frequent pair first, ties by the pair's
-    order), vocabulary <unk> <s> </s>, the 256 byte tokens, the characters, then one token per
-    merge. Its merges are not SentencePiece scores: a token can split into two tokens without
-    that merge (both "ab" and "_a" + "b" give "_ab"), which merging by best score would join.
-    The pre-tokenizer also carries the older add_prefix_space, which transformers.js reads."""
-    words = collections.Counter(w for line in lines for w in metaspace_words(line, split))
-    words = {tuple(w): c for w, c in words.items()}
+def learn_merges(words, n_merges):
+    """BPE training: n_merges times, the most frequent adjacent pair of symbols (counted over
+    words, a {tuple of symbols: count}), ties to the pair first in sorted order, merged everywhere.
+    Returns the merges in order (pairs of symbols)."""
     merges = []
     for _ in range(n_merges):
         pairs = collections.Counter()
@@ -158,6 +152,20 @@ def metaspace_bpe_json(lines, n_merges, split=False):
                     i += 1
             new_words[tuple(out)] = new_words.get(tuple(out), 0) + c
         words = new_words
+    return merges
+
+
+def metaspace_bpe_json(lines, n_merges, split=False):
+    """A tokenizer.json as Hugging Face tokenizers trains a BPE with byte fallback behind a
+    Metaspace pre-tokenizer: merges learned on the pre-tokenized pieces (whole lines without
+    split, so that tokens such as "nd_" span words; most frequent pair first, ties by the pair's
+    order), vocabulary <unk> <s> </s>, the 256 byte tokens, the characters, then one token per
+    merge. Its merges are not SentencePiece scores: a token can split into two tokens without
+    that merge (both "ab" and "_a" + "b" give "_ab"), which merging by best score would join.
+    The pre-tokenizer also carries the older add_prefix_space, which transformers.js reads."""
+    words = collections.Counter(w for line in lines for w in metaspace_words(line, split))
+    words = {tuple(w): c for w, c in words.items()}
+    merges = learn_merges(words, n_merges)
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
     for b in range(256):
         vocab[f"<0x{b:02X}>"] = len(vocab)
@@ -209,28 +217,7 @@ def train_gpt2_bpe(text, n_merges):
     for tok, c in counts.items():
         w = tuple(b2u[b] for b in tok.encode("utf-8"))
         words[w] = words.get(w, 0) + c
-    merges = []
-    for _ in range(n_merges):
-        pairs = collections.Counter()
-        for w, c in words.items():
-            for a, b in zip(w, w[1:]):
-                pairs[(a, b)] += c
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        merges.append(best)
-        new_words = {}
-        for w, c in words.items():
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(w[i] + w[i + 1])
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            new_words[tuple(out)] = new_words.get(tuple(out), 0) + c
-        words = new_words
+    merges = learn_merges(words, n_merges)
     # vocab.json: the 256 byte characters in GPT-2's order (printable bytes first, as in its
     # encoder.json), then one token per merge, then EOS.
     vocab = {}
