@@ -198,8 +198,8 @@ def export_refusal(tmp_path, tj):
 
 
 def test_export_refuses_what_it_cannot_name(tmp_path):
-    """A tokenizer.json whose rules are none of the four byte-level pre-tokenizers, or whose
-    merges SentencePiece scores cannot express, is refused on one line naming what was found."""
+    """A tokenizer.json whose rules are none of the four byte-level pre-tokenizers is refused on
+    one line naming what was found; merges SentencePiece scores cannot express get a warning."""
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}
     vocab = {c: i for i, c in enumerate("abcĠ")} | {"ab": 4}
     base = {"model": {"type": "BPE", "vocab": vocab, "merges": ["a b"]}, "normalizer": None,
@@ -218,10 +218,13 @@ def test_export_refuses_what_it_cannot_name(tmp_path):
     rc, err = export_refusal(tmp_path, base | {"pre_tokenizer": byte_level | {"use_regex": True},
                                                "model": base["model"] | {"ignore_merges": True}})
     assert rc == 1 and "ignore_merges with the gpt-2 pre-tokenizer" in err, err
-    # SentencePiece-style: "abc" splits as "ab" + "c" and "a" + "bc", but only one is a merge
+    # SentencePiece-style: "abc" splits as "ab" + "c" and "a" + "bc", but only one is a merge:
+    # exported with its merges (./run merges by rank) and one warning line for llama.cpp
     spm = {"type": "BPE", "byte_fallback": True, "merges": [["a", "b"], ["b", "c"], ["ab", "c"]],
            "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4, "abc": 5}}
     rc, err = export_refusal(tmp_path, {"model": spm, "added_tokens": [], "pre_tokenizer": None,
                                         "normalizer": {"type": "Replace", "pattern": {"String": " "},
                                                        "content": "\u2581"}})
-    assert rc == 1 and "'abc' splits into the tokens 'a' + 'bc' without that merge" in err, err
+    # (this toy vocabulary then stops at its missing BOS, a later check)
+    assert "warning: tokenizer.json's merges are not SentencePiece scores (1 tokens, e.g. 'abc')" \
+        in err.splitlines()[0] and "without that merge" not in err, err
